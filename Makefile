@@ -1,0 +1,38 @@
+# ternac: the two set-up commands are `make demo` and `make test`; each creates .venv and
+# installs everything from pip the first time.
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+TERNAC  := $(VENV)/bin/ternac
+BOARD   ?= icebreaker
+MODEL   ?= digits
+LANES   ?= 8
+JOBS    ?= 2
+
+.PHONY: demo test bench verilog bitstream program clean venv
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(TERNAC) run digits --backend verilator --lanes $(LANES) --json build/demo_digits.json
+
+test: $(STAMP)
+	$(VPY) -m pytest -n $(JOBS) tests
+
+bench: $(STAMP)
+	mkdir -p build/bench
+	$(TERNAC) run digits --backend verilator --lanes 8 --json build/bench/digits_L8.json
+	$(TERNAC) run digits --backend verilator --lanes 32 --json build/bench/digits_L32.json
+
+verilog: $(STAMP)
+	$(TERNAC) verilog --out build/verilog --lanes $(LANES)
+
+clean:
+	rm -rf build sim_build

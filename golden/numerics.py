@@ -1,0 +1,205 @@
+"""The numerics contract of ternac: every width, rounding and saturation rule, defined once.
+
+Everything that computes on integers (the integer golden models, the compiler, the program
+interpreter, the RTL parameters and the tests) imports its rules from here. Nothing in this
+module knows about hardware; it only states the arithmetic.
+
+Sources
+-------
+* BitNet b1.58 (Ma et al. 2024, "The Era of 1-bit LLMs", eq. 1-3): absmean weight
+  quantization ``gamma = mean|W|``, ``t = clamp(round(W / (gamma + eps)), -1, 1)``.
+* Jacob et al. 2018 ("Quantization and Training of Neural Networks for Efficient
+  Integer-Arithmetic-Only Inference", sec. 2.2): a real multiplier ``M`` is applied as a
+  fixed-point integer ``m`` and a right shift ``s`` (dyadic requantization).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "ACT_BITS", "ACT_MIN", "ACT_MAX", "ABSMEAN_EPS", "M_BITS", "S_BITS", "S_MAX",
+    "absmean_ternarize", "check_ternary", "quantize_act", "acc_width", "ternary_matvec",
+    "dyadic", "requantize", "sat", "relu", "round_half_up_shift",
+]
+
+#: Activation width in bits. Activations are symmetric int8 in [-127, 127]: -128 is never
+#: produced, so negating an activation (a ``-1`` trit) never overflows 8 bits.
+ACT_BITS = 8
+ACT_MAX = 127
+ACT_MIN = -127
+
+#: eps of the absmean scale (BitNet b1.58): gamma = mean|W| + eps.
+ABSMEAN_EPS = 1e-5
+
+#: Width of the dyadic multiplier ``m`` (unsigned) and of the shift ``s``.
+M_BITS = 16
+S_BITS = 6
+S_MAX = (1 << S_BITS) - 1
+
+
+def absmean_ternarize(w: torch.Tensor, eps: float = ABSMEAN_EPS) -> tuple[torch.Tensor, float]:
+    """Quantize a weight tensor to trits with the BitNet b1.58 absmean rule.
+
+    ``gamma = mean(|W|) + eps`` over the whole tensor; ``t = clamp(round(W / gamma), -1, 1)``
+    with ``torch.round`` (round half to even; ties are measure-zero for real weights).
+
+    Parameters
+    ----------
+    w : torch.Tensor, float, any shape
+    eps : float
+
+    Returns
+    -------
+    (t, gamma) : (torch.Tensor int8 of w's shape with values in {-1, 0, +1}, float)
+
+    Source: Ma et al. 2024, "The Era of 1-bit LLMs", eq. (1)-(3).
+    """
+    w = w.detach().to(torch.float32)
+    gamma = float(w.abs().mean()) + eps
+    t = torch.clamp(torch.round(w / gamma), -1, 1).to(torch.int8)
+    return t, gamma
+
+
+def check_ternary(t: torch.Tensor, name: str = "tensor") -> torch.Tensor:
+    """Return ``t`` as int8 if every element is a trit in {-1, 0, +1}.
+
+    Raises
+    ------
+    ValueError
+        naming the tensor, the first offending value and its index.
+    """
+    if t.is_floating_point():
+        if not torch.all(torch.isfinite(t)):
+            raise ValueError(f"{name} holds NaN or infinite values, so it is not ternary")
+        if not torch.all(t == torch.round(t)):
+            raise ValueError(f"{name} holds non-integer values, so it is not ternary")
+    bad = (t < -1) | (t > 1)
+    if bool(bad.any()):
+        idx = tuple(int(i) for i in torch.nonzero(bad)[0])
+        raise ValueError(f"{name} is not ternary: element {idx} is {t[idx].item()!r}, "
+                         f"but trits must be -1, 0 or +1")
+    return t.to(torch.int8)
+
+
+def quantize_act(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Quantize real activations to symmetric int8: ``clamp(round(x / scale), -127, 127)``.
+
+    Parameters
+    ----------
+    x : torch.Tensor, float, any shape (real units)
+    scale : float, real value of one LSB (> 0)
+
+    Returns
+    -------
+    torch.Tensor, int8, same shape, values in [-127, 127].
+
+    Raises
+    ------
+    ValueError if ``scale`` is not a positive finite number.
+    """
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"activation scale must be positive and finite, not {scale!r}")
+    q = torch.round(x.to(torch.float64) / scale)
+    return torch.clamp(q, ACT_MIN, ACT_MAX).to(torch.int8)
+
+
+def acc_width(fan_in: int, act_max: int = ACT_MAX) -> int:
+    """Bits of a signed accumulator that holds any ternary dot product of ``fan_in`` terms.
+
+    ``|sum_i t_i x_i| <= fan_in * act_max``, so ``ceil(log2(fan_in * act_max + 1)) + 1``
+    bits (one for the sign) are exact. For fan_in = 64: 15 bits; 512: 18; 4096: 21.
+
+    Raises
+    ------
+    ValueError if ``fan_in`` < 1.
+    """
+    if fan_in < 1:
+        raise ValueError(f"fan-in must be at least 1, not {fan_in!r}")
+    return math.ceil(math.log2(fan_in * act_max + 1)) + 1
+
+
+def ternary_matvec(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Exact integer ternary matrix-vector product ``acc[..., j] = sum_i t[j, i] * x[..., i]``.
+
+    Parameters
+    ----------
+    t : (N, K) int8 trits
+    x : (..., K) integer activations (int8 range)
+
+    Returns
+    -------
+    (..., N) int64 accumulators; each fits in ``acc_width(K)`` signed bits.
+    """
+    return torch.matmul(x.to(torch.int64), t.to(torch.int64).T)
+
+
+def sat(x: torch.Tensor, lo: int = ACT_MIN, hi: int = ACT_MAX) -> torch.Tensor:
+    """Saturate (clamp) integers to [lo, hi]; default the int8 activation range [-127, 127]."""
+    return torch.clamp(x, lo, hi)
+
+
+def round_half_up_shift(v: torch.Tensor, s: int) -> torch.Tensor:
+    """``(v + 2^(s-1)) >> s`` with an arithmetic shift: divide by 2^s, ties rounded up (+inf).
+
+    For ``s = 0`` it is ``v``. This is the one rounding rule of every right shift in ternac.
+    """
+    v = v.to(torch.int64)
+    if s == 0:
+        return v
+    return (v + (1 << (s - 1))) >> s
+
+
+def requantize(acc: torch.Tensor, m: int, s: int, lo: int = ACT_MIN, hi: int = ACT_MAX) -> torch.Tensor:
+    """Dyadic requantization: ``y = sat8((acc * m + 2^(s-1)) >> s)``.
+
+    Parameters
+    ----------
+    acc : integer tensor (signed accumulators, any width up to 40 bits)
+    m : int, unsigned multiplier, ``0 <= m < 2**M_BITS`` (16 bits)
+    s : int, right shift, ``0 <= s <= S_MAX`` (6 bits)
+
+    Returns
+    -------
+    int64 tensor, same shape, values in [lo, hi] (default [-127, 127]).
+
+    Rounding is round-half-up: the constant ``2^(s-1)`` is added before an arithmetic right
+    shift, so -2.5 -> -2 and 2.5 -> 3. Source: Jacob et al. 2018, sec. 2.2.
+    """
+    if not (0 <= m < (1 << M_BITS)):
+        raise ValueError(f"dyadic multiplier m={m!r} does not fit {M_BITS} unsigned bits")
+    if not (0 <= s <= S_MAX):
+        raise ValueError(f"dyadic shift s={s!r} is outside [0, {S_MAX}]")
+    return sat(round_half_up_shift(acc.to(torch.int64) * m, s), lo, hi)
+
+
+def dyadic(scale: float, m_bits: int = M_BITS, s_max: int = S_MAX) -> tuple[int, int]:
+    """Approximate a positive real multiplier as ``m / 2^s`` with ``m < 2^m_bits``.
+
+    Chooses the largest ``s <= s_max`` for which ``m = round(scale * 2^s)`` still fits in
+    ``m_bits`` unsigned bits, which keeps ``m_bits`` significant bits of ``scale``.
+
+    Returns
+    -------
+    (m, s) : (int, int)
+
+    Raises
+    ------
+    ValueError if ``scale`` is not positive and finite, or too large to represent
+    (``scale >= 2^m_bits``).
+    """
+    if not (scale > 0 and math.isfinite(scale)):
+        raise ValueError(f"requantization scale must be positive and finite, not {scale!r}")
+    if round(scale) >= (1 << m_bits):
+        raise ValueError(f"requantization scale {scale!r} does not fit {m_bits} bits")
+    s = 0
+    while s < s_max and round(scale * (1 << (s + 1))) < (1 << m_bits):
+        s += 1
+    m = int(round(scale * (1 << s)))
+    return max(m, 1), s
+
+
+def relu(x: torch.Tensor) -> torch.Tensor:
+    """Integer ReLU, ``max(x, 0)``; keeps dtype."""
+    return torch.clamp(x, min=0)
