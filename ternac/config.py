@@ -1,0 +1,79 @@
+"""Accelerator configuration shared by the compiler, the RTL generator and the simulators.
+
+One :class:`AccelConfig` fixes every size the compiler must respect and the RTL is built
+with. The compiler rejects a model that does not fit; the RTL sizes its memories and
+accumulators from the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from golden.numerics import acc_width
+
+__all__ = ["AccelConfig", "HostSpace"]
+
+
+class HostSpace:
+    """Address spaces of the accelerator's host port (2 bits)."""
+    SCRATCH = 0   # activation scratchpad, 16-bit words (sign-extended on read)
+    OUT = 1       # output buffer, 32-bit words
+    PROG = 2      # program memory, 128-bit words written as 4 x 32-bit slices (addr = 4*word + slice)
+    WEIGHTS = 3   # weight memory, 2*lanes-bit words written as 32-bit slices (addr = slices*word + slice)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccelConfig:
+    """Sizes of one accelerator build.
+
+    Parameters
+    ----------
+    lanes : int
+        L, output rows computed in parallel (one trit-MAC a lane a cycle); a multiple of 4
+        from 4 to 64. Weight words are ``2 * lanes`` bits.
+    weight_depth : int
+        Weight memory depth in words (each ``2 * lanes`` bits).
+    scratch_depth : int
+        Scratchpad depth in 16-bit words.
+    out_depth : int
+        Output buffer depth in 32-bit words.
+    prog_depth : int
+        Program memory depth in 128-bit instructions.
+    max_fan_in : int
+        Largest fan-in K supported; sizes the accumulators (``acc_width(max_fan_in)`` bits).
+
+    Raises
+    ------
+    ValueError for a lane count or depth outside the accepted range.
+    """
+    lanes: int = 8
+    weight_depth: int = 4096
+    scratch_depth: int = 1024
+    out_depth: int = 256
+    prog_depth: int = 64
+    max_fan_in: int = 1024
+
+    def __post_init__(self):
+        if not (4 <= self.lanes <= 64 and self.lanes % 4 == 0):
+            raise ValueError(f"lanes must be a multiple of 4 from 4 to 64, not {self.lanes!r}")
+        for name in ("weight_depth", "scratch_depth", "out_depth", "prog_depth", "max_fan_in"):
+            v = getattr(self, name)
+            if not (isinstance(v, int) and 1 <= v <= (1 << 20)):
+                raise ValueError(f"{name} must be an integer from 1 to 2**20, not {v!r}")
+
+    @property
+    def word_bits(self) -> int:
+        """Bits of a weight word (2 bits a trit, one trit a lane)."""
+        return 2 * self.lanes
+
+    @property
+    def acc_bits(self) -> int:
+        """Accumulator width in bits, exact for ``max_fan_in`` (golden.numerics.acc_width)."""
+        return acc_width(self.max_fan_in)
+
+    @property
+    def weight_slices(self) -> int:
+        """32-bit host slices a weight word."""
+        return -(-self.word_bits // 32)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
