@@ -109,7 +109,7 @@ def acc_width(fan_in: int, act_max: int = ACT_MAX) -> int:
     """Bits of a signed accumulator that holds any ternary dot product of ``fan_in`` terms.
 
     ``|sum_i t_i x_i| <= fan_in * act_max``, so ``ceil(log2(fan_in * act_max + 1)) + 1``
-    bits (one for the sign) are exact. For fan_in = 64: 15 bits; 512: 18; 4096: 21.
+    bits (one for the sign) are exact. For fan_in = 64: 14 bits; 512: 17; 4096: 20.
 
     Raises
     ------
@@ -186,8 +186,10 @@ def dyadic(scale: float, m_bits: int = M_BITS, s_max: int = S_MAX) -> tuple[int,
 
     Raises
     ------
-    ValueError if ``scale`` is not positive and finite, or too large to represent
-    (``scale >= 2^m_bits``).
+    ValueError if ``scale`` is not positive and finite, or outside what ``m / 2^s`` can
+    represent (``scale`` rounds to ``>= 2^m_bits``, or ``scale * 2^s_max`` rounds to 0).
+    Relative error < 2^-15 for ``2^(m_bits - 1 - s_max) <= scale < 2^m_bits``; below that
+    range ``m`` keeps fewer significant bits.
     """
     if not (scale > 0 and math.isfinite(scale)):
         raise ValueError(f"requantization scale must be positive and finite, not {scale!r}")
@@ -197,7 +199,10 @@ def dyadic(scale: float, m_bits: int = M_BITS, s_max: int = S_MAX) -> tuple[int,
     while s < s_max and round(scale * (1 << (s + 1))) < (1 << m_bits):
         s += 1
     m = int(round(scale * (1 << s)))
-    return max(m, 1), s
+    if m == 0:
+        raise ValueError(f"requantization scale {scale!r} is at most 2^-{s_max + 1}, too small "
+                         f"to represent as m / 2^s with s <= {s_max}")
+    return m, s
 
 
 def relu(x: torch.Tensor) -> torch.Tensor:
