@@ -1,0 +1,214 @@
+"""The program interpreter: executes a ternac program in PyTorch, exactly as the ISA defines it.
+
+It is the fourth level of the numerics contract (../shared/DESIGN.md): run on a compiled
+program and weight image, it must equal the integer golden model bit for bit, and the RTL
+must equal it bit for bit. It therefore computes nothing of its own: trits come from
+decoding the lane-tiled I2 weight words (:func:`golden.image.words_to_trits`), and the
+arithmetic is :func:`golden.numerics.ternary_matvec`, :func:`golden.numerics.requantize`
+and :func:`golden.numerics.relu`, the functions the integer golden model uses. The
+semantics of every opcode are those of the :mod:`golden.isa` docstring.
+
+Batched: the machine state carries a leading batch dimension B, and every sample runs the
+same program independently (the host runs one inference at a time; batching only makes
+the interpreter fast). No cycle model here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from .image import words_to_trits
+from .isa import Flag, Instr, Op, decode_program
+from .numerics import relu, requantize, ternary_matvec
+
+__all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
+
+#: Width of a scratchpad word (signed) and of an output-buffer word (signed), golden.isa.
+SCRATCH_BITS = 16
+OUT_BITS = 32
+
+
+class MachineError(ValueError):
+    """A program that does something the ISA does not define (out-of-range address, ...)."""
+
+
+@dataclasses.dataclass
+class MachineState:
+    """State of the machine after :func:`run_program`.
+
+    Attributes
+    ----------
+    scratch : (B, scratch_depth) int64 tensor, values in the signed 16-bit range
+    out : (B, out_depth) int64 tensor, values in the signed 32-bit range
+    result : (B,) int64 tensor, the ARGMAX register (0 if no ARGMAX ran)
+    executed : int, instructions executed including the HALT
+    """
+    scratch: torch.Tensor
+    out: torch.Tensor
+    result: torch.Tensor
+    executed: int
+
+
+def _fits(x: torch.Tensor, bits: int) -> bool:
+    return bool(((x >= -(1 << (bits - 1))) & (x < (1 << (bits - 1)))).all())
+
+
+def _span(what: str, base: int, length: int, depth: int, pc: int, ins: Instr) -> None:
+    if base + length > depth:
+        raise MachineError(f"instruction {pc} ({ins}) {what} words {base}..{base + length - 1}, "
+                           f"past the end of a {depth}-word memory")
+
+
+def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int], *,
+                lanes: int, scratch_depth: int, out_depth: int,
+                weight_depth: int | None = None,
+                scratch_init: Mapping[int, object] | torch.Tensor | None = None,
+                batch: int | None = None) -> MachineState:
+    """Execute a program on a fresh machine until HALT.
+
+    Parameters
+    ----------
+    program : list of :class:`golden.isa.Instr`, or of 128-bit instruction words
+    weights : list of int, the weight memory from address 0, words of ``2 * lanes`` bits
+        (lane-tiled I2, see :func:`golden.packing.tile_lanes`)
+    lanes : int, L
+    scratch_depth, out_depth : int, depths of the scratchpad (16-bit words) and of the output
+        buffer (32-bit words)
+    weight_depth : int, optional; depth of the weight memory (default ``len(weights)``)
+    scratch_init : optional initial scratchpad contents, either a (B, scratch_depth) or
+        (scratch_depth,) integer tensor, or a mapping ``{address: values}`` where values is a
+        (len,) or (B, len) integer tensor or a list; the rest is zero. Values must fit 16
+        signed bits.
+    batch : int, optional; B when ``scratch_init`` does not fix it (default 1)
+
+    Returns
+    -------
+    MachineState
+
+    Raises
+    ------
+    MachineError (a ValueError) if the program runs past its end without HALT, reads or
+    writes outside a memory, uses an undefined flag, or an initial value does not fit;
+    ValueError from :func:`golden.isa.decode` on an unknown opcode or from
+    :func:`golden.image.words_to_trits` on an invalid weight word.
+    """
+    prog = list(program)
+    if prog and not isinstance(prog[0], Instr):
+        prog = decode_program([int(w) for w in prog])
+    if weight_depth is None:
+        weight_depth = len(weights)
+    if len(weights) > weight_depth:
+        raise MachineError(f"{len(weights)} weight words do not fit a {weight_depth}-word "
+                           f"weight memory")
+    # Decode the whole weight memory once: (words, lanes) int8 trits.
+    wtrits = words_to_trits(list(weights), lanes)
+
+    scratch = _initial_scratch(scratch_init, scratch_depth, batch)
+    b = scratch.shape[0]
+    out = torch.zeros(b, out_depth, dtype=torch.int64)
+    result = torch.zeros(b, dtype=torch.int64)
+
+    pc = 0
+    executed = 0
+    while True:
+        if pc >= len(prog):
+            raise MachineError(f"the program ran past its last instruction ({len(prog)}) "
+                               f"without a HALT")
+        ins = prog[pc]
+        executed += 1
+        if ins.op == Op.HALT:
+            break
+        if ins.op == Op.MATVEC:
+            _matvec(ins, pc, wtrits, weight_depth, lanes, scratch, out)
+        elif ins.op == Op.ARGMAX:
+            if ins.n < 1:
+                raise MachineError(f"instruction {pc} ({ins}) is an ARGMAX over 0 elements")
+            _span("reads out", ins.src, ins.n, out_depth, pc, ins)
+            v = out[:, ins.src:ins.src + ins.n]
+            # The smallest index of the maximum, spelled out rather than relying on
+            # torch.argmax's tie rule.
+            idx = torch.arange(ins.n, dtype=torch.int64).expand_as(v)
+            hit = v == v.max(dim=1, keepdim=True).values
+            result = torch.where(hit, idx, ins.n).min(dim=1).values
+        else:  # pragma: no cover - decode() rejects unknown opcodes
+            raise MachineError(f"instruction {pc} has unknown opcode {ins.op!r}")
+        pc += 1
+    return MachineState(scratch=scratch, out=out, result=result, executed=executed)
+
+
+def _initial_scratch(init, depth: int, batch: int | None) -> torch.Tensor:
+    if isinstance(init, torch.Tensor):
+        s = init.to(torch.int64)
+        if s.dim() == 1:
+            s = s.unsqueeze(0)
+        if s.dim() != 2 or s.shape[1] != depth:
+            raise MachineError(f"scratch_init has shape {tuple(init.shape)}, expected "
+                               f"(B, {depth}) or ({depth},)")
+        s = s.clone()
+        if batch is not None and s.shape[0] != batch:
+            s = s.expand(batch, depth).clone()
+    else:
+        items = [(int(a), torch.as_tensor(v).to(torch.int64)) for a, v in (init or {}).items()]
+        b = batch
+        for _, v in items:
+            if v.dim() == 2:
+                if b is not None and v.shape[0] != b and b != 1:
+                    raise MachineError(f"scratch_init holds batches of {v.shape[0]} and {b}")
+                b = v.shape[0]
+        s = torch.zeros(b or 1, depth, dtype=torch.int64)
+        for addr, v in items:
+            n = v.shape[-1]
+            if addr < 0 or addr + n > depth:
+                raise MachineError(f"scratch_init writes words {addr}..{addr + n - 1}, outside "
+                                   f"the {depth}-word scratchpad")
+            s[:, addr:addr + n] = v
+    if not _fits(s, SCRATCH_BITS):
+        raise MachineError(f"scratch_init holds values outside the signed {SCRATCH_BITS}-bit "
+                           f"range of a scratchpad word")
+    return s
+
+
+def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes: int,
+            scratch: torch.Tensor, out: torch.Tensor) -> None:
+    flags = Flag(ins.flags & int(Flag.RELU | Flag.RAW))
+    if ins.flags != int(flags):
+        raise MachineError(f"instruction {pc} ({ins}) has undefined flag bits "
+                           f"{ins.flags & ~int(Flag.RELU | Flag.RAW):#x}")
+    if Flag.RAW in flags and Flag.RELU in flags:
+        raise MachineError(f"instruction {pc} ({ins}) sets both RAW and RELU, which the ISA "
+                           f"does not define")
+    n, k = ins.n, ins.k
+    if n < 1 or k < 1:
+        raise MachineError(f"instruction {pc} ({ins}) is a MATVEC of {n}x{k}; both must be >= 1")
+    tiles = -(-n // lanes)
+    _span("reads weight", ins.wbase, tiles * k, weight_depth, pc, ins)
+    if ins.wbase + tiles * k > wtrits.shape[0]:
+        raise MachineError(f"instruction {pc} ({ins}) reads weight words "
+                           f"{ins.wbase}..{ins.wbase + tiles * k - 1}, but only "
+                           f"{wtrits.shape[0]} were loaded")
+    _span("reads scratch", ins.src, k, scratch.shape[1], pc, ins)
+    dst_mem = out if Flag.RAW in flags else scratch
+    _span("writes " + ("out" if Flag.RAW in flags else "scratch"), ins.dst, n,
+          dst_mem.shape[1], pc, ins)
+    if Flag.RAW not in flags and ins.dst < ins.src + k and ins.src < ins.dst + n:
+        # The engine may write a tile's results while later tiles still read the input.
+        raise MachineError(f"instruction {pc} ({ins}) writes scratch words "
+                           f"{ins.dst}..{ins.dst + n - 1} over its own input "
+                           f"{ins.src}..{ins.src + k - 1}, which the ISA does not define")
+    # ISA: word wbase + jt*k + i holds t[jt*lanes + l, i] in lane l.
+    w = wtrits[ins.wbase:ins.wbase + tiles * k].view(tiles, k, lanes).permute(0, 2, 1)
+    t = w.reshape(tiles * lanes, k)[:n]
+    x = scratch[:, ins.src:ins.src + k]
+    acc = ternary_matvec(t, x)
+    if Flag.RAW in flags:
+        if not _fits(acc, OUT_BITS):  # pragma: no cover - needs K * 2^15 >= 2^31
+            raise MachineError(f"instruction {pc} ({ins}) produced an accumulator outside "
+                               f"{OUT_BITS} signed bits")
+        out[:, ins.dst:ins.dst + n] = acc
+    else:
+        y = requantize(acc, ins.m, ins.s)
+        if Flag.RELU in flags:
+            y = relu(y)
+        scratch[:, ins.dst:ins.dst + n] = y
