@@ -46,7 +46,7 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("wbase", 20),   # weight memory word address
     ("m", 16),       # dyadic multiplier (golden.numerics.M_BITS)
     ("s", 6),        # dyadic shift (golden.numerics.S_BITS)
-    ("rsvd", 22),
+    ("rsvd", 16),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 

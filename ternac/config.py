@@ -18,7 +18,7 @@ class HostSpace:
     SCRATCH = 0   # activation scratchpad, 16-bit words (sign-extended on read)
     OUT = 1       # output buffer, 32-bit words
     PROG = 2      # program memory, 128-bit words written as 4 x 32-bit slices (addr = 4*word + slice)
-    WEIGHTS = 3   # weight memory, 2*lanes-bit words written as 32-bit slices (addr = slices*word + slice)
+    WEIGHTS = 3   # weight memory, 2*lanes-bit words as 32-bit slices (addr = 4*word + slice)
 
 
 @dataclasses.dataclass(frozen=True)

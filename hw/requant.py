@@ -1,0 +1,89 @@
+"""Requantizer: dyadic requantization of accumulators to int8, with optional ReLU."""
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.numerics import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS
+
+__all__ = ["Requantizer"]
+
+
+class Requantizer(wiring.Component):
+    """``y = sat8((acc * m + 2^(s-1)) >> s)``, then ``max(y, 0)`` if ``relu``.
+
+    The rule is golden.numerics.requantize (round half up by the added constant, arithmetic
+    shift, saturation to [-127, 127]). The product ``acc * m`` is ``acc_bits + M_BITS + 1``
+    bits (signed x unsigned) and maps onto DSP multipliers (SB_MAC16 / MULT18X18).
+    A ``tag`` (e.g. the output index) travels with each element unchanged.
+
+    Latency 2 cycles; throughput one element a cycle; the whole pipeline stalls together
+    while ``o`` is not ready.
+
+    Parameters
+    ----------
+    acc_bits : int     signed accumulator width
+    tag_bits : int     width of the side-band tag
+
+    Members
+    -------
+    i : In(stream.Signature({acc: signed(acc_bits), tag: tag_bits}))
+    o : Out(stream.Signature({y: signed(8), tag: tag_bits}))
+    m : In(M_BITS)     dyadic multiplier, unsigned; hold constant while elements flow
+    s : In(S_BITS)     dyadic shift
+    relu : In(1)
+    """
+
+    def __init__(self, *, acc_bits: int, tag_bits: int = 1):
+        self._acc_bits = acc_bits
+        self._tag_bits = tag_bits
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"acc": signed(acc_bits), "tag": tag_bits}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": signed(ACT_BITS), "tag": tag_bits}))),
+            "m": In(M_BITS),
+            "s": In(S_BITS),
+            "relu": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pw = self._acc_bits + M_BITS + 1
+        ce = Signal()
+        m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
+
+        # Stage 1: the product (a DSP).
+        v1 = Signal()
+        prod = Signal(signed(pw))
+        tag1 = Signal(self._tag_bits)
+        with m.If(ce):
+            m.d.sync += [
+                v1.eq(self.i.valid),
+                prod.eq(self.i.payload.acc * self.m),
+                tag1.eq(self.i.payload.tag),
+            ]
+
+        # Stage 2: round half up, arithmetic shift, saturate, ReLU.
+        sm1 = Signal(S_BITS)
+        m.d.comb += sm1.eq(self.s - 1)
+        rnd = Signal(unsigned(pw))
+        m.d.comb += rnd.eq(Mux(self.s == 0, 0, (Const(1, pw) << sm1)[:pw]))
+        rounded = Signal(signed(pw + 1))
+        m.d.comb += rounded.eq(prod + rnd)
+        shifted = Signal(signed(pw + 1))
+        m.d.comb += shifted.eq(rounded >> self.s)
+        y = Signal(signed(ACT_BITS))
+        with m.If(self.s >= pw):
+            # |prod| < 2^(pw-1) <= 2^(s-1): (prod + 2^(s-1)) >> s is exactly 0.
+            m.d.comb += y.eq(0)
+        with m.Elif(shifted > ACT_MAX):
+            m.d.comb += y.eq(ACT_MAX)
+        with m.Elif(shifted < Mux(self.relu, 0, ACT_MIN)):
+            m.d.comb += y.eq(Mux(self.relu, 0, ACT_MIN))
+        with m.Else():
+            m.d.comb += y.eq(shifted)
+        with m.If(ce):
+            m.d.sync += [
+                self.o.valid.eq(v1),
+                self.o.payload.y.eq(y),
+                self.o.payload.tag.eq(tag1),
+            ]
+        return m

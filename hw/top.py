@@ -1,0 +1,139 @@
+"""Accelerator: the sequencer and its datapath with the scratchpad, output buffer, program
+and weight memories, and a host port (the testbench, or a board's UART host link)."""
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from golden.isa import INSTR_BITS
+from ternac.config import AccelConfig, HostSpace
+from .memory import WeightMemory
+from .sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """The ternac NPU for one :class:`~ternac.config.AccelConfig`.
+
+    Memories: scratchpad (``scratch_depth`` x 16 bit), output buffer (``out_depth`` x 32 bit),
+    program (``prog_depth`` x 128 bit, initialised with ``program_words``) and weights
+    (``weight_depth`` x ``2*lanes`` bit, initialised with ``weight_words``; a board may pass
+    its own ``weight_memory`` built from SPRAM, which the bitstream cannot initialise).
+
+    Host port (usable while ``busy`` is low): ``host_space`` selects a
+    :class:`~ternac.config.HostSpace`; a write takes one cycle; a read returns
+    ``host_rdata`` the cycle after ``host_re``. PROG and WEIGHTS words are addressed as
+    ``4 * word + slice`` with 32-bit slices, least significant first; a WEIGHTS word is
+    staged and written whole when its last slice (``ceil(2*lanes/32) - 1``) is written.
+
+    Members
+    -------
+    host_addr : In(20), host_space : In(2), host_wdata : In(32), host_we : In(1),
+    host_re : In(1), host_rdata : Out(32)
+    start : In(1), busy : Out(1), done : Out(1), error : Out(1), result : Out(32),
+    cycles : Out(32)
+    """
+
+    def __init__(self, cfg: AccelConfig, weight_words=(), program_words=(), *, weight_memory=None):
+        if not isinstance(cfg, AccelConfig):
+            raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
+        program_words = list(program_words)
+        if len(program_words) > cfg.prog_depth:
+            raise ValueError(f"program of {len(program_words)} instructions does not fit a "
+                             f"program memory of {cfg.prog_depth}")
+        self.cfg = cfg
+        self._program = program_words
+        self._weight_memory = weight_memory or WeightMemory(
+            word_bits=cfg.word_bits, depth=cfg.weight_depth, init=weight_words)
+        super().__init__({
+            "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
+            "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
+            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "result": Out(32), "cycles": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.cfg
+        m.submodules.seq = seq = Sequencer(
+            lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
+            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth)
+        m.submodules.scratch = scratch = Memory(shape=16, depth=cfg.scratch_depth, init=[])
+        m.submodules.outbuf = outbuf = Memory(shape=32, depth=cfg.out_depth, init=[])
+        m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
+        m.submodules.weights = wmem = self._weight_memory
+
+        for name in ("start", "busy", "done", "error", "result", "cycles"):
+            sig = getattr(self, name)
+            if name == "start":
+                m.d.comb += seq.start.eq(sig)
+            else:
+                m.d.comb += sig.eq(getattr(seq, name))
+
+        busy = seq.busy
+        host = ~busy
+        space, addr = self.host_space, self.host_addr
+        word, slc = addr[2:], addr[:2]
+
+        scr_r, scr_w = scratch.read_port(), scratch.write_port()
+        out_r, out_w = outbuf.read_port(), outbuf.write_port()
+        prg_r, prg_w = prog.read_port(), prog.write_port(granularity=32)
+
+        m.d.comb += [
+            scr_r.addr.eq(Mux(busy, seq.scr_raddr, addr)),
+            seq.scr_rdata.eq(scr_r.data),
+            scr_w.addr.eq(Mux(busy, seq.scr_waddr, addr)),
+            scr_w.data.eq(Mux(busy, seq.scr_wdata, self.host_wdata)),
+            scr_w.en.eq(Mux(busy, seq.scr_wen, self.host_we & (space == HostSpace.SCRATCH))),
+
+            out_r.addr.eq(Mux(busy, seq.out_raddr, addr)),
+            seq.out_rdata.eq(out_r.data),
+            out_w.addr.eq(Mux(busy, seq.out_waddr, addr)),
+            out_w.data.eq(Mux(busy, seq.out_wdata, self.host_wdata)),
+            out_w.en.eq(Mux(busy, seq.out_wen, self.host_we & (space == HostSpace.OUT))),
+
+            prg_r.addr.eq(Mux(busy, seq.prog_addr, word)),
+            seq.prog_data.eq(prg_r.data),
+            prg_w.addr.eq(word),
+            prg_w.data.eq(self.host_wdata.replicate(INSTR_BITS // 32)),
+            prg_w.en.eq(Mux(host & self.host_we & (space == HostSpace.PROG), 1 << slc, 0)),
+
+            wmem.raddr.eq(Mux(busy, seq.w_raddr, word)),
+            seq.w_rdata.eq(wmem.rdata),
+        ]
+
+        # WEIGHTS writes: stage 32-bit slices, write the whole word with its last slice.
+        slices = -(-cfg.word_bits // 32)
+        stage = Signal(32 * slices)
+        wr_weights = host & self.host_we & (space == HostSpace.WEIGHTS)
+        merged = Signal(32 * slices)
+        m.d.comb += merged.eq(stage)
+        for k in range(slices):
+            with m.If(slc == k):
+                m.d.comb += merged.word_select(k, 32).eq(self.host_wdata)
+        with m.If(wr_weights):
+            m.d.sync += stage.eq(merged)
+        m.d.comb += [
+            wmem.waddr.eq(word),
+            wmem.wdata.eq(merged[:cfg.word_bits]),
+            wmem.wen.eq(wr_weights & (slc == slices - 1)),
+        ]
+
+        # Host reads: one cycle after host_re, select the space read.
+        rspace = Signal(2)
+        rslc = Signal(2)
+        with m.If(self.host_re):
+            m.d.sync += [rspace.eq(space), rslc.eq(slc)]
+        wpad = Signal(128)
+        m.d.comb += wpad.eq(wmem.rdata)
+        with m.Switch(rspace):
+            with m.Case(HostSpace.SCRATCH):
+                m.d.comb += self.host_rdata.eq(scr_r.data.as_signed())
+            with m.Case(HostSpace.OUT):
+                m.d.comb += self.host_rdata.eq(out_r.data)
+            with m.Case(HostSpace.PROG):
+                m.d.comb += self.host_rdata.eq(prg_r.data.word_select(rslc, 32))
+            with m.Case(HostSpace.WEIGHTS):
+                m.d.comb += self.host_rdata.eq(wpad.word_select(rslc, 32))
+        return m
