@@ -90,24 +90,25 @@ _CALIBRATE_FRACTION = 0.75
 def ste_ternary(w: torch.Tensor) -> torch.Tensor:
     """Absmean-ternarized weights ``gamma * t`` in the forward pass, identity gradient.
 
-    ``(t, gamma) = numerics.absmean_ternarize(w)``; returns ``w + (gamma * t - w).detach()``,
-    so the forward value is ``gamma * t`` and ``d out / d w = 1`` (straight-through, as in
-    BitNet b1.58; gamma is not differentiated).
+    ``(t, gamma) = numerics.absmean_ternarize(w)``; returns ``gamma * t + (w - w.detach())``,
+    so the forward value is exactly ``gamma * t`` (the added term is exactly 0; the usual
+    ``w + (q - w).detach()`` is off by float rounding) and ``d out / d w = 1``
+    (straight-through, as in BitNet b1.58; gamma is not differentiated).
     """
     t, gamma = numerics.absmean_ternarize(w)
-    return w + (t.to(w.dtype) * gamma - w).detach()
+    return t.to(w.dtype) * gamma + (w - w.detach())
 
 
 def fake_quant_act(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Int8 fake quantization ``numerics.quantize_act(x, scale) * scale`` with a clipped STE.
 
-    The forward value is the dequantized int8 activation. The gradient passes straight
-    through ``round`` and is zero where ``clamp`` saturates (``|x| > 127 * scale``).
+    The forward value is exactly the dequantized int8 activation. The gradient passes
+    straight through ``round`` and is zero where ``clamp`` saturates (``|x| > 127 * scale``).
     """
     lim = numerics.ACT_MAX * scale
     xc = torch.clamp(x, -lim, lim)
     q = numerics.quantize_act(x.detach(), scale).to(x.dtype) * scale
-    return xc + (q - xc).detach()
+    return q + (xc - xc.detach())
 
 
 class BitLinear(nn.Linear):
