@@ -1,0 +1,49 @@
+"""Verilog generation for the accelerator top and each unit (``ternac verilog``)."""
+from __future__ import annotations
+
+import pathlib
+
+from amaranth.back import verilog
+
+from ternac.config import AccelConfig
+from .engine import TernaryEngine
+from .memory import WeightMemory
+from .requant import Requantizer
+from .sequencer import Sequencer
+from .streamer import PackedWeightStreamer
+from .top import Accelerator
+
+__all__ = ["units", "write_all"]
+
+
+def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
+    """The components of one build, by Verilog module name."""
+    return {
+        "ternac_top": Accelerator(cfg, weight_words=weight_words, program_words=program_words),
+        "ternac_sequencer": Sequencer(lanes=cfg.lanes, acc_bits=cfg.acc_bits,
+                                      prog_depth=cfg.prog_depth, scratch_depth=cfg.scratch_depth,
+                                      out_depth=cfg.out_depth, weight_depth=cfg.weight_depth),
+        "ternac_streamer": PackedWeightStreamer(lanes=cfg.lanes, depth=cfg.weight_depth),
+        "ternac_engine": TernaryEngine(lanes=cfg.lanes, acc_bits=cfg.acc_bits),
+        "ternac_requant": Requantizer(acc_bits=cfg.acc_bits, tag_bits=12),
+        "ternac_weight_memory": WeightMemory(word_bits=cfg.word_bits, depth=cfg.weight_depth,
+                                             init=weight_words),
+    }
+
+
+def write_all(cfg: AccelConfig, out_dir, weight_words=(), program_words=(), *,
+              progress: bool = True) -> list[str]:
+    """Write ``<name>.v`` for the top and each unit into ``out_dir``; returns the paths.
+
+    The top carries its program and weight image as memory initialisers.
+    """
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, comp in units(cfg, weight_words, program_words).items():
+        if progress:
+            print(f"[verilog] {name}", flush=True)
+        p = out / f"{name}.v"
+        p.write_text(verilog.convert(comp, name=name, emit_src=False))
+        paths.append(str(p))
+    return paths
