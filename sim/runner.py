@@ -71,7 +71,7 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     h = hashlib.sha256(text.encode())
     for s in extra:
         h.update(s.read_bytes())
-    build_dir = pathlib.Path(build_root or DEFAULT_BUILD) / f"{name}-{h.hexdigest()[:12]}"
+    build_dir = (pathlib.Path(build_root or DEFAULT_BUILD) / f"{name}-{h.hexdigest()[:12]}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{name}.v"
     if not vfile.exists() or vfile.read_text() != text:
@@ -106,7 +106,7 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
     BenchFailed if any cocotb test failed (the message names the results file).
     """
     from cocotb_tools.runner import get_results
-    build_dir = pathlib.Path(build_dir)
+    build_dir = pathlib.Path(build_dir).resolve()
     tag = f"{test_module}-{testcase or 'all'}-{os.getpid()}-{time.time_ns()}"
     in_file = build_dir / f"in-{tag}.json"
     out_file = build_dir / f"out-{tag}.json"
@@ -128,14 +128,17 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
     runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
                 test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
                 results_xml=str(results), log_file=build_dir / f"test-{tag}.log")
-    ntests, nfail = get_results(results)
+    try:
+        ntests, nfail = get_results(results)
+    except RuntimeError:
+        ntests, nfail = 0, 0
     try:
         out = json.loads(out_file.read_text()) if out_file.exists() else {}
     finally:
         in_file.unlink(missing_ok=True)
         out_file.unlink(missing_ok=True)
     if ntests == 0 or nfail:
-        raise BenchFailed(f"{nfail} of {ntests} cocotb tests failed in {test_module} "
+        raise BenchFailed(f"{nfail} of {ntests} cocotb tests failed (or the simulator died) in {test_module} "
                           f"(log: {build_dir}/test-{tag}.log)")
     results.unlink(missing_ok=True)
     return out
