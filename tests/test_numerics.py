@@ -60,6 +60,12 @@ def test_requantize_saturates_at_127():
     assert requantize(torch.tensor([-(1 << 30)]), (1 << M_BITS) - 1, 0).item() == -127
 
 
+def test_sat_default_is_symmetric_int8():
+    assert numerics.sat(torch.tensor([-1000, -128, -127, 0, 127, 128, 1000])).tolist() == \
+        [-127, -127, -127, 0, 127, 127, 127]
+    assert numerics.sat(torch.tensor([-5, 5]), -3, 4).tolist() == [-3, 4]
+
+
 def test_requantize_rejects_bad_m_and_s():
     with pytest.raises(ValueError, match="does not fit 16 unsigned bits"):
         requantize(torch.tensor([1]), 1 << M_BITS, 0)
