@@ -35,10 +35,10 @@ from golden.image import WeightImage, image_from_layers, untile_lanes
 from golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
 from golden.numerics import M_BITS, S_MAX
 from ternac.config import AccelConfig
-from ternac.errors import CompileError
+from ternac.errors import CheckpointError, CompileError
 
-__all__ = ["CompileError", "Compiled", "compile_mlp", "compile_checkpoint", "compile_image",
-           "layers_from_image", "write_compiled", "useful_macs"]
+__all__ = ["CompileError", "Compiled", "compile_mlp", "load_model", "compile_checkpoint",
+           "compile_image", "layers_from_image", "write_compiled", "useful_macs"]
 
 _FIELD_BITS = dict(FIELDS)
 
@@ -217,20 +217,42 @@ def compile_mlp(layers: Sequence, cfg: AccelConfig, input_len: int | None = None
                     logits_addr=0, n_logits=n_logits, cfg=cfg, scratch_words=r0 + r1)
 
 
+def load_model(path: str | os.PathLike):
+    """Load a safetensors checkpoint and build its integer golden model (golden.mlp).
+
+    Returns
+    -------
+    (checkpoint, layers) : (golden.mlp.Checkpoint, list of golden.mlp.IntBitLinear)
+
+    Raises
+    ------
+    CheckpointError (a ValueError), one sentence naming the file: missing, not a readable
+    safetensors file, a tensor that is not ternary, shapes that do not chain, a scale that
+    the dyadic requantization cannot represent.
+    """
+    from golden import mlp
+
+    try:
+        ckpt = mlp.load_checkpoint(path)
+        layers = mlp.int_layers_from_trits([l.trits for l in ckpt.layers],
+                                           [l.gamma for l in ckpt.layers],
+                                           [l.act_scale for l in ckpt.layers])
+    except ValueError as exc:
+        msg = str(exc)
+        if os.fspath(path) not in msg:
+            msg = f"checkpoint {os.fspath(path)!r}: {msg}"
+        raise CheckpointError(msg) from None
+    return ckpt, layers
+
+
 def compile_checkpoint(path: str | os.PathLike, cfg: AccelConfig) -> Compiled:
     """Load a safetensors checkpoint (golden.mlp) and compile it for ``cfg``.
 
     Raises
     ------
-    ValueError from the checkpoint loader (missing, corrupt, not ternary, ...), one sentence;
-    CompileError as :func:`compile_mlp`.
+    CheckpointError as :func:`load_model`; CompileError as :func:`compile_mlp`.
     """
-    from golden import mlp
-
-    ckpt = mlp.load_checkpoint(path)
-    layers = mlp.int_layers_from_trits([l.trits for l in ckpt.layers],
-                                       [l.gamma for l in ckpt.layers],
-                                       [l.act_scale for l in ckpt.layers])
+    ckpt, layers = load_model(path)
     return compile_mlp(layers, cfg, names=[f"layers.{i}" for i in range(len(layers))],
                        gammas=[l.gamma for l in ckpt.layers])
 

@@ -9,22 +9,31 @@ from __future__ import annotations
 
 from golden.image import ImageError
 
-__all__ = ["ImageError", "CompileError", "BackendError", "USER_ERRORS", "one_line"]
+__all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
+           "USER_ERRORS", "one_line"]
 
 
 class CompileError(ValueError):
     """A model that does not fit the accelerator configuration or the ISA's fields."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded: missing, corrupt, not ternary, wrong shapes."""
+
+
+class InputError(ValueError):
+    """A command-line argument or input file the user gave that cannot be used."""
+
+
 class BackendError(RuntimeError):
     """A backend (e.g. the Verilator simulation) could not run, for a reason the user can fix."""
 
 
-#: Exceptions the CLI reports as ``ternac: error: ...`` with exit code 2. ImageError and
-#: CompileError are ValueErrors; checkpoint loaders raise ValueError; FileNotFoundError and
-#: other OSErrors come from paths the user gave.
-USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, CompileError, BackendError,
-                                                ValueError, OSError)
+#: Exceptions the CLI reports as ``ternac: error: ...`` with exit code 2. Loaders' own
+#: ValueErrors are converted to CheckpointError / InputError where they are called, so an
+#: unexpected ValueError (a bug) still shows its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, CompileError, CheckpointError,
+                                                InputError, BackendError, FileNotFoundError)
 
 
 def one_line(exc: BaseException) -> str:

@@ -1,0 +1,468 @@
+"""The ``ternac`` command line.
+
+Subcommands::
+
+    ternac train digits [--seed S] [--epochs E] [--out PATH]
+    ternac run digits --backend {golden,interp,verilator} [--lanes L] [--checkpoint PATH]
+                      [--image PATH] [--json FILE] [--limit N] [--build-dir DIR]
+                      [--weight-depth W] [--scratch-depth D]
+    ternac compile digits [--lanes L] --out DIR [--checkpoint PATH]
+    ternac verilog --out DIR [--lanes L] [--checkpoint PATH]
+    ternac bench numerics [--json FILE]
+    ternac image info PATH
+
+Exit codes: 0 success; 1 the run completed but a backend disagreed with the integer golden
+model (logit or argmax mismatches) or the RTL bench failed; 2 bad input (a missing,
+truncated or corrupt weight image or checkpoint, a model that does not fit the configured
+memories, a bad argument), reported as one sentence ``ternac: error: ...`` on stderr with
+no traceback and no output file written.
+
+``ternac run`` JSON (one object; every figure's kind in ``kinds``, ../shared/DESIGN.md
+"Reports")::
+
+    model, backend, lanes, samples, checkpoint, image
+    accuracy              fraction of the samples classified right by the backend (its
+                          ARGMAX result for interp/verilator)
+    golden_accuracy       the same for the integer golden model
+    float_accuracy        the same for the float model of the checkpoint
+    mismatches            samples with any logit different from the integer golden model
+                          (every logit compared)
+    argmax_mismatches     samples whose predicted class differs from the golden model's
+    cycles_per_inference  mean RTL cycles from start to done (verilator; else null)
+    cycles_min, cycles_max
+    useful_macs_per_inference   sum N*K over the layers
+    mac_utilization       useful_macs / (lanes * cycles_per_inference) (verilator; else null)
+    kinds                 {figure: "measured" | "derived"} for every non-null figure
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+from ternac.errors import USER_ERRORS, BackendError, CheckpointError, InputError, one_line
+
+__all__ = ["main", "build_parser", "run_digits"]
+
+MODELS = ("digits",)
+BACKENDS = ("golden", "interp", "verilator")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _default_checkpoint() -> str:
+    from golden.mlp import DEFAULT_CHECKPOINT
+    return str(DEFAULT_CHECKPOINT)
+
+
+def _config(lanes: int, weight_depth: int | None = None, scratch_depth: int | None = None):
+    from ternac.config import AccelConfig
+    kw = {"lanes": lanes}
+    if weight_depth is not None:
+        kw["weight_depth"] = weight_depth
+    if scratch_depth is not None:
+        kw["scratch_depth"] = scratch_depth
+    try:
+        return AccelConfig(**kw)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _write_json(path: str, obj: dict) -> None:
+    """Write JSON atomically (temporary file in the same folder, then rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder {folder} for {path}: "
+                         f"{(exc.strerror or str(exc)).lower()}") from None
+    if os.path.isdir(path):
+        raise InputError(f"the JSON output {path} is a directory")
+    fd, tmp = tempfile.mkstemp(prefix=".ternac-", suffix=".json.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _check_out_dir(path: str) -> None:
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"the output folder {path} exists and is not a folder")
+
+
+def _first_argmax(logits) -> list[int]:
+    """The ISA's ARGMAX rule (smallest index of the maximum) on lists of ints."""
+    return [max(range(len(r)), key=lambda j: (r[j], -j)) for r in logits]
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = None,
+               image: str | None = None, limit: int | None = None,
+               build_dir: str | None = None, weight_depth: int | None = None,
+               scratch_depth: int | None = None, progress: bool = True) -> dict:
+    """Run the digits test split (360 images) on one backend and compare with golden.
+
+    The reference is always the integer golden model (``golden.mlp.int_forward``) of the
+    checkpoint. With ``image``, the backend runs the weight image file instead of the
+    checkpoint's compiled weights (its program is rebuilt from the image's tensor table).
+
+    Returns
+    -------
+    dict, the JSON report described in the module docstring.
+
+    Raises
+    ------
+    CheckpointError, ImageError, CompileError, InputError, BackendError (one sentence).
+    """
+    import torch
+
+    from golden import mlp
+    from golden.digits_data import load_split, quantize_pixels
+    from ternac.compiler import compile_image, compile_mlp, layers_from_image, load_model, \
+        useful_macs
+
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    checkpoint = checkpoint or _default_checkpoint()
+    ckpt, layers = load_model(checkpoint)
+    _, _, x_te, y_te = load_split()
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be at least 1, not {limit}")
+        x_te, y_te = x_te[:limit], y_te[:limit]
+    x = quantize_pixels(x_te)
+    if ckpt.dims[0] != x.shape[1]:
+        raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
+                              f"digits image has {x.shape[1]} pixels")
+    labels = y_te.tolist()
+    golden_logits = mlp.int_forward(layers, x)
+    float_logits = mlp.float_forward(ckpt, x)
+
+    img = None
+    if image is not None:
+        from golden.image import read_image
+        img = read_image(image)
+        if lanes is None:
+            lanes = img.lanes
+    if lanes is None:
+        lanes = 8
+    cfg = _config(lanes, weight_depth, scratch_depth)
+    if img is not None:
+        compiled = compile_image(img, cfg)
+    else:
+        compiled = compile_mlp(layers, cfg, x.shape[1])
+    if compiled.n_logits != golden_logits.shape[1]:
+        raise InputError(f"the weight image gives {compiled.n_logits} logits, the checkpoint "
+                         f"{golden_logits.shape[1]}")
+
+    cycles = None
+    t0 = time.perf_counter()
+    if backend == "golden":
+        run_layers = layers if img is None else layers_from_image(img)
+        logits = mlp.int_forward(run_layers, x).tolist()
+        results = _first_argmax(logits)
+    elif backend == "interp":
+        from golden.interpreter import run_program
+        state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
+                            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                            weight_depth=cfg.weight_depth,
+                            scratch_init={compiled.input_addr: x})
+        a = compiled.logits_addr
+        logits = state.out[:, a:a + compiled.n_logits].tolist()
+        results = state.result.tolist()
+    else:
+        logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
+    seconds = time.perf_counter() - t0
+
+    n = len(labels)
+    ref = golden_logits.tolist()
+    golden_pred = _first_argmax(ref)
+    mismatches = sum(1 for a, b in zip(logits, ref) if a != b)
+    argmax_mismatches = sum(1 for a, b in zip(results, golden_pred) if a != b)
+    macs = useful_macs(compiled.shapes)
+    report = {
+        "model": "digits",
+        "backend": backend,
+        "lanes": cfg.lanes,
+        "samples": n,
+        "checkpoint": str(checkpoint),
+        "image": image,
+        "accuracy": sum(int(p == y) for p, y in zip(results, labels)) / n,
+        "golden_accuracy": sum(int(p == y) for p, y in zip(golden_pred, labels)) / n,
+        "float_accuracy": sum(int(p == y) for p, y in
+                              zip(torch.argmax(float_logits, 1).tolist(), labels)) / n,
+        "mismatches": mismatches,
+        "argmax_mismatches": argmax_mismatches,
+        "cycles_per_inference": None,
+        "cycles_min": None,
+        "cycles_max": None,
+        "useful_macs_per_inference": macs,
+        "mac_utilization": None,
+        "wall_seconds": round(seconds, 3),
+    }
+    if cycles is not None:
+        mean = sum(cycles) / len(cycles)
+        report["cycles_per_inference"] = int(mean) if mean == int(mean) else mean
+        report["cycles_min"], report["cycles_max"] = min(cycles), max(cycles)
+        report["mac_utilization"] = macs / (cfg.lanes * mean)
+    kinds = {"accuracy": "measured", "golden_accuracy": "measured",
+             "float_accuracy": "measured", "mismatches": "measured",
+             "argmax_mismatches": "measured", "cycles_per_inference": "measured",
+             "cycles_min": "measured", "cycles_max": "measured",
+             "useful_macs_per_inference": "derived", "mac_utilization": "derived",
+             "wall_seconds": "measured"}
+    report["kinds"] = {k: v for k, v in kinds.items() if report[k] is not None}
+    return report
+
+
+def _run_verilator(compiled, inputs, build_dir, progress):
+    try:
+        from sim.accel import run_batch
+    except ImportError as exc:
+        raise BackendError(f"the verilator backend is not available: {exc}") from None
+    cfg = compiled.cfg
+    try:
+        res = run_batch(cfg, compiled.weight_words, compiled.program_words, inputs,
+                        compiled.input_addr, compiled.logits_addr, compiled.n_logits,
+                        build_dir=build_dir, progress=progress)
+    except Exception as exc:
+        # sim.runner.BenchFailed: the bench itself failed (e.g. the program never halted).
+        if type(exc).__name__ != "BenchFailed":
+            raise
+        raise _RTLFailed(one_line(exc)) from None
+    logits = [[int(v) for v in row] for row in res["logits"]]
+    if len(logits) != len(inputs):
+        raise _RTLFailed(f"the RTL returned {len(logits)} logit vectors for {len(inputs)} inputs")
+    return logits, [int(r) for r in res["results"]], [int(c) for c in res["cycles"]]
+
+
+class _RTLFailed(Exception):
+    """The RTL bench failed: not the user's input, so exit code 1."""
+
+
+def _print_report(r: dict) -> None:
+    n = r["samples"]
+    print(f"digits on backend {r['backend']}, L={r['lanes']}, {n} test images"
+          + (f", weight image {r['image']}" if r["image"] else ""))
+    print(f"  accuracy              {r['accuracy']:.4f}   (integer golden "
+          f"{r['golden_accuracy']:.4f}, float {r['float_accuracy']:.4f})")
+    print(f"  logit mismatches      {r['mismatches']} of {n} samples (every logit compared "
+          f"with the integer golden model); argmax mismatches {r['argmax_mismatches']}")
+    if r["cycles_per_inference"] is not None:
+        c = r["cycles_per_inference"]
+        c_txt = f"{c}" if isinstance(c, int) else f"{c:.1f} (min {r['cycles_min']}, max {r['cycles_max']})"
+        print(f"  cycles per inference  {c_txt}   (measured, RTL cycle counter)")
+        print(f"  MAC utilization       {r['mac_utilization']:.4f}   (derived: "
+              f"{r['useful_macs_per_inference']} trit-MACs / ({r['lanes']} lanes x cycles))")
+    else:
+        print("  cycles per inference  n/a (only the verilator backend counts cycles)")
+
+
+def _cmd_run(args) -> int:
+    report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
+                        image=args.image, limit=args.limit, build_dir=args.build_dir,
+                        weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
+                        progress=not args.quiet)
+    _print_report(report)
+    if args.json:
+        _write_json(args.json, report)
+        print(f"  wrote {args.json}")
+    if report["mismatches"] or report["argmax_mismatches"]:
+        print(f"ternac: {report['backend']} disagrees with the integer golden model on "
+              f"{max(report['mismatches'], report['argmax_mismatches'])} samples",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+# ----------------------------------------------------------------------------- others
+
+def _cmd_train(args) -> int:
+    from golden.mlp import train_digits
+    out = args.out or _default_checkpoint()
+    if os.path.isdir(out):
+        raise InputError(f"the checkpoint output {out} is a directory")
+    r = train_digits(seed=args.seed, epochs=args.epochs, out=out, progress=not args.quiet)
+    print(f"trained digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
+          f"float test accuracy {r['float_accuracy']:.4f}, integer golden "
+          f"{r['int_accuracy']:.4f}; wrote {out}")
+    return 0
+
+
+def _cmd_compile(args) -> int:
+    from ternac.compiler import compile_checkpoint, write_compiled
+    _check_out_dir(args.out)
+    cfg = _config(args.lanes, args.weight_depth, args.scratch_depth)
+    c = compile_checkpoint(args.checkpoint or _default_checkpoint(), cfg)
+    paths = write_compiled(c, args.out)
+    print(f"compiled digits for L={cfg.lanes}: {len(c.weight_words)} weight words of "
+          f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
+          f"(of {cfg.prog_depth}), {c.scratch_words} scratch words (of {cfg.scratch_depth})")
+    for ins in c.program:
+        print(f"  {ins}")
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_verilog(args) -> int:
+    from ternac.compiler import compile_checkpoint
+    _check_out_dir(args.out)
+    cfg = _config(args.lanes, args.weight_depth, args.scratch_depth)
+    c = compile_checkpoint(args.checkpoint or _default_checkpoint(), cfg)
+    try:
+        from hw.verilog import write_all
+    except ImportError as exc:
+        raise BackendError(f"Verilog generation is not available: {exc}") from None
+    os.makedirs(args.out, exist_ok=True)
+    paths = write_all(cfg, args.out, c.weight_words, c.program_words)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from ternac.bench_numerics import main as bench_main
+    return int(bench_main(args.json) or 0)
+
+
+def _cmd_image_info(args) -> int:
+    import struct
+
+    from golden.image import CRC_BYTES, VERSION, read_image
+    from golden.isa import Flag
+    img = read_image(args.path)
+    with open(args.path, "rb") as f:
+        f.seek(-CRC_BYTES, os.SEEK_END)
+        (crc,) = struct.unpack("<I", f.read(CRC_BYTES))
+    size = os.path.getsize(args.path)
+    print(f"{args.path}: ternac weight image version {VERSION}, format {int(img.format)} "
+          f"({img.format.name}), {img.lanes} lanes, {img.word_bits}-bit words, "
+          f"{len(img.words)} words, {len(img.tensors)} tensors, {size} bytes, "
+          f"CRC32 {crc:#010x} (ok)")
+    print(f"  {'#':>2}  {'name':<16} {'N':>5} {'K':>5} {'offset':>7} {'words':>7} "
+          f"{'gamma':>10} {'m':>6} {'s':>3}  flags")
+    for i, e in enumerate(img.tensors):
+        flags = "|".join(f.name for f in (Flag.RELU, Flag.RAW) if e.flags & f) or "-"
+        print(f"  {i:>2}  {e.name:<16} {e.n:>5} {e.k:>5} {e.offset:>7} {e.count:>7} "
+              f"{e.gamma:>10.6g} {e.m:>6} {e.s:>3}  {flags}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
+def _memory_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weight-depth", type=_positive, default=None, metavar="W",
+                   help="weight memory depth in words (default: AccelConfig's, 4096)")
+    p.add_argument("--scratch-depth", type=_positive, default=None, metavar="D",
+                   help="scratchpad depth in 16-bit words (default: AccelConfig's, 1024)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ternac", description="Generate, verify and run FPGA accelerators for ternary "
+                                   "(1.58-bit) neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a demo model and write its checkpoint")
+    p.add_argument("model", choices=MODELS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_positive, default=None,
+                   help="training epochs (default: those of the committed checkpoint)")
+    p.add_argument("--out", default=None,
+                   help="checkpoint to write (default: checkpoints/digits.safetensors)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("run", help="run the test split on a backend and compare with golden")
+    p.add_argument("model", choices=MODELS)
+    p.add_argument("--backend", choices=BACKENDS, required=True)
+    p.add_argument("--lanes", type=int, default=None,
+                   help="lanes L (default 8, or the weight image's)")
+    p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: "
+                                                      "checkpoints/digits.safetensors)")
+    p.add_argument("--image", default=None,
+                   help="run this weight image (ternac compile) instead of the checkpoint's "
+                        "weights; the checkpoint stays the golden reference")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+                   help="only the first N test images")
+    p.add_argument("--build-dir", default=None,
+                   help="root of the Verilator builds (default: sim.runner's, shared with the "
+                        "tests; builds are cached by a hash of the Verilog)")
+    _memory_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("compile", help="compile a model to a weight image and a program")
+    p.add_argument("model", choices=MODELS)
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", default=None)
+    _memory_args(p)
+    p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("verilog", help="write Verilog for the top and each unit")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--checkpoint", default=None)
+    _memory_args(p)
+    p.set_defaults(func=_cmd_verilog)
+
+    p = sub.add_parser("bench", help="benchmarks")
+    bsub = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    b = bsub.add_parser("numerics", help="error of the integer units against float")
+    b.add_argument("--json", default=None, metavar="FILE")
+    b.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("image", help="inspect weight images")
+    isub = p.add_subparsers(dest="image_cmd", required=True, metavar="ACTION")
+    i = isub.add_parser("info", help="check a weight image and print its header and tensors")
+    i.add_argument("path")
+    i.set_defaults(func=_cmd_image_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ternac`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "command", None) == "train" and args.epochs is None:
+        from golden.mlp import DEFAULT_EPOCHS
+        args.epochs = DEFAULT_EPOCHS
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except _RTLFailed as exc:
+        print(f"ternac: error: the RTL simulation failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ternac: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
