@@ -311,3 +311,15 @@ def test_bench_numerics_dispatch(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ternac.bench_numerics", fake)
     assert main(["bench", "numerics", "--json", str(tmp_path / "b.json")]) == 3
     assert seen == [str(tmp_path / "b.json")]
+
+
+def test_train(tmp_path, capsys):
+    out = tmp_path / "d.safetensors"
+    assert main(["train", "digits", "--epochs", "2", "--seed", "1", "--out", str(out), "--quiet"]) == 0
+    assert "float test accuracy" in capsys.readouterr().out
+    assert load_checkpoint(out).dims == (64, 128, 64, 10)
+    # the trained checkpoint runs through the whole flow
+    assert main(["run", "digits", "--backend", "interp", "--checkpoint", str(out), "--quiet",
+                 "--limit", "20"]) == 0
+    assert main(["train", "digits", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "is a directory" in _one_error_line(capsys.readouterr().err)
