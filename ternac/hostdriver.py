@@ -1,0 +1,604 @@
+"""Host side of the ternac UART link: the protocol, its frame codec, and one driver that
+talks to a real board (pyserial) or to the Verilator-simulated board top (cocotbext-uart).
+
+The protocol is specified in ``docs/hostlink.md``; the constants below are its single
+definition, imported by the RTL (:mod:`hw.hostlink`) and by the tests.
+
+Design: every operation of the driver (identify, write_mem, run, ...) is written once, as a
+generator that yields I/O requests (:class:`_Write`, :class:`_Read`, :class:`_Drain`) and
+receives their results. :class:`HostDriver` runs these generators over a *transport*: a
+synchronous one (:class:`SerialTransport`, pyserial) makes every method return its result;
+an asynchronous one (:class:`CosimTransport`, cocotbext-uart inside a cocotb test) makes
+every method return a coroutine to ``await``. The framing, retries and checks are the same
+code on both.
+
+No module-level import of pyserial, cocotb, torch or Amaranth: this file is imported by the
+RTL generator and by the CLI.
+"""
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import enum
+import functools
+import hashlib
+import json
+import time
+
+__all__ = [
+    "SYNC_REQUEST", "SYNC_RESPONSE", "PROTOCOL_VERSION", "MAX_WORDS", "WRITE_HEADER_BYTES",
+    "WORD_STRIDE",
+    "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame", "decode_frame",
+    "config_hash", "space_limits", "Identity", "Status", "LinkError", "LinkTimeout",
+    "DeviceError", "HostDriver", "SerialTransport", "CosimTransport", "open_serial",
+]
+
+# -- protocol -----------------------------------------------------------------------------
+
+#: First byte of every request (host -> device) and of every response (device -> host).
+SYNC_REQUEST = 0xA5
+SYNC_RESPONSE = 0x5A
+PROTOCOL_VERSION = 1
+#: Most 32-bit words one WRITE_MEM or READ_MEM frame carries (the device buffers one
+#: WRITE_MEM payload in a 4 * MAX_WORDS-byte EBR before executing it).
+MAX_WORDS = 64
+#: WRITE_MEM payload bytes before the words: space (u8) and address (u32).
+WRITE_HEADER_BYTES = 5
+
+
+class Command(enum.IntEnum):
+    """Request codes (the byte after the sync byte of a request)."""
+    IDENTIFY = 0x01    # payload: none          -> hash u32, version u8, max_words u16
+    WRITE_MEM = 0x02   # space u8, addr u32, words u32 x n (1 <= n <= MAX_WORDS) -> none
+    READ_MEM = 0x03    # space u8, addr u32, count u16 (1..MAX_WORDS) -> words u32 x count
+    RUN = 0x04         # none (wait) or flags u8 (bit 0: do not wait) -> result u32, cycles u32
+    STATUS = 0x05      # none -> result u32, cycles u32, flags u8, rejected u8
+
+
+class Reply(enum.IntEnum):
+    """Response codes (the byte after the sync byte of a response)."""
+    ACK = 0x00
+    BAD_CRC = 0x81       # the CRC over code, length and payload did not check
+    BAD_LENGTH = 0x82    # length too long for the device, or wrong for the command
+    BAD_COMMAND = 0x83   # unknown command code
+    BAD_ADDRESS = 0x84   # space unknown, or addr + count past the end of the space
+    BUSY = 0x85          # memory access or RUN while the accelerator runs
+
+
+class StatusFlag(enum.IntFlag):
+    """Bits of the STATUS flags byte. Sticky bits clear when STATUS is answered."""
+    BUSY = 0x01          # accelerator running
+    DONE = 0x02          # last run finished (until the next RUN)
+    RX_OVERRUN = 0x04    # sticky: a received byte was dropped
+    RX_FRAMING = 0x08    # sticky: a stop bit was 0
+    TIMEOUT = 0x10       # sticky: a partial frame was dropped after the inter-byte timeout
+    ERROR = 0x20         # the accelerator stopped on an error (until the next RUN)
+
+
+class Space(enum.IntEnum):
+    """Address spaces of the accelerator host port (same codes as ternac.config.HostSpace)."""
+    SCRATCH = 0
+    OUT = 1
+    PROG = 2
+    WEIGHTS = 3
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor), as
+    :func:`binascii.crc_hqx`. Appending the CRC most significant byte first makes the CRC
+    of the whole (code .. CRC) zero, which is what the RTL checks."""
+    return binascii.crc_hqx(bytes(data), crc)
+
+
+def encode_frame(code: int, payload: bytes = b"", *, sync: int = SYNC_REQUEST) -> bytes:
+    """One frame: sync, code, length (u16 LE), payload, CRC-16 (MSB first) over code..payload.
+
+    Raises
+    ------
+    ValueError if the payload is longer than 65535 bytes or the code is not a byte.
+    """
+    payload = bytes(payload)
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"a frame payload holds at most 65535 bytes, not {len(payload)}")
+    if not 0 <= int(code) <= 0xFF:
+        raise ValueError(f"frame code must be a byte, not {code!r}")
+    body = bytes([int(code)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([sync]) + body + crc16(body).to_bytes(2, "big")
+
+
+def decode_frame(frame: bytes, *, sync: int = SYNC_RESPONSE) -> tuple[int, bytes]:
+    """Inverse of :func:`encode_frame` for one complete frame: returns (code, payload).
+
+    Raises
+    ------
+    LinkError if the sync byte, the length or the CRC is wrong.
+    """
+    frame = bytes(frame)
+    if len(frame) < 6 or frame[0] != sync:
+        raise LinkError(f"not a frame: {frame[:8].hex()}")
+    n = int.from_bytes(frame[2:4], "little")
+    if len(frame) != 6 + n:
+        raise LinkError(f"frame length field says {n} payload bytes, frame has {len(frame) - 6}")
+    if crc16(frame[1:]) != 0:
+        raise LinkError(f"frame CRC does not check: {frame.hex()}")
+    return frame[1], frame[4:4 + n]
+
+
+#: Host addresses a PROG or WEIGHTS word spans: hw.top.Accelerator addresses both as
+#: ``4 * word + slice`` (32-bit slices, least significant first), whatever the word width.
+WORD_STRIDE = 4
+
+
+def space_limits(cfg) -> dict[int, int]:
+    """Host-port addresses of each space for an :class:`ternac.config.AccelConfig`
+    (``WORD_STRIDE`` a word for PROG and WEIGHTS), capped at the 20-bit host address."""
+    cap = 1 << 20
+    return {
+        Space.SCRATCH: min(cfg.scratch_depth, cap),
+        Space.OUT: min(cfg.out_depth, cap),
+        Space.PROG: min(cfg.prog_depth * WORD_STRIDE, cap),
+        Space.WEIGHTS: min(cfg.weight_depth * WORD_STRIDE, cap),
+    }
+
+
+def config_hash(cfg, program_words=(), *, weight_format: str = "I2", **extra) -> int:
+    """32-bit hash of a build: protocol version, every AccelConfig size, the program baked
+    into the bitstream, the weight format and any ``extra`` keys (board, clock, ...).
+
+    The RTL returns it in IDENTIFY; the driver compares it with the one it computes for the
+    model it is about to load, so a stale bitstream is caught before any data moves.
+    Definition: the first 4 bytes (little-endian) of SHA-256 over canonical JSON.
+    """
+    doc = {
+        "protocol": PROTOCOL_VERSION,
+        "config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg),
+        "program": [f"{int(w):032x}" for w in program_words],
+        "weight_format": weight_format,
+        **{k: extra[k] for k in sorted(extra)},
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+
+# -- errors and results -------------------------------------------------------------------
+
+class LinkError(Exception):
+    """The link misbehaved: a corrupt or unexpected response."""
+
+
+class LinkTimeout(LinkError):
+    """No (complete) response arrived in time."""
+
+
+class DeviceError(LinkError):
+    """The device answered a request with a named error (:class:`Reply`)."""
+
+    def __init__(self, reply: Reply, command: Command, detail: str = ""):
+        self.reply, self.command = reply, command
+        super().__init__(f"the device answered {Command(command).name} with "
+                         f"{reply.name}{': ' + detail if detail else ''}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    config_hash: int
+    protocol_version: int
+    max_words: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    result: int
+    cycles: int
+    flags: StatusFlag
+    rejected: int      # frames rejected since reset, modulo 256
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.flags & StatusFlag.BUSY)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.flags & StatusFlag.DONE)
+
+
+# -- I/O requests yielded by the protocol generators ---------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Write:
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    n: int
+    long: bool = False     # waiting for a RUN to finish: use the transport's run timeout
+
+
+@dataclasses.dataclass(frozen=True)
+class _Drain:
+    """Wait until the device has dropped any partial frame, and discard pending input."""
+
+
+def _u32_words(data: bytes) -> list[int]:
+    return [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data), 4)]
+
+
+def _signed(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+def _operation(gen_fn):
+    """Turn a protocol generator into a driver method: sync or async after the transport."""
+    @functools.wraps(gen_fn)
+    def method(self, *args, **kwargs):
+        gen = gen_fn(self, *args, **kwargs)
+        if getattr(self.transport, "is_async", False):
+            return self._drive_async(gen)
+        return self._drive_sync(gen)
+    return method
+
+
+class HostDriver:
+    """Drives the device over a transport.
+
+    With a synchronous transport (:class:`SerialTransport`) each method returns its result;
+    with an asynchronous one (:class:`CosimTransport`) each returns a coroutine.
+
+    Parameters
+    ----------
+    transport
+        Has ``write(bytes)``, ``read(n, long=False) -> bytes`` (exactly n bytes, or raises
+        :class:`LinkTimeout`), ``drain()`` and ``is_async``.
+    retries : int
+        Retries of a request whose response timed out or came back BAD_CRC (RUN is never
+        retried: it is not idempotent).
+    word_bits : int or None
+        Weight word width (2 * lanes) for :meth:`load_weights`; taken from ``cfg`` if given.
+    cfg : AccelConfig or None
+    """
+
+    def __init__(self, transport, *, retries: int = 2, cfg=None, word_bits: int | None = None):
+        self.transport = transport
+        self.retries = int(retries)
+        self.cfg = cfg
+        self.word_bits = word_bits if word_bits is not None else (cfg.word_bits if cfg else None)
+
+    # runners --------------------------------------------------------------------------
+    def _drive_sync(self, gen):
+        t = self.transport
+        value, exc = None, None
+        while True:
+            try:
+                op = gen.throw(exc) if exc is not None else gen.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value, exc = None, None
+            try:
+                if isinstance(op, _Write):
+                    t.write(op.data)
+                elif isinstance(op, _Read):
+                    value = t.read(op.n, long=op.long)
+                else:
+                    t.drain()
+            except LinkTimeout as e:
+                exc = e
+
+    async def _drive_async(self, gen):
+        t = self.transport
+        value, exc = None, None
+        while True:
+            try:
+                op = gen.throw(exc) if exc is not None else gen.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value, exc = None, None
+            try:
+                if isinstance(op, _Write):
+                    await t.write(op.data)
+                elif isinstance(op, _Read):
+                    value = await t.read(op.n, long=op.long)
+                else:
+                    await t.drain()
+            except LinkTimeout as e:
+                exc = e
+
+    # framing --------------------------------------------------------------------------
+    def _read_response(self, long=False):
+        skipped = 0
+        while True:     # hunt for the response sync byte
+            b = yield _Read(1, long)
+            if b[0] == SYNC_RESPONSE:
+                break
+            skipped += 1
+            if skipped > 4096:
+                raise LinkError("no response sync byte in 4096 received bytes")
+            long = False
+        head = yield _Read(3)
+        n = int.from_bytes(head[1:3], "little")
+        if n > 4 * MAX_WORDS + 16:
+            raise LinkError(f"response claims {n} payload bytes")
+        rest = yield _Read(n + 2)
+        frame = bytes([SYNC_RESPONSE]) + bytes(head) + bytes(rest)
+        return decode_frame(frame)
+
+    def _exchange(self, cmd: Command, payload: bytes = b"", *, long=False, retry=True):
+        frame = encode_frame(cmd, payload)
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            yield _Write(frame)
+            try:
+                code, data = yield from self._read_response(long)
+            except LinkError:
+                if last:
+                    raise
+                yield _Drain()
+                continue
+            if code == Reply.ACK:
+                return data
+            try:
+                reply = Reply(code)
+            except ValueError:
+                raise LinkError(f"unknown response code {code:#04x} to {cmd.name}") from None
+            if reply == Reply.BAD_CRC and not last:
+                yield _Drain()
+                continue
+            raise DeviceError(reply, cmd)
+
+    # operations -----------------------------------------------------------------------
+    @_operation
+    def identify(self):
+        """IDENTIFY: the build's configuration hash, protocol version and frame size."""
+        return (yield from self._identify())
+
+    def _identify(self):
+        data = yield from self._exchange(Command.IDENTIFY)
+        if len(data) != 7:
+            raise LinkError(f"IDENTIFY answered {len(data)} bytes, 7 expected")
+        return Identity(int.from_bytes(data[0:4], "little"), data[4],
+                        int.from_bytes(data[5:7], "little"))
+
+    @_operation
+    def check_identity(self, expected_hash: int):
+        """IDENTIFY and compare the hash; raises :class:`LinkError` naming both on mismatch."""
+        ident = yield from self._identify()
+        if ident.protocol_version != PROTOCOL_VERSION:
+            raise LinkError(f"the device speaks host-link protocol {ident.protocol_version}, "
+                            f"this driver {PROTOCOL_VERSION}")
+        if ident.config_hash != expected_hash:
+            raise LinkError(f"the board's bitstream was built for another configuration "
+                            f"(hash {ident.config_hash:#010x}, expected {expected_hash:#010x}): "
+                            f"rebuild and program it")
+        return ident
+
+    @_operation
+    def status(self):
+        """STATUS: result, cycles, flags and rejected-frame count."""
+        data = yield from self._exchange(Command.STATUS)
+        if len(data) != 10:
+            raise LinkError(f"STATUS answered {len(data)} bytes, 10 expected")
+        return Status(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"),
+                      StatusFlag(data[8]), data[9])
+
+    def _write_mem(self, space, addr, words):
+        words = [int(w) & 0xFFFFFFFF for w in words]
+        for i in range(0, len(words), MAX_WORDS):
+            chunk = words[i:i + MAX_WORDS]
+            payload = (bytes([int(space)]) + int(addr + i).to_bytes(4, "little")
+                       + b"".join(w.to_bytes(4, "little") for w in chunk))
+            yield from self._exchange(Command.WRITE_MEM, payload)
+
+    def _read_mem(self, space, addr, count):
+        out = []
+        for i in range(0, count, MAX_WORDS):
+            n = min(MAX_WORDS, count - i)
+            payload = (bytes([int(space)]) + int(addr + i).to_bytes(4, "little")
+                       + n.to_bytes(2, "little"))
+            data = yield from self._exchange(Command.READ_MEM, payload)
+            if len(data) != 4 * n:
+                raise LinkError(f"READ_MEM of {n} words answered {len(data)} bytes")
+            out += _u32_words(data)
+        return out
+
+    @_operation
+    def write_mem(self, space: int, addr: int, words):
+        """WRITE_MEM: 32-bit ``words`` at host-port ``addr`` of ``space``, in frames of at
+        most MAX_WORDS words."""
+        yield from self._write_mem(space, addr, words)
+
+    @_operation
+    def read_mem(self, space: int, addr: int, count: int):
+        """READ_MEM: ``count`` 32-bit words from ``addr`` of ``space`` (unsigned)."""
+        return (yield from self._read_mem(space, addr, count))
+
+    @_operation
+    def load_program(self, program_words):
+        """Write 128-bit instruction words into PROG (4 slices a word, least significant
+        slice first)."""
+        slices = [(int(w) >> (32 * s)) & 0xFFFFFFFF for w in program_words for s in range(4)]
+        yield from self._write_mem(Space.PROG, 0, slices)
+
+    @_operation
+    def load_weights(self, weight_words, base: int = 0):
+        """Write packed weight words (``word_bits`` each) into WEIGHTS from word ``base``.
+
+        A word is ceil(word_bits / 32) slices, least significant first, at host addresses
+        ``WORD_STRIDE * word + slice``; the unused slice addresses of a word are written
+        with zeros (the accelerator commits a word at its last real slice and ignores the
+        rest), so every frame carries whole, contiguous words.
+        """
+        if not self.word_bits:
+            raise ValueError("load_weights needs word_bits (or cfg) given to HostDriver")
+        per = -(-self.word_bits // 32)
+        if per > WORD_STRIDE:
+            raise ValueError(f"weight words of {self.word_bits} bits need {per} slices, "
+                             f"more than the {WORD_STRIDE} a word has on the host port")
+        slices = [(int(w) >> (32 * s)) & 0xFFFFFFFF if s < per else 0
+                  for w in weight_words for s in range(WORD_STRIDE)]
+        yield from self._write_mem(Space.WEIGHTS, WORD_STRIDE * base, slices)
+
+    @_operation
+    def write_scratch(self, addr: int, values):
+        """Write signed 16-bit values (e.g. int8 activations) into SCRATCH."""
+        yield from self._write_mem(Space.SCRATCH, addr, [int(v) & 0xFFFF for v in values])
+
+    @_operation
+    def read_scratch(self, addr: int, count: int):
+        """Read SCRATCH as signed 16-bit values."""
+        words = yield from self._read_mem(Space.SCRATCH, addr, count)
+        return [_signed(w, 16) for w in words]
+
+    @_operation
+    def read_out(self, addr: int, count: int):
+        """Read OUT as signed 32-bit values (raw accumulators, logits)."""
+        words = yield from self._read_mem(Space.OUT, addr, count)
+        return [_signed(w, 32) for w in words]
+
+    @_operation
+    def run(self, wait: bool = True):
+        """RUN the program. With ``wait`` the device answers when it is done:
+        returns (result, cycles); without, it answers at once and returns None."""
+        if wait:
+            data = yield from self._exchange(Command.RUN, long=True, retry=False)
+            if len(data) != 8:
+                raise LinkError(f"RUN answered {len(data)} bytes, 8 expected")
+            return int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little")
+        yield from self._exchange(Command.RUN, b"\x01", retry=False)
+        return None
+
+    @_operation
+    def raw(self, frame: bytes, *, expect_response: bool = True):
+        """Send raw bytes (tests: corrupt frames, garbage) and read one response frame:
+        returns (code, payload), or None without ``expect_response``."""
+        yield _Write(bytes(frame))
+        if expect_response:
+            return (yield from self._read_response())
+        return None
+
+
+# -- transports -----------------------------------------------------------------------------
+
+class SerialTransport:
+    """pyserial transport for a real board.
+
+    Parameters
+    ----------
+    port : str
+        e.g. ``/dev/ttyUSB1`` (iCEBreaker: the second FTDI channel) or ``/dev/ttyUSB0``.
+    baud : int
+    timeout_s : float
+        Longest wait for a response byte.
+    run_timeout_s : float
+        Longest wait for a RUN to finish.
+    resync_s : float
+        Wait before a retry, longer than the device's partial-frame timeout.
+
+    Raises
+    ------
+    LinkError (one sentence) if the port cannot be opened.
+    """
+    is_async = False
+
+    def __init__(self, port: str, baud: int = 115200, *, timeout_s: float = 1.0,
+                 run_timeout_s: float = 60.0, resync_s: float = 0.2, serial_obj=None):
+        self.timeout_s, self.run_timeout_s, self.resync_s = timeout_s, run_timeout_s, resync_s
+        if serial_obj is not None:
+            self.ser = serial_obj
+        else:
+            self.ser = open_serial(port, baud, timeout_s)
+
+    def write(self, data: bytes):
+        self.ser.write(data)
+        self.ser.flush()
+
+    def read(self, n: int, long: bool = False) -> bytes:
+        deadline = time.monotonic() + (self.run_timeout_s if long else self.timeout_s)
+        buf = b""
+        while len(buf) < n:
+            self.ser.timeout = max(0.0, min(self.timeout_s, deadline - time.monotonic()))
+            buf += self.ser.read(n - len(buf))
+            if len(buf) < n and time.monotonic() >= deadline:
+                raise LinkTimeout(f"no response from the board within "
+                                  f"{self.run_timeout_s if long else self.timeout_s:g} s "
+                                  f"(got {len(buf)} of {n} bytes)")
+        return buf
+
+    def drain(self):
+        time.sleep(self.resync_s)
+        self.ser.reset_input_buffer()
+
+    def close(self):
+        self.ser.close()
+
+
+def open_serial(port: str, baud: int, timeout_s: float = 1.0):
+    """Open a serial port with pyserial; raises :class:`LinkError` with one sentence."""
+    try:
+        import serial
+    except ImportError:
+        raise LinkError("pyserial is not installed: pip install pyserial") from None
+    try:
+        return serial.Serial(port, baud, timeout=timeout_s)
+    except (serial.SerialException, OSError) as e:
+        raise LinkError(f"cannot open serial port {port!r} ({e.__class__.__name__}: "
+                        f"{getattr(e, 'strerror', None) or e}); is the board plugged in "
+                        f"and is --port right?") from None
+
+
+class CosimTransport:
+    """cocotbext-uart transport for a cocotb test of the simulated board top.
+
+    Parameters
+    ----------
+    rx_pin, tx_pin
+        The DUT's UART input (the transport drives it) and output (the transport samples it).
+    baud : int
+        Bits a second of *simulated* time; ``1e9 / baud`` must be a whole number of ns.
+    byte_timeout_ns : int
+        Longest wait for a response byte, in simulated ns.
+    run_timeout_ns : int or None
+        Longest wait for a RUN to finish (None: no limit).
+    resync_ns : int
+        Wait before a retry, longer than the device's partial-frame timeout.
+    """
+    is_async = True
+
+    def __init__(self, rx_pin, tx_pin, baud: int, *, byte_timeout_ns: int = 1_000_000,
+                 run_timeout_ns: int | None = None, resync_ns: int = 1_000_000):
+        from cocotbext.uart import UartSink, UartSource
+        if 1e9 / baud != int(1e9 / baud):
+            raise ValueError(f"cocotbext-uart needs a bit time of whole ns; baud {baud} "
+                             f"gives {1e9 / baud:g} ns")
+        self.source = UartSource(rx_pin, baud=baud)
+        self.sink = UartSink(tx_pin, baud=baud)
+        self.byte_timeout_ns, self.run_timeout_ns = byte_timeout_ns, run_timeout_ns
+        self.resync_ns = resync_ns
+
+    async def write(self, data: bytes):
+        await self.source.write(data)
+        await self.source.wait()
+
+    async def read(self, n: int, long: bool = False) -> bytes:
+        from cocotb.triggers import First, Timer
+        timeout = self.run_timeout_ns if long else self.byte_timeout_ns
+        while self.sink.count() < n:
+            before = self.sink.count()
+            self.sink.sync.clear()      # UartSink.wait() returns at once on a partial read
+            if timeout is None:
+                await self.sink.sync.wait()
+            else:
+                await First(self.sink.sync.wait(), Timer(timeout, "ns"))
+                if self.sink.count() == before:
+                    raise LinkTimeout(f"no response byte within {timeout} ns of simulated "
+                                      f"time (got {before} of {n} bytes)")
+        return bytes(self.sink.read_nowait(n))
+
+    async def drain(self):
+        from cocotb.triggers import Timer
+        await Timer(self.resync_ns, "ns")
+        self.sink.clear()
+

@@ -1,0 +1,175 @@
+"""Host link: the frame codec and driver in Python, and the RTL (UART + frame parser) in
+Verilator, driven through cocotbext-uart by the same driver (sim/test_hostlink_cocotb.py).
+
+The RTL bench puts a small accelerator model behind the host port (``FakeAccelerator``:
+four memories, a run that takes ``RUN_CYCLES``), so the link is tested on its own."""
+import binascii
+import random
+
+import pytest
+from amaranth import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.hostlink import UARTHostlink, connect_accelerator
+from ternac.hostdriver import (MAX_WORDS, SYNC_RESPONSE, Command, DeviceError, HostDriver,
+                               LinkError, LinkTimeout, Reply, crc16, decode_frame,
+                               encode_frame)
+
+DIVISOR = 8
+TIMEOUT_CYCLES = 40 * DIVISOR * 10      # 40 byte times
+RUN_CYCLES = 37
+SLOW_RUN_CYCLES = 40_000
+LIMITS = {0: 80, 1: 24, 2: 16, 3: 32}    # SCRATCH holds more than one frame's worth
+CONFIG_HASH = 0xC0FFEE42
+
+
+# -- Python: codec and driver against a scripted transport -----------------------------
+
+def test_crc_matches_binascii_and_residue_is_zero():
+    rng = random.Random(3)
+    for _ in range(50):
+        data = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 40)))
+        assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
+        frame = encode_frame(Command.WRITE_MEM, data)
+        assert crc16(frame[1:]) == 0
+    assert crc16(b"123456789") == 0x29B1       # CRC-16/CCITT-FALSE check value
+
+
+def test_frame_round_trip_and_rejects():
+    f = encode_frame(Reply.ACK, b"\x01\x02", sync=SYNC_RESPONSE)
+    assert decode_frame(f) == (0, b"\x01\x02")
+    with pytest.raises(LinkError, match="CRC"):
+        decode_frame(f[:-1] + bytes([f[-1] ^ 1]))
+    with pytest.raises(LinkError, match="length"):
+        decode_frame(f + b"\x00")
+    with pytest.raises(ValueError, match="65535"):
+        encode_frame(1, bytes(70000))
+
+
+class ScriptedTransport:
+    """Answers each request with the next scripted response (bytes) or None (silence)."""
+    is_async = False
+
+    def __init__(self, responses):
+        self.responses = list(responses)
+        self.sent, self.rx, self.drains = [], b"", 0
+
+    def write(self, data):
+        self.sent.append(bytes(data))
+        r = self.responses.pop(0)
+        self.rx += r if r is not None else b""
+
+    def read(self, n, long=False):
+        if len(self.rx) < n:
+            self.rx = b""
+            raise LinkTimeout("scripted silence")
+        out, self.rx = self.rx[:n], self.rx[n:]
+        return out
+
+    def drain(self):
+        self.drains += 1
+        self.rx = b""
+
+
+def _ack(payload=b""):
+    return encode_frame(Reply.ACK, payload, sync=SYNC_RESPONSE)
+
+
+def test_driver_retries_then_names_the_error():
+    ident = (0x12345678).to_bytes(4, "little") + bytes([1]) + MAX_WORDS.to_bytes(2, "little")
+    # noise before the response, a timeout, a BAD_CRC, then the answer
+    t = ScriptedTransport([None, encode_frame(Reply.BAD_CRC, sync=SYNC_RESPONSE),
+                           b"\x00\x13" + _ack(ident)])
+    drv = HostDriver(t, retries=2)
+    assert drv.identify().config_hash == 0x12345678
+    assert t.drains == 2 and len(t.sent) == 3
+    with pytest.raises(LinkError, match="another configuration"):
+        HostDriver(ScriptedTransport([_ack(ident)])).check_identity(0x1)
+    t = ScriptedTransport([encode_frame(Reply.BUSY, sync=SYNC_RESPONSE)])
+    with pytest.raises(DeviceError, match="WRITE_MEM with BUSY"):
+        HostDriver(t).write_mem(0, 0, [1])
+
+
+def test_driver_frames_weights_and_program():
+    t = ScriptedTransport([_ack()] * 4)
+    drv = HostDriver(t, word_bits=48)       # 2 slices a word, padded to the 4-address stride
+    drv.load_weights([(1 << 47) | 5, 7], base=3)
+    (frame,) = t.sent
+    code, payload = decode_frame(frame, sync=frame[0])
+    assert code == Command.WRITE_MEM and payload[0] == 3
+    assert int.from_bytes(payload[1:5], "little") == 12
+    words = [int.from_bytes(payload[i:i + 4], "little") for i in range(5, len(payload), 4)]
+    assert words == [5, 1 << 15, 0, 0, 7, 0, 0, 0]
+    t = ScriptedTransport([_ack()] * 2)
+    HostDriver(t).load_program([(1 << 127) | 1] * 17)     # 68 slices: two frames
+    assert [len(f) for f in t.sent] == [6 + 5 + 4 * MAX_WORDS, 6 + 5 + 16]
+
+
+# -- RTL bench --------------------------------------------------------------------------
+
+class FakeAccelerator(wiring.Component):
+    """Host-port model of hw.top.Accelerator: four 32-bit memories (SCRATCH keeps 16 bits,
+    sign-extended on read) and a run of RUN_CYCLES (SLOW_RUN_CYCLES while ``slow``) whose
+    result counts the runs."""
+
+    def __init__(self):
+        super().__init__({
+            "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
+            "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
+            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "result": Out(32), "cycles": Out(32), "slow": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rsel = Signal(2)
+        with m.If(self.host_re):
+            m.d.sync += rsel.eq(self.host_space)
+        datas = []
+        for space, depth in LIMITS.items():
+            m.submodules[f"mem{space}"] = mem = Memory(shape=32, depth=depth, init=[])
+            rd, wr = mem.read_port(), mem.write_port()
+            hit = (self.host_space == space) & ~self.busy
+            m.d.comb += [rd.addr.eq(self.host_addr), wr.addr.eq(self.host_addr),
+                         wr.data.eq(self.host_wdata), wr.en.eq(self.host_we & hit)]
+            datas.append(rd.data[:16].as_signed() if space == 0 else rd.data)
+        with m.Switch(rsel):
+            for space in LIMITS:
+                with m.Case(space):
+                    m.d.comb += self.host_rdata.eq(datas[space])
+        left = Signal(range(SLOW_RUN_CYCLES + 1))
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [self.busy.eq(1), self.done.eq(0), self.cycles.eq(0),
+                         left.eq(Mux(self.slow, SLOW_RUN_CYCLES, RUN_CYCLES) - 1)]
+        with m.Elif(self.busy):
+            m.d.sync += [self.cycles.eq(self.cycles + 1), left.eq(left - 1)]
+            with m.If(left == 0):
+                m.d.sync += [self.busy.eq(0), self.done.eq(1), self.result.eq(self.result + 1)]
+        return m
+
+
+class HostlinkBench(wiring.Component):
+    """UART pins -> UARTHostlink -> FakeAccelerator."""
+
+    def __init__(self):
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "slow": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = UARTHostlink(divisor=DIVISOR, limits=LIMITS,
+                                                config_hash=CONFIG_HASH,
+                                                timeout_cycles=TIMEOUT_CYCLES)
+        m.submodules.accel = accel = FakeAccelerator()
+        connect_accelerator(m, link.host, accel)
+        m.d.comb += [link.rx.eq(self.rx), self.tx.eq(link.tx), accel.slow.eq(self.slow)]
+        return m
+
+
+def test_hostlink_rtl_over_uart():
+    from sim.runner import build, run_bench
+    runner, bdir = build(HostlinkBench(), "hostlink_bench")
+    run_bench(runner, bdir, "hostlink_bench", "test_hostlink_cocotb", inputs={
+        "divisor": DIVISOR, "timeout_cycles": TIMEOUT_CYCLES, "config_hash": CONFIG_HASH,
+        "limits": LIMITS, "run_cycles": RUN_CYCLES})
