@@ -156,7 +156,7 @@ def _s(bits: int, what: str) -> Width:
 #: (int16, N = 4096); int8 inputs need fewer bits where noted.
 OPS: dict[str, dict[str, Width]] = {
     "shift_exp": {
-        "a": _u(EXP_IN_BITS, "argument a >= 0 (|x| or max - x)"),
+        "a": _u(EXP_IN_BITS, "argument a >= 0 (abs(x) or max - x)"),
         "a*m": _u(32, "a times the 16-bit gain m (S * alpha * 2^10 = m / 2^s)"),
         "a_fp": _u(15, "min(rhu(a*m, s), 2^14): the argument in nats, 10 fraction bits"),
         "u": _u(_LOG2, "a_fp + rhu(a_fp, 1) - rhu(a_fp, 4) ~ a_fp * log2(e)"),
@@ -177,11 +177,11 @@ OPS: dict[str, dict[str, Width]] = {
         "p": _u(SM_OUT_BITS_MAX, "min(rhu(eR, L + 15 - out_bits), 2^out_bits - 1)"),
     },
     "sigmoid": {
-        "a": _u(16, "|x| (int8: 7 bits)"),
-        "e": _u(16, "shift_exp(|x|), in [0, 2^15]"),
+        "a": _u(16, "abs(x) (int8: 7 bits)"),
+        "e": _u(16, "shift_exp(abs(x)), in [0, 2^15]"),
         "d": _u(17, "2^15 + e, in [2^15, 2^16]: the divisor"),
         "num": _u(31, "2^30 + (d >> 1): the dividend"),
-        "sig_pos": _u(16, "num // d = sigmoid(|x|), in [2^14, 2^15] (16 quotient bits)"),
+        "sig_pos": _u(16, "num // d = sigmoid(abs(x)), in [2^14, 2^15] (16 quotient bits)"),
         "sig": _u(16, "sig_pos, or 2^15 - sig_pos for x < 0, in [0, 2^15]"),
     },
     "silu_gelu": {
@@ -203,7 +203,7 @@ OPS: dict[str, dict[str, Width]] = {
         "d": _s(29, "N*x - S1 = N (x - mean)"),
         "d'": _s(23, "rhu(d, max(-k, 0))"),
         "d'*R": _s(38, "d' * R"),
-        "y": _s(16, "rhu(d'*R, 22 - max(k, 0)) ~ 2^8 (x - mean)/std, |y| <= 2^14"),
+        "y": _s(16, "rhu(d'*R, 22 - max(k, 0)) ~ 2^8 (x - mean)/std, abs(y) <= 2^14"),
         "acc": _s(33, "weight * y + bias"),
         "acc*m": _s(49, "product inside requantize"),
         "out": _s(8, "requantized output (out_bits, default 8)"),
