@@ -21,7 +21,9 @@ import torch
 
 from .image import words_to_trits
 from .isa import Flag, Instr, Op, decode_program
-from .numerics import relu, requantize, ternary_matvec
+from .isa import VECTOR_OPS
+from .numerics import ACT_MAX, ACT_MIN, relu, requantize, ternary_matvec
+from .vecops import vector_op
 
 __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
 
@@ -102,8 +104,9 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     if len(weights) > weight_depth:
         raise MachineError(f"{len(weights)} weight words do not fit a {weight_depth}-word "
                            f"weight memory")
-    # Decode the whole weight memory once: (words, lanes) int8 trits.
-    wtrits = words_to_trits(list(weights), lanes)
+    # Trits are decoded per MATVEC range (the weight memory may also hold raw int8
+    # embedding rows, which are not I2), memoised across calls.
+    wtrits = _TritView(list(weights), lanes)
 
     scratch = _initial_scratch(scratch_init, scratch_depth, batch)
     b = scratch.shape[0]
@@ -132,10 +135,36 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             idx = torch.arange(ins.n, dtype=torch.int64).expand_as(v)
             hit = v == v.max(dim=1, keepdim=True).values
             result = torch.where(hit, idx, ins.n).min(dim=1).values
+        elif ins.op in VECTOR_OPS:
+            _vector(ins, pc, scratch)
+        elif ins.op == Op.EMBED:
+            _embed(ins, pc, list(weights), lanes, weight_depth, scratch)
         else:  # pragma: no cover - decode() rejects unknown opcodes
             raise MachineError(f"instruction {pc} has unknown opcode {ins.op!r}")
         pc += 1
     return MachineState(scratch=scratch, out=out, result=result, executed=executed)
+
+
+class _TritView:
+    """Decoded I2 trits of ranges of the weight memory, memoised by content."""
+
+    _memo: dict = {}
+
+    def __init__(self, words: list, lanes: int):
+        self.words, self.lanes = words, lanes
+
+    def __len__(self):
+        return len(self.words)
+
+    def get(self, base: int, count: int) -> torch.Tensor:
+        chunk = tuple(self.words[base:base + count])
+        key = (self.lanes, hash(chunk), chunk)
+        t = self._memo.get(key)
+        if t is None:
+            if len(self._memo) > 256:
+                self._memo.clear()
+            t = self._memo[key] = words_to_trits(list(chunk), self.lanes)
+        return t
 
 
 def _initial_scratch(init, depth: int, batch: int | None) -> torch.Tensor:
@@ -184,10 +213,10 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
         raise MachineError(f"instruction {pc} ({ins}) is a MATVEC of {n}x{k}; both must be >= 1")
     tiles = -(-n // lanes)
     _span("reads weight", ins.wbase, tiles * k, weight_depth, pc, ins)
-    if ins.wbase + tiles * k > wtrits.shape[0]:
+    if ins.wbase + tiles * k > len(wtrits):
         raise MachineError(f"instruction {pc} ({ins}) reads weight words "
                            f"{ins.wbase}..{ins.wbase + tiles * k - 1}, but only "
-                           f"{wtrits.shape[0]} were loaded")
+                           f"{len(wtrits)} were loaded")
     _span("reads scratch", ins.src, k, scratch.shape[1], pc, ins)
     dst_mem = out if Flag.RAW in flags else scratch
     _span("writes " + ("out" if Flag.RAW in flags else "scratch"), ins.dst, n,
@@ -198,9 +227,12 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
                            f"{ins.dst}..{ins.dst + n - 1} over its own input "
                            f"{ins.src}..{ins.src + k - 1}, which the ISA does not define")
     # ISA: word wbase + jt*k + i holds t[jt*lanes + l, i] in lane l.
-    w = wtrits[ins.wbase:ins.wbase + tiles * k].view(tiles, k, lanes).permute(0, 2, 1)
+    w = wtrits.get(ins.wbase, tiles * k).view(tiles, k, lanes).permute(0, 2, 1)
     t = w.reshape(tiles * lanes, k)[:n]
     x = scratch[:, ins.src:ins.src + k]
+    if bool(((x < ACT_MIN) | (x > ACT_MAX)).any()):
+        raise MachineError(f"instruction {pc} ({ins}) reads scratch words outside the int8 "
+                           f"activation range [{ACT_MIN}, {ACT_MAX}]; a MATVEC input must be int8")
     acc = ternary_matvec(t, x)
     if Flag.RAW in flags:
         if not _fits(acc, OUT_BITS):  # pragma: no cover - needs K * 2^15 >= 2^31
@@ -212,3 +244,39 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
         if Flag.RELU in flags:
             y = relu(y)
         scratch[:, ins.dst:ins.dst + n] = y
+
+
+def _vector(ins: Instr, pc: int, scratch: torch.Tensor) -> None:
+    """A vector op (golden.vecops.vector_op) on scratch[src:src+n] and scratch[aux:aux+n]."""
+    n = ins.n
+    if n < 1:
+        raise MachineError(f"instruction {pc} ({ins}) is a vector op over 0 elements")
+    _span("reads scratch", ins.src, n, scratch.shape[1], pc, ins)
+    _span("reads scratch", ins.aux, n, scratch.shape[1], pc, ins)
+    _span("writes scratch", ins.dst, n, scratch.shape[1], pc, ins)
+    y = vector_op(ins, scratch[:, ins.src:ins.src + n], scratch[:, ins.aux:ins.aux + n])
+    scratch[:, ins.dst:ins.dst + n] = y
+
+
+def _embed(ins: Instr, pc: int, weights: list, lanes: int, weight_depth: int,
+           scratch: torch.Tensor) -> None:
+    """EMBED: scratch[dst + j] = sign-extended byte j of the row at word wbase + token * k."""
+    n, k = ins.n, ins.k
+    bpw = 2 * lanes // 8
+    if n < 1 or k * bpw < n:
+        raise MachineError(f"instruction {pc} ({ins}) embeds {n} bytes from rows of {k} "
+                           f"words ({k * bpw} bytes)")
+    _span("reads scratch", ins.src, 1, scratch.shape[1], pc, ins)
+    _span("writes scratch", ins.dst, n, scratch.shape[1], pc, ins)
+    for bi in range(scratch.shape[0]):
+        tok = int(scratch[bi, ins.src])
+        if tok < 0:
+            raise MachineError(f"instruction {pc} ({ins}) reads a negative token id {tok}")
+        base = ins.wbase + tok * k
+        _span("reads weight", base, k, weight_depth, pc, ins)
+        if base + k > len(weights):
+            raise MachineError(f"instruction {pc} ({ins}) reads embedding words "
+                               f"{base}..{base + k - 1}, but only {len(weights)} were loaded")
+        row = b"".join(int(weights[base + w]).to_bytes(bpw, "little") for w in range(k))
+        vals = torch.tensor(list(row[:n]), dtype=torch.int64)
+        scratch[bi, ins.dst:ins.dst + n] = torch.where(vals >= 128, vals - 256, vals)

@@ -75,7 +75,7 @@ __all__ = [
     "NORM_Y_FRAC_BITS", "NORM_WEIGHT_BITS", "NORM_BIAS_BITS", "NORM_EPS_MAX", "OPS", "Width",
     # units
     "exp_gain", "shift_exp", "shift_exp_float",
-    "shiftmax", "shiftmax_float",
+    "shiftmax", "shiftmax_q", "shiftmax_float", "sigmoid_q", "gated_q",
     "int_sigmoid", "sigmoid_float", "int_silu", "silu_float", "shift_gelu", "gelu_float",
     "act_out_multiplier",
     "isqrt", "int_layernorm", "int_rmsnorm", "layernorm_float", "rmsnorm_float",
@@ -402,6 +402,18 @@ def shiftmax(x: torch.Tensor, scale: float, out_bits: int = 16, dim: int = -1, *
     if not 1 <= n <= SM_N_MAX:
         raise ValueError(f"shiftmax rows must have 1..{SM_N_MAX} elements, not {n}")
     m, s = exp_gain(scale)
+    return shiftmax_q(x, m, s, out_bits, dim, trace=trace)
+
+
+def shiftmax_q(x: torch.Tensor, m: int, s: int, out_bits: int = 16, dim: int = -1, *,
+               trace: dict | None = None) -> torch.Tensor:
+    """:func:`shiftmax` with the exp gain given as integers ``(m, s) = exp_gain(scale)``.
+
+    This is the form the accelerator executes (the instruction carries ``m`` and ``s``);
+    :func:`shiftmax` computes the gain offline and calls it. Same widths and result.
+    """
+    x = _int64(x, "shiftmax logits")
+    xm = x.movedim(dim, -1)
     P = SM_RECIP_FRAC_BITS
     mx = xm.amax(-1, keepdim=True)
     a = mx - xm
@@ -479,6 +491,22 @@ def int_sigmoid(x: torch.Tensor, scale: float, *, trace: dict | None = None) -> 
     m, s = exp_gain(scale)
     return _sigmoid_core(x, m, s, trace)
 
+
+
+def sigmoid_q(x: torch.Tensor, m: int, s: int) -> torch.Tensor:
+    """:func:`int_sigmoid` with the exp gain given as integers ``(m, s) = exp_gain(scale)``
+    (the accelerator's form): ``[0, 2^15]``, 16 bits unsigned."""
+    return _sigmoid_core(_check_act(x, "sigmoid_q input"), m, s, None)
+
+
+def gated_q(x: torch.Tensor, m: int, s: int, mo: int, so: int, out_bits: int = 8) -> torch.Tensor:
+    """:func:`int_silu` / :func:`shift_gelu` with integer constants (the accelerator's form):
+    ``requantize(x * sigmoid_q(x, m, s), mo, so)`` saturated to the symmetric ``out_bits``
+    range. ``(m, s) = exp_gain(S, alpha)`` (alpha 1 for SiLU, 1.702 for GELU),
+    ``(mo, so) = act_out_multiplier(S, out_scale)``."""
+    x = _check_act(x, "gated_q input")
+    hi = (1 << (out_bits - 1)) - 1
+    return numerics.requantize(x * _sigmoid_core(x, m, s, None), mo, so, -hi, hi)
 
 def sigmoid_float(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Float counterpart of :func:`int_sigmoid`: ``sigmoid(x * scale)`` (float64, in [0, 1])."""

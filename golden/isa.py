@@ -23,13 +23,35 @@ Operations
             (and ReLU if ``RELU``); with ``RAW``, ``out[dst + j] = acc`` (no rounding).
 ``ARGMAX``  result = the smallest index j < n maximising out[src + j].
 ``HALT``    stop; the sequencer raises ``done``.
+
+MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
+scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
+
+Vector operations (the integer units of golden/intops.py, at the accelerator's integer
+parameters; exact semantics in :mod:`golden.vecops`): for ``j < n``, ``a = scratch[src + j]``,
+``b = scratch[aux + j]`` (16-bit signed), ``scratch[dst + j] = y`` (16-bit). The second
+dyadic pair ``(m2, s2)`` is carried in ``wbase[15:0]`` and ``k[5:0]``. Flags: ``OUT8``
+saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG`` negates
+``a`` first (``sigmoid(-x) = 1 - sigmoid(x)``).
+
+``SIGMOID``   y = sat(requantize(sigmoid_q(a, m, s), m2, s2))          (elementwise)
+``SILU``      y = gated_q(a, m, s, m2, s2)  (x * sigmoid(x S); GELU: same, 1.702 in (m, s))
+``GELU``      as SILU (the gain (m, s) carries 1.702)
+``RMSNORM``   y = int_rmsnorm(a, weight=b, bias=0, m, s, eps=0)         (2 passes)
+``LAYERNORM`` y = int_layernorm(a, weight=b, bias=0, m, s, eps=0)       (2 passes)
+``SHIFTMAX``  y = shiftmax_q(a, m, s, out_bits=15)                      (3 passes)
+``ADD``       y = sat(rhu(a * m, s) + rhu(b * m2, s2))
+``MUL``       y = sat(rhu(a * b * m, s))
+``EMBED``     y = sign-extended byte j of the embedding row ``scratch[src]`` (a token id):
+              the row starts at weight word ``wbase + scratch[src] * k``; a word holds
+              ``2*lanes/8`` bytes, byte i at bits [8i+7:8i].
 """
 from __future__ import annotations
 
 import dataclasses
 import enum
 
-__all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
+__all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "VECTOR_OPS", "Instr", "encode", "decode",
            "encode_program", "decode_program"]
 
 INSTR_BITS = 128
@@ -56,13 +78,29 @@ class Op(enum.IntEnum):
     HALT = 0
     MATVEC = 1
     ARGMAX = 2
+    SIGMOID = 3
+    SILU = 4
+    GELU = 5
+    RMSNORM = 6
+    LAYERNORM = 7
+    SHIFTMAX = 8
+    ADD = 9
+    MUL = 10
+    EMBED = 11
 
 
 class Flag(enum.IntFlag):
-    """MATVEC flags (5 bits)."""
+    """Instruction flags (5 bits)."""
     NONE = 0
-    RELU = 1   # ReLU after requantization
-    RAW = 2    # write the raw accumulators to ``out`` instead of requantizing to ``scratch``
+    RELU = 1   # MATVEC: ReLU after requantization
+    RAW = 2    # MATVEC: write the raw accumulators to ``out`` instead of requantizing
+    OUT8 = 4   # vector ops: saturate to int8 [-127, 127] instead of int16 [-32767, 32767]
+    NEG = 8    # vector ops: negate the ``a`` operand first
+
+
+#: Vector operations executed by the vector units (see golden.vecops).
+VECTOR_OPS = frozenset({Op.SIGMOID, Op.SILU, Op.GELU, Op.RMSNORM, Op.LAYERNORM, Op.SHIFTMAX,
+                        Op.ADD, Op.MUL})
 
 
 @dataclasses.dataclass(frozen=True)

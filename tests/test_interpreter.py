@@ -150,13 +150,19 @@ def test_errors():
     with pytest.raises(ValueError, match="unknown opcode 31"):
         _one([31])
     with pytest.raises(ValueError, match="invalid I2 code 0b10 in weight word 0, lane 1"):
-        _one([Instr(Op.HALT)], words=[0b1000])
+        _one([Instr(Op.MATVEC, flags=int(Flag.RAW), n=1, k=1), Instr(Op.HALT)], words=[0b1000])
 
 
-def test_scratch_holds_int16():
-    # int16 values stored by the host are read back unchanged (sign-extended words).
+def test_scratch_holds_int16_but_matvec_takes_int8():
+    # int16 values stored by the host stay in the scratchpad (the residual stream and the
+    # recurrent state are int16); a MATVEC input must be an int8 activation.
     t = torch.tensor([[1, -1]], dtype=torch.int8)
     from golden.packing import tile_lanes
-    s = _one([Instr(Op.MATVEC, flags=int(Flag.RAW), n=1, k=2), Instr(Op.HALT)],
+    s = _one([Instr(Op.HALT)], words=tile_lanes(t, 4), scratch_init={0: [32767, -32768]})
+    assert s.scratch[0, :2].tolist() == [32767, -32768]
+    with pytest.raises(MachineError, match="int8 activation range"):
+        _one([Instr(Op.MATVEC, flags=int(Flag.RAW), n=1, k=2), Instr(Op.HALT)],
              words=tile_lanes(t, 4), scratch_init={0: [32767, -32768]})
-    assert s.out[0, 0].item() == 65535
+    s = _one([Instr(Op.MATVEC, flags=int(Flag.RAW), n=1, k=2), Instr(Op.HALT)],
+             words=tile_lanes(t, 4), scratch_init={0: [127, -127]})
+    assert s.out[0, 0].item() == 254
