@@ -153,3 +153,34 @@ def tile_lanes(t: torch.Tensor, lanes: int) -> list[int]:
                 w |= c << (2 * l)
             words.append(w)
     return words
+
+
+def embedding_words(table: torch.Tensor, lanes: int) -> tuple[list[int], int]:
+    """Lay out an int8 table (V, d) (e.g. an embedding) as raw bytes in weight words.
+
+    Each row starts on a word boundary and takes ``k = ceil(d / (2*lanes/8))`` words of
+    ``2 * lanes`` bits; byte i of a word sits at bits [8i+7:8i] (two's complement int8).
+    This is the layout the EMBED instruction reads (golden/isa.py).
+
+    Returns
+    -------
+    (words, k) : the ``V * k`` words, and the words a row.
+
+    Raises
+    ------
+    ValueError if a value is outside [-128, 127] or ``lanes`` is not a multiple of 4.
+    """
+    if lanes % 4:
+        raise ValueError(f"lanes must be a multiple of 4 for byte-aligned words, not {lanes!r}")
+    t = table.to(torch.int64)
+    if bool(((t < -128) | (t > 127)).any()):
+        raise ValueError("embedding table values must fit int8 [-128, 127]")
+    v, d = t.shape
+    bpw = 2 * lanes // 8
+    k = -(-d // bpw)
+    words = []
+    for row in (t & 0xFF).tolist():
+        row = row + [0] * (k * bpw - d)
+        for w in range(k):
+            words.append(int.from_bytes(bytes(row[w * bpw:(w + 1) * bpw]), "little"))
+    return words, k

@@ -41,9 +41,23 @@ class Sequencer(wiring.Component):
     result : Out(32)   ARGMAX index
     cycles : Out(32)   cycles from start to done of the last run
     prog_addr/prog_data, scr_*/out_* (1-cycle read latency), w_raddr/w_rdata : memory ports
+    scr_raddr2/scr_rdata2 : second scratch read port (the ``b`` operand of vector ops)
+
+    Vector operations (``vector_units``, a list of ``(unit, {Op: mode})``): each unit has the
+    stream interface of hw/vector units (``i`` carrying ``a``, ``b``, ``last``; ``o``
+    carrying ``y``; config ports ``m``, ``s``, ``m2``, ``s2``, ``mode``; ``passes``). The
+    sequencer streams ``a = scratch[src + j]`` and ``b = scratch[aux + j]`` for ``j < n``,
+    ``passes`` times, and writes the outputs of the final pass to ``scratch[dst + j]``.
+    ``m2`` is ``wbase[15:0]`` and ``s2`` is ``k[5:0]`` of the instruction.
     """
 
-    def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth):
+    def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
+                 vector_units=()):
+        self._vector_units = list(vector_units)
+        for unit, opmodes in self._vector_units:
+            for op in opmodes:
+                if not isinstance(op, Op):
+                    raise TypeError(f"vector unit op {op!r} is not a golden.isa.Op")
         self._lanes = lanes
         self._acc_bits = acc_bits
         self._weight_depth = weight_depth
@@ -53,6 +67,7 @@ class Sequencer(wiring.Component):
             "result": Out(32), "cycles": Out(32),
             "prog_addr": Out(range(prog_depth)), "prog_data": In(INSTR_BITS),
             "scr_raddr": Out(range(scratch_depth)), "scr_rdata": In(16),
+            "scr_raddr2": Out(range(scratch_depth)), "scr_rdata2": In(16),
             "scr_waddr": Out(range(scratch_depth)), "scr_wdata": Out(16), "scr_wen": Out(1),
             "out_raddr": Out(range(out_depth)), "out_rdata": In(32),
             "out_waddr": Out(range(out_depth)), "out_wdata": Out(32), "out_wen": Out(1),
@@ -147,6 +162,73 @@ class Sequencer(wiring.Component):
         take = adv & ((ajd == 0) | (value > best))
         new_idx = Mux(take, ajd, bidx)
 
+        # --- Vector ops -----------------------------------------------------------------
+        vj = Signal(13)
+        vp = Signal(4)
+        vw = Signal(13)
+        vec_active = Signal()
+        vlast = vj == ins.n - 1
+        passes = Signal(4)
+        vfire = Signal()
+        vo_valid = Signal()
+        vo_y = Signal(16)
+        is_vec = Signal()
+        for unit, opmodes in self._vector_units:
+            m.submodules += unit
+            sel = Signal(name=f"sel_{type(unit).__name__.lower()}")
+            m.d.comb += sel.eq(0)
+            for op, mode in opmodes.items():
+                with m.If(ins.op == op):
+                    m.d.comb += [sel.eq(1), passes.eq(unit.passes), is_vec.eq(1)]
+                    if hasattr(unit, "mode"):
+                        m.d.comb += unit.mode.eq(mode)
+            m.d.comb += [
+                unit.m.eq(ins.m), unit.s.eq(ins.s),
+                unit.m2.eq(ins.wbase[:16]), unit.s2.eq(ins.k[:6]),
+                unit.i.payload.a.eq(self.scr_rdata.as_signed()),
+                unit.i.payload.b.eq(self.scr_rdata2.as_signed()),
+                unit.i.payload.last.eq(vlast),
+                unit.i.valid.eq(vec_active & sel),
+                unit.o.ready.eq(1),
+            ]
+            with m.If(sel & unit.i.valid & unit.i.ready):
+                m.d.comb += vfire.eq(1)
+            with m.If(sel & unit.o.valid):
+                m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
+        vj_next = Signal(13)
+        m.d.comb += vj_next.eq(Mux(vfire, Mux(vlast, 0, vj + 1), vj))
+        with m.If(vfire):
+            m.d.sync += vj.eq(vj_next)
+            with m.If(vlast):
+                m.d.sync += vp.eq(vp + 1)
+                with m.If(vp + 1 >= passes):
+                    m.d.sync += vec_active.eq(0)
+        m.d.comb += self.scr_raddr2.eq(ins.aux + vj_next)
+        with m.If(is_vec):
+            m.d.comb += [
+                self.scr_raddr.eq(ins.src + vj_next),
+                self.scr_waddr.eq(ins.dst + vw),
+                self.scr_wdata.eq(vo_y),
+                self.scr_wen.eq(vo_valid),
+            ]
+        with m.If(vo_valid):
+            m.d.sync += vw.eq(vw + 1)
+
+        # --- EMBED: a row of raw int8 bytes from the weight memory ------------------------
+        bpw = 2 * L // 8
+        emb_base = Signal(20)
+        emb_word = Signal(2 * L)
+        emb_have = Signal()
+        emb_b = Signal(range(max(bpw, 2)))
+        emb_e = Signal(13)
+        emb_left = Signal(13)
+        raw_word = Signal(2 * L)
+        for l in range(L):
+            m.d.comb += [raw_word[2 * l].eq(streamer.o.payload.nz[l]),
+                         raw_word[2 * l + 1].eq(streamer.o.payload.neg[l])]
+        emb_byte = Signal(8)
+        m.d.comb += emb_byte.eq(emb_word.word_select(emb_b, 8))
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -164,9 +246,17 @@ class Sequencer(wiring.Component):
                         m.d.sync += [feeding.eq(ins.n != 0), i.eq(0), j0.eq(0), cmd_j0.eq(0),
                                      cmd_base.eq(ins.wbase), wlane.eq(0), wj0.eq(0), written.eq(0)]
                         m.next = "MATVEC"
+                    with m.Case(Op.EMBED):
+                        # scr_raddr is src here (i_next = vj_next = 0): the token id.
+                        m.next = "EMB_TOK"
                     with m.Case(Op.ARGMAX):
                         m.d.sync += [aj.eq(0), adv.eq(0), bidx.eq(0), best.eq(0)]
                         m.next = "ARGMAX"
+                    vec_ops = [op for _, om in self._vector_units for op in om]
+                    if vec_ops:
+                        with m.Case(*vec_ops):
+                            m.d.sync += [vec_active.eq(ins.n != 0), vp.eq(0), vw.eq(0)]
+                            m.next = "VEC"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
@@ -181,6 +271,36 @@ class Sequencer(wiring.Component):
                     m.d.sync += written.eq(written + 1)
                 # Done once every row is written and the engine has drained its padding lanes.
                 with m.If(((written + wrote) >= ins.n) & ~engine.o.valid & ~feeding):
+                    m.next = "FETCH"
+            with m.State("EMB_TOK"):
+                m.d.sync += [emb_base.eq(ins.wbase + self.scr_rdata * ins.k),
+                             emb_left.eq(ins.k), emb_e.eq(0), emb_b.eq(0), emb_have.eq(0)]
+                m.next = "EMB_CMD"
+            with m.State("EMB_CMD"):
+                m.d.comb += [streamer.cmd.valid.eq(1), streamer.cmd.payload.base.eq(emb_base)]
+                with m.If(streamer.cmd.ready):
+                    m.next = "EMB_RUN"
+            with m.State("EMB_RUN"):
+                with m.If(~emb_have):
+                    m.d.comb += streamer.o.ready.eq(emb_left != 0)
+                    with m.If(streamer.o.valid & (emb_left != 0)):
+                        m.d.sync += [emb_word.eq(raw_word), emb_have.eq(1),
+                                     emb_left.eq(emb_left - 1)]
+                    with m.If(emb_left == 0):
+                        m.next = "FETCH"
+                with m.Else():
+                    m.d.comb += [
+                        self.scr_waddr.eq(ins.dst + emb_e),
+                        self.scr_wdata.eq(emb_byte.as_signed()),
+                        self.scr_wen.eq(emb_e < ins.n),
+                    ]
+                    m.d.sync += emb_e.eq(emb_e + 1)
+                    with m.If(emb_b == bpw - 1):
+                        m.d.sync += [emb_b.eq(0), emb_have.eq(0)]
+                    with m.Else():
+                        m.d.sync += emb_b.eq(emb_b + 1)
+            with m.State("VEC"):
+                with m.If((vw + vo_valid) >= ins.n):
                     m.next = "FETCH"
             with m.State("ARGMAX"):
                 m.d.comb += self.out_raddr.eq(ins.src + aj)

@@ -35,7 +35,8 @@ class Accelerator(wiring.Component):
     cycles : Out(32)
     """
 
-    def __init__(self, cfg: AccelConfig, weight_words=(), program_words=(), *, weight_memory=None):
+    def __init__(self, cfg: AccelConfig, weight_words=(), program_words=(), *, weight_memory=None,
+                 vector_units=None):
         if not isinstance(cfg, AccelConfig):
             raise TypeError(f"cfg must be an AccelConfig, not {cfg!r}")
         program_words = list(program_words)
@@ -44,6 +45,11 @@ class Accelerator(wiring.Component):
                              f"program memory of {cfg.prog_depth}")
         self.cfg = cfg
         self._program = program_words
+        # Vector units: a list of (unit, {Op: mode}); by default the ones cfg.vector asks for.
+        if vector_units is None:
+            from .vector_units import vector_units_for
+            vector_units = vector_units_for(cfg)
+        self._vector_units = list(vector_units)
         self._weight_memory = weight_memory or WeightMemory(
             word_bits=cfg.word_bits, depth=cfg.weight_depth, init=weight_words)
         super().__init__({
@@ -58,7 +64,8 @@ class Accelerator(wiring.Component):
         cfg = self.cfg
         m.submodules.seq = seq = Sequencer(
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
-            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth)
+            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
+            vector_units=self._vector_units)
         m.submodules.scratch = scratch = Memory(shape=16, depth=cfg.scratch_depth, init=[])
         m.submodules.outbuf = outbuf = Memory(shape=32, depth=cfg.out_depth, init=[])
         m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
@@ -77,6 +84,8 @@ class Accelerator(wiring.Component):
         word, slc = addr[2:], addr[:2]
 
         scr_r, scr_w = scratch.read_port(), scratch.write_port()
+        scr_r2 = scratch.read_port()
+        m.d.comb += [scr_r2.addr.eq(seq.scr_raddr2), seq.scr_rdata2.eq(scr_r2.data)]
         out_r, out_w = outbuf.read_port(), outbuf.write_port()
         prg_r, prg_w = prog.read_port(), prog.write_port(granularity=32)
 

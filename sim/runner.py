@@ -131,9 +131,12 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
         if p not in sys.path:
             sys.path.insert(0, p)
     results = build_dir / f"results-{tag}.xml"
-    runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
-                test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
-                results_xml=str(results), log_file=build_dir / f"test-{tag}.log")
+    try:
+        runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
+                    test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
+                    results_xml=str(results), log_file=build_dir / f"test-{tag}.log")
+    except SystemExit:  # the runner exits when a cocotb test failed; say which log
+        pass
     try:
         ntests, nfail = get_results(results)
     except RuntimeError:

@@ -77,3 +77,33 @@ def test_random_mlps_rtl_equals_interpreter_and_golden(lanes):
                      scratch_init={c.input_addr: xs})
     interp = st.out[:, c.logits_addr:c.logits_addr + c.n_logits]
     assert interp.tolist() == res["logits"]
+
+
+@pytest.mark.parametrize("lanes", [8])
+def test_embed_then_matvec_rtl_equals_interpreter(lanes):
+    """EMBED reads a token's int8 row from the weight memory (raw bytes next to I2 trits);
+    RTL == interpreter for every token id, including the first and the last row."""
+    from golden.isa import Flag, Instr, Op, encode_program
+    from golden.packing import embedding_words, tile_lanes
+    g = torch.Generator().manual_seed(SEED)
+    vocab, d, n = 11, 13, 6
+    table = torch.randint(-128, 128, (vocab, d), generator=g)
+    table[0] = 127
+    table[1] = -128
+    t = torch.randint(-1, 2, (n, d), generator=g).to(torch.int8)
+    mat = tile_lanes(t, lanes)
+    emb, k = embedding_words(table.clamp(-127, 127), lanes)
+    words = mat + emb
+    prog = [Instr(Op.EMBED, src=0, dst=16, n=d, k=k, wbase=len(mat)),
+            Instr(Op.MATVEC, flags=int(Flag.RAW), src=16, dst=0, n=n, k=d, wbase=0),
+            Instr(Op.ARGMAX, src=0, n=n), Instr(Op.HALT)]
+    cfg = AccelConfig(lanes=lanes, weight_depth=256, scratch_depth=64, out_depth=16,
+                      prog_depth=8, max_fan_in=64)
+    tokens = [[tok] for tok in range(vocab)]
+    res = run_batch(cfg, words, encode_program(prog), tokens, 0, 0, n, progress=False)
+    st = run_program(prog, words, lanes=lanes, weight_depth=cfg.weight_depth,
+                     scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                     scratch_init={0: torch.tensor(tokens)})
+    assert st.out[:, :n].tolist() == res["logits"]
+    expect = nm.ternary_matvec(t, table.clamp(-127, 127))
+    assert res["logits"] == expect.tolist()
