@@ -23,7 +23,7 @@ from .image import words_to_trits
 from .isa import Flag, Instr, Op, decode_program
 from .isa import VECTOR_OPS
 from .numerics import ACT_MAX, ACT_MIN, relu, requantize, ternary_matvec
-from .vecops import vector_op
+from .vecops import SCRATCH_MAX as WIDE_MAX, vector_op
 
 __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
 
@@ -201,10 +201,11 @@ def _initial_scratch(init, depth: int, batch: int | None) -> torch.Tensor:
 
 def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes: int,
             scratch: torch.Tensor, out: torch.Tensor) -> None:
-    flags = Flag(ins.flags & int(Flag.RELU | Flag.RAW))
+    defined = int(Flag.RELU | Flag.RAW | Flag.WIDE)
+    flags = Flag(ins.flags & defined)
     if ins.flags != int(flags):
         raise MachineError(f"instruction {pc} ({ins}) has undefined flag bits "
-                           f"{ins.flags & ~int(Flag.RELU | Flag.RAW):#x}")
+                           f"{ins.flags & ~defined:#x}")
     if Flag.RAW in flags and Flag.RELU in flags:
         raise MachineError(f"instruction {pc} ({ins}) sets both RAW and RELU, which the ISA "
                            f"does not define")
@@ -240,7 +241,8 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
                                f"{OUT_BITS} signed bits")
         out[:, ins.dst:ins.dst + n] = acc
     else:
-        y = requantize(acc, ins.m, ins.s)
+        hi = WIDE_MAX if Flag.WIDE in flags else ACT_MAX
+        y = requantize(acc, ins.m, ins.s, -hi, hi)
         if Flag.RELU in flags:
             y = relu(y)
         scratch[:, ins.dst:ins.dst + n] = y

@@ -24,6 +24,8 @@ Operations
 ``ARGMAX``  result = the smallest index j < n maximising out[src + j].
 ``HALT``    stop; the sequencer raises ``done``.
 
+With ``WIDE``, MATVEC requantizes to int16 [-32767, 32767] (residual-stream and
+pre-activation outputs) instead of int8 [-127, 127].
 MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
 scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
 
@@ -96,6 +98,7 @@ class Flag(enum.IntFlag):
     RAW = 2    # MATVEC: write the raw accumulators to ``out`` instead of requantizing
     OUT8 = 4   # vector ops: saturate to int8 [-127, 127] instead of int16 [-32767, 32767]
     NEG = 8    # vector ops: negate the ``a`` operand first
+    WIDE = 16  # MATVEC: requantize to int16 [-32767, 32767] instead of int8 [-127, 127]
 
 
 #: Vector operations executed by the vector units (see golden.vecops).

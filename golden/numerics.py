@@ -18,25 +18,17 @@ import math
 
 import torch
 
+from .widths import (ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, S_MAX, WIDE_MAX,  # noqa: F401
+                     acc_width)
+
 __all__ = [
     "ACT_BITS", "ACT_MIN", "ACT_MAX", "ABSMEAN_EPS", "M_BITS", "S_BITS", "S_MAX",
     "absmean_ternarize", "check_ternary", "quantize_act", "acc_width", "ternary_matvec",
     "dyadic", "requantize", "sat", "relu", "round_half_up_shift",
 ]
 
-#: Activation width in bits. Activations are symmetric int8 in [-127, 127]: -128 is never
-#: produced, so negating an activation (a ``-1`` trit) never overflows 8 bits.
-ACT_BITS = 8
-ACT_MAX = 127
-ACT_MIN = -127
-
 #: eps of the absmean scale (BitNet b1.58): gamma = mean|W| + eps.
 ABSMEAN_EPS = 1e-5
-
-#: Width of the dyadic multiplier ``m`` (unsigned) and of the shift ``s``.
-M_BITS = 16
-S_BITS = 6
-S_MAX = (1 << S_BITS) - 1
 
 
 def absmean_ternarize(w: torch.Tensor, eps: float = ABSMEAN_EPS) -> tuple[torch.Tensor, float]:
@@ -103,21 +95,6 @@ def quantize_act(x: torch.Tensor, scale: float) -> torch.Tensor:
         raise ValueError(f"activation scale must be positive and finite, not {scale!r}")
     q = torch.round(x.to(torch.float64) / scale)
     return torch.clamp(q, ACT_MIN, ACT_MAX).to(torch.int8)
-
-
-def acc_width(fan_in: int, act_max: int = ACT_MAX) -> int:
-    """Bits of a signed accumulator that holds any ternary dot product of ``fan_in`` terms.
-
-    ``|sum_i t_i x_i| <= fan_in * act_max``, so ``ceil(log2(fan_in * act_max + 1)) + 1``
-    bits (one for the sign) are exact. For fan_in = 64: 14 bits; 512: 17; 4096: 20.
-
-    Raises
-    ------
-    ValueError if ``fan_in`` < 1.
-    """
-    if fan_in < 1:
-        raise ValueError(f"fan-in must be at least 1, not {fan_in!r}")
-    return math.ceil(math.log2(fan_in * act_max + 1)) + 1
 
 
 def ternary_matvec(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -3,13 +3,16 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.numerics import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS
+from golden.widths import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, WIDE_MAX
 
 __all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
-    """``y = sat8((acc * m + 2^(s-1)) >> s)``, then ``max(y, 0)`` if ``relu``.
+    """``y = sat((acc * m + 2^(s-1)) >> s)``, then ``max(y, 0)`` if ``relu``.
+
+    ``sat`` is to int8 [-127, 127], or to int16 [-32767, 32767] while ``wide`` is high
+    (golden/isa.py Flag.WIDE); the output port is 16 bits either way.
 
     The rule is golden.numerics.requantize (round half up by the added constant, arithmetic
     shift, saturation to [-127, 127]). The product ``acc * m`` is ``acc_bits + M_BITS + 1``
@@ -27,10 +30,11 @@ class Requantizer(wiring.Component):
     Members
     -------
     i : In(stream.Signature({acc: signed(acc_bits), tag: tag_bits}))
-    o : Out(stream.Signature({y: signed(8), tag: tag_bits}))
+    o : Out(stream.Signature({y: signed(16), tag: tag_bits}))
     m : In(M_BITS)     dyadic multiplier, unsigned; hold constant while elements flow
     s : In(S_BITS)     dyadic shift
     relu : In(1)
+    wide : In(1)       saturate to int16 instead of int8
     """
 
     def __init__(self, *, acc_bits: int, tag_bits: int = 1):
@@ -38,10 +42,11 @@ class Requantizer(wiring.Component):
         self._tag_bits = tag_bits
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"acc": signed(acc_bits), "tag": tag_bits}))),
-            "o": Out(stream.Signature(data.StructLayout({"y": signed(ACT_BITS), "tag": tag_bits}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": signed(16), "tag": tag_bits}))),
             "m": In(M_BITS),
             "s": In(S_BITS),
             "relu": In(1),
+            "wide": In(1),
         })
 
     def elaborate(self, platform):
@@ -70,14 +75,16 @@ class Requantizer(wiring.Component):
         m.d.comb += rounded.eq(prod + rnd)
         shifted = Signal(signed(pw + 1))
         m.d.comb += shifted.eq(rounded >> self.s)
-        y = Signal(signed(ACT_BITS))
+        y = Signal(signed(16))
+        hi = Signal(signed(17))
+        m.d.comb += hi.eq(Mux(self.wide, WIDE_MAX, ACT_MAX))
         with m.If(self.s >= pw):
             # |prod| < 2^(pw-1) <= 2^(s-1): (prod + 2^(s-1)) >> s is exactly 0.
             m.d.comb += y.eq(0)
-        with m.Elif(shifted > ACT_MAX):
-            m.d.comb += y.eq(ACT_MAX)
-        with m.Elif(shifted < Mux(self.relu, 0, ACT_MIN)):
-            m.d.comb += y.eq(Mux(self.relu, 0, ACT_MIN))
+        with m.Elif(shifted > hi):
+            m.d.comb += y.eq(hi)
+        with m.Elif(shifted < Mux(self.relu, 0, -hi)):
+            m.d.comb += y.eq(Mux(self.relu, 0, -hi))
         with m.Else():
             m.d.comb += y.eq(shifted)
         with m.If(ce):

@@ -87,7 +87,9 @@ class Sequencer(wiring.Component):
         m.d.comb += self.prog_addr.eq(pc)
         raw = ins.flags[Flag.RAW.bit_length() - 1]
         relu = ins.flags[Flag.RELU.bit_length() - 1]
-        m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(relu)]
+        wide = ins.flags[Flag.WIDE.bit_length() - 1]
+        m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(relu),
+                     requant.wide.eq(wide)]
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -139,7 +141,7 @@ class Sequencer(wiring.Component):
             engine.o.ready.eq(raw | ~in_range | requant.i.ready),
             requant.o.ready.eq(1),
             self.scr_waddr.eq(ins.dst + requant.o.payload.tag),
-            self.scr_wdata.eq(requant.o.payload.y),          # sign-extended to 16 bits
+            self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid),
             self.out_waddr.eq(ins.dst + j),
             self.out_wdata.eq(engine.o.payload.acc),         # sign-extended to 32 bits

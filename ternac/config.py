@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from golden.numerics import acc_width
+from golden.widths import acc_width
 
 __all__ = ["AccelConfig", "HostSpace"]
 

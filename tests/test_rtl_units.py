@@ -139,24 +139,26 @@ def _requant_accs(rng, m, s):
 
 
 @pytest.mark.parametrize("stall", STALLS)
-@pytest.mark.parametrize("m,s,relu", [(1, 1, 0), (3, 2, 0), (1, 0, 1), (40000, 20, 0),
-                                      (65535, 25, 1), (12345, 14, 0), (2, 63, 0), (7, 36, 0),
-                                      (65535, 0, 0)])
-def test_requant_every_element(requant_model, m, s, relu, stall):
+@pytest.mark.parametrize("m,s,relu,wide", [(1, 1, 0, 0), (3, 2, 0, 0), (1, 0, 1, 0),
+                                           (40000, 20, 0, 0), (65535, 25, 1, 0), (12345, 14, 0, 0),
+                                           (2, 63, 0, 0), (7, 36, 0, 0), (65535, 0, 0, 0),
+                                           (1, 0, 0, 1), (40000, 12, 0, 1), (3, 5, 1, 1)])
+def test_requant_every_element(requant_model, m, s, relu, wide, stall):
     runner, bdir = requant_model
     rng = random.Random(SEED + m + s)
     accs = _requant_accs(rng, m, s)
-    print(f"seed={SEED + m + s} m={m} s={s} relu={relu} stall={stall}")
+    print(f"seed={SEED + m + s} m={m} s={s} relu={relu} wide={wide} stall={stall}")
     from amaranth.hdl import signed
     from amaranth.lib import data
     in_layout = data.StructLayout({"acc": signed(REQ_ACC_BITS), "tag": 12})
-    out_layout = data.StructLayout({"y": signed(8), "tag": 12})
+    out_layout = data.StructLayout({"y": signed(16), "tag": 12})
     beats = [pack(in_layout, acc=a, tag=k % 4096) for k, a in enumerate(accs)]
     out = run_bench(runner, bdir, "requant_bench", "bench_units", inputs={
         "seed": SEED, "stall": stall, "beats": beats, "n_out": len(accs),
-        "static": {"m": m, "s": s, "relu": relu}})
+        "static": {"m": m, "s": s, "relu": relu, "wide": wide}})
     got = [unpack(out_layout, w) for w in out["out"]]
-    expect = nm.requantize(torch.tensor(accs), m, s)
+    hi = nm.WIDE_MAX if wide else nm.ACT_MAX
+    expect = nm.requantize(torch.tensor(accs), m, s, -hi, hi)
     if relu:
         expect = nm.relu(expect)
     assert [g["y"] for g in got] == expect.tolist()
