@@ -23,6 +23,7 @@ from .image import words_to_trits
 from .isa import Flag, Instr, Op, decode_program
 from .isa import VECTOR_OPS
 from .numerics import ACT_MAX, ACT_MIN, relu, requantize, ternary_matvec
+from .sampler import join_state, sample_index, split_state
 from .vecops import SCRATCH_MAX as WIDE_MAX, vector_op
 
 __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
@@ -137,6 +138,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             result = torch.where(hit, idx, ins.n).min(dim=1).values
         elif ins.op in VECTOR_OPS:
             _vector(ins, pc, scratch)
+        elif ins.op == Op.SAMPLE:
+            result = _sample(ins, pc, scratch)
         elif ins.op == Op.EMBED:
             _embed(ins, pc, list(weights), lanes, weight_depth, scratch)
         else:  # pragma: no cover - decode() rejects unknown opcodes
@@ -282,3 +285,18 @@ def _embed(ins: Instr, pc: int, weights: list, lanes: int, weight_depth: int,
         row = b"".join(int(weights[base + w]).to_bytes(bpw, "little") for w in range(k))
         vals = torch.tensor(list(row[:n]), dtype=torch.int64)
         scratch[bi, ins.dst:ins.dst + n] = torch.where(vals >= 128, vals - 256, vals)
+
+
+def _sample(ins: Instr, pc: int, scratch: torch.Tensor) -> torch.Tensor:
+    """SAMPLE: draw from scratch[src:src+n] with the LFSR state at scratch[aux], [aux+1]."""
+    if ins.n < 1:
+        raise MachineError(f"instruction {pc} ({ins}) samples from 0 elements")
+    _span("reads scratch", ins.src, ins.n, scratch.shape[1], pc, ins)
+    _span("reads and writes scratch", ins.aux, 2, scratch.shape[1], pc, ins)
+    out = []
+    for bi in range(scratch.shape[0]):
+        st = join_state(scratch[bi, ins.aux], scratch[bi, ins.aux + 1])
+        idx, st = sample_index(scratch[bi, ins.src:ins.src + ins.n].tolist(), st)
+        scratch[bi, ins.aux], scratch[bi, ins.aux + 1] = split_state(st)
+        out.append(idx)
+    return torch.tensor(out, dtype=torch.int64)

@@ -44,6 +44,10 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
 ``SHIFTMAX``  y = shiftmax_q(a, m, s, out_bits=15)                      (3 passes)
 ``ADD``       y = sat(rhu(a * m, s) + rhu(b * m2, s2))
 ``MUL``       y = sat(rhu(a * b * m, s))
+``SAMPLE``    result = a token drawn from the probabilities scratch[src:src+n] (Q15, from
+              SHIFTMAX) with the 32-bit LFSR state held in scratch[aux] (low 16 bits) and
+              scratch[aux + 1] (high), which is stepped once and written back
+              (golden/sampler.py). Two passes over the vector.
 ``EMBED``     y = sign-extended byte j of the embedding row ``scratch[src]`` (a token id):
               the row starts at weight word ``wbase + scratch[src] * k``; a word holds
               ``2*lanes/8`` bytes, byte i at bits [8i+7:8i].
@@ -89,6 +93,7 @@ class Op(enum.IntEnum):
     ADD = 9
     MUL = 10
     EMBED = 11
+    SAMPLE = 12
 
 
 class Flag(enum.IntFlag):

@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.isa import FIELDS, INSTR_BITS, Flag, Op
+from golden.sampler import LFSR_MASK, U_BITS as SAMPLE_U_BITS
 from .engine import TernaryEngine
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer
@@ -27,6 +28,9 @@ class Sequencer(wiring.Component):
       requantizer into the scratchpad (or, with ``RAW``, into the output buffer) while the
       next tile accumulates. Cycles ~ ``ceil(n/lanes) * k + lanes + 6``.
     * ``ARGMAX``: ``n + 2`` cycles over the output buffer; ties go to the smaller index.
+    * ``SAMPLE``: steps the LFSR held in two scratch words, sums the probabilities (pass 1),
+      scales the draw, and scans the cumulative sum (pass 2, stops at the hit):
+      at most ``2n + 6`` cycles.
     * ``HALT``: raises ``done``. An unknown opcode halts with ``error``.
 
     Parameters
@@ -231,6 +235,21 @@ class Sequencer(wiring.Component):
         emb_byte = Signal(8)
         m.d.comb += emb_byte.eq(emb_word.word_select(emb_b, 8))
 
+        # --- SAMPLE: LFSR draw over Q15 probabilities (golden/sampler.py) ---------------
+        lfsr = Signal(32)
+        lfsr_next = Signal(32)
+        joined = Signal(32)
+        m.d.comb += joined.eq(Cat(self.scr_rdata, self.scr_rdata2))
+        m.d.comb += lfsr_next.eq(Mux(joined[0], (joined >> 1) ^ LFSR_MASK, joined >> 1))
+        sj = Signal(13)
+        total = Signal(28)
+        thr = Signal(28)
+        cum = Signal(29)
+        sidx = Signal(13)
+        sj_last = sj == ins.n - 1
+        p_in = Signal(16)
+        m.d.comb += p_in.eq(self.scr_rdata)
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -248,6 +267,8 @@ class Sequencer(wiring.Component):
                         m.d.sync += [feeding.eq(ins.n != 0), i.eq(0), j0.eq(0), cmd_j0.eq(0),
                                      cmd_base.eq(ins.wbase), wlane.eq(0), wj0.eq(0), written.eq(0)]
                         m.next = "MATVEC"
+                    with m.Case(Op.SAMPLE):
+                        m.next = "SMP_RD"
                     with m.Case(Op.EMBED):
                         # scr_raddr is src here (i_next = vj_next = 0): the token id.
                         m.next = "EMB_TOK"
@@ -301,6 +322,41 @@ class Sequencer(wiring.Component):
                         m.d.sync += [emb_b.eq(0), emb_have.eq(0)]
                     with m.Else():
                         m.d.sync += emb_b.eq(emb_b + 1)
+            with m.State("SMP_RD"):
+                m.d.comb += [self.scr_raddr.eq(ins.aux), self.scr_raddr2.eq(ins.aux + 1)]
+                m.next = "SMP_LD"
+            with m.State("SMP_LD"):
+                # The state words are on the read ports; prime pass 1 with p[0].
+                m.d.comb += self.scr_raddr.eq(ins.src)
+                m.d.sync += [lfsr.eq(lfsr_next), sj.eq(0), total.eq(0), cum.eq(0), sidx.eq(0)]
+                m.next = "SMP_P1"
+            with m.State("SMP_P1"):
+                m.d.comb += self.scr_raddr.eq(ins.src + Mux(sj_last, 0, sj + 1))
+                m.d.sync += [total.eq(total + p_in), sj.eq(Mux(sj_last, 0, sj + 1))]
+                with m.If(sj_last):
+                    m.next = "SMP_THR"
+            with m.State("SMP_THR"):
+                m.d.comb += self.scr_raddr.eq(ins.src)
+                m.d.sync += thr.eq((lfsr[32 - SAMPLE_U_BITS:] * total) >> SAMPLE_U_BITS)
+                m.next = "SMP_P2"
+            with m.State("SMP_P2"):
+                m.d.comb += self.scr_raddr.eq(ins.src + sj + 1)
+                m.d.sync += [cum.eq(cum + p_in), sj.eq(sj + 1)]
+                with m.If(cum + p_in > thr):
+                    m.d.sync += sidx.eq(sj)
+                    m.next = "SMP_WB"
+                with m.Elif(sj_last):
+                    m.d.sync += sidx.eq(0)
+                    m.next = "SMP_WB"
+            with m.State("SMP_WB"):
+                m.d.comb += [self.scr_waddr.eq(ins.aux), self.scr_wdata.eq(lfsr[:16]),
+                             self.scr_wen.eq(1)]
+                m.next = "SMP_WB2"
+            with m.State("SMP_WB2"):
+                m.d.comb += [self.scr_waddr.eq(ins.aux + 1), self.scr_wdata.eq(lfsr[16:]),
+                             self.scr_wen.eq(1)]
+                m.d.sync += self.result.eq(sidx)
+                m.next = "FETCH"
             with m.State("VEC"):
                 with m.If((vw + vo_valid) >= ins.n):
                     m.next = "FETCH"

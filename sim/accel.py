@@ -23,7 +23,7 @@ def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_di
 
 def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr: int,
               logits_addr: int, n_logits: int, *, build_dir=None, progress: bool = True,
-              chunk: int = 60) -> dict:
+              chunk: int = 60, scratch_readback: tuple[int, int] | None = None) -> dict:
     """Run ``inputs`` (a list of int vectors) one after another on the RTL.
 
     Each input is written into the scratchpad at ``input_addr`` through the host port, the
@@ -33,7 +33,8 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
     Returns
     -------
     dict with ``logits`` (list of lists of int), ``results`` (ARGMAX index per input) and
-    ``cycles`` (cycles from start to done per input, measured by the RTL's own counter).
+    ``cycles`` (cycles from start to done per input, measured by the RTL's own counter),
+    and ``scratch`` (the words ``scratch_readback = (addr, n)`` after each run, if asked).
 
     Raises
     ------
@@ -43,7 +44,7 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
     runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
                                            build_dir=build_dir, progress=progress)
     inputs = [list(map(int, x)) for x in inputs]
-    out = {"logits": [], "results": [], "cycles": []}
+    out = {"logits": [], "results": [], "cycles": [], "scratch": []}
     chunks = [inputs[k:k + chunk] for k in range(0, len(inputs), chunk)]
     it = chunks
     if progress:
@@ -52,7 +53,7 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
     for part in it:
         res = run_bench(runner, bdir, name, "bench_top", inputs={
             "inputs": part, "input_addr": input_addr, "logits_addr": logits_addr,
-            "n_logits": n_logits})
+            "n_logits": n_logits, "scratch_readback": scratch_readback})
         for k in out:
             out[k].extend(res[k])
     return out

@@ -77,7 +77,8 @@ async def run_inputs(dut):
     cfg = bench_inputs()
     tb = TopTB(dut)
     await tb.reset()
-    logits, results, cycles = [], [], []
+    logits, results, cycles, scratch = [], [], [], []
+    rb = cfg.get("scratch_readback")
     for x in cfg["inputs"]:
         await tb.write(SCRATCH, cfg["input_addr"], x)
         cyc, res, err = await tb.run(cfg.get("timeout_cycles", 1_000_000))
@@ -85,4 +86,6 @@ async def run_inputs(dut):
         logits.append(await tb.read(OUT, cfg["logits_addr"], cfg["n_logits"]))
         results.append(res)
         cycles.append(cyc)
-    bench_output({"logits": logits, "results": results, "cycles": cycles})
+        if rb:
+            scratch.append(await tb.read(SCRATCH, rb[0], rb[1]))
+    bench_output({"logits": logits, "results": results, "cycles": cycles, "scratch": scratch})
