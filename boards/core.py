@@ -1,0 +1,129 @@
+"""The board-independent core of every board top: UART host link + Accelerator + status
+LEDs. Board tops (``boards/icebreaker.py``, ``boards/ulx3s.py``) add clock, reset and pins;
+the co-simulation (``sim/board_cosim.py``) runs this core in Verilator with the same memory
+mapping as the board (iCEBreaker: weights in SB_SPRAM256KA through its simulation model).
+"""
+from __future__ import annotations
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.hostlink import UARTHostlink, connect_accelerator
+from ternac.hostdriver import MAX_WORDS, space_limits
+
+__all__ = ["BoardCore", "LED_NAMES", "board_config_hash", "pin_in", "pin_out"]
+
+#: Status LEDs of ``BoardCore.leds``, least significant first.
+LED_NAMES = ("busy", "done", "error", "rx", "tx", "alive")
+
+
+def pin_in(m, platform, name, number=0, sub=None, *, port=None):
+    """The input value of a board pin (through an ``io.Buffer``, inversion applied)."""
+    from amaranth.lib import io
+    port = port if port is not None else platform.request(name, number, dir="-")
+    buf = io.Buffer("i", getattr(port, sub) if sub else port)
+    m.submodules[f"pin_{name}{number}{'_' + sub if sub else ''}"] = buf
+    return buf.i
+
+
+def pin_out(m, platform, name, number=0, sub=None, *, port=None):
+    """The output value of a board pin (through an ``io.Buffer``, inversion applied)."""
+    from amaranth.lib import io
+    port = port if port is not None else platform.request(name, number, dir="-")
+    buf = io.Buffer("o", getattr(port, sub) if sub else port)
+    m.submodules[f"pin_{name}{number}{'_' + sub if sub else ''}"] = buf
+    return buf.o
+
+
+def board_config_hash(cfg, program_words, board: str) -> int:
+    """The configuration hash a board build reports in IDENTIFY (see docs/hostlink.md)."""
+    from ternac.hostdriver import config_hash
+    return config_hash(cfg, program_words, weight_format="I2", board=board)
+
+
+class BoardCore(wiring.Component):
+    """UART host link in front of the Accelerator, with status LEDs.
+
+    Parameters
+    ----------
+    cfg : AccelConfig
+    program_words : list[int]
+        128-bit instructions baked into the program memory (EBR is initialised by the
+        bitstream; the host may load another program over the link).
+    weight_words : list[int]
+        Weight image baked into the weight memory where the memory can be initialised
+        (EBR); ignored with a ``weight_memory`` that cannot (SPRAM).
+    divisor : int
+        Clock cycles a UART bit.
+    timeout_cycles : int
+        Host-link partial-frame timeout.
+    config_hash : int
+        32-bit IDENTIFY hash (:func:`board_config_hash`).
+    weight_memory : Component or None
+        Passed to ``Accelerator`` (e.g. :class:`hw.spram.SPRAMWeightMemory`).
+    blink_cycles : int
+        Cycles an activity LED stays lit after a byte / an error, and half the period of
+        the ``alive`` blink (boards: ~50 ms).
+
+    Members
+    -------
+    uart_rx : In(1)
+        From the host's UART TX (asynchronous, idle high).
+    uart_tx : Out(1)
+        To the host's UART RX.
+    leds : Out(6)
+        ``LED_NAMES``: accelerator busy, done, error (a rejected frame or a sequencer
+        error, lit until the next acknowledged request), rx and tx activity, alive blink.
+    """
+
+    def __init__(self, cfg, program_words, weight_words=(), *, divisor: int,
+                 timeout_cycles: int, config_hash: int, weight_memory=None,
+                 blink_cycles: int = 1 << 20):
+        from hw.top import Accelerator
+        self.cfg = cfg
+        self._accel = Accelerator(cfg, weight_words=weight_words, program_words=program_words,
+                                  weight_memory=weight_memory)
+        self._link = UARTHostlink(divisor=divisor, limits=space_limits(cfg),
+                                  config_hash=config_hash, timeout_cycles=timeout_cycles,
+                                  max_words=MAX_WORDS)
+        self._blink = max(2, int(blink_cycles))
+        super().__init__({
+            "uart_rx": In(1, init=1),
+            "uart_tx": Out(1, init=1),
+            "leds": Out(len(LED_NAMES)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self._link
+        m.submodules.accel = accel = self._accel
+        connect_accelerator(m, link.host, accel)
+        m.d.comb += [link.rx.eq(self.uart_rx), self.uart_tx.eq(link.tx)]
+
+        def stretch(name, pulse):
+            # Hold a short pulse for ``blink_cycles`` so it is visible.
+            count = Signal(range(self._blink + 1), name=f"{name}_hold")
+            with m.If(pulse):
+                m.d.sync += count.eq(self._blink)
+            with m.Elif(count != 0):
+                m.d.sync += count.eq(count - 1)
+            return count != 0
+
+        link_error = Signal()
+        with m.If(link.frame_error):
+            m.d.sync += link_error.eq(1)
+        with m.Elif(link.frame_ok):
+            m.d.sync += link_error.eq(0)
+
+        alive = Signal()
+        tick = Signal(range(self._blink))
+        m.d.sync += tick.eq(tick + 1)
+        with m.If(tick == self._blink - 1):
+            m.d.sync += [tick.eq(0), alive.eq(~alive)]
+
+        bits = {"busy": accel.busy, "done": accel.done, "error": link_error | accel.error,
+                "rx": stretch("rx", link.rx_activity), "tx": stretch("tx", link.tx_activity),
+                "alive": alive}
+        m.d.comb += self.leds.eq(Cat(*(bits[name] for name in LED_NAMES)))
+        return m

@@ -1,0 +1,203 @@
+"""The board commands of the ``ternac`` CLI: build, program, and running on a board.
+
+The CLI (``ternac/cli.py``) wires these; each ``*_main(args)`` takes an argparse
+namespace (the ``add_*_arguments`` helpers define its options) and returns the exit code:
+
+    ternac build --board {icebreaker,ulx3s} [--model digits] [--lanes L] [--freq MHZ]
+                 [--baud B] [--checkpoint PATH] [--build-dir DIR] [--json FILE]
+    ternac build unit NAME [--device {up5k,ecp5-85}] [--lanes L] [--freq MHZ] [--json FILE]
+    ternac program --board {icebreaker,ulx3s} [--bitstream PATH] [--lanes L] [--flash]
+                   [--dry-run]
+
+Exit codes: 0 success; 1 the build ran but missed timing (the report is still written,
+``timing_met: false``) or a tool failed; 2 a user error (bad argument, a model that does
+not fit, no bitstream, no programmer, missing system libraries, no board on USB), printed
+as one sentence ``ternac: error: ...`` with no traceback.
+
+``run_digits_on_board`` / ``run_digits_cosim`` serve ``ternac run digits --backend
+{board,cosim}``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["add_build_arguments", "add_unit_arguments", "add_program_arguments", "build_main", "program_main",
+           "run_digits_on_board", "run_digits_cosim", "BOARD_CHOICES", "DEVICE_CHOICES"]
+
+BOARD_CHOICES = ("icebreaker", "ulx3s")
+DEVICE_CHOICES = ("up5k", "ecp5-85")
+
+
+def add_build_arguments(p) -> None:
+    """Options of ``ternac build`` (board builds) on an argparse parser."""
+    p.add_argument("--board", choices=BOARD_CHOICES, required=False,
+                   help="board to build the bitstream for")
+    p.add_argument("--model", default="digits", help="model to bake in (default digits)")
+    p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
+    p.add_argument("--freq", type=float, default=None,
+                   help="core clock in MHz (default: the board oscillator; a PLL otherwise)")
+    p.add_argument("--baud", type=int, default=115200, help="host-link baud rate")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
+    p.add_argument("--build-dir", default=None, help="build folder (default build/<board>-L<L>)")
+    p.add_argument("--json", default=None, help="also copy the JSON report here")
+
+
+def add_unit_arguments(p) -> None:
+    """Options of ``ternac build unit NAME``."""
+    p.add_argument("name", help="unit to build out of context (e.g. engine, sequencer, top)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k")
+    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--freq", type=float, default=None,
+                   help="clock constraint in MHz (default 48 on up5k, 100 on ECP5)")
+    p.add_argument("--build-dir", default=None)
+    p.add_argument("--json", default=None)
+
+
+def add_program_arguments(p) -> None:
+    """Options of ``ternac program``."""
+    p.add_argument("--board", choices=BOARD_CHOICES, required=True)
+    p.add_argument("--bitstream", default=None,
+                   help="bitstream (default: build/<board>-L<lanes>/top.bin|top.bit)")
+    p.add_argument("--lanes", type=int, default=8, help="lanes of the default bitstream")
+    p.add_argument("--flash", action="store_true",
+                   help="ULX3S: write the SPI flash instead of SRAM (iCEBreaker always flash)")
+    p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+
+
+def _error(msg: str, code: int = 2) -> int:
+    print(f"ternac: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    return code
+
+
+def _write_json(path, obj) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _compile(model: str, lanes: int, checkpoint: str | None):
+    from ternac.compiler import compile_checkpoint
+    from ternac.config import AccelConfig
+    if model != "digits":
+        raise ValueError(f"unknown model {model!r}; the boards build: digits")
+    if checkpoint is None:
+        from golden.mlp import DEFAULT_CHECKPOINT
+        checkpoint = DEFAULT_CHECKPOINT
+    return compile_checkpoint(checkpoint, AccelConfig(lanes=lanes))
+
+
+def build_main(args) -> int:
+    """``ternac build --board B`` (or, with ``args.name`` set, ``ternac build unit NAME``).
+
+    Reads ``args``: board, model, lanes, freq, baud, checkpoint, build_dir, json; for units
+    name, device, lanes, freq, build_dir, json. Prints progress on stderr, the report's
+    headline on stdout.
+    """
+    from boards.build import BuildError, TimingError, build_board, build_unit
+    from ternac.errors import USER_ERRORS, one_line
+    try:
+        if getattr(args, "name", None):
+            from ternac.config import AccelConfig
+            cfg = AccelConfig(lanes=args.lanes)
+            report = build_unit(args.name, cfg, device=getattr(args, "device", "up5k"),
+                                freq_mhz=args.freq, build_dir=args.build_dir)
+        else:
+            if not getattr(args, "board", None):
+                return _error("say which board to build for: --board icebreaker or --board ulx3s")
+            compiled = _compile(getattr(args, "model", "digits"), args.lanes,
+                                getattr(args, "checkpoint", None))
+            report = build_board(args.board, compiled.cfg, compiled.program_words,
+                                 compiled.weight_words, freq_mhz=args.freq,
+                                 baud=getattr(args, "baud", 115200), build_dir=args.build_dir,
+                                 extra={"model": getattr(args, "model", "digits")})
+    except TimingError as e:
+        if getattr(args, "json", None):
+            _write_json(args.json, e.report)
+        return _error(e, 1)
+    except BuildError as e:
+        return _error(e, 1)
+    except (ValueError, *USER_ERRORS) as e:
+        return _error(one_line(e))
+    if getattr(args, "json", None):
+        _write_json(args.json, report)
+    res = report["resources"]
+    what = report.get("board") or f"unit {report.get('unit')}"
+    print(f"{what}: LUT {res['LUT']['used']}/{res['LUT']['available']}  FF {res['FF']['used']}  "
+          f"EBR {res['EBR']['used']}/{res['EBR']['available']}  "
+          f"SPRAM {res.get('SPRAM', {}).get('used', 0)}  DSP {res['DSP']['used']}/"
+          f"{res['DSP']['available']}  Fmax {report['fmax_MHz_achieved']} MHz "
+          f"(constrained {report['clock_MHz_constrained']:g})  "
+          f"{report['wall_time_s']['total_s']:.0f} s")
+    if "bitstream" in report:
+        print(f"bitstream: {report['bitstream']}")
+    return 0
+
+
+def program_main(args) -> int:
+    """``ternac program --board B [--bitstream P] [--flash] [--dry-run]``."""
+    from boards.program import ProgramError, program
+    try:
+        program(args.board, getattr(args, "bitstream", None),
+                dry_run=getattr(args, "dry_run", False), flash=getattr(args, "flash", False),
+                lanes=getattr(args, "lanes", 8))
+    except ProgramError as e:
+        return _error(e)
+    return 0
+
+
+def run_digits_on_board(compiled, inputs, *, port: str, board: str = "icebreaker",
+                        baud: int = 115200, progress: bool = True):
+    """``ternac run digits --backend board --port P``: the compiled model on a real board.
+
+    Checks the board's configuration hash, loads weights (SPRAM boards) and the program,
+    then for each input writes it, RUNs and reads the logits.
+
+    Returns
+    -------
+    (logits, results, cycles): lists per input, as the verilator backend.
+
+    Raises
+    ------
+    ternac.errors.BackendError (one sentence) if the port cannot be opened, the board runs
+    another bitstream, or the link fails.
+    """
+    from boards.core import board_config_hash
+    from ternac.errors import BackendError
+    from ternac.hostdriver import HostDriver, LinkError, SerialTransport
+    try:
+        drv = HostDriver(SerialTransport(port, baud), cfg=compiled.cfg)
+        drv.check_identity(board_config_hash(compiled.cfg, compiled.program_words, board))
+        if board == "icebreaker":
+            if progress:
+                print(f"[board] loading {len(compiled.weight_words)} weight words over "
+                      f"{port} ...", file=sys.stderr, flush=True)
+            drv.load_weights(compiled.weight_words)
+        drv.load_program(compiled.program_words)
+        logits, results, cycles = [], [], []
+        it = inputs
+        if progress:
+            from tqdm import tqdm
+            it = tqdm(inputs, desc=f"{board}", unit="input", leave=False)
+        for x in it:
+            drv.write_scratch(compiled.input_addr, [int(v) for v in x])
+            r, c = drv.run()
+            logits.append(drv.read_out(compiled.logits_addr, compiled.n_logits))
+            results.append(r)
+            cycles.append(c)
+        drv.transport.close()
+    except LinkError as e:
+        raise BackendError(f"the board on {port} did not answer as expected: {e}") from None
+    return logits, results, cycles
+
+
+def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=None,
+                     progress: bool = True):
+    """``ternac run digits --backend cosim``: see :func:`sim.board_cosim.run_digits_cosim`."""
+    from sim.board_cosim import run_digits_cosim as _run
+    return _run(compiled, inputs, board=board, build_dir=build_dir, progress=progress)

