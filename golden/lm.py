@@ -94,6 +94,7 @@ import datetime
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -124,7 +125,7 @@ BITLINEAR_NORM_EPS = 1e-8
 CHECKPOINT_FORMAT = "ternac-hgrn-bit/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shakespeare.safetensors"
 #: Steps of the committed checkpoint's recipe.
-DEFAULT_STEPS = 6000
+DEFAULT_STEPS = 9444
 #: Length of the chunks of the chunk-parallel MLGRU scan.
 SCAN_CHUNK = 16
 
@@ -887,7 +888,8 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
                       progress: bool = True, config: LMConfig = SHAKESPEARE_CONFIG,
                       batch_size: int = _BATCH, seq_len: int = _SEQ_LEN,
                       time_budget_s: float | None = None, eval_chars: int | None = None,
-                      log_every: int = 100, sample_chars: int = 400) -> dict:
+                      log_every: int = 100, val_every: int | None = 1000,
+                      sample_chars: int = 400) -> dict:
     """Train the MatMul-free LM on tinyshakespeare (QAT) and save its checkpoint.
 
     Recipe: ``torch.manual_seed(seed)`` initialisation; batches of ``batch_size`` random
@@ -915,6 +917,8 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
         that is >= 2000, the warm-up being fixed then)
     eval_chars : evaluate on the first ``eval_chars`` validation characters only (None: all)
     log_every : steps between logged training losses
+    val_every : steps between validation bpc measurements on the first 16,384 validation
+        characters (in the current mode, logged in ``curve``); None: none
     sample_chars : length of the generated sample in the result
 
     Returns
@@ -952,16 +956,18 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
     arange = torch.arange(seq_len + 1, device=dev)
     curve, running, n_running = [], 0.0, 0
     a_end, b_end = _phases(steps)
-    bar = tqdm(total=steps, desc="train shakespeare", unit="step", disable=not progress)
+    bar = tqdm(total=steps, desc="train shakespeare", unit="step", disable=not progress,
+               mininterval=0.5 if sys.stderr.isatty() else 30)
     t_train = time.perf_counter()
-    t_probe = None
+    t_probe, probe = None, None
     step = 0
     model.train().set_quant("per_token")
+    phase = "per-token"
     while step < steps:
-        if step == a_end:
-            model.set_quant("static", calibrating=True)
-        if step == b_end:
-            model.set_quant("static")
+        want = "per-token" if step < a_end else ("calibrate" if step < b_end else "static")
+        if want != phase:
+            phase = want
+            model.set_quant("static", calibrating=phase == "calibrate")
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, steps)
         off = torch.randint(0, train_ids.numel() - seq_len - 1, (batch_size,), generator=gen).to(dev)
@@ -978,13 +984,17 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
             lv = float(loss.detach())
             running += lv
             n_running += 1
-            bar.set_postfix(loss=f"{lv:.3f}", phase="per-token" if step <= a_end else
-                            ("calibrate" if step <= b_end else "static"))
+            bar.set_postfix(loss=f"{lv:.3f}", phase=phase)
         if step % log_every == 0 or step == steps:
             curve.append({"step": step, "train_loss_nats": round(running / max(1, n_running), 4),
                           "lr": round(_lr_at(step - 1, steps), 6),
                           "seconds": round(time.perf_counter() - t_train, 1)})
             running, n_running = 0.0, 0
+        if val_every and step % val_every == 0 and step < steps:
+            model.eval()
+            curve.append({"step": step, "quant": model.quant,
+                          "val_bpc_first_16k": round(evaluate_bpc(model, corpus.val[:16384], model.quant), 4)})
+            model.train()
         if time_budget_s is not None:
             if step == 5:
                 if dev.type == "cuda":
@@ -993,12 +1003,13 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
             if step == 25:
                 if dev.type == "cuda":
                     torch.cuda.synchronize()
-                per_step = (time.perf_counter() - t_probe) / 20
+                per_step = probe = (time.perf_counter() - t_probe) / 20
                 # static-mode steps cost more (the quantizers); budget them at 1.3x.
                 a, b = _CALIBRATE_AT, 1 - _CALIBRATE_AT
                 fit = int((time_budget_s - (time.perf_counter() - t_train)) / (per_step * (a + 1.3 * b))) + step
                 if fit < steps:
-                    steps = max(fit, step + 1)
+                    # never so few that the per-token phase would already be over
+                    steps = max(fit, int(step / _CALIBRATE_AT) + 2)
                     a_end, b_end = _phases(steps)
                     bar.total = steps
                     bar.refresh()
@@ -1021,7 +1032,8 @@ def train_shakespeare(text_path: str | Path | None = None, out: str | Path | Non
         "weight_decay": _WEIGHT_DECAY, "betas": list(_BETAS), "grad_clip": _GRAD_CLIP,
         "n_ternary": model.n_ternary, "config": config.to_hf(),
         "embedding_int8_bytes": config.vocab_size * config.hidden_size,
-        "seconds_train": round(seconds_train, 1),
+        "seconds_train": round(seconds_train, 1), "time_budget_s": time_budget_s,
+        "probe_seconds_per_step": None if probe is None else round(probe, 4),
         "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "corpus_sha256": corpus.sha256, "split": SPLIT_DESCRIPTION,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
