@@ -111,7 +111,7 @@ __all__ = [
     "INT16_MAX", "RMSNorm", "LMBitLinear", "QuantEmbedding", "MLGRU", "GLU", "HGRNBitBlock",
     "HGRNBitModel", "MatMulFreeLM", "fake_quant_per_token", "fake_quant_sym", "mlgru_scan",
     "mlgru_scan_sequential", "count_ternary_weights", "ternary_layers", "save_checkpoint",
-    "load_checkpoint", "evaluate_bpc", "calibrate", "generate", "train_shakespeare",
+    "load_checkpoint", "load_state", "evaluate_bpc", "calibrate", "generate", "train_shakespeare",
 ]
 
 #: Largest magnitude of the symmetric int16 range used for the state and the residual.
