@@ -5,7 +5,7 @@ import pathlib
 
 from ternac.config import AccelConfig
 
-__all__ = ["run_batch", "build_accelerator"]
+__all__ = ["run_batch", "build_accelerator", "run_lm"]
 
 
 def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_dir=None,
@@ -57,3 +57,32 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
         for k in out:
             out[k].extend(res[k])
     return out
+
+
+def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token_addr: int,
+           prompt: list[int], n_new: int, *, logits_addr: int = 0, n_logits: int = 0,
+           logits_in_scratch: bool = False, build_dir=None, progress: bool = True) -> dict:
+    """Generate with a language-model program on the RTL, token by token.
+
+    ``constants`` ({scratch address: list of int16 words}) are written once; then, for each
+    step, the token id goes to ``scratch[token_addr]``, the program runs to HALT, the
+    ``n_logits`` logits are read (from the output buffer, or the scratchpad) and the result
+    register is the next token. The prompt is fed as given; afterwards each result is fed
+    back. ``len(prompt) + n_new - 1`` runs.
+
+    Returns
+    -------
+    dict with ``tokens`` (prompt + n_new generated ids), ``logits`` (one list a step),
+    ``results`` and ``cycles`` (a step each, the RTL's own cycle counter).
+    """
+    from sim.runner import run_bench
+    runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
+                                           build_dir=build_dir, progress=progress)
+    if progress:
+        import sys
+        print(f"[sim] generating {n_new} tokens on the RTL ...", file=sys.stderr, flush=True)
+    return run_bench(runner, bdir, name, "bench_lm", inputs={
+        "constants": [[int(a), [int(v) for v in vals]] for a, vals in constants.items()],
+        "token_addr": token_addr, "prompt": [int(t) for t in prompt], "n_new": n_new,
+        "logits_addr": logits_addr, "n_logits": n_logits,
+        "logits_in_scratch": logits_in_scratch})
