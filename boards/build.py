@@ -25,7 +25,7 @@ import time
 from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import io, wiring
 
-__all__ = ["BOARDS", "DEVICES", "BuildError", "TimingError", "tool_env", "build_board",
+__all__ = ["BOARDS", "DEVICES", "BuildError", "FitError", "TimingError", "tool_env", "build_board",
            "check_timing",
            "build_unit", "parse_reports", "unit_names", "OOCWrapper"]
 
@@ -68,6 +68,10 @@ _UTIL = {
 
 class BuildError(RuntimeError):
     """A tool failed; the message is one sentence naming the phase and the log."""
+
+
+class FitError(BuildError):
+    """The design needs more of some resource than the device has."""
 
 
 class TimingError(BuildError):
@@ -117,12 +121,44 @@ def _run_plan(plan, build_dir: pathlib.Path, name: str, progress: bool) -> dict:
         dt = time.perf_counter() - t0
         (build_dir / f"{tool}.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            tail = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip()][-1:] or [""]
-            raise BuildError(f"{phase} failed ({tail[0].strip()}); log: {build_dir / (tool + '.log')}")
+            msg = _failure(phase, proc.stdout + proc.stderr, build_dir, tool, name)
+            raise (FitError if msg.startswith("the design does not fit") else BuildError)(msg)
         key = PHASE_KEYS.get(tool, f"{tool}_s")
         times[key] = round(times.get(key, 0) + dt, 2)
         _progress(f"{phase} done in {dt:.1f} s", progress)
     return times
+
+
+#: nextpnr cell types a design can run out of, in words.
+_CELL_WORDS = {"ICESTORM_LC": "logic cells (LUT4 + FF)", "ICESTORM_RAM": "EBR blocks",
+               "ICESTORM_SPRAM": "SPRAM blocks", "ICESTORM_DSP": "SB_MAC16 DSPs",
+               "TRELLIS_COMB": "LUT4s", "TRELLIS_FF": "FFs", "DP16KD": "EBR blocks",
+               "MULT18X18D": "multipliers", "TRELLIS_SLICE": "slices"}
+
+
+def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str) -> str:
+    """One sentence for a failed tool: the design does not fit, or the tool's first error."""
+    import re
+    logfile = build_dir / f"{tool}.log"
+    full = re.search(r"no BELs remaining to implement cell type '(\w+)'", log)
+    if full:
+        cell = full.group(1)
+        used = ""
+        try:
+            stat = json.loads((build_dir / f"{name}.stat.json").read_text())
+            cells = (stat.get("design") or {}).get("num_cells_by_type", {})
+            luts = cells.get("SB_LUT4", cells.get("LUT4", 0))
+            ffs = sum(v for k, v in cells.items() if k.startswith(("SB_DFF", "TRELLIS_FF")))
+            used = f" (Yosys mapped {luts} LUT4s and {ffs} FFs)"
+        except (OSError, ValueError):
+            pass
+        return (f"the design does not fit the device: place and route ran out of "
+                f"{_CELL_WORDS.get(cell, cell)}{used}; use fewer lanes or smaller memories "
+                f"(log: {logfile})")
+    errors = [l.strip() for l in log.splitlines() if l.strip().startswith("ERROR")]
+    lines = [l.strip() for l in log.splitlines() if l.strip()]
+    what = errors[0] if errors else (lines[-1] if lines else "no output")
+    return f"{phase} failed: {what} (log: {logfile})"
 
 
 def _critical_path(rep: dict, clock: str | None) -> dict | None:

@@ -10,9 +10,9 @@ namespace (the ``add_*_arguments`` helpers define its options) and returns the e
                    [--dry-run]
 
 Exit codes: 0 success; 1 the build ran but missed timing (the report is still written,
-``timing_met: false``) or a tool failed; 2 a user error (bad argument, a model that does
-not fit, no bitstream, no programmer, missing system libraries, no board on USB), printed
-as one sentence ``ternac: error: ...`` with no traceback.
+``timing_met: false``) or a tool failed; 2 a user error (bad argument, a model or lane
+count that does not fit the device, no bitstream, no programmer, missing system libraries,
+no board on USB). Errors are one sentence ``ternac: error: ...`` with no traceback.
 
 ``run_digits_on_board`` / ``run_digits_cosim`` serve ``ternac run digits --backend
 {board,cosim}``.
@@ -99,7 +99,7 @@ def build_main(args) -> int:
     name, device, lanes, freq, build_dir, json. Prints progress on stderr, the report's
     headline on stdout.
     """
-    from boards.build import BuildError, TimingError, build_board, build_unit
+    from boards.build import BuildError, FitError, TimingError, build_board, build_unit
     from ternac.errors import USER_ERRORS, one_line
     try:
         if getattr(args, "name", None):
@@ -120,6 +120,8 @@ def build_main(args) -> int:
         if getattr(args, "json", None):
             _write_json(args.json, e.report)
         return _error(e, 1)
+    except FitError as e:
+        return _error(e, 2)
     except BuildError as e:
         return _error(e, 1)
     except (ValueError, *USER_ERRORS) as e:

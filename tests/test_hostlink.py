@@ -107,6 +107,19 @@ def test_driver_frames_weights_and_program():
     assert [len(f) for f in t.sent] == [6 + 5 + 4 * MAX_WORDS, 6 + 5 + 16]
 
 
+def test_serial_transport_reads_and_times_out():
+    import serial
+    from ternac.hostdriver import SerialTransport, open_serial
+    t = SerialTransport("loop://", serial_obj=serial.serial_for_url("loop://", timeout=0.05),
+                        timeout_s=0.2)
+    t.write(b"\x5a\x00\x00")
+    assert t.read(3) == b"\x5a\x00\x00"
+    with pytest.raises(LinkTimeout, match="within 0.2 s"):
+        t.read(1)
+    with pytest.raises(LinkError, match="cannot open serial port '/dev/ttyNOPE'"):
+        open_serial("/dev/ttyNOPE", 115200)
+
+
 # -- RTL bench --------------------------------------------------------------------------
 
 class FakeAccelerator(wiring.Component):
