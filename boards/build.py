@@ -445,12 +445,12 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
     mod = _board_module(board)
     family = BOARDS[board]["family"]
     freq_mhz = float(freq_mhz or (48.0 if family == "ice40" else 100.0))
+    unit = _make_unit(name, cfg)
     build_dir = pathlib.Path(build_dir or REPO / "build" / "units" /
                              f"{name}-{device}-L{cfg.lanes}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
     _progress(f"unit {name} (L={cfg.lanes}) out of context on {device} ...", progress)
-    unit = _make_unit(name, cfg)
     wrap = OOCWrapper(unit, clk_resource="clk12" if family == "ice40" else "clk25",
                       freq_mhz=freq_mhz)
     plat = mod.platform()

@@ -1,7 +1,8 @@
 """The board commands of the ``ternac`` CLI: build, program, and running on a board.
 
-The CLI (``ternac/cli.py``) wires these; each ``*_main(args)`` takes an argparse
-namespace (the ``add_*_arguments`` helpers define its options) and returns the exit code:
+The CLI (``ternac/cli.py``) wires these with ``add_build_parser(sub)`` and
+``add_program_parser(sub)``; each ``*_main(args)`` takes the argparse namespace and returns
+the exit code:
 
     ternac build --board {icebreaker,ulx3s} [--model digits] [--lanes L] [--freq MHZ]
                  [--baud B] [--checkpoint PATH] [--build-dir DIR] [--json FILE]
@@ -23,47 +24,50 @@ import json
 import os
 import sys
 
-__all__ = ["add_build_arguments", "add_unit_arguments", "add_program_arguments", "build_main", "program_main",
+__all__ = ["add_build_parser", "add_program_parser", "build_main", "program_main",
            "run_digits_on_board", "run_digits_cosim", "BOARD_CHOICES", "DEVICE_CHOICES"]
 
 BOARD_CHOICES = ("icebreaker", "ulx3s")
 DEVICE_CHOICES = ("up5k", "ecp5-85")
 
 
-def add_build_arguments(p) -> None:
-    """Options of ``ternac build`` (board builds) on an argparse parser."""
-    p.add_argument("--board", choices=BOARD_CHOICES, required=False,
-                   help="board to build the bitstream for")
-    p.add_argument("--model", default="digits", help="model to bake in (default digits)")
+def add_build_parser(sub):
+    """Add ``build`` (board builds and ``build unit NAME``) to an argparse subparsers object;
+    sets ``func=build_main``. Returns the parser."""
+    p = sub.add_parser("build", help="synthesize, place and route a board bitstream, or one "
+                                     "unit out of context, with a JSON report")
+    p.add_argument("target", nargs="*", metavar="unit NAME",
+                   help="'unit NAME' builds one unit (engine, sequencer, top, hostlink, ...) "
+                        "out of context; without it, --board builds the board bitstream")
+    p.add_argument("--board", choices=BOARD_CHOICES, help="board to build the bitstream for")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k",
+                   help="device of a unit build (default up5k)")
+    p.add_argument("--model", default="digits", help="model baked in (default digits)")
     p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
     p.add_argument("--freq", type=float, default=None,
-                   help="core clock in MHz (default: the board oscillator; a PLL otherwise)")
+                   help="clock in MHz (board default: iCEBreaker 12, ULX3S 40 from the PLL; "
+                        "units: 48 on up5k, 100 on ECP5)")
     p.add_argument("--baud", type=int, default=115200, help="host-link baud rate")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
-    p.add_argument("--build-dir", default=None, help="build folder (default build/<board>-L<L>)")
-    p.add_argument("--json", default=None, help="also copy the JSON report here")
+    p.add_argument("--build-dir", default=None,
+                   help="build folder (default build/<board>-L<L> or build/units/...)")
+    p.add_argument("--json", default=None, help="also write the JSON report here")
+    p.set_defaults(func=build_main)
+    return p
 
 
-def add_unit_arguments(p) -> None:
-    """Options of ``ternac build unit NAME``."""
-    p.add_argument("name", help="unit to build out of context (e.g. engine, sequencer, top)")
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k")
-    p.add_argument("--lanes", type=int, default=8)
-    p.add_argument("--freq", type=float, default=None,
-                   help="clock constraint in MHz (default 48 on up5k, 100 on ECP5)")
-    p.add_argument("--build-dir", default=None)
-    p.add_argument("--json", default=None)
-
-
-def add_program_arguments(p) -> None:
-    """Options of ``ternac program``."""
+def add_program_parser(sub):
+    """Add ``program`` to an argparse subparsers object; sets ``func=program_main``."""
+    p = sub.add_parser("program", help="program a board with its bitstream")
     p.add_argument("--board", choices=BOARD_CHOICES, required=True)
     p.add_argument("--bitstream", default=None,
-                   help="bitstream (default: build/<board>-L<lanes>/top.bin|top.bit)")
+                   help="bitstream (default: build/<board>-L<lanes>/top.bin or top.bit)")
     p.add_argument("--lanes", type=int, default=8, help="lanes of the default bitstream")
     p.add_argument("--flash", action="store_true",
-                   help="ULX3S: write the SPI flash instead of SRAM (iCEBreaker always flash)")
+                   help="ULX3S: write the SPI flash instead of SRAM (iCEBreaker: always flash)")
     p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    p.set_defaults(func=program_main)
+    return p
 
 
 def _error(msg: str, code: int = 2) -> int:
@@ -93,19 +97,26 @@ def _compile(model: str, lanes: int, checkpoint: str | None):
 
 
 def build_main(args) -> int:
-    """``ternac build --board B`` (or, with ``args.name`` set, ``ternac build unit NAME``).
+    """``ternac build --board B`` or ``ternac build unit NAME`` (``args.target == ["unit",
+    NAME]``).
 
-    Reads ``args``: board, model, lanes, freq, baud, checkpoint, build_dir, json; for units
-    name, device, lanes, freq, build_dir, json. Prints progress on stderr, the report's
-    headline on stdout.
+    Reads ``args``: target, board, model, lanes, freq, baud, checkpoint, build_dir, json,
+    device. Prints progress on stderr and the report's headline on stdout.
     """
     from boards.build import BuildError, FitError, TimingError, build_board, build_unit
     from ternac.errors import USER_ERRORS, one_line
+    target = list(getattr(args, "target", None) or [])
+    name = getattr(args, "name", None)
+    if target:
+        if len(target) != 2 or target[0] != "unit":
+            return _error(f"`ternac build {' '.join(target)}` is not a build target; use "
+                          f"`ternac build --board B` or `ternac build unit NAME`")
+        name = target[1]
     try:
-        if getattr(args, "name", None):
+        if name:
             from ternac.config import AccelConfig
             cfg = AccelConfig(lanes=args.lanes)
-            report = build_unit(args.name, cfg, device=getattr(args, "device", "up5k"),
+            report = build_unit(name, cfg, device=getattr(args, "device", "up5k"),
                                 freq_mhz=args.freq, build_dir=args.build_dir)
         else:
             if not getattr(args, "board", None):

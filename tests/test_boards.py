@@ -134,3 +134,27 @@ def test_cosim_digits_over_uart_matches_golden():
     assert logits == golden
     assert results == [max(range(10), key=lambda j: (row[j], -j)) for row in golden]
     assert len(set(cycles)) == 1 and cycles[0] > 0
+
+
+def test_cli_parsers_and_user_errors(capsys):
+    import argparse
+    from ternac.boards_cli import add_build_parser, add_program_parser
+    parser = argparse.ArgumentParser(prog="ternac")
+    sub = parser.add_subparsers(dest="command")
+    add_build_parser(sub)
+    add_program_parser(sub)
+    a = parser.parse_args(["build", "unit", "engine", "--device", "up5k", "--lanes", "16"])
+    assert (a.target, a.device, a.lanes) == (["unit", "engine"], "up5k", 16)
+    a = parser.parse_args(["build", "--board", "ulx3s", "--freq", "50"])
+    assert (a.target, a.board, a.freq) == ([], "ulx3s", 50.0)
+    for argv, msg in ((["build"], "say which board"),
+                      (["build", "frob"], "is not a build target"),
+                      (["build", "unit", "nosuch", "--build-dir", "/tmp/ternac-nosuch"],
+                       "unknown unit 'nosuch'")):
+        a = parser.parse_args(argv)
+        assert a.func(a) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert msg in err[-1] and err[-1].startswith("ternac: error:")
+    a = parser.parse_args(["program", "--board", "ulx3s", "--bitstream", "x.bit", "--dry-run"])
+    assert a.func(a) == 0
+    assert capsys.readouterr().out.strip().endswith("-b ulx3s -m x.bit")
