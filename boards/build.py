@@ -400,27 +400,58 @@ class OOCWrapper(Elaboratable):
         return m
 
 
+def _accelerator_units(cfg) -> dict:
+    """hw.verilog.units(cfg), built quietly: the ones not picked are never elaborated."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    from hw.verilog import units
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        table = units(cfg)
+        picked = {k.removeprefix("ternac_"): v for k, v in table.items()}
+        del table
+        gc.collect()
+    return picked
+
+
 def unit_names() -> list[str]:
     """Units ``build_unit`` knows (the accelerator's, from hw.verilog.units, and the link's)."""
-    from hw.verilog import units
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
     from ternac.config import AccelConfig
-    names = [n.removeprefix("ternac_") for n in units(AccelConfig())]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        names = list(_accelerator_units(AccelConfig()))
     return names + ["hostlink", "uart_rx", "uart_tx"]
 
 
 def _make_unit(name: str, cfg):
-    from hw.verilog import units
     if name in ("hostlink", "uart_rx", "uart_tx"):
         from hw.hostlink import Hostlink
         from hw.uart import UARTRx, UARTTx
         if name == "hostlink":
             return Hostlink.for_config(cfg, 0x12345678, timeout_cycles=600_000)
         return (UARTRx if name == "uart_rx" else UARTTx)(divisor=104)
-    table = units(cfg)
-    key = f"ternac_{name}"
-    if key not in table:
-        raise ValueError(f"unknown unit {name!r}; choose one of {', '.join(unit_names())}")
-    return table[key]
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        table = _accelerator_units(cfg)
+        unit = table.pop(name, None)
+        known = list(table) + ([name] if unit is not None else [])
+        del table
+        gc.collect()
+    if unit is None:
+        raise ValueError(f"unknown unit {name!r}; choose one of "
+                         f"{', '.join(known + ['hostlink', 'uart_rx', 'uart_tx'])}")
+    return unit
 
 
 def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None = None,

@@ -207,7 +207,9 @@ class Hostlink(wiring.Component):
         with m.If(timed_out):
             m.d.sync += sticky[2].eq(1)
 
-        # Request checks, all on registered fields (evaluated in CHECK).
+        # Request checks, all on registered fields (evaluated in VALIDATE).
+        bad_crc, bad_cmd, bad_len, bad_addr, mem_or_run = (
+            Signal(name=n) for n in ("bad_crc", "bad_cmd", "bad_len", "bad_addr", "mem_or_run"))
         is_mem = (cmd == Command.WRITE_MEM) | (cmd == Command.READ_MEM)
         known = Cat(cmd == c for c in Command).any()
         n_mem = Mux(cmd == Command.WRITE_MEM, (length - WRITE_HEADER_BYTES)[2:], count)
@@ -287,18 +289,25 @@ class Hostlink(wiring.Component):
                     m.next = "HUNT"
                 with m.If(got):
                     m.d.sync += crc.eq(crc_next)
-                    m.next = "CHECK"
+                    m.next = "VALIDATE"
+            with m.State("VALIDATE"):
+                # The checks are registered here and acted on in CHECK: one cycle more, and
+                # the CRC, length and address logic stays off the response path (Fmax).
+                m.d.sync += [bad_crc.eq(crc != 0), bad_cmd.eq(~known), bad_len.eq(~len_ok),
+                             bad_addr.eq(is_mem & ~addr_ok), nwords.eq(n_mem),
+                             mem_or_run.eq(is_mem | (cmd == Command.RUN))]
+                m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [widx.eq(0), bidx.eq(0), nwords.eq(n_mem)]
-                with m.If(crc != 0):
+                m.d.sync += [widx.eq(0), bidx.eq(0)]
+                with m.If(bad_crc):
                     respond(Reply.BAD_CRC)
-                with m.Elif(~known):
+                with m.Elif(bad_cmd):
                     respond(Reply.BAD_COMMAND)
-                with m.Elif(~len_ok):
+                with m.Elif(bad_len):
                     respond(Reply.BAD_LENGTH)
-                with m.Elif(is_mem & ~addr_ok):
+                with m.Elif(bad_addr):
                     respond(Reply.BAD_ADDRESS)
-                with m.Elif((is_mem | (cmd == Command.RUN)) & host.busy):
+                with m.Elif(mem_or_run & host.busy):
                     respond(Reply.BUSY)
                 with m.Elif(cmd == Command.IDENTIFY):
                     respond(Reply.ACK, 7, identity)
