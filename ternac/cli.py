@@ -48,7 +48,7 @@ from ternac.errors import USER_ERRORS, BackendError, CheckpointError, InputError
 __all__ = ["main", "build_parser", "run_digits"]
 
 MODELS = ("digits",)
-BACKENDS = ("golden", "interp", "verilator")
+BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -110,7 +110,8 @@ def _first_argmax(logits) -> list[int]:
 def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = None,
                image: str | None = None, limit: int | None = None,
                build_dir: str | None = None, weight_depth: int | None = None,
-               scratch_depth: int | None = None, progress: bool = True) -> dict:
+               scratch_depth: int | None = None, progress: bool = True,
+               port: str | None = None, board: str = "icebreaker") -> dict:
     """Run the digits test split (360 images) on one backend and compare with golden.
 
     The reference is always the integer golden model (``golden.mlp.int_forward``) of the
@@ -181,8 +182,25 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         a = compiled.logits_addr
         logits = state.out[:, a:a + compiled.n_logits].tolist()
         results = state.result.tolist()
-    else:
+    elif backend == "verilator":
         logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
+    elif backend == "cosim":
+        # The whole simulated board top, driven through its UART by the host driver.
+        from ternac.boards_cli import run_digits_cosim
+        try:
+            logits, results, cycles = run_digits_cosim(compiled, x.tolist(), board=board,
+                                                       build_dir=build_dir, progress=progress)
+        except Exception as exc:
+            if type(exc).__name__ != "BenchFailed":
+                raise
+            raise _RTLFailed(one_line(exc)) from None
+    else:  # board
+        if not port:
+            raise InputError("the board backend needs --port (the board's serial port, "
+                             "e.g. /dev/ttyUSB1)")
+        from ternac.boards_cli import run_digits_on_board
+        logits, results, cycles = run_digits_on_board(compiled, x.tolist(), port=port,
+                                                      board=board, progress=progress)
     seconds = time.perf_counter() - t0
 
     n = len(labels)
@@ -273,7 +291,7 @@ def _cmd_run(args) -> int:
     report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
                         image=args.image, limit=args.limit, build_dir=args.build_dir,
                         weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
-                        progress=not args.quiet)
+                        progress=not args.quiet, port=args.port, board=args.board)
     _print_report(report)
     if args.json:
         _write_json(args.json, report)
@@ -412,6 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="root of the Verilator builds (default: sim.runner's, shared with the "
                         "tests; builds are cached by a hash of the Verilog)")
     _memory_args(p)
+    p.add_argument("--port", default=None,
+                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
+    p.add_argument("--board", choices=("icebreaker", "ulx3s"), default="icebreaker",
+                   help="board of the cosim and board backends (default icebreaker)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 
@@ -435,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("numerics", help="error of the integer units against float")
     b.add_argument("--json", default=None, metavar="FILE")
     b.set_defaults(func=_cmd_bench)
+
+    from ternac.boards_cli import add_build_parser, add_program_parser
+    add_build_parser(sub)
+    add_program_parser(sub)
+    from ternac.lm_cli import add_lm_parsers
+    add_lm_parsers(sub)
 
     p = sub.add_parser("image", help="inspect weight images")
     isub = p.add_subparsers(dest="image_cmd", required=True, metavar="ACTION")

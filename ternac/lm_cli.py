@@ -1,0 +1,160 @@
+"""The language-model commands of the ``ternac`` CLI.
+
+    ternac generate --prompt "ROMEO:" --tokens 64 --backend {golden,interp,verilator}
+                    [--checkpoint PATH] [--json FILE]
+    ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
+
+``generate`` prints the text and, for the RTL, the cycles per token; every backend is
+compared token for token (and, for interp and verilator, logit for logit) with the integer
+golden model (golden.lm_int.IntLM), and any difference is exit code 1. Bad input (an empty
+prompt, a character outside the model's vocabulary, a missing or corrupt checkpoint) is one
+sentence and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from ternac.errors import InputError
+
+__all__ = ["add_lm_parsers", "generate_main", "generate"]
+
+LM_BACKENDS = ("golden", "interp", "verilator")
+
+
+def add_lm_parsers(sub) -> None:
+    """Add ``generate`` to an argparse subparsers object."""
+    p = sub.add_parser("generate", help="generate text with the ternary MatMul-free LM")
+    p.add_argument("--prompt", default="ROMEO:", help="prompt text (default ROMEO:)")
+    p.add_argument("--tokens", type=int, default=64, help="characters to generate (default 64)")
+    p.add_argument("--backend", choices=LM_BACKENDS, default="golden")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint (default checkpoints/shakespeare.safetensors)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
+    p.add_argument("--build-dir", default=None, help="root of the Verilator builds")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=generate_main)
+
+
+def _load(checkpoint):
+    from golden.lm_int import IntLM
+    from ternac.compile_lm import LM_CONFIG, compile_lm
+    if checkpoint is not None and not os.path.exists(checkpoint):
+        raise InputError(f"the checkpoint {checkpoint} does not exist")
+    intlm = IntLM.from_checkpoint(checkpoint)
+    return intlm, compile_lm(intlm, LM_CONFIG)
+
+
+def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
+             progress: bool = True) -> dict:
+    """Generate ``n`` characters after ``prompt`` on ``backend``; returns the JSON report.
+
+    Raises
+    ------
+    InputError for an empty prompt, n < 1 or a character outside the vocabulary;
+    the checkpoint loaders' errors for a bad checkpoint.
+    """
+    if backend not in LM_BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(LM_BACKENDS)}")
+    if not prompt:
+        raise InputError("the prompt is empty; give at least one character")
+    if n < 1:
+        raise InputError(f"--tokens must be at least 1, not {n}")
+    intlm, cm = _load(checkpoint)
+    vocab = intlm.vocab
+    try:
+        ids = [int(t) for t in vocab.encode(prompt).tolist()]
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"the prompt holds a character the model has no token for ({exc})") from None
+
+    t0 = time.perf_counter()
+    golden_new = intlm.generate(ids, n)
+    t_golden = time.perf_counter() - t0
+    cycles = None
+    logit_mismatches = None
+    t1 = time.perf_counter()
+    if backend == "golden":
+        new = golden_new
+    elif backend in ("interp", "verilator"):
+        # Golden logits for every step, to compare element by element.
+        state = intlm.init_state()
+        seq = ids + golden_new
+        golden_logits = []
+        for t in seq[:-1]:
+            lg, state = intlm.step(t, state)
+            golden_logits.append([int(v) for v in lg.tolist()])
+        if backend == "interp":
+            from ternac.compile_lm import run_tokens
+            toks, logits = list(ids), []
+            scratch = None
+            steps = len(ids) + n - 1
+            for k in range(steps):
+                (lg, nxt, scratch), = list(run_tokens(cm, [toks[k]], scratch))
+                logits.append([int(v) for v in lg.tolist()])
+                if k + 1 >= len(toks):
+                    toks.append(nxt)
+            new = toks[len(ids):]
+        else:
+            from sim.accel import run_lm
+            res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
+                         cm.token_addr, ids, n, logits_addr=cm.logits_addr,
+                         n_logits=cm.n_logits, build_dir=build_dir, progress=progress)
+            logits = res["logits"]
+            new = res["tokens"][len(ids):]
+            cycles = res["cycles"]
+        logit_mismatches = sum(1 for a, b in zip(logits, golden_logits) if a != b)
+    t_backend = time.perf_counter() - t1
+    text = vocab.decode(new)
+    report = {
+        "model": "shakespeare",
+        "backend": backend,
+        "prompt": prompt,
+        "tokens": n,
+        "text": text,
+        "token_ids": new,
+        "golden_text": vocab.decode(golden_new),
+        "matches_golden": new == golden_new,
+        "logit_mismatches": logit_mismatches,
+        "steps": len(ids) + n - 1,
+        "cycles_per_token": (sum(cycles) / len(cycles)) if cycles else None,
+        "cycles_min": min(cycles) if cycles else None,
+        "cycles_max": max(cycles) if cycles else None,
+        "lanes": cm.cfg.lanes,
+        "ternary_weights": int(intlm.config.n_ternary),
+        "wall_seconds": round(t_backend + (t_golden if backend == "golden" else 0), 3),
+    }
+    if cycles:
+        report["spram_bound_cycles"] = report["ternary_weights"] / 32
+        report["fraction_of_spram_bound"] = report["spram_bound_cycles"] / report["cycles_per_token"]
+    kinds = {"text": "measured", "matches_golden": "measured", "logit_mismatches": "measured",
+             "cycles_per_token": "measured", "cycles_min": "measured", "cycles_max": "measured",
+             "ternary_weights": "measured", "wall_seconds": "measured",
+             "spram_bound_cycles": "derived", "fraction_of_spram_bound": "derived"}
+    report["kinds"] = {k: v for k, v in kinds.items() if report.get(k) is not None}
+    return report
+
+
+def generate_main(args) -> int:
+    r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
+                 getattr(args, "build_dir", None), progress=not args.quiet)
+    print(f"{r['prompt']}{r['text']}")
+    print(f"-- backend {r['backend']}: {r['tokens']} tokens, "
+          f"{'equal to' if r['matches_golden'] else 'DIFFERENT from'} the integer golden model"
+          + (f", {r['logit_mismatches']} of {r['steps']} steps with a logit mismatch"
+             if r["logit_mismatches"] is not None else ""))
+    if r["cycles_per_token"] is not None:
+        print(f"-- {r['cycles_per_token']:.0f} cycles per token (measured, RTL counter); "
+              f"SPRAM bound {r['spram_bound_cycles']:.0f} cycles "
+              f"({r['fraction_of_spram_bound']:.2f} of it, derived)")
+    if args.json:
+        folder = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(folder, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=2)
+        print(f"-- wrote {args.json}")
+    if not r["matches_golden"] or r["logit_mismatches"]:
+        print("ternac: the backend disagrees with the integer golden model", file=sys.stderr)
+        return 1
+    return 0
