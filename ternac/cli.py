@@ -307,6 +307,8 @@ def _cmd_run(args) -> int:
 # ----------------------------------------------------------------------------- others
 
 def _cmd_train(args) -> int:
+    if args.model == "shakespeare":
+        return _train_shakespeare(args)
     from golden.mlp import train_digits
     out = args.out or _default_checkpoint()
     if os.path.isdir(out):
@@ -315,6 +317,22 @@ def _cmd_train(args) -> int:
     print(f"trained digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
           f"float test accuracy {r['float_accuracy']:.4f}, integer golden "
           f"{r['int_accuracy']:.4f}; wrote {out}")
+    return 0
+
+
+def _train_shakespeare(args) -> int:
+    from golden import lm
+    out = args.out or str(lm.DEFAULT_CHECKPOINT)
+    if os.path.isdir(out):
+        raise InputError(f"the checkpoint output {out} is a directory")
+    if args.text is not None and not os.path.isfile(args.text):
+        raise InputError(f"the training text {args.text} does not exist")
+    r = lm.train_shakespeare(args.text, out, seed=args.seed,
+                             steps=args.steps or lm.DEFAULT_STEPS, device=args.device,
+                             progress=not args.quiet)
+    print(f"trained shakespeare (seed {args.seed}): "
+          + ", ".join(f"{k} {v:.4f}" for k, v in r.items()
+                      if isinstance(v, float) and "bpc" in k) + f"; wrote {out}")
     return 0
 
 
@@ -404,7 +422,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a demo model and write its checkpoint")
-    p.add_argument("model", choices=MODELS)
+    p.add_argument("model", choices=MODELS + ("shakespeare",))
+    p.add_argument("--text", default=None,
+                   help="shakespeare: the corpus (default ../shared/data/tinyshakespeare.txt)")
+    p.add_argument("--steps", type=_positive, default=None,
+                   help="shakespeare: optimizer steps (default: those of the committed checkpoint)")
+    p.add_argument("--device", default="cpu", help="shakespeare: torch device (cpu or cuda)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=_positive, default=None,
                    help="training epochs (default: those of the committed checkpoint)")
