@@ -188,9 +188,22 @@ class Sequencer(wiring.Component):
                     m.d.comb += [sel.eq(1), passes.eq(unit.passes), is_vec.eq(1)]
                     if hasattr(unit, "mode"):
                         m.d.comb += unit.mode.eq(mode)
+            # Config ports a unit may have: the dyadic pairs, Flag.NEG, int16 output unless
+            # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
+            m.d.comb += [unit.m.eq(ins.m), unit.s.eq(ins.s)]
+            if hasattr(unit, "m2"):
+                m.d.comb += [unit.m2.eq(ins.wbase[:16]), unit.s2.eq(ins.k[:6])]
+            if hasattr(unit, "neg"):
+                m.d.comb += unit.neg.eq(ins.flags[Flag.NEG.bit_length() - 1])
+            if hasattr(unit, "wide"):
+                m.d.comb += unit.wide.eq(~ins.flags[Flag.OUT8.bit_length() - 1])
+            if hasattr(unit, "c"):
+                m.d.comb += unit.c.valid.eq(0)
+            if hasattr(unit, "eps"):
+                m.d.comb += unit.eps.eq(0)
+            if hasattr(unit, "bias_en"):
+                m.d.comb += unit.bias_en.eq(0)
             m.d.comb += [
-                unit.m.eq(ins.m), unit.s.eq(ins.s),
-                unit.m2.eq(ins.wbase[:16]), unit.s2.eq(ins.k[:6]),
                 unit.i.payload.a.eq(self.scr_rdata.as_signed()),
                 unit.i.payload.b.eq(self.scr_rdata2.as_signed()),
                 unit.i.payload.last.eq(vlast),

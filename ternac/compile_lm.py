@@ -81,7 +81,8 @@ UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
 #: the whole SPRAM as weight memory, the ISA's largest scratchpad, fan-in up to 256
 #: (17-bit accumulators).
 LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4096,
-                        out_depth=128, prog_depth=256, max_fan_in=256)
+                        out_depth=128, prog_depth=256, max_fan_in=256,
+                        vector=("activation", "norm", "eltwise"), max_vector=256)
 
 
 def split_bytes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -536,7 +537,10 @@ def lm_config(intlm: IntLM, *, lanes: int = 32, scratch_depth: int = 4096) -> Ac
     cm = compile_lm(intlm, big)
     return AccelConfig(lanes=lanes, weight_depth=len(cm.weight_words), scratch_depth=scratch_depth,
                        out_depth=intlm.config.vocab_size, prog_depth=len(cm.program),
-                       max_fan_in=max(int(l.trits.shape[1]) for l in _linears(intlm)))
+                       max_fan_in=max(int(l.trits.shape[1]) for l in _linears(intlm)),
+                       vector=("activation", "norm", "eltwise"),
+                       max_vector=max(intlm.config.hidden_size, intlm.config.attn_size,
+                                      intlm.config.intermediate_size))
 
 
 def run_tokens(cm: CompiledLM, tokens: Sequence[int], scratch: torch.Tensor | None = None

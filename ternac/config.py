@@ -40,6 +40,12 @@ class AccelConfig:
         Program memory depth in 128-bit instructions.
     max_fan_in : int
         Largest fan-in K supported; sizes the accumulators (``acc_width(max_fan_in)`` bits).
+    vector : tuple of str
+        Vector units to build (hw/vector_units.py): any of "activation" (SIGMOID, SILU,
+        GELU), "norm" (RMSNORM, LAYERNORM), "eltwise" (ADD, MUL), "shiftmax" (SHIFTMAX).
+        The digits MLP needs none.
+    max_vector : int
+        Longest vector a norm or Shiftmax unit takes (sizes its sums).
 
     Raises
     ------
@@ -51,11 +57,19 @@ class AccelConfig:
     out_depth: int = 256
     prog_depth: int = 64
     max_fan_in: int = 1024
+    vector: tuple = ()
+    max_vector: int = 256
 
     def __post_init__(self):
+        object.__setattr__(self, "vector", tuple(self.vector))
+        known = ("activation", "norm", "eltwise", "shiftmax")
+        for name in self.vector:
+            if name not in known:
+                raise ValueError(f"unknown vector unit {name!r}; choose from {', '.join(known)}")
         if not (4 <= self.lanes <= 64 and self.lanes % 4 == 0):
             raise ValueError(f"lanes must be a multiple of 4 from 4 to 64, not {self.lanes!r}")
-        for name in ("weight_depth", "scratch_depth", "out_depth", "prog_depth", "max_fan_in"):
+        for name in ("weight_depth", "scratch_depth", "out_depth", "prog_depth", "max_fan_in",
+                     "max_vector"):
             v = getattr(self, name)
             if not (isinstance(v, int) and 1 <= v <= (1 << 20)):
                 raise ValueError(f"{name} must be an integer from 1 to 2**20, not {v!r}")
