@@ -22,6 +22,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(TERNAC) run digits --backend verilator --lanes $(LANES) --json build/demo_digits.json
+	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/demo_generate.json
 
 test: $(STAMP)
 	$(VPY) -m pytest -n $(JOBS) tests
@@ -30,9 +31,17 @@ bench: $(STAMP)
 	mkdir -p build/bench
 	$(TERNAC) run digits --backend verilator --lanes 8 --json build/bench/digits_L8.json
 	$(TERNAC) run digits --backend verilator --lanes 32 --json build/bench/digits_L32.json
+	$(TERNAC) bench numerics --json build/bench/numerics.json
+	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/bench/generate_L32.json
 
 verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)
+
+bitstream: $(STAMP)
+	$(TERNAC) build --board $(BOARD) --model $(MODEL) --lanes $(LANES) $(if $(FREQ),--freq $(FREQ))
+
+program: $(STAMP)
+	$(TERNAC) program --board $(BOARD) --lanes $(LANES)
 
 clean:
 	rm -rf build sim_build
