@@ -1,0 +1,152 @@
+"""Exact integer division and square root for the vector units.
+
+* :class:`SeqDivider`: ``num // den``, restoring, one quotient bit a cycle (the one
+  division a vector of Shiftmax and the norms);
+* :func:`pipelined_divide`: the same restoring division unrolled into pipeline stages
+  (one division an element: the sigmoid family);
+* :class:`SeqIsqrt`: ``floor(sqrt(v))`` digit by digit, one result bit a cycle
+  (:func:`golden.intops.isqrt`).
+
+Every result is the exact floor, so they equal golden's ``torch.div(..., rounding_mode=
+"floor")`` and ``isqrt`` for every input that meets the stated preconditions.
+"""
+from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SeqDivider", "SeqIsqrt", "pipelined_divide"]
+
+
+class SeqDivider(wiring.Component):
+    """``q = num // den``, one quotient bit a cycle (restoring division).
+
+    Precondition: the quotient fits ``q_bits``, i.e. ``num >> q_bits < den`` (the callers
+    normalize so that it does; golden states it for each use). The remainder register is
+    ``den_bits`` wide and the dividend's low ``q_bits`` bits shift out of the register the
+    quotient bits shift into, so the unit is ``den_bits + q_bits`` flip-flops plus one
+    ``den_bits + 1``-bit subtractor.
+
+    Latency: ``q_bits + 1`` cycles from ``start`` to ``busy`` falling with ``q`` valid;
+    ``q`` holds until the next ``start``.
+
+    Parameters
+    ----------
+    num_bits, den_bits, q_bits : int  widths of the dividend, divisor and quotient (unsigned)
+
+    Members
+    -------
+    start : In(1)            loads ``num`` and ``den`` and starts (ignored while busy)
+    num : In(num_bits)
+    den : In(den_bits)
+    busy : Out(1)
+    q : Out(q_bits)
+    """
+
+    def __init__(self, *, num_bits: int, den_bits: int, q_bits: int):
+        for name, v in (("num_bits", num_bits), ("den_bits", den_bits), ("q_bits", q_bits)):
+            if not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if num_bits > den_bits + q_bits:
+            raise ValueError(f"a {num_bits}-bit dividend cannot give a {q_bits}-bit quotient of "
+                             f"a {den_bits}-bit divisor: need num_bits <= den_bits + q_bits")
+        self._nb, self._db, self._qb = num_bits, den_bits, q_bits
+        super().__init__({"start": In(1), "num": In(num_bits), "den": In(den_bits),
+                          "busy": Out(1), "q": Out(q_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        D, Q = self._db, self._qb
+        rem = Signal(D)
+        lo = Signal(Q)            # dividend bits still to come (top), quotient bits (bottom)
+        den = Signal(D)
+        count = Signal(range(Q + 1))
+        trial = Signal(D + 1)
+        m.d.comb += [trial.eq(Cat(lo[Q - 1], rem)), self.q.eq(lo), self.busy.eq(count != 0)]
+        ge = trial >= den
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [rem.eq(self.num >> Q), lo.eq(self.num[:Q]), den.eq(self.den),
+                         count.eq(Q)]
+        with m.Elif(self.busy):
+            m.d.sync += [rem.eq(Mux(ge, trial - den, trial)), lo.eq(Cat(ge, lo[:Q - 1])),
+                         count.eq(count - 1)]
+        return m
+
+
+class SeqIsqrt(wiring.Component):
+    """``r = floor(sqrt(v))`` for a ``2 * r_bits``-bit ``v``, one result bit a cycle.
+
+    The digit-by-digit (restoring) square root: each step brings down the next two bits
+    of ``v`` into the remainder, and the trial subtrahend is ``4 r + 1``; an
+    ``r_bits + 2``-bit remainder and subtractor, no multiplier, exact for every input (the
+    same integer as :func:`golden.intops.isqrt`, which is also the exact floor).
+
+    Latency: ``r_bits + 1`` cycles from ``start`` to ``busy`` falling with ``r`` valid.
+
+    Members
+    -------
+    start : In(1)
+    v : In(2 * r_bits)
+    busy : Out(1)
+    r : Out(r_bits)
+    """
+
+    def __init__(self, *, r_bits: int):
+        if not (isinstance(r_bits, int) and r_bits >= 1):
+            raise ValueError(f"r_bits must be a positive integer, not {r_bits!r}")
+        self._rb = r_bits
+        super().__init__({"start": In(1), "v": In(2 * r_bits), "busy": Out(1),
+                          "r": Out(r_bits)})
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self._rb
+        rem = Signal(W + 2)
+        root = Signal(W)
+        src = Signal(2 * W)        # bits of v still to come, two a step, MSB first
+        count = Signal(range(W + 1))
+        trial_rem = Signal(W + 2)
+        trial_sub = Signal(W + 2)
+        m.d.comb += [trial_rem.eq(Cat(src[-2:], rem)), trial_sub.eq(Cat(1, 0, root)),
+                     self.r.eq(root), self.busy.eq(count != 0)]
+        ge = trial_rem >= trial_sub
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [rem.eq(0), root.eq(0), src.eq(self.v), count.eq(W)]
+        with m.Elif(self.busy):
+            m.d.sync += [rem.eq(Mux(ge, trial_rem - trial_sub, trial_rem)),
+                         root.eq(Cat(ge, root[:-1])), src.eq(src << 2), count.eq(count - 1)]
+        return m
+
+
+def pipelined_divide(m, pipe, num, den, *, q_bits: int, steps_per_stage: int = 1):
+    """``num // den`` as ``ceil(q_bits / steps_per_stage)`` stages of restoring division.
+
+    Same precondition and algorithm as :class:`SeqDivider` (quotient fits ``q_bits``),
+    unrolled: each stage does ``steps_per_stage`` quotient bits (a subtractor each) and
+    registers the remainder, the divisor and the dividend/quotient shift register through
+    ``pipe`` (so it stalls with the rest of the unit). Throughput one division a cycle.
+
+    Returns
+    -------
+    (q, stages): the quotient (a Signal of ``q_bits``, valid ``stages`` registers after
+    ``num``/``den``) and the number of pipeline registers added.
+    """
+    Q = q_bits
+    D = len(den)
+    rem = Signal(D, name="div_rem0")      # num >> Q < den by the precondition
+    m.d.comb += rem.eq(num >> Q)
+    lo = num[:Q]
+    d = den
+    stages, done = 0, 0
+    while done < Q:
+        for _ in range(min(steps_per_stage, Q - done)):
+            trial = Cat(lo[Q - 1], rem)[:D + 1]
+            ge = trial >= d
+            rem = Mux(ge, trial - d, trial)[:D]
+            lo = Cat(ge, lo[:Q - 1])
+            done += 1
+        rem = pipe.reg(rem, unsigned(D), name="div_rem")
+        lo = pipe.reg(lo, unsigned(Q), name="div_lo")
+        if done < Q:
+            d = pipe.reg(d, unsigned(D), name="div_den")
+        stages += 1
+    return lo, stages

@@ -1,0 +1,260 @@
+"""Norm: integer LayerNorm / RMSNorm over a streamed vector, two passes."""
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from golden.intops import (NORM_BIAS_BITS, NORM_EPS_MAX, NORM_ISQRT_BITS, NORM_N_MAX,
+                           NORM_RECIP_NUM_BITS, NORM_WEIGHT_BITS, NORM_Y_FRAC_BITS)
+from golden.widths import M_BITS, S_BITS
+from .divider import SeqDivider, SeqIsqrt
+from .vector import (OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, bits_for, pass_control,
+                     rhu_pipelined, rhu_sat_tail)
+
+__all__ = ["NormMode", "Norm"]
+
+
+class NormMode(enum.Enum, shape=1):
+    """What :class:`Norm` computes."""
+    LAYERNORM = 0   #: golden.intops.int_layernorm
+    RMSNORM = 1     #: golden.intops.int_rmsnorm (the mean forced to 0)
+
+
+class Norm(wiring.Component):
+    """Integer LayerNorm / RMSNorm of vectors of up to ``max_len`` int16 values, two passes.
+
+    Implements the LAYERNORM and RMSNORM instructions of :mod:`golden.vecops` (bias 0,
+    eps 0) and, beyond them, :func:`golden.intops.int_layernorm` /
+    :func:`~golden.intops.int_rmsnorm` with a 32-bit bias and an integer eps (``out_bits``
+    8, or 16 with ``wide``), with the widths of ``OPS["norm"]`` sized for ``max_len`` (and
+    for |x| <= 2^15, so even a negated -32768 cannot overflow a sum):
+
+    1. pass 0 (statistics): ``x = -a`` with ``neg`` (Flag.NEG), else ``a``;
+       ``S1 = sum x``, ``S2 = sum x^2`` (one DSP), ``N`` = count;
+    2. between the passes, sequentially (no multiplier):
+       ``V = eps + N*S2 - S1^2`` by shift-and-add (one bit of ``N``, then of ``|S1|``, a
+       cycle; ``S1`` is 0 for RMSNorm); ``V = 0`` is taken as 1 (every ``d`` below is then
+       0: no division by zero); normalize ``V`` into [2^30, 2^32) by shifts of 2 bits,
+       counting ``k`` (one step a cycle); ``r = isqrt(V)`` (:class:`~hw.divider.SeqIsqrt`,
+       16 cycles, exact); ``R = (2^30 + (r >> 1)) // r`` (:class:`~hw.divider.SeqDivider`,
+       16 cycles). At most ``bits(N) + bits(|S1|) + 15 + 40`` cycles (< 100 for 4096);
+    3. pass 1 (normalize): ``d = N*x - S1`` (the same DSP), ``d' = rhu(d, max(-k, 0))``,
+       ``y = rhu(d' * R, 22 - max(k, 0))`` (16 bits), ``acc = weight * y + bias``,
+       ``out = requantize(acc, m, s)`` saturated to int8 [-127, 127] or, with ``wide``,
+       int16 [-32767, 32767]. Four products (DSPs): ``x*x`` / ``N*x``, ``d'*R``, ``w*y``,
+       ``acc*m``.
+
+    The affine bias (32 bits, golden ``NORM_BIAS_BITS``) does not fit the 16-bit ``b`` field,
+    which carries the weight, so it has its own stream ``c``, read only while ``bias_en``
+    is 1, one word a beat of pass 1, in step with ``i`` (the unit takes it 9 stages after
+    the matching ``i`` beat; a missing ``c`` word stalls the pipeline). With ``bias_en``
+    0 the bias is 0 (the ISA's form, RMSNorm, a LayerNorm without bias) and ``c`` is never
+    read.
+
+    Throughput one beat a cycle in each pass; a vector of N elements takes ``2 N + 70`` to
+    ``2 N + 100`` cycles without stalls (measured); latency from a beat of pass 1 to its
+    output: 13 cycles.
+
+    Parameters
+    ----------
+    max_len : int, 1..4096   longest vector (sizes the sums and the count)
+
+    Members
+    -------
+    i : In(stream.Signature(VEC_IN))   both passes: ``a`` = x, ``b`` = the weight
+        (|w| <= 32767; read in pass 1 only); ``last`` on the final element of each pass;
+        |x| <= 32767
+    c : In(stream.Signature(signed(32)))   pass 1 with ``bias_en``: the bias, one a beat
+    o : Out(stream.Signature(VEC_OUT))     pass 1: ``y`` signed 16 bits
+    m : In(16), s : In(6)   output multiplier (``golden.intops.norm_params(...).m, .s``)
+    eps : In(54)            integer eps added to N^2 var (``norm_params(...).eps``; 0 in
+        the ISA)
+    mode : In(NormMode)
+    neg : In(1)             negate ``a`` first
+    bias_en : In(1)
+    wide : In(1)            0: int8 output range, 1: int16
+
+    Config ports are held constant while a vector streams.
+
+    Raises
+    ------
+    ValueError for ``max_len`` out of range.
+    """
+
+    #: Times the sequencer streams each vector through ``i``.
+    passes = 2
+    #: Cycles from an accepted beat of the final pass to its output (no stalls).
+    latency = 13
+
+    def __init__(self, *, max_len: int = NORM_N_MAX):
+        if not (isinstance(max_len, int) and 1 <= max_len <= NORM_N_MAX):
+            raise ValueError(f"Norm max_len must be an integer in 1..{NORM_N_MAX}, "
+                             f"not {max_len!r}")
+        self._max_len = max_len
+        super().__init__({
+            "i": In(stream.Signature(VEC_IN)),
+            "c": In(stream.Signature(signed(NORM_BIAS_BITS))),
+            "o": Out(stream.Signature(VEC_OUT)),
+            "m": In(M_BITS), "s": In(S_BITS),
+            "eps": In(NORM_EPS_MAX.bit_length()),
+            "mode": In(NormMode),
+            "neg": In(1),
+            "bias_en": In(1),
+            "wide": In(1),
+        })
+
+    @property
+    def max_len(self) -> int:
+        return self._max_len
+
+    def elaborate(self, platform):
+        m = Module()
+        W, G, RN = NORM_ISQRT_BITS, NORM_Y_FRAC_BITS, NORM_RECIP_NUM_BITS
+        X = 1 << (OPERAND_BITS - 1)                   # |x| <= 2^15
+        NL = self._max_len
+        n_bits = bits_for(NL)
+        s1_bits = bits_for(NL * X) + 1                # signed
+        s2_bits = bits_for(NL * X * X)
+        v_bits = bits_for(NL * NL * X * X + NORM_EPS_MAX)
+        k_min = (2 * W - v_bits) // 2                 # most negative normalization shift
+        t_max = -min(k_min, 0)
+        sq_bits = bits_for(max(X * X, NL * X)) + 1    # x*x (pass 0) or N*x (pass 1), signed
+        d_bits = bits_for(2 * NL * X) + 1             # N*x - S1, signed
+        r_bits = W                                    # R in (2^14, 2^15]
+        y_bits = OPERAND_BITS                         # |y| <= 2^14 (golden OPS["norm"]["y"])
+        wy_bits = NORM_WEIGHT_BITS + y_bits
+        acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1
+
+        m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W)
+        m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits)
+        rms = self.mode == NormMode.RMSNORM
+
+        N = Signal(range(NL + 1))
+        S1 = Signal(signed(s1_bits))
+        S2 = Signal(unsigned(s2_bits))
+        k = Signal(signed(bits_for(max(t_max, W)) + 1))
+        t = Signal(range(t_max + 1))                  # max(-k, 0)
+        y_shift = Signal(range(RN - G + 1))           # 22 - max(k, 0)
+        R = Signal(r_bits)
+        m.d.comb += R.eq(div.q)
+
+        busy = Signal()
+        work_done = Signal()
+        need_c = Signal()
+        ce = Signal()
+        m.d.comb += ce.eq((~self.o.valid | self.o.ready) & (~need_c | self.c.valid))
+        pipe = Pipe(m, ce, "norm")
+        pass_idx, accept, work_start, new_vector = pass_control(
+            m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done)
+        final = pass_idx == 1
+
+        # Stage 1: register the beat. Stage 2: x*x (pass 0) or N*x (pass 1), one multiplier.
+        v1 = pipe.reg(accept, name="v")
+        x_in = Mux(self.neg, -self.i.payload.a, self.i.payload.a)
+        x1 = pipe.reg(x_in, signed(OPERAND_BITS + 1), name="x")
+        w1 = pipe.reg(self.i.payload.b, name="w")
+        with m.If(accept & ~final):
+            m.d.sync += N.eq(N + 1)
+        sq2 = pipe.reg(x1 * Mux(final, N, x1), signed(sq_bits), name="sq")
+        x2 = pipe.reg(x1, name="x")
+        v2 = pipe.reg(v1, name="v")
+        with m.If(ce & v2 & ~final):
+            m.d.sync += [S1.eq(S1 + x2), S2.eq(S2 + sq2)]
+
+        # Pass 1: d = N x - S1, d' = rhu(d, t), y = rhu(d' R, 22 - max(k, 0)).
+        valids = [v1, v2]
+
+        def advance(v, n=1):
+            for _ in range(n):
+                v = pipe.reg(v, name="v")
+                valids.append(v)
+            return v
+
+        s1_eff = Mux(rms, 0, S1)
+        v = advance(v2 & final)
+        d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
+        d = rhu_pipelined(m, pipe, d, t, name="norm_d1")
+        v = advance(v, 2)
+        dr = pipe.reg(d * R, signed(d_bits + r_bits + 1), name="dR")
+        v = advance(v)
+        # |y| <= 2^14: 16 bits signed (golden OPS["norm"]["y"]).
+        y = rhu_pipelined(m, pipe, dr, y_shift, shape=signed(y_bits), name="norm_y")
+        v = advance(v, 2)
+        w = pipe.delay(w1, len(valids) - 1, name="w")
+        # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
+        wy = pipe.reg(w * y, signed(wy_bits), name="wy")
+        v = advance(v)
+        m.d.comb += [need_c.eq(v & self.bias_en),
+                     self.c.ready.eq(need_c & (~self.o.valid | self.o.ready))]
+        bias = Mux(self.bias_en, self.c.payload, 0)
+        acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
+        v = advance(v)
+        am = pipe.reg(acc_e * self.m, signed(acc_bits + M_BITS + 1), name="accm")
+        v = advance(v)
+        out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
+                           name="norm_out")
+        v = advance(v)
+        with m.If(ce):
+            m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]
+        with m.Elif(self.o.ready):
+            # Stalled by a missing bias word, not by the output: the output still drains.
+            m.d.sync += self.o.valid.eq(0)
+        m.d.comb += busy.eq(Cat(*valids).any())
+
+        # Between the passes: V, its normalization, isqrt, the division (sequential).
+        acc = Signal(unsigned(v_bits))                # V; the multiplications never overshoot
+        mcand = Signal(unsigned(v_bits))
+        mplier = Signal(unsigned(max(n_bits, s1_bits - 1)))
+        s1_abs = Signal(unsigned(s1_bits - 1))
+        m.d.comb += s1_abs.eq(Mux(S1 < 0, -S1, S1))
+        with m.FSM(name="work"):
+            with m.State("IDLE"):
+                with m.If(work_start):
+                    m.d.sync += [acc.eq(self.eps), mcand.eq(S2), mplier.eq(N)]
+                    m.next = "MUL_N_S2"
+            with m.State("MUL_N_S2"):          # acc += N * S2
+                with m.If(mplier == 0):
+                    m.d.sync += [mcand.eq(s1_abs), mplier.eq(Mux(rms, 0, s1_abs))]
+                    m.next = "MUL_S1_S1"
+                with m.Else():
+                    with m.If(mplier[0]):
+                        m.d.sync += acc.eq(acc + mcand)
+                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            with m.State("MUL_S1_S1"):         # acc -= S1 * S1 (LayerNorm)
+                with m.If(mplier == 0):
+                    m.d.sync += k.eq(0)
+                    with m.If(~acc.any()):
+                        m.d.sync += acc.eq(1)
+                    m.next = "NORMALIZE"
+                with m.Else():
+                    with m.If(mplier[0]):
+                        m.d.sync += acc.eq(acc - mcand)
+                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+            with m.State("NORMALIZE"):         # V into [2^30, 2^32), V >> 2 floors
+                with m.If(acc[2 * W:].any()):                # V >= 2^32
+                    m.d.sync += [acc.eq(acc >> 2), k.eq(k - 1)]
+                with m.Elif(~acc[2 * W - 2:].any()):         # V < 2^30
+                    m.d.sync += [acc.eq(acc << 2), k.eq(k + 1)]
+                with m.Else():
+                    m.next = "ISQRT_START"
+            with m.State("ISQRT_START"):       # a state of its own: start is a short path
+                m.d.comb += isqrt.start.eq(1)
+                m.next = "ISQRT"
+            with m.State("ISQRT"):
+                with m.If(~isqrt.busy):
+                    m.d.comb += div.start.eq(1)
+                    m.next = "DIVIDE"
+            with m.State("DIVIDE"):
+                with m.If(~div.busy):
+                    m.d.sync += [t.eq(Mux(k < 0, -k, 0)),
+                                 y_shift.eq(RN - G - Mux(k > 0, k, 0))]
+                    m.next = "DONE"
+            with m.State("DONE"):
+                m.d.comb += work_done.eq(1)
+                m.next = "IDLE"
+        m.d.comb += [isqrt.v.eq(acc[:2 * W]),
+                     div.num.eq((1 << RN) + (isqrt.r >> 1)),
+                     div.den.eq(isqrt.r)]
+
+        with m.If(new_vector):
+            m.d.sync += [N.eq(0), S1.eq(0), S2.eq(0)]
+        return m

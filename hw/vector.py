@@ -1,0 +1,280 @@
+"""Shared pieces of the vector units (Shiftmax, Activation, Norm, Eltwise).
+
+* the stream layouts every vector unit has (:data:`VEC_IN`, :data:`VEC_OUT`), so the
+  sequencer drives all of them the same way;
+* :class:`Pipe`: registers that advance together on one clock enable ``ce`` (the
+  Requantizer's stall-everything discipline, written once);
+* :func:`rhu`, :func:`rhu_pipelined`: :func:`golden.numerics.round_half_up_shift` by a
+  constant or a run-time shift; :func:`rhu_sat_tail`, :func:`saturate_sym`: the rounding
+  shift and the saturation of ``golden.numerics.requantize`` / ``sat`` to the
+  :func:`sym_range` bounds, with their tests written as bit reductions (no carry chain as
+  wide as the product); :func:`priority_encode`;
+* :func:`shift_exp`: the shift-exp core of :func:`golden.intops.shift_exp` as eight
+  pipeline stages;
+* :func:`pass_control`: the pass counter of a multi-pass unit (stream a pass, drain the
+  pipeline, do the once-a-vector work, stream the next pass).
+
+Nothing here states a numeric rule of its own: each function names the golden function it
+implements, and its widths come from :mod:`golden.intops` / :mod:`golden.widths`.
+"""
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.lib import data
+
+from golden.intops import EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS
+from golden.widths import ACT_BITS, ACT_MAX, M_BITS, WIDE_MAX
+
+__all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu", "rhu_pipelined",
+           "rhu_sat_tail", "priority_encode", "saturate_sym", "sym_range", "shift_exp",
+           "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
+
+#: Width of the operands ``a`` / ``b`` and of the result ``y`` of every vector unit.
+OPERAND_BITS = 16
+
+#: One element of a vector: ``a`` the operand, ``b`` a second operand or a per-element
+#: parameter (Norm weight, Eltwise second operand), ``last`` on the final element of a pass.
+VEC_IN = data.StructLayout({"a": signed(OPERAND_BITS), "b": signed(OPERAND_BITS), "last": 1})
+#: One result element (signed 16 bits).
+VEC_OUT = data.StructLayout({"y": signed(OPERAND_BITS)})
+#: One result element of Shiftmax (unsigned 16 bits: probabilities are never negative).
+VEC_OUT_U = data.StructLayout({"y": unsigned(OPERAND_BITS)})
+
+
+def bits_for(value: int) -> int:
+    """Unsigned bits that hold every integer in [0, value]."""
+    return max(int(value).bit_length(), 1)
+
+
+class Pipe:
+    """Pipeline registers that all load on the same clock enable ``ce``.
+
+    ``reg(v)`` is a register holding ``v`` one stage later; ``delay(v, n)`` is ``n`` stages
+    later. Every stage of a unit advances together, so a stalled output stalls the whole
+    pipeline and nothing is lost (valid bits travel through the same registers).
+    """
+
+    def __init__(self, m, ce, prefix: str):
+        self._m, self._ce, self._prefix = m, ce, prefix
+        self._count = 0
+
+    def reg(self, value, shape=None, *, name: str | None = None) -> Signal:
+        value = Value.cast(value)
+        shape = value.shape() if shape is None else Shape.cast(shape)
+        self._count += 1
+        sig = Signal(shape, name=f"{self._prefix}_{name or 'r'}{self._count}")
+        with self._m.If(self._ce):
+            self._m.d.sync += sig.eq(value)
+        return sig
+
+    def delay(self, value, n: int, *, name: str = "d", shape=None) -> Value:
+        v = Value.cast(value)
+        for _ in range(n):
+            v = self.reg(v, shape, name=name)
+        return v
+
+
+def rhu(m, v, s, *, name: str = "rhu") -> Signal:
+    """:func:`golden.numerics.round_half_up_shift`: ``(v + 2^(s-1)) >> s``, ``v`` for s = 0.
+
+    ``s`` is an int or an unsigned run-time Value (any size: a shift past the width of
+    ``v`` gives 0, as the rule does). Written as ``((2v >> s) + 1) >> 1``, which is the same
+    integer for every s >= 0 (``floor((floor(v / 2^(s-1)) + 1) / 2)``) and needs no
+    variable rounding constant: one barrel shifter and one incrementer. The result keeps
+    the shape of ``v`` (it is never wider than ``v``).
+    """
+    v = Value.cast(v)
+    shape = v.shape()
+    if isinstance(s, int):
+        if s == 0:
+            return v
+        t = v >> (s - 1)
+    else:
+        t = (v << 1) >> s
+    out = Signal(shape, name=name)
+    m.d.comb += out.eq((t + 1) >> 1)
+    return out
+
+
+def sym_range(wide) -> tuple[Value, Value]:
+    """Symmetric saturation bounds: int8 [-127, 127], or with ``wide`` int16 [-32767, 32767].
+
+    int8 is the activation contract (golden.widths.ACT_MAX); int16 the symmetric scratch
+    word (golden.widths.WIDE_MAX), so ``-y`` never overflows either. golden.isa Flag.OUT8
+    selects int8 (``wide = 0``).
+    """
+    hi = Mux(wide, Const(WIDE_MAX, signed(OPERAND_BITS + 1)),
+             Const(ACT_MAX, signed(OPERAND_BITS + 1)))
+    return -hi, hi
+
+
+def saturate_sym(m, v, wide, *, out_bits: int = OPERAND_BITS, name: str = "sat") -> Signal:
+    """:func:`golden.numerics.sat` of a signed ``v`` to the :func:`sym_range` bounds (int8,
+    or int16 with ``wide``), with the tests written as AND/OR reductions of ``v``'s bits
+    (``v > 2^(b-1) - 1`` iff non-negative with a bit set at b-1 or above; ``v < -(2^(b-1) -
+    1)`` iff ``v <= -2^(b-1)``) instead of two carry chains as wide as ``v``."""
+    v = Value.cast(v)
+    lo, hi = sym_range(wide)
+
+    def over(b):
+        return ~v[-1] & v[b - 1:-1].any()
+
+    b8, b16 = ACT_BITS, OPERAND_BITS
+    out = Signal(signed(out_bits), name=name)
+    m.d.comb += out.eq(Mux(Mux(wide, over(b16), over(b8)), hi,
+                           Mux(Mux(wide, _le_minus_2k(v, b16 - 1), _le_minus_2k(v, b8 - 1)),
+                               lo, v[:out_bits])))
+    return out
+
+
+def rhu_pipelined(m, pipe: Pipe, v, s, *, shape=None, name: str = "rhu") -> Signal:
+    """:func:`rhu` by a run-time shift ``s`` in two pipeline stages (for Fmax on iCE40).
+
+    Stage 1 registers ``t = floor(2v / 2^s)`` (the barrel shifter), stage 2 registers
+    ``(t + 1) >> 1`` (the incrementer). Returns the stage-2 register, of ``shape`` (default
+    the shape of ``v``; a narrower one where the caller knows the result fits).
+    """
+    v = Value.cast(v)
+    t = pipe.reg((v << 1) >> s, name=f"{name}_t")
+    return pipe.reg((t + 1) >> 1, v.shape() if shape is None else shape, name=name)
+
+
+def _ge_2k_minus_1(t, k: int) -> Value:
+    """``t >= 2^k - 1`` for a signed or unsigned ``t``: AND/OR reductions, no carry chain."""
+    neg = t[-1] if t.shape().signed else Const(0, 1)
+    upper = t[k:-1] if t.shape().signed else t[k:]
+    return ~neg & (upper.any() | t[:k].all())
+
+
+def _le_minus_2k(t, k: int) -> Value:
+    """``t <= -2^k`` for a signed ``t``: negative, and either below -2^k or exactly -2^k."""
+    return t[-1] & (~t[k:].all() | ~t[:k].any())
+
+
+def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
+                 name: str = "out") -> Signal:
+    """``sat(rhu(v, s))`` (golden.numerics ``requantize`` after its product, or Shiftmax's
+    clamp): one pipeline stage, then combinational logic for the caller's output register.
+
+    * ``wide`` given (a Value): ``v`` signed, saturated to the :func:`sym_range` bounds,
+      int8 [-127, 127] or int16 [-32767, 32767]; the result is ``out_bits`` (16) signed;
+    * ``wide`` None: ``v`` unsigned, clamped to [0, 2^out_bits - 1]; unsigned result.
+
+    Stage 1 registers the barrel shift ``t = floor(2v / 2^s)``. Then, in parallel, the
+    increment of only the low ``out_bits + 1`` bits of ``t`` (all the result needs when it
+    is in range) and the saturation tests on ``t`` itself: ``(t + 1) >> 1 > 2^(b-1) - 1``
+    iff ``t >= 2^b - 1``, ``< -(2^(b-1) - 1)`` iff ``t <= -2^b`` (b = 8 or 16; b =
+    out_bits + 1 unsigned), written as AND/OR reductions, so no carry chain is as wide
+    as ``v``.
+    """
+    v = Value.cast(v)
+    t = pipe.reg((v << 1) >> s, name=f"{name}_t")
+    low = Signal(out_bits, name=f"{name}_low")
+    m.d.comb += low.eq((t[:out_bits + 1] + 1)[1:out_bits + 1])
+    if wide is None:
+        out = Signal(unsigned(out_bits), name=name)
+        m.d.comb += out.eq(Mux(_ge_2k_minus_1(t, out_bits + 1), (1 << out_bits) - 1, low))
+        return out
+    lo, hi = sym_range(wide)
+    b8, b16 = ACT_BITS, OPERAND_BITS
+    over = Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8))
+    under = Mux(wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8))
+    out = Signal(signed(out_bits), name=name)
+    m.d.comb += out.eq(Mux(over, hi, Mux(under, lo, low)))
+    return out
+
+
+def priority_encode(m, v, *, name: str = "msb") -> Signal:
+    """Index of the most significant set bit of ``v`` (0 when ``v`` is 0): a balanced tree
+    of 2:1 multiplexers, ``ceil(log2 len(v))`` levels (a chain of ``If`` would be as deep
+    as ``v`` is wide)."""
+    def enc(bits):
+        if len(bits) == 1:
+            return bits[0], Const(0, 0)
+        half = 1 << ((len(bits) - 1).bit_length() - 1)
+        lo_any, lo_idx = enc(bits[:half])
+        hi_any, hi_idx = enc(bits[half:])
+        width = (half - 1).bit_length()
+        return lo_any | hi_any, Mux(hi_any, Cat(hi_idx, Const(0, width - len(hi_idx)), 1),
+                                    Cat(lo_idx, Const(0, width - len(lo_idx)), 0))
+    v = Value.cast(v)
+    _, idx = enc([v[j] for j in range(len(v))])
+    out = Signal(range(max(len(v), 2)), name=name)
+    m.d.comb += out.eq(idx)
+    return out
+
+
+#: Pipeline registers of :func:`shift_exp`, from its argument to its result.
+SHIFT_EXP_STAGES = 8
+
+
+def shift_exp(m, pipe: Pipe, a, gain_m, gain_s) -> Signal:
+    """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
+
+    ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, the one
+    multiplier: a DSP) -> ``a_fp = min(rhu(a*m, s), 2^14)`` (barrel shift, then round and
+    clamp) -> ``u = a_fp + rhu(a_fp, 1) - rhu(a_fp, 4)`` (the halves first, then the sum)
+    -> ``e = rhu((2^11 - (u & 1023)) << 4, u >> 10)`` (mantissa, barrel shift, round):
+    16 bits unsigned in [0, 2^15]. Widths from ``golden.intops.OPS["shift_exp"]``; a
+    register every one or two carry chains, for Fmax on iCE40.
+
+    The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
+    ``q = u >> 10`` (at most 23) is used, which gives the same integer: the mantissa is at
+    most 2^15, so any shift of 17 or more rounds it to 0.
+    """
+    F, K = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS
+    afp_bits = bits_for(EXP_ARG_FP_MAX)
+    prod = pipe.reg(a * gain_m, unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
+    t = pipe.reg((prod << 1) >> gain_s, name="exp_t")
+    # min((t + 1) >> 1, 2^14): above 2^14 exactly when t > 2^15.
+    over = t[afp_bits + 1:].any() | (t[afp_bits] & t[:afp_bits].any())   # t > 2^15
+    a_fp = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:afp_bits + 1] + 1) >> 1),
+                    unsigned(afp_bits), name="exp_afp")
+    half = pipe.reg(rhu(m, a_fp, 1, name="exp_half_c"), name="exp_half")
+    sixteenth = pipe.reg(rhu(m, a_fp, 4, name="exp_sixteenth_c"), name="exp_sixteenth")
+    a_fp = pipe.reg(a_fp, name="exp_afp")
+    u_max = EXP_ARG_FP_MAX + (EXP_ARG_FP_MAX >> 1) - (EXP_ARG_FP_MAX >> 4)
+    u = pipe.reg(a_fp + half - sixteenth, unsigned(bits_for(u_max)), name="exp_u")
+    mant = pipe.reg(((1 << (F + 1)) - u[:F]) << (K - F - 1), unsigned(K + 1), name="exp_mant")
+    q = pipe.reg(u[F:], name="exp_q")
+    return rhu_pipelined(m, pipe, mant, q, name="exp_e")
+
+
+def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1):
+    """The pass counter of a multi-pass unit: stream, drain, work, next pass.
+
+    * STREAM: ``i.ready = ce & extra_ready``; the beat with ``last`` ends the pass;
+    * DRAIN: ``i.ready`` low until ``pipe_busy`` falls (every beat of the pass has left the
+      pipeline stages, so statistics are complete and no stage still uses the pass index);
+      then, after the final pass, back to pass 0 (a new vector); otherwise
+    * WORK: ``work_start`` pulses once; when ``work_done`` is high, the next pass streams.
+
+    Returns
+    -------
+    (pass_idx, accept, work_start, new_vector): the current pass (Signal of
+    ``range(passes)``), the input handshake, a one-cycle pulse that starts the work after
+    pass ``pass_idx`` (not after the final one), and a one-cycle pulse when a vector ends
+    (clear the per-vector accumulators).
+    """
+    pass_idx = Signal(range(max(passes, 2)), name="pass_idx")
+    accept = Signal(name="accept")
+    work_start = Signal(name="work_start")
+    new_vector = Signal(name="new_vector")
+    with m.FSM(name="pass_fsm"):
+        with m.State("STREAM"):
+            m.d.comb += i.ready.eq(ce & extra_ready)
+            with m.If(i.valid & i.ready & i.payload.last):
+                m.next = "DRAIN"
+        with m.State("DRAIN"):
+            with m.If(~pipe_busy):
+                with m.If(pass_idx == passes - 1):
+                    m.d.comb += new_vector.eq(1)
+                    m.d.sync += pass_idx.eq(0)
+                    m.next = "STREAM"
+                with m.Else():
+                    m.d.comb += work_start.eq(1)
+                    m.next = "WORK"
+        with m.State("WORK"):
+            with m.If(work_done):
+                m.d.sync += pass_idx.eq(pass_idx + 1)
+                m.next = "STREAM"
+    m.d.comb += accept.eq(i.valid & i.ready)
+    return pass_idx, accept, work_start, new_vector

@@ -1,0 +1,387 @@
+"""Unit benches of the vector units (Verilator + cocotb): Shiftmax, Activation (sigmoid /
+SiLU / ShiftGELU), Norm (LayerNorm / RMSNorm), Eltwise (add / multiply).
+
+Every output element is compared with golden: the vector instructions of golden.vecops
+(golden/isa.py: SIGMOID, SILU, GELU, RMSNORM, LAYERNORM, SHIFTMAX, ADD, MUL, with their
+OUT8 and NEG flags), driven through the unit's ports as the sequencer drives them
+(:func:`_ports`), and the golden/intops.py functions directly where a unit does more than
+the ISA uses (Shiftmax at 8 and 16 output bits, the norms' 32-bit bias and eps). Cases:
+random vectors, all-equal vectors, one huge outlier, zero variance, max-length (4096)
+vectors, extreme scales and multipliers; without and with seeded random valid/ready
+stalls. Each unit is built once (max_len 4096); each stall setting is one simulation that
+runs every case as a segment (``sim/bench_units.py::stream_segments``)."""
+import fcntl
+import gc
+import random
+import warnings
+
+import pytest
+import torch
+from amaranth.hdl import UnusedElaboratable
+
+from golden import intops, vecops
+from golden.isa import Flag, Instr, Op
+from hw.activation import ActMode, Activation
+from hw.eltwise import EltMode, Eltwise
+from hw.norm import Norm, NormMode
+from hw.shiftmax import Shiftmax
+from hw.vector import VEC_IN
+from sim.runner import REPO, build, run_bench
+from sim.streams import pack, to_signed
+
+STALLS = [0.0, 0.3]
+SEED = 4321
+MAX_LEN = 4096
+INT16 = (1 << 15) - 1      # the symmetric int16 bound of the golden functions
+ACT_MODES = {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}
+NORM_MODES = {Op.LAYERNORM: NormMode.LAYERNORM, Op.RMSNORM: NormMode.RMSNORM}
+ELT_MODES = {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}
+
+
+def _build(dut, name):
+    """sim.runner.build under a file lock: under pytest-xdist, two workers that need the
+    same unit would otherwise run Verilator in the same build directory at once (the
+    second finds the first's build cached). One Verilator build at a time, too."""
+    lock = REPO / "build" / "sim" / ".vector-units.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)      # released when the file closes
+        return build(dut, name)
+
+
+def _ports(ins: Instr) -> dict:
+    """The config port values of the unit that executes the vector instruction ``ins``:
+    (m, s) and (m2, s2) (``vecops.m2s2``), ``wide`` = not OUT8, ``neg`` = NEG, the mode."""
+    op = Op(ins.op)
+    m2, s2 = vecops.m2s2(ins)
+    st = {"m": ins.m, "s": ins.s, "neg": int(bool(ins.flags & Flag.NEG))}
+    wide = int(not ins.flags & Flag.OUT8)
+    if op in ACT_MODES:
+        st.update(m2=m2, s2=s2, mode=ACT_MODES[op].value, wide=wide)
+    elif op in NORM_MODES:
+        st.update(mode=NORM_MODES[op].value, wide=wide, eps=0, bias_en=0)
+    elif op in ELT_MODES:
+        st.update(m2=m2, s2=s2, mode=ELT_MODES[op].value, wide=wide)
+    return st
+
+
+def _instr(op, flags=0, m=0, s=0, m2=0, s2=0) -> Instr:
+    """A vector instruction with (m2, s2) where golden/isa.py carries them."""
+    return Instr(op=op, flags=flags, m=m, s=s, wbase=m2, k=s2)
+
+
+def _pass(xs, bs=None):
+    """The beats of one pass: ``a = xs[j]``, ``b = bs[j]`` (or 0), ``last`` on the final."""
+    bs = bs if bs is not None else [0] * len(xs)
+    return [pack(VEC_IN, a=x, b=b, last=int(j == len(xs) - 1))
+            for j, (x, b) in enumerate(zip(xs, bs))]
+
+
+def _isa_segment(label, ins, vecs, passes, bvecs=None, **kw):
+    """One segment: every vector (with its ``b`` vector) through ``passes`` passes; the
+    expected outputs from golden.vecops.vector_op."""
+    beats, expect = [], []
+    for j, xs in enumerate(vecs):
+        bs = bvecs[j] if bvecs is not None else [0] * len(xs)
+        beats += _pass(xs, bs) * passes
+        expect += vecops.vector_op(ins, torch.tensor(xs), torch.tensor(bs)).tolist()
+    return {"label": label, "static": _ports(ins), "beats": beats, "n_out": len(expect),
+            "expect": expect, **kw}
+
+
+def _check(label, got, expect):
+    assert len(got) == len(expect), f"{label}: {len(got)} outputs, expected {len(expect)}"
+    bad = [j for j, (g, e) in enumerate(zip(got, expect)) if g != e]
+    assert not bad, (f"{label}: {len(bad)} of {len(expect)} elements differ; first at {bad[0]}: "
+                     f"RTL {got[bad[0]]}, golden {expect[bad[0]]}")
+
+
+def _run(model, segments, stall, side_src=None, decode=None):
+    """Run ``segments`` (dicts with ``static``, ``beats``, ``n_out``, optional ``side_beats``;
+    ``label`` and ``expect`` stay on this side) in one simulation; check every element."""
+    runner, bdir, name = model
+    decode = decode or (lambda words: [to_signed(w, 16) for w in words])
+    print(f"{name}: seed={SEED} stall={stall} segments={[s['label'] for s in segments]}")
+    inputs = {"seed": SEED, "stall": stall, "side_src": side_src,
+              "segments": [{k: s[k] for k in ("static", "beats", "n_out", "side_beats")
+                            if k in s} for s in segments]}
+    out = run_bench(runner, bdir, name, "bench_units", inputs=inputs,
+                    testcase="stream_segments")
+    assert out["extra"] == 0, f"{name}: {out['extra']} outputs too many"
+    for seg, res in zip(segments, out["segments"]):
+        _check(f"{name} [{seg['label']}] stall={stall}", decode(res["out"]), seg["expect"])
+        print(f"  {seg['label']}: {seg['n_out']} outputs, {res['cycles']} cycles")
+    return out["segments"]
+
+
+def _rand(rng, n, lim):
+    return [rng.randint(-lim, lim) for _ in range(n)]
+
+
+# --- Shiftmax -----------------------------------------------------------------------------
+
+def _shiftmax_isa_segments():
+    """SHIFTMAX at the ISA's 15 output bits (golden.vecops)."""
+    rng = random.Random(SEED)
+    vecs = [_rand(rng, n, 127) for n in (1, 2, 16, 17, 64, 200)]
+    vecs += [[37] * 100, [0] * 3,                                # all equal
+             [-127] * 63 + [127], [127] + [-127] * 200,          # one outlier, at each end
+             [rng.choice((-127, 127)) for _ in range(50)]]
+    int16 = [[INT16, -INT16] + _rand(rng, 100, INT16), [-INT16] * 10 + [INT16],
+             _rand(rng, 300, INT16)]
+    cases = [  # label, scale, flags, vectors, is max length
+        ("int8 logits, +-6", 6 / 127, 0, vecs, False),
+        ("int8 logits, +-16, NEG", 16 / 127, Flag.NEG, vecs, False),
+        ("int8 logits, +-64", 64 / 127, 0, vecs, False),
+        ("tiny scale 1e-4 (every e = 2^15)", 1e-4, 0, vecs[:3] + [[-127] * 7 + [127]], False),
+        ("huge scale 20 (only the max survives)", 20.0, 0, vecs[:3] + [[5, 5, 4, 5, -127]],
+         False),
+        ("int16 logits, extremes", 64 / INT16, Flag.NEG, int16, False),
+        ("max length 4096, random int8", 16 / 127, 0, [_rand(rng, MAX_LEN, 127)], True),
+        ("max length 4096, all equal (T = 2^27)", 8 / 127, 0, [[-3] * MAX_LEN], True),
+    ]
+    return [_isa_segment(label, _instr(Op.SHIFTMAX, flags, *intops.exp_gain(scale)), v,
+                         Shiftmax.passes, long=long_)
+            for label, scale, flags, v, long_ in cases]
+
+
+def _shiftmax_bits_segments(out_bits):
+    """golden.intops.shiftmax_q at 8 or 16 output bits (unsigned outputs)."""
+    rng = random.Random(SEED + out_bits)
+    vecs = [_rand(rng, n, 127) for n in (1, 5, 64, 300)] + [[9] * 40, [-127] * 99 + [127]]
+    segs = []
+    for label, scale in (("int8 logits, +-8", 8 / 127), ("tiny scale 1e-4", 1e-4),
+                         ("huge scale 20", 20.0)):
+        m, s = intops.exp_gain(scale)
+        beats, expect = [], []
+        for xs in vecs:
+            beats += _pass(xs) * Shiftmax.passes
+            expect += intops.shiftmax_q(torch.tensor(xs), m, s, out_bits).tolist()
+        segs.append({"label": f"{label}, {out_bits}-bit", "static": {"m": m, "s": s},
+                     "beats": beats, "n_out": len(expect), "expect": expect, "long": False})
+    return segs
+
+
+@pytest.fixture(scope="module", params=[vecops.SHIFTMAX_OUT_BITS, 16, 8],
+                ids=lambda b: f"out{b}")
+def shiftmax_model(request):
+    name = f"shiftmax{request.param}_bench"
+    runner, bdir = _build(Shiftmax(out_bits=request.param, max_len=MAX_LEN), name)
+    return (runner, bdir, name), request.param
+
+
+@pytest.mark.parametrize("stall", STALLS)
+def test_shiftmax_every_element(shiftmax_model, stall):
+    model, out_bits = shiftmax_model
+    if out_bits == vecops.SHIFTMAX_OUT_BITS:
+        segs = _shiftmax_isa_segments()
+    else:
+        segs = _shiftmax_bits_segments(out_bits)
+    res = _run(model, segs, stall, decode=list)     # y is unsigned
+    if stall == 0:
+        # About one beat a cycle in each of the 3 passes, plus the division and drains.
+        for seg, r in zip(segs, res):
+            if seg["long"]:
+                assert r["cycles"] <= 3 * MAX_LEN + 60, (seg["label"], r["cycles"])
+
+
+# --- Activation ---------------------------------------------------------------------------
+
+def _activation_segments():
+    rng = random.Random(SEED + 1)
+    int8_all = list(range(-127, 128))
+    int16 = [INT16, -INT16, 0, 1, -1] + _rand(rng, 400, INT16)
+    q15_to_int8 = (127, 15)      # m2 / 2^s2 = 127 / 2^15: a probability as int8
+    cases = [  # label, op, flags, scale, (m2, s2) or out_scale, inputs
+        ("sigmoid int8 +-8 -> Q15 (32767 at the top)", Op.SIGMOID, 0, 8 / 127, (1, 0), int8_all),
+        ("sigmoid int16 +-64 -> Q15, NEG", Op.SIGMOID, Flag.NEG, 64 / INT16, (1, 0), int16),
+        ("sigmoid int8 +-8 -> int8", Op.SIGMOID, Flag.OUT8, 8 / 127, q15_to_int8, int8_all),
+        ("sigmoid tiny scale 1e-6", Op.SIGMOID, 0, 1e-6, (1, 0), int16),
+        ("sigmoid huge scale 100, NEG", Op.SIGMOID, Flag.NEG | Flag.OUT8, 100.0, q15_to_int8,
+         int8_all),
+        ("silu int8 +-8 -> int8", Op.SILU, Flag.OUT8, 8 / 127, 8 / 127, int8_all),
+        ("silu int16 +-64 -> int16", Op.SILU, 0, 64 / INT16, 64 / INT16, int16),
+        ("silu int8 +-4 -> int8, saturating, NEG", Op.SILU, Flag.OUT8 | Flag.NEG, 4 / 127,
+         0.001, int8_all),
+        ("gelu int8 +-16 -> int8", Op.GELU, Flag.OUT8, 16 / 127, 16 / 127, int8_all),
+        ("gelu int16 +-8 -> int16, NEG", Op.GELU, Flag.NEG, 8 / INT16, 8 / INT16, int16),
+        ("gelu int16 +-64 -> int16, saturating", Op.GELU, 0, 64 / INT16, 1e-3, int16),
+        ("gelu int8 +-64 -> int8, coarse out", Op.GELU, Flag.OUT8, 64 / 127, 50.0, int8_all),
+        ("gelu huge scale 30", Op.GELU, 0, 30.0, 30.0, int8_all),
+    ]
+    segs = []
+    for label, op, flags, scale, out, xs in cases:
+        m, s = intops.exp_gain(scale, intops.GELU_ALPHA if op == Op.GELU else 1.0)
+        m2, s2 = out if isinstance(out, tuple) else intops.act_out_multiplier(scale, out)
+        seg = _isa_segment(label, _instr(op, flags, m, s, m2, s2), [xs], Activation.passes)
+        if op != Op.SIGMOID and not flags & Flag.NEG:
+            # The ISA form is the scale-level golden function (int_silu / shift_gelu).
+            fn = intops.shift_gelu if op == Op.GELU else intops.int_silu
+            assert seg["expect"] == fn(torch.tensor(xs), scale, out,
+                                       out_bits=8 if flags & Flag.OUT8 else 16).tolist()
+        segs.append(seg)
+    return segs
+
+
+@pytest.fixture(scope="module")
+def activation_model():
+    dut = Activation()
+    runner, bdir = _build(dut, "activation_bench")
+    return runner, bdir, "activation_bench", dut.latency
+
+
+@pytest.mark.parametrize("stall", STALLS)
+def test_activation_every_element(activation_model, stall):
+    *model, latency = activation_model
+    segs = _activation_segments()
+    res = _run(model, segs, stall)
+    if stall == 0:   # one element a cycle after the pipeline fills
+        for seg, r in zip(segs, res):
+            assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
+
+
+# --- Norm ---------------------------------------------------------------------------------
+
+def _norm_vectors(rng):
+    vecs = [_rand(rng, n, 127) for n in (1, 2, 7, 64, 300)] + [_rand(rng, n, INT16)
+                                                               for n in (3, 100)]
+    vecs += [[42] * 50,                                   # all equal: zero variance
+             [0] * 16,                                    # all zero (RMSNorm: V = 0)
+             [INT16] + [0] * 99, [0] * 99 + [-INT16],     # one huge outlier
+             [100, 101] * 20 + [100],                     # tiny variance
+             [rng.choice((-INT16, INT16)) for _ in range(64)]]
+    return vecs
+
+
+def _norm_isa_segments(rng):
+    vecs = _norm_vectors(rng)
+    p = intops.norm_params(torch.randn(8, generator=torch.Generator().manual_seed(SEED)),
+                           None, 0.05, 0.05)
+    cases = [  # label, op, flags, m, s, vectors
+        ("layernorm -> int8, realistic m/s", Op.LAYERNORM, Flag.OUT8, p.m, p.s, vecs),
+        ("layernorm -> int16, NEG", Op.LAYERNORM, Flag.NEG, 40000, 31, vecs),
+        ("rmsnorm -> int8", Op.RMSNORM, Flag.OUT8, p.m, p.s, vecs),
+        ("rmsnorm -> int16, NEG", Op.RMSNORM, Flag.NEG, 12345, 27, vecs),
+        ("layernorm extreme m/s: saturating", Op.LAYERNORM, Flag.OUT8, 65535, 0, vecs[:5]),
+        ("rmsnorm extreme m/s: all to 0", Op.RMSNORM, 0, 1, 63, vecs[:5]),
+        ("layernorm max length 4096, +-32767", Op.LAYERNORM, 0, 30000, 30,
+         [[rng.choice((-INT16, INT16)) for _ in range(MAX_LEN)]]),
+        ("rmsnorm max length 4096, all 32767", Op.RMSNORM, Flag.OUT8, 50000, 24,
+         [[INT16] * MAX_LEN]),
+    ]
+    segs = []
+    for label, op, flags, m, s, v in cases:
+        weights = [_rand(rng, len(xs), INT16) for xs in v]
+        segs.append(_isa_segment(label, _instr(op, flags, m, s), v, Norm.passes, weights,
+                                 long=len(v[0]) == MAX_LEN))
+    return segs
+
+
+def _norm_affine_segments(rng):
+    """What the ISA leaves out (bias 0, eps 0 there): the 32-bit bias through ``c`` and the
+    integer eps, against golden.intops.int_layernorm / int_rmsnorm directly."""
+    vecs = _norm_vectors(rng)
+    cases = [  # label, mode, wide, m, s, eps, vectors
+        ("layernorm + bias -> int16, eps", NormMode.LAYERNORM, 1, 40000, 31, 12345, vecs),
+        ("layernorm + bias, max eps 2^54-1", NormMode.LAYERNORM, 1, 65535, 22,
+         intops.NORM_EPS_MAX, vecs[:6]),
+        ("rmsnorm + bias -> int8, eps", NormMode.RMSNORM, 0, 12345, 27, 999, vecs),
+        ("layernorm + bias, max length 4096, random int8", NormMode.LAYERNORM, 0, 40961, 34,
+         7, [_rand(rng, MAX_LEN, 127)]),
+    ]
+    segs = []
+    for label, mode, wide, m, s, eps, v in cases:
+        beats, side, expect = [], [], []
+        for xs in v:
+            w = _rand(rng, len(xs), INT16)
+            b = _rand(rng, len(xs), 2 ** 31 - 1)
+            fn = intops.int_rmsnorm if mode == NormMode.RMSNORM else intops.int_layernorm
+            expect += fn(torch.tensor(xs), torch.tensor(w), torch.tensor(b), m, s, eps=eps,
+                         out_bits=16 if wide else 8).tolist()
+            beats += _pass(xs, w) * Norm.passes
+            side += [v & 0xFFFFFFFF for v in b]
+        segs.append({"label": label, "beats": beats, "side_beats": side, "n_out": len(expect),
+                     "expect": expect, "long": len(v[0]) == MAX_LEN,
+                     "static": {"m": m, "s": s, "eps": eps, "mode": mode.value, "neg": 0,
+                                "bias_en": 1, "wide": wide}})
+    return segs
+
+
+@pytest.fixture(scope="module")
+def norm_model():
+    runner, bdir = _build(Norm(max_len=MAX_LEN), "norm_bench")
+    return runner, bdir, "norm_bench"
+
+
+@pytest.mark.parametrize("stall", STALLS)
+def test_norm_every_element(norm_model, stall):
+    rng = random.Random(SEED + 2)
+    segs = _norm_isa_segments(rng) + _norm_affine_segments(rng)
+    res = _run(norm_model, segs, stall, side_src="c")
+    if stall == 0:   # two passes at a beat a cycle, < 100 cycles of sums, isqrt, division
+        for seg, r in zip(segs, res):
+            if seg["long"]:
+                assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
+
+
+# --- Eltwise ------------------------------------------------------------------------------
+
+def _eltwise_segments():
+    rng = random.Random(SEED + 3)
+    ext = [-32768, -INT16, -256, -128, -127, -1, 0, 1, 127, 128, 255, INT16]
+    pairs = [(a, b) for a in ext for b in ext]
+    pairs += [(rng.randint(-32768, INT16), rng.randint(-32768, INT16)) for _ in range(300)]
+    pairs += [(rng.randint(-127, 127), rng.randint(-127, 127)) for _ in range(100)]
+    a = [p[0] for p in pairs]
+    b = [p[1] for p in pairs]
+    cases = [  # label, op, flags, m, s, m2, s2
+        ("add, unit scales -> int8", Op.ADD, Flag.OUT8, 1, 0, 1, 0),
+        ("add, unit scales -> int16", Op.ADD, 0, 1, 0, 1, 0),
+        ("a - b, unit scales -> int16", Op.ADD, Flag.NEG, 1, 0, 1, 0),
+        ("add, rescaled -> int16", Op.ADD, 0, 40000, 16, 23456, 15),
+        ("add, m = 65535, s = 0 / s2 = 63 -> int8", Op.ADD, Flag.OUT8, 65535, 0, 65535, 63),
+        ("mul -> int16, m/2^s = 2^-15", Op.MUL, 0, 1, 15, 0, 0),
+        ("mul -> int8, realistic", Op.MUL, Flag.OUT8, 40000, 30, 0, 0),
+        ("mul -> int16, m = 65535, s = 0, NEG", Op.MUL, Flag.NEG, 65535, 0, 0, 0),
+        ("mul -> int16, s = 63", Op.MUL, 0, 65535, 63, 0, 0),
+        ("mul -> int8, odd m, NEG", Op.MUL, Flag.OUT8 | Flag.NEG, 12345, 20, 0, 0),
+    ]
+    return [_isa_segment(label, _instr(op, flags, m, s, m2, s2), [a], Eltwise.passes, [b])
+            for label, op, flags, m, s, m2, s2 in cases]
+
+
+@pytest.fixture(scope="module")
+def eltwise_model():
+    runner, bdir = _build(Eltwise(), "eltwise_bench")
+    return runner, bdir, "eltwise_bench"
+
+
+@pytest.mark.parametrize("stall", STALLS)
+def test_eltwise_every_element(eltwise_model, stall):
+    segs = _eltwise_segments()
+    res = _run(eltwise_model, segs, stall)
+    if stall == 0:
+        for seg, r in zip(segs, res):
+            assert r["cycles"] <= seg["n_out"] + Eltwise.latency + 2, (seg["label"], r)
+
+
+# --- Parameters ---------------------------------------------------------------------------
+
+def _rejects(make, match):
+    """``make()`` raises ValueError matching ``match``; the half-built component's
+    UnusedElaboratable warning (emitted when it is collected) is silenced here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match=match):
+            make()
+        gc.collect()
+
+
+def test_unit_parameters_are_checked():
+    for bad in (0, 17, 8.0):
+        _rejects(lambda: Shiftmax(out_bits=bad), "out_bits")
+    for bad in (0, 4097):
+        _rejects(lambda: Shiftmax(max_len=bad), "max_len")
+        _rejects(lambda: Norm(max_len=bad), "max_len")
+    _rejects(lambda: Activation(steps_per_stage=0), "steps_per_stage")
+    assert (Shiftmax.passes, Activation.passes, Norm.passes, Eltwise.passes) == (3, 1, 2, 1)
