@@ -88,43 +88,12 @@ __all__ = [
 # Parameters (every width in OPS follows from these)
 # ---------------------------------------------------------------------------------------
 
-#: F: fraction bits of the exp argument in fixed point (nats): a_fp = a * S * alpha * 2^F.
-EXP_ARG_FRAC_BITS = 10
-#: Largest exp argument kept, in nats. e^-12 < 2^-17 already rounds to 0 at 15 fraction bits.
-EXP_ARG_MAX = 16
-#: The argument clamp in fixed point: 16 * 2^10 = 2^14.
-EXP_ARG_FP_MAX = EXP_ARG_MAX << EXP_ARG_FRAC_BITS
-#: K: fraction bits of the exp output; e^0 = 2^15, so e fits 16 unsigned bits.
-EXP_FRAC_BITS = 15
-#: The power-of-two shift is clamped to K + 2 = 17, where every mantissa rounds to 0.
-EXP_Q_CLAMP = EXP_FRAC_BITS + 2
-#: Widest exp argument ``a`` (unsigned): |int16| or max - x of int16 logits.
-EXP_IN_BITS = 16
-#: B: fraction bits of the sigmoid output: sigmoid in [0, 2^15], 16 unsigned bits.
-SIG_FRAC_BITS = 15
-#: ShiftGELU: GELU(x) ~ x * sigmoid(1.702 x) (Hendrycks & Gimpel 2016); folded into m.
-GELU_ALPHA = 1.702
-#: Longest Shiftmax row (the ISA's 12-bit length field).
-SM_N_MAX = 4096
-#: P: the Shiftmax reciprocal R = round(2^(L+P) / T) lies in [2^(P-1), 2^P]: 16 unsigned bits.
-SM_RECIP_FRAC_BITS = 15
-#: Widest Shiftmax output (unsigned, out_bits fraction bits, saturated at 2^out_bits - 1).
-SM_OUT_BITS_MAX = 16
-#: Longest LayerNorm/RMSNorm vector.
-NORM_N_MAX = 4096
-#: LayerNorm/RMSNorm inputs are symmetric int16: |x| <= 32767.
-NORM_IN_MAX = (1 << 15) - 1
-#: W: the variance is normalized to 2W = 32 bits, so r = isqrt(.) has W = 16 bits (W steps).
-NORM_ISQRT_BITS = 16
-#: The norm reciprocal R = round(2^30 / r) lies in (2^14, 2^15]: 16 unsigned bits.
-NORM_RECIP_NUM_BITS = 30
-#: G: fraction bits of the normalized value y = (x - mean) / std; |y| < sqrt(N) <= 64.
-NORM_Y_FRAC_BITS = 8
-#: Affine weight (signed) and bias (signed, at the scale weight_scale * 2^-G) widths.
-NORM_WEIGHT_BITS = 16
-NORM_BIAS_BITS = 32
-#: The integer eps (added to N^2 var, in LSB^2 units of the input) is below 2^54.
-NORM_EPS_MAX = (1 << 54) - 1
+# Defined once, torch-free, in golden/widths.py (hw/ sizes its units from the same numbers).
+from .widths import (EXP_ARG_FRAC_BITS, EXP_ARG_MAX, EXP_ARG_FP_MAX, EXP_FRAC_BITS,  # noqa: E402
+                     EXP_Q_CLAMP, EXP_IN_BITS, SIG_FRAC_BITS, GELU_ALPHA, SM_N_MAX,
+                     SM_RECIP_FRAC_BITS, SM_OUT_BITS_MAX, NORM_N_MAX, NORM_IN_MAX,
+                     NORM_ISQRT_BITS, NORM_RECIP_NUM_BITS, NORM_Y_FRAC_BITS, NORM_WEIGHT_BITS,
+                     NORM_BIAS_BITS, NORM_EPS_MAX)
 
 _LOG2 = 15  # width of u = a_fp + (a_fp >> 1) - (a_fp >> 4) <= 23552
 _SM_SUM_BITS = 28  # T <= 4096 * 2^15 = 2^27

@@ -12,15 +12,15 @@ import torch
 from . import intops
 from .isa import Flag, Instr, Op
 from .numerics import requantize, round_half_up_shift, sat
-from .widths import WIDE_MAX
+from .widths import SHIFTMAX_OUT_BITS as _SHIFTMAX_OUT_BITS, WIDE_MAX
 
 __all__ = ["SCRATCH_MAX", "SHIFTMAX_OUT_BITS", "out_limit", "vector_op", "eltwise_add",
            "eltwise_mul", "m2s2"]
 
 #: Symmetric saturation of a 16-bit scratch word (so that -y never overflows).
 SCRATCH_MAX = WIDE_MAX
-#: Shiftmax writes unsigned probabilities with 15 fraction bits (they fit a signed word).
-SHIFTMAX_OUT_BITS = 15
+#: Shiftmax writes unsigned probabilities with 15 fraction bits (golden.widths).
+SHIFTMAX_OUT_BITS = _SHIFTMAX_OUT_BITS
 
 
 def out_limit(flags: int) -> int:

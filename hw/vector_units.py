@@ -31,7 +31,7 @@ def vector_units_for(cfg) -> list:
             from .eltwise import EltMode, Eltwise
             units.append((Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}))
         elif name == "shiftmax":
-            from golden.vecops import SHIFTMAX_OUT_BITS
+            from golden.widths import SHIFTMAX_OUT_BITS
             from .shiftmax import Shiftmax
             units.append((Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
                           {Op.SHIFTMAX: None}))
