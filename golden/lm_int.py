@@ -50,6 +50,11 @@ integer vector at a stated real scale; flags and ``(m, s)`` are the instruction'
     XN = RMSNORM(R, norm) OUT16 at xn_scale;  XL = RMSNORM(XN, lm_head.norm) OUT8
     logits = MATVEC(lm_head, XL) RAW            int32, real value logits * gamma * act_scale
     next token (greedy) = ARGMAX(logits)        the smallest index of the maximum
+  sampling (generate(greedy=False, seed)) instead:
+    L16 = MATVEC(lm_head, XL) WIDE              int16 logits at logit16_scale (calibrated)
+    P   = SHIFTMAX(L16; exp_gain(logit16_scale / temperature))   Q15 probabilities
+    next token = SAMPLE(P, LFSR)                golden.sampler: 32-bit Galois LFSR, one step
+                                                a token fed (prompt tokens included)
 
 What was changed to make the model integer-only (each measured in docs/lm.md)
 ---------------------------------------------------------------------------
@@ -76,6 +81,10 @@ What was changed to make the model integer-only (each measured in docs/lm.md)
 8. Log-probabilities (for bits per character) are ``log_softmax(logits * gamma *
    act_scale)`` in float64 from the integer logits: the accelerator's output is the int32
    logit vector and its ARGMAX; it needs no softmax for greedy decoding.
+9. Sampling draws from the shift-exp Shiftmax of int16 logits (calibrated like every other
+   int16 intermediate: ``2 * absmax / 32767`` of the float logits over the calibration
+   text), Q15 probabilities, with the integer inverse-CDF draw of :mod:`golden.sampler`
+   (2^-15 resolution), instead of a float softmax and a float uniform.
 
 Sources: Zhu et al. 2024 (arXiv:2406.02528) and github ridgerchu/matmulfreellm for the
 model; Jacob et al. 2018 (static calibrated ranges, dyadic requantization); Li & Gu 2023
@@ -90,9 +99,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import intops, numerics
+from . import intops, numerics, sampler
 from .numerics import ACT_MAX, requantize, ternary_matvec
-from .vecops import eltwise_add, eltwise_mul
+from .vecops import SHIFTMAX_OUT_BITS, eltwise_add, eltwise_mul
 from .widths import WIDE_MAX
 
 __all__ = ["HEADROOM", "NORM_W_MAX", "SIG_M2S2", "LB_FRAC_BITS", "DEFAULT_CALIB_CHARS",
@@ -248,7 +257,8 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
     Returns
     -------
     (absmax, logits) : ({name: float}, (T, V) float32). Names, per layer ``l``:
-    ``layers.l.{x, i, f, g, si, c, h, gn, sh, o, xm, gate, y, sg, z}``, and ``xn``.
+    ``layers.l.{x, i, f, g, si, c, h, gn, sh, o, xm, gate, y, sg, z}``, ``xn`` and
+    ``logits`` (the float lm_head output, calibrating the int16 logits that sampling uses).
 
     Raises
     ------
@@ -296,7 +306,9 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
             r = m._rq(r + layer.mlp.down_proj(z))
         xn = m.norm(r)
         rec("xn", xn)
-        logits = model.lm_head(xn)[0]
+        logits = model.lm_head(xn)
+        rec("logits", logits)
+        logits = logits[0]
     finally:
         model.set_quant(old_quant)
         model.train(was_training)
@@ -332,12 +344,15 @@ class IntLM:
     (golden.lm.LMConfig), ``vocab`` (or None), ``emb_table`` (V, d) int64 in [-127, 127],
     ``emb_scale``, ``res_scale``, ``emb_res`` (m, s), ``layers`` (list of
     :class:`IntLayer`), ``final_norm``, ``head_norm`` (:class:`IntNorm`), ``lm_head``
-    (RAW :class:`IntLinear`), ``absmax`` (the calibration measurements), ``scales``
-    ({name: real LSB} of every int16 intermediate), ``calib_chars``.
+    (RAW :class:`IntLinear`), ``lm_head_wide`` (the same trits as a WIDE :class:`IntLinear`
+    writing int16 logits at ``scales["logits"]``, for sampling; None if not calibrated),
+    ``absmax`` (the calibration measurements), ``scales`` ({name: real LSB} of every int16
+    intermediate), ``calib_chars``.
     """
 
     def __init__(self, *, config, vocab, emb_table, emb_scale, res_scale, emb_res, layers,
-                 final_norm, head_norm, lm_head, absmax, scales, calib_chars):
+                 final_norm, head_norm, lm_head, absmax, scales, calib_chars,
+                 lm_head_wide: "IntLinear | None" = None):
         self.config = config
         self.vocab = vocab
         self.emb_table = emb_table
@@ -351,6 +366,7 @@ class IntLM:
         self.absmax = absmax
         self.scales = scales
         self.calib_chars = calib_chars
+        self.lm_head_wide = lm_head_wide
 
     # --- construction ------------------------------------------------------------------
 
@@ -424,13 +440,15 @@ class IntLM:
                                     down_proj.act_scale, 8),
                 down_proj=down_proj, h_scale=h_scale, lb=lbq, one_minus_lb=omlb))
         lm_head = _linear("lm_head", model.lm_head, None)
+        lm_head_wide = _linear("lm_head", model.lm_head, sc["logits"])
         return cls(config=model.config, vocab=vocab, emb_table=table.to(torch.int64),
                    emb_scale=emb_scale, res_scale=res_scale,
                    emb_res=numerics.dyadic(emb_scale / res_scale), layers=layers,
                    final_norm=norm_consts("norm", mm.norm.weight, sc["xn"], 16),
                    head_norm=norm_consts("lm_head.norm", model.lm_head.norm.weight,
                                          lm_head.act_scale, 8),
-                   lm_head=lm_head, absmax=amax, scales=scales, calib_chars=int(ids.numel()))
+                   lm_head=lm_head, absmax=amax, scales=scales, calib_chars=int(ids.numel()),
+                   lm_head_wide=lm_head_wide)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, calib_chars: int = DEFAULT_CALIB_CHARS,
@@ -467,6 +485,43 @@ class IntLM:
         """Real value of one logit LSB: lm_head's ``gamma * act_scale``."""
         return self.lm_head.acc_scale
 
+    @property
+    def logit16_scale(self) -> float:
+        """Real value of one LSB of the int16 logits that sampling uses (``lm_head_wide``):
+        ``2 * absmax / 32767`` of the float logits over the calibration text.
+
+        Raises
+        ------
+        ValueError if the model has no int16 logits (built without ``lm_head_wide``).
+        """
+        return self._wide().out_scale
+
+    def _wide(self) -> IntLinear:
+        if self.lm_head_wide is None:
+            raise ValueError("this IntLM has no calibrated int16 logits (lm_head_wide); build it "
+                             "with IntLM.from_model or IntLM.from_checkpoint to sample")
+        return self.lm_head_wide
+
+    def sample_gain(self, temperature: float = 1.0) -> tuple[int, int]:
+        """The SHIFTMAX exp gain ``(m, s) = exp_gain(logit16_scale / temperature)``: the
+        temperature is folded into the constant (``p ~ exp(logit / T)``).
+
+        Raises
+        ------
+        ValueError if ``temperature`` is not positive and finite, or the model has no int16
+        logits.
+        """
+        t = float(temperature)
+        if not (t > 0 and math.isfinite(t)):
+            raise ValueError(f"the temperature must be positive and finite, not {temperature!r}")
+        return intops.exp_gain(self.logit16_scale / t)
+
+    def probabilities(self, logits16: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """The SHIFTMAX of int16 logits: Q15 probabilities (int64, ``out_bits = 15``), as
+        the sampling program computes them."""
+        return intops.shiftmax_q(torch.as_tensor(logits16, dtype=torch.int64),
+                                 *self.sample_gain(temperature), SHIFTMAX_OUT_BITS)
+
     def init_state(self, batch: int | None = None) -> list[torch.Tensor]:
         """The zero MLGRU state: one int64 (D,) (or (batch, D)) tensor a layer."""
         shape = (self.config.attn_size,) if batch is None else (batch, self.config.attn_size)
@@ -482,7 +537,9 @@ class IntLM:
         state : list of L int64 tensors (D,) (or (B, D)), int16 values at each layer's
             h_scale; None for the zero state
         trace : optional dict; receives every intermediate by the names of the module
-            docstring (``layers.l.X16``, ..., ``logits``)
+            docstring (``layers.l.X16``, ..., ``XL``, ``logits``) and, if the model has
+            int16 logits (``lm_head_wide``), ``logits16`` (the sampling program's MATVEC
+            WIDE; computed only when a trace is asked for)
 
         Returns
         -------
@@ -547,7 +604,10 @@ class IntLM:
             R = rec(p + "R2", eltwise_add(R, DP, 1, 0, 1, 0, W))
             new_state.append(H)
         XN = rec("XN", self.final_norm(R))
-        logits = rec("logits", self.lm_head(self.head_norm(XN)))
+        XL = rec("XL", self.head_norm(XN))
+        logits = rec("logits", self.lm_head(XL))
+        if trace is not None and self.lm_head_wide is not None:
+            rec("logits16", self.lm_head_wide(XL))
         if scalar:
             return logits[0], [h[0] for h in new_state]
         return logits, new_state
@@ -559,32 +619,60 @@ class IntLM:
         hit = logits == logits.max(dim=-1, keepdim=True).values
         return torch.where(hit, idx, logits.shape[-1]).min(dim=-1).values
 
-    def generate(self, prompt_ids, n: int, greedy: bool = True) -> list[int]:
-        """Feed ``prompt_ids`` and continue greedily for ``n`` tokens; returns the new ids.
+    def generate(self, prompt_ids, n: int, greedy: bool = True, seed: int | None = None,
+                 temperature: float = 1.0, logits_out: list | None = None) -> list[int]:
+        """Feed ``prompt_ids`` and continue for ``n`` tokens; returns the new ids.
 
-        Each next token is the ARGMAX of the integer logits (the accelerator's result).
+        Greedy (default): each next token is the ARGMAX of the raw int32 logits (the
+        greedy program's result). Sampling (``greedy=False``, ``seed`` required): at every
+        token fed, the int16 logits ``L16`` (``lm_head_wide``), ``P = shiftmax_q(L16,
+        *sample_gain(temperature), 15)`` and ``golden.sampler.sample_index(P, state)`` with
+        ``state = sampler.seed_state(seed)`` at the start, carried across tokens (the
+        sampling program's MATVEC WIDE, SHIFTMAX, SAMPLE). The LFSR steps once per token
+        *fed*, prompt tokens included (their draws are discarded, as the host discards the
+        result register while it feeds the prompt); so ``len(prompt) + n - 1`` draws.
+
+        Parameters
+        ----------
+        logits_out : optional list; receives the logits of every step (``len(prompt) + n
+            - 1`` of them, lists of int): raw int32 for greedy, int16 for sampling.
 
         Raises
         ------
-        ValueError for an empty prompt, n < 0, or ``greedy=False`` (sampling runs on the
-        accelerator as SHIFTMAX + SAMPLE, not in this model yet).
+        ValueError for an empty prompt, n < 0, ``greedy=False`` without a seed, a bad
+        temperature, or a model without int16 logits.
         """
-        if not greedy:
-            raise ValueError("IntLM.generate only decodes greedily (greedy=True)")
         ids = [int(t) for t in (prompt_ids.tolist() if isinstance(prompt_ids, torch.Tensor)
                                 else prompt_ids)]
         if not ids:
             raise ValueError("the prompt must hold at least one token")
         if n < 0:
             raise ValueError(f"n must be >= 0, not {n!r}")
+        if not greedy:
+            if seed is None:
+                raise ValueError("sampling (greedy=False) needs a seed")
+            gain = self.sample_gain(temperature)
+            lfsr = sampler.seed_state(seed)
+        if n == 0:
+            return []
         state = self.init_state()
-        for t in ids:
-            logits, state = self.step(t, state)
-        out = []
-        for _ in range(n):
-            nxt = int(self.argmax(logits))
-            out.append(nxt)
-            logits, state = self.step(nxt, state)
+        out: list[int] = []
+        seq = list(ids)
+        for k in range(len(ids) + n - 1):
+            tr: dict | None = None if greedy else {}
+            logits, state = self.step(seq[k], state, trace=tr)
+            if greedy:
+                nxt = int(self.argmax(logits))
+                shown = logits
+            else:
+                shown = tr["logits16"][0]
+                p = intops.shiftmax_q(shown, *gain, SHIFTMAX_OUT_BITS)
+                nxt, lfsr = sampler.sample_index(p.tolist(), lfsr)
+            if logits_out is not None:
+                logits_out.append([int(v) for v in shown.tolist()])
+            if k + 1 >= len(ids):
+                out.append(nxt)
+                seq.append(nxt)
         return out
 
     @torch.no_grad()

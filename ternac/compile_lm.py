@@ -9,13 +9,27 @@ Host protocol
 -------------
 Once, before the first token: load ``weight_words`` into the weight memory from word 0,
 ``program_words`` into the program memory, and write ``scratch_constants``
-(``{address: [int16 words]}``: the zero word, the zero MLGRU state of every layer, and the
-RMSNorm weight vectors that are resident in scratch). Per token: write the token id to
-``scratch[token_addr]``, start, wait for done; the greedy next token is the ARGMAX
-``result`` and the raw int32 logits are ``out[logits_addr : logits_addr + n_logits]``
-(real value ``logit * IntLM.logit_scale``). The scratchpad keeps its contents between
+(``{address: [int16 words]}``: the zero word, the zero MLGRU state of every layer, the
+RMSNorm weight vectors that are resident in scratch and, for a sampling program, the two
+LFSR words). Per token: write the token id to ``scratch[token_addr]``, start, wait for
+done; the next token is the ``result`` register. The scratchpad keeps its contents between
 tokens: the state ``H`` of layer l lives at ``state_addrs[l]`` and is updated in place by
-the program. To start a new sequence, write the zero state again.
+the program. To start a new sequence, write the zero state (and the seed) again.
+
+Two program endings:
+
+* greedy (``compile_lm(..., sample=False)``, the default): ``MATVEC RAW lm_head`` into
+  ``out[logits_addr : logits_addr + n_logits]`` (raw int32 logits, real value ``logit *
+  IntLM.logit_scale``), ``ARGMAX``: ``result`` is the greedy next token.
+* sampling (``sample=True``): ``MATVEC WIDE lm_head`` into the scratch vector
+  ``scratch[logits_addr : logits_addr + n_logits]`` (int16 logits at
+  ``IntLM.logit16_scale``; ``logits_in_scratch`` is True), ``SHIFTMAX`` into a probability
+  vector (Q15) with the exp gain ``IntLM.sample_gain(temperature)`` (the temperature folded
+  in at compile time), ``SAMPLE`` over it with the LFSR state words at ``sampler_addr``,
+  ``sampler_addr + 1`` (low, high 16 bits; initialised from the seed by
+  ``scratch_constants``, stepped in place once a token, golden/sampler.py): ``result`` is
+  the drawn token. No RAW logits and no ARGMAX in this program. Needs the ``shiftmax``
+  vector unit (:data:`LM_SAMPLE_CONFIG`).
 
 Weight memory (words of ``2 * lanes`` bits)
 -------------------------------------------
@@ -30,8 +44,9 @@ Weight memory (words of ``2 * lanes`` bits)
 Scratch map (16-bit words)
 --------------------------
 ``[0]`` token id (written by the host), ``[1]`` zero (the row index of constant EMBEDs),
-``[2, 2 + L D)`` the state, one D-vector a layer; then the resident constants, each its own
-vector; then the work area: every intermediate vector of the dataflow gets an address by a
+``[2, 2 + L D)`` the state, one D-vector a layer; for a sampling program the two LFSR words
+``[2 + L D, 2 + L D + 2)``; then the resident constants, each its own vector; then the work
+area: every intermediate vector of the dataflow gets an address by a
 linear-scan allocation over the straight-line program (a vector lives from the instruction
 that writes it to the last that reads it; the first free gap that fits is taken), so no
 instruction writes over one of its own operands and the work area is as small as the
@@ -58,13 +73,15 @@ import torch
 
 from golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
 from golden.lm_int import LB_FRAC_BITS, NORM_W_MAX, IntLinear, IntLM, IntNorm
+from golden.sampler import seed_state, split_state
 from golden.numerics import M_BITS, S_MAX
 from golden.packing import embedding_words, tile_lanes
 from ternac.config import AccelConfig
 from ternac.errors import CompileError
 
-__all__ = ["CompileError", "CompiledLM", "compile_lm", "lm_config", "LM_CONFIG", "UP5K_SPRAM_WORDS",
-           "TOKEN_ADDR", "ZERO_ADDR", "STATE_ADDR", "run_tokens", "split_bytes"]
+__all__ = ["CompileError", "CompiledLM", "compile_lm", "lm_config", "LM_CONFIG", "LM_SAMPLE_CONFIG",
+           "UP5K_SPRAM_WORDS", "TOKEN_ADDR", "ZERO_ADDR", "STATE_ADDR", "VECTOR_UNIT_OF",
+           "run_tokens", "split_bytes"]
 
 _FIELD_BITS = dict(FIELDS)
 #: Scratch addresses the ISA can name (12-bit src/dst/aux fields).
@@ -83,6 +100,16 @@ UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
 LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4096,
                         out_depth=128, prog_depth=256, max_fan_in=256,
                         vector=("activation", "norm", "eltwise"), max_vector=256)
+#: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program
+#: (``compile_lm(..., sample=True)``).
+LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
+
+#: The vector unit (``AccelConfig.vector``) that executes each vector opcode.
+VECTOR_UNIT_OF = {Op.SIGMOID: "activation", Op.SILU: "activation", Op.GELU: "activation",
+                  Op.RMSNORM: "norm", Op.LAYERNORM: "norm", Op.SHIFTMAX: "shiftmax",
+                  Op.ADD: "eltwise", Op.MUL: "eltwise"}
+#: Vector ops whose unit holds a sum over the vector (sized by ``AccelConfig.max_vector``).
+_SUMMING_OPS = (Op.RMSNORM, Op.LAYERNORM, Op.SHIFTMAX)
 
 
 def split_bytes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,11 +225,13 @@ class CompiledLM:
 
     Attributes
     ----------
-    program : list[Instr], straight-line, one token, ending ARGMAX, HALT
+    program : list[Instr], straight-line, one token, ending ARGMAX, HALT (greedy) or
+        SHIFTMAX, SAMPLE, HALT (sampling)
     weight_words : list[int], the weight memory from word 0 (``2 * lanes`` bits a word)
     scratch_constants : {scratch address: list of int16}, written once before the first token
     token_addr : scratch word the host writes the token id to
-    logits_addr, n_logits : the raw int32 logits in the output buffer
+    logits_addr, n_logits : the logits: raw int32 in the output buffer (greedy), or int16
+        in the scratchpad (sampling, ``logits_in_scratch``)
     state_addrs : scratch address of each layer's MLGRU state (attn_size words)
     cfg : AccelConfig
     scratch_map : {name: (address, words)} of the fixed scratch regions and the work area
@@ -210,6 +239,11 @@ class CompiledLM:
     staged : names of the constant vectors loaded from the weight memory every token
     scratch_words : scratch words the program uses (highest address + 1)
     trit_macs : useful ternary multiply-accumulates a token (sum of N * K)
+    logits_in_scratch : True for a sampling program (the int16 logits are in scratch)
+    sampler_addr : scratch address of the two LFSR words (sampling), else None
+    probs_addr : scratch address of the Q15 probabilities SAMPLE draws from, else None
+    seed, temperature : the sampling program's seed (its LFSR words in
+        ``scratch_constants``) and temperature (in SHIFTMAX's exp gain), else None
     """
     program: list
     weight_words: list
@@ -224,6 +258,35 @@ class CompiledLM:
     staged: list
     scratch_words: int
     trit_macs: int
+    logits_in_scratch: bool = False
+    sampler_addr: int | None = None
+    probs_addr: int | None = None
+    seed: int | None = None
+    temperature: float | None = None
+
+    @property
+    def sample(self) -> bool:
+        """True for a sampling program (SHIFTMAX + SAMPLE)."""
+        return self.sampler_addr is not None
+
+    def lfsr_words(self, seed: int) -> dict[int, list[int]]:
+        """``{sampler_addr: [lo, hi]}``: the scratch words that (re)seed the sampler
+        (golden.sampler.seed_state; write them to start a new sequence with a new seed).
+
+        Raises
+        ------
+        ValueError for a greedy program (it has no sampler).
+        """
+        if self.sampler_addr is None:
+            raise ValueError("a greedy program has no sampler to seed; compile with sample=True")
+        return {self.sampler_addr: list(split_state(seed_state(seed)))}
+
+    def with_seed(self, seed: int) -> "CompiledLM":
+        """This program with other LFSR seed words in ``scratch_constants`` (the program and
+        the weight image are unchanged, so an RTL build is reused)."""
+        sc = dict(self.scratch_constants)
+        sc.update(self.lfsr_words(seed))
+        return dataclasses.replace(self, scratch_constants=sc, seed=int(seed))
 
     @property
     def program_words(self) -> list[int]:
@@ -236,12 +299,13 @@ class CompiledLM:
 
     def vector_elements(self) -> dict[str, int]:
         """Elements streamed by the vector units a token, by opcode (``passes * n``:
-        RMSNORM 2 passes, the others 1; EMBED: bytes written)."""
+        RMSNORM 2 passes, SHIFTMAX 3, SAMPLE 2, the others 1; EMBED: bytes written)."""
+        passes = {Op.RMSNORM: 2, Op.LAYERNORM: 2, Op.SHIFTMAX: 3, Op.SAMPLE: 2}
         out: dict[str, int] = collections.Counter()
         for i in self.program:
             if i.op in (Op.MATVEC, Op.ARGMAX, Op.HALT):
                 continue
-            out[Op(i.op).name] += i.n * (2 if i.op == Op.RMSNORM else 1)
+            out[Op(i.op).name] += i.n * passes.get(Op(i.op), 1)
         return dict(out)
 
     def initial_scratch(self, token: int) -> dict[int, list[int]]:
@@ -252,9 +316,12 @@ class CompiledLM:
 
     def listing(self) -> str:
         """The program as text, one instruction a line, with the scratch map as comments."""
+        where = "scratch" if self.logits_in_scratch else "out"
         lines = [f"# ternac LM program: lanes={self.cfg.lanes} token scratch[{self.token_addr}] "
-                 f"logits out[{self.logits_addr}:{self.logits_addr + self.n_logits}] "
-                 f"scratch words {self.scratch_words}"]
+                 f"logits {where}[{self.logits_addr}:{self.logits_addr + self.n_logits}] "
+                 f"scratch words {self.scratch_words}"
+                 + (f" sampler: LFSR scratch[{self.sampler_addr}:{self.sampler_addr + 2}] "
+                    f"seed {self.seed} temperature {self.temperature}" if self.sample else "")]
         lines += [f"# scratch {a:5d} +{n:<4d} {name}" for name, (a, n) in
                   sorted(self.scratch_map.items(), key=lambda kv: kv[1])]
         lines += [str(i) for i in self.program]
@@ -292,10 +359,13 @@ def _linears(intlm: IntLM) -> list[IntLinear]:
     return out + [intlm.lm_head]
 
 
-def _build(intlm: IntLM, cfg: AccelConfig, resident: set[str]):
-    """Weight layout, program and scratch allocation for one choice of resident constants.
+def _build(intlm: IntLM, cfg: AccelConfig, resident: set[str], sample: bool = False,
+           gain: tuple[int, int] = (0, 0)):
+    """Weight layout, program and scratch allocation for one choice of resident constants
+    (``sample``: the sampling ending, SHIFTMAX exp gain ``gain``).
 
-    Returns (builder, weight_words, weight_map, consts, fixed_end, work_end).
+    Returns (builder, weight_words, weight_map, consts, fixed_end, work_end, ends), ``ends``
+    the sampling program's vectors {"lfsr", "logits16", "probs"} (empty when greedy).
     """
     lanes = cfg.lanes
     c = intlm.config
@@ -315,6 +385,10 @@ def _build(intlm: IntLM, cfg: AccelConfig, resident: set[str]):
     words += emb_words
     consts: dict[str, _Const] = {}
     addr = STATE_ADDR + n_layers * D
+    ends: dict[str, _Vec] = {}
+    if sample:
+        ends["lfsr"] = _Vec("sampler lfsr", 2, addr)
+        addr += 2
     for name, vals in _constants(intlm):
         k = _Const(name, vals.to(torch.int64), name in resident)
         if k.resident:
@@ -410,20 +484,37 @@ def _build(intlm: IntLM, cfg: AccelConfig, resident: set[str]):
         DP = matvec(norm(Z, L.down_in, p + "XD"), L.down_proj, p + "DP")
         R = add(R, DP, (1, 0), (1, 0), p + "R2")
     XL = norm(norm(R, intlm.final_norm, "XN"), intlm.head_norm, "XL")
-    b.emit(Op.MATVEC, flags=RAW, src=XL, dst=0, n=V, k=d, wbase=wmap["lm_head"][0])
-    b.emit(Op.ARGMAX, src=0, n=V)
+    if sample:
+        lw = intlm._wide()
+        L16, P = b.vec("logits16", V), b.vec("probs", V)
+        b.emit(Op.MATVEC, flags=WIDE, src=XL, dst=L16, n=V, k=d, wbase=wmap[intlm.lm_head.name][0],
+               m=lw.m, s=lw.s)
+        b.emit(Op.SHIFTMAX, src=L16, aux=L16, dst=P, n=V, m=gain[0], s=gain[1])
+        b.emit(Op.SAMPLE, src=P, aux=ends["lfsr"], n=V)
+        ends.update(logits16=L16, probs=P)
+    else:
+        b.emit(Op.MATVEC, flags=RAW, src=XL, dst=0, n=V, k=d, wbase=wmap["lm_head"][0])
+        b.emit(Op.ARGMAX, src=0, n=V)
     b.emit(Op.HALT)
     work_end = b.allocate(fixed_end)
-    return b, words, wmap, consts, fixed_end, work_end
+    return b, words, wmap, consts, fixed_end, work_end, ends
 
 
-def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
+def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG, sample: bool = False, *,
+               seed: int = 0, temperature: float = 1.0) -> "CompiledLM":
     """Compile an integer MatMul-free LM for one accelerator configuration.
 
     Parameters
     ----------
     intlm : golden.lm_int.IntLM
-    cfg : AccelConfig (default :data:`LM_CONFIG`, the UP5K build)
+    cfg : AccelConfig (default :data:`LM_CONFIG`, the UP5K build; a sampling program
+        needs the ``shiftmax`` unit: :data:`LM_SAMPLE_CONFIG`)
+    sample : False for the greedy program (RAW logits, ARGMAX); True for the sampling
+        program (WIDE int16 logits, SHIFTMAX, SAMPLE; see the module docstring), which
+        equals ``IntLM.generate(greedy=False, seed=seed, temperature=temperature)``
+    seed : the sampler's seed (golden.sampler.seed_state), written into the LFSR words of
+        ``scratch_constants`` (sampling only; :meth:`CompiledLM.with_seed` changes it)
+    temperature : folded into SHIFTMAX's exp gain (``IntLM.sample_gain``; sampling only)
 
     Returns
     -------
@@ -432,7 +523,10 @@ def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
     Raises
     ------
     CompileError, one sentence with the numbers, if: a fan-in exceeds ``cfg.max_fan_in``;
-    the vocabulary exceeds ``cfg.out_depth``; the weights (trits, embedding and staged
+    the vocabulary exceeds ``cfg.out_depth``; the program needs a vector unit that
+    ``cfg.vector`` lacks, or a norm/Shiftmax over more than ``cfg.max_vector`` elements;
+    the temperature is not positive and finite or the model has no int16 logits
+    (sampling); the weights (trits, embedding and staged
     constants) exceed ``cfg.weight_depth`` words; the scratch map exceeds
     ``cfg.scratch_depth`` (or the 4096 words the ISA's 12-bit addresses can name) even
     with every constant staged; the program exceeds ``cfg.prog_depth``; a value does not
@@ -452,15 +546,28 @@ def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
     if V > cfg.out_depth:
         raise CompileError(f"the vocabulary has {V} symbols, more than the {cfg.out_depth}-word "
                            f"output buffer holds (out_depth)")
+    gain = (0, 0)
+    if sample:
+        try:
+            gain = intlm.sample_gain(temperature)
+            lw = intlm._wide()
+        except ValueError as exc:
+            raise CompileError(f"cannot compile the sampling program: {exc}") from None
+        if not (0 <= lw.m < (1 << M_BITS) and 0 <= lw.s <= S_MAX):
+            raise CompileError(f"the int16 lm_head has requantization m={lw.m}, s={lw.s}, "
+                               f"outside m < 2**{M_BITS}, s <= {S_MAX}")
     depth = min(cfg.scratch_depth, _ADDR_LIMIT)
     consts = _constants(intlm)
     sizes = {name: v.numel() for name, v in consts}
 
+    def build(resident):
+        return _build(intlm, cfg, resident, sample, gain)
+
     # Every constant resident if that fits; else as many words resident as fit next to
     # the work area that staging everything needs, largest vectors first.
-    built = _build(intlm, cfg, set(sizes))
+    built = build(set(sizes))
     if built[5] > depth:
-        staged_all = _build(intlm, cfg, set())
+        staged_all = build(set())
         fixed0 = staged_all[4]
         if staged_all[5] > depth:
             d, D, L = c.hidden_size, c.attn_size, len(intlm.layers)
@@ -476,11 +583,11 @@ def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
             if sizes[name] <= budget:
                 resident.add(name)
                 budget -= sizes[name]
-        built = _build(intlm, cfg, resident)
+        built = build(resident)
         while built[5] > depth:  # fragmentation: give one more vector back (rare)
             resident.discard(min(resident, key=lambda n: (sizes[n], n)))
-            built = _build(intlm, cfg, resident)
-    b, words, wmap, cmap, fixed_end, work_end = built
+            built = build(resident)
+    b, words, wmap, cmap, fixed_end, work_end, ends = built
 
     if len(words) > cfg.weight_depth:
         n_trit = sum(wmap[lin.name][1] for lin in _linears(intlm))
@@ -495,6 +602,15 @@ def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
         raise CompileError(f"the program has {len(prog)} instructions, more than the "
                            f"{cfg.prog_depth} the program memory holds (prog_depth)")
     for idx, ins in enumerate(prog):
+        unit = VECTOR_UNIT_OF.get(Op(ins.op))
+        if unit is not None and unit not in cfg.vector:
+            raise CompileError(f"instruction {idx} ({Op(ins.op).name}) needs the {unit!r} vector "
+                               f"unit, but the configuration builds only "
+                               f"{', '.join(map(repr, cfg.vector)) or 'none'} (AccelConfig.vector)")
+        if ins.op in _SUMMING_OPS and ins.n > cfg.max_vector:
+            raise CompileError(f"instruction {idx} ({Op(ins.op).name}) runs over {ins.n} elements, "
+                               f"more than the {cfg.max_vector} the vector units are sized for "
+                               f"(max_vector)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({Op(ins.op).name})")
         try:
@@ -509,38 +625,53 @@ def compile_lm(intlm: IntLM, cfg: AccelConfig = LM_CONFIG) -> "CompiledLM":
     for i, a in enumerate(state_addrs):
         smap[f"layers.{i}.state"] = (a, D)
         sconst[a] = [0] * D
+    extra: dict = {}
+    if sample:
+        lf = ends["lfsr"]
+        smap["sampler lfsr"] = (lf.addr, 2)
+        sconst[lf.addr] = list(split_state(seed_state(seed)))
+        smap["logits16"] = (ends["logits16"].addr, V)
+        smap["probs"] = (ends["probs"].addr, V)
+        extra = dict(logits_in_scratch=True, sampler_addr=lf.addr,
+                     probs_addr=ends["probs"].addr, seed=int(seed),
+                     temperature=float(temperature))
     for name, k in cmap.items():
         if k.resident:
             smap["const " + name] = (k.vec.addr, k.vec.n)
             sconst[k.vec.addr] = [int(v) for v in k.values]
     smap["work"] = (fixed_end, work_end - fixed_end)
     return CompiledLM(program=prog, weight_words=words, scratch_constants=sconst,
-                      token_addr=TOKEN_ADDR, logits_addr=0, n_logits=c.vocab_size,
+                      token_addr=TOKEN_ADDR,
+                      logits_addr=ends["logits16"].addr if sample else 0, n_logits=V,
                       state_addrs=state_addrs, cfg=cfg, scratch_map=smap, weight_map=wmap,
                       staged=[n for n, k in cmap.items() if not k.resident],
                       scratch_words=work_end,
-                      trit_macs=sum(int(l.trits.numel()) for l in _linears(intlm)))
+                      trit_macs=sum(int(l.trits.numel()) for l in _linears(intlm)), **extra)
 
 
-def lm_config(intlm: IntLM, *, lanes: int = 32, scratch_depth: int = 4096) -> AccelConfig:
+def lm_config(intlm: IntLM, *, lanes: int = 32, scratch_depth: int = 4096,
+              sample: bool = False) -> AccelConfig:
     """The smallest AccelConfig of ``lanes`` lanes and ``scratch_depth`` words that holds
     ``intlm``: weight_depth = the words it needs, prog_depth = its instructions, out_depth
-    = its vocabulary, max_fan_in = its widest fan-in.
+    = its vocabulary, max_fan_in = its widest fan-in, the vector units the program uses
+    (with ``shiftmax`` for the sampling program, ``sample=True``) and max_vector = its
+    longest norm (or Shiftmax) vector.
 
     Raises
     ------
     CompileError as :func:`compile_lm` (e.g. a scratchpad too small for the work vectors).
     """
+    units = ("activation", "norm", "eltwise") + (("shiftmax",) if sample else ())
     big = AccelConfig(lanes=lanes, weight_depth=1 << 20, scratch_depth=scratch_depth,
                       out_depth=max(1, intlm.config.vocab_size), prog_depth=1 << 20,
-                      max_fan_in=1 << 20)
-    cm = compile_lm(intlm, big)
+                      max_fan_in=1 << 20, vector=units, max_vector=1 << 20)
+    cm = compile_lm(intlm, big, sample)
+    used = {VECTOR_UNIT_OF[Op(i.op)] for i in cm.program if Op(i.op) in VECTOR_UNIT_OF}
     return AccelConfig(lanes=lanes, weight_depth=len(cm.weight_words), scratch_depth=scratch_depth,
                        out_depth=intlm.config.vocab_size, prog_depth=len(cm.program),
                        max_fan_in=max(int(l.trits.shape[1]) for l in _linears(intlm)),
-                       vector=("activation", "norm", "eltwise"),
-                       max_vector=max(intlm.config.hidden_size, intlm.config.attn_size,
-                                      intlm.config.intermediate_size))
+                       vector=tuple(u for u in units if u in used),
+                       max_vector=max([i.n for i in cm.program if i.op in _SUMMING_OPS] or [1]))
 
 
 def run_tokens(cm: CompiledLM, tokens: Sequence[int], scratch: torch.Tensor | None = None
@@ -557,8 +688,10 @@ def run_tokens(cm: CompiledLM, tokens: Sequence[int], scratch: torch.Tensor | No
 
     Yields
     ------
-    (logits, next_token, scratch) per token: (n_logits,) int64 raw logits, the ARGMAX
-    result, and the (scratch_depth,) scratchpad after the token.
+    (logits, next_token, scratch) per token: (n_logits,) int64 logits (raw int32 from the
+    output buffer; for a sampling program the int16 logits from the scratchpad), the
+    result register (ARGMAX, or SAMPLE's draw), and the (scratch_depth,) scratchpad after
+    the token (it carries the state and the LFSR to the next token).
     """
     from golden.interpreter import run_program
 
@@ -573,5 +706,6 @@ def run_tokens(cm: CompiledLM, tokens: Sequence[int], scratch: torch.Tensor | No
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=init)
         scratch = st.scratch[0]
-        yield (st.out[0, cm.logits_addr:cm.logits_addr + cm.n_logits].clone(),
+        mem = st.scratch if cm.logits_in_scratch else st.out
+        yield (mem[0, cm.logits_addr:cm.logits_addr + cm.n_logits].clone(),
                int(st.result[0]), scratch)

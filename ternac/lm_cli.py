@@ -1,12 +1,16 @@
 """The language-model commands of the ``ternac`` CLI.
 
     ternac generate --prompt "ROMEO:" --tokens 64 --backend {golden,interp,verilator}
-                    [--checkpoint PATH] [--json FILE]
+                    [--seed S [--temperature T]] [--checkpoint PATH] [--json FILE]
     ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
 
 ``generate`` prints the text and, for the RTL, the cycles per token; every backend is
 compared token for token (and, for interp and verilator, logit for logit) with the integer
-golden model (golden.lm_int.IntLM), and any difference is exit code 1. Bad input (an empty
+golden model (golden.lm_int.IntLM), and any difference is exit code 1. Without ``--seed``
+decoding is greedy (ARGMAX of the raw int32 logits, which are compared); with ``--seed S``
+the next token is drawn by the LFSR sampler (golden/sampler.py) from the Shiftmax of the
+int16 logits at temperature T (the sampling program of ternac.compile_lm; the int16
+logits are compared). Bad input (an empty
 prompt, a character outside the model's vocabulary, a missing or corrupt checkpoint) is one
 sentence and exit code 2.
 """
@@ -30,6 +34,10 @@ def add_lm_parsers(sub) -> None:
     p.add_argument("--prompt", default="ROMEO:", help="prompt text (default ROMEO:)")
     p.add_argument("--tokens", type=int, default=64, help="characters to generate (default 64)")
     p.add_argument("--backend", choices=LM_BACKENDS, default="golden")
+    p.add_argument("--seed", type=int, default=None,
+                   help="sample with the LFSR sampler from this seed (default: greedy)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature, > 0 (default 1.0; needs --seed)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (default checkpoints/shakespeare.safetensors)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
@@ -38,31 +46,47 @@ def add_lm_parsers(sub) -> None:
     p.set_defaults(func=generate_main)
 
 
-def _load(checkpoint):
+def _load(checkpoint, seed=None, temperature=1.0):
     from golden.lm_int import IntLM
-    from ternac.compile_lm import LM_CONFIG, compile_lm
+    from ternac.compile_lm import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
     if checkpoint is not None and not os.path.exists(checkpoint):
         raise InputError(f"the checkpoint {checkpoint} does not exist")
     intlm = IntLM.from_checkpoint(checkpoint)
-    return intlm, compile_lm(intlm, LM_CONFIG)
+    if seed is None:
+        return intlm, compile_lm(intlm, LM_CONFIG)
+    return intlm, compile_lm(intlm, LM_SAMPLE_CONFIG, sample=True, seed=seed,
+                             temperature=temperature)
 
 
 def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, seed: int | None = None,
+             temperature: float | None = None) -> dict:
     """Generate ``n`` characters after ``prompt`` on ``backend``; returns the JSON report.
+
+    ``seed`` None decodes greedily; an int samples (LFSR seeded with it) at ``temperature``
+    (default 1.0).
 
     Raises
     ------
-    InputError for an empty prompt, n < 1 or a character outside the vocabulary;
-    the checkpoint loaders' errors for a bad checkpoint.
+    InputError for an empty prompt, n < 1, a character outside the vocabulary, a
+    temperature without a seed or not positive and finite; the checkpoint loaders' errors
+    for a bad checkpoint.
     """
+    import math
     if backend not in LM_BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(LM_BACKENDS)}")
     if not prompt:
         raise InputError("the prompt is empty; give at least one character")
     if n < 1:
         raise InputError(f"--tokens must be at least 1, not {n}")
-    intlm, cm = _load(checkpoint)
+    if temperature is not None and seed is None:
+        raise InputError("--temperature applies to sampling; give --seed too")
+    if temperature is None:
+        temperature = 1.0
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise InputError(f"--temperature must be positive and finite, not {temperature}")
+    sample = seed is not None
+    intlm, cm = _load(checkpoint, seed, temperature)
     vocab = intlm.vocab
     try:
         ids = [int(t) for t in vocab.encode(prompt).tolist()]
@@ -70,7 +94,11 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
         raise InputError(f"the prompt holds a character the model has no token for ({exc})") from None
 
     t0 = time.perf_counter()
-    golden_new = intlm.generate(ids, n)
+    # Golden logits of every step (raw int32 greedy, int16 sampling), compared element by
+    # element with the backend's.
+    golden_logits: list = []
+    golden_new = intlm.generate(ids, n, greedy=not sample, seed=seed, temperature=temperature,
+                                logits_out=golden_logits)
     t_golden = time.perf_counter() - t0
     cycles = None
     logit_mismatches = None
@@ -78,13 +106,6 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     if backend == "golden":
         new = golden_new
     elif backend in ("interp", "verilator"):
-        # Golden logits for every step, to compare element by element.
-        state = intlm.init_state()
-        seq = ids + golden_new
-        golden_logits = []
-        for t in seq[:-1]:
-            lg, state = intlm.step(t, state)
-            golden_logits.append([int(v) for v in lg.tolist()])
         if backend == "interp":
             from ternac.compile_lm import run_tokens
             toks, logits = list(ids), []
@@ -100,16 +121,23 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
             from sim.accel import run_lm
             res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
                          cm.token_addr, ids, n, logits_addr=cm.logits_addr,
-                         n_logits=cm.n_logits, build_dir=build_dir, progress=progress)
+                         n_logits=cm.n_logits, logits_in_scratch=cm.logits_in_scratch,
+                         build_dir=build_dir, progress=progress)
             logits = res["logits"]
             new = res["tokens"][len(ids):]
             cycles = res["cycles"]
         logit_mismatches = sum(1 for a, b in zip(logits, golden_logits) if a != b)
+        logit_mismatches += abs(len(logits) - len(golden_logits))
     t_backend = time.perf_counter() - t1
     text = vocab.decode(new)
     report = {
         "model": "shakespeare",
         "backend": backend,
+        "sampler": "lfsr" if sample else "greedy",
+        "seed": seed,
+        "temperature": temperature if sample else None,
+        "compared_logits": ("int16 lm_head logits (MATVEC WIDE, scratch)" if sample
+                            else "raw int32 lm_head accumulators (MATVEC RAW, out)"),
         "prompt": prompt,
         "tokens": n,
         "text": text,
@@ -138,9 +166,12 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
 
 def generate_main(args) -> int:
     r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
-                 getattr(args, "build_dir", None), progress=not args.quiet)
+                 getattr(args, "build_dir", None), progress=not args.quiet,
+                 seed=getattr(args, "seed", None), temperature=getattr(args, "temperature", None))
     print(f"{r['prompt']}{r['text']}")
-    print(f"-- backend {r['backend']}: {r['tokens']} tokens, "
+    how = ("greedy" if r["sampler"] == "greedy" else
+           f"sampled (LFSR seed {r['seed']}, temperature {r['temperature']:g})")
+    print(f"-- backend {r['backend']}: {r['tokens']} tokens {how}, "
           f"{'equal to' if r['matches_golden'] else 'DIFFERENT from'} the integer golden model"
           + (f", {r['logit_mismatches']} of {r['steps']} steps with a logit mismatch"
              if r["logit_mismatches"] is not None else ""))
