@@ -1,6 +1,7 @@
 """The language-model commands of the ``ternac`` CLI.
 
-    ternac generate --prompt "ROMEO:" --tokens 64 --backend {golden,interp,verilator}
+    ternac generate --prompt "ROMEO:" --tokens 64
+                    --backend {golden,interp,verilator,cosim,board} [--port P] [--board B]
                     [--seed S [--temperature T]] [--checkpoint PATH] [--json FILE]
     ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
 
@@ -25,7 +26,9 @@ from ternac.errors import InputError
 
 __all__ = ["add_lm_parsers", "generate_main", "generate"]
 
-LM_BACKENDS = ("golden", "interp", "verilator")
+#: cosim: the simulated board core driven through its UART by the host driver; board: a
+#: real board on --port, the same driver over pyserial (ternac.boards_cli.lm_session).
+LM_BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 
 
 def add_lm_parsers(sub) -> None:
@@ -42,6 +45,10 @@ def add_lm_parsers(sub) -> None:
                    help="checkpoint (default checkpoints/shakespeare.safetensors)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
     p.add_argument("--build-dir", default=None, help="root of the Verilator builds")
+    p.add_argument("--port", default=None,
+                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
+    p.add_argument("--board", choices=("icebreaker", "ulx3s"), default="icebreaker",
+                   help="board of the cosim and board backends (default icebreaker)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=generate_main)
 
@@ -60,7 +67,8 @@ def _load(checkpoint, seed=None, temperature=1.0):
 
 def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
              progress: bool = True, seed: int | None = None,
-             temperature: float | None = None) -> dict:
+             temperature: float | None = None, port: str | None = None,
+             board: str = "icebreaker") -> dict:
     """Generate ``n`` characters after ``prompt`` on ``backend``; returns the JSON report.
 
     ``seed`` None decodes greedily; an int samples (LFSR seeded with it) at ``temperature``
@@ -79,6 +87,9 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
         raise InputError("the prompt is empty; give at least one character")
     if n < 1:
         raise InputError(f"--tokens must be at least 1, not {n}")
+    if backend == "board" and not port:
+        raise InputError("the board backend needs --port (the board's serial port, "
+                         "e.g. /dev/ttyUSB1)")
     if temperature is not None and seed is None:
         raise InputError("--temperature applies to sampling; give --seed too")
     if temperature is None:
@@ -105,7 +116,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     t1 = time.perf_counter()
     if backend == "golden":
         new = golden_new
-    elif backend in ("interp", "verilator"):
+    elif backend in ("interp", "verilator", "cosim", "board"):
         if backend == "interp":
             from ternac.compile_lm import run_tokens
             toks, logits = list(ids), []
@@ -117,6 +128,13 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
                 if k + 1 >= len(toks):
                     toks.append(nxt)
             new = toks[len(ids):]
+        elif backend in ("cosim", "board"):
+            # Through the (simulated) board's UART, by the host driver (ternac.hostdriver).
+            from ternac.boards_cli import run_lm_cosim, run_lm_on_board
+            res = (run_lm_cosim(cm, ids, n, board=board, build_dir=build_dir, progress=progress)
+                   if backend == "cosim" else
+                   run_lm_on_board(cm, ids, n, port=port, board=board, progress=progress))
+            logits, new, cycles = res["logits"], res["tokens"][len(ids):], res["cycles"]
         else:
             from sim.accel import run_lm
             res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
@@ -167,7 +185,8 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
 def generate_main(args) -> int:
     r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
                  getattr(args, "build_dir", None), progress=not args.quiet,
-                 seed=getattr(args, "seed", None), temperature=getattr(args, "temperature", None))
+                 seed=getattr(args, "seed", None), temperature=getattr(args, "temperature", None),
+                 port=getattr(args, "port", None), board=getattr(args, "board", "icebreaker"))
     print(f"{r['prompt']}{r['text']}")
     how = ("greedy" if r["sampler"] == "greedy" else
            f"sampled (LFSR seed {r['seed']}, temperature {r['temperature']:g})")
