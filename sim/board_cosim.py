@@ -7,14 +7,27 @@ input writes it, RUNs, and reads the logits back, exactly as ``--backend board``
 real board; so ``ternac run digits --backend cosim`` exercises the UART, the frame parser,
 the host port and (iCEBreaker) the SPRAM weight memory, and must match golden.
 
-This file is also the cocotb test module (``board_digits``) that runs inside the simulator.
-The simulated clock is 100 MHz and the UART runs at clock / 8 (12.5 Mbaud) to keep the
-simulation short; the board builds use the same RTL at 115200 baud.
+:func:`run_lm_cosim` does the same for the language model (``ternac generate --backend
+cosim``): the session (identify, weights, program, scratch constants, then per token: the
+token id, RUN, the logits) is :func:`ternac.boards_cli.lm_session`, the very code that
+``--backend board`` runs over pyserial.
+
+This file is also the cocotb test module (``board_digits``, ``board_lm``) that runs inside
+the simulator.
+
+The simulated clock is 100 MHz and the UART runs at clock / 4 (25 Mbaud, the smallest
+divisor hw/uart.py takes) to keep the simulation short; the board builds use the same RTL
+at 115200 baud. The simulation runs at roughly 75-100k cycles a second of wall time
+(measured; cocotb's VPI access costs more than the design), so the line dominates: loading
+the flagship LM's 14,768 weight words (236 kB on the wire) takes ~2 minutes at clock / 4,
+~3.5 at clock / 8.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
+import threading
 import time
 
 import cocotb
@@ -22,10 +35,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
 __all__ = ["COSIM_BOARDS", "COSIM_DIVISOR", "build_board_cosim", "run_digits_cosim",
-           "run_cosim"]
+           "run_cosim", "run_lm_cosim"]
 
 CLK_NS = 10
-COSIM_DIVISOR = 8
+COSIM_DIVISOR = 4
 #: How each board maps the weight memory (the rest is EBR on both).
 COSIM_BOARDS = {"icebreaker": "spram", "ulx3s": "ebr"}
 
@@ -125,6 +138,96 @@ def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=N
             [int(c) for c in res["cycles"]])
 
 
+def _echo_progress(path: pathlib.Path, stop: threading.Event, t0: float) -> None:
+    """Print the lines the bench appends to ``path`` (prefixed with the wall time) until
+    ``stop`` is set."""
+    pos = 0
+
+    def flush():
+        nonlocal pos
+        try:
+            with open(path) as f:
+                f.seek(pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        done, _, _ = chunk.rpartition("\n")
+        if done:
+            pos += len(done) + 1
+            for line in done.splitlines():
+                print(f"[cosim] {time.time() - t0:5.0f} s  {line}", file=sys.stderr, flush=True)
+
+    while not stop.wait(0.5):
+        flush()
+    flush()
+
+
+def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build_dir=None,
+                 progress: bool = True) -> dict:
+    """Generate with a compiled LM on the co-simulated ``board`` over its UART.
+
+    The board core (UART host link + Accelerator; iCEBreaker: the weights in four
+    SB_SPRAM256KA models) runs in Verilator; inside the cocotb bench the host driver
+    (:class:`ternac.hostdriver.HostDriver` over cocotbext-uart) runs
+    :func:`ternac.boards_cli.lm_session`: IDENTIFY (configuration hash), the weights
+    (SPRAM boards), the program, the scratch constants, then for each of
+    ``len(prompt_ids) + n_new - 1`` steps the token id, RUN, the logits from OUT; after
+    the prompt each result is fed back.
+
+    Parameters
+    ----------
+    cm : ternac.compile_lm.CompiledLM
+    prompt_ids : list of int
+    n_new : int, tokens to generate (>= 1)
+    board : "icebreaker" or "ulx3s"
+    build_dir : root of the Verilator builds (default sim.runner's)
+    progress : print the build, the weight loading and every token on stderr
+
+    Returns
+    -------
+    dict with ``tokens`` (prompt + new ids), ``logits`` (a list of ints a step),
+    ``results`` and ``cycles`` (a step each; cycles by the RTL's counter), ``link`` (bytes
+    each way, simulated seconds), ``wall_s`` (measured, the build included).
+
+    Raises
+    ------
+    ValueError for an unknown board, an empty prompt or n_new < 1;
+    sim.runner.BenchFailed if the bench fails (a link error, a weight read back wrong).
+    """
+    from sim.runner import run_bench
+    from ternac.boards_cli import lm_session_inputs
+    t0 = time.time()
+    p = lm_session_inputs(cm, prompt_ids, n_new, board)
+    runner, bdir, name, chash, spram = build_board_cosim(
+        cm.cfg, cm.program_words, cm.weight_words, board=board, build_dir=build_dir,
+        progress=progress)
+    assert chash == p["config_hash"] and spram == p["load_weights"]
+    steps = len(prompt_ids) + n_new - 1
+    stop, thread = threading.Event(), None
+    if progress:
+        what = f"{len(cm.weight_words)} weight words, " if spram else ""
+        print(f"[cosim] {board}: loading {what}{len(cm.program_words)} instructions and "
+              f"{sum(len(v) for v in cm.scratch_constants.values())} scratch words over the "
+              f"simulated UART (clock/{COSIM_DIVISOR}), then {steps} token steps ...",
+              file=sys.stderr, flush=True)
+        p["progress_file"] = str(pathlib.Path(bdir) / f"progress-{os.getpid()}-{time.time_ns()}.txt")
+        thread = threading.Thread(target=_echo_progress,
+                                  args=(pathlib.Path(p["progress_file"]), stop, t0), daemon=True)
+        thread.start()
+    try:
+        out = run_bench(runner, bdir, name, "board_cosim", testcase="board_lm", inputs=p)
+    finally:
+        if thread is not None:
+            stop.set()
+            thread.join()
+            pathlib.Path(p["progress_file"]).unlink(missing_ok=True)
+    out["wall_s"] = round(time.time() - t0, 1)
+    if progress:
+        print(f"[cosim] done in {out['wall_s']:.0f} s wall, "
+              f"{out['link']['sim_seconds'] * 1e3:.1f} ms simulated", file=sys.stderr, flush=True)
+    return out
+
+
 # -- the cocotb side ---------------------------------------------------------------------
 
 class _CountingTransport:
@@ -147,26 +250,55 @@ class _CountingTransport:
         await self.inner.drain()
 
 
-@cocotb.test()
-async def board_digits(dut):
-    """Load weights and program over the UART, then run every input (see run_cosim)."""
-    from cocotb.utils import get_sim_time
+async def _start(dut, word_bits: int):
+    """Clock, the host's UART on the pins, reset: returns (driver, counting transport)."""
+    from ternac.hostdriver import CosimTransport, HostDriver
 
-    from streams import bench_inputs, bench_output
-    from ternac.hostdriver import CosimTransport, HostDriver, Space, WORD_STRIDE
-
-    p = bench_inputs()
     Clock(dut.clk, CLK_NS, unit="ns").start()
     baud = round(1e9 / (CLK_NS * COSIM_DIVISOR))
     # The transport idles the RX line high before reset ends, like a real host's UART.
     link = _CountingTransport(CosimTransport(
         dut.uart_rx, dut.uart_tx, baud, byte_timeout_ns=200 * 10 * COSIM_DIVISOR * CLK_NS,
         run_timeout_ns=100_000_000, resync_ns=2 * 64 * 10 * COSIM_DIVISOR * CLK_NS))
-    drv = HostDriver(link, word_bits=p["word_bits"])
+    drv = HostDriver(link, word_bits=word_bits)
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
     await ClockCycles(dut.clk, 4)
+    return drv, link
+
+
+@cocotb.test()
+async def board_lm(dut):
+    """The LM session (ternac.boards_cli.lm_session) over the UART: see run_lm_cosim."""
+    from cocotb.utils import get_sim_time
+
+    from streams import bench_inputs, bench_output
+    from ternac.boards_cli import drive_async, lm_session
+
+    p = bench_inputs()
+    drv, link = await _start(dut, p["word_bits"])
+    say = None
+    if p.get("progress_file"):
+        def say(msg):
+            with open(p["progress_file"], "a") as f:
+                f.write(f"{msg} ({get_sim_time('ns') * 1e-6:.1f} ms simulated)\n")
+    out = await drive_async(drv, lm_session(p, say))
+    out["link"] = {"bytes_to_device": link.sent, "bytes_from_device": link.received,
+                   "sim_seconds": get_sim_time("ns") * 1e-9}
+    bench_output(out)
+
+
+@cocotb.test()
+async def board_digits(dut):
+    """Load weights and program over the UART, then run every input (see run_cosim)."""
+    from cocotb.utils import get_sim_time
+
+    from streams import bench_inputs, bench_output
+    from ternac.hostdriver import Space, WORD_STRIDE
+
+    p = bench_inputs()
+    drv, link = await _start(dut, p["word_bits"])
 
     await drv.check_identity(p["config_hash"])
     if p["load_weights"]:

@@ -16,7 +16,11 @@ count that does not fit the device, no bitstream, no programmer, missing system 
 no board on USB). Errors are one sentence ``ternac: error: ...`` with no traceback.
 
 ``run_digits_on_board`` / ``run_digits_cosim`` serve ``ternac run digits --backend
-{board,cosim}``.
+{board,cosim}``; ``run_lm_on_board`` / ``run_lm_cosim`` serve ``ternac generate --backend
+{board,cosim}``. The language-model session (identify, weights, program, scratch constants,
+then token by token) is written once, :func:`lm_session`, and run over a real board's
+serial port here or over the simulated UART inside the cocotb bench
+(``sim/board_cosim.py``), by the same :class:`ternac.hostdriver.HostDriver`.
 """
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ import os
 import sys
 
 __all__ = ["add_build_parser", "add_program_parser", "build_main", "program_main",
-           "run_digits_on_board", "run_digits_cosim", "BOARD_CHOICES", "DEVICE_CHOICES"]
+           "run_digits_on_board", "run_digits_cosim", "run_lm_on_board", "run_lm_cosim",
+           "lm_session", "lm_session_inputs", "drive_sync", "drive_async", "BOARD_CHOICES",
+           "DEVICE_CHOICES"]
 
 BOARD_CHOICES = ("icebreaker", "ulx3s")
 DEVICE_CHOICES = ("up5k", "ecp5-85")
@@ -214,3 +220,174 @@ def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=N
     """``ternac run digits --backend cosim``: see :func:`sim.board_cosim.run_digits_cosim`."""
     from sim.board_cosim import run_digits_cosim as _run
     return _run(compiled, inputs, board=board, build_dir=build_dir, progress=progress)
+
+
+# -- the language model over the host link ----------------------------------------------------
+
+#: Weight words a load_weights call of the LM session (one progress line each).
+LM_WEIGHT_CHUNK = 1024
+
+
+def lm_session_inputs(cm, prompt_ids, n_new: int, board: str = "icebreaker") -> dict:
+    """The plain (JSON-able) inputs of :func:`lm_session` for a
+    :class:`ternac.compile_lm.CompiledLM` on ``board``.
+
+    Raises
+    ------
+    ValueError for an unknown board or n_new < 1, or an empty prompt.
+    """
+    from boards.core import board_config_hash
+    if board not in BOARD_CHOICES:
+        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARD_CHOICES)}")
+    if not prompt_ids or n_new < 1:
+        raise ValueError(f"an LM session needs a prompt and at least one new token, not "
+                         f"{len(prompt_ids)} prompt tokens and {n_new} new")
+    return {
+        "config_hash": board_config_hash(cm.cfg, cm.program_words, board),
+        "word_bits": cm.cfg.word_bits,
+        # iCEBreaker keeps the weights in SPRAM, which the bitstream cannot initialise.
+        "load_weights": board == "icebreaker",
+        "weights": [int(w) for w in cm.weight_words],
+        "program": [int(w) for w in cm.program_words],
+        "constants": [[int(a), [int(v) for v in vals]]
+                      for a, vals in sorted(cm.scratch_constants.items())],
+        "token_addr": int(cm.token_addr), "logits_addr": int(cm.logits_addr),
+        "n_logits": int(cm.n_logits),
+        # Sampling programs keep their int16 logits in scratch (CompiledLM.logits_in_scratch).
+        "logits_in_scratch": bool(getattr(cm, "logits_in_scratch", False)),
+        "prompt": [int(t) for t in prompt_ids], "n_new": int(n_new),
+    }
+
+
+def lm_session(p: dict, say=None):
+    """One generation over the host link, written once for every transport: a generator
+    that yields driver calls ``(method name, *args)`` of :class:`ternac.hostdriver.HostDriver`
+    and receives their results (run it with :func:`drive_sync` or :func:`drive_async`).
+
+    Steps: IDENTIFY and check the configuration hash; load the weights (SPRAM boards;
+    ``LM_WEIGHT_CHUNK`` words a call, then the first words read back and compared); load
+    the program; write the scratch constants (the zero state, the resident norm weights);
+    then ``len(prompt) + n_new - 1`` times: write the token id, RUN, read the logits from
+    OUT (from SCRATCH with ``logits_in_scratch``, the sampling programs); the RUN result (ARGMAX) is the next token, fed back after the prompt (as
+    ``sim/bench_lm.py`` does over the plain host port). Finally STATUS must show no
+    rejected frame and no error flag.
+
+    Parameters
+    ----------
+    p : dict from :func:`lm_session_inputs`
+    say : callable(str) or None, progress lines
+
+    Returns (as the generator's value)
+    -------
+    dict with ``tokens`` (prompt + new ids), ``logits`` (a list a step), ``results`` and
+    ``cycles`` (a step each, the RTL's cycle counter), ``status`` (the final STATUS, as a
+    dict).
+
+    Raises
+    ------
+    ternac.hostdriver.LinkError if a weight reads back wrong or the link reports errors.
+    """
+    from ternac.hostdriver import WORD_STRIDE, LinkError, Space
+    say = say or (lambda msg: None)
+    yield ("check_identity", p["config_hash"])
+    weights = p["weights"]
+    if p["load_weights"]:
+        for base in range(0, len(weights), LM_WEIGHT_CHUNK):
+            yield ("load_weights", weights[base:base + LM_WEIGHT_CHUNK], base)
+            say(f"weights {min(base + LM_WEIGHT_CHUNK, len(weights))}/{len(weights)} words")
+        n = min(8, len(weights))
+        per = -(-p["word_bits"] // 32)
+        back = yield ("read_mem", Space.WEIGHTS, 0, WORD_STRIDE * n)
+        for i in range(n):
+            word = sum(back[WORD_STRIDE * i + s] << (32 * s) for s in range(per))
+            if word != weights[i]:
+                raise LinkError(f"weight word {i} read back as {word:#x}, {weights[i]:#x} "
+                                f"was written")
+    yield ("load_program", p["program"])
+    for addr, vals in p["constants"]:
+        yield ("write_scratch", addr, vals)
+    say(f"program ({len(p['program'])} instructions) and "
+        f"{sum(len(v) for _, v in p['constants'])} scratch constant words loaded")
+    tokens = list(p["prompt"])
+    steps = len(tokens) + p["n_new"] - 1
+    logits, results, cycles = [], [], []
+    for t in range(steps):
+        yield ("write_scratch", p["token_addr"], [tokens[t]])
+        res, cyc = yield ("run",)
+        logits.append((yield ("read_scratch" if p.get("logits_in_scratch") else "read_out",
+                              p["logits_addr"], p["n_logits"])))
+        results.append(int(res))
+        cycles.append(int(cyc))
+        if t + 1 >= len(tokens):
+            tokens.append(int(res))
+        say(f"token {t + 1}/{steps}: {tokens[t]} -> {res} ({cyc} cycles)")
+    st = yield ("status",)
+    if st.rejected or st.flags & 0x3C:
+        raise LinkError(f"the link reported errors: {st.rejected} rejected frames, "
+                        f"flags {int(st.flags):#04x}")
+    return {"tokens": tokens, "logits": logits, "results": results, "cycles": cycles,
+            "status": {"flags": int(st.flags), "rejected": st.rejected}}
+
+
+def drive_sync(drv, gen):
+    """Run a session generator (:func:`lm_session`) on a driver with a synchronous
+    transport; returns the generator's value."""
+    value = None
+    while True:
+        try:
+            name, *args = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = getattr(drv, name)(*args)
+
+
+async def drive_async(drv, gen):
+    """As :func:`drive_sync` for an asynchronous transport (inside a cocotb test)."""
+    value = None
+    while True:
+        try:
+            name, *args = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        value = await getattr(drv, name)(*args)
+
+
+def run_lm_on_board(cm, prompt_ids, n_new: int, *, port: str, board: str = "icebreaker",
+                    baud: int = 115200, progress: bool = True) -> dict:
+    """``ternac generate --backend board --port P``: a compiled LM on a real board whose
+    bitstream was built for ``cm`` (its configuration hash is checked first).
+
+    Returns
+    -------
+    dict as :func:`lm_session` (tokens, logits, results, cycles, status).
+
+    Raises
+    ------
+    ternac.errors.BackendError (one sentence) if the port cannot be opened, the board runs
+    another bitstream, or the link fails.
+    """
+    from ternac.errors import BackendError
+    from ternac.hostdriver import HostDriver, LinkError, SerialTransport
+    p = lm_session_inputs(cm, prompt_ids, n_new, board)
+    say = (lambda msg: print(f"[board] {msg}", file=sys.stderr, flush=True)) if progress else None
+    if "://" not in port and not os.path.exists(port):
+        raise BackendError(f"the serial port {port} does not exist; is the board plugged in "
+                           f"and is --port right?")
+    try:
+        transport = SerialTransport(port, baud)
+    except LinkError as e:
+        raise BackendError(str(e)) from None
+    try:
+        drv = HostDriver(transport, cfg=cm.cfg)
+        return drive_sync(drv, lm_session(p, say))
+    except LinkError as e:
+        raise BackendError(f"the board on {port} did not answer as expected: {e}") from None
+    finally:
+        transport.close()
+
+
+def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build_dir=None,
+                 progress: bool = True) -> dict:
+    """``ternac generate --backend cosim``: see :func:`sim.board_cosim.run_lm_cosim`."""
+    from sim.board_cosim import run_lm_cosim as _run
+    return _run(cm, prompt_ids, n_new, board=board, build_dir=build_dir, progress=progress)
