@@ -9,7 +9,9 @@ is replaced by 1 when seeding (:func:`seed_state`).
 Draw (the SAMPLE instruction, golden/isa.py), over probabilities ``p`` (unsigned, Q15 from
 SHIFTMAX), n of them:
 
-1. ``s = lfsr_step(s)``; ``u = s >> 17`` (15 bits, uniform in [0, 2^15));
+1. ``s = lfsr_step^16(s)`` (16 steps, a leap the hardware unrolls into one XOR network, so
+   the 15 bits of ``u`` are all new each draw and consecutive draws are not shifted copies
+   of each other); ``u = s >> 17`` (15 bits, uniform in [0, 2^15));
 2. pass 1: ``T = sum p`` (at most 4096 * 2^15 = 2^27: 28 bits unsigned);
 3. ``thr = (u * T) >> 15`` (in [0, T)); 43-bit product;
 4. pass 2: the index is the smallest j with ``p_0 + ... + p_j > thr`` (0 if T = 0).
@@ -18,11 +20,13 @@ So token j is drawn with probability ``p_j / T`` up to the 2^-15 resolution of `
 """
 from __future__ import annotations
 
-__all__ = ["LFSR_MASK", "U_BITS", "lfsr_step", "seed_state", "sample_index", "split_state",
+__all__ = ["LFSR_MASK", "U_BITS", "STEPS_PER_DRAW", "lfsr_leap", "lfsr_step", "seed_state", "sample_index", "split_state",
            "join_state"]
 
 LFSR_MASK = 0x80200003
 U_BITS = 15
+#: LFSR steps a draw (at least U_BITS, so each draw's bits are fresh).
+STEPS_PER_DRAW = 16
 
 
 def lfsr_step(s: int) -> int:
@@ -32,6 +36,13 @@ def lfsr_step(s: int) -> int:
     s >>= 1
     if lsb:
         s ^= LFSR_MASK
+    return s
+
+
+def lfsr_leap(s: int) -> int:
+    """``STEPS_PER_DRAW`` steps of :func:`lfsr_step`."""
+    for _ in range(STEPS_PER_DRAW):
+        s = lfsr_step(s)
     return s
 
 
@@ -66,7 +77,7 @@ def sample_index(p, s: int) -> tuple[int, int]:
         raise ValueError("SAMPLE over an empty vector")
     if min(p) < 0:
         raise ValueError("SAMPLE probabilities must be non-negative")
-    s = lfsr_step(s)
+    s = lfsr_leap(s)
     u = s >> (32 - U_BITS)
     total = sum(p)
     thr = (u * total) >> U_BITS

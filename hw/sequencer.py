@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden.isa import FIELDS, INSTR_BITS, Flag, Op
-from golden.sampler import LFSR_MASK, U_BITS as SAMPLE_U_BITS
+from golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
 from .engine import TernaryEngine
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer
@@ -253,7 +253,13 @@ class Sequencer(wiring.Component):
         lfsr_next = Signal(32)
         joined = Signal(32)
         m.d.comb += joined.eq(Cat(self.scr_rdata, self.scr_rdata2))
-        m.d.comb += lfsr_next.eq(Mux(joined[0], (joined >> 1) ^ LFSR_MASK, joined >> 1))
+        # STEPS_PER_DRAW LFSR steps unrolled into one XOR network (golden.sampler.lfsr_leap).
+        st = joined
+        for k in range(STEPS_PER_DRAW):
+            nxt = Signal(32, name=f"lfsr_leap{k}")
+            m.d.comb += nxt.eq(Mux(st[0], (st >> 1) ^ LFSR_MASK, st >> 1))
+            st = nxt
+        m.d.comb += lfsr_next.eq(st)
         sj = Signal(13)
         total = Signal(28)
         thr = Signal(28)
