@@ -6,7 +6,12 @@ import pathlib
 from amaranth.back import verilog
 
 from ternac.config import AccelConfig
+from golden.widths import SHIFTMAX_OUT_BITS
+from .activation import Activation
+from .eltwise import Eltwise
 from .engine import TernaryEngine
+from .norm import Norm
+from .shiftmax import Shiftmax
 from .memory import WeightMemory
 from .requant import Requantizer
 from .sequencer import Sequencer
@@ -28,6 +33,12 @@ def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
         "ternac_requant": Requantizer(acc_bits=cfg.acc_bits, tag_bits=12),
         "ternac_weight_memory": WeightMemory(word_bits=cfg.word_bits, depth=cfg.weight_depth,
                                              init=weight_words),
+        # The vector units (integer nonlinear units of golden/intops.py), built whether or not
+        # this configuration carries them, so each can be inspected and costed on its own.
+        "ternac_shiftmax": Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
+        "ternac_activation": Activation(),
+        "ternac_norm": Norm(max_len=cfg.max_vector),
+        "ternac_eltwise": Eltwise(),
     }
 
 
