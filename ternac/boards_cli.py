@@ -48,7 +48,8 @@ def add_build_parser(sub):
     p.add_argument("--board", choices=BOARD_CHOICES, help="board to build the bitstream for")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k",
                    help="device of a unit build (default up5k)")
-    p.add_argument("--model", default="digits", help="model baked in (default digits)")
+    p.add_argument("--model", default="digits", choices=("digits", "shakespeare"),
+                   help="model baked in (default digits; shakespeare needs --lanes 32)")
     p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
     p.add_argument("--freq", type=float, default=None,
                    help="clock in MHz (board default: iCEBreaker 12, ULX3S 40 from the PLL; "
@@ -94,8 +95,16 @@ def _write_json(path, obj) -> None:
 def _compile(model: str, lanes: int, checkpoint: str | None):
     from ternac.compiler import compile_checkpoint
     from ternac.config import AccelConfig
+    if model == "shakespeare":
+        # The flagship LM: its own configuration (32 lanes, vector units), whatever --lanes.
+        from golden.lm_int import IntLM
+        from ternac.compile_lm import LM_CONFIG, compile_lm
+        if lanes != LM_CONFIG.lanes:
+            raise ValueError(f"the shakespeare model is compiled for {LM_CONFIG.lanes} lanes, "
+                             f"not {lanes}; pass --lanes {LM_CONFIG.lanes}")
+        return compile_lm(IntLM.from_checkpoint(checkpoint), LM_CONFIG)
     if model != "digits":
-        raise ValueError(f"unknown model {model!r}; the boards build: digits")
+        raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare")
     if checkpoint is None:
         from golden.mlp import DEFAULT_CHECKPOINT
         checkpoint = DEFAULT_CHECKPOINT
@@ -127,11 +136,14 @@ def build_main(args) -> int:
         else:
             if not getattr(args, "board", None):
                 return _error("say which board to build for: --board icebreaker or --board ulx3s")
-            compiled = _compile(getattr(args, "model", "digits"), args.lanes,
-                                getattr(args, "checkpoint", None))
+            model = getattr(args, "model", "digits")
+            compiled = _compile(model, args.lanes, getattr(args, "checkpoint", None))
+            build_dir = args.build_dir
+            if build_dir is None and model != "digits":
+                build_dir = os.path.join("build", f"{args.board}-{model}")
             report = build_board(args.board, compiled.cfg, compiled.program_words,
                                  compiled.weight_words, freq_mhz=args.freq,
-                                 baud=getattr(args, "baud", 115200), build_dir=args.build_dir,
+                                 baud=getattr(args, "baud", 115200), build_dir=build_dir,
                                  extra={"model": getattr(args, "model", "digits")})
     except TimingError as e:
         if getattr(args, "json", None):
