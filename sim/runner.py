@@ -80,8 +80,6 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     build_dir = (pathlib.Path(build_root or DEFAULT_BUILD) / f"{name}-{h.hexdigest()[:12]}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{name}.v"
-    if not vfile.exists() or vfile.read_text() != text:
-        vfile.write_text(text)
     runner = get_runner("verilator")
     binary = build_dir / name
     if binary.exists():
@@ -93,8 +91,17 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
         print(f"[sim] Verilator build of {name} ({len(text.splitlines())} lines of Verilog) ...",
               file=sys.stderr, flush=True)
     log = build_dir / "build.log"
-    runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
-                 build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+    # One build of a design at a time (pytest-xdist workers may ask for the same one).
+    import fcntl
+    with open(build_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not vfile.exists() or vfile.read_text() != text:
+                vfile.write_text(text)
+            runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
+                         build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     if progress and time.time() - t0 > 2:
         print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     return runner, build_dir
