@@ -81,29 +81,36 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{name}.v"
     runner = get_runner("verilator")
-    binary = build_dir / name
-    if binary.exists():
-        if progress:
-            print(f"[sim] reusing Verilator build {build_dir.name}", file=sys.stderr)
-        # The runner still needs its build state; a no-op build (make finds nothing to do).
-    t0 = time.time()
-    if progress and not binary.exists():
-        print(f"[sim] Verilator build of {name} ({len(text.splitlines())} lines of Verilog) ...",
-              file=sys.stderr, flush=True)
+    # The directory is named by the Verilog's hash, so a finished build is up to date: never
+    # rebuild it (another pytest-xdist worker may be running its binary right now).
+    stamp = build_dir / ".built"
     log = build_dir / "build.log"
-    # One build of a design at a time (pytest-xdist workers may ask for the same one).
     import fcntl
     with open(build_dir / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if not vfile.exists() or vfile.read_text() != text:
-                vfile.write_text(text)
+            if stamp.exists():
+                if progress:
+                    print(f"[sim] reusing Verilator build {build_dir.name}", file=sys.stderr)
+                # The runner keeps its build settings on itself for test(): configure it
+                # with the same call, its commands (Verilator, make) not executed.
+                runner._execute = lambda cmds, cwd: None
+                runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
+                             build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+                del runner._execute
+                return runner, build_dir
+            t0 = time.time()
+            if progress:
+                print(f"[sim] Verilator build of {name} ({len(text.splitlines())} lines of "
+                      f"Verilog) ...", file=sys.stderr, flush=True)
+            vfile.write_text(text)
             runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
                          build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+            stamp.write_text(f"{time.time() - t0:.1f} s\n")
+            if progress:
+                print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-    if progress and time.time() - t0 > 2:
-        print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     return runner, build_dir
 
 
