@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p build
 	$(TERNAC) run digits --backend verilator --lanes $(LANES) --json build/demo_digits.json
 	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/demo_generate.json
 

@@ -139,6 +139,8 @@ def program(board: str, bitstream=None, *, dry_run: bool = False, flash: bool = 
     if board not in BITSTREAM:
         raise ProgramError(f"unknown board {board!r}; choose one of {', '.join(BITSTREAM)}")
     path = pathlib.Path(bitstream) if bitstream else default_bitstream(board, lanes)
+    if path.is_dir():
+        raise ProgramError(f"the bitstream {path} is a folder, not a bitstream file")
     cmd = program_command(board, path, flash=flash)
     if dry_run:
         echo(shlex.join(cmd))

@@ -120,6 +120,11 @@ def build_main(args) -> int:
     """
     from boards.build import BuildError, FitError, TimingError, build_board, build_unit
     from ternac.errors import USER_ERRORS, one_line
+    from ternac.errors import check_output_file
+    try:
+        check_output_file(getattr(args, "json", None), "JSON output", make_folder=True)
+    except ValueError as e:
+        return _error(e)
     target = list(getattr(args, "target", None) or [])
     name = getattr(args, "name", None)
     if target:

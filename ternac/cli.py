@@ -43,7 +43,8 @@ import sys
 import tempfile
 import time
 
-from ternac.errors import USER_ERRORS, BackendError, CheckpointError, InputError, one_line
+from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
+                           check_output_dir, check_output_file, one_line)
 
 __all__ = ["main", "build_parser", "run_digits"]
 
@@ -73,14 +74,8 @@ def _config(lanes: int, weight_depth: int | None = None, scratch_depth: int | No
 
 def _write_json(path: str, obj: dict) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
+    check_output_file(path, "JSON output", make_folder=True)
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the folder {folder} for {path}: "
-                         f"{(exc.strerror or str(exc)).lower()}") from None
-    if os.path.isdir(path):
-        raise InputError(f"the JSON output {path} is a directory")
     fd, tmp = tempfile.mkstemp(prefix=".ternac-", suffix=".json.tmp", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
@@ -96,8 +91,7 @@ def _write_json(path: str, obj: dict) -> None:
 
 
 def _check_out_dir(path: str) -> None:
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"the output folder {path} exists and is not a folder")
+    check_output_dir(path)
 
 
 def _first_argmax(logits) -> list[int]:
@@ -146,6 +140,9 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
     if ckpt.dims[0] != x.shape[1]:
         raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
                               f"digits image has {x.shape[1]} pixels")
+    if ckpt.dims[-1] != 10:
+        raise CheckpointError(f"checkpoint {checkpoint} has {ckpt.dims[-1]} outputs, but "
+                              f"digits has 10 classes")
     labels = y_te.tolist()
     golden_logits = mlp.int_forward(layers, x)
     float_logits = mlp.float_forward(ckpt, x)
@@ -288,6 +285,7 @@ def _print_report(r: dict) -> None:
 
 
 def _cmd_run(args) -> int:
+    check_output_file(args.json, "JSON output", make_folder=True)
     report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
                         image=args.image, limit=args.limit, build_dir=args.build_dir,
                         weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
@@ -307,6 +305,8 @@ def _cmd_run(args) -> int:
 # ----------------------------------------------------------------------------- others
 
 def _cmd_train(args) -> int:
+    if args.out is not None:
+        check_output_file(args.out, "checkpoint output")
     if args.model == "shakespeare":
         return _train_shakespeare(args)
     from golden.mlp import train_digits
@@ -326,10 +326,20 @@ def _train_shakespeare(args) -> int:
     if os.path.isdir(out):
         raise InputError(f"the checkpoint output {out} is a directory")
     if args.text is not None and not os.path.isfile(args.text):
-        raise InputError(f"the training text {args.text} does not exist")
-    r = lm.train_shakespeare(args.text, out, seed=args.seed,
-                             steps=args.steps or lm.DEFAULT_STEPS, device=args.device,
-                             progress=not args.quiet)
+        raise InputError(f"the training text {args.text} does not exist or is not a file")
+    import torch
+    try:
+        dev = torch.device(args.device)
+    except RuntimeError:
+        raise InputError(f"unknown torch device {args.device!r}; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked, but this machine has no CUDA device")
+    try:
+        r = lm.train_shakespeare(args.text, out, seed=args.seed,
+                                 steps=args.steps or lm.DEFAULT_STEPS, device=args.device,
+                                 progress=not args.quiet)
+    except ValueError as exc:
+        raise InputError(one_line(exc)) from None
     print(f"trained shakespeare (seed {args.seed}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in r.items()
                       if isinstance(v, float) and "bpc" in k) + f"; wrote {out}")

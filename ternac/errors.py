@@ -10,7 +10,7 @@ from __future__ import annotations
 from golden.image import ImageError
 
 __all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
-           "USER_ERRORS", "one_line"]
+           "USER_ERRORS", "one_line", "check_output_file", "check_output_dir"]
 
 
 class CompileError(ValueError):
@@ -43,3 +43,43 @@ def one_line(exc: BaseException) -> str:
     else:
         msg = str(exc) or type(exc).__name__
     return " ".join(msg.split())
+
+
+def check_output_file(path, what: str = "output", *, make_folder: bool = False) -> None:
+    """Check, before any work, that ``path`` can be written as a file: not empty, not a
+    directory, in a writable folder (created first with ``make_folder``, like ``mkdir -p``).
+    Raises InputError (one sentence)."""
+    import os
+    if path is None:
+        return
+    if not str(path).strip():
+        raise InputError(f"the {what} path is empty")
+    if os.path.isdir(path):
+        raise InputError(f"the {what} {path} is a directory, not a file")
+    folder = os.path.dirname(os.path.abspath(path))
+    if make_folder and not os.path.exists(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the folder {folder} for the {what} {path}: "
+                             f"{(exc.strerror or str(exc)).lower()}") from None
+    if not os.path.isdir(folder):
+        raise InputError(f"the folder {folder} of the {what} {path} does not exist or is "
+                         f"not a folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"the folder {folder} of the {what} {path} is not writable")
+
+
+def check_output_dir(path, what: str = "output folder") -> None:
+    """Check that ``path`` is an existing folder or can be created in an existing one.
+    Raises InputError (one sentence)."""
+    import os
+    if not str(path).strip():
+        raise InputError(f"the {what} path is empty")
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise InputError(f"the {what} {path} exists and is not a folder")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"the {what} {path} cannot be made: {parent} is not a folder")

@@ -28,6 +28,10 @@ __all__ = ["add_lm_parsers", "generate_main", "generate"]
 
 #: cosim: the simulated board core driven through its UART by the host driver; board: a
 #: real board on --port, the same driver over pyserial (ternac.boards_cli.lm_session).
+#: Bounds on one generate call (each token is a program run; the RTL does ~1k a minute).
+MAX_TOKENS = 10_000
+MAX_PROMPT = 10_000
+
 LM_BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 
 
@@ -56,9 +60,13 @@ def add_lm_parsers(sub) -> None:
 def _load(checkpoint, seed=None, temperature=1.0):
     from golden.lm_int import IntLM
     from ternac.compile_lm import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
-    if checkpoint is not None and not os.path.exists(checkpoint):
-        raise InputError(f"the checkpoint {checkpoint} does not exist")
-    intlm = IntLM.from_checkpoint(checkpoint)
+    if checkpoint is not None and not os.path.isfile(checkpoint):
+        raise InputError(f"the checkpoint {checkpoint} does not exist or is not a file")
+    try:
+        intlm = IntLM.from_checkpoint(checkpoint)
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        # The loaders' messages are one sentence naming the file and what is wrong.
+        raise InputError(" ".join(str(exc).split()) or type(exc).__name__) from None
     if seed is None:
         return intlm, compile_lm(intlm, LM_CONFIG)
     return intlm, compile_lm(intlm, LM_SAMPLE_CONFIG, sample=True, seed=seed,
@@ -85,8 +93,11 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(LM_BACKENDS)}")
     if not prompt:
         raise InputError("the prompt is empty; give at least one character")
-    if n < 1:
-        raise InputError(f"--tokens must be at least 1, not {n}")
+    if n < 1 or n > MAX_TOKENS:
+        raise InputError(f"--tokens must be from 1 to {MAX_TOKENS}, not {n}")
+    if len(prompt) > MAX_PROMPT:
+        raise InputError(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT} "
+                         f"are accepted")
     if backend == "board" and not port:
         raise InputError("the board backend needs --port (the board's serial port, "
                          "e.g. /dev/ttyUSB1)")
@@ -183,6 +194,8 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
 
 
 def generate_main(args) -> int:
+    from ternac.errors import check_output_file
+    check_output_file(args.json, "JSON output", make_folder=True)
     r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
                  getattr(args, "build_dir", None), progress=not args.quiet,
                  seed=getattr(args, "seed", None), temperature=getattr(args, "temperature", None),
