@@ -24,7 +24,6 @@ serial port here or over the simulated UART inside the cocotb bench
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -83,13 +82,8 @@ def _error(msg: str, code: int = 2) -> int:
 
 
 def _write_json(path, obj) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    from ternac.errors import write_json
+    write_json(path, obj)
 
 
 def _compile(model: str, lanes: int, checkpoint: str | None):

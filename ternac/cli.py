@@ -37,14 +37,12 @@ no traceback and no output file written.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 import time
 
 from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
-                           check_output_dir, check_output_file, one_line)
+                           check_output_dir, check_output_file, one_line, write_json)
 
 __all__ = ["main", "build_parser", "run_digits"]
 
@@ -73,21 +71,7 @@ def _config(lanes: int, weight_depth: int | None = None, scratch_depth: int | No
 
 
 def _write_json(path: str, obj: dict) -> None:
-    """Write JSON atomically (temporary file in the same folder, then rename)."""
-    check_output_file(path, "JSON output", make_folder=True)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ternac-", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_json(path, obj)
 
 
 def _check_out_dir(path: str) -> None:

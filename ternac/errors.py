@@ -10,7 +10,7 @@ from __future__ import annotations
 from golden.image import ImageError
 
 __all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
-           "USER_ERRORS", "one_line", "check_output_file", "check_output_dir"]
+           "USER_ERRORS", "one_line", "check_output_file", "check_output_dir", "write_json"]
 
 
 class CompileError(ValueError):
@@ -83,3 +83,26 @@ def check_output_dir(path, what: str = "output folder") -> None:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"the {what} {path} cannot be made: {parent} is not a folder")
+
+
+def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder,
+    then a rename), creating the folder like ``mkdir -p``; an existing file is replaced
+    only once the new one is complete. Raises InputError for an unusable path."""
+    import json
+    import os
+    import tempfile
+    check_output_file(path, "JSON output", make_folder=True)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".ternac-", suffix=".json.tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

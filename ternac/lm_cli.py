@@ -17,7 +17,6 @@ sentence and exit code 2.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -212,10 +211,8 @@ def generate_main(args) -> int:
               f"SPRAM bound {r['spram_bound_cycles']:.0f} cycles "
               f"({r['fraction_of_spram_bound']:.2f} of it, derived)")
     if args.json:
-        folder = os.path.dirname(os.path.abspath(args.json))
-        os.makedirs(folder, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        from ternac.errors import write_json
+        write_json(args.json, r)
         print(f"-- wrote {args.json}")
     if not r["matches_golden"] or r["logit_mismatches"]:
         print("ternac: the backend disagrees with the integer golden model", file=sys.stderr)
