@@ -49,9 +49,9 @@ PHASE_KEYS = {"yosys": "synthesis_s", "nextpnr-ice40": "place_and_route_s",
 
 #: Boards: module, device family, bitstream file.
 BOARDS = {
-    "icebreaker": {"module": "boards.icebreaker", "family": "ice40", "bitstream": "top.bin",
+    "icebreaker": {"module": "ternac.boards.icebreaker", "family": "ice40", "bitstream": "top.bin",
                    "device": "iCE40UP5K-SG48"},
-    "ulx3s": {"module": "boards.ulx3s", "family": "ecp5", "bitstream": "top.bit",
+    "ulx3s": {"module": "ternac.boards.ulx3s", "family": "ecp5", "bitstream": "top.bit",
               "device": "LFE5U-85F-6BG381C"},
 }
 #: Devices for out-of-context unit builds -> the board whose platform (pins) they borrow.
@@ -407,7 +407,7 @@ def _accelerator_units(cfg) -> dict:
 
     from amaranth.hdl import UnusedElaboratable
 
-    from hw.verilog import units
+    from ternac.hw.verilog import units
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnusedElaboratable)
         table = units(cfg)
@@ -432,8 +432,8 @@ def unit_names() -> list[str]:
 
 def _make_unit(name: str, cfg):
     if name in ("hostlink", "uart_rx", "uart_tx"):
-        from hw.hostlink import Hostlink
-        from hw.uart import UARTRx, UARTTx
+        from ternac.hw.hostlink import Hostlink
+        from ternac.hw.uart import UARTRx, UARTTx
         if name == "hostlink":
             return Hostlink.for_config(cfg, 0x12345678, timeout_cycles=600_000)
         return (UARTRx if name == "uart_rx" else UARTTx)(divisor=104)

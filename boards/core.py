@@ -9,7 +9,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.hostlink import UARTHostlink, connect_accelerator
+from ternac.hw.hostlink import UARTHostlink, connect_accelerator
 from ternac.hostdriver import MAX_WORDS, space_limits
 
 __all__ = ["BoardCore", "LED_NAMES", "board_config_hash", "pin_in", "pin_out"]
@@ -80,7 +80,7 @@ class BoardCore(wiring.Component):
     def __init__(self, cfg, program_words, weight_words=(), *, divisor: int,
                  timeout_cycles: int, config_hash: int, weight_memory=None,
                  blink_cycles: int = 1 << 20):
-        from hw.top import Accelerator
+        from ternac.hw.top import Accelerator
         self.cfg = cfg
         self._accel = Accelerator(cfg, weight_words=weight_words, program_words=program_words,
                                   weight_memory=weight_memory)

@@ -57,8 +57,8 @@ class ICEBreakerTop(Elaboratable):
 
     def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
                  baud: int = 115200, spram: bool = True):
-        from hw.spram import SPRAMWeightMemory
-        from hw.uart import uart_divisor
+        from ternac.hw.spram import SPRAMWeightMemory
+        from ternac.hw.uart import uart_divisor
         self.cfg = cfg
         self.pll = None if abs(freq_mhz - OSC_MHZ) < 1e-6 else ice40_pll(OSC_MHZ, freq_mhz)
         self.freq_mhz = self.pll.f_out_mhz if self.pll else OSC_MHZ

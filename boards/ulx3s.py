@@ -50,7 +50,7 @@ class ULX3STop(Elaboratable):
 
     def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
                  baud: int = 115200, spram: bool = False):
-        from hw.uart import uart_divisor
+        from ternac.hw.uart import uart_divisor
         if spram:
             raise ValueError("the ECP5 has no SPRAM; ULX3S keeps the weights in EBR")
         self.cfg = cfg

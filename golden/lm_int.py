@@ -759,7 +759,7 @@ def compare_with_float(intlm: IntLM, model, ids: torch.Tensor) -> dict:
 
 
 def main(argv=None) -> int:
-    """``python -m golden.lm_int [--checkpoint P] [--val-chars N] [--streams S] [--json F]``:
+    """``python -m ternac.golden.lm_int [--checkpoint P] [--val-chars N] [--streams S] [--json F]``:
     validation bits per character of the float model (per-token and static) and of the
     integer model on the same streams, and the per-intermediate error table."""
     import argparse
@@ -769,7 +769,7 @@ def main(argv=None) -> int:
     from .lm import evaluate_bpc, load_checkpoint
     from .shakespeare_data import load_corpus
 
-    ap = argparse.ArgumentParser(prog="python -m golden.lm_int", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m ternac.golden.lm_int", description=main.__doc__)
     ap.add_argument("--checkpoint", default=None)
     ap.add_argument("--val-chars", type=int, default=None, help="first N validation characters (default all)")
     ap.add_argument("--streams", type=int, default=32)

@@ -3,8 +3,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import EXP_FRAC_BITS, SIG_FRAC_BITS
-from golden.widths import M_BITS, S_BITS
+from ternac.golden.widths import EXP_FRAC_BITS, SIG_FRAC_BITS
+from ternac.golden.widths import M_BITS, S_BITS
 from .divider import pipelined_divide
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_sat_tail,
                      shift_exp)

@@ -3,7 +3,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import M_BITS, S_BITS
+from ternac.golden.widths import M_BITS, S_BITS
 from .vector import OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, rhu_pipelined, saturate_sym
 
 __all__ = ["EltMode", "Eltwise"]

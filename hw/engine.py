@@ -3,7 +3,7 @@ from amaranth.hdl import Const, Module, Signal, signed, Mux
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import ACT_BITS
+from ternac.golden.widths import ACT_BITS
 
 __all__ = ["TernaryEngine", "engine_in_layout", "engine_out_layout"]
 

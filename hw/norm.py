@@ -3,9 +3,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import (NORM_BIAS_BITS, NORM_EPS_MAX, NORM_ISQRT_BITS, NORM_N_MAX,
+from ternac.golden.widths import (NORM_BIAS_BITS, NORM_EPS_MAX, NORM_ISQRT_BITS, NORM_N_MAX,
                            NORM_RECIP_NUM_BITS, NORM_WEIGHT_BITS, NORM_Y_FRAC_BITS)
-from golden.widths import M_BITS, S_BITS
+from ternac.golden.widths import M_BITS, S_BITS
 from .divider import SeqDivider, SeqIsqrt
 from .vector import (OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, bits_for, pass_control,
                      rhu_pipelined, rhu_sat_tail)

@@ -3,7 +3,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, WIDE_MAX
+from ternac.golden.widths import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, WIDE_MAX
 
 __all__ = ["Requantizer"]
 

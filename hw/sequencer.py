@@ -4,8 +4,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.isa import FIELDS, INSTR_BITS, Flag, Op
-from golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
+from ternac.golden.isa import FIELDS, INSTR_BITS, Flag, Op
+from ternac.golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
 from .engine import TernaryEngine
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer

@@ -3,8 +3,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from golden.widths import EXP_FRAC_BITS, SM_N_MAX, SM_OUT_BITS_MAX, SM_RECIP_FRAC_BITS
-from golden.widths import M_BITS, S_BITS
+from ternac.golden.widths import EXP_FRAC_BITS, SM_N_MAX, SM_OUT_BITS_MAX, SM_RECIP_FRAC_BITS
+from ternac.golden.widths import M_BITS, S_BITS
 from .divider import SeqDivider
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT_U, Pipe, bits_for,
                      pass_control, priority_encode, rhu_sat_tail, shift_exp)

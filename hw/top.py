@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from golden.isa import INSTR_BITS
+from ternac.golden.isa import INSTR_BITS
 from ternac.config import AccelConfig, HostSpace
 from .memory import WeightMemory
 from .sequencer import Sequencer

@@ -20,8 +20,8 @@ implements, and its widths come from :mod:`golden.intops` / :mod:`golden.widths`
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
-from golden.widths import EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS
-from golden.widths import ACT_BITS, ACT_MAX, M_BITS, WIDE_MAX
+from ternac.golden.widths import EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS
+from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, WIDE_MAX
 
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu", "rhu_pipelined",
            "rhu_sat_tail", "priority_encode", "saturate_sym", "sym_range", "shift_exp",

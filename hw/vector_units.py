@@ -2,7 +2,7 @@
 each one serves, with the unit's mode for each opcode."""
 from __future__ import annotations
 
-from golden.isa import Op
+from ternac.golden.isa import Op
 
 __all__ = ["VECTOR_UNIT_NAMES", "vector_units_for"]
 
@@ -31,7 +31,7 @@ def vector_units_for(cfg) -> list:
             from .eltwise import EltMode, Eltwise
             units.append((Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}))
         elif name == "shiftmax":
-            from golden.widths import SHIFTMAX_OUT_BITS
+            from ternac.golden.widths import SHIFTMAX_OUT_BITS
             from .shiftmax import Shiftmax
             units.append((Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
                           {Op.SHIFTMAX: None}))

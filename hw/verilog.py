@@ -6,7 +6,7 @@ import pathlib
 from amaranth.back import verilog
 
 from ternac.config import AccelConfig
-from golden.widths import SHIFTMAX_OUT_BITS
+from ternac.golden.widths import SHIFTMAX_OUT_BITS
 from .activation import Activation
 from .eltwise import Eltwise
 from .engine import TernaryEngine

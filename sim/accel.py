@@ -12,8 +12,8 @@ def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_di
                       progress: bool = True):
     """Elaborate :class:`hw.top.Accelerator` with its memories initialised and build it in
     Verilator (cached). Returns ``(runner, build_dir, toplevel_name)``."""
-    from hw.top import Accelerator
-    from sim.runner import build
+    from ternac.hw.top import Accelerator
+    from ternac.sim.runner import build
     top = Accelerator(cfg, weight_words=weight_words, program_words=program_words)
     name = f"ternac_top_L{cfg.lanes}"
     runner, bdir = build(top, name, build_root=pathlib.Path(build_dir) if build_dir else None,
@@ -40,7 +40,7 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
     ------
     sim.runner.BenchFailed if the bench fails (e.g. the program never halts).
     """
-    from sim.runner import run_bench
+    from ternac.sim.runner import run_bench
     runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
                                            build_dir=build_dir, progress=progress)
     inputs = [list(map(int, x)) for x in inputs]
@@ -75,7 +75,7 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
     dict with ``tokens`` (prompt + n_new generated ids), ``logits`` (one list a step),
     ``results`` and ``cycles`` (a step each, the RTL's own cycle counter).
     """
-    from sim.runner import run_bench
+    from ternac.sim.runner import run_bench
     runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
                                            build_dir=build_dir, progress=progress)
     if progress:

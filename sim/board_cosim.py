@@ -45,8 +45,8 @@ COSIM_BOARDS = {"icebreaker": "spram", "ulx3s": "ebr"}
 
 
 def _core(cfg, program_words, weight_words, board):
-    from boards.core import BoardCore, board_config_hash
-    from hw.spram import SPRAMWeightMemory
+    from ternac.boards.core import BoardCore, board_config_hash
+    from ternac.hw.spram import SPRAMWeightMemory
     if board not in COSIM_BOARDS:
         raise ValueError(f"unknown board {board!r}; choose one of {', '.join(COSIM_BOARDS)}")
     spram = COSIM_BOARDS[board] == "spram"
@@ -70,8 +70,8 @@ def build_board_cosim(cfg, program_words, weight_words=(), *, board: str = "iceb
     ------
     ValueError for an unknown board or a weight memory that does not fit the board.
     """
-    from hw.spram import spram_sim_source
-    from sim.runner import DEFAULT_BUILD, build
+    from ternac.hw.spram import spram_sim_source
+    from ternac.sim.runner import DEFAULT_BUILD, build
     core, spram, chash = _core(cfg, program_words, weight_words, board)
     root = pathlib.Path(build_dir) if build_dir else DEFAULT_BUILD
     extra = [spram_sim_source(root / "models")] if spram else []
@@ -99,7 +99,7 @@ def run_cosim(cfg, program_words, weight_words, inputs, input_addr: int, logits_
     ------
     sim.runner.BenchFailed if the bench fails (a link error, a mismatch in the read-back).
     """
-    from sim.runner import run_bench
+    from ternac.sim.runner import run_bench
     t0 = time.time()
     runner, bdir, name, chash, spram = build_board_cosim(
         cfg, program_words, weight_words, board=board, build_dir=build_dir, progress=progress)
@@ -195,7 +195,7 @@ def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build
     ValueError for an unknown board, an empty prompt or n_new < 1;
     sim.runner.BenchFailed if the bench fails (a link error, a weight read back wrong).
     """
-    from sim.runner import run_bench
+    from ternac.sim.runner import run_bench
     from ternac.boards_cli import lm_session_inputs
     t0 = time.time()
     p = lm_session_inputs(cm, prompt_ids, n_new, board)

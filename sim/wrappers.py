@@ -3,8 +3,8 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.memory import WeightMemory
-from hw.streamer import PackedWeightStreamer
+from ternac.hw.memory import WeightMemory
+from ternac.hw.streamer import PackedWeightStreamer
 
 __all__ = ["StreamerBench"]
 

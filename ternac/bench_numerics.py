@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from golden import intops as I
-from golden import numerics
+from ternac.golden import intops as I
+from ternac.golden import numerics
 
 __all__ = ["main", "run"]
 
@@ -295,8 +295,8 @@ def _bench_isqrt() -> list[dict]:
 def _digits_activations() -> dict | None:
     """Hidden pre-activations and logits of the trained digits model, or None if absent."""
     try:
-        from golden import mlp
-        from golden.digits_data import load_split, quantize_pixels
+        from ternac.golden import mlp
+        from ternac.golden.digits_data import load_split, quantize_pixels
         path = mlp.DEFAULT_CHECKPOINT
         if not Path(path).exists():
             return None

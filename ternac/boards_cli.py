@@ -91,7 +91,7 @@ def _compile(model: str, lanes: int, checkpoint: str | None):
     from ternac.config import AccelConfig
     if model == "shakespeare":
         # The flagship LM: its own configuration (32 lanes, vector units), whatever --lanes.
-        from golden.lm_int import IntLM
+        from ternac.golden.lm_int import IntLM
         from ternac.compile_lm import LM_CONFIG, compile_lm
         if lanes != LM_CONFIG.lanes:
             raise ValueError(f"the shakespeare model is compiled for {LM_CONFIG.lanes} lanes, "
@@ -100,7 +100,7 @@ def _compile(model: str, lanes: int, checkpoint: str | None):
     if model != "digits":
         raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare")
     if checkpoint is None:
-        from golden.mlp import DEFAULT_CHECKPOINT
+        from ternac.golden.mlp import DEFAULT_CHECKPOINT
         checkpoint = DEFAULT_CHECKPOINT
     return compile_checkpoint(checkpoint, AccelConfig(lanes=lanes))
 
@@ -112,7 +112,7 @@ def build_main(args) -> int:
     Reads ``args``: target, board, model, lanes, freq, baud, checkpoint, build_dir, json,
     device. Prints progress on stderr and the report's headline on stdout.
     """
-    from boards.build import BuildError, FitError, TimingError, build_board, build_unit
+    from ternac.boards.build import BuildError, FitError, TimingError, build_board, build_unit
     from ternac.errors import USER_ERRORS, one_line
     from ternac.errors import check_output_file
     try:
@@ -171,7 +171,7 @@ def build_main(args) -> int:
 
 def program_main(args) -> int:
     """``ternac program --board B [--bitstream P] [--flash] [--dry-run]``."""
-    from boards.program import ProgramError, program
+    from ternac.boards.program import ProgramError, program
     try:
         program(args.board, getattr(args, "bitstream", None),
                 dry_run=getattr(args, "dry_run", False), flash=getattr(args, "flash", False),
@@ -197,7 +197,7 @@ def run_digits_on_board(compiled, inputs, *, port: str, board: str = "icebreaker
     ternac.errors.BackendError (one sentence) if the port cannot be opened, the board runs
     another bitstream, or the link fails.
     """
-    from boards.core import board_config_hash
+    from ternac.boards.core import board_config_hash
     from ternac.errors import BackendError
     from ternac.hostdriver import HostDriver, LinkError, SerialTransport
     try:
@@ -229,7 +229,7 @@ def run_digits_on_board(compiled, inputs, *, port: str, board: str = "icebreaker
 def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=None,
                      progress: bool = True):
     """``ternac run digits --backend cosim``: see :func:`sim.board_cosim.run_digits_cosim`."""
-    from sim.board_cosim import run_digits_cosim as _run
+    from ternac.sim.board_cosim import run_digits_cosim as _run
     return _run(compiled, inputs, board=board, build_dir=build_dir, progress=progress)
 
 
@@ -247,7 +247,7 @@ def lm_session_inputs(cm, prompt_ids, n_new: int, board: str = "icebreaker") -> 
     ------
     ValueError for an unknown board or n_new < 1, or an empty prompt.
     """
-    from boards.core import board_config_hash
+    from ternac.boards.core import board_config_hash
     if board not in BOARD_CHOICES:
         raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARD_CHOICES)}")
     if not prompt_ids or n_new < 1:
@@ -400,5 +400,5 @@ def run_lm_on_board(cm, prompt_ids, n_new: int, *, port: str, board: str = "iceb
 def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build_dir=None,
                  progress: bool = True) -> dict:
     """``ternac generate --backend cosim``: see :func:`sim.board_cosim.run_lm_cosim`."""
-    from sim.board_cosim import run_lm_cosim as _run
+    from ternac.sim.board_cosim import run_lm_cosim as _run
     return _run(cm, prompt_ids, n_new, board=board, build_dir=build_dir, progress=progress)

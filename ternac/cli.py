@@ -53,7 +53,7 @@ BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 # ----------------------------------------------------------------------------- helpers
 
 def _default_checkpoint() -> str:
-    from golden.mlp import DEFAULT_CHECKPOINT
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT
     return str(DEFAULT_CHECKPOINT)
 
 
@@ -106,8 +106,8 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
     """
     import torch
 
-    from golden import mlp
-    from golden.digits_data import load_split, quantize_pixels
+    from ternac.golden import mlp
+    from ternac.golden.digits_data import load_split, quantize_pixels
     from ternac.compiler import compile_image, compile_mlp, layers_from_image, load_model, \
         useful_macs
 
@@ -133,7 +133,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
 
     img = None
     if image is not None:
-        from golden.image import read_image
+        from ternac.golden.image import read_image
         img = read_image(image)
         if lanes is None:
             lanes = img.lanes
@@ -155,7 +155,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         logits = mlp.int_forward(run_layers, x).tolist()
         results = _first_argmax(logits)
     elif backend == "interp":
-        from golden.interpreter import run_program
+        from ternac.golden.interpreter import run_program
         state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
                             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                             weight_depth=cfg.weight_depth,
@@ -227,7 +227,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
 
 def _run_verilator(compiled, inputs, build_dir, progress):
     try:
-        from sim.accel import run_batch
+        from ternac.sim.accel import run_batch
     except ImportError as exc:
         raise BackendError(f"the verilator backend is not available: {exc}") from None
     cfg = compiled.cfg
@@ -293,7 +293,7 @@ def _cmd_train(args) -> int:
         check_output_file(args.out, "checkpoint output")
     if args.model == "shakespeare":
         return _train_shakespeare(args)
-    from golden.mlp import train_digits
+    from ternac.golden.mlp import train_digits
     out = args.out or _default_checkpoint()
     if os.path.isdir(out):
         raise InputError(f"the checkpoint output {out} is a directory")
@@ -305,7 +305,7 @@ def _cmd_train(args) -> int:
 
 
 def _train_shakespeare(args) -> int:
-    from golden import lm
+    from ternac.golden import lm
     out = args.out or str(lm.DEFAULT_CHECKPOINT)
     if os.path.isdir(out):
         raise InputError(f"the checkpoint output {out} is a directory")
@@ -352,7 +352,7 @@ def _cmd_verilog(args) -> int:
     cfg = _config(args.lanes, args.weight_depth, args.scratch_depth)
     c = compile_checkpoint(args.checkpoint or _default_checkpoint(), cfg)
     try:
-        from hw.verilog import write_all
+        from ternac.hw.verilog import write_all
     except ImportError as exc:
         raise BackendError(f"Verilog generation is not available: {exc}") from None
     os.makedirs(args.out, exist_ok=True)
@@ -370,8 +370,8 @@ def _cmd_bench(args) -> int:
 def _cmd_image_info(args) -> int:
     import struct
 
-    from golden.image import CRC_BYTES, VERSION, read_image
-    from golden.isa import Flag
+    from ternac.golden.image import CRC_BYTES, VERSION, read_image
+    from ternac.golden.isa import Flag
     img = read_image(args.path)
     with open(args.path, "rb") as f:
         f.seek(-CRC_BYTES, os.SEEK_END)
@@ -494,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "command", None) == "train" and args.epochs is None:
-        from golden.mlp import DEFAULT_EPOCHS
+        from ternac.golden.mlp import DEFAULT_EPOCHS
         args.epochs = DEFAULT_EPOCHS
     try:
         return args.func(args)

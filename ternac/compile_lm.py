@@ -71,11 +71,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
-from golden.lm_int import LB_FRAC_BITS, NORM_W_MAX, IntLinear, IntLM, IntNorm
-from golden.sampler import seed_state, split_state
-from golden.numerics import M_BITS, S_MAX
-from golden.packing import embedding_words, tile_lanes
+from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
+from ternac.golden.lm_int import LB_FRAC_BITS, NORM_W_MAX, IntLinear, IntLM, IntNorm
+from ternac.golden.sampler import seed_state, split_state
+from ternac.golden.numerics import M_BITS, S_MAX
+from ternac.golden.packing import embedding_words, tile_lanes
 from ternac.config import AccelConfig
 from ternac.errors import CompileError
 
@@ -693,7 +693,7 @@ def run_tokens(cm: CompiledLM, tokens: Sequence[int], scratch: torch.Tensor | No
     result register (ARGMAX, or SAMPLE's draw), and the (scratch_depth,) scratchpad after
     the token (it carries the state and the LFSR to the next token).
     """
-    from golden.interpreter import run_program
+    from ternac.golden.interpreter import run_program
 
     cfg = cm.cfg
     for t in tokens:

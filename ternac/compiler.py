@@ -31,9 +31,9 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from golden.image import WeightImage, image_from_layers, untile_lanes
-from golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
-from golden.numerics import M_BITS, S_MAX
+from ternac.golden.image import WeightImage, image_from_layers, untile_lanes
+from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
+from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.config import AccelConfig
 from ternac.errors import CheckpointError, CompileError
 
@@ -230,7 +230,7 @@ def load_model(path: str | os.PathLike):
     safetensors file, a tensor that is not ternary, shapes that do not chain, a scale that
     the dyadic requantization cannot represent.
     """
-    from golden import mlp
+    from ternac.golden import mlp
 
     try:
         ckpt = mlp.load_checkpoint(path)
@@ -264,7 +264,7 @@ def layers_from_image(image: WeightImage) -> list:
     ------
     ValueError if a tensor does not decode (read_image has already checked this).
     """
-    from golden.mlp import IntBitLinear
+    from ternac.golden.mlp import IntBitLinear
 
     out = []
     for e in image.tensors:
@@ -306,7 +306,7 @@ def write_compiled(c: Compiled, out_dir: str | os.PathLike) -> list[str]:
     -------
     list of the paths written.
     """
-    from golden.image import write_image
+    from ternac.golden.image import write_image
 
     os.makedirs(out_dir, exist_ok=True)
     paths = []

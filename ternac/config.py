@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from golden.widths import acc_width
+from ternac.golden.widths import acc_width
 
 __all__ = ["AccelConfig", "HostSpace"]
 

@@ -7,7 +7,7 @@ exit, never a traceback").
 """
 from __future__ import annotations
 
-from golden.image import ImageError
+from ternac.golden.image import ImageError
 
 __all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
            "USER_ERRORS", "one_line", "check_output_file", "check_output_dir", "write_json"]

@@ -57,7 +57,7 @@ def add_lm_parsers(sub) -> None:
 
 
 def _load(checkpoint, seed=None, temperature=1.0):
-    from golden.lm_int import IntLM
+    from ternac.golden.lm_int import IntLM
     from ternac.compile_lm import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise InputError(f"the checkpoint {checkpoint} does not exist or is not a file")
@@ -146,7 +146,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
                    run_lm_on_board(cm, ids, n, port=port, board=board, progress=progress))
             logits, new, cycles = res["logits"], res["tokens"][len(ids):], res["cycles"]
         else:
-            from sim.accel import run_lm
+            from ternac.sim.accel import run_lm
             res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
                          cm.token_addr, ids, n, logits_addr=cm.logits_addr,
                          n_logits=cm.n_logits, logits_in_scratch=cm.logits_in_scratch,

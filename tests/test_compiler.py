@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golden.image import decode_image, encode_image, read_image
-from golden.isa import Flag, Op, decode_program
-from golden.mlp import IntBitLinear
-from golden.packing import tile_lanes
+from ternac.golden.image import decode_image, encode_image, read_image
+from ternac.golden.isa import Flag, Op, decode_program
+from ternac.golden.mlp import IntBitLinear
+from ternac.golden.packing import tile_lanes
 from ternac.compiler import (CompileError, compile_image, compile_mlp, layers_from_image,
                              useful_macs, write_compiled)
 from ternac.config import AccelConfig

@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.hostlink import UARTHostlink, connect_accelerator
+from ternac.hw.hostlink import UARTHostlink, connect_accelerator
 from ternac.hostdriver import (MAX_WORDS, SYNC_RESPONSE, Command, DeviceError, HostDriver,
                                LinkError, LinkTimeout, Reply, crc16, decode_frame,
                                encode_frame)
@@ -181,7 +181,7 @@ class HostlinkBench(wiring.Component):
 
 
 def test_hostlink_rtl_over_uart():
-    from sim.runner import build, run_bench
+    from ternac.sim.runner import build, run_bench
     runner, bdir = build(HostlinkBench(), "hostlink_bench")
     run_bench(runner, bdir, "hostlink_bench", "test_hostlink_cocotb", inputs={
         "divisor": DIVISOR, "timeout_cycles": TIMEOUT_CYCLES, "config_hash": CONFIG_HASH,

@@ -8,12 +8,12 @@ import zlib
 import pytest
 import torch
 
-from golden.image import (CRC_BYTES, HEADER_BYTES, HEADER_FMT, MAGIC, TENSOR_BYTES, VERSION,
+from ternac.golden.image import (CRC_BYTES, HEADER_BYTES, HEADER_FMT, MAGIC, TENSOR_BYTES, VERSION,
                           Format, ImageError, TensorEntry, WeightImage, decode_image,
                           encode_image, image_from_layers, read_image, untile_lanes,
                           words_to_trits, write_image)
-from golden.isa import Flag
-from golden.packing import tile_lanes
+from ternac.golden.isa import Flag
+from ternac.golden.packing import tile_lanes
 
 
 class _Layer:

@@ -5,11 +5,11 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from golden.digits_data import load_split, quantize_pixels
-from golden.interpreter import MachineError, run_program
-from golden.isa import Flag, Instr, Op
-from golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
-from golden.numerics import ACT_MAX, ACT_MIN
+from ternac.golden.digits_data import load_split, quantize_pixels
+from ternac.golden.interpreter import MachineError, run_program
+from ternac.golden.isa import Flag, Instr, Op
+from ternac.golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
+from ternac.golden.numerics import ACT_MAX, ACT_MIN
 from ternac.compiler import compile_mlp
 from ternac.config import AccelConfig
 
@@ -105,7 +105,7 @@ def test_relu_and_ties():
     prog = [Instr(Op.MATVEC, flags=int(Flag.RELU), src=0, dst=2, n=4, k=2, m=1, s=0),
             Instr(Op.MATVEC, flags=int(Flag.RAW), src=2, dst=3, n=4, k=4, wbase=2),
             Instr(Op.ARGMAX, src=3, n=4), Instr(Op.HALT)]
-    from golden.packing import tile_lanes
+    from ternac.golden.packing import tile_lanes
     eye = torch.eye(4, dtype=torch.int8)
     w = tile_lanes(t, 4) + tile_lanes(eye, 4)
     s = run_program(prog, w, lanes=4, scratch_depth=8, out_depth=8,
@@ -157,7 +157,7 @@ def test_scratch_holds_int16_but_matvec_takes_int8():
     # int16 values stored by the host stay in the scratchpad (the residual stream and the
     # recurrent state are int16); a MATVEC input must be an int8 activation.
     t = torch.tensor([[1, -1]], dtype=torch.int8)
-    from golden.packing import tile_lanes
+    from ternac.golden.packing import tile_lanes
     s = _one([Instr(Op.HALT)], words=tile_lanes(t, 4), scratch_init={0: [32767, -32768]})
     assert s.scratch[0, :2].tolist() == [32767, -32768]
     with pytest.raises(MachineError, match="int8 activation range"):

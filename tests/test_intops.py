@@ -14,8 +14,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import intops as I
-from golden import numerics
+from ternac.golden import intops as I
+from ternac.golden import numerics
 
 PROPS = settings(derandomize=True, max_examples=75, deadline=None)
 LSB_SIG = 2.0 ** -I.SIG_FRAC_BITS

@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-HW = ["hw.top", "hw.verilog", "hw.vector_units", "hw.activation", "hw.norm", "hw.eltwise",
-      "hw.shiftmax", "hw.uart", "hw.spram", "hw.hostlink"]
-GOLDEN = ["golden.numerics", "golden.packing", "golden.isa", "golden.image", "golden.mlp",
-          "golden.intops", "golden.vecops", "golden.interpreter", "golden.lm", "golden.lm_int",
-          "golden.sampler"]
+HW = ["ternac.hw.top", "ternac.hw.verilog", "ternac.hw.vector_units", "ternac.hw.activation", "ternac.hw.norm", "ternac.hw.eltwise",
+      "ternac.hw.shiftmax", "ternac.hw.uart", "ternac.hw.spram", "ternac.hw.hostlink"]
+GOLDEN = ["ternac.golden.numerics", "ternac.golden.packing", "ternac.golden.isa", "ternac.golden.image", "ternac.golden.mlp",
+          "ternac.golden.intops", "ternac.golden.vecops", "ternac.golden.interpreter", "ternac.golden.lm", "ternac.golden.lm_int",
+          "ternac.golden.sampler"]
 
 
 def _imports(modules, code):
@@ -25,9 +25,9 @@ def test_hw_does_not_import_torch(mod):
 
 
 def test_hw_builds_vector_units_without_torch():
-    r = _imports(["hw.vector_units", "ternac.config"],
+    r = _imports(["ternac.hw.vector_units", "ternac.config"],
                  "from ternac.config import AccelConfig\n"
-                 "from hw.vector_units import vector_units_for\n"
+                 "from ternac.hw.vector_units import vector_units_for\n"
                  "vector_units_for(AccelConfig(vector=('activation','norm','eltwise','shiftmax')))\n"
                  "print('torch' in sys.modules)")
     assert r.returncode == 0, r.stderr

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golden.lm import LMConfig, MatMulFreeLM, calibrate
-from golden.lm_int import IntLM
+from ternac.golden.lm import LMConfig, MatMulFreeLM, calibrate
+from ternac.golden.lm_int import IntLM
 from ternac.compile_lm import compile_lm, lm_config
 
 TINY = LMConfig(vocab_size=23, hidden_size=32, num_hidden_layers=2, intermediate_size=48)
@@ -38,7 +38,7 @@ def _tiny_intlm(seed: int = 0) -> IntLM:
 
 
 def test_lm_over_the_uart_of_the_cosimulated_icebreaker_matches_golden():
-    from sim.board_cosim import run_lm_cosim
+    from ternac.sim.board_cosim import run_lm_cosim
     intlm = _tiny_intlm()
     cm = compile_lm(intlm, lm_config(intlm, lanes=32))
     assert cm.cfg.word_bits == 64

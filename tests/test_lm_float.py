@@ -14,12 +14,12 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from golden import numerics
-from golden.lm import (DEFAULT_CHECKPOINT, INT16_MAX, SHAKESPEARE_CONFIG, LMConfig, MatMulFreeLM,
+from ternac.golden import numerics
+from ternac.golden.lm import (DEFAULT_CHECKPOINT, INT16_MAX, SHAKESPEARE_CONFIG, LMConfig, MatMulFreeLM,
                        calibrate, count_ternary_weights, evaluate_bpc, fake_quant_per_token,
                        fake_quant_sym, generate, load_checkpoint, mlgru_scan,
                        mlgru_scan_sequential, save_checkpoint, ternary_layers, train_shakespeare)
-from golden.shakespeare_data import (CORPUS_SHA256, DEFAULT_TEXT, Vocab, build_vocab, load_corpus)
+from ternac.golden.shakespeare_data import (CORPUS_SHA256, DEFAULT_TEXT, Vocab, build_vocab, load_corpus)
 
 TINY = LMConfig(vocab_size=20, hidden_size=16, num_hidden_layers=2, intermediate_size=24)
 

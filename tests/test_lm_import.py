@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from golden import numerics
-from golden.lm import LMConfig, MatMulFreeLM, calibrate, count_ternary_weights, ternary_layers
-from golden.lm_import import (BOARD_CAPACITY_TRITS, check_fits, inspect_checkpoint,
+from ternac.golden import numerics
+from ternac.golden.lm import LMConfig, MatMulFreeLM, calibrate, count_ternary_weights, ternary_layers
+from ternac.golden.lm_import import (BOARD_CAPACITY_TRITS, check_fits, inspect_checkpoint,
                               load_bitnet_trits, load_hf_checkpoint, unpack_hf_bitnet)
 
 # Names a reference HGRNBitForCausalLM checkpoint does not have (ternac's static scales).

@@ -12,10 +12,10 @@ import dataclasses
 import pytest
 import torch
 
-from golden.isa import Flag, Op
-from golden.lm import DEFAULT_CHECKPOINT, SHAKESPEARE_CONFIG, LMConfig, MatMulFreeLM, calibrate
-from golden.lm_int import NORM_W_MAX, IntLM, calibration_absmax, compare_with_float
-from golden.widths import WIDE_MAX
+from ternac.golden.isa import Flag, Op
+from ternac.golden.lm import DEFAULT_CHECKPOINT, SHAKESPEARE_CONFIG, LMConfig, MatMulFreeLM, calibrate
+from ternac.golden.lm_int import NORM_W_MAX, IntLM, calibration_absmax, compare_with_float
+from ternac.golden.widths import WIDE_MAX
 from ternac.compile_lm import (LM_CONFIG, UP5K_SPRAM_WORDS, CompileError, compile_lm, lm_config,
                                run_tokens, split_bytes)
 from ternac.config import AccelConfig
@@ -218,8 +218,8 @@ def test_errors_are_one_sentence_with_numbers(tiny):
 # --- the committed checkpoint ----------------------------------------------------------
 
 def test_shakespeare_checkpoint_program_equals_golden():
-    from golden.lm import evaluate_bpc, load_checkpoint
-    from golden.shakespeare_data import load_corpus
+    from ternac.golden.lm import evaluate_bpc, load_checkpoint
+    from ternac.golden.shakespeare_data import load_corpus
 
     im = IntLM.from_checkpoint(DEFAULT_CHECKPOINT)
     cm = compile_lm(im, LM_CONFIG)

@@ -1,8 +1,8 @@
 """The flagship on the RTL: the committed ternary MatMul-free LM (426k trits, 32 lanes, with
 the Activation, Norm and Eltwise units) generates on the Verilator-simulated accelerator,
 token for token and logit for logit equal to the integer golden model (golden.lm_int)."""
-from golden.lm_int import IntLM
-from sim.accel import run_lm
+from ternac.golden.lm_int import IntLM
+from ternac.sim.accel import run_lm
 from ternac.compile_lm import LM_CONFIG, compile_lm
 
 

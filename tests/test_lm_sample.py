@@ -10,11 +10,11 @@ import dataclasses
 import pytest
 import torch
 
-from golden import sampler
-from golden.isa import Flag, Op
-from golden.lm import DEFAULT_CHECKPOINT
-from golden.lm_int import IntLM
-from golden.widths import WIDE_MAX
+from ternac.golden import sampler
+from ternac.golden.isa import Flag, Op
+from ternac.golden.lm import DEFAULT_CHECKPOINT
+from ternac.golden.lm_int import IntLM
+from ternac.golden.widths import WIDE_MAX
 from test_lm_int import TINY, TINY_CFG, _model
 from ternac.compile_lm import (LM_CONFIG, LM_SAMPLE_CONFIG, CompileError, compile_lm, lm_config,
                                run_tokens)
@@ -164,7 +164,7 @@ def test_cli_sampling_interp_equals_golden():
 def test_rtl_sampling_equals_golden():
     """The committed checkpoint on the Verilator-simulated accelerator (LM_SAMPLE_CONFIG):
     prompt "RO", 3 sampled tokens with seed 7; every token and every int16 logit equal."""
-    from sim.accel import run_lm
+    from ternac.sim.accel import run_lm
     im = IntLM.from_checkpoint(DEFAULT_CHECKPOINT)
     cm = compile_lm(im, LM_SAMPLE_CONFIG, sample=True, seed=7)
     prompt = im.vocab.encode("RO").tolist()

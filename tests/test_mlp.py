@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from golden import numerics
-from golden.digits_data import (INPUT_SCALE, N_TEST, N_TRAIN, dequantize_pixels, load_split,
+from ternac.golden import numerics
+from ternac.golden.digits_data import (INPUT_SCALE, N_TEST, N_TRAIN, dequantize_pixels, load_split,
                                 quantize_pixels)
-from golden.mlp import (DEFAULT_CHECKPOINT, DIGITS_DIMS, BitLinear, IntBitLinear, TernaryLayer,
+from ternac.golden.mlp import (DEFAULT_CHECKPOINT, DIGITS_DIMS, BitLinear, IntBitLinear, TernaryLayer,
                         evaluate, fake_quant_act, float_forward, int_forward,
                         int_layers_from_checkpoint, int_layers_from_trits, load_checkpoint,
                         load_float_model, predict, save_trit_checkpoint, ste_ternary,

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden import numerics
-from golden.numerics import (ACT_MAX, ACT_MIN, M_BITS, S_MAX, absmean_ternarize, acc_width,
+from ternac.golden import numerics
+from ternac.golden.numerics import (ACT_MAX, ACT_MIN, M_BITS, S_MAX, absmean_ternarize, acc_width,
                              check_ternary, dyadic, quantize_act, relu, requantize,
                              round_half_up_shift, ternary_matvec)
 

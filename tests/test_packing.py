@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.packing import (I2_CODE, pack_i2, pack_i2_word, pack_t3, tile_lanes, unpack_i2,
+from ternac.golden.packing import (I2_CODE, pack_i2, pack_i2_word, pack_t3, tile_lanes, unpack_i2,
                             unpack_i2_word, unpack_t3)
 
 PROPS = settings(derandomize=True, max_examples=150, deadline=None)

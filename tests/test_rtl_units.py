@@ -6,14 +6,14 @@ import random
 import pytest
 import torch
 
-from golden import numerics as nm
-from golden.packing import pack_i2_word
-from hw.engine import TernaryEngine, engine_in_layout, engine_out_layout
-from hw.requant import Requantizer
-from hw.streamer import StreamCmd, trit_layout
-from sim.runner import build, run_bench
-from sim.streams import pack, unpack
-from sim.wrappers import StreamerBench
+from ternac.golden import numerics as nm
+from ternac.golden.packing import pack_i2_word
+from ternac.hw.engine import TernaryEngine, engine_in_layout, engine_out_layout
+from ternac.hw.requant import Requantizer
+from ternac.hw.streamer import StreamCmd, trit_layout
+from ternac.sim.runner import build, run_bench
+from ternac.sim.streams import pack, unpack
+from ternac.sim.wrappers import StreamerBench
 
 STALLS = [0.0, 0.3]
 SEED = 1234

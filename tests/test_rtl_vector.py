@@ -19,15 +19,15 @@ import pytest
 import torch
 from amaranth.hdl import UnusedElaboratable
 
-from golden import intops, vecops
-from golden.isa import Flag, Instr, Op
-from hw.activation import ActMode, Activation
-from hw.eltwise import EltMode, Eltwise
-from hw.norm import Norm, NormMode
-from hw.shiftmax import Shiftmax
-from hw.vector import VEC_IN
-from sim.runner import REPO, build, run_bench
-from sim.streams import pack, to_signed
+from ternac.golden import intops, vecops
+from ternac.golden.isa import Flag, Instr, Op
+from ternac.hw.activation import ActMode, Activation
+from ternac.hw.eltwise import EltMode, Eltwise
+from ternac.hw.norm import Norm, NormMode
+from ternac.hw.shiftmax import Shiftmax
+from ternac.hw.vector import VEC_IN
+from ternac.sim.runner import REPO, build, run_bench
+from ternac.sim.streams import pack, to_signed
 
 STALLS = [0.0, 0.3]
 SEED = 4321

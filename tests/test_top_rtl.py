@@ -6,11 +6,11 @@ import random
 import pytest
 import torch
 
-from golden import numerics as nm
-from golden.digits_data import load_split, quantize_pixels
-from golden.interpreter import run_program
-from golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
-from sim.accel import run_batch
+from ternac.golden import numerics as nm
+from ternac.golden.digits_data import load_split, quantize_pixels
+from ternac.golden.interpreter import run_program
+from ternac.golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
+from ternac.sim.accel import run_batch
 from ternac.compiler import compile_mlp
 from ternac.config import AccelConfig
 
@@ -83,8 +83,8 @@ def test_random_mlps_rtl_equals_interpreter_and_golden(lanes):
 def test_embed_then_matvec_rtl_equals_interpreter(lanes):
     """EMBED reads a token's int8 row from the weight memory (raw bytes next to I2 trits);
     RTL == interpreter for every token id, including the first and the last row."""
-    from golden.isa import Flag, Instr, Op, encode_program
-    from golden.packing import embedding_words, tile_lanes
+    from ternac.golden.isa import Flag, Instr, Op, encode_program
+    from ternac.golden.packing import embedding_words, tile_lanes
     g = torch.Generator().manual_seed(SEED)
     vocab, d, n = 11, 13, 6
     table = torch.randint(-128, 128, (vocab, d), generator=g)
@@ -112,8 +112,8 @@ def test_embed_then_matvec_rtl_equals_interpreter(lanes):
 def test_sample_rtl_equals_golden_sampler():
     """SAMPLE on the RTL draws the same index and leaves the same LFSR state as
     golden/sampler.py, for many seeds, skewed and flat distributions, zeros and n = 1."""
-    from golden.isa import Instr, Op, encode_program
-    from golden.sampler import join_state, sample_index, seed_state, split_state
+    from ternac.golden.isa import Instr, Op, encode_program
+    from ternac.golden.sampler import join_state, sample_index, seed_state, split_state
     rng = random.Random(SEED)
     print(f"seed={SEED}")
     n = 9

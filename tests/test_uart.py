@@ -8,7 +8,7 @@ import pytest
 from amaranth import Module
 from amaranth.sim import Simulator
 
-from hw.uart import UARTRx, UARTTx, uart_divisor
+from ternac.hw.uart import UARTRx, UARTTx, uart_divisor
 
 
 def _bits_of(byte, stop=1):
