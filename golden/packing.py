@@ -7,6 +7,12 @@ a byte stream.
 
 T3: five trits a byte, ``value = sum_i (t_i + 1) * 3**i`` (0..242), 1.6 bits a trit.
 
+Lane-tiled words (what the PackedWeightStreamer reads): :func:`tile_lanes` (I2, ``2 * lanes``
+bits a word) and :func:`tile_lanes_t3` (T3, ``8 * lanes / 5`` bits a word). The word-level
+codes, the T3 decode table the RTL ROM is built from (:data:`T3_DECODE`,
+:func:`t3_decode_rom`) and the T3 word layout are defined torch-free in
+:mod:`golden.tritcode` and re-exported here.
+
 Source: ../shared/DESIGN.md "Weight packing"; the I2 code is BitNet's 2-bit layout with the
 sign as the high bit.
 """
@@ -15,13 +21,18 @@ from __future__ import annotations
 import torch
 
 from .numerics import check_ternary
+from .tritcode import (I2_CODE, I2_DECODE, T3_DECODE, T3_ENTRY_BITS, T3_MAX,  # noqa: F401
+                       T3_TRITS_PER_BYTE, pack_t3_word, t3_byte_trits, t3_byte_value,
+                       t3_decode_rom, t3_word_bits, t3_word_bytes, t3_word_to_i2,
+                       unpack_t3_word)
 
 __all__ = ["I2_CODE", "pack_i2_word", "unpack_i2_word", "pack_i2", "unpack_i2",
-           "pack_t3", "unpack_t3", "tile_lanes"]
+           "pack_t3", "unpack_t3", "tile_lanes", "tile_lanes_t3", "embedding_words",
+           "T3_MAX", "T3_TRITS_PER_BYTE", "T3_DECODE", "T3_ENTRY_BITS", "t3_byte_trits",
+           "t3_byte_value", "t3_decode_rom", "t3_word_bytes", "t3_word_bits", "pack_t3_word",
+           "unpack_t3_word", "t3_word_to_i2"]
 
-#: trit -> 2-bit I2 code.
-I2_CODE = {0: 0b00, 1: 0b01, -1: 0b11}
-_I2_DECODE = {0b00: 0, 0b01: 1, 0b11: -1}
+_I2_DECODE = I2_DECODE
 
 
 def pack_i2_word(trits) -> int:
@@ -152,6 +163,42 @@ def tile_lanes(t: torch.Tensor, lanes: int) -> list[int]:
             for l, c in enumerate(codes[jt, :, i].tolist()):
                 w |= c << (2 * l)
             words.append(w)
+    return words
+
+
+def tile_lanes_t3(t: torch.Tensor, lanes: int) -> list[int]:
+    """Lay out an (N, K) trit matrix as the engine streams it in T3: lane-tiled T3 words.
+
+    The same tiling as :func:`tile_lanes`, in T3 words: rows are padded with zero trits to a
+    multiple of ``lanes``; word ``jt * K + i`` carries the trits ``t[jt*lanes + l, i]`` for
+    ``l < lanes``, lane ``l`` as digit ``l % 5`` of byte ``l // 5`` (``byte b = sum_d
+    (t[jt*lanes + 5b + d, i] + 1) * 3**d``), byte ``b`` at bits ``[8b+7:8b]``. A word is
+    ``B = lanes / 5`` bytes (``8 * lanes / 5`` bits) and feeds every lane for one input ``i``;
+    its bytes are :func:`pack_t3` of that lane column. 40 lanes: 64-bit words.
+
+    Returns
+    -------
+    list of ``ceil(N / lanes) * K`` ints, each ``< 2**(8*lanes/5)``, every byte <= 242.
+
+    Raises
+    ------
+    ValueError if ``lanes`` is not a positive multiple of 5 or a value is not a trit.
+    """
+    nbytes = t3_word_bytes(lanes)
+    t = check_ternary(t, "weight matrix")
+    n, k = t.shape
+    tiles = -(-n // lanes)
+    pad = tiles * lanes - n
+    if pad:
+        t = torch.cat([t, torch.zeros(pad, k, dtype=torch.int8)])
+    d = (t.to(torch.int64) + 1).view(tiles, nbytes, T3_TRITS_PER_BYTE, k)
+    pw = torch.tensor([3 ** j for j in range(T3_TRITS_PER_BYTE)], dtype=torch.int64)
+    byts = (d * pw.view(1, 1, -1, 1)).sum(dim=2)                 # (tiles, B, K), 0..242
+    # Python ints: a word may be up to 128 bits, wider than int64.
+    words = []
+    for jt in range(tiles):
+        cols = byts[jt].T.tolist()                                # K lists of B bytes
+        words.extend(int.from_bytes(bytes(c), "little") for c in cols)
     return words
 
 

@@ -9,8 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ternac.golden.packing import (I2_CODE, pack_i2, pack_i2_word, pack_t3, tile_lanes, unpack_i2,
-                            unpack_i2_word, unpack_t3)
+from ternac.golden.packing import (I2_CODE, T3_DECODE, T3_MAX, pack_i2, pack_i2_word, pack_t3,
+                                  pack_t3_word, t3_byte_trits, t3_byte_value, t3_decode_rom,
+                                  t3_word_bits, t3_word_bytes, t3_word_to_i2, tile_lanes,
+                                  tile_lanes_t3, unpack_i2, unpack_i2_word, unpack_t3,
+                                  unpack_t3_word)
 
 PROPS = settings(derandomize=True, max_examples=150, deadline=None)
 
@@ -179,3 +182,130 @@ def test_tile_lanes_small_example_and_padding():
 def test_tile_lanes_rejects_non_ternary():
     with pytest.raises(ValueError, match="not ternary"):
         tile_lanes(torch.tensor([[0, 3]]), 4)
+
+
+# --- T3 words, the decode table and T3 lane tiling ----------------------------------------
+
+def test_t3_decode_table_is_the_division_decode():
+    # entry v: the I2 code (bit 2d = nz, bit 2d+1 = neg) of the digits of v in base 3, minus 1
+    assert len(T3_DECODE) == 243 == T3_MAX + 1
+    for v in range(243):
+        digits = [(v // 3 ** d) % 3 - 1 for d in range(5)]
+        assert list(t3_byte_trits(v)) == digits
+        assert t3_byte_value(digits) == v
+        assert unpack_t3(bytes([v]), 5).tolist() == digits
+        e = T3_DECODE[v]
+        assert 0 <= e < 1 << 10
+        for d, t in enumerate(digits):
+            assert (e >> (2 * d)) & 1 == (t != 0)     # nz
+            assert (e >> (2 * d + 1)) & 1 == (t < 0)  # neg
+        assert e == pack_i2_word(digits)
+    assert len(set(T3_DECODE)) == 243
+
+
+def test_t3_decode_rom_padding():
+    rom = t3_decode_rom()
+    assert len(rom) == 256 and rom[:243] == list(T3_DECODE) and rom[243:] == [0] * 13
+    assert len(t3_decode_rom(512)) == 512
+    with pytest.raises(ValueError, match="at least 243 entries"):
+        t3_decode_rom(200)
+
+
+@pytest.mark.parametrize("bad", [-1, 243, 255, 1.0])
+def test_t3_byte_trits_rejects(bad):
+    with pytest.raises(ValueError, match="invalid T3 byte"):
+        t3_byte_trits(bad)
+
+
+def test_t3_byte_value_rejects():
+    with pytest.raises(ValueError, match="holds 5 trits, not 4"):
+        t3_byte_value([0, 0, 0, 0])
+    with pytest.raises(ValueError, match="position 2 is not a trit"):
+        t3_byte_value([0, 0, 2, 0, 0])
+
+
+@pytest.mark.parametrize("lanes,nbytes", [(5, 1), (20, 4), (40, 8), (80, 16)])
+def test_t3_word_size(lanes, nbytes):
+    assert t3_word_bytes(lanes) == nbytes and t3_word_bits(lanes) == 8 * nbytes
+
+
+@pytest.mark.parametrize("lanes", [0, 4, 8, 32, 41, -5])
+def test_t3_word_size_rejects(lanes):
+    with pytest.raises(ValueError, match="positive multiple of 5"):
+        t3_word_bytes(lanes)
+
+
+def test_t3_word_bit_positions():
+    # lane l is digit l % 5 of byte l // 5; byte b at bits [8b+7:8b]
+    assert pack_t3_word([-1] * 10) == 0
+    assert pack_t3_word([1] * 10) == 242 | 242 << 8
+    assert pack_t3_word([0] * 5) == 121
+    for l in range(40):
+        trits = [-1] * 40
+        trits[l] = 0   # digit 1 in position l % 5 of byte l // 5
+        assert pack_t3_word(trits) == 3 ** (l % 5) << (8 * (l // 5))
+        assert unpack_t3_word(3 ** (l % 5) << (8 * (l // 5)), 40) == trits
+
+
+@given(st.integers(1, 16).flatmap(
+    lambda b: st.lists(st.sampled_from([-1, 0, 1]), min_size=5 * b, max_size=5 * b)))
+@PROPS
+def test_t3_word_round_trip_and_decoder(ts):
+    lanes = len(ts)
+    w = pack_t3_word(ts)
+    assert 0 <= w < 1 << t3_word_bits(lanes)
+    assert all((w >> (8 * b)) & 0xFF <= 242 for b in range(lanes // 5))
+    assert unpack_t3_word(w, lanes) == ts
+    # the word's bytes are pack_t3 of its lanes
+    assert w.to_bytes(lanes // 5, "little") == pack_t3(as_trits(ts))
+    # the RTL decoder (table a byte) gives the I2 word of the same trits
+    assert t3_word_to_i2(w, lanes) == pack_i2_word(ts)
+
+
+def test_t3_word_rejects():
+    with pytest.raises(ValueError, match="invalid T3 byte 243 at byte 1"):
+        unpack_t3_word(243 << 8, 10)
+    with pytest.raises(ValueError, match="does not fit 16 bits"):
+        unpack_t3_word(1 << 16, 10)
+    with pytest.raises(ValueError, match="lanes 5..9: value 2 at position 0 is not a trit"):
+        pack_t3_word([0] * 5 + [2] + [0] * 4)
+    with pytest.raises(ValueError, match="positive multiple of 5"):
+        pack_t3_word([0] * 4)
+    # the RTL decodes the 13 invalid bytes to zero trits (the loader rejects them first)
+    assert t3_word_to_i2(0xFF << 8 | 242, 10) == pack_i2_word([1] * 5 + [0] * 5)
+    with pytest.raises(ValueError, match="does not fit 8 bits"):
+        t3_word_to_i2(256, 5)
+
+
+@given(n=st.integers(1, 50), k=st.integers(1, 9), lanes=st.sampled_from([5, 10, 20, 40]),
+       data=st.data())
+@PROPS
+def test_tile_lanes_t3_matches_direct_construction(n, k, lanes, data):
+    ts = data.draw(st.lists(st.lists(st.sampled_from([-1, 0, 1]), min_size=k, max_size=k),
+                            min_size=n, max_size=n))
+    t = torch.tensor(ts, dtype=torch.int8)
+    words = tile_lanes_t3(t, lanes)
+    tiles = -(-n // lanes)
+    assert len(words) == tiles * k
+    for jt in range(tiles):
+        for i in range(k):
+            col = [ts[jt * lanes + l][i] if jt * lanes + l < n else 0 for l in range(lanes)]
+            assert words[jt * k + i] == pack_t3_word(col)
+    # decoded through the RTL's table, the T3 tiling is the I2 tiling
+    assert [t3_word_to_i2(w, lanes) for w in words] == tile_lanes(t, lanes)
+
+
+def test_tile_lanes_t3_example_and_padding():
+    t = torch.tensor([[1, 0], [-1, 1], [0, -1]], dtype=torch.int8)  # N=3, K=2
+    # lanes=5: one tile, rows 3 and 4 are zero pad (digit 1)
+    assert tile_lanes_t3(t, 5) == [2 + 0 * 3 + 1 * 9 + 27 + 81, 1 + 2 * 3 + 0 * 9 + 27 + 81]
+    # 40 lanes: 64-bit words
+    w = tile_lanes_t3(torch.ones(40, 1, dtype=torch.int8), 40)
+    assert w == [int.from_bytes(bytes([242] * 8), "little")]
+
+
+def test_tile_lanes_t3_rejects():
+    with pytest.raises(ValueError, match="positive multiple of 5"):
+        tile_lanes_t3(torch.zeros(4, 4, dtype=torch.int8), 8)
+    with pytest.raises(ValueError, match="not ternary"):
+        tile_lanes_t3(torch.tensor([[0, 3]]), 5)
