@@ -11,9 +11,11 @@ Header, :data:`HEADER_BYTES` = 20 bytes (``struct`` format :data:`HEADER_FMT`)::
     offset size field
     0      4    magic          b"TNAC"
     4      2    version        u16, :data:`VERSION` (= 1)
-    6      1    format         u8, :class:`Format` (0 = I2 lane-tiled; 1 = T3, reserved)
-    7      1    lanes          u8, L, a multiple of 4 from 4 to 64
-    8      2    word_bits      u16, bits of a weight word, must be 2 * L
+    6      1    format         u8, :class:`Format` (0 = I2 lane-tiled; 1 = T3 lane-tiled)
+    7      1    lanes          u8, L: I2 a multiple of 4 from 4 to 64; T3 a multiple of 5
+                                   from 5 to 80
+    8      2    word_bits      u16, bits of a weight word, must be 2 * L (I2) or 8 * L / 5
+                                   (T3)
     10     2    n_tensors      u16
     12     4    n_words        u32, payload length in words
     16     4    reserved       u32, must be 0
@@ -32,15 +34,17 @@ Tensor table, ``n_tensors`` entries of :data:`TENSOR_BYTES` = 64 bytes
     57     1    flags          u8, golden.isa.Flag bits of the layer's MATVEC (RELU, RAW)
     58     6    reserved       must be 0
 
-Payload, ``n_words`` words of ``word_bits / 8`` bytes, each little-endian: the lane-tiled
-I2 layout of :func:`golden.packing.tile_lanes` (word ``offset + jt * K + i`` holds trit
-``t[jt*L + l, i]`` at bits ``[2l+1:2l]``). Tensors do not overlap; rows past N in the last
-tile are zero trits.
+Payload, ``n_words`` words of ``word_bits / 8`` bytes, each little-endian. Format 0: the
+lane-tiled I2 layout of :func:`golden.packing.tile_lanes` (word ``offset + jt * K + i`` holds
+trit ``t[jt*L + l, i]`` at bits ``[2l+1:2l]``). Format 1: the lane-tiled T3 layout of
+:func:`golden.packing.tile_lanes_t3` (the same words, each of ``L / 5`` bytes: lane ``l`` is
+digit ``l % 5`` of byte ``l // 5``, ``byte = sum_d (t_d + 1) * 3**d <= 242``). Tensors do not
+overlap; rows past N in the last tile are zero trits.
 
 Trailer, 4 bytes: ``zlib.crc32`` of every byte before it, u32.
 
-Format 1 (T3, 5 trits a byte, :func:`golden.packing.pack_t3`) is reserved: the engine
-streams I2 words, so no writer produces T3 yet and the loader rejects it with a clear error.
+Both formats share the header, the tensor table (offsets and counts in words of the
+image's format) and the CRC; ``count = ceil(N / L) * K`` in both.
 
 Source: ../shared/DESIGN.md "Weight packing"; CRC-32 of ISO-HDLC (zlib), as in PNG and zip.
 """
@@ -58,12 +62,12 @@ import torch
 
 from .isa import Flag
 from .numerics import M_BITS, S_MAX
-from .packing import tile_lanes, unpack_i2
+from .packing import T3_MAX, tile_lanes, tile_lanes_t3, unpack_i2, unpack_t3
 
 __all__ = ["MAGIC", "VERSION", "HEADER_FMT", "HEADER_BYTES", "TENSOR_FMT", "TENSOR_BYTES",
            "NAME_BYTES", "CRC_BYTES", "Format", "ImageError", "TensorEntry", "WeightImage",
            "encode_image", "decode_image", "write_image", "read_image", "words_to_trits",
-           "untile_lanes", "image_from_layers"]
+           "untile_lanes", "image_from_layers", "format_word_bits", "lanes_error"]
 
 MAGIC = b"TNAC"
 VERSION = 1
@@ -79,7 +83,27 @@ assert HEADER_BYTES == 20 and TENSOR_BYTES == 64
 class Format(enum.IntEnum):
     """Payload format of a weight image (u8)."""
     I2_TILED = 0   # 2 bits a trit, lane-tiled words of 2 * lanes bits (golden.packing.tile_lanes)
-    T3 = 1         # 5 trits a byte (golden.packing.pack_t3); reserved, rejected by the loader
+    T3 = 1         # 5 trits a byte, lane-tiled words of 8 * lanes / 5 bits (tile_lanes_t3)
+
+
+def lanes_error(fmt: Format, lanes: int) -> str | None:
+    """Why ``lanes`` is not valid for payload format ``fmt``, or None if it is.
+
+    I2: a multiple of 4 from 4 to 64 (words of 8 to 128 bits); T3: a multiple of 5 from 5 to
+    80 (words of 1 to 16 bytes, 8 to 128 bits).
+    """
+    if Format(fmt) == Format.T3:
+        if not (5 <= lanes <= 80 and lanes % 5 == 0):
+            return f"T3 weight image lanes must be a multiple of 5 from 5 to 80, not {lanes}"
+        return None
+    if not (4 <= lanes <= 64 and lanes % 4 == 0):
+        return f"weight image lanes must be a multiple of 4 from 4 to 64, not {lanes}"
+    return None
+
+
+def format_word_bits(fmt: Format, lanes: int) -> int:
+    """Bits of a weight word: ``2 * lanes`` (I2) or ``8 * lanes / 5`` (T3)."""
+    return 8 * lanes // 5 if Format(fmt) == Format.T3 else 2 * lanes
 
 
 class ImageError(ValueError):
@@ -110,13 +134,13 @@ class WeightImage:
     Attributes
     ----------
     lanes : int
-        L; every word is ``2 * L`` bits.
+        L; every word is :attr:`word_bits` bits (``2 * L`` for I2, ``8 * L / 5`` for T3).
     tensors : list[TensorEntry]
         In execution order.
     words : list[int]
         The payload, each ``0 <= w < 2**(2*L)``; loaded at weight-memory address 0.
     format : Format
-        Always :attr:`Format.I2_TILED` for now.
+        :attr:`Format.I2_TILED` (default) or :attr:`Format.T3`.
     """
     lanes: int
     tensors: list[TensorEntry]
@@ -125,12 +149,13 @@ class WeightImage:
 
     @property
     def word_bits(self) -> int:
-        return 2 * self.lanes
+        return format_word_bits(self.format, self.lanes)
 
     def trits(self, index: int | str) -> torch.Tensor:
         """The (N, K) int8 trits of a tensor, by position or name, decoded from the payload."""
         e = self.tensor(index)
-        return untile_lanes(self.words[e.offset:e.offset + e.count], e.n, e.k, self.lanes)
+        return untile_lanes(self.words[e.offset:e.offset + e.count], e.n, e.k, self.lanes,
+                            self.format)
 
     def tensor(self, index: int | str) -> TensorEntry:
         if isinstance(index, str):
@@ -141,24 +166,35 @@ class WeightImage:
         return self.tensors[index]
 
 
-def words_to_trits(words: list[int], lanes: int) -> torch.Tensor:
-    """Decode I2 words of ``2 * lanes`` bits into a (len(words), lanes) int8 trit tensor.
+def words_to_trits(words: list[int], lanes: int,
+                   fmt: Format = Format.I2_TILED) -> torch.Tensor:
+    """Decode lane-tiled words into a (len(words), lanes) int8 trit tensor.
 
-    Uses :func:`golden.packing.unpack_i2` on the words' little-endian bytes (trit ``l`` of a
-    word at bits ``[2l+1:2l]``).
+    I2 (default): words of ``2 * lanes`` bits, :func:`golden.packing.unpack_i2` on their
+    little-endian bytes (trit ``l`` of a word at bits ``[2l+1:2l]``). T3: words of
+    ``8 * lanes / 5`` bits, :func:`golden.packing.unpack_t3` on their bytes (lane ``l`` =
+    digit ``l % 5`` of byte ``l // 5``).
 
     Raises
     ------
-    ValueError on a word that does not fit ``2 * lanes`` bits or holds the invalid code 0b10
-    (the message names the word and the lane).
+    ValueError on a word that does not fit its width, an I2 word holding the invalid code
+    0b10 (the message names the word and the lane), or a T3 byte above 242 (the message
+    names the word and the byte).
     """
-    nbytes = lanes // 4
+    bits = format_word_bits(fmt, lanes)
+    nbytes = bits // 8
     try:
         data = b"".join(int(w).to_bytes(nbytes, "little") for w in words)
     except OverflowError:
-        bad = next(i for i, w in enumerate(words) if not 0 <= int(w) < (1 << (2 * lanes)))
+        bad = next(i for i, w in enumerate(words) if not 0 <= int(w) < (1 << bits))
         raise ValueError(f"weight word {bad} ({int(words[bad]):#x}) does not fit "
-                         f"{2 * lanes} bits") from None
+                         f"{bits} bits") from None
+    if Format(fmt) == Format.T3:
+        if any(b > T3_MAX for b in data):
+            pos = next(i for i, b in enumerate(data) if b > T3_MAX)
+            raise ValueError(f"invalid T3 byte {data[pos]} (must be <= {T3_MAX}) in weight "
+                             f"word {pos // nbytes}, byte {pos % nbytes}")
+        return unpack_t3(data, len(words) * lanes).view(len(words), lanes)
     try:
         t = unpack_i2(data, len(words) * lanes)
     except ValueError:
@@ -170,19 +206,22 @@ def words_to_trits(words: list[int], lanes: int) -> torch.Tensor:
     return t.view(len(words), lanes)
 
 
-def untile_lanes(words: list[int], n: int, k: int, lanes: int) -> torch.Tensor:
-    """Inverse of :func:`golden.packing.tile_lanes`: lane-tiled I2 words -> (N, K) int8 trits.
+def untile_lanes(words: list[int], n: int, k: int, lanes: int,
+                 fmt: Format = Format.I2_TILED) -> torch.Tensor:
+    """Inverse of :func:`golden.packing.tile_lanes` (I2, default) and
+    :func:`golden.packing.tile_lanes_t3` (``fmt=Format.T3``): lane-tiled words -> (N, K) int8
+    trits.
 
     Raises
     ------
-    ValueError if ``len(words) != ceil(n / lanes) * k``, on an invalid code, or if a padding
-    row (``>= n`` in the last tile) holds a nonzero trit.
+    ValueError if ``len(words) != ceil(n / lanes) * k``, on an invalid code (I2 0b10, T3 byte
+    > 242), or if a padding row (``>= n`` in the last tile) holds a nonzero trit.
     """
     tiles = -(-n // lanes)
     if len(words) != tiles * k:
         raise ValueError(f"a {n}x{k} tensor at {lanes} lanes takes {tiles * k} words, "
                          f"not {len(words)}")
-    t = words_to_trits(words, lanes).view(tiles, k, lanes).permute(0, 2, 1)
+    t = words_to_trits(words, lanes, fmt).view(tiles, k, lanes).permute(0, 2, 1)
     t = t.reshape(tiles * lanes, k)
     if bool(t[n:].any()):
         row, col = (int(v) for v in torch.nonzero(t[n:])[0])
@@ -195,12 +234,12 @@ def untile_lanes(words: list[int], n: int, k: int, lanes: int) -> torch.Tensor:
 
 def _check_image(img: WeightImage) -> None:
     """Structural checks shared by the writer and the reader; raises ImageError."""
-    if img.format != Format.I2_TILED:
-        raise ImageError(f"weight image format {int(img.format)} ({Format(img.format).name}) "
-                         f"is reserved and not supported yet; only format 0 (I2 lane-tiled) is")
-    if not (4 <= img.lanes <= 64 and img.lanes % 4 == 0):
-        raise ImageError(f"weight image lanes must be a multiple of 4 from 4 to 64, "
-                         f"not {img.lanes}")
+    if img.format not in Format.__members__.values():
+        raise ImageError(f"unknown weight image format {img.format!r}; known formats are "
+                         f"0 (I2 lane-tiled) and 1 (T3 lane-tiled)")
+    err = lanes_error(img.format, img.lanes)
+    if err:
+        raise ImageError(err)
     n_words = len(img.words)
     spans = []
     for i, e in enumerate(img.tensors):
@@ -236,13 +275,15 @@ def encode_image(img: WeightImage) -> bytes:
     Raises
     ------
     ImageError if the image is not consistent (see :func:`read_image` for the checks) or a
-    word does not fit ``2 * lanes`` bits or holds the invalid I2 code 0b10.
+    word does not fit :attr:`WeightImage.word_bits` bits, holds the invalid I2 code 0b10 or
+    a T3 byte above 242.
     """
     _check_image(img)
     try:
         for e in img.tensors:
-            untile_lanes(img.words[e.offset:e.offset + e.count], e.n, e.k, img.lanes)
-        words_to_trits(img.words, img.lanes)
+            untile_lanes(img.words[e.offset:e.offset + e.count], e.n, e.k, img.lanes,
+                         img.format)
+        words_to_trits(img.words, img.lanes, img.format)
     except ValueError as exc:
         raise ImageError(f"cannot encode the weight image: {exc}") from None
     out = bytearray(struct.pack(HEADER_FMT, MAGIC, VERSION, int(img.format), img.lanes,
@@ -272,13 +313,18 @@ def decode_image(data: bytes, source: str = "weight image") -> WeightImage:
         fail(f"unsupported version {version}; this loader reads version {VERSION}")
     if fmt not in Format.__members__.values():
         fail(f"unknown payload format {fmt}; known formats are 0 (I2 lane-tiled) and 1 (T3)")
-    if fmt != Format.I2_TILED:
-        fail(f"payload format {fmt} ({Format(fmt).name}) is reserved and not supported yet; "
-             f"only format 0 (I2 lane-tiled) is")
-    if not (4 <= lanes <= 64 and lanes % 4 == 0):
-        fail(f"lanes {lanes} is not a multiple of 4 from 4 to 64")
-    if word_bits != 2 * lanes:
-        fail(f"word_bits {word_bits} does not match 2 * lanes = {2 * lanes}")
+    fmt = Format(fmt)
+    if fmt == Format.T3:
+        if not (5 <= lanes <= 80 and lanes % 5 == 0):
+            fail(f"lanes {lanes} is not a multiple of 5 from 5 to 80, as a T3 image needs")
+        if word_bits != format_word_bits(fmt, lanes):
+            fail(f"word_bits {word_bits} does not match 8 * lanes / 5 = "
+                 f"{format_word_bits(fmt, lanes)} of a T3 image")
+    else:
+        if not (4 <= lanes <= 64 and lanes % 4 == 0):
+            fail(f"lanes {lanes} is not a multiple of 4 from 4 to 64")
+        if word_bits != 2 * lanes:
+            fail(f"word_bits {word_bits} does not match 2 * lanes = {2 * lanes}")
     if rsvd != 0:
         fail(f"reserved header field is {rsvd:#x}, not 0")
     nbytes = word_bits // 8
@@ -308,15 +354,15 @@ def decode_image(data: bytes, source: str = "weight image") -> WeightImage:
     payload = data[pos:size - CRC_BYTES]
     words = [int.from_bytes(payload[j:j + nbytes], "little")
              for j in range(0, len(payload), nbytes)]
-    img = WeightImage(lanes=lanes, tensors=tensors, words=words, format=Format(fmt))
+    img = WeightImage(lanes=lanes, tensors=tensors, words=words, format=fmt)
     try:
         _check_image(img)
     except ImageError as exc:
         fail(str(exc))
     try:
-        words_to_trits(words, lanes)
+        words_to_trits(words, lanes, fmt)
         for e in tensors:
-            untile_lanes(words[e.offset:e.offset + e.count], e.n, e.k, lanes)
+            untile_lanes(words[e.offset:e.offset + e.count], e.n, e.k, lanes, fmt)
     except ValueError as exc:
         fail(str(exc))
     return img
@@ -328,8 +374,8 @@ def read_image(path: str | os.PathLike) -> WeightImage:
     Checks, in order: the file exists and is readable; the header is complete; magic,
     version, format, lanes and word width; the file length against the header; the CRC32;
     every tensor's word count against its shape and its span within the payload (no
-    overlap); m, s and flags ranges; every payload word decodes (no I2 code 0b10) and padding
-    rows are zero.
+    overlap); m, s and flags ranges; every payload word decodes (no I2 code 0b10, no T3 byte
+    above 242) and padding rows are zero.
 
     Returns
     -------
@@ -380,7 +426,8 @@ def write_image(img: WeightImage, path: str | os.PathLike) -> None:
         raise
 
 
-def image_from_layers(layers, lanes: int, names=None) -> WeightImage:
+def image_from_layers(layers, lanes: int, names=None,
+                      fmt: Format = Format.I2_TILED) -> WeightImage:
     """Build a :class:`WeightImage` from BitLinear layers laid out back to back.
 
     Parameters
@@ -389,16 +436,22 @@ def image_from_layers(layers, lanes: int, names=None) -> WeightImage:
         ``raw`` and optionally ``gamma`` (e.g. ``golden.mlp.IntBitLinear``)
     lanes : int
     names : optional sequence of tensor names (default ``layer{i}``)
+    fmt : Format
+        :attr:`Format.I2_TILED` (default, :func:`golden.packing.tile_lanes`) or
+        :attr:`Format.T3` (:func:`golden.packing.tile_lanes_t3`, lanes a multiple of 5).
 
     Raises
     ------
-    ValueError if a weight is not ternary (from :func:`golden.packing.tile_lanes`).
+    ValueError if a weight is not ternary, or ``lanes`` does not suit the format (from the
+    tiling functions).
     """
+    fmt = Format(fmt)
+    tile = tile_lanes_t3 if fmt == Format.T3 else tile_lanes
     tensors, words = [], []
     for i, layer in enumerate(layers):
         t = layer.trits
         n, k = (int(v) for v in t.shape)
-        w = tile_lanes(t, lanes)
+        w = tile(t, lanes)
         flags = (Flag.RELU if layer.relu else 0) | (Flag.RAW if layer.raw else 0)
         name = names[i] if names is not None else f"layer{i}"
         # gamma is stored as float32; round it here so a read-back image compares equal.
@@ -406,5 +459,5 @@ def image_from_layers(layers, lanes: int, names=None) -> WeightImage:
         tensors.append(TensorEntry(name, n, k, len(words), len(w), gamma, int(layer.m),
                                    int(layer.s), int(flags)))
         words.extend(w)
-    return WeightImage(lanes=lanes, tensors=tensors, words=words)
+    return WeightImage(lanes=lanes, tensors=tensors, words=words, format=fmt)
 

@@ -1,4 +1,5 @@
-"""golden.image: the weight image format round-trips and its loader rejects every corruption."""
+"""golden.image: the weight image format round-trips and its loader rejects every corruption,
+for both payload formats (0 = I2 lane-tiled, 1 = T3 lane-tiled)."""
 from __future__ import annotations
 
 import os
@@ -10,10 +11,19 @@ import torch
 
 from ternac.golden.image import (CRC_BYTES, HEADER_BYTES, HEADER_FMT, MAGIC, TENSOR_BYTES, VERSION,
                           Format, ImageError, TensorEntry, WeightImage, decode_image,
-                          encode_image, image_from_layers, read_image, untile_lanes,
-                          words_to_trits, write_image)
+                          encode_image, format_word_bits, image_from_layers, read_image,
+                          untile_lanes, words_to_trits, write_image)
 from ternac.golden.isa import Flag
-from ternac.golden.packing import tile_lanes
+from ternac.golden.packing import tile_lanes, tile_lanes_t3
+
+I2, T3 = Format.I2_TILED, Format.T3
+#: (format, lanes) of the round trips: every I2 and T3 word width from the smallest to the
+#: largest the header allows.
+SHAPES = [(I2, 4), (I2, 8), (I2, 12), (I2, 32), (I2, 64),
+          (T3, 5), (T3, 10), (T3, 20), (T3, 40), (T3, 80)]
+#: the small lane count of each format used by the corruption tests (13-row tensor: padding)
+SMALL = {I2: 8, T3: 10}
+FORMATS = [I2, T3]
 
 
 class _Layer:
@@ -26,10 +36,15 @@ def _trits(n, k, seed):
     return torch.randint(-1, 2, (n, k), generator=g).to(torch.int8)
 
 
-def _image(lanes=8):
+def _image(lanes=8, fmt=I2):
     layers = [_Layer(_trits(13, 7, 1), m=300, s=14, relu=True, gamma=0.0421),
               _Layer(_trits(5, 13, 2), raw=True, gamma=0.5)]
-    return image_from_layers(layers, lanes, names=["hidden", "logits"]), layers
+    return image_from_layers(layers, lanes, names=["hidden", "logits"], fmt=fmt), layers
+
+
+def _payload(img):
+    """Byte offset of the payload and bytes a word."""
+    return HEADER_BYTES + len(img.tensors) * TENSOR_BYTES, img.word_bits // 8
 
 
 def _tamper(data: bytes, pos: int, value: bytes, fix_crc: bool = True) -> bytes:
@@ -40,37 +55,42 @@ def _tamper(data: bytes, pos: int, value: bytes, fix_crc: bool = True) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("lanes", [4, 8, 12, 32, 64])
-def test_round_trip(tmp_path, lanes):
-    img, layers = _image(lanes)
+@pytest.mark.parametrize("fmt,lanes", SHAPES)
+def test_round_trip(tmp_path, fmt, lanes):
+    img, layers = _image(lanes, fmt)
     path = tmp_path / "w.tnac"
     write_image(img, path)
     back = read_image(path)
     assert back == img
-    assert back.word_bits == 2 * lanes
+    assert back.format == fmt
+    assert back.word_bits == (2 * lanes if fmt == I2 else 8 * lanes // 5)
     for i, layer in enumerate(layers):
         assert torch.equal(back.trits(i), layer.trits)
     assert back.tensor("hidden").flags == Flag.RELU
     assert back.tensor("logits").flags == Flag.RAW
     assert back.tensor("hidden").m == 300 and back.tensor("hidden").s == 14
     assert back.tensor("hidden").gamma == pytest.approx(0.0421, rel=1e-6)
-    size = HEADER_BYTES + 2 * TENSOR_BYTES + len(img.words) * lanes // 4 + CRC_BYTES
+    size = HEADER_BYTES + 2 * TENSOR_BYTES + len(img.words) * back.word_bits // 8 + CRC_BYTES
     assert os.path.getsize(path) == size
 
 
-def test_layout_matches_tile_lanes():
-    img, layers = _image(8)
-    assert img.words == tile_lanes(layers[0].trits, 8) + tile_lanes(layers[1].trits, 8)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_layout_matches_tile_lanes(fmt):
+    lanes = SMALL[fmt]
+    tile = tile_lanes if fmt == I2 else tile_lanes_t3
+    img, layers = _image(lanes, fmt)
+    assert img.words == tile(layers[0].trits, lanes) + tile(layers[1].trits, lanes)
     assert img.tensors[1].offset == 2 * 7 and img.tensors[1].count == 1 * 13
 
 
-def test_header_fields():
-    img, _ = _image(8)
+@pytest.mark.parametrize("fmt,lanes,word_bits", [(I2, 8, 16), (T3, 10, 16), (T3, 40, 64)])
+def test_header_fields(fmt, lanes, word_bits):
+    img, _ = _image(lanes, fmt)
     data = encode_image(img)
-    magic, version, fmt, lanes, word_bits, n_tensors, n_words, rsvd = struct.unpack_from(
-        HEADER_FMT, data)
-    assert (magic, version, fmt, lanes, word_bits, n_tensors, n_words, rsvd) == (
-        MAGIC, VERSION, 0, 8, 16, 2, len(img.words), 0)
+    magic, version, f, l, wb, n_tensors, n_words, rsvd = struct.unpack_from(HEADER_FMT, data)
+    assert (magic, version, f, l, wb, n_tensors, n_words, rsvd) == (
+        MAGIC, VERSION, int(fmt), lanes, word_bits, 2, len(img.words), 0)
+    assert format_word_bits(fmt, lanes) == word_bits
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
 
 
@@ -87,8 +107,9 @@ def _boundaries(img):
     return data, sorted(c for c in cuts if c < len(data))
 
 
-def test_truncation_at_every_boundary():
-    img, _ = _image(8)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncation_at_every_boundary(fmt):
+    img, _ = _image(SMALL[fmt], fmt)
     data, cuts = _boundaries(img)
     for cut in cuts:
         with pytest.raises(ImageError, match="truncated") as e:
@@ -96,8 +117,9 @@ def test_truncation_at_every_boundary():
         assert "\n" not in str(e.value)
 
 
-def test_truncated_file(tmp_path):
-    img, _ = _image(8)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_truncated_file(tmp_path, fmt):
+    img, _ = _image(SMALL[fmt], fmt)
     path = tmp_path / "w.tnac"
     write_image(img, path)
     data = path.read_bytes()
@@ -107,15 +129,17 @@ def test_truncated_file(tmp_path):
         read_image(path)
 
 
-def test_trailing_bytes():
-    img, _ = _image(8)
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_trailing_bytes(fmt):
+    img, _ = _image(SMALL[fmt], fmt)
     with pytest.raises(ImageError, match="unexpected bytes after the end"):
         decode_image(encode_image(img) + b"\0")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("where", ["payload", "table", "crc"])
-def test_flipped_byte_is_a_crc_error(where):
-    img, _ = _image(8)
+def test_flipped_byte_is_a_crc_error(where, fmt):
+    img, _ = _image(SMALL[fmt], fmt)
     data = encode_image(img)
     pos = {"payload": len(data) - CRC_BYTES - 3, "table": HEADER_BYTES + 33,
            "crc": len(data) - 1}[where]
@@ -139,15 +163,26 @@ def test_bad_version():
         decode_image(_tamper(encode_image(img), 4, struct.pack("<H", 2)))
 
 
-def test_format_t3_reserved_and_unknown():
-    img, _ = _image(8)
-    data = encode_image(img)
-    with pytest.raises(ImageError, match="format 1 \\(T3\\) is reserved"):
-        decode_image(_tamper(data, 6, bytes([Format.T3])))
-    with pytest.raises(ImageError, match="unknown payload format 7"):
-        decode_image(_tamper(data, 6, bytes([7])))
-    with pytest.raises(ImageError, match="reserved"):
-        encode_image(WeightImage(lanes=8, tensors=[], words=[], format=Format.T3))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unknown_format(fmt):
+    img, _ = _image(SMALL[fmt], fmt)
+    with pytest.raises(ImageError, match="unknown payload format 7; known formats are 0"):
+        decode_image(_tamper(encode_image(img), 6, bytes([7])))
+    with pytest.raises(ImageError, match="unknown weight image format 7"):
+        encode_image(WeightImage(lanes=8, tensors=[], words=[], format=7))
+
+
+def test_format_flip_is_caught_by_the_word_width():
+    # A T3 image relabelled I2 (or back) no longer matches its word width.
+    t3, _ = _image(40, T3)
+    with pytest.raises(ImageError, match="word_bits 64 does not match 2 \\* lanes = 80"):
+        decode_image(_tamper(encode_image(t3), 6, bytes([I2])))
+    i2, _ = _image(20, I2)
+    with pytest.raises(ImageError, match="word_bits 40 does not match 8 \\* lanes / 5 = 32"):
+        decode_image(_tamper(encode_image(i2), 6, bytes([T3])))
+    i2, _ = _image(8, I2)
+    with pytest.raises(ImageError, match="lanes 8 is not a multiple of 5 from 5 to 80"):
+        decode_image(_tamper(encode_image(i2), 6, bytes([T3])))
 
 
 def test_bad_lanes_and_word_bits():
@@ -159,12 +194,31 @@ def test_bad_lanes_and_word_bits():
         decode_image(_tamper(data, 8, struct.pack("<H", 32)))
 
 
-def test_table_inconsistencies():
-    img, _ = _image(8)
+def test_bad_lanes_and_word_bits_t3():
+    img, _ = _image(10, T3)
+    data = encode_image(img)
+    for bad in (4, 12, 85, 0):
+        with pytest.raises(ImageError, match=f"lanes {bad} is not a multiple of 5 from 5 to 80"):
+            decode_image(_tamper(data, 7, bytes([bad])))
+    with pytest.raises(ImageError, match="word_bits 20 does not match 8 \\* lanes / 5 = 16"):
+        decode_image(_tamper(data, 8, struct.pack("<H", 20)))
+    # the writer checks the same rule, and the tiling refuses lanes that are not 5k
+    with pytest.raises(ImageError, match="T3 weight image lanes must be a multiple of 5 from "
+                                         "5 to 80, not 8"):
+        encode_image(WeightImage(lanes=8, tensors=[], words=[], format=T3))
+    with pytest.raises(ValueError, match="positive multiple of 5"):
+        _image(8, T3)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_table_inconsistencies(fmt):
+    lanes = SMALL[fmt]
+    img, _ = _image(lanes, fmt)
     data = encode_image(img)
     t1 = HEADER_BYTES + TENSOR_BYTES  # second tensor entry
     # word count that does not match the shape
-    with pytest.raises(ImageError, match="needs 13 words at 8 lanes, but its table entry says 12"):
+    with pytest.raises(ImageError, match=f"needs 13 words at {lanes} lanes, but its table "
+                                         f"entry says 12"):
         decode_image(_tamper(data, t1 + 44, struct.pack("<I", 12)))
     # offset past the payload
     with pytest.raises(ImageError, match="past the end of the 27-word payload"):
@@ -191,6 +245,40 @@ def test_code_0b10_rejected():
         decode_image(_tamper(data, pos, bytes([b])))
     with pytest.raises(ValueError, match="0b10"):
         words_to_trits([0b10], 4)
+
+
+@pytest.mark.parametrize("bad", [243, 250, 255])
+def test_t3_byte_over_242_rejected(bad):
+    img, _ = _image(10, T3)
+    data = encode_image(img)
+    base, nbytes = _payload(img)
+    assert nbytes == 2
+    pos = base + 3 * nbytes + 1   # word 3, byte 1 (lanes 5..9)
+    with pytest.raises(ImageError, match=f"invalid T3 byte {bad} \\(must be <= 242\\) in "
+                                         f"weight word 3, byte 1"):
+        decode_image(_tamper(data, pos, bytes([bad])))
+    # the same word written by hand is refused by the writer
+    words = list(img.words)
+    words[3] = (words[3] & 0x00FF) | bad << 8
+    with pytest.raises(ImageError, match=f"cannot encode the weight image: invalid T3 byte "
+                                         f"{bad}"):
+        encode_image(WeightImage(lanes=10, tensors=img.tensors, words=words, format=T3))
+    with pytest.raises(ValueError, match=f"invalid T3 byte {bad} .* word 0, byte 0"):
+        words_to_trits([bad], 5, T3)
+    # a byte of 242 (all +1) is valid
+    assert words_to_trits([242], 5, T3).tolist() == [[1] * 5]
+
+
+def test_t3_nonzero_padding_rejected():
+    img, _ = _image(10, T3)  # tensor 0 has 13 rows: rows 13..19 of tile 1 are padding
+    data = encode_image(img)
+    base, nbytes = _payload(img)
+    word = 1 * 7 + 2                      # tile 1, column 2
+    pos = base + word * nbytes            # byte 0: lanes 0..4 = rows 10..14
+    assert (data[pos] // 81) % 3 == 1     # row 14 (digit 4) is a zero trit
+    with pytest.raises(ImageError, match="padding row 14 \\(the tensor has 13 rows\\) holds a "
+                                         "nonzero trit at column 2"):
+        decode_image(_tamper(data, pos, bytes([data[pos] + 81])))   # row 14 -> +1
 
 
 def test_nonzero_padding_rejected():
@@ -230,3 +318,14 @@ def test_untile_is_inverse_of_tile_lanes():
         for n, k in ((1, 1), (lanes, 3), (lanes + 1, 5), (37, 11)):
             t = _trits(n, k, n * 100 + k)
             assert torch.equal(untile_lanes(tile_lanes(t, lanes), n, k, lanes), t)
+
+
+def test_untile_is_inverse_of_tile_lanes_t3():
+    for lanes in (5, 20, 40, 80):
+        for n, k in ((1, 1), (lanes, 3), (lanes + 1, 5), (37, 11)):
+            t = _trits(n, k, n * 100 + k)
+            assert torch.equal(untile_lanes(tile_lanes_t3(t, lanes), n, k, lanes, T3), t)
+    with pytest.raises(ValueError, match="takes 2 words, not 3"):
+        untile_lanes([121] * 3, 6, 1, 5, T3)
+    with pytest.raises(ValueError, match="does not fit 8 bits"):
+        words_to_trits([256], 5, T3)
