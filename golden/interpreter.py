@@ -21,10 +21,10 @@ import torch
 
 from .image import words_to_trits
 from .isa import Flag, Instr, Op, decode_program
-from .isa import VECTOR_OPS
-from .numerics import ACT_MAX, ACT_MIN, relu, requantize, ternary_matvec
+from .numerics import ACT_MAX, ACT_MIN, matvec_op
+from .ops import vector_ops
 from .sampler import join_state, sample_index, split_state
-from .vecops import SCRATCH_MAX as WIDE_MAX, vector_op
+from .vecops import argmax, vector_op
 
 __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
 
@@ -116,6 +116,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
 
     pc = 0
     executed = 0
+    vec_ops = vector_ops()
     while True:
         if pc >= len(prog):
             raise MachineError(f"the program ran past its last instruction ({len(prog)}) "
@@ -130,13 +131,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             if ins.n < 1:
                 raise MachineError(f"instruction {pc} ({ins}) is an ARGMAX over 0 elements")
             _span("reads out", ins.src, ins.n, out_depth, pc, ins)
-            v = out[:, ins.src:ins.src + ins.n]
-            # The smallest index of the maximum, spelled out rather than relying on
-            # torch.argmax's tie rule.
-            idx = torch.arange(ins.n, dtype=torch.int64).expand_as(v)
-            hit = v == v.max(dim=1, keepdim=True).values
-            result = torch.where(hit, idx, ins.n).min(dim=1).values
-        elif ins.op in VECTOR_OPS:
+            result = argmax(out[:, ins.src:ins.src + ins.n])
+        elif ins.op in vec_ops:
             _vector(ins, pc, scratch)
         elif ins.op == Op.SAMPLE:
             result = _sample(ins, pc, scratch)
@@ -237,17 +233,13 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
     if bool(((x < ACT_MIN) | (x > ACT_MAX)).any()):
         raise MachineError(f"instruction {pc} ({ins}) reads scratch words outside the int8 "
                            f"activation range [{ACT_MIN}, {ACT_MAX}]; a MATVEC input must be int8")
-    acc = ternary_matvec(t, x)
+    y = matvec_op(t, x, ins.m, ins.s, int(flags))
     if Flag.RAW in flags:
-        if not _fits(acc, OUT_BITS):  # pragma: no cover - needs K * 2^15 >= 2^31
+        if not _fits(y, OUT_BITS):  # pragma: no cover - needs K * 2^15 >= 2^31
             raise MachineError(f"instruction {pc} ({ins}) produced an accumulator outside "
                                f"{OUT_BITS} signed bits")
-        out[:, ins.dst:ins.dst + n] = acc
+        out[:, ins.dst:ins.dst + n] = y
     else:
-        hi = WIDE_MAX if Flag.WIDE in flags else ACT_MAX
-        y = requantize(acc, ins.m, ins.s, -hi, hi)
-        if Flag.RELU in flags:
-            y = relu(y)
         scratch[:, ins.dst:ins.dst + n] = y
 
 

@@ -57,7 +57,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-__all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "VECTOR_OPS", "Instr", "encode", "decode",
+__all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program"]
 
 INSTR_BITS = 128
@@ -104,11 +104,6 @@ class Flag(enum.IntFlag):
     OUT8 = 4   # vector ops: saturate to int8 [-127, 127] instead of int16 [-32767, 32767]
     NEG = 8    # vector ops: negate the ``a`` operand first
     WIDE = 16  # MATVEC: requantize to int16 [-32767, 32767] instead of int8 [-127, 127]
-
-
-#: Vector operations executed by the vector units (see golden.vecops).
-VECTOR_OPS = frozenset({Op.SIGMOID, Op.SILU, Op.GELU, Op.RMSNORM, Op.LAYERNORM, Op.SHIFTMAX,
-                        Op.ADD, Op.MUL})
 
 
 @dataclasses.dataclass(frozen=True)

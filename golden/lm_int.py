@@ -527,19 +527,140 @@ class IntLM:
         shape = (self.config.attn_size,) if batch is None else (batch, self.config.attn_size)
         return [torch.zeros(shape, dtype=torch.int64) for _ in self.layers]
 
+    def graph(self, sample: bool = False, temperature: float = 1.0, *,
+              with_logits16: bool = False):
+        """The LM's one-token model graph (:mod:`ternac.golden.graph`): the dataflow of the
+        module docstring, node for node.
+
+        Vectors: input ``token`` (1 word); state ``layers.l.H`` (D, int16 at h_scale) and,
+        for sampling, ``lfsr`` (2 words, golden.sampler); consts: every RMSNorm weight by its
+        norm's name (int16, ``|w| <= NORM_W_MAX``) and the Q14 lower-bound vectors
+        ``layers.l.attn.one_minus_lb`` / ``.lb`` of an imported model; table
+        ``embeddings`` (V, d) int8; one weight matrix a BitLinear (``lm_head`` once).
+        Greedy (default): ``logits`` = MATVEC RAW lm_head (int32), ARGMAX. ``sample``:
+        ``logits16`` = MATVEC WIDE lm_head (int16 at logit16_scale), ``probs`` = SHIFTMAX
+        with ``sample_gain(temperature)`` (Q15), SAMPLE over them with the ``lfsr`` state.
+        ``with_logits16`` (greedy only) also computes ``logits16`` (for a trace).
+
+        Raises
+        ------
+        ValueError for a bad temperature or, when sampling, a model without int16 logits.
+        """
+        key = (bool(sample), float(temperature) if sample else None, bool(with_logits16))
+        cache = self.__dict__.setdefault("_graphs", {})
+        if key in cache:
+            return cache[key]
+        from .graph import Graph, Vec
+        from .isa import Flag, Op
+
+        c = self.config
+        d, D, V = c.hidden_size, c.attn_size, c.vocab_size
+        g = Graph(name="matmulfree-lm")
+        WIDE, OUT8, NEG, RAW = int(Flag.WIDE), int(Flag.OUT8), int(Flag.NEG), int(Flag.RAW)
+        tok = g.input("token", 1, bits=16)
+        states = [g.state(f"layers.{i}.H", D, 16, L.h_scale) for i, L in enumerate(self.layers)]
+        lfsr = g.state("lfsr", 2, 16) if sample else None
+        consts: dict[str, str] = {}
+
+        def const(name, values):
+            if name not in consts:
+                consts[name] = g.const(name, values, 16)
+            return consts[name]
+
+        def norm(x, nm, out):
+            w = const(nm.name, nm.weight)
+            return g.add(Op.RMSNORM, Vec(out, g.vecs[x].n, nm.out_bits, nm.out_scale), x, w,
+                         m=nm.m, s=nm.s, flags=OUT8 if nm.out_bits == 8 else 0)
+
+        def weight(lin):
+            if lin.name not in g.weights:
+                g.weight(lin.name, lin.trits, lin.gamma, lin.act_scale)
+            return lin.name
+
+        def matvec(x, lin, out):
+            n = int(lin.trits.shape[0])
+            return g.add(Op.MATVEC, Vec(out, n, 16, lin.out_scale), x, weight=weight(lin),
+                         m=lin.m, s=lin.s, flags=WIDE)
+
+        def act(op, x, a, out, flags=0):
+            return g.add(op, Vec(out, g.vecs[x].n, 16), x, m=a.m, s=a.s, m2=a.m2, s2=a.s2,
+                         flags=flags)
+
+        def mul(x, y, ms, out):
+            o = out if out in g.vecs else Vec(out, g.vecs[x].n, 16)
+            return g.add(Op.MUL, o, x, y, m=ms[0], s=ms[1])
+
+        def add(x, y, ms, ms2, out):
+            o = out if out in g.vecs else Vec(out, g.vecs[x].n, 16)
+            return g.add(Op.ADD, o, x, y, m=ms[0], s=ms[1], m2=ms2[0], s2=ms2[1])
+
+        g.table("embeddings", self.emb_table)
+        E = g.add(Op.EMBED, Vec("E", d, 8, self.emb_scale), tok, weight="embeddings")
+        R = add(E, E, self.emb_res, (0, 0), "R")
+        for li, L in enumerate(self.layers):
+            p = f"layers.{li}."
+            H = states[li]
+            X16 = norm(R, L.attn_norm, p + "X16")
+            F_ = matvec(norm(X16, L.f_in, p + "XF"), L.f_proj, p + "F_")
+            lb = L.lb is not None
+            Fq = act(Op.SIGMOID, F_, L.f_sig, p + ("F0" if lb else "F"))
+            NF = act(Op.SIGMOID, F_, L.f_sig, p + ("NF0" if lb else "NF"), NEG)
+            if lb:
+                omlb = const(p + "attn.one_minus_lb", L.one_minus_lb)
+                lbv = const(p + "attn.lb", L.lb)
+                Fq = add(mul(Fq, omlb, (1, LB_FRAC_BITS), p + "F*(1-lb)"), lbv, (1, 0),
+                         (1 << (15 - LB_FRAC_BITS), 0), p + "F")
+                NF = mul(NF, omlb, (1, LB_FRAC_BITS), p + "NF")
+            I_ = matvec(norm(X16, L.i_in, p + "XI"), L.i_proj, p + "I_")
+            SI = act(Op.SILU, I_, L.i_silu, p + "SI")
+            C = mul(SI, NF, L.c_mul, p + "C")
+            FH = mul(Fq, H, L.fh_mul, p + "FH")
+            add(FH, C, (1, 0), (1, 0), H)
+            G_ = matvec(norm(X16, L.g_in, p + "XG"), L.g_proj, p + "G_")
+            GN = norm(G_, L.g_norm, p + "GN")
+            SH = act(Op.SILU, H, L.h_silu, p + "SH")
+            O = mul(GN, SH, L.o_mul, p + "O")
+            OP = matvec(norm(O, L.o_in, p + "XO"), L.o_proj, p + "OP")
+            R = add(R, OP, (1, 0), (1, 0), p + "R1")
+            XM = norm(norm(R, L.mlp_norm, p + "XM16"), L.gate_in, p + "XM")
+            GT = matvec(XM, L.gate_proj, p + "GT")
+            Y = matvec(XM, L.y_proj, p + "Y")
+            SG = act(Op.SILU, GT, L.gate_silu, p + "SG")
+            Z = mul(SG, Y, L.z_mul, p + "Z")
+            DP = matvec(norm(Z, L.down_in, p + "XD"), L.down_proj, p + "DP")
+            R = add(R, DP, (1, 0), (1, 0), p + "R2")
+        XL = norm(norm(R, self.final_norm, "XN"), self.head_norm, "XL")
+        head = weight(self.lm_head)
+        if sample or with_logits16:
+            lw = self._wide()
+            L16 = g.add(Op.MATVEC, Vec("logits16", V, 16, lw.out_scale), XL, weight=head,
+                        m=lw.m, s=lw.s, flags=WIDE)
+        if sample:
+            gm, gs = self.sample_gain(temperature)
+            P = g.add(Op.SHIFTMAX, Vec("probs", V, 15), L16, m=gm, s=gs)
+            g.add(Op.SAMPLE, lfsr, P, lfsr)
+            g.outputs = [L16]
+        else:
+            logits = g.add(Op.MATVEC, Vec("logits", V, 32, self.logit_scale), XL, weight=head,
+                           flags=RAW)
+            g.add(Op.ARGMAX, None, logits)
+            g.outputs = [logits]
+        cache[key] = g
+        return g
+
     def step(self, token, state: list[torch.Tensor] | None = None, *,
              trace: dict | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """One token through the integer model.
+        """One token through the integer model: an evaluation of :meth:`graph`.
 
         Parameters
         ----------
         token : int, or (B,) integer tensor of token ids in [0, V)
         state : list of L int64 tensors (D,) (or (B, D)), int16 values at each layer's
             h_scale; None for the zero state
-        trace : optional dict; receives every intermediate by the names of the module
-            docstring (``layers.l.X16``, ..., ``XL``, ``logits``) and, if the model has
-            int16 logits (``lm_head_wide``), ``logits16`` (the sampling program's MATVEC
-            WIDE; computed only when a trace is asked for)
+        trace : optional dict; receives every vector of the graph by name
+            (``layers.l.X16``, ..., ``XL``, ``logits``) and, if the model has int16 logits
+            (``lm_head_wide``), ``logits16`` (the sampling program's MATVEC WIDE; computed
+            only when a trace is asked for)
 
         Returns
         -------
@@ -562,62 +683,26 @@ class IntLM:
         if len(state) != len(self.layers):
             raise ValueError(f"the state has {len(state)} tensors, the model {len(self.layers)} layers")
         state = [s.to(torch.int64).reshape(B, -1) for s in state]
-        W = WIDE_MAX
-
-        def rec(name, v):
-            if trace is not None:
-                trace[name] = v
-            return v
-
-        E = rec("E", self.emb_table[tok])
-        R = rec("R", eltwise_add(E, E, *self.emb_res, 0, 0, W))
-        new_state = []
-        for li, (L, H) in enumerate(zip(self.layers, state)):
-            p = f"layers.{li}."
-            X16 = rec(p + "X16", L.attn_norm(R))
-            F_ = rec(p + "F_", L.f_proj(L.f_in(X16)))
-            Fq = requantize(intops.sigmoid_q(F_, L.f_sig.m, L.f_sig.s), L.f_sig.m2, L.f_sig.s2, -W, W)
-            NF = requantize(intops.sigmoid_q(-F_, L.f_sig.m, L.f_sig.s), L.f_sig.m2, L.f_sig.s2, -W, W)
-            if L.lb is not None:
-                Fq = eltwise_add(eltwise_mul(Fq, L.one_minus_lb, 1, LB_FRAC_BITS, W), L.lb,
-                                 1, 0, 1 << (15 - LB_FRAC_BITS), 0, W)
-                NF = eltwise_mul(NF, L.one_minus_lb, 1, LB_FRAC_BITS, W)
-            rec(p + "F", Fq), rec(p + "NF", NF)
-            I_ = rec(p + "I_", L.i_proj(L.i_in(X16)))
-            SI = rec(p + "SI", intops.gated_q(I_, *dataclasses.astuple(L.i_silu), 16))
-            C = rec(p + "C", eltwise_mul(SI, NF, *L.c_mul, W))
-            FH = rec(p + "FH", eltwise_mul(Fq, H, *L.fh_mul, W))
-            H = rec(p + "H", eltwise_add(FH, C, 1, 0, 1, 0, W))
-            G_ = rec(p + "G_", L.g_proj(L.g_in(X16)))
-            GN = rec(p + "GN", L.g_norm(G_))
-            SH = rec(p + "SH", intops.gated_q(H, *dataclasses.astuple(L.h_silu), 16))
-            O = rec(p + "O", eltwise_mul(GN, SH, *L.o_mul, W))
-            OP = rec(p + "OP", L.o_proj(L.o_in(O)))
-            R = rec(p + "R1", eltwise_add(R, OP, 1, 0, 1, 0, W))
-            X16 = rec(p + "XM16", L.mlp_norm(R))
-            XM = L.gate_in(X16)
-            GT = rec(p + "GT", L.gate_proj(XM))
-            Y = rec(p + "Y", L.y_proj(XM))
-            SG = rec(p + "SG", intops.gated_q(GT, *dataclasses.astuple(L.gate_silu), 16))
-            Z = rec(p + "Z", eltwise_mul(SG, Y, *L.z_mul, W))
-            DP = rec(p + "DP", L.down_proj(L.down_in(Z)))
-            R = rec(p + "R2", eltwise_add(R, DP, 1, 0, 1, 0, W))
-            new_state.append(H)
-        XN = rec("XN", self.final_norm(R))
-        XL = rec("XL", self.head_norm(XN))
-        logits = rec("logits", self.lm_head(XL))
-        if trace is not None and self.lm_head_wide is not None:
-            rec("logits16", self.lm_head_wide(XL))
+        g = self.graph(with_logits16=trace is not None and self.lm_head_wide is not None)
+        env = g.evaluate({"token": tok[:, None]},
+                         {f"layers.{i}.H": h for i, h in enumerate(state)})
+        if trace is not None:
+            for name, v in env.items():
+                if name not in g.consts and name != "result":
+                    trace[name] = v
+        logits = env["logits"]
+        new_state = [env[f"layers.{i}.H"] for i in range(len(self.layers))]
         if scalar:
             return logits[0], [h[0] for h in new_state]
         return logits, new_state
 
     @staticmethod
     def argmax(logits: torch.Tensor) -> torch.Tensor:
-        """The smallest index of the maximum over the last axis (the ARGMAX instruction)."""
-        idx = torch.arange(logits.shape[-1], dtype=torch.int64).expand_as(logits)
-        hit = logits == logits.max(dim=-1, keepdim=True).values
-        return torch.where(hit, idx, logits.shape[-1]).min(dim=-1).values
+        """The smallest index of the maximum over the last axis (the ARGMAX instruction,
+        :func:`ternac.golden.vecops.argmax`)."""
+        from .vecops import argmax
+
+        return argmax(logits)
 
     def generate(self, prompt_ids, n: int, greedy: bool = True, seed: int | None = None,
                  temperature: float = 1.0, logits_out: list | None = None) -> list[int]:
@@ -651,23 +736,25 @@ class IntLM:
         if not greedy:
             if seed is None:
                 raise ValueError("sampling (greedy=False) needs a seed")
-            gain = self.sample_gain(temperature)
-            lfsr = sampler.seed_state(seed)
+            g = self.graph(sample=True, temperature=temperature)
+            lo, hi = sampler.split_state(sampler.seed_state(seed))
         if n == 0:
             return []
         state = self.init_state()
         out: list[int] = []
         seq = list(ids)
         for k in range(len(ids) + n - 1):
-            tr: dict | None = None if greedy else {}
-            logits, state = self.step(seq[k], state, trace=tr)
             if greedy:
+                logits, state = self.step(seq[k], state)
                 nxt = int(self.argmax(logits))
                 shown = logits
             else:
-                shown = tr["logits16"][0]
-                p = intops.shiftmax_q(shown, *gain, SHIFTMAX_OUT_BITS)
-                nxt, lfsr = sampler.sample_index(p.tolist(), lfsr)
+                feeds = {f"layers.{i}.H": h for i, h in enumerate(state)}
+                feeds["lfsr"] = torch.tensor([lo, hi], dtype=torch.int64)
+                env = g.evaluate({"token": torch.tensor([seq[k]])}, feeds)
+                state = [env[f"layers.{i}.H"] for i in range(len(self.layers))]
+                lo, hi = (int(v) for v in env["lfsr"])
+                nxt, shown = int(env["result"]), env["logits16"]
             if logits_out is not None:
                 logits_out.append([int(v) for v in shown.tolist()])
             if k + 1 >= len(ids):

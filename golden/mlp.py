@@ -62,7 +62,7 @@ __all__ = [
     "DIGITS_DIMS", "DEFAULT_EPOCHS", "DEFAULT_CHECKPOINT",
     "BitLinear", "TernaryMLP", "ste_ternary", "fake_quant_act",
     "TernaryLayer", "Checkpoint", "load_checkpoint", "save_trit_checkpoint",
-    "IntBitLinear", "int_layers_from_trits", "int_layers_from_checkpoint",
+    "IntBitLinear", "int_layers_from_trits", "int_layers_from_checkpoint", "mlp_graph",
     "int_forward", "float_forward", "load_float_model", "predict", "evaluate", "train_digits",
 ]
 
@@ -462,17 +462,51 @@ def int_forward(layers: Sequence[IntBitLinear], x_int8: torch.Tensor) -> torch.T
                          f"not shape {tuple(x_int8.shape)}")
     if x_int8.numel() and (int(x_int8.min()) < numerics.ACT_MIN or int(x_int8.max()) > numerics.ACT_MAX):
         raise ValueError(f"int_forward input must lie in [{numerics.ACT_MIN}, {numerics.ACT_MAX}]")
-    x = x_int8.to(torch.int64)
-    for l, layer in enumerate(layers):
-        acc = numerics.ternary_matvec(layer.trits, x)
+    for l, layer in enumerate(layers[:-1]):
         if layer.raw:
-            if l != len(layers) - 1:
-                raise ValueError(f"layer {l} is raw but is not the last layer")
-            return acc
-        x = numerics.requantize(acc, layer.m, layer.s)
-        if layer.relu:
-            x = numerics.relu(x)
-    return x
+            raise ValueError(f"layer {l} is raw but is not the last layer")
+    g = mlp_graph(layers)
+    env = g.evaluate({"x": x_int8.to(torch.int64)})
+    return env[g.outputs[0]]
+
+
+def mlp_graph(layers: Sequence[IntBitLinear], names: Sequence[str] | None = None,
+              gammas: Sequence[float] | None = None,
+              act_scales: Sequence[float] | None = None):
+    """The integer MLP as a model graph (:mod:`ternac.golden.graph`).
+
+    ``x`` (K0,) int8 input; per layer ``l`` a MATVEC over weight ``layers.l`` (or
+    ``names[l]``): int8 (RELU where the layer has it) for every layer but the last, RAW int32
+    accumulators ``logits`` for the last; then ARGMAX over the logits (the result register is
+    the class). Evaluating it is :func:`int_forward`.
+
+    Raises
+    ------
+    ValueError (GraphError) if the shapes do not chain.
+    """
+    from .graph import Graph, Vec
+    from .isa import Flag, Op
+
+    g = Graph(name="mlp")
+    layers = list(layers)
+    x = g.input("x", int(layers[0].trits.shape[1]), bits=8)
+    last = len(layers) - 1
+    for l, layer in enumerate(layers):
+        nm = names[l] if names is not None else f"layers.{l}"
+        w = g.weight(nm, layer.trits, gamma=gammas[l] if gammas is not None else 0.0,
+                     act_scale=act_scales[l] if act_scales is not None else 0.0)
+        n = int(layer.trits.shape[0])
+        if l == last and layer.raw:
+            out = g.add(Op.MATVEC, Vec("logits", n, 32), x, weight=w, flags=int(Flag.RAW))
+        else:
+            flags = int(Flag.RELU) if layer.relu else 0
+            out = g.add(Op.MATVEC, Vec(f"h{l}", n, 8), x, weight=w, m=int(layer.m),
+                        s=int(layer.s), flags=flags)
+        x = out
+    if layers[last].raw:
+        g.add(Op.ARGMAX, None, x)
+    g.outputs = [x]
+    return g
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,8 +555,11 @@ def load_float_model(ckpt: Checkpoint | str | Path) -> TernaryMLP:
 
 
 def predict(logits: torch.Tensor) -> torch.Tensor:
-    """Class of each row: the smallest index of the largest logit (as the ISA's ARGMAX)."""
-    return torch.argmax(logits, dim=-1)
+    """Class of each row: the smallest index of the largest logit (the ISA's ARGMAX,
+    :func:`ternac.golden.vecops.argmax`)."""
+    from .vecops import argmax
+
+    return argmax(logits)
 
 
 def _accuracies(ckpt: Checkpoint, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:

@@ -185,3 +185,20 @@ def dyadic(scale: float, m_bits: int = M_BITS, s_max: int = S_MAX) -> tuple[int,
 def relu(x: torch.Tensor) -> torch.Tensor:
     """Integer ReLU, ``max(x, 0)``; keeps dtype."""
     return torch.clamp(x, min=0)
+
+
+def matvec_op(trits: torch.Tensor, x: torch.Tensor, m: int, s: int, flags: int) -> torch.Tensor:
+    """The MATVEC instruction (golden.isa) on an (N, K) trit matrix and int8 inputs (..., K).
+
+    ``acc = ternary_matvec(trits, x)``; with ``RAW`` the accumulators themselves (int32
+    range); else ``requantize(acc, m, s)`` to int8 [-127, 127], or int16 [-32767, 32767]
+    with ``WIDE``, then ReLU with ``RELU``. Returns int64 (..., N).
+    """
+    from .isa import Flag
+
+    acc = ternary_matvec(trits, x)
+    if flags & Flag.RAW:
+        return acc
+    hi = WIDE_MAX if flags & Flag.WIDE else ACT_MAX
+    y = requantize(acc, m, s, -hi, hi)
+    return relu(y) if flags & Flag.RELU else y

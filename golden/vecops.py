@@ -15,7 +15,8 @@ from .numerics import requantize, round_half_up_shift, sat
 from .widths import SHIFTMAX_OUT_BITS as _SHIFTMAX_OUT_BITS, WIDE_MAX
 
 __all__ = ["SCRATCH_MAX", "SHIFTMAX_OUT_BITS", "out_limit", "vector_op", "eltwise_add",
-           "eltwise_mul", "m2s2"]
+           "eltwise_mul", "m2s2", "sigmoid", "silu", "rmsnorm", "layernorm", "shiftmax", "add",
+           "mul", "embed", "argmax"]
 
 #: Symmetric saturation of a 16-bit scratch word (so that -y never overflows).
 SCRATCH_MAX = WIDE_MAX
@@ -44,12 +45,94 @@ def eltwise_mul(a, b, m, s, hi):
     return requantize(a * b, m, s, -hi, hi)
 
 
+def _prep(a, b, p):
+    a = torch.as_tensor(a).to(torch.int64)
+    b = torch.as_tensor(b).to(torch.int64)
+    if p.flags & Flag.NEG:
+        a = -a
+    return a, b, out_limit(p.flags)
+
+
+def sigmoid(a, b, p):
+    """SIGMOID: ``sat(requantize(sigmoid_q(a, m, s), m2, s2))`` (Q15 with m2, s2 = 1, 0)."""
+    a, b, hi = _prep(a, b, p)
+    return requantize(intops.sigmoid_q(a, p.m, p.s), p.m2, p.s2, -hi, hi)
+
+
+def silu(a, b, p):
+    """SILU / GELU: ``gated_q(a, m, s, m2, s2)``, 8- or 16-bit (OUT8) result."""
+    a, b, hi = _prep(a, b, p)
+    return intops.gated_q(a, p.m, p.s, p.m2, p.s2, 8 if hi == 127 else 16)
+
+
+def _norm(fn, a, b, p):
+    a, b, hi = _prep(a, b, p)
+    w = b[0] if b.dim() > 1 else b
+    return fn(a, w, torch.zeros(a.shape[-1], dtype=torch.int64), p.m, p.s, eps=0,
+              out_bits=8 if hi == 127 else 16)
+
+
+def rmsnorm(a, b, p):
+    """RMSNORM: ``int_rmsnorm(a, weight=b, bias=0, m, s, eps=0)`` (the weight vector ``b``
+    is the same for every batch row)."""
+    return _norm(intops.int_rmsnorm, a, b, p)
+
+
+def layernorm(a, b, p):
+    """LAYERNORM: ``int_layernorm(a, weight=b, bias=0, m, s, eps=0)``."""
+    return _norm(intops.int_layernorm, a, b, p)
+
+
+def shiftmax(a, b, p):
+    """SHIFTMAX: ``shiftmax_q(a, m, s, out_bits=15)``, unsigned Q15 probabilities."""
+    a, b, hi = _prep(a, b, p)
+    return intops.shiftmax_q(a, p.m, p.s, SHIFTMAX_OUT_BITS)
+
+
+def add(a, b, p):
+    """ADD: :func:`eltwise_add` with both dyadic pairs."""
+    a, b, hi = _prep(a, b, p)
+    return eltwise_add(a, b, p.m, p.s, p.m2, p.s2, hi)
+
+
+def mul(a, b, p):
+    """MUL: :func:`eltwise_mul` (Hadamard product)."""
+    a, b, hi = _prep(a, b, p)
+    return eltwise_mul(a, b, p.m, p.s, hi)
+
+
+def embed(table: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
+    """EMBED: the int8 rows ``table[token]`` of a (V, d) byte table, sign-extended to int64.
+
+    Raises
+    ------
+    ValueError for a token id outside [0, V).
+    """
+    tok = torch.as_tensor(token, dtype=torch.int64)
+    V = table.shape[0]
+    if tok.numel() and (int(tok.min()) < 0 or int(tok.max()) >= V):
+        bad = int(tok.max()) if int(tok.max()) >= V else int(tok.min())
+        raise ValueError(f"token id {bad} is outside the vocabulary [0, {V})")
+    return table.to(torch.int64)[tok]
+
+
+def argmax(v: torch.Tensor) -> torch.Tensor:
+    """ARGMAX: the smallest index of the maximum over the last axis (the ISA's tie rule,
+    stated once: ties go to the smaller index). (..., n) -> (...) int64."""
+    v = torch.as_tensor(v)
+    n = v.shape[-1]
+    idx = torch.arange(n, dtype=torch.int64).expand_as(v)
+    hit = v == v.max(dim=-1, keepdim=True).values
+    return torch.where(hit, idx, n).min(dim=-1).values
+
+
 def vector_op(ins: Instr, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Result of the vector instruction ``ins`` on operand vectors ``a`` and ``b``.
+    """Result of the vector instruction ``ins`` on operand vectors ``a`` and ``b``: the
+    golden function of its registry entry (:mod:`ternac.golden.ops`).
 
     Parameters
     ----------
-    ins : Instr with op in golden.isa.VECTOR_OPS
+    ins : Instr with a vector op (``ternac.golden.ops.vector_ops()``)
     a, b : int64 tensors (..., n), the 16-bit scratch words at ``src`` and ``aux``
 
     Returns
@@ -60,25 +143,9 @@ def vector_op(ins: Instr, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ------
     ValueError for an op that is not a vector op, or from the intops functions (ranges).
     """
-    a = a.to(torch.int64)
-    b = b.to(torch.int64)
-    if ins.flags & Flag.NEG:
-        a = -a
-    hi = out_limit(ins.flags)
-    m2, s2 = m2s2(ins)
-    op = Op(ins.op)
-    if op == Op.SIGMOID:
-        return requantize(intops.sigmoid_q(a, ins.m, ins.s), m2, s2, -hi, hi)
-    if op in (Op.SILU, Op.GELU):
-        return intops.gated_q(a, ins.m, ins.s, m2, s2, 8 if hi == 127 else 16)
-    if op in (Op.RMSNORM, Op.LAYERNORM):
-        fn = intops.int_rmsnorm if op == Op.RMSNORM else intops.int_layernorm
-        return fn(a, b[0] if b.dim() > 1 else b, torch.zeros(a.shape[-1], dtype=torch.int64),
-                  ins.m, ins.s, eps=0, out_bits=8 if hi == 127 else 16)
-    if op == Op.SHIFTMAX:
-        return intops.shiftmax_q(a, ins.m, ins.s, SHIFTMAX_OUT_BITS)
-    if op == Op.ADD:
-        return eltwise_add(a, b, ins.m, ins.s, m2, s2, hi)
-    if op == Op.MUL:
-        return eltwise_mul(a, b, ins.m, ins.s, hi)
-    raise ValueError(f"{op.name} is not a vector operation")
+    from .ops import spec, vec_params
+
+    s = spec(ins.op)
+    if not s.vector:
+        raise ValueError(f"{s.name} is not a vector operation")
+    return s.fn()(a, b, vec_params(ins))
