@@ -1,0 +1,449 @@
+"""The cycle model: RTL cycles of each instruction and of a program, without simulating.
+
+Pure Python (no torch, no Amaranth). Every formula is read off the RTL (hw/sequencer.py and
+the units it drives) and counts what the sequencer's ``cycles`` output counts: the cycles
+with ``busy`` high, from the first FETCH after ``start`` to the EXEC of HALT. The IDLE
+cycle in which ``start`` is taken is not counted (it clears the counter), so a program's
+count is exactly the sum of its instructions' counts; there is no other start-up cost.
+
+Every instruction costs :data:`ISSUE_CYCLES` = 3 (the sequencer's FETCH, DECODE and EXEC
+states, one cycle each: FETCH puts ``pc`` on the program memory's address, DECODE
+registers the 128-bit word, EXEC dispatches on the opcode) plus the cycles of its own
+states before the sequencer returns to FETCH. Each formula below returns the whole,
+issue cycles included; HALT is the issue cycles alone (EXEC drops ``busy``).
+
+Formulas are plain functions keyed by opcode in :data:`CYCLES`, each taking the
+:class:`~ternac.golden.isa.Instr` and, as keyword-only arguments, the accelerator
+parameters it needs: ``lanes`` (MATVEC, EMBED) and a vector unit's ``latency`` (defaults:
+:data:`UNIT_TIMING`, the RTL units' values). Two ops depend on data:
+
+* RMSNORM / LAYERNORM: the Norm unit normalizes the variance word in a loop of one
+  2-bit shift a cycle, and LayerNorm's ``S1^2`` takes one cycle a bit of ``|S1|``. Given
+  the input vector, :func:`norm_data` gives the exact counts; without it the formula
+  gives a data-independent bound (``bound="max"`` or ``"min"``).
+* SAMPLE: the cumulative-sum scan stops at the drawn index; given the drawn index
+  (``hit``, the result register) the count is exact, else a bound.
+
+:func:`program_cycles` sums a program and breaks it down by opcode name; with no data it
+reports the upper bound as ``total`` (and the lower bound as ``total_min``), so the
+prediction never undercounts the RTL.
+
+Calling convention for every formula (so an op registry can hold them as ``cycles=``):
+``fn(ins, **params)`` where params are any of ``lanes``, ``latency``, ``bound`` and the
+op's data keywords (``normalize_steps``, ``s1_abs``, ``hit``); :func:`instr_cycles` passes
+each function only the keywords it declares.
+
+Source: hw/sequencer.py (FSM IDLE -> FETCH -> DECODE -> EXEC -> op state -> FETCH),
+hw/streamer.py, hw/engine.py, hw/requant.py, hw/activation.py, hw/eltwise.py, hw/norm.py,
+hw/shiftmax.py, hw/divider.py, hw/vector.py (pass_control). Checked against the RTL by
+tests/test_cycles.py (single ops in Amaranth's simulator, whole programs in Verilator).
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+
+from .isa import Flag, Instr, Op
+from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
+
+__all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "CYCLES", "halt_cycles", "matvec_cycles",
+           "argmax_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
+           "norm_cycles", "shiftmax_cycles", "sample_cycles", "norm_normalize_steps",
+           "norm_data", "sample_data", "instr_cycles", "program_cycles"]
+
+#: FETCH + DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
+ISSUE_CYCLES = 3
+
+#: ``{unit: (passes, latency)}`` of the RTL vector units: ``passes`` the times the sequencer
+#: streams a vector through the unit, ``latency`` the cycles from an accepted beat of the
+#: final pass to its output (no stalls). hw/activation.py ``Activation().latency``
+#: (``1 + SHIFT_EXP_STAGES + ceil((SIG_FRAC_BITS + 1) / steps_per_stage) + 5``, one step
+#: a stage), hw/eltwise.py ``Eltwise.latency``, hw/norm.py ``Norm.latency``, hw/shiftmax.py
+#: (1 input register, 1 for ``mx - x``, 8 of shift-exp, ``e * R``, the rounding stage and the
+#: output register: 13). tests/test_cycles.py checks these against the hw classes.
+UNIT_TIMING: dict[str, tuple[int, int]] = {
+    "activation": (1, 30),
+    "eltwise": (1, 7),
+    "norm": (2, 13),
+    "shiftmax": (3, 13),
+}
+
+#: Norm unit, between its passes (hw/norm.py, hw/divider.py): isqrt and divider bits.
+_NORM_W = NORM_ISQRT_BITS
+#: Shiftmax unit: quotient bits of its one division (hw/shiftmax.py, SeqDivider).
+_SM_Q = SM_RECIP_FRAC_BITS + 1
+#: Pipeline stages the Shiftmax pass 1 drains before its division (v1, mx - x, 8 of
+#: shift-exp): hw/shiftmax.py ``valids`` in pass 1.
+_SM_PASS1_STAGES = 10
+#: The normalized variance word lies in [2^(2W-2), 2^(2W)) (hw/norm.py NORMALIZE).
+_V_LO, _V_HI = 1 << (2 * _NORM_W - 2), 1 << (2 * _NORM_W)
+#: |x| <= 2^15 in the Norm unit's sums (hw/norm.py ``X``).
+_NORM_X = 1 << 15
+
+
+def _bits(v: int) -> int:
+    """Bits of a non-negative integer (0 for 0): the cycles a shift-and-add loop takes."""
+    return int(v).bit_length()
+
+
+def _check_bound(bound: str) -> None:
+    if bound not in ("max", "min"):
+        raise ValueError(f"bound must be 'max' or 'min', not {bound!r}")
+
+
+def halt_cycles(ins: Instr) -> int:
+    """HALT: ``3`` cycles (FETCH, DECODE, EXEC; EXEC drops ``busy`` and raises ``done``).
+
+    Source: hw/sequencer.py, EXEC ``Case(Op.HALT)``. An unknown opcode costs the same
+    (``Default``, which also raises ``error``).
+    """
+    return ISSUE_CYCLES
+
+
+def matvec_cycles(ins: Instr, *, lanes: int) -> int:
+    """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
+
+        3 + 4 + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
+        3 + 1                                         (n = 0)
+
+    with ``d = 1`` if the result is requantized (not RAW) and ``n`` is a multiple of ``L``,
+    else ``d = 0``.
+
+    Where the terms come from (cycles counted from the first cycle of the MATVEC state):
+
+    * the weight command of tile 0 is accepted in cycle 0 (hw/streamer.py, ``cmd.ready``
+      while idle), the first read issues in cycle 1, the word lands in the streamer's FIFO
+      in cycle 2 (1-cycle weight memory) and is valid at the FIFO's output in cycle 3: the
+      first beat fires in cycle 3;
+    * one beat a cycle: the next tile's command is accepted in the cycle of the current
+      one's last read, so weights stream without a bubble (hw/streamer.py);
+    * a tile's last beat must wait until the engine's output shift register has drained
+      the previous tile's ``L`` results (hw/engine.py ``draining_done``), so tiles after
+      the first take ``max(k, L)`` cycles each; the last beat of tile ``T - 1`` fires in
+      cycle ``2 + k + (T - 1) max(k, L)``;
+    * the last tile drains ``L`` results, one a cycle, starting the cycle after its last
+      beat; the state exits in the first cycle with the engine empty (``~o.valid``) and
+      every row written. RAW rows are written as they leave the engine; requantized ones 2
+      cycles later (hw/requant.py, latency 2), which only matters when the last row is lane
+      ``L - 1`` (``d``).
+
+    Raises
+    ------
+    ValueError for ``lanes`` < 1, or ``k = 0`` with ``n > 0`` (the RTL never finishes).
+    """
+    L = int(lanes)
+    if L < 1:
+        raise ValueError(f"lanes must be positive, not {lanes!r}")
+    n, k = ins.n, ins.k
+    if n == 0:
+        return ISSUE_CYCLES + 1
+    if k == 0:
+        raise ValueError(f"MATVEC with n={n} and k=0 never finishes on the RTL (no beat ends "
+                         f"a tile)")
+    tiles = -(-n // L)
+    d = 1 if (not ins.flags & Flag.RAW and n % L == 0) else 0
+    return ISSUE_CYCLES + 4 + k + (tiles - 1) * max(k, L) + L + d
+
+
+def argmax_cycles(ins: Instr) -> int:
+    """ARGMAX over ``n`` words of the output buffer: ``3 + n + 1`` (``3 + 1`` for n = 0).
+
+    Source: hw/sequencer.py state ARGMAX: word ``j`` is addressed in cycle ``j`` and
+    compared in cycle ``j + 1`` (1-cycle read latency); the state exits in the cycle that
+    compares word ``n - 1``.
+    """
+    return ISSUE_CYCLES + (ins.n + 1 if ins.n else 1)
+
+
+def embed_cycles(ins: Instr, *, lanes: int) -> int:
+    """EMBED of one row of ``k`` weight words (``B = 2 * lanes / 8`` bytes a word)::
+
+        3 + 5 + k * (B + 1)       (k >= 1)
+        3 + 3                      (k = 0)
+
+    Source: hw/sequencer.py states EMB_TOK (1 cycle: the row address from the token id),
+    EMB_CMD (1: the streamer takes the command), EMB_RUN: the first word is at the
+    streamer's output 3 cycles after the command (as for MATVEC), each word then takes one
+    cycle to load and ``B`` cycles to write its bytes (one a cycle, all ``B`` even past
+    ``n``), and one last cycle sees no word left. The bytes written are ``min(n, k B)``;
+    ``n`` does not change the count.
+
+    Raises
+    ------
+    ValueError for ``lanes`` < 4 or not a multiple of 4 (a word must hold whole bytes).
+    """
+    if lanes < 4 or lanes % 4:
+        raise ValueError(f"lanes must be a positive multiple of 4, not {lanes!r}")
+    if ins.k == 0:
+        return ISSUE_CYCLES + 3
+    return ISSUE_CYCLES + 5 + ins.k * (2 * lanes // 8 + 1)
+
+
+def _one_pass(ins: Instr, latency: int) -> int:
+    if ins.n == 0:
+        return ISSUE_CYCLES + 1
+    return ISSUE_CYCLES + ins.n + latency
+
+
+def activation_cycles(ins: Instr, *, latency: int = UNIT_TIMING["activation"][1]) -> int:
+    """SIGMOID / SILU / GELU on the Activation unit: ``3 + n + latency`` (``3 + 1`` for
+    n = 0); latency 30 in the RTL.
+
+    Source: hw/sequencer.py state VEC: ``scratch[src]`` is addressed in EXEC, so element
+    ``j`` enters the unit in cycle ``j`` of VEC (the unit is always ready: its output is
+    never stalled); the state exits in the cycle the last output is written, ``latency``
+    cycles after the last element enters. hw/activation.py ``Activation.latency``: 1 input
+    register, 8 shift-exp stages, 16 divider stages, 5 to the output.
+    """
+    return _one_pass(ins, latency)
+
+
+def eltwise_cycles(ins: Instr, *, latency: int = UNIT_TIMING["eltwise"][1]) -> int:
+    """ADD / MUL on the Eltwise unit: ``3 + n + latency`` (``3 + 1`` for n = 0); latency 7.
+
+    Source: as :func:`activation_cycles`; hw/eltwise.py ``Eltwise.latency`` = 7.
+    """
+    return _one_pass(ins, latency)
+
+
+def norm_normalize_steps(v: int) -> int:
+    """2-bit shifts the Norm unit's NORMALIZE state takes to bring the variance word ``V``
+    into ``[2^30, 2^32)`` (``V = 0`` is taken as 1): ``V >= 2^32`` shifts right, else
+    ``V < 2^30`` shifts left, one step a cycle (hw/norm.py NORMALIZE)."""
+    v = max(int(v), 1)
+    steps = 0
+    while v >= _V_HI:
+        v >>= 2
+        steps += 1
+    while v < _V_LO:
+        v <<= 2
+        steps += 1
+    return steps
+
+
+def norm_data(x: Sequence[int], *, layernorm: bool, neg: bool = False) -> dict:
+    """The data-dependent counts of a RMSNORM / LAYERNORM over the int16 vector ``x``:
+    ``{"normalize_steps": ..., "s1_abs": ...}``, keywords for :func:`norm_cycles`.
+
+    ``x`` is ``scratch[src : src + n]`` as the instruction sees it (negated first with
+    Flag.NEG). ``V = N * S2 - S1^2`` (LayerNorm; eps 0 in the ISA) or ``N * S2`` (RMSNorm),
+    with ``N = n``, ``S1 = sum x``, ``S2 = sum x^2`` (hw/norm.py pass 0).
+    """
+    xs = [-int(v) if neg else int(v) for v in x]
+    n = len(xs)
+    s1 = sum(xs) if layernorm else 0
+    s2 = sum(v * v for v in xs)
+    return {"normalize_steps": norm_normalize_steps(n * s2 - s1 * s1), "s1_abs": abs(s1)}
+
+
+def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
+                normalize_steps: int | None = None, s1_abs: int | None = None,
+                bound: str = "max") -> int:
+    """RMSNORM / LAYERNORM of ``n`` elements on the Norm unit (2 passes)::
+
+        3 + 2 n + bits(n) + bits(|S1|) + steps + 2 W + 10 + latency     (n >= 1)
+        3 + 1                                                            (n = 0)
+
+    with ``W = 16`` (isqrt and divider bits, golden.widths.NORM_ISQRT_BITS), latency 13,
+    ``bits(v)`` the bit length (0 for 0), ``S1 = sum x`` (0 for RMSNorm) and ``steps`` =
+    :func:`norm_normalize_steps` of the variance word (:func:`norm_data` computes both).
+    For n = 128, RMSNorm: ``3 + 319 + steps``.
+
+    Source (cycles from the first of the VEC state): pass 0 streams ``n`` beats (cycles
+    ``0 .. n-1``); hw/vector.py pass_control DRAIN waits for the 2 pass-0 stages to empty
+    and pulses ``work_start`` in cycle ``n + 2``; hw/norm.py's work FSM then runs
+    MUL_N_S2 (``bits(n) + 1`` cycles: one bit of N a cycle, then the exit),
+    MUL_S1_S1 (``bits(|S1|) + 1``), NORMALIZE (``steps + 1``), ISQRT_START (1), ISQRT
+    (``W + 1``, hw/divider.py SeqIsqrt), DIVIDE (``W + 1``, SeqDivider) and DONE (1), after
+    which pass 1 streams its ``n`` beats; the state exits in the cycle the last output is
+    written, ``latency`` cycles after the last beat.
+
+    Without data (``normalize_steps`` or ``s1_abs`` None) the missing count is bounded:
+    ``bound="max"``: ``steps <= max(15, steps(n^2 2^30))`` (the variance word lies in
+    ``[1, n^2 2^30]`` for ``|x| <= 2^15``; 15 steps bring ``V = 1`` up, the other term
+    brings the largest down) and ``|S1| <= n 2^15`` (LayerNorm); ``bound="min"``: 0 steps
+    and ``S1 = 0``.
+
+    Raises
+    ------
+    ValueError for a bound other than "max" or "min".
+    """
+    _check_bound(bound)
+    n = ins.n
+    if n == 0:
+        return ISSUE_CYCLES + 1
+    if normalize_steps is None:
+        normalize_steps = (max(norm_normalize_steps(1), norm_normalize_steps(n * n * _NORM_X ** 2))
+                           if bound == "max" else 0)
+    if ins.op == Op.RMSNORM:
+        s1_abs = 0
+    elif s1_abs is None:
+        s1_abs = n * _NORM_X if bound == "max" else 0
+    return (ISSUE_CYCLES + 2 * n + _bits(n) + _bits(s1_abs) + int(normalize_steps)
+            + 2 * _NORM_W + 10 + latency)
+
+
+def shiftmax_cycles(ins: Instr, *, latency: int = UNIT_TIMING["shiftmax"][1]) -> int:
+    """SHIFTMAX of ``n`` elements on the Shiftmax unit (3 passes)::
+
+        3 + 3 n + 3 + (10 + 3) + Q + latency     (n >= 1; = 3 + 3 n + 45 in the RTL)
+        3 + 1                                    (n = 0)
+
+    with ``Q = 16`` (quotient bits of the one division, golden.widths.SM_RECIP_FRAC_BITS +
+    1) and latency 13. Data-independent.
+
+    Source (cycles from the first of the VEC state): pass 0 (the row maximum) streams
+    cycles ``0 .. n-1``; pass_control DRAIN waits 2 cycles for its one stage, WORK has
+    nothing to do after pass 0 (1 cycle), so pass 1 starts in cycle ``n + 3``; after its
+    ``n`` beats the 10 pass-1 stages drain, ``work_start`` registers ``floor(log2 T)`` (1),
+    the divider starts the next cycle (1), runs ``Q`` cycles, ``work_done`` (1), then pass 2
+    streams ``n`` beats and the last output is written ``latency`` cycles after the last
+    beat (hw/shiftmax.py, hw/vector.py pass_control, hw/divider.py SeqDivider).
+    """
+    n = ins.n
+    if n == 0:
+        return ISSUE_CYCLES + 1
+    return ISSUE_CYCLES + 3 * n + 3 + _SM_PASS1_STAGES + 3 + _SM_Q + latency
+
+
+def sample_cycles(ins: Instr, *, hit: int | None = None, bound: str = "max") -> int:
+    """SAMPLE over ``n >= 1`` Q15 probabilities: ``3 + n + 6 + h``, ``h`` in ``[0, n - 1]``.
+
+    ``h`` is the index at which the cumulative sum first exceeds the threshold, which is
+    the drawn index (the result register); when no index does, the scan ends at ``n - 1``
+    and the result is 0. So with ``hit`` = the drawn index the count is exact except in
+    that no-hit case (then pass ``hit=n - 1``). Without ``hit``: ``bound="max"`` gives
+    ``h = n - 1`` (``3 + 2 n + 5``), ``"min"`` gives ``h = 0``.
+
+    Source: hw/sequencer.py states SMP_RD (1: address the LFSR words), SMP_LD (1: step the
+    LFSR), SMP_P1 (``n``: sum the probabilities), SMP_THR (1: scale the draw), SMP_P2
+    (``h + 1``: the scan, stops at the hit), SMP_WB and SMP_WB2 (1 each: write the LFSR
+    state back).
+
+    Raises
+    ------
+    ValueError for n = 0 (the RTL never leaves SMP_P1), a ``hit`` outside ``[0, n)`` or a
+    bad ``bound``.
+    """
+    _check_bound(bound)
+    n = ins.n
+    if n < 1:
+        raise ValueError("SAMPLE over 0 elements never finishes on the RTL")
+    if hit is None:
+        hit = n - 1 if bound == "max" else 0
+    if not 0 <= hit < n:
+        raise ValueError(f"SAMPLE hit index {hit!r} is outside [0, {n})")
+    return ISSUE_CYCLES + n + 6 + hit
+
+
+def sample_data(p: Sequence[int], result: int) -> dict:
+    """``{"hit": h}`` for :func:`sample_cycles` from the probabilities ``p``
+    (``scratch[src : src + n]``) and the drawn index ``result``: the scan stops at the
+    drawn index, except when ``sum(p) = 0`` (no index exceeds the threshold 0; the result
+    is 0 and the scan runs to ``n - 1``). With ``sum(p) > 0`` the threshold
+    ``(u * total) >> 15`` is below ``total`` (golden/sampler.py), so some index hits."""
+    return {"hit": len(p) - 1 if sum(int(v) for v in p) == 0 else int(result)}
+
+
+#: The cycle formula of every opcode the RTL executes.
+CYCLES: dict[Op, Callable[..., int]] = {
+    Op.HALT: halt_cycles,
+    Op.MATVEC: matvec_cycles,
+    Op.ARGMAX: argmax_cycles,
+    Op.EMBED: embed_cycles,
+    Op.SAMPLE: sample_cycles,
+    Op.SIGMOID: activation_cycles,
+    Op.SILU: activation_cycles,
+    Op.GELU: activation_cycles,
+    Op.ADD: eltwise_cycles,
+    Op.MUL: eltwise_cycles,
+    Op.RMSNORM: norm_cycles,
+    Op.LAYERNORM: norm_cycles,
+    Op.SHIFTMAX: shiftmax_cycles,
+}
+
+#: The vector unit whose latency each vector formula takes (hw/vector_units.py).
+_UNIT_OF = {Op.SIGMOID: "activation", Op.SILU: "activation", Op.GELU: "activation",
+            Op.ADD: "eltwise", Op.MUL: "eltwise", Op.RMSNORM: "norm", Op.LAYERNORM: "norm",
+            Op.SHIFTMAX: "shiftmax"}
+
+
+def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None = None,
+                 **data) -> int:
+    """Cycles of one instruction, from :data:`CYCLES`, passing the formula only the keywords
+    it declares: ``lanes``; ``latency`` (``latencies[unit]``, default :data:`UNIT_TIMING`);
+    and any of ``data`` (``normalize_steps``, ``s1_abs``, ``hit``, ``bound``).
+
+    Raises
+    ------
+    ValueError for an opcode without a formula; the formula's own ValueError.
+    """
+    try:
+        fn = CYCLES[Op(ins.op)]
+    except (KeyError, ValueError):
+        raise ValueError(f"no cycle formula for opcode {ins.op!r} (golden.cycles.CYCLES)") from None
+    params = inspect.signature(fn).parameters
+    kw = {k: v for k, v in data.items() if k in params}
+    if "lanes" in params:
+        kw["lanes"] = lanes
+    if "latency" in params:
+        unit = _UNIT_OF[Op(ins.op)]
+        lat = (latencies or {}).get(unit)
+        kw["latency"] = UNIT_TIMING[unit][1] if lat is None else lat
+    return fn(ins, **kw)
+
+
+def program_cycles(program: Sequence[Instr], lanes: int, *,
+                   latencies: Mapping[str, int] | None = None,
+                   data: Mapping[int, Mapping] | None = None) -> dict:
+    """Predicted RTL cycle count (the sequencer's ``cycles``, start to done) of one run of
+    ``program``, which must end in HALT.
+
+    Parameters
+    ----------
+    program : list of Instr, executed straight through (the ISA has no branches) up to
+        and including the first HALT
+    lanes : int, the accelerator's L
+    latencies : optional ``{unit: latency}`` overriding :data:`UNIT_TIMING`
+    data : optional ``{instruction index: {keyword: value}}`` with the data-dependent
+        counts of RMSNORM/LAYERNORM (:func:`norm_data`) and SAMPLE (``hit``); an
+        instruction without them is counted by its bound
+
+    Returns
+    -------
+    dict with
+      ``total`` (int, cycles: exact where every data-dependent count is given, else the
+      upper bound), ``total_min`` (int, the lower bound; equal to ``total`` when exact),
+      ``exact`` (bool), ``by_op`` ({opcode name: cycles, issue cycles included}, summing to
+      ``total``), ``count`` ({opcode name: instructions}), ``issue`` (the FETCH/DECODE/EXEC
+      cycles within ``total``: 3 an instruction), ``per_instr`` (list of cycles, one an
+      instruction executed). The kind of every figure is *modelled*.
+
+    Raises
+    ------
+    ValueError if the program has no HALT, or as :func:`instr_cycles`.
+    """
+    data = data or {}
+    by_op: dict[str, int] = {}
+    count: dict[str, int] = {}
+    per_instr: list[int] = []
+    total_min = 0
+    exact = True
+    for pc, ins in enumerate(program):
+        op = Op(ins.op)
+        d = dict(data.get(pc, {}))
+        hi = instr_cycles(ins, lanes=lanes, latencies=latencies, **d)
+        lo = instr_cycles(ins, lanes=lanes, latencies=latencies, **{**d, "bound": "min"})
+        if lo != hi:
+            exact = False
+        per_instr.append(hi)
+        total_min += lo
+        by_op[op.name] = by_op.get(op.name, 0) + hi
+        count[op.name] = count.get(op.name, 0) + 1
+        if op == Op.HALT:
+            break
+    else:
+        raise ValueError(f"the program of {len(program)} instructions has no HALT, so the "
+                         f"RTL never finishes it")
+    return {"total": sum(per_instr), "total_min": total_min, "exact": exact, "by_op": by_op,
+            "count": count, "issue": ISSUE_CYCLES * len(per_instr), "per_instr": per_instr}
