@@ -175,11 +175,17 @@ class Graph:
         or an output written twice.
         """
         spec(op)   # a registered op
-        if isinstance(out, Vec):
+        fresh = isinstance(out, Vec)
+        if fresh:
             self._new(out)
             out = out.name
         node = Node(op, out, a, b, **attrs)
-        self._check(node)
+        try:
+            self._check(node)
+        except GraphError:
+            if fresh:
+                del self.vecs[out]
+            raise
         self.nodes.append(node)
         return out
 
@@ -192,7 +198,7 @@ class Graph:
             o = self._vec(nd.out)
             if o.kind in ("input", "const"):
                 raise GraphError(f"{what}: a node may not write the {o.kind} vector {o.name!r}")
-            if o.kind == "temp" and any(x.out == o.name for x in self.nodes):
+            if o.kind == "temp" and any(x.out == o.name for x in self.nodes):  # pragma: no cover
                 raise GraphError(f"{what}: vector {o.name!r} is written twice")
         if nd.op == Op.MATVEC:
             if nd.weight not in self.weights:

@@ -1,6 +1,6 @@
 """The integer golden model of the MatMul-free LM (HGRN-Bit), one token at a time.
 
-This is the bit-exact specification of the LM program (:mod:`ternac.compile_lm`): the
+This is the bit-exact specification of the LM program (:mod:`ternac.lower`): the
 program interpreter (:mod:`golden.interpreter`) and the RTL must produce exactly these
 logits, token after token. It computes nothing of its own: every step is one of the
 functions the interpreter calls for an instruction (:func:`golden.numerics.ternary_matvec`
@@ -75,7 +75,7 @@ What was changed to make the model integer-only (each measured in docs/lm.md)
 6. RMSNorms with eps = 0 (the vector unit's; the float eps 1e-6 / 1e-8 is far below the
    mean square of any real input), norm weights as 16-bit integers with
    ``|w| <= NORM_W_MAX = 127 * 256`` (so each splits into two int8 byte rows, see
-   :mod:`ternac.compile_lm`), 8 fraction bits of the normalized value (intops).
+   :mod:`ternac.lower`), 8 fraction bits of the normalized value (intops).
 7. The MLGRU update ``h = f h + (1 - f) c`` computes ``f h`` and ``(1 - f) SiLU(i)`` each
    rounded to h_scale, then adds (the float static model rounds the sum once).
 8. Log-probabilities (for bits per character) are ``log_softmax(logits * gamma *

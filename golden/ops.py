@@ -125,11 +125,11 @@ def spec(op) -> OpSpec:
     ------
     KeyError naming the op if it is not registered.
     """
-    key = Op[op] if isinstance(op, str) else Op(op)
     try:
+        key = Op[op] if isinstance(op, str) else Op(op)
         return REGISTRY[key]
-    except KeyError:
-        raise KeyError(f"op {key.name} is not in the op registry (ternac.golden.ops)") from None
+    except (KeyError, ValueError):
+        raise KeyError(f"op {op!r} is not in the op registry (ternac.golden.ops)") from None
 
 
 def vector_ops() -> frozenset:
@@ -170,14 +170,15 @@ register(OpSpec(Op.RMSNORM, _V + "rmsnorm", "norm",
 register(OpSpec(Op.LAYERNORM, _V + "layernorm", "norm",
                 "y = int_layernorm(a, weight=b; m, s), exact isqrt",
                 operands=2, passes=2, sums=True, uses_m2=False))
-register(OpSpec(Op.SHIFTMAX, _V + "shiftmax", "shiftmax",
-                "y = shiftmax_q(a; m, s), Q15 probabilities",
-                passes=3, sums=True, out_bits=lambda f: 15, uses_m2=False))
 register(OpSpec(Op.ADD, _V + "add", "eltwise",
                 "y = sat(rhu(a m, s) + rhu(b m2, s2))", operands=2))
 register(OpSpec(Op.MUL, _V + "mul", "eltwise",
                 "y = sat(rhu(a b m, s)) (Hadamard product)", operands=2,
                 uses_m2=False))
+
+register(OpSpec(Op.SHIFTMAX, _V + "shiftmax", "shiftmax",
+                "y = shiftmax_q(a; m, s), Q15 probabilities",
+                passes=3, sums=True, out_bits=lambda f: 15, uses_m2=False))
 
 #: Vector unit names (the values AccelConfig.vector accepts), in registry order.
 VECTOR_UNITS: tuple[str, ...] = tuple(dict.fromkeys(s.unit for s in REGISTRY.values() if s.vector))

@@ -1,4 +1,4 @@
-"""ternac.compiler: memory plan, program, and one-sentence errors with the numbers."""
+"""ternac.lower: memory plan, program, and one-sentence errors with the numbers."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ from ternac.golden.image import decode_image, encode_image, read_image
 from ternac.golden.isa import Flag, Op, decode_program
 from ternac.golden.mlp import IntBitLinear
 from ternac.golden.packing import tile_lanes
-from ternac.compiler import (CompileError, compile_image, compile_mlp, layers_from_image,
+from ternac.lower import (CompileError, compile_image, compile_mlp, layers_from_image,
                              useful_macs, write_compiled)
 from ternac.config import AccelConfig
 
@@ -30,14 +30,15 @@ def test_layout_digits_shape():
     assert (c.input_addr, c.input_len, c.logits_addr, c.n_logits) == (0, 64, 0, 10)
     p = c.program
     assert [i.op for i in p] == [Op.MATVEC, Op.MATVEC, Op.MATVEC, Op.ARGMAX, Op.HALT]
-    # ping-pong: region 0 = [0, 64) (input, layer 1 output), region 1 = [64, 192)
+    # liveness allocation: the input stays at [0, 64); h0 = [64, 192); h1 is written while
+    # h0 is read, so it takes [192, 256); the logits are RAW, in the output buffer
     assert (p[0].src, p[0].dst, p[0].n, p[0].k, p[0].wbase) == (0, 64, 128, 64, 0)
-    assert (p[1].src, p[1].dst, p[1].n, p[1].k, p[1].wbase) == (64, 0, 64, 128, 16 * 64)
-    assert (p[2].src, p[2].dst, p[2].n, p[2].k, p[2].wbase) == (0, 0, 10, 64, 16 * 64 + 8 * 128)
+    assert (p[1].src, p[1].dst, p[1].n, p[1].k, p[1].wbase) == (64, 192, 64, 128, 16 * 64)
+    assert (p[2].src, p[2].dst, p[2].n, p[2].k, p[2].wbase) == (192, 0, 10, 64, 16 * 64 + 8 * 128)
     assert p[0].flags == Flag.RELU and p[1].flags == Flag.RELU and p[2].flags == Flag.RAW
     assert (p[0].m, p[0].s, p[1].m, p[1].s) == (200, 13, 201, 13)
     assert (p[3].src, p[3].n) == (0, 10)
-    assert c.scratch_words == 192
+    assert c.scratch_words == 256
     assert decode_program(c.program_words) == p
     assert len(c.weight_words) == 16 * 64 + 8 * 128 + 2 * 64
     assert c.weight_words == sum((tile_lanes(l.trits, 8) for l in layers), [])
@@ -49,7 +50,9 @@ def test_no_instruction_overwrites_its_input():
     for ins in c.program:
         if ins.op == Op.MATVEC and not ins.flags & Flag.RAW:
             assert ins.dst >= ins.src + ins.k or ins.src >= ins.dst + ins.n
-    assert c.scratch_words == max(5, 7, 9) + max(300, 200)
+    # input 5 (fixed) + h0 300 + h1 7; h2 (200) reuses h0's words, h3 (9) follows it
+    assert c.scratch_words == 5 + 300 + 7
+    assert c.scratch_map["work"] == (5, 307)
 
 
 def test_single_layer():
@@ -69,10 +72,11 @@ def test_fan_in_too_big():
 
 
 def test_scratch_too_small():
-    with pytest.raises(CompileError, match=r"the activations need 300 scratch words \(input 100, "
-                                           r"widest hidden layer 200, ping-pong regions of "
-                                           r"100 \+ 200\), but the scratchpad holds 256"):
-        compile_mlp(_mlp([100, 200, 10]), AccelConfig(lanes=4, scratch_depth=256), 100)
+    with pytest.raises(CompileError, match=r"the scratch map needs 300 words \(100 of inputs, 0 of "
+                                           r"state, 200 of work vectors\), but the scratchpad "
+                                           r"holds 256 \(scratch_depth\)"):
+        compile_mlp(_mlp([100, 200, 10]), AccelConfig(lanes=4, scratch_depth=256, weight_depth=8192),
+                    100)
 
 
 def test_logits_too_wide():

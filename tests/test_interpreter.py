@@ -10,7 +10,7 @@ from ternac.golden.interpreter import MachineError, run_program
 from ternac.golden.isa import Flag, Instr, Op
 from ternac.golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
 from ternac.golden.numerics import ACT_MAX, ACT_MIN
-from ternac.compiler import compile_mlp
+from ternac.lower import compile_mlp
 from ternac.config import AccelConfig
 
 

@@ -6,7 +6,7 @@ Every token and every logit equals the integer golden model (IntLM.step).
 
 Loading the committed checkpoint's 14,768 weight words through the simulated UART takes
 minutes, so the test uses a tiny random calibrated MatMul-free LM compiled for the
-smallest 32-lane configuration that holds it (ternac.compile_lm.lm_config); the real
+smallest 32-lane configuration that holds it (ternac.lower.lm_config); the real
 checkpoint goes through the same path with ``ternac generate --backend cosim``."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 
 from ternac.golden.lm import LMConfig, MatMulFreeLM, calibrate
 from ternac.golden.lm_int import IntLM
-from ternac.compile_lm import compile_lm, lm_config
+from ternac.lower import compile_lm, lm_config
 
 TINY = LMConfig(vocab_size=23, hidden_size=32, num_hidden_layers=2, intermediate_size=48)
 

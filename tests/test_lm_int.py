@@ -1,4 +1,4 @@
-"""The integer MatMul-free LM (golden.lm_int) and its compiled program (ternac.compile_lm):
+"""The integer MatMul-free LM (golden.lm_int) and its compiled program (ternac.lower):
 the interpreter running the program equals IntLM.step logit for logit, token after token,
 with the MLGRU state carried in the scratchpad; the memory maps; one-sentence errors.
 
@@ -16,7 +16,7 @@ from ternac.golden.isa import Flag, Op
 from ternac.golden.lm import DEFAULT_CHECKPOINT, SHAKESPEARE_CONFIG, LMConfig, MatMulFreeLM, calibrate
 from ternac.golden.lm_int import NORM_W_MAX, IntLM, calibration_absmax, compare_with_float
 from ternac.golden.widths import WIDE_MAX
-from ternac.compile_lm import (LM_CONFIG, UP5K_SPRAM_WORDS, CompileError, compile_lm, lm_config,
+from ternac.lower import (LM_CONFIG, UP5K_SPRAM_WORDS, CompileError, compile_lm, lm_config,
                                run_tokens, split_bytes)
 from ternac.config import AccelConfig
 
@@ -202,7 +202,7 @@ def test_errors_are_one_sentence_with_numbers(tiny):
         compile_lm(im, dataclasses.replace(TINY_CFG, weight_depth=1000))
     with pytest.raises(CompileError, match=r"down_proj has fan-in 48, more than the 40"):
         compile_lm(im, dataclasses.replace(TINY_CFG, max_fan_in=40))
-    with pytest.raises(CompileError, match=r"23 symbols, more than the 16-word output buffer"):
+    with pytest.raises(CompileError, match=r"lm_head writes 23 raw outputs, more than the 16-word output buffer"):
         compile_lm(im, dataclasses.replace(TINY_CFG, out_depth=16))
     with pytest.raises(CompileError, match=r"program has \d+ instructions, more than the 40"):
         compile_lm(im, dataclasses.replace(TINY_CFG, prog_depth=40))

@@ -3,7 +3,7 @@ the Activation, Norm and Eltwise units) generates on the Verilator-simulated acc
 token for token and logit for logit equal to the integer golden model (golden.lm_int)."""
 from ternac.golden.lm_int import IntLM
 from ternac.sim.accel import run_lm
-from ternac.compile_lm import LM_CONFIG, compile_lm
+from ternac.lower import LM_CONFIG, compile_lm
 
 
 def test_lm_greedy_generation_bit_exact_on_rtl():

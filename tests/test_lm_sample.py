@@ -16,7 +16,7 @@ from ternac.golden.lm import DEFAULT_CHECKPOINT
 from ternac.golden.lm_int import IntLM
 from ternac.golden.widths import WIDE_MAX
 from test_lm_int import TINY, TINY_CFG, _model
-from ternac.compile_lm import (LM_CONFIG, LM_SAMPLE_CONFIG, CompileError, compile_lm, lm_config,
+from ternac.lower import (LM_CONFIG, LM_SAMPLE_CONFIG, CompileError, compile_lm, lm_config,
                                run_tokens)
 
 PROMPT_LEN = 3

@@ -11,7 +11,7 @@ from ternac.golden.digits_data import load_split, quantize_pixels
 from ternac.golden.interpreter import run_program
 from ternac.golden.mlp import DEFAULT_CHECKPOINT, IntBitLinear, int_forward, int_layers_from_checkpoint
 from ternac.sim.accel import run_batch
-from ternac.compiler import compile_mlp
+from ternac.lower import compile_mlp
 from ternac.config import AccelConfig
 
 SEED = 2026

@@ -1,0 +1,863 @@
+"""The lowering: a model graph (:mod:`ternac.golden.graph`) -> program + weight image +
+scratch map for one accelerator configuration. One compiler for every model.
+
+:func:`lower` is the whole compiler; :func:`compile_mlp` and :func:`compile_lm` are the two
+model front ends (they build the graph with :func:`ternac.golden.mlp.mlp_graph` and
+:meth:`ternac.golden.lm_int.IntLM.graph` and lower it). The interpreter running the lowered
+program equals :meth:`Graph.evaluate <ternac.golden.graph.Graph.evaluate>` on every element
+(tests/test_lower.py); that equality is the test of this module.
+
+Weight memory (words of ``2 * lanes`` bits, from word 0)
+--------------------------------------------------------
+1. every ternary matrix, in order of first use, lane-tiled I2
+   (:func:`ternac.golden.packing.tile_lanes`): the weight image's tensors;
+2. every EMBED byte table, one row of ``ceil(d / (lanes / 4))`` words a token
+   (:func:`ternac.golden.packing.embedding_words`);
+3. the *staged* constant vectors: each as two int8 byte rows ``lo``, ``hi`` with
+   ``w = 256 hi + lo`` (``|w| <= NORM_W_MAX``), loaded before use by ``EMBED lo; EMBED hi;
+   ADD(hi, lo; m=256, s=0, m2=1, s2=0)`` with row index 0 from the zero word.
+
+Scratch map (16-bit words)
+--------------------------
+The input vectors (from 0, in definition order; the LM's ``token`` is word 0), a zero word
+(if the graph has constants: the row index of staged EMBEDs), the state vectors, the
+resident constants, then the work area: every ``temp`` vector gets an address by a
+linear-scan allocation over the straight-line program (a vector lives from the instruction
+that writes it to the last that reads it; the first free gap that fits is taken), so
+buffers are reused and no instruction writes over one of its own operands. RAW MATVEC
+outputs (int32 accumulators) go to the output buffer from word 0.
+
+Constants are *resident* (written once by the host) if the scratchpad holds them all; else
+as many words resident as fit beside the work area that staging everything needs, largest
+vectors first, the rest staged. The ISA's 12-bit addresses cap the scratchpad at 4096 words.
+
+Every check raises :class:`ternac.errors.CompileError`, one sentence with the numbers.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ternac.config import LM_CONFIG, LM_SAMPLE_CONFIG, UP5K_SPRAM_WORDS, AccelConfig
+from ternac.errors import CheckpointError, CompileError
+from ternac.golden.graph import Graph, GraphError
+from ternac.golden.image import WeightImage, TensorEntry
+from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
+from ternac.golden.lm_int import NORM_W_MAX
+from ternac.golden.numerics import M_BITS, S_MAX
+from ternac.golden.ops import spec
+from ternac.golden.packing import embedding_words, tile_lanes
+from ternac.golden.sampler import seed_state, split_state
+
+__all__ = ["CompileError", "Lowered", "Compiled", "CompiledLM", "lower", "compile_mlp",
+           "compile_lm", "lm_config", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS",
+           "TOKEN_ADDR", "ZERO_ADDR", "STATE_ADDR", "split_bytes", "run_tokens",
+           "load_model", "compile_checkpoint", "compile_image", "layers_from_image",
+           "write_compiled", "useful_macs", "check_program"]
+
+_FIELD_BITS = dict(FIELDS)
+#: Scratch addresses the ISA can name (12-bit src/dst/aux fields).
+ADDR_LIMIT = 1 << _FIELD_BITS["src"]
+#: The LM's fixed scratch words: the token id, the zero word, then the state.
+TOKEN_ADDR = 0
+ZERO_ADDR = 1
+STATE_ADDR = 2
+
+
+def split_bytes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``w = 256 * hi + lo`` with int8 ``lo`` in [-128, 127] and ``hi`` in [-127, 127]
+    (``|w| <= NORM_W_MAX``): the two byte rows a staged constant is loaded from.
+
+    Raises
+    ------
+    CompileError if a value is beyond NORM_W_MAX.
+    """
+    w = w.to(torch.int64)
+    if w.numel() and int(w.abs().max()) > NORM_W_MAX:
+        raise CompileError(f"a constant vector holds {int(w.abs().max())}, beyond the "
+                           f"{NORM_W_MAX} that two int8 bytes can stage")
+    lo = ((w + 128) & 255) - 128
+    hi = (w - lo) >> 8
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------------------
+# The lowered model
+# ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Lowered:
+    """A lowered model: what the host loads and runs.
+
+    Host protocol: once, load ``weight_words`` into the weight memory from word 0,
+    ``program_words`` into the program memory and write ``scratch_constants``
+    (``{address: [int16 words]}``: the zero word, zero state, resident constants, a
+    sampler's LFSR words). Per run: write each input at ``inputs[name][0]``, start, wait
+    for done; read the outputs (``outputs``) and the ``result`` register. The scratchpad
+    keeps the state between runs.
+
+    Attributes
+    ----------
+    program : list[Instr], straight-line, ending in HALT
+    weight_words : list[int], the weight memory from word 0 (``2 * lanes`` bits a word)
+    image : WeightImage of the ternary matrices (the first words of ``weight_words``)
+    scratch_constants : {scratch address: list of int16}
+    inputs, states : {name: (scratch address, words)}
+    outputs : {name: (space, address, words)}, space "scratch" or "out"
+    scratch_map : {name: (address, words)} of the fixed regions and the work area
+    weight_map : {name: (word offset, words)} of every matrix, table and staged row
+    staged : names of the constants loaded from the weight memory every run
+    scratch_words : scratch words the program uses (highest address + 1)
+    trit_macs : useful ternary multiply-accumulates a run (sum of N * K)
+    graph : the Graph it was lowered from
+    cfg : AccelConfig
+    seed, temperature : a sampling program's seed and temperature, else None
+    """
+    program: list
+    weight_words: list
+    image: WeightImage
+    scratch_constants: dict
+    inputs: dict
+    states: dict
+    outputs: dict
+    scratch_map: dict
+    weight_map: dict
+    staged: list
+    scratch_words: int
+    trit_macs: int
+    graph: Graph
+    cfg: AccelConfig
+    seed: int | None = None
+    temperature: float | None = None
+
+    # --- views the host runners use -------------------------------------------------------
+    @property
+    def program_words(self) -> list[int]:
+        """The program as 128-bit instruction words (golden.isa.encode)."""
+        return encode_program(self.program)
+
+    @property
+    def input_addr(self) -> int:
+        """Scratch address of the (first) input vector."""
+        return next(iter(self.inputs.values()))[0]
+
+    @property
+    def input_len(self) -> int:
+        return next(iter(self.inputs.values()))[1]
+
+    @property
+    def token_addr(self) -> int:
+        """Scratch address of the LM's token id (its ``token`` input)."""
+        return self.inputs["token"][0]
+
+    @property
+    def logits_addr(self) -> int:
+        return next(iter(self.outputs.values()))[1]
+
+    @property
+    def n_logits(self) -> int:
+        return next(iter(self.outputs.values()))[2]
+
+    @property
+    def logits_in_scratch(self) -> bool:
+        """True when the logits are int16 scratch words (a sampling program)."""
+        return next(iter(self.outputs.values()))[0] == "scratch"
+
+    @property
+    def state_addrs(self) -> list[int]:
+        """Scratch address of each MLGRU state vector (``layers.l.H``)."""
+        return [a for name, (a, _) in self.states.items() if name.endswith(".H")]
+
+    @property
+    def sampler_addr(self) -> int | None:
+        """Scratch address of the two LFSR words (sampling), else None."""
+        return self.states["lfsr"][0] if "lfsr" in self.states else None
+
+    @property
+    def probs_addr(self) -> int | None:
+        return self.scratch_map["probs"][0] if "probs" in self.scratch_map else None
+
+    @property
+    def sample(self) -> bool:
+        """True for a sampling program (SHIFTMAX + SAMPLE)."""
+        return self.sampler_addr is not None
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """(N, K) of each matrix, in weight-memory order."""
+        return [(e.n, e.k) for e in self.image.tensors]
+
+    def lfsr_words(self, seed: int) -> dict[int, list[int]]:
+        """``{sampler_addr: [lo, hi]}``: the scratch words that (re)seed the sampler.
+
+        Raises
+        ------
+        ValueError for a greedy program (it has no sampler).
+        """
+        if self.sampler_addr is None:
+            raise ValueError("a greedy program has no sampler to seed; compile with sample=True")
+        return {self.sampler_addr: list(split_state(seed_state(seed)))}
+
+    def with_seed(self, seed: int) -> "Lowered":
+        """This program with other LFSR seed words in ``scratch_constants`` (the program and
+        the weight image are unchanged, so an RTL build is reused)."""
+        sc = dict(self.scratch_constants)
+        sc.update(self.lfsr_words(seed))
+        return dataclasses.replace(self, scratch_constants=sc, seed=int(seed))
+
+    def op_counts(self) -> dict[str, int]:
+        """Instructions a run by opcode name (HALT included)."""
+        return dict(collections.Counter(Op(i.op).name for i in self.program))
+
+    def vector_elements(self) -> dict[str, int]:
+        """Elements streamed by the vector units a run, by opcode (``passes * in_len``, from
+        the op registry; EMBED: bytes written; SAMPLE: its two passes)."""
+        out: dict[str, int] = collections.Counter()
+        for i in self.program:
+            s = spec(i.op)
+            if i.op in (Op.MATVEC, Op.ARGMAX, Op.HALT):
+                continue
+            out[s.name] += s.in_len(i.n, i.k) * s.passes
+        return dict(out)
+
+    def initial_scratch(self, token: int) -> dict[int, list[int]]:
+        """``scratch_init`` of the first token: the constants and the token id."""
+        d = {a: list(v) for a, v in self.scratch_constants.items()}
+        d[self.token_addr] = [int(token)]
+        return d
+
+    def listing(self) -> str:
+        """The program as text, one instruction a line, with the maps as comments."""
+        lines = [f"# ternac program ({self.graph.name}): lanes={self.cfg.lanes} "
+                 f"scratch words {self.scratch_words} weight words {len(self.weight_words)}"
+                 + (f" seed {self.seed} temperature {self.temperature}" if self.sample else "")]
+        lines += [f"# input  {n} scratch[{a}:{a + k}]" for n, (a, k) in self.inputs.items()]
+        lines += [f"# output {n} {sp}[{a}:{a + k}]" for n, (sp, a, k) in self.outputs.items()]
+        lines += [f"# scratch {a:5d} +{n:<4d} {name}" for name, (a, n) in
+                  sorted(self.scratch_map.items(), key=lambda kv: kv[1])]
+        lines += [f"# weight  {a:6d} +{n:<6d} {name}" for name, (a, n) in
+                  sorted(self.weight_map.items(), key=lambda kv: kv[1])]
+        lines += [str(i) for i in self.program]
+        return "\n".join(lines) + "\n"
+
+
+#: Back-compatible names of the two former compilers' results.
+Compiled = CompiledLM = Lowered
+
+
+# ---------------------------------------------------------------------------------------
+# The lowering
+# ---------------------------------------------------------------------------------------
+
+class _Buf:
+    """A scratch vector of the program: fixed (an address) or a work vector (allocated)."""
+    __slots__ = ("name", "n", "addr", "fixed", "first", "last")
+
+    def __init__(self, name: str, n: int, addr: int | None = None):
+        self.name, self.n, self.addr = name, n, addr
+        self.fixed = addr is not None
+        self.first = self.last = None
+
+
+class _Builder:
+    def __init__(self):
+        self.items: list[tuple[dict, dict]] = []   # (Instr fields, {"src"/"aux"/"dst": _Buf})
+        self.temps: list[_Buf] = []
+
+    def buf(self, name: str, n: int) -> _Buf:
+        v = _Buf(name, n)
+        self.temps.append(v)
+        return v
+
+    def emit(self, op: Op, *, src=None, aux=None, dst=None, **fields) -> None:
+        ops = {}
+        for key, v in (("src", src), ("aux", aux), ("dst", dst)):
+            if isinstance(v, _Buf):
+                ops[key] = v
+            elif v is not None:
+                fields[key] = int(v)
+        idx = len(self.items)
+        # Reads first: a buffer read and written by one instruction (never allowed for
+        # temps) is caught by the write check.
+        for key in ("src", "aux", "dst"):
+            v = ops.get(key)
+            if v is None or v.fixed:
+                continue
+            if key == "dst":
+                if v.first is not None:
+                    raise AssertionError(f"work vector {v.name} written twice")
+                v.first = idx
+            elif v.first is None:
+                raise AssertionError(f"work vector {v.name} read before it is written")
+            v.last = idx
+        self.items.append((dict(op=op, **fields), ops))
+
+    def allocate(self, base: int) -> int:
+        """Give every work vector an address >= base; returns the end of the work area."""
+        live: list[_Buf] = []
+        end = base
+        by_first = collections.defaultdict(list)
+        for v in self.temps:
+            if v.first is None:
+                continue   # never written: a vector of the graph the program does not need
+            by_first[v.first].append(v)
+        for idx in range(len(self.items)):
+            live = [v for v in live if v.last >= idx]
+            for v in by_first.get(idx, ()):
+                addr = base
+                for u in sorted(live, key=lambda u: u.addr):
+                    if addr + v.n <= u.addr:
+                        break
+                    addr = max(addr, u.addr + u.n)
+                v.addr = addr
+                end = max(end, addr + v.n)
+                live.append(v)
+        return end
+
+    def program(self) -> list[Instr]:
+        out = []
+        for fields, ops in self.items:
+            f = dict(fields)
+            for key, v in ops.items():
+                f[key] = v.addr
+            out.append(Instr(**f))
+        return out
+
+
+def _field(value: int, name: str, what: str) -> None:
+    bits = _FIELD_BITS[name]
+    if not 0 <= value < (1 << bits):
+        raise CompileError(f"{what}: ISA field {name} = {value} does not fit its {bits} bits "
+                           f"(at most {(1 << bits) - 1})")
+
+
+def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
+    """Weight memory, scratch layout and program for one choice of resident constants.
+
+    Returns (builder, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero).
+    """
+    lanes = cfg.lanes
+    words: list[int] = []
+    wmap: dict[str, tuple[int, int]] = {}
+    tensors: list[TensorEntry] = []
+    for nd in g.nodes:     # matrices in order of first use
+        if nd.op == Op.MATVEC and nd.weight not in wmap:
+            w = g.weights[nd.weight]
+            t = tile_lanes(w.trits, lanes)
+            wmap[nd.weight] = (len(words), len(t))
+            n, k = w.shape
+            tensors.append(TensorEntry(nd.weight, n, k, len(words), len(t), w.gamma, nd.m, nd.s,
+                                       nd.flags & int(Flag.RELU | Flag.RAW)))
+            words += t
+    table_k: dict[str, int] = {}
+    for name, tab in g.tables.items():
+        rows, k = embedding_words(tab, lanes)
+        table_k[name] = k
+        wmap[name] = (len(words), len(rows))
+        words += rows
+
+    fixed: dict[str, _Buf] = {}
+    addr = 0
+    for v in g.kinds("input"):
+        fixed[v.name] = _Buf(v.name, v.n, addr)
+        addr += v.n
+    zero = None
+    if g.consts:
+        zero = _Buf("zero", 1, addr)
+        addr += 1
+    for v in g.kinds("state"):
+        fixed[v.name] = _Buf(v.name, v.n, addr)
+        addr += v.n
+    staged: dict[str, tuple[int, int]] = {}   # const name -> (wbase of lo row, k)
+    for name, vals in g.consts.items():
+        if name in resident:
+            fixed[name] = _Buf(name, vals.numel(), addr)
+            addr += vals.numel()
+        else:
+            lo, hi = split_bytes(vals)
+            rows, k = embedding_words(torch.stack([lo, hi]), lanes)
+            staged[name] = (len(words), k)
+            wmap["staged " + name] = (len(words), len(rows))
+            words += rows
+    fixed_end = addr
+
+    b = _Builder()
+    bufs: dict[str, _Buf] = dict(fixed)
+    out_addr = 0
+    outs: dict[str, tuple[str, int, int]] = {}
+
+    def get(name: str) -> _Buf:
+        if name in bufs:
+            return bufs[name]
+        if name in staged:        # load a staged constant before its first use
+            wb, k = staged[name]
+            n = g.consts[name].numel()
+            lo, hi, w = b.buf(name + " lo", n), b.buf(name + " hi", n), b.buf(name, n)
+            b.emit(Op.EMBED, src=zero, dst=lo, n=n, k=k, wbase=wb)
+            b.emit(Op.EMBED, src=zero, dst=hi, n=n, k=k, wbase=wb + k)
+            b.emit(Op.ADD, src=hi, aux=lo, dst=w, n=n, m=256, s=0, wbase=1, k=0)
+            bufs[name] = w
+            return w
+        raise GraphError(f"vector {name!r} is read before any node writes it")
+
+    def out_buf(name: str) -> _Buf:
+        if name in bufs:          # a state vector updated in place
+            return bufs[name]
+        v = b.buf(name, g.vecs[name].n)
+        bufs[name] = v
+        return v
+
+    for nd in g.nodes:
+        s = spec(nd.op)
+        if nd.op == Op.MATVEC:
+            w = g.weights[nd.weight]
+            n, k = w.shape
+            if nd.flags & Flag.RAW:
+                b.emit(Op.MATVEC, flags=nd.flags, src=get(nd.a), dst=out_addr, n=n, k=k,
+                       wbase=wmap[nd.weight][0])
+                bufs[nd.out] = _Buf(nd.out, n, out_addr)
+                outs.setdefault(nd.out, ("out", out_addr, n))
+                out_addr += n
+            else:
+                b.emit(Op.MATVEC, flags=nd.flags, src=get(nd.a), dst=out_buf(nd.out), n=n,
+                       k=k, wbase=wmap[nd.weight][0], m=nd.m, s=nd.s)
+        elif nd.op == Op.EMBED:
+            b.emit(Op.EMBED, src=get(nd.a), dst=out_buf(nd.out), n=g.vecs[nd.out].n,
+                   k=table_k[nd.weight], wbase=wmap[nd.weight][0])
+        elif nd.op == Op.ARGMAX:
+            src = bufs[nd.a]
+            if nd.a not in outs or outs[nd.a][0] != "out":
+                raise CompileError(f"ARGMAX reads {nd.a!r}, which is not a RAW MATVEC output "
+                                   f"in the output buffer")
+            b.emit(Op.ARGMAX, src=src.addr, n=src.n)
+        elif nd.op == Op.SAMPLE:
+            b.emit(Op.SAMPLE, src=get(nd.a), aux=get(nd.b), n=g.vecs[nd.a].n)
+        elif s.vector:
+            a = get(nd.a)
+            bb = get(nd.b) if nd.b is not None else a
+            extra = dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)
+            b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=out_buf(nd.out),
+                   n=g.vecs[nd.out].n, m=nd.m, s=nd.s, **extra)
+        else:
+            raise CompileError(f"the lowering has no rule for op {s.name}")
+    for name in g.outputs:
+        if name not in outs:
+            buf = bufs[name]
+            outs[name] = ("scratch", buf.addr, buf.n) if buf.fixed else ("scratch", None, buf.n)
+            if not buf.fixed:     # keep a scratch output alive to the end of the program
+                buf.last = len(b.items)
+    b.emit(Op.HALT)
+    work_end = b.allocate(fixed_end)
+    outs = {k: (sp, bufs[k].addr if a is None else a, n) for k, (sp, a, n) in outs.items()}
+    return b, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero
+
+
+def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
+    """Check a program against a configuration: its length, the vector units it needs, the
+    vector lengths its units are sized for, and every ISA field.
+
+    Raises
+    ------
+    CompileError, one sentence with the numbers.
+    """
+    if len(prog) > cfg.prog_depth:
+        raise CompileError(f"the program has {len(prog)} instructions, more than the "
+                           f"{cfg.prog_depth} the program memory holds (prog_depth)")
+    for idx, ins in enumerate(prog):
+        s = spec(ins.op)
+        if s.vector and s.unit not in cfg.vector:
+            raise CompileError(f"instruction {idx} ({s.name}) needs the {s.unit!r} vector "
+                               f"unit, but the configuration builds only "
+                               f"{', '.join(map(repr, cfg.vector)) or 'none'} (AccelConfig.vector)")
+        if s.sums and ins.n > cfg.max_vector:
+            raise CompileError(f"instruction {idx} ({s.name}) runs over {ins.n} elements, "
+                               f"more than the {cfg.max_vector} the vector units are sized for "
+                               f"(max_vector)")
+        for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
+            _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
+        encode(ins)
+
+
+def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
+          seed: int | None = None, temperature: float | None = None) -> Lowered:
+    """Lower a model graph for one accelerator configuration.
+
+    Parameters
+    ----------
+    g : Graph
+    cfg : AccelConfig
+    state_init : {state name: list of int16} written with the constants (default zeros;
+        e.g. a sampler's LFSR words)
+    seed, temperature : recorded in the result (a sampling program)
+
+    Returns
+    -------
+    Lowered
+
+    Raises
+    ------
+    CompileError, one sentence with the numbers, if: a fan-in exceeds ``cfg.max_fan_in``; a
+    requantization (m, s) is out of range; a RAW output exceeds ``cfg.out_depth``; the
+    program needs a vector unit ``cfg.vector`` lacks, or a summing op over more than
+    ``cfg.max_vector``; the weights exceed ``cfg.weight_depth`` words; the scratch map
+    exceeds ``cfg.scratch_depth`` (or the 4096 words 12-bit addresses name) even with every
+    constant staged; the program exceeds ``cfg.prog_depth``; a value does not fit its field.
+    """
+    for nd in g.nodes:
+        if nd.op == Op.MATVEC:
+            n, k = g.weights[nd.weight].shape
+            if k > cfg.max_fan_in:
+                raise CompileError(f"{nd.weight} has fan-in {k}, more than the {cfg.max_fan_in} "
+                                   f"the accelerator's accumulators are sized for (max_fan_in)")
+            if not nd.flags & Flag.RAW and not (0 <= nd.m < (1 << M_BITS) and 0 <= nd.s <= S_MAX):
+                raise CompileError(f"{nd.weight} has requantization m={nd.m}, s={nd.s}, outside "
+                                   f"m < 2**{M_BITS}, s <= {S_MAX}")
+            if nd.flags & Flag.RAW and n > cfg.out_depth:
+                raise CompileError(f"{nd.weight} writes {n} raw outputs, more than the "
+                                   f"{cfg.out_depth}-word output buffer holds (out_depth)")
+    depth = min(cfg.scratch_depth, ADDR_LIMIT)
+    sizes = {name: v.numel() for name, v in g.consts.items()}
+    built = _layout(g, cfg, set(sizes))
+    if built[7] > depth:
+        staged_all = _layout(g, cfg, set())
+        fixed0 = staged_all[6]
+        if staged_all[7] > depth:
+            n_state = sum(v.n for v in g.kinds("state"))
+            n_in = sum(v.n for v in g.kinds("input"))
+            raise CompileError(
+                f"the scratch map needs {staged_all[7]} words ({n_in} of inputs, {n_state} of "
+                f"state, {staged_all[7] - fixed0} of work vectors"
+                + (" with every constant staged from the weight memory" if sizes else "")
+                + f"), but the scratchpad holds {depth}"
+                + (" (scratch_depth)" if depth == cfg.scratch_depth else
+                   f" (the ISA's 12-bit addresses; scratch_depth is {cfg.scratch_depth})"))
+        budget = depth - staged_all[7]
+        resident: set[str] = set()
+        for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
+            if sizes[name] <= budget:
+                resident.add(name)
+                budget -= sizes[name]
+        built = _layout(g, cfg, resident)
+        while built[7] > depth:  # fragmentation: give one more vector back (rare)
+            resident.discard(min(resident, key=lambda n: (sizes[n], n)))
+            built = _layout(g, cfg, resident)
+    b, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero = built
+
+    if len(words) > cfg.weight_depth:
+        n_trit = sum(e.count for e in tensors)
+        n_tab = sum(wmap[t][1] for t in g.tables)
+        raise CompileError(
+            f"the model needs {len(words)} weight words of {cfg.word_bits} bits at "
+            f"{cfg.lanes} lanes ({n_trit} of trits, {n_tab} of tables, "
+            f"{len(words) - n_trit - n_tab} of staged constants), but the weight memory holds "
+            f"{cfg.weight_depth} (weight_depth)")
+    prog = b.program()
+    check_program(prog, cfg)
+
+    sconst: dict[int, list[int]] = {}
+    smap: dict[str, tuple[int, int]] = {}
+    inputs = {v.name: (fixed[v.name].addr, v.n) for v in g.kinds("input")}
+    states = {v.name: (fixed[v.name].addr, v.n) for v in g.kinds("state")}
+    for name, (a, n) in inputs.items():
+        smap[name] = (a, n)
+    if zero is not None:
+        smap["zero"] = (zero.addr, 1)
+        sconst[zero.addr] = [0]
+    init = state_init or {}
+    for name, (a, n) in states.items():
+        smap[name] = (a, n)
+        vals = [int(v) for v in init.get(name, [0] * n)]
+        if len(vals) != n:
+            raise CompileError(f"the initial value of state {name!r} has {len(vals)} words, not {n}")
+        sconst[a] = vals
+    for name in g.consts:
+        if name in fixed:
+            smap["const " + name] = (fixed[name].addr, fixed[name].n)
+            sconst[fixed[name].addr] = [int(v) for v in g.consts[name]]
+    for name, (sp, a, n) in outs.items():
+        if sp == "scratch":
+            smap[name] = (a, n)
+    for v in b.temps:
+        if v.name == "probs" and v.addr is not None:
+            smap["probs"] = (v.addr, v.n)
+    smap["work"] = (fixed_end, work_end - fixed_end)
+    n_mat = sum(e.count for e in tensors)
+    image = WeightImage(lanes=cfg.lanes, tensors=tensors, words=words[:n_mat])
+    return Lowered(program=prog, weight_words=words, image=image, scratch_constants=sconst,
+                   inputs=inputs, states=states, outputs=outs, scratch_map=smap,
+                   weight_map=wmap, staged=sorted(staged), scratch_words=work_end,
+                   trit_macs=g.trit_macs(), graph=g, cfg=cfg, seed=seed,
+                   temperature=temperature)
+
+
+# ---------------------------------------------------------------------------------------
+# Front end: the digits MLP
+# ---------------------------------------------------------------------------------------
+
+def useful_macs(shapes: Sequence[tuple[int, int]]) -> int:
+    """Useful trit-MACs of one inference: ``sum N * K`` over the layers."""
+    return sum(n * k for n, k in shapes)
+
+
+def compile_mlp(layers: Sequence, cfg: AccelConfig, input_len: int | None = None, *,
+                names: Sequence[str] | None = None, gammas: Sequence[float] | None = None
+                ) -> Lowered:
+    """Compile an MLP of ternary BitLinear layers: :func:`ternac.golden.mlp.mlp_graph`, lowered.
+
+    Parameters
+    ----------
+    layers : sequence of ``golden.mlp.IntBitLinear`` (trits (N, K) int8, m, s, relu, raw);
+        every layer but the last requantizes, the last is ``raw``
+    cfg : AccelConfig
+    input_len : length of the input vector; must equal the first layer's fan-in
+    names, gammas : optional per-layer tensor names and absmean scales for the image table
+
+    Raises
+    ------
+    CompileError, one sentence with the numbers (shapes that do not chain, a raw layer not
+    last or a last layer that is not raw, and everything :func:`lower` checks).
+    """
+    from ternac.golden.mlp import mlp_graph
+
+    layers = list(layers)
+    if not layers:
+        raise CompileError("the model has no layers, so there is nothing to compile")
+    shapes = []
+    for i, layer in enumerate(layers):
+        t = layer.trits
+        if getattr(t, "dim", lambda: 0)() != 2:
+            raise CompileError(f"layer {i} weights must be a 2-D (N, K) tensor, not shape "
+                               f"{tuple(getattr(t, 'shape', ()))}")
+        shapes.append((int(t.shape[0]), int(t.shape[1])))
+    k0 = shapes[0][1]
+    if input_len is None:
+        input_len = k0
+    if input_len != k0:
+        raise CompileError(f"the input vector has {input_len} elements but layer 0 has fan-in {k0}")
+    for i in range(1, len(shapes)):
+        if shapes[i][1] != shapes[i - 1][0]:
+            raise CompileError(f"layer {i} has fan-in {shapes[i][1]} but layer {i - 1} has "
+                               f"{shapes[i - 1][0]} outputs")
+    last = len(layers) - 1
+    for i, layer in enumerate(layers):
+        if i < last and layer.raw:
+            raise CompileError(f"layer {i} of {len(layers)} is raw (no requantization), but "
+                               f"only the last layer may be")
+        if i == last and not layer.raw:
+            raise CompileError(f"the last layer ({i}) must output raw accumulators (logits), "
+                               f"but it requantizes")
+        if shapes[i][1] > cfg.max_fan_in:
+            raise CompileError(f"layer {i} has fan-in {shapes[i][1]}, more than the "
+                               f"{cfg.max_fan_in} the accelerator's accumulators are sized for "
+                               f"(max_fan_in)")
+        if not layer.raw and not (0 <= int(layer.m) < (1 << M_BITS) and 0 <= int(layer.s) <= S_MAX):
+            raise CompileError(f"layer {i} has requantization m={layer.m}, s={layer.s}, "
+                               f"outside m < 2**{M_BITS}, s <= {S_MAX}")
+        n, k = shapes[i]
+        for fname, val in (("n", n), ("k", k)):
+            _field(val, fname, f"layer {i} ({n}x{k})")
+    if shapes[last][0] > cfg.out_depth:
+        raise CompileError(f"the last layer ({last}) is {shapes[last][0]} outputs wide, more "
+                           f"than the {cfg.out_depth}-word output buffer (out_depth)")
+    words_needed = sum(-(-n // cfg.lanes) * k for n, k in shapes)
+    if words_needed > cfg.weight_depth:
+        raise CompileError(f"the weights need {words_needed} words of {cfg.word_bits} bits at "
+                           f"{cfg.lanes} lanes, but the weight memory holds {cfg.weight_depth} "
+                           f"(weight_depth)")
+    try:
+        g = mlp_graph(layers, names=names, gammas=gammas)
+    except (ValueError, GraphError) as exc:
+        raise CompileError(f"cannot build the model graph: {exc}") from None
+    return lower(g, cfg)
+
+
+def load_model(path: str | os.PathLike):
+    """Load a safetensors checkpoint and build its integer golden model (golden.mlp).
+
+    Returns
+    -------
+    (checkpoint, layers) : (golden.mlp.Checkpoint, list of golden.mlp.IntBitLinear)
+
+    Raises
+    ------
+    CheckpointError (a ValueError), one sentence naming the file.
+    """
+    from ternac.golden import mlp
+
+    try:
+        ckpt = mlp.load_checkpoint(path)
+        layers = mlp.int_layers_from_trits([l.trits for l in ckpt.layers],
+                                           [l.gamma for l in ckpt.layers],
+                                           [l.act_scale for l in ckpt.layers])
+    except ValueError as exc:
+        msg = str(exc)
+        if os.fspath(path) not in msg:
+            msg = f"checkpoint {os.fspath(path)!r}: {msg}"
+        raise CheckpointError(msg) from None
+    return ckpt, layers
+
+
+def compile_checkpoint(path: str | os.PathLike, cfg: AccelConfig) -> Lowered:
+    """Load a digits safetensors checkpoint (golden.mlp) and compile it for ``cfg``."""
+    ckpt, layers = load_model(path)
+    return compile_mlp(layers, cfg, names=[f"layers.{i}" for i in range(len(layers))],
+                       gammas=[l.gamma for l in ckpt.layers])
+
+
+def layers_from_image(image: WeightImage) -> list:
+    """The ``golden.mlp.IntBitLinear`` layers an MLP's weight image describes."""
+    from ternac.golden.image import untile_lanes
+    from ternac.golden.mlp import IntBitLinear
+
+    out = []
+    for e in image.tensors:
+        t = untile_lanes(image.words[e.offset:e.offset + e.count], e.n, e.k, image.lanes)
+        out.append(IntBitLinear(trits=t, m=e.m, s=e.s, relu=bool(e.flags & Flag.RELU),
+                                raw=bool(e.flags & Flag.RAW)))
+    return out
+
+
+def compile_image(image: WeightImage, cfg: AccelConfig) -> Lowered:
+    """Rebuild an MLP's program from its weight image (the tensor table is the layer list).
+
+    Raises
+    ------
+    CompileError if the image was packed for another lane count or does not fit ``cfg``.
+    """
+    if image.lanes != cfg.lanes:
+        raise CompileError(f"the weight image is packed for {image.lanes} lanes, but the "
+                           f"accelerator has {cfg.lanes}")
+    c = compile_mlp(layers_from_image(image), cfg, names=[e.name for e in image.tensors],
+                    gammas=[e.gamma for e in image.tensors])
+    if c.image.words != image.words or [dataclasses.replace(e, gamma=0.0) for e in c.image.tensors] \
+            != [dataclasses.replace(e, gamma=0.0) for e in image.tensors]:
+        raise CompileError("the weight image's tensors are not laid out back to back from word "
+                           "0 in table order, as this compiler lays them out")
+    return dataclasses.replace(c, image=image)
+
+
+def write_compiled(c: Lowered, out_dir: str | os.PathLike) -> list[str]:
+    """Write ``weights.tnac`` (the matrices' weight image, golden.image), ``program.txt``
+    (the listing with the maps), ``program.hex`` (one 32-hex-digit word a line, for
+    ``$readmemh``) and, when the weight memory holds more than the matrices (tables, staged
+    constants) or the scratchpad has constants, ``memory.hex`` (every weight word) and
+    ``scratch.hex`` (``@addr`` lines and 4-hex-digit words). Each file is written to a
+    temporary file and renamed.
+
+    Returns
+    -------
+    list of the paths written.
+    """
+    from ternac.golden.image import write_image
+
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    wpath = os.path.join(out_dir, "weights.tnac")
+    write_image(c.image, wpath)
+    paths.append(wpath)
+    files = [("program.txt", c.listing()),
+             ("program.hex", "".join(f"{w:032x}\n" for w in c.program_words))]
+    if len(c.weight_words) > len(c.image.words) or c.scratch_constants:
+        digits = -(-c.cfg.word_bits // 4)
+        files.append(("memory.hex", "".join(f"{w:0{digits}x}\n" for w in c.weight_words)))
+        lines = []
+        for a, vals in sorted(c.scratch_constants.items()):
+            lines.append(f"@{a:x}")
+            lines += [f"{v & 0xFFFF:04x}" for v in vals]
+        files.append(("scratch.hex", "\n".join(lines) + "\n"))
+    for name, data in files:
+        p = os.path.join(out_dir, name)
+        tmp = p + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(data)
+        os.replace(tmp, p)
+        paths.append(p)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------
+# Front end: the MatMul-free LM
+# ---------------------------------------------------------------------------------------
+
+def compile_lm(intlm, cfg: AccelConfig = LM_CONFIG, sample: bool = False, *,
+               seed: int = 0, temperature: float = 1.0) -> Lowered:
+    """Compile an integer MatMul-free LM (:class:`ternac.golden.lm_int.IntLM`):
+    :meth:`IntLM.graph`, lowered. The token id is scratch word 0 (``TOKEN_ADDR``), the zero
+    word 1, the state from 2.
+
+    Parameters
+    ----------
+    cfg : AccelConfig (default :data:`LM_CONFIG`; sampling needs :data:`LM_SAMPLE_CONFIG`)
+    sample : False: the greedy program (RAW logits in ``out``, ARGMAX); True: the sampling
+        program (int16 logits in scratch, SHIFTMAX, SAMPLE), equal to
+        ``IntLM.generate(greedy=False, seed=seed, temperature=temperature)``
+    seed : the sampler's seed, in the LFSR words of ``scratch_constants``
+    temperature : folded into SHIFTMAX's exp gain
+
+    Raises
+    ------
+    CompileError as :func:`lower`, or for a bad temperature / a model without int16 logits.
+    """
+    try:
+        g = intlm.graph(sample=sample, temperature=temperature)
+    except ValueError as exc:
+        raise CompileError(f"cannot compile the sampling program: {exc}") from None
+    init = {"lfsr": list(split_state(seed_state(seed)))} if sample else None
+    return lower(g, cfg, state_init=init, seed=int(seed) if sample else None,
+                 temperature=float(temperature) if sample else None)
+
+
+def lm_config(intlm, *, lanes: int = 32, scratch_depth: int = 4096,
+              sample: bool = False) -> AccelConfig:
+    """The smallest AccelConfig of ``lanes`` lanes and ``scratch_depth`` words that holds
+    ``intlm``: weight_depth, prog_depth, out_depth, max_fan_in, the vector units the program
+    uses and max_vector = its longest summing vector.
+
+    Raises
+    ------
+    CompileError as :func:`compile_lm`.
+    """
+    from ternac.golden.ops import VECTOR_UNITS
+
+    big = AccelConfig(lanes=lanes, weight_depth=1 << 20, scratch_depth=scratch_depth,
+                      out_depth=max(1, intlm.config.vocab_size), prog_depth=1 << 20,
+                      max_fan_in=1 << 20, vector=VECTOR_UNITS, max_vector=1 << 20)
+    cm = compile_lm(intlm, big, sample)
+    used = {spec(i.op).unit for i in cm.program if spec(i.op).vector}
+    return AccelConfig(lanes=lanes, weight_depth=len(cm.weight_words), scratch_depth=scratch_depth,
+                       out_depth=intlm.config.vocab_size, prog_depth=len(cm.program),
+                       max_fan_in=max(w.shape[1] for w in cm.graph.weights.values()),
+                       vector=tuple(u for u in VECTOR_UNITS if u in used),
+                       max_vector=max([i.n for i in cm.program if spec(i.op).sums] or [1]))
+
+
+def run_tokens(cm: Lowered, tokens: Sequence[int], scratch: torch.Tensor | None = None
+               ) -> Iterator[tuple[torch.Tensor, int, torch.Tensor]]:
+    """Run a compiled LM program in the interpreter, one token after another, carrying the
+    scratchpad (and so the state) across tokens.
+
+    Yields
+    ------
+    (logits, next_token, scratch) per token: (n_logits,) int64 logits, the result register
+    and the (scratch_depth,) scratchpad after the token.
+    """
+    from ternac.golden.interpreter import run_program
+
+    cfg = cm.cfg
+    for t in tokens:
+        if scratch is None:
+            init = cm.initial_scratch(int(t))
+        else:
+            init = scratch.clone().reshape(1, -1)
+            init[0, cm.token_addr] = int(t)
+        st = run_program(cm.program, cm.weight_words, lanes=cfg.lanes,
+                         scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                         weight_depth=cfg.weight_depth, scratch_init=init)
+        scratch = st.scratch[0]
+        mem = st.scratch if cm.logits_in_scratch else st.out
+        yield (mem[0, cm.logits_addr:cm.logits_addr + cm.n_logits].clone(),
+               int(st.result[0]), scratch)
