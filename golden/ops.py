@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from .isa import Flag, Instr, Op
 
-__all__ = ["OpSpec", "VecParams", "REGISTRY", "register", "spec", "vector_ops", "units_of",
+__all__ = ["OpSpec", "VecParams", "REGISTRY", "register", "spec", "vector_ops", "units_of", "op_table_markdown",
            "vec_params", "VECTOR_UNITS", "FIXED_UNITS"]
 
 #: Units every accelerator has (not named in AccelConfig.vector).
@@ -182,3 +182,18 @@ register(OpSpec(Op.SHIFTMAX, _V + "shiftmax", "shiftmax",
 
 #: Vector unit names (the values AccelConfig.vector accepts), in registry order.
 VECTOR_UNITS: tuple[str, ...] = tuple(dict.fromkeys(s.unit for s in REGISTRY.values() if s.vector))
+
+
+def op_table_markdown() -> str:
+    """docs/architecture.md's op table, made from this registry (a test keeps the two equal):
+    one row an op with its unit, operands, passes, semantics and cycle formula."""
+    rows = ["| op | unit | operands | passes | semantics | cycles (ternac.golden.cycles) |",
+            "|---|---|---|---|---|---|"]
+    for op in sorted(REGISTRY, key=int):
+        s = REGISTRY[op]
+        try:
+            cyc = f"`{s.cycle_fn().__name__}`"
+        except (ImportError, KeyError):
+            cyc = "-"
+        rows.append(f"| {s.name} | {s.unit} | {s.operands} | {s.passes} | {s.summary} | {cyc} |")
+    return "\n".join(rows) + "\n"

@@ -151,3 +151,10 @@ def test_compile_and_image_info_work_for_every_model(tmp_path):
                             str(out / "weights.tnac")], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "lanes 32" in r.stdout or "lanes=32" in r.stdout or "32 lanes" in r.stdout, r.stdout
+
+
+def test_architecture_op_table_is_the_registry():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
+    assert ops.op_table_markdown() in doc, ("docs/architecture.md's op table differs from the "
+                                            "registry: paste ternac.golden.ops.op_table_markdown()")
