@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.hw.hostlink import UARTHostlink, connect_accelerator
-from ternac.hostdriver import MAX_WORDS, space_limits
+from ternac.protocol import MAX_WORDS, board_config_hash, space_limits
 
 __all__ = ["BoardCore", "LED_NAMES", "board_config_hash", "pin_in", "pin_out"]
 
@@ -34,12 +34,6 @@ def pin_out(m, platform, name, number=0, sub=None, *, port=None):
     buf = io.Buffer("o", getattr(port, sub) if sub else port)
     m.submodules[f"pin_{name}{number}{'_' + sub if sub else ''}"] = buf
     return buf.o
-
-
-def board_config_hash(cfg, program_words, board: str) -> int:
-    """The configuration hash a board build reports in IDENTIFY (see docs/hostlink.md)."""
-    from ternac.hostdriver import config_hash
-    return config_hash(cfg, program_words, weight_format="I2", board=board)
 
 
 class BoardCore(wiring.Component):

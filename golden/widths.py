@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["ACT_BITS", "ACT_MAX", "ACT_MIN", "M_BITS", "S_BITS", "S_MAX", "WIDE_MAX",
+__all__ = ["ACT_BITS", "ACT_MAX", "ACT_MIN", "M_BITS", "S_BITS", "S_MAX", "SCRATCH_BITS",
+           "WIDE_MAX",
            "acc_width", "SHIFTMAX_OUT_BITS",
            "EXP_ARG_FRAC_BITS", "EXP_ARG_MAX", "EXP_ARG_FP_MAX", "EXP_FRAC_BITS", "EXP_Q_CLAMP",
            "EXP_IN_BITS", "SIG_FRAC_BITS", "GELU_ALPHA", "SM_N_MAX", "SM_RECIP_FRAC_BITS",
@@ -21,8 +22,11 @@ ACT_MIN = -127
 M_BITS = 16
 S_BITS = 6
 S_MAX = (1 << S_BITS) - 1
+#: Bits of a scratchpad word (signed): the interpreter's and the RTL's scratchpad, the
+#: operands and results of every vector unit, the host driver's SCRATCH accesses.
+SCRATCH_BITS = 16
 #: Symmetric int16 saturation of scratch words (residual stream, state, WIDE outputs).
-WIDE_MAX = (1 << 15) - 1
+WIDE_MAX = (1 << (SCRATCH_BITS - 1)) - 1
 #: The SHIFTMAX instruction writes unsigned Q15 probabilities (they fit a signed word).
 SHIFTMAX_OUT_BITS = 15
 

@@ -1,9 +1,9 @@
 """Host link: the frame parser/executor between a UART and the accelerator's host port.
 
 Protocol (sync byte, command, u16 length, payload, CRC-16/CCITT-FALSE): ``docs/hostlink.md``;
-constants: :mod:`ternac.hostdriver`. Every request is answered with ACK or a named error; a
-rejected frame has no effect, and the parser resynchronises on the next sync byte (a partial
-frame is dropped after ``timeout_cycles`` without a byte).
+constants: :mod:`ternac.protocol`, shared with the host driver. Every request is answered
+with ACK or a named error; a rejected frame has no effect, and the parser resynchronises on
+the next sync byte (a partial frame is dropped after ``timeout_cycles`` without a byte).
 """
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from amaranth import Array, C, Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.hostdriver import (MAX_WORDS, PROTOCOL_VERSION, SYNC_REQUEST, SYNC_RESPONSE,
-                               WRITE_HEADER_BYTES, Command, Reply, space_limits)
+from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, SPACE_BITS,
+                             SYNC_REQUEST, SYNC_RESPONSE, WRITE_HEADER_BYTES, Command, Reply,
+                             space_limits)
 
 from .uart import UARTRx, UARTTx
 
@@ -21,8 +22,8 @@ __all__ = ["HostPortSignature", "Hostlink", "UARTHostlink", "crc16_byte", "conne
 
 #: The accelerator's host port, seen from the host link (the link drives the ``Out``s).
 HostPortSignature = wiring.Signature({
-    "addr": Out(20),
-    "space": Out(2),
+    "addr": Out(HOST_ADDR_BITS),
+    "space": Out(SPACE_BITS),
     "wdata": Out(32),
     "we": Out(1),
     "re": Out(1),
@@ -60,9 +61,9 @@ class Hostlink(wiring.Component):
     ----------
     limits : dict[int, int]
         Host-port addresses in each space (0..3); an access past it is BAD_ADDRESS. Use
-        :func:`ternac.hostdriver.space_limits` on an AccelConfig.
+        :func:`ternac.protocol.space_limits` on an AccelConfig.
     config_hash : int
-        32-bit build hash returned by IDENTIFY (:func:`ternac.hostdriver.config_hash`).
+        32-bit build hash returned by IDENTIFY (:func:`ternac.protocol.config_hash`).
     timeout_cycles : int
         Cycles without a byte after which a partial frame is dropped (boards: tens of ms).
     max_words : int
@@ -95,16 +96,16 @@ class Hostlink(wiring.Component):
                  max_words: int = MAX_WORDS):
         limits = {int(k): int(v) for k, v in dict(limits).items()}
         for space, lim in limits.items():
-            if space not in range(4) or not 0 <= lim <= (1 << 20):
+            if space not in range(1 << SPACE_BITS) or not 0 <= lim <= (1 << HOST_ADDR_BITS):
                 raise ValueError(f"space limit {space!r}: {lim!r} is not a space 0..3 with "
-                                 f"0..2**20 addresses")
+                                 f"0..2**{HOST_ADDR_BITS} addresses")
         if not (isinstance(config_hash, int) and 0 <= config_hash < (1 << 32)):
             raise ValueError(f"config_hash must be an unsigned 32-bit integer, not {config_hash!r}")
         if not (isinstance(timeout_cycles, int) and timeout_cycles >= 16):
             raise ValueError(f"timeout_cycles must be an integer of at least 16, not {timeout_cycles!r}")
         if not (isinstance(max_words, int) and 1 <= max_words <= 1024):
             raise ValueError(f"max_words must be an integer from 1 to 1024, not {max_words!r}")
-        self._limits = [limits.get(s, 0) for s in range(4)]
+        self._limits = [limits.get(s, 0) for s in range(1 << SPACE_BITS)]
         self._hash = config_hash
         self._timeout = timeout_cycles
         self._max_words = max_words
@@ -174,8 +175,8 @@ class Hostlink(wiring.Component):
         identity = Const(self._hash | (PROTOCOL_VERSION << 32) | (nmax << 40), 80)
 
         m.d.comb += [
-            host.space.eq(space_b[:2]),
-            host.addr.eq(addr[:20] + widx),
+            host.space.eq(space_b[:SPACE_BITS]),
+            host.addr.eq(addr[:HOST_ADDR_BITS] + widx),
             host.wdata.eq(word),
             br.addr.eq(Cat(bidx, widx)),
             bw.addr.eq(pos - WRITE_HEADER_BYTES),
@@ -224,9 +225,10 @@ class Hostlink(wiring.Component):
                                       ((length - WRITE_HEADER_BYTES)[:2] == 0))
             with m.Case(Command.READ_MEM):
                 m.d.comb += len_ok.eq((length == 7) & (count >= 1) & (count <= nmax))
-        limit = Array(C(lim, 21) for lim in self._limits)[space_b[:2]]
-        end = addr[:20] + n_mem[:max(nmax.bit_length(), 1) + 1]
-        addr_ok = (space_b < 4) & (addr[20:] == 0) & (end <= limit)
+        limit = Array(C(lim, HOST_ADDR_BITS + 1) for lim in self._limits)[space_b[:SPACE_BITS]]
+        end = addr[:HOST_ADDR_BITS] + n_mem[:max(nmax.bit_length(), 1) + 1]
+        addr_ok = ((space_b < (1 << SPACE_BITS)) & (addr[HOST_ADDR_BITS:] == 0)
+                   & (end <= limit))
 
         with m.FSM():
             # -- receive a request ---------------------------------------------------

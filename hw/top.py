@@ -6,7 +6,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.isa import INSTR_BITS
-from ternac.config import AccelConfig, HostSpace
+from ternac.golden.widths import SCRATCH_BITS
+from ternac.config import AccelConfig
+from ternac.protocol import HOST_ADDR_BITS, SPACE_BITS, WORD_STRIDE, Space
 from .memory import WeightMemory
 from .sequencer import Sequencer
 
@@ -22,7 +24,7 @@ class Accelerator(wiring.Component):
     its own ``weight_memory`` built from SPRAM, which the bitstream cannot initialise).
 
     Host port (usable while ``busy`` is low): ``host_space`` selects a
-    :class:`~ternac.config.HostSpace`; a write takes one cycle; a read returns
+    :class:`~ternac.protocol.Space`; a write takes one cycle; a read returns
     ``host_rdata`` the cycle after ``host_re``. PROG and WEIGHTS words are addressed as
     ``4 * word + slice`` with 32-bit slices, least significant first; a WEIGHTS word is
     staged and written whole when its last slice (``ceil(2*lanes/32) - 1``) is written.
@@ -53,7 +55,7 @@ class Accelerator(wiring.Component):
         self._weight_memory = weight_memory or WeightMemory(
             word_bits=cfg.word_bits, depth=cfg.weight_depth, init=weight_words)
         super().__init__({
-            "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
+            "host_addr": In(HOST_ADDR_BITS), "host_space": In(SPACE_BITS), "host_wdata": In(32),
             "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "result": Out(32), "cycles": Out(32),
@@ -66,7 +68,7 @@ class Accelerator(wiring.Component):
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
             vector_units=self._vector_units)
-        m.submodules.scratch = scratch = Memory(shape=16, depth=cfg.scratch_depth, init=[])
+        m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS, depth=cfg.scratch_depth, init=[])
         m.submodules.outbuf = outbuf = Memory(shape=32, depth=cfg.out_depth, init=[])
         m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
         m.submodules.weights = wmem = self._weight_memory
@@ -81,7 +83,9 @@ class Accelerator(wiring.Component):
         busy = seq.busy
         host = ~busy
         space, addr = self.host_space, self.host_addr
-        word, slc = addr[2:], addr[:2]
+        # WORD_STRIDE host addresses a PROG or WEIGHTS word: the low bits pick the slice.
+        stride_bits = WORD_STRIDE.bit_length() - 1
+        word, slc = addr[stride_bits:], addr[:stride_bits]
 
         scr_r, scr_w = scratch.read_port(), scratch.write_port()
         scr_r2 = scratch.read_port()
@@ -94,19 +98,19 @@ class Accelerator(wiring.Component):
             seq.scr_rdata.eq(scr_r.data),
             scr_w.addr.eq(Mux(busy, seq.scr_waddr, addr)),
             scr_w.data.eq(Mux(busy, seq.scr_wdata, self.host_wdata)),
-            scr_w.en.eq(Mux(busy, seq.scr_wen, self.host_we & (space == HostSpace.SCRATCH))),
+            scr_w.en.eq(Mux(busy, seq.scr_wen, self.host_we & (space == Space.SCRATCH))),
 
             out_r.addr.eq(Mux(busy, seq.out_raddr, addr)),
             seq.out_rdata.eq(out_r.data),
             out_w.addr.eq(Mux(busy, seq.out_waddr, addr)),
             out_w.data.eq(Mux(busy, seq.out_wdata, self.host_wdata)),
-            out_w.en.eq(Mux(busy, seq.out_wen, self.host_we & (space == HostSpace.OUT))),
+            out_w.en.eq(Mux(busy, seq.out_wen, self.host_we & (space == Space.OUT))),
 
             prg_r.addr.eq(Mux(busy, seq.prog_addr, word)),
             seq.prog_data.eq(prg_r.data),
             prg_w.addr.eq(word),
             prg_w.data.eq(self.host_wdata.replicate(INSTR_BITS // 32)),
-            prg_w.en.eq(Mux(host & self.host_we & (space == HostSpace.PROG), 1 << slc, 0)),
+            prg_w.en.eq(Mux(host & self.host_we & (space == Space.PROG), 1 << slc, 0)),
 
             wmem.raddr.eq(Mux(busy, seq.w_raddr, word)),
             seq.w_rdata.eq(wmem.rdata),
@@ -115,7 +119,7 @@ class Accelerator(wiring.Component):
         # WEIGHTS writes: stage 32-bit slices, write the whole word with its last slice.
         slices = -(-cfg.word_bits // 32)
         stage = Signal(32 * slices)
-        wr_weights = host & self.host_we & (space == HostSpace.WEIGHTS)
+        wr_weights = host & self.host_we & (space == Space.WEIGHTS)
         merged = Signal(32 * slices)
         m.d.comb += merged.eq(stage)
         for k in range(slices):
@@ -130,19 +134,19 @@ class Accelerator(wiring.Component):
         ]
 
         # Host reads: one cycle after host_re, select the space read.
-        rspace = Signal(2)
-        rslc = Signal(2)
+        rspace = Signal(SPACE_BITS)
+        rslc = Signal(stride_bits)
         with m.If(self.host_re):
             m.d.sync += [rspace.eq(space), rslc.eq(slc)]
         wpad = Signal(128)
         m.d.comb += wpad.eq(wmem.rdata)
         with m.Switch(rspace):
-            with m.Case(HostSpace.SCRATCH):
+            with m.Case(Space.SCRATCH):
                 m.d.comb += self.host_rdata.eq(scr_r.data.as_signed())
-            with m.Case(HostSpace.OUT):
+            with m.Case(Space.OUT):
                 m.d.comb += self.host_rdata.eq(out_r.data)
-            with m.Case(HostSpace.PROG):
+            with m.Case(Space.PROG):
                 m.d.comb += self.host_rdata.eq(prg_r.data.word_select(rslc, 32))
-            with m.Case(HostSpace.WEIGHTS):
+            with m.Case(Space.WEIGHTS):
                 m.d.comb += self.host_rdata.eq(wpad.word_select(rslc, 32))
         return m

@@ -7,7 +7,10 @@ from cocotb.triggers import RisingEdge
 
 from streams import bench_inputs, bench_output, to_signed
 
-SCRATCH, OUT = 0, 1
+from ternac.protocol import Space
+
+#: The host-port spaces the benches use (ternac.protocol.Space: the one definition).
+SCRATCH, OUT = Space.SCRATCH, Space.OUT
 
 
 class TopTB:

@@ -2,18 +2,16 @@
 memory mapping) in Verilator, driven through its UART pins by the same host driver that
 talks to a real board (``ternac.hostdriver.HostDriver`` over cocotbext-uart).
 
-:func:`run_digits_cosim` loads the weights and the program over the link, then for every
-input writes it, RUNs, and reads the logits back, exactly as ``--backend board`` does on a
-real board; so ``ternac run digits --backend cosim`` exercises the UART, the frame parser,
-the host port and (iCEBreaker) the SPRAM weight memory, and must match golden.
+Both runs execute a session of :mod:`ternac.session`, the very code that ``--backend board``
+runs over pyserial: :func:`run_digits_cosim` (``ternac run digits --backend cosim``) runs
+:func:`ternac.session.digits_session` (identify, weights, program, then for every input:
+write it, RUN, read the logits), :func:`run_lm_cosim` (``ternac generate --backend cosim``)
+runs :func:`ternac.session.lm_session` (identify, weights, program, scratch constants, then
+per token: the token id, RUN, the logits). So the cosim backends exercise the UART, the
+frame parser, the host port and (iCEBreaker) the SPRAM weight memory, and must match golden.
 
-:func:`run_lm_cosim` does the same for the language model (``ternac generate --backend
-cosim``): the session (identify, weights, program, scratch constants, then per token: the
-token id, RUN, the logits) is :func:`ternac.boards_cli.lm_session`, the very code that
-``--backend board`` runs over pyserial.
-
-This file is also the cocotb test module (``board_digits``, ``board_lm``) that runs inside
-the simulator.
+This file is also the cocotb test module (``board_digits``, ``board_lm``, ``spram_banks``)
+that runs inside the simulator.
 
 The simulated clock is 100 MHz and the UART runs at clock / 4 (25 Mbaud, the smallest
 divisor hw/uart.py takes) to keep the simulation short; the board builds use the same RTL
@@ -35,18 +33,21 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
+from ternac.session import WEIGHT_MEMORY
+
 __all__ = ["COSIM_BOARDS", "COSIM_DIVISOR", "build_board_cosim", "run_digits_cosim",
-           "run_cosim", "run_lm_cosim"]
+           "run_lm_cosim"]
 
 CLK_NS = 10
 COSIM_DIVISOR = 4
-#: How each board maps the weight memory (the rest is EBR on both).
-COSIM_BOARDS = {"icebreaker": "spram", "ulx3s": "ebr"}
+#: The boards that co-simulate, and where each keeps its weights (ternac.session).
+COSIM_BOARDS = WEIGHT_MEMORY
 
 
 def _core(cfg, program_words, weight_words, board):
-    from ternac.boards.core import BoardCore, board_config_hash
+    from ternac.boards.core import BoardCore
     from ternac.hw.spram import SPRAMWeightMemory
+    from ternac.protocol import board_config_hash
     if board not in COSIM_BOARDS:
         raise ValueError(f"unknown board {board!r}; choose one of {', '.join(COSIM_BOARDS)}")
     spram = COSIM_BOARDS[board] == "spram"
@@ -80,65 +81,6 @@ def build_board_cosim(cfg, program_words, weight_words=(), *, board: str = "iceb
     return runner, bdir, name, chash, spram
 
 
-def run_cosim(cfg, program_words, weight_words, inputs, input_addr: int, logits_addr: int,
-              n_logits: int, *, board: str = "icebreaker", build_dir=None,
-              progress: bool = True) -> dict:
-    """Run ``inputs`` through the co-simulated board over its UART.
-
-    Weights go over the link when the board keeps them in SPRAM (always loaded, then the
-    first words read back and compared); the program is loaded over the link too (it is
-    also baked into the bitstream's EBR; loading it checks the PROG path).
-
-    Returns
-    -------
-    dict with ``logits`` (list of lists of int), ``results`` (ARGMAX index per input),
-    ``cycles`` (RTL cycles start to done per input), and ``link`` (bytes each way and
-    simulated seconds, measured).
-
-    Raises
-    ------
-    sim.runner.BenchFailed if the bench fails (a link error, a mismatch in the read-back).
-    """
-    from ternac.sim.runner import run_bench
-    t0 = time.time()
-    runner, bdir, name, chash, spram = build_board_cosim(
-        cfg, program_words, weight_words, board=board, build_dir=build_dir, progress=progress)
-    inputs = [list(map(int, x)) for x in inputs]
-    if progress:
-        what = f"{len(weight_words)} weight words + " if spram else ""
-        print(f"[cosim] {board}: loading {what}{len(program_words)} instructions over the "
-              f"simulated UART, then {len(inputs)} inputs ...", file=sys.stderr, flush=True)
-    out = run_bench(runner, bdir, name, "board_cosim", testcase="board_digits", inputs={
-        "config_hash": chash, "word_bits": cfg.word_bits, "load_weights": spram,
-        "weights": [int(w) for w in weight_words], "program": [int(w) for w in program_words],
-        "inputs": inputs, "input_addr": input_addr, "logits_addr": logits_addr,
-        "n_logits": n_logits})
-    if progress:
-        print(f"[cosim] done in {time.time() - t0:.0f} s wall, "
-              f"{out['link']['sim_seconds'] * 1e3:.1f} ms simulated", file=sys.stderr, flush=True)
-    return out
-
-
-def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=None,
-                     progress: bool = True):
-    """``ternac run digits --backend cosim``: a :class:`ternac.compiler.Compiled` model and
-    its int8 input vectors through the co-simulated ``board``.
-
-    Returns
-    -------
-    (logits, results, cycles): lists per input, as ``ternac.cli._run_verilator``.
-
-    Raises
-    ------
-    sim.runner.BenchFailed if the bench fails.
-    """
-    res = run_cosim(compiled.cfg, compiled.program_words, compiled.weight_words, inputs,
-                    compiled.input_addr, compiled.logits_addr, compiled.n_logits, board=board,
-                    build_dir=build_dir, progress=progress)
-    return ([[int(v) for v in row] for row in res["logits"]], [int(r) for r in res["results"]],
-            [int(c) for c in res["cycles"]])
-
-
 def _echo_progress(path: pathlib.Path, stop: threading.Event, t0: float) -> None:
     """Print the lines the bench appends to ``path`` (prefixed with the wall time) until
     ``stop`` is set."""
@@ -163,6 +105,70 @@ def _echo_progress(path: pathlib.Path, stop: threading.Event, t0: float) -> None
     flush()
 
 
+def _run_session(testcase: str, p: dict, cfg, program_words, weight_words, *, board: str,
+                 build_dir, progress: bool, what: str) -> dict:
+    """Build the board core, run the cocotb ``testcase`` (a session over the UART) with
+    the session inputs ``p``, echo its progress lines; returns the bench's output with
+    ``wall_s`` (measured, the build included)."""
+    from ternac.sim.runner import run_bench
+    t0 = time.time()
+    runner, bdir, name, chash, spram = build_board_cosim(
+        cfg, program_words, weight_words, board=board, build_dir=build_dir, progress=progress)
+    # The board facts the session was given are those the simulated core was built with.
+    assert chash == p["config_hash"] and spram == p["load_weights"]
+    stop, thread = threading.Event(), None
+    if progress:
+        loaded = f"{len(weight_words)} weight words, " if spram else ""
+        print(f"[cosim] {board}: loading {loaded}{len(program_words)} instructions {what} over "
+              f"the simulated UART (clock/{COSIM_DIVISOR}) ...", file=sys.stderr, flush=True)
+        p = dict(p, progress_file=str(pathlib.Path(bdir) /
+                                      f"progress-{os.getpid()}-{time.time_ns()}.txt"))
+        thread = threading.Thread(target=_echo_progress,
+                                  args=(pathlib.Path(p["progress_file"]), stop, t0), daemon=True)
+        thread.start()
+    try:
+        out = run_bench(runner, bdir, name, "board_cosim", testcase=testcase, inputs=p)
+    finally:
+        if thread is not None:
+            stop.set()
+            thread.join()
+            pathlib.Path(p["progress_file"]).unlink(missing_ok=True)
+    out["wall_s"] = round(time.time() - t0, 1)
+    if progress:
+        print(f"[cosim] done in {out['wall_s']:.0f} s wall, "
+              f"{out['link']['sim_seconds'] * 1e3:.1f} ms simulated", file=sys.stderr, flush=True)
+    return out
+
+
+def run_digits_cosim(compiled, inputs, *, board: str = "icebreaker", build_dir=None,
+                     progress: bool = True):
+    """``ternac run digits --backend cosim``: a :class:`ternac.lower.Compiled` model and
+    its int8 input vectors through the co-simulated ``board`` over its UART
+    (:func:`ternac.session.digits_session`).
+
+    Weights go over the link when the board keeps them in SPRAM (always loaded, then the
+    first words read back and compared); the program is loaded over the link too (it is
+    also baked into the bitstream's EBR; loading it checks the PROG path).
+
+    Returns
+    -------
+    (logits, results, cycles): lists per input (int32 logits, the ARGMAX result, RTL cycles
+    start to done), as the verilator backend.
+
+    Raises
+    ------
+    ValueError for an unknown board; sim.runner.BenchFailed if the bench fails (a link
+    error, a weight read back wrong).
+    """
+    from ternac.session import digits_session_inputs
+    p = digits_session_inputs(compiled, inputs, board)
+    res = _run_session("board_digits", p, compiled.cfg, compiled.program_words,
+                       compiled.weight_words, board=board, build_dir=build_dir,
+                       progress=progress, what=f"then {len(p['inputs'])} inputs")
+    return ([[int(v) for v in row] for row in res["logits"]], [int(r) for r in res["results"]],
+            [int(c) for c in res["cycles"]])
+
+
 def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build_dir=None,
                  progress: bool = True) -> dict:
     """Generate with a compiled LM on the co-simulated ``board`` over its UART.
@@ -170,14 +176,14 @@ def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build
     The board core (UART host link + Accelerator; iCEBreaker: the weights in four
     SB_SPRAM256KA models) runs in Verilator; inside the cocotb bench the host driver
     (:class:`ternac.hostdriver.HostDriver` over cocotbext-uart) runs
-    :func:`ternac.boards_cli.lm_session`: IDENTIFY (configuration hash), the weights
+    :func:`ternac.session.lm_session`: IDENTIFY (configuration hash), the weights
     (SPRAM boards), the program, the scratch constants, then for each of
     ``len(prompt_ids) + n_new - 1`` steps the token id, RUN, the logits from OUT; after
     the prompt each result is fed back.
 
     Parameters
     ----------
-    cm : ternac.compile_lm.CompiledLM
+    cm : ternac.lower.CompiledLM
     prompt_ids : list of int
     n_new : int, tokens to generate (>= 1)
     board : "icebreaker" or "ulx3s"
@@ -195,38 +201,13 @@ def run_lm_cosim(cm, prompt_ids, n_new: int, *, board: str = "icebreaker", build
     ValueError for an unknown board, an empty prompt or n_new < 1;
     sim.runner.BenchFailed if the bench fails (a link error, a weight read back wrong).
     """
-    from ternac.sim.runner import run_bench
-    from ternac.boards_cli import lm_session_inputs
-    t0 = time.time()
+    from ternac.session import lm_session_inputs
     p = lm_session_inputs(cm, prompt_ids, n_new, board)
-    runner, bdir, name, chash, spram = build_board_cosim(
-        cm.cfg, cm.program_words, cm.weight_words, board=board, build_dir=build_dir,
-        progress=progress)
-    assert chash == p["config_hash"] and spram == p["load_weights"]
     steps = len(prompt_ids) + n_new - 1
-    stop, thread = threading.Event(), None
-    if progress:
-        what = f"{len(cm.weight_words)} weight words, " if spram else ""
-        print(f"[cosim] {board}: loading {what}{len(cm.program_words)} instructions and "
-              f"{sum(len(v) for v in cm.scratch_constants.values())} scratch words over the "
-              f"simulated UART (clock/{COSIM_DIVISOR}), then {steps} token steps ...",
-              file=sys.stderr, flush=True)
-        p["progress_file"] = str(pathlib.Path(bdir) / f"progress-{os.getpid()}-{time.time_ns()}.txt")
-        thread = threading.Thread(target=_echo_progress,
-                                  args=(pathlib.Path(p["progress_file"]), stop, t0), daemon=True)
-        thread.start()
-    try:
-        out = run_bench(runner, bdir, name, "board_cosim", testcase="board_lm", inputs=p)
-    finally:
-        if thread is not None:
-            stop.set()
-            thread.join()
-            pathlib.Path(p["progress_file"]).unlink(missing_ok=True)
-    out["wall_s"] = round(time.time() - t0, 1)
-    if progress:
-        print(f"[cosim] done in {out['wall_s']:.0f} s wall, "
-              f"{out['link']['sim_seconds'] * 1e3:.1f} ms simulated", file=sys.stderr, flush=True)
-    return out
+    return _run_session("board_lm", p, cm.cfg, cm.program_words, cm.weight_words,
+                        board=board, build_dir=build_dir, progress=progress,
+                        what=f"and {sum(len(v) for v in cm.scratch_constants.values())} "
+                             f"scratch words, then {steps} token steps")
 
 
 # -- the cocotb side ---------------------------------------------------------------------
@@ -269,13 +250,12 @@ async def _start(dut, word_bits: int):
     return drv, link
 
 
-@cocotb.test()
-async def board_lm(dut):
-    """The LM session (ternac.boards_cli.lm_session) over the UART: see run_lm_cosim."""
+async def _session(dut, session):
+    """Run a ternac.session generator function over the UART of the simulated board with
+    the bench's inputs; hand back its result with the link's byte counts."""
     from cocotb.utils import get_sim_time
 
     from streams import bench_inputs, bench_output
-    from ternac.boards_cli import drive_async, lm_session
 
     p = bench_inputs()
     drv, link = await _start(dut, p["word_bits"])
@@ -284,46 +264,25 @@ async def board_lm(dut):
         def say(msg):
             with open(p["progress_file"], "a") as f:
                 f.write(f"{msg} ({get_sim_time('ns') * 1e-6:.1f} ms simulated)\n")
-    out = await drive_async(drv, lm_session(p, say))
+    out = await drv.run_session(session(p, say))
     out["link"] = {"bytes_to_device": link.sent, "bytes_from_device": link.received,
                    "sim_seconds": get_sim_time("ns") * 1e-9}
     bench_output(out)
 
 
 @cocotb.test()
+async def board_lm(dut):
+    """The LM session (ternac.session.lm_session) over the UART: see run_lm_cosim."""
+    from ternac.session import lm_session
+    await _session(dut, lm_session)
+
+
+@cocotb.test()
 async def board_digits(dut):
-    """Load weights and program over the UART, then run every input (see run_cosim)."""
-    from cocotb.utils import get_sim_time
-
-    from streams import bench_inputs, bench_output
-    from ternac.hostdriver import Space, WORD_STRIDE
-
-    p = bench_inputs()
-    drv, link = await _start(dut, p["word_bits"])
-
-    await drv.check_identity(p["config_hash"])
-    if p["load_weights"]:
-        await drv.load_weights(p["weights"])
-        n = min(8, len(p["weights"]))
-        per = -(-p["word_bits"] // 32)
-        back = await drv.read_mem(Space.WEIGHTS, 0, WORD_STRIDE * n)
-        for i in range(n):
-            word = sum(back[WORD_STRIDE * i + s] << (32 * s) for s in range(per))
-            assert word == p["weights"][i], f"weight word {i} read back {word:#x}"
-    await drv.load_program(p["program"])
-
-    logits, results, cycles = [], [], []
-    for x in p["inputs"]:
-        await drv.write_scratch(p["input_addr"], x)
-        res, cyc = await drv.run()
-        logits.append(await drv.read_out(p["logits_addr"], p["n_logits"]))
-        results.append(res)
-        cycles.append(cyc)
-    st = await drv.status()
-    assert st.rejected == 0 and not st.flags & 0x3C, f"link errors: {st}"
-    bench_output({"logits": logits, "results": results, "cycles": cycles,
-                  "link": {"bytes_to_device": link.sent, "bytes_from_device": link.received,
-                           "sim_seconds": get_sim_time("ns") * 1e-9}})
+    """The digits session (ternac.session.digits_session) over the UART: see
+    run_digits_cosim."""
+    from ternac.session import digits_session
+    await _session(dut, digits_session)
 
 
 @cocotb.test()

@@ -167,7 +167,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
     elif backend == "cosim":
         # The whole simulated board top, driven through its UART by the host driver.
-        from ternac.boards_cli import run_digits_cosim
+        from ternac.sim.board_cosim import run_digits_cosim
         try:
             logits, results, cycles = run_digits_cosim(compiled, x.tolist(), board=board,
                                                        build_dir=build_dir, progress=progress)
@@ -179,7 +179,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         if not port:
             raise InputError("the board backend needs --port (the board's serial port, "
                              "e.g. /dev/ttyUSB1)")
-        from ternac.boards_cli import run_digits_on_board
+        from ternac.session import run_digits_on_board
         logits, results, cycles = run_digits_on_board(compiled, x.tolist(), port=port,
                                                       board=board, progress=progress)
     seconds = time.perf_counter() - t0

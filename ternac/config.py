@@ -9,16 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 from ternac.golden.widths import acc_width
+from ternac.protocol import Space
 
 __all__ = ["AccelConfig", "HostSpace"]
 
-
-class HostSpace:
-    """Address spaces of the accelerator's host port (2 bits)."""
-    SCRATCH = 0   # activation scratchpad, 16-bit words (sign-extended on read)
-    OUT = 1       # output buffer, 32-bit words
-    PROG = 2      # program memory, 128-bit words written as 4 x 32-bit slices (addr = 4*word + slice)
-    WEIGHTS = 3   # weight memory, 2*lanes-bit words as 32-bit slices (addr = 4*word + slice)
+#: The host port's address spaces: defined by the host-link protocol (the name is kept for
+#: existing callers).
+HostSpace = Space
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,6 @@
-"""Host side of the ternac UART link: the protocol, its frame codec, and one driver that
-talks to a real board (pyserial) or to the Verilator-simulated board top (cocotbext-uart).
-
-The protocol is specified in ``docs/hostlink.md``; the constants below are its single
-definition, imported by the RTL (:mod:`hw.hostlink`) and by the tests.
+"""Host side of the ternac UART link: one driver that talks to a real board (pyserial) or
+to the Verilator-simulated board top (cocotbext-uart), over the wire protocol of
+:mod:`ternac.protocol` (re-exported here for the driver's users).
 
 Design: every operation of the driver (identify, write_mem, run, ...) is written once, as a
 generator that yields I/O requests (:class:`_Write`, :class:`_Read`, :class:`_Drain`) and
@@ -10,174 +8,37 @@ receives their results. :class:`HostDriver` runs these generators over a *transp
 synchronous one (:class:`SerialTransport`, pyserial) makes every method return its result;
 an asynchronous one (:class:`CosimTransport`, cocotbext-uart inside a cocotb test) makes
 every method return a coroutine to ``await``. The framing, retries and checks are the same
-code on both.
+code on both. The one trampoline that runs such a generator, :func:`drive_sync` /
+:func:`drive_async`, also runs the model sessions of :mod:`ternac.session` (generators of
+driver calls) through :meth:`HostDriver.run_session`.
 
-No module-level import of pyserial, cocotb, torch or Amaranth: this file is imported by the
-RTL generator and by the CLI.
+No module-level import of pyserial, cocotb, torch or Amaranth: this file sits below the
+RTL, the simulators and the CLI (tests/test_layering.py).
 """
 from __future__ import annotations
 
-import binascii
 import dataclasses
-import enum
 import functools
-import hashlib
-import json
 import time
 
+from ternac.golden.widths import SCRATCH_BITS
+from ternac.protocol import (MAX_WORDS, PROTOCOL_VERSION, SYNC_REQUEST, SYNC_RESPONSE,
+                             WORD_STRIDE, WRITE_HEADER_BYTES, Command, DeviceError, LinkError,
+                             LinkTimeout, Reply, Space, StatusFlag, config_hash, crc16,
+                             decode_frame, encode_frame, space_limits)
+
 __all__ = [
+    # the protocol (ternac.protocol), re-exported for the driver's users
     "SYNC_REQUEST", "SYNC_RESPONSE", "PROTOCOL_VERSION", "MAX_WORDS", "WRITE_HEADER_BYTES",
-    "WORD_STRIDE",
-    "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame", "decode_frame",
-    "config_hash", "space_limits", "Identity", "Status", "LinkError", "LinkTimeout",
-    "DeviceError", "HostDriver", "SerialTransport", "CosimTransport", "open_serial",
+    "WORD_STRIDE", "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame",
+    "decode_frame", "config_hash", "space_limits", "LinkError", "LinkTimeout", "DeviceError",
+    # the driver
+    "Identity", "Status", "HostDriver", "SerialTransport", "CosimTransport", "open_serial",
+    "drive_sync", "drive_async",
 ]
 
-# -- protocol -----------------------------------------------------------------------------
 
-#: First byte of every request (host -> device) and of every response (device -> host).
-SYNC_REQUEST = 0xA5
-SYNC_RESPONSE = 0x5A
-PROTOCOL_VERSION = 1
-#: Most 32-bit words one WRITE_MEM or READ_MEM frame carries (the device buffers one
-#: WRITE_MEM payload in a 4 * MAX_WORDS-byte EBR before executing it).
-MAX_WORDS = 64
-#: WRITE_MEM payload bytes before the words: space (u8) and address (u32).
-WRITE_HEADER_BYTES = 5
-
-
-class Command(enum.IntEnum):
-    """Request codes (the byte after the sync byte of a request)."""
-    IDENTIFY = 0x01    # payload: none          -> hash u32, version u8, max_words u16
-    WRITE_MEM = 0x02   # space u8, addr u32, words u32 x n (1 <= n <= MAX_WORDS) -> none
-    READ_MEM = 0x03    # space u8, addr u32, count u16 (1..MAX_WORDS) -> words u32 x count
-    RUN = 0x04         # none (wait) or flags u8 (bit 0: do not wait) -> result u32, cycles u32
-    STATUS = 0x05      # none -> result u32, cycles u32, flags u8, rejected u8
-
-
-class Reply(enum.IntEnum):
-    """Response codes (the byte after the sync byte of a response)."""
-    ACK = 0x00
-    BAD_CRC = 0x81       # the CRC over code, length and payload did not check
-    BAD_LENGTH = 0x82    # length too long for the device, or wrong for the command
-    BAD_COMMAND = 0x83   # unknown command code
-    BAD_ADDRESS = 0x84   # space unknown, or addr + count past the end of the space
-    BUSY = 0x85          # memory access or RUN while the accelerator runs
-
-
-class StatusFlag(enum.IntFlag):
-    """Bits of the STATUS flags byte. Sticky bits clear when STATUS is answered."""
-    BUSY = 0x01          # accelerator running
-    DONE = 0x02          # last run finished (until the next RUN)
-    RX_OVERRUN = 0x04    # sticky: a received byte was dropped
-    RX_FRAMING = 0x08    # sticky: a stop bit was 0
-    TIMEOUT = 0x10       # sticky: a partial frame was dropped after the inter-byte timeout
-    ERROR = 0x20         # the accelerator stopped on an error (until the next RUN)
-
-
-class Space(enum.IntEnum):
-    """Address spaces of the accelerator host port (same codes as ternac.config.HostSpace)."""
-    SCRATCH = 0
-    OUT = 1
-    PROG = 2
-    WEIGHTS = 3
-
-
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor), as
-    :func:`binascii.crc_hqx`. Appending the CRC most significant byte first makes the CRC
-    of the whole (code .. CRC) zero, which is what the RTL checks."""
-    return binascii.crc_hqx(bytes(data), crc)
-
-
-def encode_frame(code: int, payload: bytes = b"", *, sync: int = SYNC_REQUEST) -> bytes:
-    """One frame: sync, code, length (u16 LE), payload, CRC-16 (MSB first) over code..payload.
-
-    Raises
-    ------
-    ValueError if the payload is longer than 65535 bytes or the code is not a byte.
-    """
-    payload = bytes(payload)
-    if len(payload) > 0xFFFF:
-        raise ValueError(f"a frame payload holds at most 65535 bytes, not {len(payload)}")
-    if not 0 <= int(code) <= 0xFF:
-        raise ValueError(f"frame code must be a byte, not {code!r}")
-    body = bytes([int(code)]) + len(payload).to_bytes(2, "little") + payload
-    return bytes([sync]) + body + crc16(body).to_bytes(2, "big")
-
-
-def decode_frame(frame: bytes, *, sync: int = SYNC_RESPONSE) -> tuple[int, bytes]:
-    """Inverse of :func:`encode_frame` for one complete frame: returns (code, payload).
-
-    Raises
-    ------
-    LinkError if the sync byte, the length or the CRC is wrong.
-    """
-    frame = bytes(frame)
-    if len(frame) < 6 or frame[0] != sync:
-        raise LinkError(f"not a frame: {frame[:8].hex()}")
-    n = int.from_bytes(frame[2:4], "little")
-    if len(frame) != 6 + n:
-        raise LinkError(f"frame length field says {n} payload bytes, frame has {len(frame) - 6}")
-    if crc16(frame[1:]) != 0:
-        raise LinkError(f"frame CRC does not check: {frame.hex()}")
-    return frame[1], frame[4:4 + n]
-
-
-#: Host addresses a PROG or WEIGHTS word spans: hw.top.Accelerator addresses both as
-#: ``4 * word + slice`` (32-bit slices, least significant first), whatever the word width.
-WORD_STRIDE = 4
-
-
-def space_limits(cfg) -> dict[int, int]:
-    """Host-port addresses of each space for an :class:`ternac.config.AccelConfig`
-    (``WORD_STRIDE`` a word for PROG and WEIGHTS), capped at the 20-bit host address."""
-    cap = 1 << 20
-    return {
-        Space.SCRATCH: min(cfg.scratch_depth, cap),
-        Space.OUT: min(cfg.out_depth, cap),
-        Space.PROG: min(cfg.prog_depth * WORD_STRIDE, cap),
-        Space.WEIGHTS: min(cfg.weight_depth * WORD_STRIDE, cap),
-    }
-
-
-def config_hash(cfg, program_words=(), *, weight_format: str = "I2", **extra) -> int:
-    """32-bit hash of a build: protocol version, every AccelConfig size, the program baked
-    into the bitstream, the weight format and any ``extra`` keys (board, clock, ...).
-
-    The RTL returns it in IDENTIFY; the driver compares it with the one it computes for the
-    model it is about to load, so a stale bitstream is caught before any data moves.
-    Definition: the first 4 bytes (little-endian) of SHA-256 over canonical JSON.
-    """
-    doc = {
-        "protocol": PROTOCOL_VERSION,
-        "config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg),
-        "program": [f"{int(w):032x}" for w in program_words],
-        "weight_format": weight_format,
-        **{k: extra[k] for k in sorted(extra)},
-    }
-    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
-
-
-# -- errors and results -------------------------------------------------------------------
-
-class LinkError(Exception):
-    """The link misbehaved: a corrupt or unexpected response."""
-
-
-class LinkTimeout(LinkError):
-    """No (complete) response arrived in time."""
-
-
-class DeviceError(LinkError):
-    """The device answered a request with a named error (:class:`Reply`)."""
-
-    def __init__(self, reply: Reply, command: Command, detail: str = ""):
-        self.reply, self.command = reply, command
-        super().__init__(f"the device answered {Command(command).name} with "
-                         f"{reply.name}{': ' + detail if detail else ''}")
-
+# -- results ----------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
@@ -229,16 +90,59 @@ def _signed(v: int, bits: int) -> int:
     return v - (1 << bits) if v >> (bits - 1) else v
 
 
+# -- the trampoline ---------------------------------------------------------------------------
+
+def _resume(gen, value, exc):
+    """One step of a request generator: send ``value`` (or throw ``exc``) into ``gen``.
+    Returns ``(False, next request)`` or, once it has returned, ``(True, its value)``."""
+    try:
+        return False, (gen.throw(exc) if exc is not None else gen.send(value))
+    except StopIteration as stop:
+        return True, stop.value
+
+
+def drive_sync(gen, perform, catch: tuple = ()):
+    """Run a generator of requests to completion; returns the generator's value.
+
+    Each request it yields goes to ``perform(request)``, whose result is sent back into the
+    generator; an exception of a type in ``catch`` raised by ``perform`` is thrown into the
+    generator instead (where it may be handled, e.g. a retry after a timeout). Used for the
+    driver's frame I/O (:class:`HostDriver`) and for the model sessions of
+    :mod:`ternac.session` (:meth:`HostDriver.run_session`).
+    """
+    value, exc = None, None
+    while True:
+        done, op = _resume(gen, value, exc)
+        if done:
+            return op
+        value, exc = None, None
+        try:
+            value = perform(op)
+        except catch as e:
+            exc = e
+
+
+async def drive_async(gen, perform, catch: tuple = ()):
+    """As :func:`drive_sync`, awaiting what ``perform`` returns (inside a cocotb test)."""
+    value, exc = None, None
+    while True:
+        done, op = _resume(gen, value, exc)
+        if done:
+            return op
+        value, exc = None, None
+        try:
+            value = await perform(op)
+        except catch as e:
+            exc = e
+
+
 # -- the driver -----------------------------------------------------------------------------
 
 def _operation(gen_fn):
     """Turn a protocol generator into a driver method: sync or async after the transport."""
     @functools.wraps(gen_fn)
     def method(self, *args, **kwargs):
-        gen = gen_fn(self, *args, **kwargs)
-        if getattr(self.transport, "is_async", False):
-            return self._drive_async(gen)
-        return self._drive_sync(gen)
+        return self._drive(gen_fn(self, *args, **kwargs), self._perform, (LinkTimeout,))
     return method
 
 
@@ -268,43 +172,25 @@ class HostDriver:
         self.word_bits = word_bits if word_bits is not None else (cfg.word_bits if cfg else None)
 
     # runners --------------------------------------------------------------------------
-    def _drive_sync(self, gen):
-        t = self.transport
-        value, exc = None, None
-        while True:
-            try:
-                op = gen.throw(exc) if exc is not None else gen.send(value)
-            except StopIteration as stop:
-                return stop.value
-            value, exc = None, None
-            try:
-                if isinstance(op, _Write):
-                    t.write(op.data)
-                elif isinstance(op, _Read):
-                    value = t.read(op.n, long=op.long)
-                else:
-                    t.drain()
-            except LinkTimeout as e:
-                exc = e
+    def _drive(self, gen, perform, catch=()):
+        if getattr(self.transport, "is_async", False):
+            return drive_async(gen, perform, catch)
+        return drive_sync(gen, perform, catch)
 
-    async def _drive_async(self, gen):
+    def _perform(self, op):
+        """One I/O request on the transport (its result, or a coroutine when async)."""
         t = self.transport
-        value, exc = None, None
-        while True:
-            try:
-                op = gen.throw(exc) if exc is not None else gen.send(value)
-            except StopIteration as stop:
-                return stop.value
-            value, exc = None, None
-            try:
-                if isinstance(op, _Write):
-                    await t.write(op.data)
-                elif isinstance(op, _Read):
-                    value = await t.read(op.n, long=op.long)
-                else:
-                    await t.drain()
-            except LinkTimeout as e:
-                exc = e
+        if isinstance(op, _Write):
+            return t.write(op.data)
+        if isinstance(op, _Read):
+            return t.read(op.n, long=op.long)
+        return t.drain()
+
+    def run_session(self, gen):
+        """Run a session (:mod:`ternac.session`): a generator that yields driver calls
+        ``(method name, *args)`` and receives their results. Returns the session's value
+        (a coroutine of it with an asynchronous transport)."""
+        return self._drive(gen, lambda call: getattr(self, call[0])(*call[1:]))
 
     # framing --------------------------------------------------------------------------
     def _read_response(self, long=False):
@@ -443,14 +329,16 @@ class HostDriver:
 
     @_operation
     def write_scratch(self, addr: int, values):
-        """Write signed 16-bit values (e.g. int8 activations) into SCRATCH."""
-        yield from self._write_mem(Space.SCRATCH, addr, [int(v) & 0xFFFF for v in values])
+        """Write signed scratch words (``SCRATCH_BITS`` = 16 bits, e.g. int8 activations)
+        into SCRATCH."""
+        mask = (1 << SCRATCH_BITS) - 1
+        yield from self._write_mem(Space.SCRATCH, addr, [int(v) & mask for v in values])
 
     @_operation
     def read_scratch(self, addr: int, count: int):
-        """Read SCRATCH as signed 16-bit values."""
+        """Read SCRATCH as signed ``SCRATCH_BITS``-bit (16) values."""
         words = yield from self._read_mem(Space.SCRATCH, addr, count)
-        return [_signed(w, 16) for w in words]
+        return [_signed(w, SCRATCH_BITS) for w in words]
 
     @_operation
     def read_out(self, addr: int, count: int):

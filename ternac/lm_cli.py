@@ -140,7 +140,8 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
             new = toks[len(ids):]
         elif backend in ("cosim", "board"):
             # Through the (simulated) board's UART, by the host driver (ternac.hostdriver).
-            from ternac.boards_cli import run_lm_cosim, run_lm_on_board
+            from ternac.session import run_lm_on_board
+            from ternac.sim.board_cosim import run_lm_cosim
             res = (run_lm_cosim(cm, ids, n, board=board, build_dir=build_dir, progress=progress)
                    if backend == "cosim" else
                    run_lm_on_board(cm, ids, n, port=port, board=board, progress=progress))

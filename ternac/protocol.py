@@ -1,0 +1,196 @@
+"""The ternac host-link wire protocol: frame format, commands, replies, status flags, the
+host address spaces, CRC, and the configuration hash that IDENTIFY returns.
+
+This module is the protocol's single definition (specified in prose in
+``docs/hostlink.md``), imported by both ends: the RTL (:mod:`ternac.hw.hostlink`, the
+accelerator's host port in :mod:`ternac.hw.top`, :mod:`ternac.boards.core`) and the host
+driver (:mod:`ternac.hostdriver`). It is pure Python (standard library only: no torch, no
+Amaranth, no pyserial, no cocotb), so every layer may import it.
+
+Frame (both directions)::
+
+    sync u8 | code u8 | length u16 LE | payload (length bytes) | CRC-16 u16 MSB first
+
+``sync`` is :data:`SYNC_REQUEST` host -> device and :data:`SYNC_RESPONSE` back; the CRC is
+CRC-16/CCITT-FALSE over code, length and payload (:func:`crc16`).
+"""
+from __future__ import annotations
+
+import binascii
+import enum
+import hashlib
+import json
+
+__all__ = [
+    "SYNC_REQUEST", "SYNC_RESPONSE", "PROTOCOL_VERSION", "MAX_WORDS", "WRITE_HEADER_BYTES",
+    "WORD_STRIDE", "HOST_ADDR_BITS", "SPACE_BITS", "STATUS_ERROR_FLAGS",
+    "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame", "decode_frame",
+    "space_limits", "config_hash", "board_config_hash",
+    "LinkError", "LinkTimeout", "DeviceError",
+]
+
+#: First byte of every request (host -> device) and of every response (device -> host).
+SYNC_REQUEST = 0xA5
+SYNC_RESPONSE = 0x5A
+PROTOCOL_VERSION = 1
+#: Most 32-bit words one WRITE_MEM or READ_MEM frame carries (the device buffers one
+#: WRITE_MEM payload in a 4 * MAX_WORDS-byte EBR before executing it).
+MAX_WORDS = 64
+#: WRITE_MEM payload bytes before the words: space (u8) and address (u32).
+WRITE_HEADER_BYTES = 5
+#: Bits of a host-port address (the u32 address field is checked against the space's size,
+#: which is capped at 2**HOST_ADDR_BITS) and of a space code (:class:`Space`).
+HOST_ADDR_BITS = 20
+SPACE_BITS = 2
+
+
+class Command(enum.IntEnum):
+    """Request codes (the byte after the sync byte of a request)."""
+    IDENTIFY = 0x01    # payload: none          -> hash u32, version u8, max_words u16
+    WRITE_MEM = 0x02   # space u8, addr u32, words u32 x n (1 <= n <= MAX_WORDS) -> none
+    READ_MEM = 0x03    # space u8, addr u32, count u16 (1..MAX_WORDS) -> words u32 x count
+    RUN = 0x04         # none (wait) or flags u8 (bit 0: do not wait) -> result u32, cycles u32
+    STATUS = 0x05      # none -> result u32, cycles u32, flags u8, rejected u8
+
+
+class Reply(enum.IntEnum):
+    """Response codes (the byte after the sync byte of a response)."""
+    ACK = 0x00
+    BAD_CRC = 0x81       # the CRC over code, length and payload did not check
+    BAD_LENGTH = 0x82    # length too long for the device, or wrong for the command
+    BAD_COMMAND = 0x83   # unknown command code
+    BAD_ADDRESS = 0x84   # space unknown, or addr + count past the end of the space
+    BUSY = 0x85          # memory access or RUN while the accelerator runs
+
+
+class StatusFlag(enum.IntFlag):
+    """Bits of the STATUS flags byte. Sticky bits clear when STATUS is answered."""
+    BUSY = 0x01          # accelerator running
+    DONE = 0x02          # last run finished (until the next RUN)
+    RX_OVERRUN = 0x04    # sticky: a received byte was dropped
+    RX_FRAMING = 0x08    # sticky: a stop bit was 0
+    TIMEOUT = 0x10       # sticky: a partial frame was dropped after the inter-byte timeout
+    ERROR = 0x20         # the accelerator stopped on an error (until the next RUN)
+
+
+#: The STATUS flags that mean something went wrong on the link or in the accelerator.
+STATUS_ERROR_FLAGS = (StatusFlag.RX_OVERRUN | StatusFlag.RX_FRAMING | StatusFlag.TIMEOUT
+                      | StatusFlag.ERROR)
+
+
+class Space(enum.IntEnum):
+    """Address spaces of the accelerator's host port (:data:`SPACE_BITS` bits): the ``space``
+    byte of WRITE_MEM / READ_MEM and the ``host_space`` port of
+    :class:`ternac.hw.top.Accelerator`.
+
+    Every host-port word is 32 bits; PROG and WEIGHTS words are wider and take
+    :data:`WORD_STRIDE` host addresses each (``addr = WORD_STRIDE * word + slice``, 32-bit
+    slices, least significant first).
+    """
+    SCRATCH = 0   # activation scratchpad, signed scratch words (sign-extended on read)
+    OUT = 1       # output buffer, 32-bit words
+    PROG = 2      # program memory, 128-bit instructions as 4 x 32-bit slices
+    WEIGHTS = 3   # weight memory, word_bits-bit words as ceil(word_bits / 32) slices
+
+
+#: Host addresses a PROG or WEIGHTS word spans: :class:`ternac.hw.top.Accelerator` addresses
+#: both as ``4 * word + slice`` (32-bit slices, least significant first), whatever the word
+#: width.
+WORD_STRIDE = 4
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor), as
+    :func:`binascii.crc_hqx`. Appending the CRC most significant byte first makes the CRC
+    of the whole (code .. CRC) zero, which is what the RTL checks."""
+    return binascii.crc_hqx(bytes(data), crc)
+
+
+def encode_frame(code: int, payload: bytes = b"", *, sync: int = SYNC_REQUEST) -> bytes:
+    """One frame: sync, code, length (u16 LE), payload, CRC-16 (MSB first) over code..payload.
+
+    Raises
+    ------
+    ValueError if the payload is longer than 65535 bytes or the code is not a byte.
+    """
+    payload = bytes(payload)
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"a frame payload holds at most 65535 bytes, not {len(payload)}")
+    if not 0 <= int(code) <= 0xFF:
+        raise ValueError(f"frame code must be a byte, not {code!r}")
+    body = bytes([int(code)]) + len(payload).to_bytes(2, "little") + payload
+    return bytes([sync]) + body + crc16(body).to_bytes(2, "big")
+
+
+def decode_frame(frame: bytes, *, sync: int = SYNC_RESPONSE) -> tuple[int, bytes]:
+    """Inverse of :func:`encode_frame` for one complete frame: returns (code, payload).
+
+    Raises
+    ------
+    LinkError if the sync byte, the length or the CRC is wrong.
+    """
+    frame = bytes(frame)
+    if len(frame) < 6 or frame[0] != sync:
+        raise LinkError(f"not a frame: {frame[:8].hex()}")
+    n = int.from_bytes(frame[2:4], "little")
+    if len(frame) != 6 + n:
+        raise LinkError(f"frame length field says {n} payload bytes, frame has {len(frame) - 6}")
+    if crc16(frame[1:]) != 0:
+        raise LinkError(f"frame CRC does not check: {frame.hex()}")
+    return frame[1], frame[4:4 + n]
+
+
+def space_limits(cfg) -> dict[int, int]:
+    """Host-port addresses of each :class:`Space` for an :class:`ternac.config.AccelConfig`
+    (``WORD_STRIDE`` a word for PROG and WEIGHTS), capped at 2**HOST_ADDR_BITS."""
+    cap = 1 << HOST_ADDR_BITS
+    return {
+        Space.SCRATCH: min(cfg.scratch_depth, cap),
+        Space.OUT: min(cfg.out_depth, cap),
+        Space.PROG: min(cfg.prog_depth * WORD_STRIDE, cap),
+        Space.WEIGHTS: min(cfg.weight_depth * WORD_STRIDE, cap),
+    }
+
+
+def config_hash(cfg, program_words=(), *, weight_format: str = "I2", **extra) -> int:
+    """32-bit hash of a build: protocol version, every AccelConfig size, the program baked
+    into the bitstream, the weight format and any ``extra`` keys (board, clock, ...).
+
+    The RTL returns it in IDENTIFY; the driver compares it with the one it computes for the
+    model it is about to load, so a stale bitstream is caught before any data moves.
+    Definition: the first 4 bytes (little-endian) of SHA-256 over canonical JSON.
+    """
+    doc = {
+        "protocol": PROTOCOL_VERSION,
+        "config": cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg),
+        "program": [f"{int(w):032x}" for w in program_words],
+        "weight_format": weight_format,
+        **{k: extra[k] for k in sorted(extra)},
+    }
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little")
+
+
+def board_config_hash(cfg, program_words, board: str) -> int:
+    """The configuration hash a board build reports in IDENTIFY: :func:`config_hash` of
+    the configuration and the baked-in program, I2 weights, with the board's name."""
+    return config_hash(cfg, program_words, weight_format="I2", board=board)
+
+
+# -- errors ---------------------------------------------------------------------------------
+
+class LinkError(Exception):
+    """The link misbehaved: a corrupt or unexpected response."""
+
+
+class LinkTimeout(LinkError):
+    """No (complete) response arrived in time."""
+
+
+class DeviceError(LinkError):
+    """The device answered a request with a named error (:class:`Reply`)."""
+
+    def __init__(self, reply: Reply, command: Command, detail: str = ""):
+        self.reply, self.command = reply, command
+        super().__init__(f"the device answered {Command(command).name} with "
+                         f"{reply.name}{': ' + detail if detail else ''}")
