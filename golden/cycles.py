@@ -35,8 +35,9 @@ each function only the keywords it declares.
 
 Source: hw/sequencer.py (FSM IDLE -> FETCH -> DECODE -> EXEC -> op state -> FETCH),
 hw/streamer.py, hw/engine.py, hw/requant.py, hw/activation.py, hw/eltwise.py, hw/norm.py,
-hw/shiftmax.py, hw/divider.py, hw/vector.py (pass_control). Checked against the RTL by
-tests/test_cycles.py (single ops in Amaranth's simulator, whole programs in Verilator).
+hw/shiftmax.py, hw/divider.py, hw/dot.py, hw/vector.py (pass_control). Checked against the
+RTL by tests/test_cycles.py (single ops in Amaranth's simulator, whole programs in
+Verilator) and, for DOT, tests/test_dot.py.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
 
 __all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "CYCLES", "halt_cycles", "matvec_cycles",
            "argmax_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
-           "norm_cycles", "shiftmax_cycles", "sample_cycles", "norm_normalize_steps",
+           "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
+           "norm_normalize_steps",
            "norm_data", "sample_data", "instr_cycles", "program_cycles"]
 
 #: FETCH + DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
@@ -60,12 +62,14 @@ ISSUE_CYCLES = 3
 #: (``1 + SHIFT_EXP_STAGES + ceil((SIG_FRAC_BITS + 1) / steps_per_stage) + 5``, one step
 #: a stage), hw/eltwise.py ``Eltwise.latency``, hw/norm.py ``Norm.latency``, hw/shiftmax.py
 #: (1 input register, 1 for ``mx - x``, 8 of shift-exp, ``e * R``, the rounding stage and the
-#: output register: 13). tests/test_cycles.py checks these against the hw classes.
+#: output register: 13), hw/dot.py ``Dot.latency``. tests/test_cycles.py checks these
+#: against the hw classes (tests/test_dot.py the Dot unit's).
 UNIT_TIMING: dict[str, tuple[int, int]] = {
     "activation": (1, 30),
     "eltwise": (1, 7),
     "norm": (2, 13),
     "shiftmax": (3, 13),
+    "dot": (1, 6),
 }
 
 #: Norm unit, between its passes (hw/norm.py, hw/divider.py): isqrt and divider bits.
@@ -336,6 +340,29 @@ def sample_cycles(ins: Instr, *, hit: int | None = None, bound: str = "max") -> 
     return ISSUE_CYCLES + n + 6 + hit
 
 
+def dot_cycles(ins: Instr, *, latency: int = UNIT_TIMING["dot"][1]) -> int:
+    """DOT of ``n`` rows of ``k`` on the Dot unit: ``3 + n k + latency`` (``3 + 1`` for
+    n = 0); latency 6 in the RTL. Data-independent.
+
+    Source: as :func:`activation_cycles`, with the ``n k`` elements of the one pass
+    streamed one a cycle (hw/sequencer.py: ``a`` at ``src + (e mod k)``, ``b`` at ``aux +
+    e``); the last row's sum leaves the unit ``latency`` cycles after its last element
+    (hw/dot.py ``Dot.latency``: input register, ``a b``, accumulator, ``acc m``, the
+    rounding shift, the output register).
+
+    Raises
+    ------
+    ValueError for ``k = 0`` with ``n > 0`` (no element ends a row: the RTL never finishes).
+    """
+    n, k = ins.n, ins.k
+    if n == 0:
+        return ISSUE_CYCLES + 1
+    if k == 0:
+        raise ValueError(f"DOT with n={n} and k=0 never finishes on the RTL (no element ends "
+                         f"a row)")
+    return ISSUE_CYCLES + n * k + latency
+
+
 def sample_data(p: Sequence[int], result: int) -> dict:
     """``{"hit": h}`` for :func:`sample_cycles` from the probabilities ``p``
     (``scratch[src : src + n]``) and the drawn index ``result``: the scan stops at the
@@ -360,12 +387,13 @@ CYCLES: dict[Op, Callable[..., int]] = {
     Op.RMSNORM: norm_cycles,
     Op.LAYERNORM: norm_cycles,
     Op.SHIFTMAX: shiftmax_cycles,
+    Op.DOT: dot_cycles,
 }
 
 #: The vector unit whose latency each vector formula takes (hw/vector_units.py).
 _UNIT_OF = {Op.SIGMOID: "activation", Op.SILU: "activation", Op.GELU: "activation",
             Op.ADD: "eltwise", Op.MUL: "eltwise", Op.RMSNORM: "norm", Op.LAYERNORM: "norm",
-            Op.SHIFTMAX: "shiftmax"}
+            Op.SHIFTMAX: "shiftmax", Op.DOT: "dot"}
 
 
 def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None = None,

@@ -219,6 +219,12 @@ class Graph:
             n_a = self._vec(nd.a).n
             if s.in_len(n_out, nd.k) != n_a:
                 raise GraphError(f"{what}: operand {nd.a} has {n_a} elements for an output of {n_out}")
+            if s.operands == 2:
+                n_b = self._vec(nd.b if nd.b is not None else nd.a).n
+                if s.b_len(n_out, nd.k) != n_b:
+                    raise GraphError(f"{what}: operand {nd.b or nd.a} has {n_b} elements; "
+                                     f"{s.name} with an output of {n_out} and k={nd.k} needs "
+                                     f"{s.b_len(n_out, nd.k)}")
 
     # --- reading --------------------------------------------------------------------------
     def node_of(self, name: str) -> Node:

@@ -22,7 +22,7 @@ import torch
 from .image import words_to_trits
 from .isa import Flag, Instr, Op, decode_program
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
-from .ops import vector_ops
+from .ops import spec, vector_ops
 from .sampler import join_state, sample_index, split_state
 from .vecops import argmax, vector_op
 
@@ -244,15 +244,26 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
 
 
 def _vector(ins: Instr, pc: int, scratch: torch.Tensor) -> None:
-    """A vector op (golden.vecops.vector_op) on scratch[src:src+n] and scratch[aux:aux+n]."""
-    n = ins.n
-    if n < 1:
+    """A vector op (golden.vecops.vector_op) on scratch[src:src+la] and scratch[aux:aux+lb],
+    writing scratch[dst:dst+rows], with the lengths of the op registry (``in_len``,
+    ``b_len``, ``out_rows``; all ``n`` for elementwise ops)."""
+    s = spec(ins.op)
+    n, k = ins.n, ins.k
+    la, lb, rows = s.in_len(n, k), s.b_len(n, k), s.out_rows(n, k)
+    if n < 1 or la < 1:
         raise MachineError(f"instruction {pc} ({ins}) is a vector op over 0 elements")
-    _span("reads scratch", ins.src, n, scratch.shape[1], pc, ins)
-    _span("reads scratch", ins.aux, n, scratch.shape[1], pc, ins)
-    _span("writes scratch", ins.dst, n, scratch.shape[1], pc, ins)
-    y = vector_op(ins, scratch[:, ins.src:ins.src + n], scratch[:, ins.aux:ins.aux + n])
-    scratch[:, ins.dst:ins.dst + n] = y
+    _span("reads scratch", ins.src, la, scratch.shape[1], pc, ins)
+    _span("reads scratch", ins.aux, lb, scratch.shape[1], pc, ins)
+    _span("writes scratch", ins.dst, rows, scratch.shape[1], pc, ins)
+    if not la == lb == rows:
+        # The unit reads its operands while earlier results are written back.
+        for what, base, ln in (("a", ins.src, la), ("b", ins.aux, lb)):
+            if ins.dst < base + ln and base < ins.dst + rows:
+                raise MachineError(f"instruction {pc} ({ins}) writes scratch words "
+                                   f"{ins.dst}..{ins.dst + rows - 1} over its operand {what} "
+                                   f"{base}..{base + ln - 1}, which the ISA does not define")
+    y = vector_op(ins, scratch[:, ins.src:ins.src + la], scratch[:, ins.aux:ins.aux + lb])
+    scratch[:, ins.dst:ins.dst + rows] = y
 
 
 def _embed(ins: Instr, pc: int, weights: list, lanes: int, weight_depth: int,

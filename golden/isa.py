@@ -31,8 +31,10 @@ scratch word to the engine. A MATVEC's requantized output must not overlap its o
 
 Vector operations (the integer units of golden/intops.py, at the accelerator's integer
 parameters; exact semantics in :mod:`golden.vecops`): for ``j < n``, ``a = scratch[src + j]``,
-``b = scratch[aux + j]`` (16-bit signed), ``scratch[dst + j] = y`` (16-bit). The second
-dyadic pair ``(m2, s2)`` is carried in ``wbase[15:0]`` and ``k[5:0]``. Flags: ``OUT8``
+``b = scratch[aux + j]`` (16-bit signed), ``scratch[dst + j] = y`` (16-bit), except DOT
+(below: ``a`` of length ``k``, ``b`` of ``n * k``; the lengths are the registry's rules,
+``ternac.golden.ops``). The second dyadic pair ``(m2, s2)`` is carried in ``wbase[15:0]``
+and ``k[5:0]``. Flags: ``OUT8``
 saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG`` negates
 ``a`` first (``sigmoid(-x) = 1 - sigmoid(x)``).
 
@@ -51,6 +53,16 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
 ``EMBED``     y = sign-extended byte j of the embedding row ``scratch[src]`` (a token id):
               the row starts at weight word ``wbase + scratch[src] * k``; a word holds
               ``2*lanes/8`` bytes, byte i at bits [8i+7:8i].
+``DOT``       n rows of a k-long dot product, activation by activation: for ``j < n``,
+              ``scratch[dst + j] = sat(rhu(sum_{i<k} a[i] * b[j*k + i] * m, s))`` with
+              ``a[i] = scratch[src + i]`` (16-bit signed: int8 activations or Q15
+              probabilities; negated first with ``NEG``) and ``b[j*k + i] = scratch[aux +
+              j*k + i]``, which must hold an int8 value [-127, 127] (as a MATVEC input; the
+              RTL multiplies its low 8 bits). ``k`` is the row length (not ``s2``: DOT has
+              one dyadic pair), exact in ``golden.widths.dot_acc_width(k)`` bits before
+              the requantization. With ``n`` tokens and ``b`` the K rows this is
+              ``Q.K^T`` of one query; with ``a`` the probabilities and ``b`` the rows of
+              V^T it is ``P.V``. The result must not overlap ``a`` or ``b``.
 """
 from __future__ import annotations
 
@@ -94,6 +106,7 @@ class Op(enum.IntEnum):
     MUL = 10
     EMBED = 11
     SAMPLE = 12
+    DOT = 13
 
 
 class Flag(enum.IntFlag):

@@ -8,17 +8,24 @@ its units. Each :class:`OpSpec` holds, for one ISA opcode (:class:`ternac.golden
   interpreter (:mod:`ternac.golden.interpreter`) and the graph evaluation
   (:mod:`ternac.golden.graph`) call this one function; the RTL unit's bench compares against
   it. Vector ops share the signature ``fn(a, b, p) -> y`` with int64 tensors ``a``, ``b`` of
-  shape (..., n) (the scratch words at ``src`` and ``aux``) and ``p`` a :class:`VecParams`.
+  shape (..., in_len) and (..., b_len) (the scratch words at ``src`` and ``aux``; both
+  (..., n) for elementwise ops) and ``p`` a :class:`VecParams`.
 * ``unit``: the name of the RTL unit that executes it (``AccelConfig.vector`` names the
   vector units a build carries; ``"engine"`` and ``"sequencer"`` are always present).
   ``hw/vector_units.py`` registers the Amaranth class of each vector unit name and the mode
   it sets for each op.
 * ``operands``: scratch vectors read (1: ``a`` only; 2: ``a`` and ``b``).
 * ``passes``: times the sequencer streams the operands through the unit.
-* ``sums``: the unit holds a sum over the vector (sized by ``AccelConfig.max_vector``).
+* ``sums``: the unit holds a sum over ``in_len`` elements (sized by
+  ``AccelConfig.max_vector``, which the lowering checks ``in_len`` against).
 * ``out_rows``: rows written, as a function of the instruction's ``n`` and ``k`` (``n``
   for elementwise ops; DOT writes ``n`` rows of a ``k``-long dot product each).
-* ``in_len``: elements streamed a pass, from ``n`` and ``k`` (``n``; DOT: ``n * k``).
+* ``in_len``: the length of ``a``, from ``n`` and ``k`` (``n``; DOT: ``k``).
+* ``segments``: times ``a`` is streamed in one pass, from ``n`` and ``k`` (1; DOT: ``n``),
+  against consecutive elements of ``b``, so ``b_len = segments * in_len`` (:meth:`OpSpec.b_len`;
+  DOT: ``n * k``) and a pass streams ``b_len`` elements (:meth:`OpSpec.stream_len`). The
+  sequencer reads ``a`` at ``src + (e mod in_len)`` and ``b`` at ``aux + e`` for element
+  ``e`` of a pass, with ``last`` on the final element of each segment.
 * ``out_bits``: bits of the result, from the flags (``OUT8``: 8, else 16; Shiftmax: 15
   unsigned).
 * the RTL cycle formula: :meth:`OpSpec.cycle_fn`, the op's entry of
@@ -86,10 +93,20 @@ class OpSpec:
     out_rows: Callable[[int, int], int] = lambda n, k: n
     in_len: Callable[[int, int], int] = lambda n, k: n
     uses_m2: bool = True
+    segments: Callable[[int, int], int] = lambda n, k: 1
 
     @property
     def name(self) -> str:
         return self.op.name
+
+    def b_len(self, n, k):
+        """Length of the ``b`` operand: ``segments(n, k) * in_len(n, k)`` (``n`` for
+        elementwise ops; DOT: ``n * k``)."""
+        return self.segments(n, k) * self.in_len(n, k)
+
+    def stream_len(self, n, k):
+        """Elements the sequencer streams through the unit a pass (= :meth:`b_len`)."""
+        return self.b_len(n, k)
 
     def fn(self) -> Callable:
         """The golden function (imported on first call)."""
@@ -179,6 +196,11 @@ register(OpSpec(Op.MUL, _V + "mul", "eltwise",
 register(OpSpec(Op.SHIFTMAX, _V + "shiftmax", "shiftmax",
                 "y = shiftmax_q(a; m, s), Q15 probabilities",
                 passes=3, sums=True, out_bits=lambda f: 15, uses_m2=False))
+
+register(OpSpec(Op.DOT, _V + "dot", "dot",
+                "y[j] = sat(rhu(sum_i a[i] b[j k + i] m, s)), i < k, j < n; b int8 (Q.K^T, P.V)",
+                operands=2, sums=True, uses_m2=False, in_len=lambda n, k: k,
+                segments=lambda n, k: n))
 
 #: Vector unit names (the values AccelConfig.vector accepts), in registry order.
 VECTOR_UNITS: tuple[str, ...] = tuple(dict.fromkeys(s.unit for s in REGISTRY.values() if s.vector))

@@ -13,10 +13,11 @@ from . import intops
 from .isa import Flag, Instr, Op
 from .numerics import requantize, round_half_up_shift, sat
 from .widths import SHIFTMAX_OUT_BITS as _SHIFTMAX_OUT_BITS, WIDE_MAX
+from .widths import ACT_MAX, ACT_MIN
 
 __all__ = ["SCRATCH_MAX", "SHIFTMAX_OUT_BITS", "out_limit", "vector_op", "eltwise_add",
            "eltwise_mul", "m2s2", "sigmoid", "silu", "rmsnorm", "layernorm", "shiftmax", "add",
-           "mul", "embed", "argmax"]
+           "mul", "dot", "embed", "argmax"]
 
 #: Symmetric saturation of a 16-bit scratch word (so that -y never overflows).
 SCRATCH_MAX = WIDE_MAX
@@ -101,6 +102,50 @@ def mul(a, b, p):
     return eltwise_mul(a, b, p.m, p.s, hi)
 
 
+def dot(a, b, p):
+    """DOT: ``n`` rows of a ``k``-long dot product of two activation vectors, requantized.
+
+    ``y[..., j] = requantize(sum_{i<k} a[..., i] * b[..., j*k + i], m, s)`` for ``j < n``,
+    saturated to int8 [-127, 127] with ``OUT8``, else int16 [-32767, 32767]; ``a`` negated
+    first with ``NEG``. The sum is exact in ``golden.widths.dot_acc_width(k)`` bits (at
+    most 35 for the ISA's k < 4096); the product by ``m`` and the rounding are
+    :func:`golden.numerics.requantize` (round half up, arithmetic shift). With ``b`` the
+    ``n`` key rows of a head this is ``Q.K^T`` of one query (1/sqrt(d_head) folded into
+    ``m, s``); with ``a`` the Q15 probabilities and ``b`` the rows of V^T, ``P.V``.
+
+    Parameters
+    ----------
+    a : int tensor (..., k), 16-bit signed (int8 activations or Q15 probabilities)
+    b : int tensor (..., n * k) or (n * k,), int8 values [-127, 127]
+    p : VecParams with ``k`` the row length (>= 1), ``m``, ``s``, ``flags``
+
+    Returns
+    -------
+    int64 tensor (..., n).
+
+    Raises
+    ------
+    ValueError if ``k`` < 1, ``a`` does not have ``k`` elements, ``b``'s length is not a
+    multiple of ``k``, or ``b`` holds a value outside the int8 range [-127, 127]; from
+    ``requantize`` for an ``m`` or ``s`` out of range.
+    """
+    a, b, hi = _prep(a, b, p)
+    k = int(p.k)
+    if k < 1:
+        raise ValueError(f"DOT needs a row length k >= 1, not {k}")
+    if a.shape[-1] != k:
+        raise ValueError(f"DOT's a operand has {a.shape[-1]} elements, but its rows are k={k} long")
+    if b.shape[-1] % k:
+        raise ValueError(f"DOT's b operand has {b.shape[-1]} elements, not a multiple of k={k}")
+    if b.numel() and (int(b.min()) < ACT_MIN or int(b.max()) > ACT_MAX):
+        bad = int(b.min()) if int(b.min()) < ACT_MIN else int(b.max())
+        raise ValueError(f"DOT's b operand holds {bad}, outside the int8 activation range "
+                         f"[{ACT_MIN}, {ACT_MAX}]")
+    rows = b.reshape(*b.shape[:-1], b.shape[-1] // k, k)
+    acc = (a.unsqueeze(-2) * rows).sum(dim=-1)
+    return requantize(acc, p.m, p.s, -hi, hi)
+
+
 def embed(table: torch.Tensor, token: torch.Tensor) -> torch.Tensor:
     """EMBED: the int8 rows ``table[token]`` of a (V, d) byte table, sign-extended to int64.
 
@@ -133,11 +178,12 @@ def vector_op(ins: Instr, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     ins : Instr with a vector op (``ternac.golden.ops.vector_ops()``)
-    a, b : int64 tensors (..., n), the 16-bit scratch words at ``src`` and ``aux``
+    a, b : int64 tensors (..., n), the 16-bit scratch words at ``src`` and ``aux`` (the
+        registry's ``in_len`` and ``b_len`` elements: DOT's are ``k`` and ``n * k``)
 
     Returns
     -------
-    int64 tensor (..., n) of 16-bit signed values.
+    int64 tensor (..., n) of 16-bit signed values (``out_rows`` elements).
 
     Raises
     ------

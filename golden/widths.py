@@ -7,7 +7,8 @@ import math
 
 __all__ = ["ACT_BITS", "ACT_MAX", "ACT_MIN", "M_BITS", "S_BITS", "S_MAX", "SCRATCH_BITS",
            "WIDE_MAX",
-           "acc_width", "SHIFTMAX_OUT_BITS",
+           "acc_width", "SHIFTMAX_OUT_BITS", "DOT_A_MAX", "DOT_B_BITS", "DOT_PROD_BITS",
+           "dot_acc_width",
            "EXP_ARG_FRAC_BITS", "EXP_ARG_MAX", "EXP_ARG_FP_MAX", "EXP_FRAC_BITS", "EXP_Q_CLAMP",
            "EXP_IN_BITS", "SIG_FRAC_BITS", "GELU_ALPHA", "SM_N_MAX", "SM_RECIP_FRAC_BITS",
            "SM_OUT_BITS_MAX", "NORM_N_MAX", "NORM_IN_MAX", "NORM_ISQRT_BITS",
@@ -84,3 +85,27 @@ def acc_width(fan_in: int, act_max: int = ACT_MAX) -> int:
     if fan_in < 1:
         raise ValueError(f"fan-in must be at least 1, not {fan_in!r}")
     return math.ceil(math.log2(fan_in * act_max + 1)) + 1
+
+
+#: DOT (golden.vecops.dot): ``|a| <= 2^15``, any 16-bit scratch word (int8 activations or
+#: Q15 probabilities; -32768 included, so also its negation with Flag.NEG).
+DOT_A_MAX = 1 << 15
+#: DOT's ``b`` operand is an int8 activation [-127, 127]: the RTL multiplies 8 bits of it.
+DOT_B_BITS = ACT_BITS
+#: Bits of the signed product of a 16-bit and an 8-bit word, DOT's ``a * b`` (24; a valid
+#: ``|a b| <= 2^15 * 127`` needs 23).
+DOT_PROD_BITS = DOT_A_MAX.bit_length() + DOT_B_BITS
+
+
+def dot_acc_width(fan_in: int) -> int:
+    """Bits of a signed accumulator that holds any DOT row ``sum_{i<k} a_i b_i`` of
+    ``fan_in = k`` terms with ``|a_i| <= DOT_A_MAX = 2^15`` and ``|b_i| <= ACT_MAX = 127``.
+
+    ``acc_width(fan_in, DOT_A_MAX * ACT_MAX)``, i.e. ``ceil(log2(k * 2^15 * 127 + 1)) + 1``:
+    k = 1: 23 bits; 64: 29; 256: 31; 4095 (the ISA's largest k): 35.
+
+    Raises
+    ------
+    ValueError if ``fan_in`` < 1.
+    """
+    return acc_width(fan_in, DOT_A_MAX * ACT_MAX)

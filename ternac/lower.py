@@ -221,7 +221,7 @@ class Lowered:
             s = spec(i.op)
             if i.op in (Op.MATVEC, Op.ARGMAX, Op.HALT):
                 continue
-            out[s.name] += s.in_len(i.n, i.k) * s.passes
+            out[s.name] += s.stream_len(i.n, i.k) * s.passes
         return dict(out)
 
     def initial_scratch(self, token: int) -> dict[int, list[int]]:
@@ -473,8 +473,9 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
             raise CompileError(f"instruction {idx} ({s.name}) needs the {s.unit!r} vector "
                                f"unit, but the configuration builds only "
                                f"{', '.join(map(repr, cfg.vector)) or 'none'} (AccelConfig.vector)")
-        if s.sums and ins.n > cfg.max_vector:
-            raise CompileError(f"instruction {idx} ({s.name}) runs over {ins.n} elements, "
+        if s.sums and s.in_len(ins.n, ins.k) > cfg.max_vector:
+            raise CompileError(f"instruction {idx} ({s.name}) runs over "
+                               f"{s.in_len(ins.n, ins.k)} elements, "
                                f"more than the {cfg.max_vector} the vector units are sized for "
                                f"(max_vector)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
@@ -832,7 +833,8 @@ def lm_config(intlm, *, lanes: int = 32, scratch_depth: int = 4096,
                        out_depth=intlm.config.vocab_size, prog_depth=len(cm.program),
                        max_fan_in=max(w.shape[1] for w in cm.graph.weights.values()),
                        vector=tuple(u for u in VECTOR_UNITS if u in used),
-                       max_vector=max([i.n for i in cm.program if spec(i.op).sums] or [1]))
+                       max_vector=max([spec(i.op).in_len(i.n, i.k) for i in cm.program
+                                        if spec(i.op).sums] or [1]))
 
 
 def run_tokens(cm: Lowered, tokens: Sequence[int], scratch: torch.Tensor | None = None
