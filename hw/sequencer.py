@@ -1,10 +1,11 @@
 """Sequencer: fetches the compiled program and drives the streamer, the engine and the
 vector units. Executes exactly the semantics of golden/isa.py (the interpreter's spec)."""
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.isa import FIELDS, INSTR_BITS, Flag, Op
+from ternac.golden.ops import spec as op_spec
 from ternac.golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
 from .engine import TernaryEngine
 from .requant import Requantizer
@@ -50,9 +51,16 @@ class Sequencer(wiring.Component):
     Vector operations (``vector_units``, a list of ``(unit, {Op: mode})``): each unit has the
     stream interface of hw/vector units (``i`` carrying ``a``, ``b``, ``last``; ``o``
     carrying ``y``; config ports ``m``, ``s``, ``m2``, ``s2``, ``mode``; ``passes``). The
-    sequencer streams ``a = scratch[src + j]`` and ``b = scratch[aux + j]`` for ``j < n``,
-    ``passes`` times, and writes the outputs of the final pass to ``scratch[dst + j]``.
-    ``m2`` is ``wbase[15:0]`` and ``s2`` is ``k[5:0]`` of the instruction.
+    lengths are the op registry's rules (golden.ops: ``in_len``, ``segments``,
+    ``out_rows``), read at elaboration: a pass streams ``e = 0 .. segments * in_len - 1``
+    with ``a = scratch[src + (e mod in_len)]`` and ``b = scratch[aux + e]``, ``last`` on
+    the final element of each segment; after ``passes`` passes the ``out_rows`` outputs go
+    to ``scratch[dst + j]`` in order. For elementwise ops (``in_len = out_rows = n``, one
+    segment) that is ``a = scratch[src + j]``, ``b = scratch[aux + j]`` for ``j < n``; for
+    DOT, ``n`` rows of ``k``. ``m2`` is ``wbase[15:0]`` and ``s2`` is ``k[5:0]`` of the
+    instruction. The segment counter and the ``b`` address counter exist only in a build
+    with an op of more than one segment; lengths that differ between the ops of a build are
+    registered in EXEC, so the opcode decode stays off the read-address path.
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
@@ -169,11 +177,30 @@ class Sequencer(wiring.Component):
         new_idx = Mux(take, ajd, bidx)
 
         # --- Vector ops -----------------------------------------------------------------
-        vj = Signal(13)
+        # The registry's length rules of each vector op of this build, as expressions of
+        # the instruction's n and k: a's length (one segment), segments a pass, outputs.
+        vec_ops = [op for _, om in self._vector_units for op in om]
+        rules = {op: (op_spec(op).in_len(ins.n, ins.k), op_spec(op).segments(ins.n, ins.k),
+                      op_spec(op).out_rows(ins.n, ins.k)) for op in vec_ops}
+        segmented = any(not (isinstance(r[1], int) and r[1] == 1) for r in rules.values())
+        len_regs = []       # (register, {op: expression}), loaded in EXEC
+        picked = []
+        for idx, name in enumerate(("vlen", "vsegs", "vrows")):
+            exprs = {op: Value.cast(r[idx]) for op, r in rules.items()}
+            if len({repr(e) for e in exprs.values()}) <= 1:
+                # One rule for every op of the build (ins.n for elementwise ops): no decode.
+                picked.append(next(iter(exprs.values())) if exprs else ins.n)
+            else:
+                reg = Signal(max(len(e) for e in exprs.values()), name=name)
+                len_regs.append((reg, exprs))
+                picked.append(reg)
+        vlen, vsegs, vrows = picked
+
+        vj = Signal(13)            # index into a (wraps at vlen: the end of a segment)
         vp = Signal(4)
         vw = Signal(13)
         vec_active = Signal()
-        vlast = vj == ins.n - 1
+        vlast = vj == vlen - 1
         passes = Signal(4)
         vfire = Signal()
         vo_valid = Signal()
@@ -216,13 +243,28 @@ class Sequencer(wiring.Component):
                 m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
         vj_next = Signal(13)
         m.d.comb += vj_next.eq(Mux(vfire, Mux(vlast, 0, vj + 1), vj))
+        if segmented:
+            # A pass is vsegs segments of a (vlen elements each) against consecutive
+            # elements of b: ve counts the elements of the pass, vseg the segments.
+            vseg = Signal(len(Value.cast(vsegs)))
+            ve = Signal(13)
+            pass_end = Signal()
+            ve_next = Signal(13)
+            m.d.comb += [pass_end.eq(vlast & (vseg == vsegs - 1)),
+                         ve_next.eq(Mux(vfire, Mux(pass_end, 0, ve + 1), ve))]
+            with m.If(vfire):
+                m.d.sync += ve.eq(ve_next)
+                with m.If(vlast):
+                    m.d.sync += vseg.eq(Mux(pass_end, 0, vseg + 1))
+        else:
+            pass_end, ve_next = vlast, vj_next
         with m.If(vfire):
             m.d.sync += vj.eq(vj_next)
-            with m.If(vlast):
+            with m.If(pass_end):
                 m.d.sync += vp.eq(vp + 1)
                 with m.If(vp + 1 >= passes):
                     m.d.sync += vec_active.eq(0)
-        m.d.comb += self.scr_raddr2.eq(ins.aux + vj_next)
+        m.d.comb += self.scr_raddr2.eq(ins.aux + ve_next)
         with m.If(is_vec):
             m.d.comb += [
                 self.scr_raddr.eq(ins.src + vj_next),
@@ -294,10 +336,14 @@ class Sequencer(wiring.Component):
                     with m.Case(Op.ARGMAX):
                         m.d.sync += [aj.eq(0), adv.eq(0), bidx.eq(0), best.eq(0)]
                         m.next = "ARGMAX"
-                    vec_ops = [op for _, om in self._vector_units for op in om]
                     if vec_ops:
                         with m.Case(*vec_ops):
                             m.d.sync += [vec_active.eq(ins.n != 0), vp.eq(0), vw.eq(0)]
+                            for reg, exprs in len_regs:
+                                with m.Switch(ins.op):
+                                    for op, e in exprs.items():
+                                        with m.Case(op):
+                                            m.d.sync += reg.eq(e)
                             m.next = "VEC"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -377,7 +423,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.result.eq(sidx)
                 m.next = "FETCH"
             with m.State("VEC"):
-                with m.If((vw + vo_valid) >= ins.n):
+                with m.If((vw + vo_valid) >= vrows):
                     m.next = "FETCH"
             with m.State("ARGMAX"):
                 m.d.comb += self.out_raddr.eq(ins.src + aj)

@@ -1,41 +1,68 @@
 """Which vector units an accelerator build carries (``AccelConfig.vector``) and the opcodes
-each one serves, with the unit's mode for each opcode."""
+each one serves, with the unit's mode for each opcode.
+
+The ops a unit serves are the op registry's (:data:`ternac.golden.ops.REGISTRY`: every
+vector op whose ``unit`` is the unit's name); this module adds only what the hardware
+needs beyond the registry, in one table (:data:`UNIT_TABLE`): the Amaranth component of
+each unit name and the mode it sets for each op. A new vector op is a registry entry and,
+if it runs on a new unit, one row here.
+"""
 from __future__ import annotations
 
 from ternac.golden.isa import Op
+from ternac.golden.ops import REGISTRY
+from ternac.golden.widths import SHIFTMAX_OUT_BITS
+from .activation import ActMode, Activation
+from .dot import Dot
+from .eltwise import EltMode, Eltwise
+from .norm import Norm, NormMode
+from .shiftmax import Shiftmax
 
-__all__ = ["VECTOR_UNIT_NAMES", "vector_units_for"]
+__all__ = ["UNIT_TABLE", "VECTOR_UNIT_NAMES", "unit_ops", "vector_units_for"]
+
+#: ``{unit name: (factory(cfg) -> component, {Op: mode})}``: the RTL of each vector unit
+#: name of the registry and the ``mode`` port value for each op it serves (None: the unit
+#: has no mode port).
+UNIT_TABLE: dict = {
+    "activation": (lambda cfg: Activation(),
+                   {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}),
+    "norm": (lambda cfg: Norm(max_len=cfg.max_vector),
+             {Op.RMSNORM: NormMode.RMSNORM, Op.LAYERNORM: NormMode.LAYERNORM}),
+    "eltwise": (lambda cfg: Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
+    "shiftmax": (lambda cfg: Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
+                 {Op.SHIFTMAX: None}),
+    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, (1 << 12) - 1)), {Op.DOT: None}),
+}
 
 #: Unit names accepted in AccelConfig.vector.
-VECTOR_UNIT_NAMES = ("activation", "norm", "eltwise", "shiftmax")
+VECTOR_UNIT_NAMES = tuple(UNIT_TABLE)
+
+
+def unit_ops(name: str) -> list:
+    """The opcodes the registry assigns to the vector unit ``name``, in registry order."""
+    return [op for op, s in REGISTRY.items() if s.vector and s.unit == name]
 
 
 def vector_units_for(cfg) -> list:
-    """``[(unit, {Op: mode}), ...]`` for the unit names in ``cfg.vector``.
+    """``[(unit, {Op: mode}), ...]`` for the unit names in ``cfg.vector``: each unit's
+    component and, for every op the registry assigns to it, the mode from
+    :data:`UNIT_TABLE`.
 
     Raises
     ------
-    ValueError for an unknown unit name.
+    ValueError for a unit name with no RTL in :data:`UNIT_TABLE`, or a registry op whose
+    unit has no mode for it here.
     """
     units = []
     for name in getattr(cfg, "vector", ()):
-        if name == "activation":
-            from .activation import Activation, ActMode
-            units.append((Activation(), {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU,
-                                         Op.GELU: ActMode.GELU}))
-        elif name == "norm":
-            from .norm import Norm, NormMode
-            units.append((Norm(max_len=cfg.max_vector), {Op.RMSNORM: NormMode.RMSNORM,
-                                                          Op.LAYERNORM: NormMode.LAYERNORM}))
-        elif name == "eltwise":
-            from .eltwise import EltMode, Eltwise
-            units.append((Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}))
-        elif name == "shiftmax":
-            from ternac.golden.widths import SHIFTMAX_OUT_BITS
-            from .shiftmax import Shiftmax
-            units.append((Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
-                          {Op.SHIFTMAX: None}))
-        else:
+        if name not in UNIT_TABLE:
             raise ValueError(f"unknown vector unit {name!r}; choose from "
                              f"{', '.join(VECTOR_UNIT_NAMES)}")
+        factory, modes = UNIT_TABLE[name]
+        ops = unit_ops(name)
+        missing = [op.name for op in ops if op not in modes]
+        if missing:
+            raise ValueError(f"the op registry runs {', '.join(missing)} on the {name!r} "
+                             f"unit, but hw/vector_units.py has no mode for it")
+        units.append((factory(cfg), {op: modes[op] for op in ops}))
     return units
