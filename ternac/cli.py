@@ -43,32 +43,16 @@ import time
 
 from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
                            check_output_dir, check_output_file, one_line, write_json)
+from ternac.runner import BACKENDS, RTLFailed, run_digits
+from ternac.runner import accel_config as _config
+from ternac.runner import default_checkpoint as _default_checkpoint
 
 __all__ = ["main", "build_parser", "run_digits"]
 
 MODELS = ("digits",)
-BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _default_checkpoint() -> str:
-    from ternac.golden.mlp import DEFAULT_CHECKPOINT
-    return str(DEFAULT_CHECKPOINT)
-
-
-def _config(lanes: int, weight_depth: int | None = None, scratch_depth: int | None = None):
-    from ternac.config import AccelConfig
-    kw = {"lanes": lanes}
-    if weight_depth is not None:
-        kw["weight_depth"] = weight_depth
-    if scratch_depth is not None:
-        kw["scratch_depth"] = scratch_depth
-    try:
-        return AccelConfig(**kw)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-
 
 def _write_json(path: str, obj: dict) -> None:
     write_json(path, obj)
@@ -78,177 +62,8 @@ def _check_out_dir(path: str) -> None:
     check_output_dir(path)
 
 
-def _first_argmax(logits) -> list[int]:
-    """The ISA's ARGMAX rule (smallest index of the maximum) on lists of ints."""
-    return [max(range(len(r)), key=lambda j: (r[j], -j)) for r in logits]
-
-
 # ----------------------------------------------------------------------------- run
-
-def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = None,
-               image: str | None = None, limit: int | None = None,
-               build_dir: str | None = None, weight_depth: int | None = None,
-               scratch_depth: int | None = None, progress: bool = True,
-               port: str | None = None, board: str = "icebreaker") -> dict:
-    """Run the digits test split (360 images) on one backend and compare with golden.
-
-    The reference is always the integer golden model (``golden.mlp.int_forward``) of the
-    checkpoint. With ``image``, the backend runs the weight image file instead of the
-    checkpoint's compiled weights (its program is rebuilt from the image's tensor table).
-
-    Returns
-    -------
-    dict, the JSON report described in the module docstring.
-
-    Raises
-    ------
-    CheckpointError, ImageError, CompileError, InputError, BackendError (one sentence).
-    """
-    import torch
-
-    from ternac.golden import mlp
-    from ternac.golden.digits_data import load_split, quantize_pixels
-    from ternac.compiler import compile_image, compile_mlp, layers_from_image, load_model, \
-        useful_macs
-
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    checkpoint = checkpoint or _default_checkpoint()
-    ckpt, layers = load_model(checkpoint)
-    _, _, x_te, y_te = load_split()
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be at least 1, not {limit}")
-        x_te, y_te = x_te[:limit], y_te[:limit]
-    x = quantize_pixels(x_te)
-    if ckpt.dims[0] != x.shape[1]:
-        raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
-                              f"digits image has {x.shape[1]} pixels")
-    if ckpt.dims[-1] != 10:
-        raise CheckpointError(f"checkpoint {checkpoint} has {ckpt.dims[-1]} outputs, but "
-                              f"digits has 10 classes")
-    labels = y_te.tolist()
-    golden_logits = mlp.int_forward(layers, x)
-    float_logits = mlp.float_forward(ckpt, x)
-
-    img = None
-    if image is not None:
-        from ternac.golden.image import read_image
-        img = read_image(image)
-        if lanes is None:
-            lanes = img.lanes
-    if lanes is None:
-        lanes = 8
-    cfg = _config(lanes, weight_depth, scratch_depth)
-    if img is not None:
-        compiled = compile_image(img, cfg)
-    else:
-        compiled = compile_mlp(layers, cfg, x.shape[1])
-    if compiled.n_logits != golden_logits.shape[1]:
-        raise InputError(f"the weight image gives {compiled.n_logits} logits, the checkpoint "
-                         f"{golden_logits.shape[1]}")
-
-    cycles = None
-    t0 = time.perf_counter()
-    if backend == "golden":
-        run_layers = layers if img is None else layers_from_image(img)
-        logits = mlp.int_forward(run_layers, x).tolist()
-        results = _first_argmax(logits)
-    elif backend == "interp":
-        from ternac.golden.interpreter import run_program
-        state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
-                            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
-                            weight_depth=cfg.weight_depth,
-                            scratch_init={compiled.input_addr: x})
-        a = compiled.logits_addr
-        logits = state.out[:, a:a + compiled.n_logits].tolist()
-        results = state.result.tolist()
-    elif backend == "verilator":
-        logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
-    elif backend == "cosim":
-        # The whole simulated board top, driven through its UART by the host driver.
-        from ternac.sim.board_cosim import run_digits_cosim
-        try:
-            logits, results, cycles = run_digits_cosim(compiled, x.tolist(), board=board,
-                                                       build_dir=build_dir, progress=progress)
-        except Exception as exc:
-            if type(exc).__name__ != "BenchFailed":
-                raise
-            raise _RTLFailed(one_line(exc)) from None
-    else:  # board
-        if not port:
-            raise InputError("the board backend needs --port (the board's serial port, "
-                             "e.g. /dev/ttyUSB1)")
-        from ternac.session import run_digits_on_board
-        logits, results, cycles = run_digits_on_board(compiled, x.tolist(), port=port,
-                                                      board=board, progress=progress)
-    seconds = time.perf_counter() - t0
-
-    n = len(labels)
-    ref = golden_logits.tolist()
-    golden_pred = _first_argmax(ref)
-    mismatches = sum(1 for a, b in zip(logits, ref) if a != b)
-    argmax_mismatches = sum(1 for a, b in zip(results, golden_pred) if a != b)
-    macs = useful_macs(compiled.shapes)
-    report = {
-        "model": "digits",
-        "backend": backend,
-        "lanes": cfg.lanes,
-        "samples": n,
-        "checkpoint": str(checkpoint),
-        "image": image,
-        "accuracy": sum(int(p == y) for p, y in zip(results, labels)) / n,
-        "golden_accuracy": sum(int(p == y) for p, y in zip(golden_pred, labels)) / n,
-        "float_accuracy": sum(int(p == y) for p, y in
-                              zip(torch.argmax(float_logits, 1).tolist(), labels)) / n,
-        "mismatches": mismatches,
-        "argmax_mismatches": argmax_mismatches,
-        "cycles_per_inference": None,
-        "cycles_min": None,
-        "cycles_max": None,
-        "useful_macs_per_inference": macs,
-        "mac_utilization": None,
-        "wall_seconds": round(seconds, 3),
-    }
-    if cycles is not None:
-        mean = sum(cycles) / len(cycles)
-        report["cycles_per_inference"] = int(mean) if mean == int(mean) else mean
-        report["cycles_min"], report["cycles_max"] = min(cycles), max(cycles)
-        report["mac_utilization"] = macs / (cfg.lanes * mean)
-    kinds = {"accuracy": "measured", "golden_accuracy": "measured",
-             "float_accuracy": "measured", "mismatches": "measured",
-             "argmax_mismatches": "measured", "cycles_per_inference": "measured",
-             "cycles_min": "measured", "cycles_max": "measured",
-             "useful_macs_per_inference": "derived", "mac_utilization": "derived",
-             "wall_seconds": "measured"}
-    report["kinds"] = {k: v for k, v in kinds.items() if report[k] is not None}
-    return report
-
-
-def _run_verilator(compiled, inputs, build_dir, progress):
-    try:
-        from ternac.sim.accel import run_batch
-    except ImportError as exc:
-        raise BackendError(f"the verilator backend is not available: {exc}") from None
-    cfg = compiled.cfg
-    try:
-        res = run_batch(cfg, compiled.weight_words, compiled.program_words, inputs,
-                        compiled.input_addr, compiled.logits_addr, compiled.n_logits,
-                        build_dir=build_dir, progress=progress)
-    except Exception as exc:
-        # sim.runner.BenchFailed: the bench itself failed (e.g. the program never halted).
-        if type(exc).__name__ != "BenchFailed":
-            raise
-        raise _RTLFailed(one_line(exc)) from None
-    logits = [[int(v) for v in row] for row in res["logits"]]
-    if len(logits) != len(inputs):
-        raise _RTLFailed(f"the RTL returned {len(logits)} logit vectors for {len(inputs)} inputs")
-    return logits, [int(r) for r in res["results"]], [int(c) for c in res["cycles"]]
-
-
-class _RTLFailed(Exception):
-    """The RTL bench failed: not the user's input, so exit code 1."""
-
+# run_digits, the backend dispatch and the report: ternac.runner.
 
 def _print_report(r: dict) -> None:
     n = r["samples"]
@@ -501,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except _RTLFailed as exc:
+    except RTLFailed as exc:
         print(f"ternac: error: the RTL simulation failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

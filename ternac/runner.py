@@ -1,0 +1,390 @@
+"""Running a model on a backend and building its report: what every front end calls.
+
+* :func:`run_digits` -- the digits test split on one backend, compared with the integer
+  golden model; returns the ``ternac run`` JSON report;
+* :func:`generate` -- the MatMul-free LM generating text on one backend, compared token for
+  token (and logit for logit) with the integer golden model; returns the ``ternac
+  generate`` JSON report.
+
+Backends (:data:`BACKENDS`): ``golden`` (the integer golden model itself), ``interp`` (the
+ISA interpreter on the lowered program, :mod:`ternac.golden.interpreter`), ``verilator``
+(the Accelerator RTL in Verilator, :mod:`ternac.sim.accel`), ``cosim`` (the board's core
+in Verilator, driven through its UART by the host driver, :mod:`ternac.sim.board_cosim`)
+and ``board`` (a real board on a serial port, :mod:`ternac.session`).
+
+The command lines (``ternac/cli.py``, ``ternac/lm_cli.py``) only parse arguments, call these
+and print; the report keys and the kinds of their figures are documented there. Errors a
+user can cause are :data:`ternac.errors.USER_ERRORS` (one sentence, exit code 2 at the
+command line); a failing RTL bench is :class:`RTLFailed` (exit code 1).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+from ternac.errors import BackendError, CheckpointError, InputError, one_line
+
+__all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "RTLFailed", "default_checkpoint",
+           "accel_config", "run_digits", "load_lm", "generate"]
+
+#: Every backend a model runs on.
+BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
+#: Bounds on one generate call (each token is a program run; the RTL does ~1k a minute).
+MAX_TOKENS = 10_000
+MAX_PROMPT = 10_000
+
+
+class RTLFailed(Exception):
+    """The RTL bench failed: not the user's input, so exit code 1."""
+
+
+def default_checkpoint() -> str:
+    """The shipped digits checkpoint (checkpoints/digits.safetensors)."""
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT
+    return str(DEFAULT_CHECKPOINT)
+
+
+def accel_config(lanes: int, weight_depth: int | None = None,
+                 scratch_depth: int | None = None):
+    """An :class:`ternac.config.AccelConfig` of ``lanes`` lanes, with the given memory depths
+    (None: the defaults). Raises InputError (one sentence) for a value it rejects."""
+    from ternac.config import AccelConfig
+    kw = {"lanes": lanes}
+    if weight_depth is not None:
+        kw["weight_depth"] = weight_depth
+    if scratch_depth is not None:
+        kw["scratch_depth"] = scratch_depth
+    try:
+        return AccelConfig(**kw)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _bench_failed(exc: Exception) -> bool:
+    """sim.runner.BenchFailed (tested by name: sim is imported only when a bench runs)."""
+    return type(exc).__name__ == "BenchFailed"
+
+
+# ----------------------------------------------------------------------------- digits
+
+def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = None,
+               image: str | None = None, limit: int | None = None,
+               build_dir: str | None = None, weight_depth: int | None = None,
+               scratch_depth: int | None = None, progress: bool = True,
+               port: str | None = None, board: str = "icebreaker") -> dict:
+    """Run the digits test split (360 images) on one backend and compare with golden.
+
+    The reference is always the integer golden model (``golden.mlp.int_forward``) of the
+    checkpoint. With ``image``, the backend runs the weight image file instead of the
+    checkpoint's compiled weights (its program is rebuilt from the image's tensor table).
+
+    Returns
+    -------
+    dict, the ``ternac run`` JSON report (keys in ``ternac/cli.py``'s docstring).
+
+    Raises
+    ------
+    CheckpointError, ImageError, CompileError, InputError, BackendError (one sentence);
+    RTLFailed if an RTL bench fails.
+    """
+    from ternac.golden import mlp
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    from ternac.golden.vecops import argmax
+    from ternac.lower import compile_image, compile_mlp, layers_from_image, load_model, \
+        useful_macs
+
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    checkpoint = checkpoint or default_checkpoint()
+    ckpt, layers = load_model(checkpoint)
+    _, _, x_te, y_te = load_split()
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be at least 1, not {limit}")
+        x_te, y_te = x_te[:limit], y_te[:limit]
+    x = quantize_pixels(x_te)
+    if ckpt.dims[0] != x.shape[1]:
+        raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
+                              f"digits image has {x.shape[1]} pixels")
+    if ckpt.dims[-1] != 10:
+        raise CheckpointError(f"checkpoint {checkpoint} has {ckpt.dims[-1]} outputs, but "
+                              f"digits has 10 classes")
+    labels = y_te.tolist()
+    golden_logits = mlp.int_forward(layers, x)
+    float_logits = mlp.float_forward(ckpt, x)
+
+    img = None
+    if image is not None:
+        from ternac.golden.image import read_image
+        img = read_image(image)
+        if lanes is None:
+            lanes = img.lanes
+    if lanes is None:
+        lanes = 8
+    cfg = accel_config(lanes, weight_depth, scratch_depth)
+    if img is not None:
+        compiled = compile_image(img, cfg)
+    else:
+        compiled = compile_mlp(layers, cfg, x.shape[1])
+    if compiled.n_logits != golden_logits.shape[1]:
+        raise InputError(f"the weight image gives {compiled.n_logits} logits, the checkpoint "
+                         f"{golden_logits.shape[1]}")
+
+    cycles = None
+    t0 = time.perf_counter()
+    if backend == "golden":
+        run_layers = layers if img is None else layers_from_image(img)
+        run_logits = mlp.int_forward(run_layers, x)
+        logits, results = run_logits.tolist(), argmax(run_logits).tolist()
+    elif backend == "interp":
+        from ternac.golden.interpreter import run_program
+        state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
+                            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                            weight_depth=cfg.weight_depth,
+                            scratch_init={compiled.input_addr: x})
+        a = compiled.logits_addr
+        logits = state.out[:, a:a + compiled.n_logits].tolist()
+        results = state.result.tolist()
+    elif backend == "verilator":
+        logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
+    elif backend == "cosim":
+        # The whole simulated board top, driven through its UART by the host driver.
+        from ternac.sim.board_cosim import run_digits_cosim
+        try:
+            logits, results, cycles = run_digits_cosim(compiled, x.tolist(), board=board,
+                                                       build_dir=build_dir, progress=progress)
+        except Exception as exc:
+            if not _bench_failed(exc):
+                raise
+            raise RTLFailed(one_line(exc)) from None
+    else:  # board
+        if not port:
+            raise InputError("the board backend needs --port (the board's serial port, "
+                             "e.g. /dev/ttyUSB1)")
+        from ternac.session import run_digits_on_board
+        logits, results, cycles = run_digits_on_board(compiled, x.tolist(), port=port,
+                                                      board=board, progress=progress)
+    seconds = time.perf_counter() - t0
+    return _digits_report(backend, cfg, checkpoint, image, labels, golden_logits,
+                          float_logits, logits, results, cycles, useful_macs(compiled.shapes),
+                          seconds)
+
+
+def _digits_report(backend, cfg, checkpoint, image, labels, golden_logits, float_logits,
+                   logits, results, cycles, macs, seconds) -> dict:
+    """The ``ternac run`` report: accuracies, mismatches (every logit compared with the
+    integer golden model), cycles and MAC utilization, with the kind of each figure."""
+    from ternac.golden.vecops import argmax
+    n = len(labels)
+    ref = golden_logits.tolist()
+    golden_pred = argmax(golden_logits).tolist()
+    mismatches = sum(1 for a, b in zip(logits, ref) if a != b)
+    argmax_mismatches = sum(1 for a, b in zip(results, golden_pred) if a != b)
+    report = {
+        "model": "digits",
+        "backend": backend,
+        "lanes": cfg.lanes,
+        "samples": n,
+        "checkpoint": str(checkpoint),
+        "image": image,
+        "accuracy": sum(int(p == y) for p, y in zip(results, labels)) / n,
+        "golden_accuracy": sum(int(p == y) for p, y in zip(golden_pred, labels)) / n,
+        "float_accuracy": sum(int(p == y) for p, y in
+                              zip(argmax(float_logits).tolist(), labels)) / n,
+        "mismatches": mismatches,
+        "argmax_mismatches": argmax_mismatches,
+        "cycles_per_inference": None,
+        "cycles_min": None,
+        "cycles_max": None,
+        "useful_macs_per_inference": macs,
+        "mac_utilization": None,
+        "wall_seconds": round(seconds, 3),
+    }
+    if cycles is not None:
+        mean = sum(cycles) / len(cycles)
+        report["cycles_per_inference"] = int(mean) if mean == int(mean) else mean
+        report["cycles_min"], report["cycles_max"] = min(cycles), max(cycles)
+        report["mac_utilization"] = macs / (cfg.lanes * mean)
+    kinds = {"accuracy": "measured", "golden_accuracy": "measured",
+             "float_accuracy": "measured", "mismatches": "measured",
+             "argmax_mismatches": "measured", "cycles_per_inference": "measured",
+             "cycles_min": "measured", "cycles_max": "measured",
+             "useful_macs_per_inference": "derived", "mac_utilization": "derived",
+             "wall_seconds": "measured"}
+    report["kinds"] = {k: v for k, v in kinds.items() if report[k] is not None}
+    return report
+
+
+def _run_verilator(compiled, inputs, build_dir, progress):
+    """The Accelerator RTL in Verilator on every input: (logits, results, cycles) lists.
+    Raises BackendError if the simulator is not available, RTLFailed if the bench fails."""
+    try:
+        from ternac.sim.accel import run_batch
+    except ImportError as exc:
+        raise BackendError(f"the verilator backend is not available: {exc}") from None
+    cfg = compiled.cfg
+    try:
+        res = run_batch(cfg, compiled.weight_words, compiled.program_words, inputs,
+                        compiled.input_addr, compiled.logits_addr, compiled.n_logits,
+                        build_dir=build_dir, progress=progress)
+    except Exception as exc:
+        # sim.runner.BenchFailed: the bench itself failed (e.g. the program never halted).
+        if not _bench_failed(exc):
+            raise
+        raise RTLFailed(one_line(exc)) from None
+    logits = [[int(v) for v in row] for row in res["logits"]]
+    if len(logits) != len(inputs):
+        raise RTLFailed(f"the RTL returned {len(logits)} logit vectors for {len(inputs)} inputs")
+    return logits, [int(r) for r in res["results"]], [int(c) for c in res["cycles"]]
+
+
+# ----------------------------------------------------------------------------- the LM
+
+def load_lm(checkpoint=None, seed=None, temperature=1.0):
+    """The integer LM of ``checkpoint`` (default: the shipped one) and its lowered program:
+    greedy (``seed`` None) or sampling with the LFSR seeded with ``seed`` at
+    ``temperature``. Returns ``(IntLM, Lowered)``.
+
+    Raises
+    ------
+    InputError (one sentence) for a missing or unreadable checkpoint.
+    """
+    from ternac.golden.lm_int import IntLM
+    from ternac.lower import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
+    if checkpoint is not None and not os.path.isfile(checkpoint):
+        raise InputError(f"the checkpoint {checkpoint} does not exist or is not a file")
+    try:
+        intlm = IntLM.from_checkpoint(checkpoint)
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:
+        # The loaders' messages are one sentence naming the file and what is wrong.
+        raise InputError(" ".join(str(exc).split()) or type(exc).__name__) from None
+    if seed is None:
+        return intlm, compile_lm(intlm, LM_CONFIG)
+    return intlm, compile_lm(intlm, LM_SAMPLE_CONFIG, sample=True, seed=seed,
+                             temperature=temperature)
+
+
+def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
+             progress: bool = True, seed: int | None = None,
+             temperature: float | None = None, port: str | None = None,
+             board: str = "icebreaker") -> dict:
+    """Generate ``n`` characters after ``prompt`` on ``backend``; returns the ``ternac
+    generate`` JSON report (keys in ``ternac/lm_cli.py``'s docstring).
+
+    ``seed`` None decodes greedily; an int samples (LFSR seeded with it) at ``temperature``
+    (default 1.0).
+
+    Raises
+    ------
+    InputError for an empty prompt, n < 1, a character outside the vocabulary, a
+    temperature without a seed or not positive and finite; the checkpoint loaders' errors
+    for a bad checkpoint; BackendError (one sentence) from the board backend.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if not prompt:
+        raise InputError("the prompt is empty; give at least one character")
+    if n < 1 or n > MAX_TOKENS:
+        raise InputError(f"--tokens must be from 1 to {MAX_TOKENS}, not {n}")
+    if len(prompt) > MAX_PROMPT:
+        raise InputError(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT} "
+                         f"are accepted")
+    if backend == "board" and not port:
+        raise InputError("the board backend needs --port (the board's serial port, "
+                         "e.g. /dev/ttyUSB1)")
+    if temperature is not None and seed is None:
+        raise InputError("--temperature applies to sampling; give --seed too")
+    if temperature is None:
+        temperature = 1.0
+    if not (temperature > 0 and math.isfinite(temperature)):
+        raise InputError(f"--temperature must be positive and finite, not {temperature}")
+    sample = seed is not None
+    intlm, cm = load_lm(checkpoint, seed, temperature)
+    vocab = intlm.vocab
+    try:
+        ids = [int(t) for t in vocab.encode(prompt).tolist()]
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"the prompt holds a character the model has no token for ({exc})") from None
+
+    t0 = time.perf_counter()
+    # Golden logits of every step (raw int32 greedy, int16 sampling), compared element by
+    # element with the backend's.
+    golden_logits: list = []
+    golden_new = intlm.generate(ids, n, greedy=not sample, seed=seed, temperature=temperature,
+                                logits_out=golden_logits)
+    t_golden = time.perf_counter() - t0
+    cycles = None
+    logit_mismatches = None
+    t1 = time.perf_counter()
+    if backend == "golden":
+        new = golden_new
+    else:
+        logits, new, cycles = _lm_backend(backend, cm, ids, n, build_dir=build_dir,
+                                          progress=progress, port=port, board=board)
+        logit_mismatches = sum(1 for a, b in zip(logits, golden_logits) if a != b)
+        logit_mismatches += abs(len(logits) - len(golden_logits))
+    t_backend = time.perf_counter() - t1
+    report = {
+        "model": "shakespeare",
+        "backend": backend,
+        "sampler": "lfsr" if sample else "greedy",
+        "seed": seed,
+        "temperature": temperature if sample else None,
+        "compared_logits": ("int16 lm_head logits (MATVEC WIDE, scratch)" if sample
+                            else "raw int32 lm_head accumulators (MATVEC RAW, out)"),
+        "prompt": prompt,
+        "tokens": n,
+        "text": vocab.decode(new),
+        "token_ids": new,
+        "golden_text": vocab.decode(golden_new),
+        "matches_golden": new == golden_new,
+        "logit_mismatches": logit_mismatches,
+        "steps": len(ids) + n - 1,
+        "cycles_per_token": (sum(cycles) / len(cycles)) if cycles else None,
+        "cycles_min": min(cycles) if cycles else None,
+        "cycles_max": max(cycles) if cycles else None,
+        "lanes": cm.cfg.lanes,
+        "ternary_weights": int(intlm.config.n_ternary),
+        "wall_seconds": round(t_backend + (t_golden if backend == "golden" else 0), 3),
+    }
+    if cycles:
+        report["spram_bound_cycles"] = report["ternary_weights"] / 32
+        report["fraction_of_spram_bound"] = report["spram_bound_cycles"] / report["cycles_per_token"]
+    kinds = {"text": "measured", "matches_golden": "measured", "logit_mismatches": "measured",
+             "cycles_per_token": "measured", "cycles_min": "measured", "cycles_max": "measured",
+             "ternary_weights": "measured", "wall_seconds": "measured",
+             "spram_bound_cycles": "derived", "fraction_of_spram_bound": "derived"}
+    report["kinds"] = {k: v for k, v in kinds.items() if report.get(k) is not None}
+    return report
+
+
+def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board):
+    """The lowered LM on ``backend`` (not golden) for ``len(ids) + n - 1`` steps, each
+    result fed back after the prompt: (logits a step, the new token ids, cycles a step or
+    None)."""
+    if backend == "interp":
+        from ternac.lower import run_tokens
+        toks, logits = list(ids), []
+        scratch = None
+        for k in range(len(ids) + n - 1):
+            (lg, nxt, scratch), = list(run_tokens(cm, [toks[k]], scratch))
+            logits.append([int(v) for v in lg.tolist()])
+            if k + 1 >= len(toks):
+                toks.append(nxt)
+        return logits, toks[len(ids):], None
+    if backend in ("cosim", "board"):
+        # Through the (simulated) board's UART, by the host driver (ternac.session).
+        if backend == "cosim":
+            from ternac.sim.board_cosim import run_lm_cosim
+            res = run_lm_cosim(cm, ids, n, board=board, build_dir=build_dir, progress=progress)
+        else:
+            from ternac.session import run_lm_on_board
+            res = run_lm_on_board(cm, ids, n, port=port, board=board, progress=progress)
+        return res["logits"], res["tokens"][len(ids):], res["cycles"]
+    from ternac.sim.accel import run_lm
+    res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
+                 cm.token_addr, ids, n, logits_addr=cm.logits_addr,
+                 n_logits=cm.n_logits, logits_in_scratch=cm.logits_in_scratch,
+                 build_dir=build_dir, progress=progress)
+    return res["logits"], res["tokens"][len(ids):], res["cycles"]
