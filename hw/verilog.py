@@ -29,6 +29,13 @@ def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
                                       prog_depth=cfg.prog_depth, scratch_depth=cfg.scratch_depth,
                                       out_depth=cfg.out_depth, weight_depth=cfg.weight_depth),
         "ternac_streamer": PackedWeightStreamer(lanes=cfg.lanes, depth=cfg.weight_depth),
+        # T3 on the same weight word (2 * lanes bits = lanes / 4 bytes, 5 trits a byte):
+        # 32 lanes of I2 -> 40 lanes of T3 from the same 64-bit word. Not in the top yet.
+        "ternac_streamer_t3": PackedWeightStreamer(lanes=5 * cfg.word_bits // 8,
+                                                   depth=cfg.weight_depth, fmt="t3"),
+        "ternac_streamer_t3_lut": PackedWeightStreamer(lanes=5 * cfg.word_bits // 8,
+                                                       depth=cfg.weight_depth, fmt="t3",
+                                                       decode="lut"),
         "ternac_engine": TernaryEngine(lanes=cfg.lanes, acc_bits=cfg.acc_bits),
         "ternac_requant": Requantizer(acc_bits=cfg.acc_bits, tag_bits=12),
         "ternac_weight_memory": WeightMemory(word_bits=cfg.word_bits, depth=cfg.weight_depth,

@@ -26,6 +26,23 @@ def _io(dut, cfg, src="i", sink="o"):
             StreamSink(dut, sink, dut.clk, stall=stall, rng=random.Random(seed + 1)))
 
 
+async def _contract_monitor(dut, name, counts):
+    """Passive check of the stream contract on ``name``: once valid is high and ready low,
+    valid stays high and the payload unchanged until the transfer; violations are counted
+    in ``counts["violations"]`` and transfers in ``counts["beats"]``."""
+    valid = getattr(dut, f"{name}__valid")
+    ready = getattr(dut, f"{name}__ready")
+    payload = getattr(dut, f"{name}__payload")
+    held = None
+    while True:
+        await RisingEdge(dut.clk)
+        v, r, p = int(valid.value), int(ready.value), int(payload.value)
+        if held is not None and (not v or p != held):
+            counts["violations"] += 1
+        held = p if (v and not r) else None
+        counts["beats"] += v and r
+
+
 @cocotb.test()
 async def stream_beats(dut):
     """Generic: send ``beats`` into ``src``, collect ``n_out`` payloads from ``sink``."""
@@ -52,7 +69,9 @@ async def stream_segments(dut):
     ``static`` config ports, send its ``beats`` into ``src`` (and its ``side_beats`` into the
     second stream ``side_src``, if the unit has one), collect its ``n_out`` payloads from
     ``sink``; report each segment's outputs and ``cycles`` (first beat offered to last
-    output taken, 10 ns a cycle)."""
+    output taken, 10 ns a cycle). With ``max_cycles``, a segment that has not delivered its
+    outputs within that many cycles fails the test; with ``monitor``, the stream contract of
+    ``sink`` is checked passively (``violations`` and ``beats`` in the results)."""
     from cocotb.utils import get_sim_time
     cfg = bench_inputs()
     if "segments" not in cfg:
@@ -63,6 +82,9 @@ async def stream_segments(dut):
     if cfg.get("side_src"):
         side = StreamSource(dut, cfg["side_src"], dut.clk, stall=cfg.get("stall", 0.0),
                             rng=random.Random(cfg.get("seed", 0) + 2))
+    counts = {"violations": 0, "beats": 0}
+    if cfg.get("monitor"):
+        cocotb.start_soon(_contract_monitor(dut, cfg.get("sink", "o"), counts))
     results = []
     for seg in cfg["segments"]:
         for name, value in seg.get("static", {}).items():
@@ -72,7 +94,12 @@ async def stream_segments(dut):
         tasks = [cocotb.start_soon(source.send(seg["beats"]))]
         if side is not None and seg.get("side_beats"):
             tasks.append(cocotb.start_soon(side.send(seg["side_beats"])))
-        got = await sink.recv(seg["n_out"])
+        if cfg.get("max_cycles"):
+            # A unit that loses a beat would leave the sink waiting for ever: fail instead.
+            from cocotb.triggers import with_timeout
+            got = await with_timeout(sink.recv(seg["n_out"]), cfg["max_cycles"] * 10, "ns")
+        else:
+            got = await sink.recv(seg["n_out"])
         cycles = round((get_sim_time("ns") - t0) / 10)
         for t in tasks:
             await t
@@ -82,4 +109,4 @@ async def stream_segments(dut):
     for _ in range(cfg.get("quiet_cycles", 20)):
         await RisingEdge(dut.clk)
         extra += int(sink.valid.value)
-    bench_output({"segments": results, "extra": extra})
+    bench_output({"segments": results, "extra": extra, **counts})
