@@ -1,5 +1,6 @@
 """Unit benches of the vector units (Verilator + cocotb): Shiftmax, Activation (sigmoid /
-SiLU / ShiftGELU), Norm (LayerNorm / RMSNorm), Eltwise (add / multiply).
+SiLU / ShiftGELU), Norm (LayerNorm / RMSNorm), Eltwise (add / multiply), Dot (DOT: rows of
+an int8 x int8 or Q15 x int8 dot product, streamed as the sequencer streams them).
 
 Every output element is compared with golden: the vector instructions of golden.vecops
 (golden/isa.py: SIGMOID, SILU, GELU, RMSNORM, LAYERNORM, SHIFTMAX, ADD, MUL, with their
@@ -21,7 +22,9 @@ from amaranth.hdl import UnusedElaboratable
 
 from ternac.golden import intops, vecops
 from ternac.golden.isa import Flag, Instr, Op
+from ternac.golden.numerics import dyadic
 from ternac.hw.activation import ActMode, Activation
+from ternac.hw.dot import Dot
 from ternac.hw.eltwise import EltMode, Eltwise
 from ternac.hw.norm import Norm, NormMode
 from ternac.hw.shiftmax import Shiftmax
@@ -62,6 +65,8 @@ def _ports(ins: Instr) -> dict:
         st.update(mode=NORM_MODES[op].value, wide=wide, eps=0, bias_en=0)
     elif op in ELT_MODES:
         st.update(m2=m2, s2=s2, mode=ELT_MODES[op].value, wide=wide)
+    elif op == Op.DOT:
+        st.update(wide=wide)
     return st
 
 
@@ -363,6 +368,79 @@ def test_eltwise_every_element(eltwise_model, stall):
     if stall == 0:
         for seg, r in zip(segs, res):
             assert r["cycles"] <= seg["n_out"] + Eltwise.latency + 2, (seg["label"], r)
+
+
+# --- Dot ----------------------------------------------------------------------------------
+
+DOT_MAX_LEN = 64
+
+
+def _dot_segment(label, flags, m, s, problems):
+    """One segment: every ``(a, b)`` problem (``a`` of k, ``b`` of n * k) as the sequencer
+    streams a DOT instruction (row j: ``a[i]``, ``b[j k + i]``, ``last`` at i = k - 1); the
+    expected rows from golden.vecops.vector_op (golden.vecops.dot)."""
+    beats, expect = [], []
+    for a, b in problems:
+        k = len(a)
+        for j in range(len(b) // k):
+            beats += [pack(VEC_IN, a=a[i], b=b[j * k + i], last=int(i == k - 1))
+                      for i in range(k)]
+        ins = Instr(op=Op.DOT, flags=int(flags), m=m, s=s, k=k)
+        expect += vecops.vector_op(ins, torch.tensor(a), torch.tensor(b)).tolist()
+    return {"label": label, "static": _ports(Instr(op=Op.DOT, flags=int(flags), m=m, s=s)),
+            "beats": beats, "n_out": len(expect), "expect": expect}
+
+
+def _dot_segments():
+    rng = random.Random(SEED + 4)
+    ext_a = [INT16, -INT16, -32768]
+    ext_b = [127, -127]
+
+    def problems(a_of, b_of, shapes):
+        return [([a_of() for _ in range(k)], [b_of() for _ in range(n * k)]) for n, k in shapes]
+
+    shapes = [(1, 1), (17, 16), (3, DOT_MAX_LEN), (9, 17), (5, 2), (1, DOT_MAX_LEN)]
+    int8 = problems(lambda: rng.randint(-127, 127), lambda: rng.randint(-127, 127), shapes)
+    q15 = problems(lambda: rng.randint(0, INT16), lambda: rng.randint(-127, 127), shapes)
+    ext = problems(lambda: rng.choice(ext_a), lambda: rng.choice(ext_b), shapes)
+    # Rows that saturate each way: a constant at the extremes times b of one sign.
+    worst = [([INT16] * DOT_MAX_LEN, [127] * DOT_MAX_LEN + [-127] * DOT_MAX_LEN),
+             ([-32768] * DOT_MAX_LEN, [-127] * DOT_MAX_LEN + [127] * DOT_MAX_LEN),
+             ([-32768], [-127]), ([INT16], [0])]
+    m_qk, s_qk = dyadic(1 / 8 / 127)          # int8 Q.K^T, d = 64, to int8
+    m_pv, s_pv = dyadic(2 ** -15)             # Q15 P.V to the scale of V
+    cases = [  # label, flags, m, s, problems
+        ("Q.K^T int8 x int8 -> int8", Flag.OUT8, m_qk, s_qk, int8),
+        ("Q.K^T int8 x int8 -> int16, NEG", Flag.NEG, 40000, 20, int8),
+        ("P.V Q15 x int8 -> int8", Flag.OUT8, m_pv, s_pv, q15),
+        ("P.V Q15 x int8 -> int16", 0, 65535, 31, q15),
+        ("extremes +-32767/-32768 x +-127 -> int16", 0, 1, 12, ext),
+        ("extremes -> int8, NEG", Flag.OUT8 | Flag.NEG, 1, 20, ext),
+        ("exact sums, m = 1, s = 0 -> int16", 0, 1, 0,
+         problems(lambda: rng.randint(-3, 3), lambda: rng.randint(-127, 127), shapes)),
+        ("worst rows, m = 65535, s = 0: saturating", 0, 65535, 0, worst),
+        ("worst rows, m = 65535, s = 63 (the widest product, rounded to 0)", Flag.NEG,
+         65535, 63, worst),
+        ("worst rows, m = 65535, s = 44 -> int8", Flag.OUT8, 65535, 44, worst),
+    ]
+    return [_dot_segment(label, flags, m, s, probs) for label, flags, m, s, probs in cases]
+
+
+@pytest.fixture(scope="module")
+def dot_model():
+    runner, bdir = _build(Dot(max_len=DOT_MAX_LEN), "dot_bench")
+    return runner, bdir, "dot_bench"
+
+
+@pytest.mark.parametrize("stall", STALLS)
+def test_dot_every_element(dot_model, stall):
+    segs = _dot_segments()
+    res = _run(dot_model, segs, stall)
+    flat = [v for seg in segs for v in seg["expect"]]
+    assert {127, -127, INT16, -INT16} <= set(flat)      # every saturation bound is reached
+    if stall == 0:   # one beat a cycle, rows back to back
+        for seg, r in zip(segs, res):
+            assert r["cycles"] <= len(seg["beats"]) + Dot.latency + 2, (seg["label"], r)
 
 
 # --- Parameters ---------------------------------------------------------------------------
