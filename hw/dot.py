@@ -3,13 +3,14 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ternac.golden.isa import FIELDS
 from ternac.golden.widths import DOT_B_BITS, DOT_PROD_BITS, M_BITS, S_BITS, dot_acc_width
 from .vector import OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, rhu_sat_tail
 
-__all__ = ["Dot"]
+__all__ = ["Dot", "K_MAX"]
 
-#: Largest row length k of a DOT (the ISA's 12-bit ``k`` field).
-_K_MAX = (1 << 12) - 1
+#: Largest row length k of a DOT (the ISA's 12-bit ``k`` field): 4095.
+K_MAX = (1 << dict(FIELDS)["k"]) - 1
 
 
 class Dot(wiring.Component):
@@ -59,8 +60,8 @@ class Dot(wiring.Component):
     latency = 6
 
     def __init__(self, *, max_len: int = 256):
-        if not isinstance(max_len, int) or not 1 <= max_len <= _K_MAX:
-            raise ValueError(f"max_len must be an integer in [1, {_K_MAX}], not {max_len!r}")
+        if not isinstance(max_len, int) or not 1 <= max_len <= K_MAX:
+            raise ValueError(f"max_len must be an integer in [1, {K_MAX}], not {max_len!r}")
         self._max_len = max_len
         self.acc_bits = dot_acc_width(max_len)
         super().__init__({

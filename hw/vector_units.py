@@ -13,7 +13,7 @@ from ternac.golden.isa import Op
 from ternac.golden.ops import REGISTRY
 from ternac.golden.widths import SHIFTMAX_OUT_BITS
 from .activation import ActMode, Activation
-from .dot import Dot
+from .dot import K_MAX, Dot
 from .eltwise import EltMode, Eltwise
 from .norm import Norm, NormMode
 from .shiftmax import Shiftmax
@@ -31,7 +31,7 @@ UNIT_TABLE: dict = {
     "eltwise": (lambda cfg: Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
     "shiftmax": (lambda cfg: Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
                  {Op.SHIFTMAX: None}),
-    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, (1 << 12) - 1)), {Op.DOT: None}),
+    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, K_MAX)), {Op.DOT: None}),
 }
 
 #: Unit names accepted in AccelConfig.vector.

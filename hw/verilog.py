@@ -8,6 +8,7 @@ from amaranth.back import verilog
 from ternac.config import AccelConfig
 from ternac.golden.widths import SHIFTMAX_OUT_BITS
 from .activation import Activation
+from .dot import K_MAX, Dot
 from .eltwise import Eltwise
 from .engine import TernaryEngine
 from .norm import Norm
@@ -46,6 +47,7 @@ def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
         "ternac_activation": Activation(),
         "ternac_norm": Norm(max_len=cfg.max_vector),
         "ternac_eltwise": Eltwise(),
+        "ternac_dot": Dot(max_len=min(cfg.max_vector, K_MAX)),
     }
 
 
