@@ -45,6 +45,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 
 from .isa import Flag, Instr, Op
+from .ops import REGISTRY as _REG, spec as _spec
 from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
 
 __all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "CYCLES", "halt_cycles", "matvec_cycles",
@@ -64,13 +65,11 @@ ISSUE_CYCLES = 3
 #: (1 input register, 1 for ``mx - x``, 8 of shift-exp, ``e * R``, the rounding stage and the
 #: output register: 13), hw/dot.py ``Dot.latency``. tests/test_cycles.py checks these
 #: against the hw classes (tests/test_dot.py the Dot unit's).
+_LATENCY = {"activation": 30, "eltwise": 7, "norm": 13, "shiftmax": 13, "dot": 6}
+#: (passes come from the op registry, golden.ops, the one place they are stated.)
 UNIT_TIMING: dict[str, tuple[int, int]] = {
-    "activation": (1, 30),
-    "eltwise": (1, 7),
-    "norm": (2, 13),
-    "shiftmax": (3, 13),
-    "dot": (1, 6),
-}
+    unit: (next(sp.passes for sp in _REG.values() if sp.unit == unit), lat)
+    for unit, lat in _LATENCY.items()}
 
 #: Norm unit, between its passes (hw/norm.py, hw/divider.py): isqrt and divider bits.
 _NORM_W = NORM_ISQRT_BITS
@@ -391,9 +390,6 @@ CYCLES: dict[Op, Callable[..., int]] = {
 }
 
 #: The vector unit whose latency each vector formula takes (hw/vector_units.py).
-_UNIT_OF = {Op.SIGMOID: "activation", Op.SILU: "activation", Op.GELU: "activation",
-            Op.ADD: "eltwise", Op.MUL: "eltwise", Op.RMSNORM: "norm", Op.LAYERNORM: "norm",
-            Op.SHIFTMAX: "shiftmax", Op.DOT: "dot"}
 
 
 def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None = None,
@@ -415,7 +411,7 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
     if "lanes" in params:
         kw["lanes"] = lanes
     if "latency" in params:
-        unit = _UNIT_OF[Op(ins.op)]
+        unit = _spec(ins.op).unit       # the registry's unit name
         lat = (latencies or {}).get(unit)
         kw["latency"] = UNIT_TIMING[unit][1] if lat is None else lat
     return fn(ins, **kw)

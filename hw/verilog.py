@@ -6,18 +6,13 @@ import pathlib
 from amaranth.back import verilog
 
 from ternac.config import AccelConfig
-from ternac.golden.widths import SHIFTMAX_OUT_BITS
-from .activation import Activation
-from .dot import K_MAX, Dot
-from .eltwise import Eltwise
 from .engine import TernaryEngine
-from .norm import Norm
-from .shiftmax import Shiftmax
 from .memory import WeightMemory
 from .requant import Requantizer
 from .sequencer import Sequencer
 from .streamer import PackedWeightStreamer
 from .top import Accelerator
+from .vector_units import UNIT_TABLE
 
 __all__ = ["units", "write_all"]
 
@@ -42,12 +37,9 @@ def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
         "ternac_weight_memory": WeightMemory(word_bits=cfg.word_bits, depth=cfg.weight_depth,
                                              init=weight_words),
         # The vector units (integer nonlinear units of golden/intops.py), built whether or not
-        # this configuration carries them, so each can be inspected and costed on its own.
-        "ternac_shiftmax": Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
-        "ternac_activation": Activation(),
-        "ternac_norm": Norm(max_len=cfg.max_vector),
-        "ternac_eltwise": Eltwise(),
-        "ternac_dot": Dot(max_len=min(cfg.max_vector, K_MAX)),
+        # this configuration carries them, so each can be inspected and costed on its own:
+        # one per row of hw.vector_units.UNIT_TABLE (the registry's unit names).
+        **{f"ternac_{name}": factory(cfg) for name, (factory, _) in UNIT_TABLE.items()},
     }
 
 
