@@ -11,7 +11,7 @@ import dataclasses
 from ternac.golden.widths import acc_width
 from ternac.protocol import Space
 
-__all__ = ["AccelConfig", "HostSpace"]
+__all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS"]
 
 #: The host port's address spaces: defined by the host-link protocol (the name is kept for
 #: existing callers).
@@ -38,8 +38,9 @@ class AccelConfig:
     max_fan_in : int
         Largest fan-in K supported; sizes the accumulators (``acc_width(max_fan_in)`` bits).
     vector : tuple of str
-        Vector units to build (hw/vector_units.py): any of "activation" (SIGMOID, SILU,
-        GELU), "norm" (RMSNORM, LAYERNORM), "eltwise" (ADD, MUL), "shiftmax" (SHIFTMAX).
+        Vector units to build: names of ``ternac.golden.ops.VECTOR_UNITS`` (the op
+        registry's units: "activation" for SIGMOID/SILU/GELU, "norm" for RMSNORM/LAYERNORM,
+        "eltwise" for ADD/MUL, "shiftmax", "dot"; ``ops.units_of`` gives a program's).
         The digits MLP needs none.
     max_vector : int
         Longest vector a norm or Shiftmax unit takes (sizes its sums).
@@ -59,7 +60,8 @@ class AccelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
-        known = ("activation", "norm", "eltwise", "shiftmax")
+        from ternac.golden.ops import VECTOR_UNITS as known
+
         for name in self.vector:
             if name not in known:
                 raise ValueError(f"unknown vector unit {name!r}; choose from {', '.join(known)}")
@@ -88,3 +90,17 @@ class AccelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+#: 64-bit words in the four SB_SPRAM256KA of the iCE40 UP5K (4 x 256 Kbit).
+UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
+
+#: The accelerator the flagship shakespeare model (d=128, 3 layers, GLU 192, 65 symbols)
+#: is compiled for: 32 lanes fed by the UP5K's four 16-bit SPRAM ports (64-bit words),
+#: the whole SPRAM as weight memory, the ISA's largest scratchpad, fan-in up to 256
+#: (17-bit accumulators).
+LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4096,
+                        out_depth=128, prog_depth=256, max_fan_in=256,
+                        vector=("activation", "norm", "eltwise"), max_vector=256)
+#: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program.
+LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
