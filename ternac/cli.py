@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
                            check_output_dir, check_output_file, one_line, write_json)
@@ -50,6 +49,8 @@ from ternac.runner import default_checkpoint as _default_checkpoint
 __all__ = ["main", "build_parser", "run_digits"]
 
 MODELS = ("digits",)
+#: Models `ternac compile` lowers (every model graph).
+COMPILE_MODELS = ("digits", "shakespeare")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -145,24 +146,72 @@ def _train_shakespeare(args) -> int:
     return 0
 
 
+def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratch_depth=None):
+    """Lower ``model`` (digits or shakespeare) for ``lanes`` lanes: (Lowered, model name)."""
+    from ternac.lower import compile_checkpoint
+    if model == "shakespeare":
+        import dataclasses
+
+        from ternac.config import LM_CONFIG
+        from ternac.golden.lm_int import IntLM
+        from ternac.lower import compile_lm
+        cfg = dataclasses.replace(LM_CONFIG, lanes=lanes)
+        if weight_depth:
+            cfg = dataclasses.replace(cfg, weight_depth=weight_depth)
+        if scratch_depth:
+            cfg = dataclasses.replace(cfg, scratch_depth=scratch_depth)
+        try:
+            intlm = IntLM.from_checkpoint(checkpoint)
+        except ValueError as exc:
+            raise CheckpointError(one_line(exc)) from None
+        return compile_lm(intlm, cfg)
+    cfg = _config(lanes, weight_depth, scratch_depth)
+    return compile_checkpoint(checkpoint or _default_checkpoint(), cfg)
+
+
 def _cmd_compile(args) -> int:
-    from ternac.compiler import compile_checkpoint, write_compiled
+    from ternac.golden.cycles import program_cycles
+    from ternac.lower import write_compiled
     _check_out_dir(args.out)
-    cfg = _config(args.lanes, args.weight_depth, args.scratch_depth)
-    c = compile_checkpoint(args.checkpoint or _default_checkpoint(), cfg)
+    if args.json:
+        from ternac.errors import check_output_file
+        check_output_file(args.json, "--json")
+    if args.lanes is None:
+        args.lanes = 32 if args.model == "shakespeare" else 8
+    c = _compile_model(args.model, args.lanes, args.checkpoint, args.weight_depth,
+                       args.scratch_depth)
+    cfg = c.cfg
     paths = write_compiled(c, args.out)
-    print(f"compiled digits for L={cfg.lanes}: {len(c.weight_words)} weight words of "
+    pred = program_cycles(c.program, cfg.lanes)
+    print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight words of "
           f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
-          f"(of {cfg.prog_depth}), {c.scratch_words} scratch words (of {cfg.scratch_depth})")
-    for ins in c.program:
-        print(f"  {ins}")
+          f"(of {cfg.prog_depth}), {c.scratch_words} scratch words (of {cfg.scratch_depth}); "
+          f"cycle model: {pred['total']} cycles a run"
+          + ("" if pred["exact"] else f" (upper bound; at least {pred['total_min']})"))
+    if len(c.program) <= 16:
+        for ins in c.program:
+            print(f"  {ins}")
     for p in paths:
         print(f"wrote {p}")
+    if args.json:
+        bound = cfg.lanes and c.trit_macs / cfg.lanes
+        _write_json(args.json, {
+            "model": args.model, "lanes": cfg.lanes, "config": cfg.to_dict(),
+            "instructions": len(c.program), "op_counts": c.op_counts(),
+            "weight_words": len(c.weight_words), "scratch_words": c.scratch_words,
+            "trit_macs": c.trit_macs, "predicted_cycles": pred["total"],
+            "predicted_cycles_min": pred["total_min"], "predicted_exact": pred["exact"],
+            "predicted_cycles_by_op": pred["by_op"],
+            "weight_stream_bound_cycles": bound,
+            "kinds": {"predicted_cycles": "modelled", "predicted_cycles_min": "modelled",
+                      "predicted_cycles_by_op": "modelled", "weight_stream_bound_cycles": "derived",
+                      "trit_macs": "derived"}})
+        print(f"wrote {args.json}")
     return 0
 
 
 def _cmd_verilog(args) -> int:
-    from ternac.compiler import compile_checkpoint
+    from ternac.lower import compile_checkpoint
     _check_out_dir(args.out)
     cfg = _config(args.lanes, args.weight_depth, args.scratch_depth)
     c = compile_checkpoint(args.checkpoint or _default_checkpoint(), cfg)
@@ -270,10 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compile", help="compile a model to a weight image and a program")
-    p.add_argument("model", choices=MODELS)
-    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("model", choices=COMPILE_MODELS)
+    p.add_argument("--lanes", type=int, default=None,
+                   help="lanes (default 8 for digits, 32 for shakespeare)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="write the compile report with the cycle model's prediction")
     _memory_args(p)
     p.set_defaults(func=_cmd_compile)
 

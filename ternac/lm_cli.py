@@ -10,7 +10,7 @@ compared token for token (and, for interp and verilator, logit for logit) with t
 golden model (golden.lm_int.IntLM), and any difference is exit code 1. Without ``--seed``
 decoding is greedy (ARGMAX of the raw int32 logits, which are compared); with ``--seed S``
 the next token is drawn by the LFSR sampler (golden/sampler.py) from the Shiftmax of the
-int16 logits at temperature T (the sampling program of ternac.compile_lm; the int16
+int16 logits at temperature T (the sampling program of ternac.lower; the int16
 logits are compared). Bad input (an empty
 prompt, a character outside the model's vocabulary, a missing or corrupt checkpoint) is one
 sentence and exit code 2.

@@ -36,11 +36,11 @@ def _compiled(model: str, lanes: int | None = None, *, sample: bool = False, see
     sampling program on LM_SAMPLE_CONFIG at seed ``seed``, temperature 1). ``extra`` is
     the compiler's own result (addresses, constants); for the LM ``(result, vocab)``."""
     if model == "digits":
-        from ternac.compiler import compile_checkpoint
+        from ternac.lower import compile_checkpoint
         from ternac.golden.mlp import DEFAULT_CHECKPOINT
         c = compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=lanes))
         return c.cfg, list(c.program), list(c.weight_words), c
-    from ternac.compile_lm import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
+    from ternac.lower import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
     from ternac.golden.lm_int import IntLM
     intlm = IntLM.from_checkpoint(None)
     cm = (compile_lm(intlm, LM_SAMPLE_CONFIG, sample=True, seed=seed, temperature=1.0)
