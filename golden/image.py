@@ -55,11 +55,11 @@ import enum
 import math
 import os
 import struct
-import tempfile
 import zlib
 
 import torch
 
+from .fileio import atomic_write
 from .isa import Flag
 from .numerics import M_BITS, S_MAX
 from .packing import T3_MAX, tile_lanes, tile_lanes_t3, unpack_i2, unpack_t3
@@ -399,7 +399,8 @@ def read_image(path: str | os.PathLike) -> WeightImage:
 
 
 def write_image(img: WeightImage, path: str | os.PathLike) -> None:
-    """Write a weight image atomically: to a temporary file in the same folder, then rename.
+    """Write a weight image atomically (:func:`golden.fileio.atomic_write`: a temporary
+    file in the same folder, then a rename).
 
     An existing file at ``path`` is replaced only once the new image is complete; on any
     error it is left as it was.
@@ -408,22 +409,7 @@ def write_image(img: WeightImage, path: str | os.PathLike) -> None:
     ------
     ImageError if the image is not consistent; OSError if the folder is not writable.
     """
-    data = encode_image(img)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tnac-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, encode_image(img))
 
 
 def image_from_layers(layers, lanes: int, names=None,

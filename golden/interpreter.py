@@ -25,11 +25,11 @@ from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import spec, vector_ops
 from .sampler import join_state, sample_index, split_state
 from .vecops import argmax, vector_op
+from .widths import SCRATCH_BITS
 
 __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_program"]
 
-#: Width of a scratchpad word (signed) and of an output-buffer word (signed), golden.isa.
-SCRATCH_BITS = 16
+#: Width of an output-buffer word (signed); a scratchpad word's is golden.widths.SCRATCH_BITS.
 OUT_BITS = 32
 
 

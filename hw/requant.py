@@ -1,9 +1,11 @@
 """Requantizer: dyadic requantization of accumulators to int8, with optional ReLU."""
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.golden.widths import ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, WIDE_MAX
+from ternac.golden.widths import ACT_MAX, M_BITS, S_BITS, SCRATCH_BITS, WIDE_MAX
+
+from .vector import rhu
 
 __all__ = ["Requantizer"]
 
@@ -14,8 +16,8 @@ class Requantizer(wiring.Component):
     ``sat`` is to int8 [-127, 127], or to int16 [-32767, 32767] while ``wide`` is high
     (golden/isa.py Flag.WIDE); the output port is 16 bits either way.
 
-    The rule is golden.numerics.requantize (round half up by the added constant, arithmetic
-    shift, saturation to [-127, 127]). The product ``acc * m`` is ``acc_bits + M_BITS + 1``
+    The rule is golden.numerics.requantize (round half up, arithmetic shift, saturation to
+    [-127, 127]); the rounding shift is :func:`hw.vector.rhu`, the RTL's one round-half-up. The product ``acc * m`` is ``acc_bits + M_BITS + 1``
     bits (signed x unsigned) and maps onto DSP multipliers (SB_MAC16 / MULT18X18).
     A ``tag`` (e.g. the output index) travels with each element unchanged.
 
@@ -30,7 +32,7 @@ class Requantizer(wiring.Component):
     Members
     -------
     i : In(stream.Signature({acc: signed(acc_bits), tag: tag_bits}))
-    o : Out(stream.Signature({y: signed(16), tag: tag_bits}))
+    o : Out(stream.Signature({y: signed(SCRATCH_BITS), tag: tag_bits}))   a scratch word
     m : In(M_BITS)     dyadic multiplier, unsigned; hold constant while elements flow
     s : In(S_BITS)     dyadic shift
     relu : In(1)
@@ -42,7 +44,8 @@ class Requantizer(wiring.Component):
         self._tag_bits = tag_bits
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"acc": signed(acc_bits), "tag": tag_bits}))),
-            "o": Out(stream.Signature(data.StructLayout({"y": signed(16), "tag": tag_bits}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": signed(SCRATCH_BITS),
+                                                          "tag": tag_bits}))),
             "m": In(M_BITS),
             "s": In(S_BITS),
             "relu": In(1),
@@ -66,22 +69,13 @@ class Requantizer(wiring.Component):
                 tag1.eq(self.i.payload.tag),
             ]
 
-        # Stage 2: round half up, arithmetic shift, saturate, ReLU.
-        sm1 = Signal(S_BITS)
-        m.d.comb += sm1.eq(self.s - 1)
-        rnd = Signal(unsigned(pw))
-        m.d.comb += rnd.eq(Mux(self.s == 0, 0, (Const(1, pw) << sm1)[:pw]))
-        rounded = Signal(signed(pw + 1))
-        m.d.comb += rounded.eq(prod + rnd)
-        shifted = Signal(signed(pw + 1))
-        m.d.comb += shifted.eq(rounded >> self.s)
-        y = Signal(signed(16))
-        hi = Signal(signed(17))
+        # Stage 2: round half up, arithmetic shift (0 for s >= pw, as the rule gives),
+        # saturate, ReLU.
+        shifted = rhu(m, prod, self.s, name="shifted")
+        y = Signal(signed(SCRATCH_BITS))
+        hi = Signal(signed(SCRATCH_BITS + 1))
         m.d.comb += hi.eq(Mux(self.wide, WIDE_MAX, ACT_MAX))
-        with m.If(self.s >= pw):
-            # |prod| < 2^(pw-1) <= 2^(s-1): (prod + 2^(s-1)) >> s is exactly 0.
-            m.d.comb += y.eq(0)
-        with m.Elif(shifted > hi):
+        with m.If(shifted > hi):
             m.d.comb += y.eq(hi)
         with m.Elif(shifted < Mux(self.relu, 0, -hi)):
             m.d.comb += y.eq(Mux(self.relu, 0, -hi))

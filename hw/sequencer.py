@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from ternac.golden.isa import FIELDS, INSTR_BITS, Flag, Op
 from ternac.golden.ops import spec as op_spec
 from ternac.golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
+from ternac.golden.widths import SCRATCH_BITS
 from .engine import TernaryEngine
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer
@@ -78,9 +79,10 @@ class Sequencer(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "result": Out(32), "cycles": Out(32),
             "prog_addr": Out(range(prog_depth)), "prog_data": In(INSTR_BITS),
-            "scr_raddr": Out(range(scratch_depth)), "scr_rdata": In(16),
-            "scr_raddr2": Out(range(scratch_depth)), "scr_rdata2": In(16),
-            "scr_waddr": Out(range(scratch_depth)), "scr_wdata": Out(16), "scr_wen": Out(1),
+            "scr_raddr": Out(range(scratch_depth)), "scr_rdata": In(SCRATCH_BITS),
+            "scr_raddr2": Out(range(scratch_depth)), "scr_rdata2": In(SCRATCH_BITS),
+            "scr_waddr": Out(range(scratch_depth)), "scr_wdata": Out(SCRATCH_BITS),
+            "scr_wen": Out(1),
             "out_raddr": Out(range(out_depth)), "out_rdata": In(32),
             "out_waddr": Out(range(out_depth)), "out_wdata": Out(32), "out_wen": Out(1),
             "w_raddr": Out(range(weight_depth)), "w_rdata": In(2 * lanes),

@@ -5,7 +5,9 @@
 * :class:`Pipe`: registers that advance together on one clock enable ``ce`` (the
   Requantizer's stall-everything discipline, written once);
 * :func:`rhu`, :func:`rhu_pipelined`: :func:`golden.numerics.round_half_up_shift` by a
-  constant or a run-time shift; :func:`rhu_sat_tail`, :func:`saturate_sym`: the rounding
+  constant or a run-time shift, built from its two halves :func:`rhu_halve` (the barrel
+  shifter) and :func:`rhu_round` (the incrementer), the one round-half-up of the RTL (the
+  Requantizer's too); :func:`rhu_sat_tail`, :func:`saturate_sym`: the rounding
   shift and the saturation of ``golden.numerics.requantize`` / ``sat`` to the
   :func:`sym_range` bounds, with their tests written as bit reductions (no carry chain as
   wide as the product); :func:`priority_encode`;
@@ -21,14 +23,16 @@ from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
 from ternac.golden.widths import EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS
-from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, WIDE_MAX
+from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_MAX
 
-__all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu", "rhu_pipelined",
+__all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
+           "rhu", "rhu_pipelined",
            "rhu_sat_tail", "priority_encode", "saturate_sym", "sym_range", "shift_exp",
            "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
 
-#: Width of the operands ``a`` / ``b`` and of the result ``y`` of every vector unit.
-OPERAND_BITS = 16
+#: Width of the operands ``a`` / ``b`` and of the result ``y`` of every vector unit: a
+#: scratch word.
+OPERAND_BITS = SCRATCH_BITS
 
 #: One element of a vector: ``a`` the operand, ``b`` a second operand or a per-element
 #: parameter (Norm weight, Eltwise second operand), ``last`` on the final element of a pass.
@@ -72,25 +76,42 @@ class Pipe:
         return v
 
 
+def rhu_halve(v, s) -> Value:
+    """First half of :func:`rhu`: ``t = floor(2v / 2^s)``, the barrel shifter.
+
+    ``s`` is an int >= 0 (then ``v >> (s - 1)``, no wider than ``v``, or ``2v`` for 0) or
+    an unsigned run-time Value of any size (``(2v) >> s``: a shift past the width gives 0
+    or -1).
+    """
+    v = Value.cast(v)
+    if isinstance(s, int):
+        if s < 0:
+            raise ValueError(f"a rounding shift cannot be negative, not {s!r}")
+        return v << 1 if s == 0 else v >> (s - 1)
+    return (v << 1) >> s
+
+
+def rhu_round(t) -> Value:
+    """Second half of :func:`rhu`: ``(t + 1) >> 1``, the incrementer. With ``t`` from
+    :func:`rhu_halve` this is ``floor((floor(v / 2^(s-1)) + 1) / 2) = (v + 2^(s-1)) >> s``
+    for every s >= 0 (golden.numerics.round_half_up_shift), with no variable rounding
+    constant."""
+    return (Value.cast(t) + 1) >> 1
+
+
 def rhu(m, v, s, *, name: str = "rhu") -> Signal:
     """:func:`golden.numerics.round_half_up_shift`: ``(v + 2^(s-1)) >> s``, ``v`` for s = 0.
 
     ``s`` is an int or an unsigned run-time Value (any size: a shift past the width of
-    ``v`` gives 0, as the rule does). Written as ``((2v >> s) + 1) >> 1``, which is the same
-    integer for every s >= 0 (``floor((floor(v / 2^(s-1)) + 1) / 2)``) and needs no
-    variable rounding constant: one barrel shifter and one incrementer. The result keeps
-    the shape of ``v`` (it is never wider than ``v``).
+    ``v`` gives 0, as the rule does). Written as :func:`rhu_round` of :func:`rhu_halve`,
+    ``((2v >> s) + 1) >> 1``: one barrel shifter and one incrementer, combinational. The
+    result keeps the shape of ``v`` (it is never wider than ``v``).
     """
     v = Value.cast(v)
-    shape = v.shape()
-    if isinstance(s, int):
-        if s == 0:
-            return v
-        t = v >> (s - 1)
-    else:
-        t = (v << 1) >> s
-    out = Signal(shape, name=name)
-    m.d.comb += out.eq((t + 1) >> 1)
+    if isinstance(s, int) and s == 0:
+        return v
+    out = Signal(v.shape(), name=name)
+    m.d.comb += out.eq(rhu_round(rhu_halve(v, s)))
     return out
 
 
@@ -133,8 +154,8 @@ def rhu_pipelined(m, pipe: Pipe, v, s, *, shape=None, name: str = "rhu") -> Sign
     the shape of ``v``; a narrower one where the caller knows the result fits).
     """
     v = Value.cast(v)
-    t = pipe.reg((v << 1) >> s, name=f"{name}_t")
-    return pipe.reg((t + 1) >> 1, v.shape() if shape is None else shape, name=name)
+    t = pipe.reg(rhu_halve(v, s), name=f"{name}_t")
+    return pipe.reg(rhu_round(t), v.shape() if shape is None else shape, name=name)
 
 
 def _ge_2k_minus_1(t, k: int) -> Value:
@@ -166,9 +187,9 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
     as ``v``.
     """
     v = Value.cast(v)
-    t = pipe.reg((v << 1) >> s, name=f"{name}_t")
+    t = pipe.reg(rhu_halve(v, s), name=f"{name}_t")
     low = Signal(out_bits, name=f"{name}_low")
-    m.d.comb += low.eq((t[:out_bits + 1] + 1)[1:out_bits + 1])
+    m.d.comb += low.eq(rhu_round(t[:out_bits + 1]))
     if wide is None:
         out = Signal(unsigned(out_bits), name=name)
         m.d.comb += out.eq(Mux(_ge_2k_minus_1(t, out_bits + 1), (1 << out_bits) - 1, low))

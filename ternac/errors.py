@@ -86,23 +86,12 @@ def check_output_dir(path, what: str = "output folder") -> None:
 
 
 def write_json(path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (a temporary file in the same folder,
-    then a rename), creating the folder like ``mkdir -p``; an existing file is replaced
-    only once the new one is complete. Raises InputError for an unusable path."""
+    """Write ``obj`` as JSON (indented by 2, a final newline) to ``path`` atomically
+    (:func:`ternac.golden.fileio.atomic_write`: a temporary file in the same folder, then
+    a rename), creating the folder like ``mkdir -p``; an existing file is replaced only
+    once the new one is complete. Raises InputError for an unusable path."""
     import json
-    import os
-    import tempfile
+
+    from ternac.golden.fileio import atomic_write
     check_output_file(path, "JSON output", make_folder=True)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ternac-", suffix=".json.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, json.dumps(obj, indent=2) + "\n")

@@ -1,0 +1,41 @@
+"""Writing files atomically, written once for every writer of the package (weight images,
+JSON reports, compiled programs).
+
+Standard library only: every layer may import it (tests/test_layering.py).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["atomic_write"]
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` (bytes, or text written as UTF-8) to ``path`` atomically: into a
+    temporary file in the same folder, flushed to disk, then renamed over ``path``.
+
+    An existing file at ``path`` is replaced only once the new one is complete; on any
+    error it is left as it was and the temporary file is removed.
+
+    Raises
+    ------
+    OSError if the folder does not exist or is not writable.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
