@@ -387,6 +387,7 @@ CYCLES: dict[Op, Callable[..., int]] = {
     Op.LAYERNORM: norm_cycles,
     Op.SHIFTMAX: shiftmax_cycles,
     Op.DOT: dot_cycles,
+    Op.DOTT: dot_cycles,
 }
 
 #: The vector unit whose latency each vector formula takes (hw/vector_units.py).

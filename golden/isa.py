@@ -63,6 +63,10 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
               the requantization. With ``n`` tokens and ``b`` the K rows this is
               ``Q.K^T`` of one query; with ``a`` the probabilities and ``b`` the rows of
               V^T it is ``P.V``. The result must not overlap ``a`` or ``b``.
+``DOTT``      DOT against the transpose of ``b``: ``b`` is a (k x n) matrix, row-major, read
+              by column: ``scratch[dst + j] = sat(rhu(sum_{i<k} a[i] * b[i*n + j] * m, s))``.
+              With ``a`` the Q15 probabilities over k tokens and ``b`` the token-major V of
+              a head (k rows of n = d_head), this is ``P.V`` without a transposed copy.
 """
 from __future__ import annotations
 
@@ -107,6 +111,7 @@ class Op(enum.IntEnum):
     EMBED = 11
     SAMPLE = 12
     DOT = 13
+    DOTT = 14
 
 
 class Flag(enum.IntFlag):

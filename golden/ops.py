@@ -23,7 +23,9 @@ its units. Each :class:`OpSpec` holds, for one ISA opcode (:class:`ternac.golden
 * ``in_len``: the length of ``a``, from ``n`` and ``k`` (``n``; DOT: ``k``).
 * ``segments``: times ``a`` is streamed in one pass, from ``n`` and ``k`` (1; DOT: ``n``),
   against consecutive elements of ``b``, so ``b_len = segments * in_len`` (:meth:`OpSpec.b_len`;
-  DOT: ``n * k``) and a pass streams ``b_len`` elements (:meth:`OpSpec.stream_len`). The
+  DOT: ``n * k``) and a pass streams ``b_len`` elements (:meth:`OpSpec.stream_len`);
+  ``b_order`` is ``"row"`` (segment ``j`` reads ``b[j*in_len + i]``) or ``"col"`` (DOTT:
+  ``b`` is an (in_len x segments) matrix read by column, ``b[i*segments + j]``). The
   sequencer reads ``a`` at ``src + (e mod in_len)`` and ``b`` at ``aux + e`` for element
   ``e`` of a pass, with ``last`` on the final element of each segment.
 * ``out_bits``: bits of the result, from the flags (``OUT8``: 8, else 16; Shiftmax: 15
@@ -94,6 +96,7 @@ class OpSpec:
     in_len: Callable[[int, int], int] = lambda n, k: n
     uses_m2: bool = True
     segments: Callable[[int, int], int] = lambda n, k: 1
+    b_order: str = "row"
 
     @property
     def name(self) -> str:
@@ -201,6 +204,11 @@ register(OpSpec(Op.DOT, _V + "dot", "dot",
                 "y[j] = sat(rhu(sum_i a[i] b[j k + i] m, s)), i < k, j < n; b int8 (Q.K^T, P.V)",
                 operands=2, sums=True, uses_m2=False, in_len=lambda n, k: k,
                 segments=lambda n, k: n))
+
+register(OpSpec(Op.DOTT, _V + "dott", "dot",
+                "y[j] = sat(rhu(sum_i a[i] b[i n + j] m, s)), b a (k x n) matrix read by column (P.V)",
+                operands=2, sums=True, uses_m2=False, in_len=lambda n, k: k,
+                segments=lambda n, k: n, b_order="col"))
 
 #: Vector unit names (the values AccelConfig.vector accepts), in registry order.
 VECTOR_UNITS: tuple[str, ...] = tuple(dict.fromkeys(s.unit for s in REGISTRY.values() if s.vector))

@@ -17,7 +17,7 @@ from .widths import ACT_MAX, ACT_MIN
 
 __all__ = ["SCRATCH_MAX", "SHIFTMAX_OUT_BITS", "out_limit", "vector_op", "eltwise_add",
            "eltwise_mul", "m2s2", "sigmoid", "silu", "rmsnorm", "layernorm", "shiftmax", "add",
-           "mul", "dot", "embed", "argmax"]
+           "mul", "dot", "dott", "embed", "argmax"]
 
 #: Symmetric saturation of a 16-bit scratch word (so that -y never overflows).
 SCRATCH_MAX = WIDE_MAX
@@ -144,6 +144,21 @@ def dot(a, b, p):
     rows = b.reshape(*b.shape[:-1], b.shape[-1] // k, k)
     acc = (a.unsqueeze(-2) * rows).sum(dim=-1)
     return requantize(acc, p.m, p.s, -hi, hi)
+
+
+def dott(a, b, p):
+    """DOTT: :func:`dot` against the transpose of ``b``, a (k, n) row-major matrix:
+    ``y[..., j] = requantize(sum_{i<k} a[..., i] * b[..., i*n + j], m, s)`` for ``j < n``
+    (``n = len(b) / k``). With ``a`` the Q15 attention probabilities over k tokens and
+    ``b`` a head's token-major V (k rows of d_head), ``P.V``. Same widths, flags, checks and
+    errors as :func:`dot`.
+    """
+    b = torch.as_tensor(b).to(torch.int64)
+    k = int(p.k)
+    if k >= 1 and b.shape[-1] % k == 0:
+        n = b.shape[-1] // k
+        b = b.reshape(*b.shape[:-1], k, n).transpose(-1, -2).reshape(*b.shape[:-1], n * k)
+    return dot(a, b, p)
 
 
 def embed(table: torch.Tensor, token: torch.Tensor) -> torch.Tensor:

@@ -260,6 +260,22 @@ class Sequencer(wiring.Component):
                     m.d.sync += vseg.eq(Mux(pass_end, 0, vseg + 1))
         else:
             pass_end, ve_next = vlast, vj_next
+        col_ops = [op for op in vec_ops if op_spec(op).b_order == "col"]
+        if col_ops:
+            # b read by column (DOTT): element i of segment j is b[i * vsegs + j]; vb steps by
+            # vsegs along a segment and restarts at the next column at its end.
+            assert segmented, "a column-order op has segments"
+            vb = Signal(13)
+            vb_next = Signal(13)
+            is_col = Signal()
+            for op in col_ops:
+                with m.If(ins.op == op):
+                    m.d.comb += is_col.eq(1)
+            m.d.comb += vb_next.eq(Mux(vfire, Mux(pass_end, 0, Mux(vlast, vseg + 1, vb + vsegs)),
+                                       vb))
+            with m.If(vfire):
+                m.d.sync += vb.eq(vb_next)
+            ve_next = Mux(is_col, vb_next, ve_next)
         with m.If(vfire):
             m.d.sync += vj.eq(vj_next)
             with m.If(pass_end):

@@ -31,7 +31,7 @@ UNIT_TABLE: dict = {
     "eltwise": (lambda cfg: Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
     "shiftmax": (lambda cfg: Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
                  {Op.SHIFTMAX: None}),
-    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, K_MAX)), {Op.DOT: None}),
+    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, K_MAX)), {Op.DOT: None, Op.DOTT: None}),
 }
 
 #: Unit names accepted in AccelConfig.vector.

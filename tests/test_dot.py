@@ -126,16 +126,16 @@ def test_registry_entry_and_unit_table():
         (16, 272, 17, 272)
     assert not s.uses_m2 and s.sums and "dot" in ops.VECTOR_UNITS
     # Elementwise ops keep one segment of n: b_len = in_len = out_rows = n.
-    for op in ops.vector_ops() - {Op.DOT}:
+    for op in ops.vector_ops() - {Op.DOT, Op.DOTT}:
         sp = ops.spec(op)
         assert sp.b_len(9, 3) == sp.in_len(9, 3) == sp.out_rows(9, 3) == 9, op
     assert set(vu.VECTOR_UNIT_NAMES) == set(ops.VECTOR_UNITS)
-    assert vu.unit_ops("dot") == [Op.DOT]
+    assert vu.unit_ops("dot") == [Op.DOT, Op.DOTT]
     import gc
     with warnings.catch_warnings():   # units built only to be inspected
         warnings.simplefilter("ignore", UnusedElaboratable)
         (unit, modes), = vu.vector_units_for(AccelConfig(vector=("dot",), max_vector=64))
-        assert isinstance(unit, Dot) and modes == {Op.DOT: None}
+        assert isinstance(unit, Dot) and modes == {Op.DOT: None, Op.DOTT: None}
         assert unit.acc_bits == dot_acc_width(64) == 29
         assert (C.UNIT_TIMING["dot"]) == (Dot.passes, Dot.latency)
         # A registry op whose unit has no mode in the hw table is refused, naming both.
