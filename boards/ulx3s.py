@@ -15,12 +15,15 @@ from amaranth.lib import io
 
 from .clocking import add_sync_domain, ecp5_pll, ecp5_pll_instance
 from .core import LED_NAMES, BoardCore, board_config_hash, pin_in, pin_out
+from .facts import BOARDS
 
 __all__ = ["BOARD", "OSC_MHZ", "DEFAULT_MHZ", "ULX3STop", "platform"]
 
 BOARD = "ulx3s"
-OSC_MHZ = 25.0
-DEFAULT_MHZ = 40.0
+#: From boards/facts.py (the one board table).
+FACTS = BOARDS[BOARD]
+OSC_MHZ = FACTS.osc_mhz
+DEFAULT_MHZ = FACTS.default_mhz
 
 
 def platform():
@@ -49,7 +52,7 @@ class ULX3STop(Elaboratable):
     board = BOARD
 
     def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
-                 baud: int = 115200, spram: bool = False):
+                 baud: int = FACTS.baud, spram: bool = False):
         from ternac.hw.uart import uart_divisor
         if spram:
             raise ValueError("the ECP5 has no SPRAM; ULX3S keeps the weights in EBR")
@@ -68,7 +71,7 @@ class ULX3STop(Elaboratable):
         m = Module()
         clk = Signal()
         platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
-        pad = platform.request("clk25", 0, dir="-")
+        pad = platform.request(FACTS.clock, 0, dir="-")
         m.submodules.clk_buf = buf = io.Buffer("i", pad)
         if self.pll:
             lock = Signal()
@@ -76,7 +79,7 @@ class ULX3STop(Elaboratable):
         else:
             m.d.comb += clk.eq(buf.i)
             lock = Const(1, 1)
-        add_sync_domain(m, clk, reset=pin_in(m, platform, "button_fire", 0), locked=lock,
+        add_sync_domain(m, clk, reset=pin_in(m, platform, FACTS.button, 0), locked=lock,
                         por_cycles=int(15e-6 * self.freq_mhz * 1e6))
 
         m.submodules.core = core = self.core
