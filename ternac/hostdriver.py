@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import time
 
 from ternac.golden.widths import SCRATCH_BITS
@@ -92,48 +93,48 @@ def _signed(v: int, bits: int) -> int:
 
 # -- the trampoline ---------------------------------------------------------------------------
 
-def _resume(gen, value, exc):
-    """One step of a request generator: send ``value`` (or throw ``exc``) into ``gen``.
-    Returns ``(False, next request)`` or, once it has returned, ``(True, its value)``."""
-    try:
-        return False, (gen.throw(exc) if exc is not None else gen.send(value))
-    except StopIteration as stop:
-        return True, stop.value
-
-
-def drive_sync(gen, perform, catch: tuple = ()):
+async def drive_async(gen, perform, catch: tuple = ()):
     """Run a generator of requests to completion; returns the generator's value.
 
-    Each request it yields goes to ``perform(request)``, whose result is sent back into the
-    generator; an exception of a type in ``catch`` raised by ``perform`` is thrown into the
-    generator instead (where it may be handled, e.g. a retry after a timeout). Used for the
-    driver's frame I/O (:class:`HostDriver`) and for the model sessions of
-    :mod:`ternac.session` (:meth:`HostDriver.run_session`).
+    Each request it yields goes to ``perform(request)``; the result (awaited if it is
+    awaitable) is sent back into the generator. An exception of a type in ``catch`` raised
+    by ``perform`` is thrown into the generator instead (where it may be handled, e.g. a
+    retry after a timeout). Used for the driver's frame I/O (:class:`HostDriver`, over an
+    asynchronous transport inside a cocotb test) and for the model sessions of
+    :mod:`ternac.session` (:meth:`HostDriver.run_session`). The one trampoline of the
+    package: :func:`drive_sync` runs this same coroutine.
     """
     value, exc = None, None
     while True:
-        done, op = _resume(gen, value, exc)
-        if done:
-            return op
+        try:
+            op = gen.throw(exc) if exc is not None else gen.send(value)
+        except StopIteration as stop:
+            return stop.value
         value, exc = None, None
         try:
             value = perform(op)
+            if inspect.isawaitable(value):
+                value = await value
         except catch as e:
             exc = e
 
 
-async def drive_async(gen, perform, catch: tuple = ()):
-    """As :func:`drive_sync`, awaiting what ``perform`` returns (inside a cocotb test)."""
-    value, exc = None, None
-    while True:
-        done, op = _resume(gen, value, exc)
-        if done:
-            return op
-        value, exc = None, None
-        try:
-            value = await perform(op)
-        except catch as e:
-            exc = e
+def drive_sync(gen, perform, catch: tuple = ()):
+    """:func:`drive_async` for a ``perform`` that returns plain values (a synchronous
+    transport): the coroutine then never suspends, so one step runs it to the end, with no
+    event loop. Returns the generator's value.
+
+    Raises
+    ------
+    TypeError if ``perform`` returned an awaitable that suspended (use drive_async).
+    """
+    coro = drive_async(gen, perform, catch)
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise TypeError("drive_sync was given a request that needs an event loop; use drive_async")
 
 
 # -- the driver -----------------------------------------------------------------------------

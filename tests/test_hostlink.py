@@ -13,9 +13,9 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ternac.hw.hostlink import UARTHostlink, connect_accelerator
-from ternac.hostdriver import (MAX_WORDS, SYNC_RESPONSE, Command, DeviceError, HostDriver,
-                               LinkError, LinkTimeout, Reply, crc16, decode_frame,
-                               encode_frame)
+from ternac.hostdriver import (MAX_WORDS, PROTOCOL_VERSION, SYNC_RESPONSE, Command,
+                               DeviceError, HostDriver, LinkError, LinkTimeout, Reply, Space,
+                               StatusFlag, crc16, decode_frame, drive_sync, encode_frame)
 
 DIVISOR = 8
 TIMEOUT_CYCLES = 40 * DIVISOR * 10      # 40 byte times
@@ -105,6 +105,66 @@ def test_driver_frames_weights_and_program():
     t = ScriptedTransport([_ack()] * 2)
     HostDriver(t).load_program([(1 << 127) | 1] * 17)     # 68 slices: two frames
     assert [len(f) for f in t.sent] == [6 + 5 + 4 * MAX_WORDS, 6 + 5 + 16]
+
+
+class AsyncScriptedTransport(ScriptedTransport):
+    """The scripted transport with coroutines, as cocotbext-uart's transport has."""
+    is_async = True
+
+    async def write(self, data):
+        ScriptedTransport.write(self, data)
+
+    async def read(self, n, long=False):
+        return ScriptedTransport.read(self, n, long)
+
+    async def drain(self):
+        ScriptedTransport.drain(self)
+
+
+def _digits_script(chash, logits, result, cycles, rejected=0):
+    """The device's answers to a digits session of one input, the program in one frame."""
+    ident = chash.to_bytes(4, "little") + bytes([PROTOCOL_VERSION]) + MAX_WORDS.to_bytes(2, "little")
+    out = b"".join((v & 0xFFFFFFFF).to_bytes(4, "little") for v in logits)
+    return [_ack(ident), _ack(), None, _ack(),
+            _ack(result.to_bytes(4, "little") + cycles.to_bytes(4, "little")), _ack(out),
+            _ack(bytes(8) + bytes([StatusFlag.DONE, rejected]))]
+
+
+def test_one_session_runs_sync_and_async():
+    """ternac.session.digits_session over the one trampoline (drive_sync / drive_async):
+    the same requests and the same result over a synchronous and an asynchronous transport,
+    a timed-out write_scratch retried in both; link errors at the end are reported."""
+    import asyncio
+
+    from ternac.session import digits_session
+    p = {"config_hash": 0xC0FFEE42, "word_bits": 16, "load_weights": False, "weights": [],
+         "program": [1, 2], "inputs": [[1, -2, 3]], "input_addr": 5, "logits_addr": 0,
+         "n_logits": 3}
+    expect = {"logits": [[-5, 7, 0]], "results": [2], "cycles": [1234],
+              "status": {"flags": int(StatusFlag.DONE), "rejected": 0}}
+    ts = ScriptedTransport(_digits_script(0xC0FFEE42, [-5, 7, 0], 2, 1234))
+    assert HostDriver(ts).run_session(digits_session(p)) == expect
+    ta = AsyncScriptedTransport(_digits_script(0xC0FFEE42, [-5, 7, 0], 2, 1234))
+    assert asyncio.run(HostDriver(ta).run_session(digits_session(p))) == expect
+    assert ts.sent == ta.sent and len(ts.sent) == 7 and ts.drains == ta.drains == 1
+    code, payload = decode_frame(ts.sent[2], sync=ts.sent[2][0])
+    assert code == Command.WRITE_MEM and payload[0] == Space.SCRATCH
+    assert payload[5:] == b"".join((v & 0xFFFF).to_bytes(4, "little") for v in (1, -2, 3))
+    bad = ScriptedTransport(_digits_script(0xC0FFEE42, [0, 0, 0], 0, 1, rejected=1))
+    with pytest.raises(LinkError, match="1 rejected frames"):
+        HostDriver(bad).run_session(digits_session(p))
+
+
+def test_drive_sync_refuses_a_request_that_suspends():
+    import asyncio
+
+    def once():
+        got = yield 21
+        return got
+
+    assert drive_sync(once(), lambda op: op * 2) == 42
+    with pytest.raises(TypeError, match="use drive_async"):
+        drive_sync(once(), lambda op: asyncio.sleep(0))
 
 
 def test_serial_transport_reads_and_times_out():
