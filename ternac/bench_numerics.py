@@ -20,7 +20,6 @@ written to the JSON. Figures are all of kind ``measured``.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -433,17 +432,24 @@ def run(progress: bool = True) -> dict:
 def main(json_path: str | None = None) -> int:
     """Run the bench, print the Markdown tables, write JSON to ``json_path`` if given.
 
+    The JSON is written through :func:`ternac.errors.write_json` (atomic: an existing file
+    is replaced only by a complete one); its path is checked before the bench runs.
+
     Returns 0 if every accuracy target is met, 1 otherwise.
+
+    Raises
+    ------
+    ternac.errors.InputError (one sentence) for a JSON path that cannot be written.
     """
+    from ternac.errors import check_output_file, write_json
+    check_output_file(json_path, "JSON output", make_folder=True)
     res = run(progress=sys.stderr.isatty())
     print(f"seeds: torch.Generator().manual_seed(s) with s from base seed {BASE_SEED} "
           f"(listed per row); digits model used: {res['digits_model_used']}")
     print(_markdown(res))
     if json_path:
-        p = Path(json_path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(res, indent=1) + "\n")
-        print(f"wrote {p}")
+        write_json(json_path, res)
+        print(f"wrote {json_path}")
     return 0 if res["all_targets_met"] else 1
 
 
