@@ -33,15 +33,15 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from ternac.session import WEIGHT_MEMORY
+from ternac.boards.facts import BOARDS
 
 __all__ = ["COSIM_BOARDS", "COSIM_DIVISOR", "build_board_cosim", "run_digits_cosim",
            "run_lm_cosim"]
 
 CLK_NS = 10
 COSIM_DIVISOR = 4
-#: The boards that co-simulate, and where each keeps its weights (ternac.session).
-COSIM_BOARDS = WEIGHT_MEMORY
+#: The boards that co-simulate, and where each keeps its weights (boards.facts).
+COSIM_BOARDS = {key: b.weights for key, b in BOARDS.items()}
 
 
 def _core(cfg, program_words, weight_words, board):

@@ -16,24 +16,21 @@ Session inputs are plain JSON-able dicts (:func:`digits_session_inputs`,
 :func:`lm_session_inputs`), so the cocotb side receives them through a file.
 
 This module sits below the RTL, the simulators and the CLI (tests/test_layering.py): no
-torch, no Amaranth, no cocotb, no import of ternac.hw, ternac.sim, ternac.boards or the CLI.
+torch, no Amaranth, no cocotb, no import of ternac.hw, ternac.sim, the board tops or the
+CLI; the board facts it reads (ternac.boards.facts) are pure data.
 """
 from __future__ import annotations
 
 import os
 import sys
 
+from ternac.boards.facts import board as board_facts
 from ternac.protocol import (STATUS_ERROR_FLAGS, WORD_STRIDE, LinkError, Space,
                              board_config_hash)
 
-__all__ = ["WEIGHT_MEMORY", "LM_WEIGHT_CHUNK", "READBACK_WORDS", "digits_session_inputs",
-           "digits_session", "lm_session_inputs", "lm_session", "run_digits_on_board",
-           "run_lm_on_board"]
+__all__ = ["LM_WEIGHT_CHUNK", "READBACK_WORDS", "digits_session_inputs", "digits_session",
+           "lm_session_inputs", "lm_session", "run_digits_on_board", "run_lm_on_board"]
 
-#: Where each board keeps its weights: "spram" (iCEBreaker: SB_SPRAM256KA, which the
-#: bitstream cannot initialise, so a session loads the weights over the link) or "ebr"
-#: (ULX3S: block RAM initialised by the bitstream).
-WEIGHT_MEMORY = {"icebreaker": "spram", "ulx3s": "ebr"}
 #: Weight words a load_weights call of a session (one progress line each).
 LM_WEIGHT_CHUNK = 1024
 #: Weight words read back and compared after loading (a check of the WEIGHTS path).
@@ -41,13 +38,14 @@ READBACK_WORDS = 8
 
 
 def _board_inputs(cfg, program_words, weight_words, board: str) -> dict:
-    """The part of a session's inputs that every model shares."""
-    if board not in WEIGHT_MEMORY:
-        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(WEIGHT_MEMORY)}")
+    """The part of a session's inputs that every model shares. A board that keeps its
+    weights in SPRAM (boards.facts: the bitstream cannot initialise it) has them loaded over
+    the link. Raises ValueError for an unknown board."""
+    weights_in = board_facts(board).weights
     return {
         "config_hash": board_config_hash(cfg, program_words, board),
         "word_bits": cfg.word_bits,
-        "load_weights": WEIGHT_MEMORY[board] == "spram",
+        "load_weights": weights_in == "spram",
         "weights": [int(w) for w in weight_words],
         "program": [int(w) for w in program_words],
     }
