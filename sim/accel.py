@@ -2,10 +2,26 @@
 from __future__ import annotations
 
 import pathlib
+import time
 
 from ternac.config import AccelConfig
 
-__all__ = ["run_batch", "build_accelerator", "run_lm"]
+__all__ = ["run_batch", "build_accelerator", "run_lm", "SPEED_KEYS"]
+
+#: The speed of a run, measured, in the dicts run_batch and run_lm return:
+#: ``sim_clock_cycles`` (clock cycles simulated, host-port traffic included),
+#: ``bench_seconds`` / ``bench_cpu_seconds`` (wall / CPU seconds of the simulator process
+#: while the cocotb benches ran), ``sim_wall_seconds`` (wall seconds of the simulator runs,
+#: start-up of each process included) and ``sim_runs`` (simulator processes started).
+SPEED_KEYS = ("sim_clock_cycles", "bench_seconds", "bench_cpu_seconds", "sim_wall_seconds",
+              "sim_runs")
+
+
+def _add_speed(speed: dict, res: dict, wall: float) -> None:
+    for k in SPEED_KEYS[:3]:
+        speed[k] += res.get(k, 0)
+    speed["sim_wall_seconds"] += wall
+    speed["sim_runs"] += 1
 
 
 def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_dir=None,
@@ -17,24 +33,28 @@ def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_di
     top = Accelerator(cfg, weight_words=weight_words, program_words=program_words)
     name = f"ternac_top_L{cfg.lanes}"
     runner, bdir = build(top, name, build_root=pathlib.Path(build_dir) if build_dir else None,
-                         progress=progress)
+                         progress=progress, clock="hdl")
     return runner, bdir, name
 
 
 def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr: int,
               logits_addr: int, n_logits: int, *, build_dir=None, progress: bool = True,
-              chunk: int = 60, scratch_readback: tuple[int, int] | None = None) -> dict:
+              chunk: int | None = None,
+              scratch_readback: tuple[int, int] | None = None) -> dict:
     """Run ``inputs`` (a list of int vectors) one after another on the RTL.
 
     Each input is written into the scratchpad at ``input_addr`` through the host port, the
     program runs to HALT, and ``n_logits`` 32-bit words are read from the output buffer at
-    ``logits_addr``.
+    ``logits_addr``. ``chunk`` inputs go to one simulator process (default: all of them, in
+    one; each process costs a start-up of about 0.3 s); the progress bar counts inputs as
+    the bench finishes them.
 
     Returns
     -------
     dict with ``logits`` (list of lists of int), ``results`` (ARGMAX index per input) and
     ``cycles`` (cycles from start to done per input, measured by the RTL's own counter),
-    and ``scratch`` (the words ``scratch_readback = (addr, n)`` after each run, if asked).
+    and ``scratch`` (the words ``scratch_readback = (addr, n)`` after each run, if asked);
+    and the simulation's speed, measured (:data:`SPEED_KEYS`).
 
     Raises
     ------
@@ -45,18 +65,27 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
                                            build_dir=build_dir, progress=progress)
     inputs = [list(map(int, x)) for x in inputs]
     out = {"logits": [], "results": [], "cycles": [], "scratch": []}
+    chunk = chunk or max(len(inputs), 1)
     chunks = [inputs[k:k + chunk] for k in range(0, len(inputs), chunk)]
-    it = chunks
+    bar = None
     if progress:
         from tqdm import tqdm
-        it = tqdm(chunks, desc=f"RTL L={cfg.lanes}", unit="chunk", leave=False)
-    for part in it:
-        res = run_bench(runner, bdir, name, "bench_top", inputs={
-            "inputs": part, "input_addr": input_addr, "logits_addr": logits_addr,
-            "n_logits": n_logits, "scratch_readback": scratch_readback})
-        for k in out:
-            out[k].extend(res[k])
-    return out
+        bar = tqdm(total=len(inputs), desc=f"RTL L={cfg.lanes}", unit="input", leave=False)
+    speed = dict.fromkeys(SPEED_KEYS, 0)
+    try:
+        for part in chunks:
+            t0 = time.perf_counter()
+            res = run_bench(runner, bdir, name, "bench_top", inputs={
+                "inputs": part, "input_addr": input_addr, "logits_addr": logits_addr,
+                "n_logits": n_logits, "scratch_readback": scratch_readback},
+                on_progress=(lambda rec: bar.update(1)) if bar is not None else None)
+            _add_speed(speed, res, time.perf_counter() - t0)
+            for k in out:
+                out[k].extend(res[k])
+    finally:
+        if bar is not None:
+            bar.close()
+    return {**out, **speed}
 
 
 def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token_addr: int,
@@ -73,16 +102,29 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
     Returns
     -------
     dict with ``tokens`` (prompt + n_new generated ids), ``logits`` (one list a step),
-    ``results`` and ``cycles`` (a step each, the RTL's own cycle counter).
+    ``results`` and ``cycles`` (a step each, the RTL's own cycle counter); and the
+    simulation's speed, measured (:data:`SPEED_KEYS`).
     """
     from ternac.sim.runner import run_bench
     runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
                                            build_dir=build_dir, progress=progress)
+    bar = None
     if progress:
         import sys
+        from tqdm import tqdm
         print(f"[sim] generating {n_new} tokens on the RTL ...", file=sys.stderr, flush=True)
-    return run_bench(runner, bdir, name, "bench_lm", inputs={
-        "constants": [[int(a), [int(v) for v in vals]] for a, vals in constants.items()],
-        "token_addr": token_addr, "prompt": [int(t) for t in prompt], "n_new": n_new,
-        "logits_addr": logits_addr, "n_logits": n_logits,
-        "logits_in_scratch": logits_in_scratch})
+        bar = tqdm(total=len(prompt) + n_new - 1, desc="RTL steps", unit="step", leave=False)
+    t0 = time.perf_counter()
+    try:
+        res = run_bench(runner, bdir, name, "bench_lm", inputs={
+            "constants": [[int(a), [int(v) for v in vals]] for a, vals in constants.items()],
+            "token_addr": token_addr, "prompt": [int(t) for t in prompt], "n_new": n_new,
+            "logits_addr": logits_addr, "n_logits": n_logits,
+            "logits_in_scratch": logits_in_scratch},
+            on_progress=(lambda rec: bar.update(1)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    speed = dict.fromkeys(SPEED_KEYS, 0)
+    _add_speed(speed, res, time.perf_counter() - t0)
+    return {**res, **speed}

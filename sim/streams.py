@@ -12,7 +12,7 @@ import random
 from cocotb.triggers import RisingEdge
 
 __all__ = ["pack", "unpack", "StreamSource", "StreamSink", "bench_inputs", "bench_output",
-           "to_signed"]
+           "bench_progress", "to_signed", "start_clock"]
 
 
 def pack(layout, **fields) -> int:
@@ -91,10 +91,40 @@ class StreamSink:
         return got
 
 
+def start_clock(dut, period_ns: int = 10) -> None:
+    """Start the clock of ``dut``: a ``cocotb.clock.Clock`` on ``dut.clk``, unless the design
+    was built with its clock inside Verilator (``sim.runner.build(clock="hdl")``: the
+    wrapper's ``ternac_clock_ns`` holds its period), which must then be ``period_ns``.
+
+    Raises
+    ------
+    AssertionError if the built-in clock has another period.
+    """
+    try:
+        hdl_ns = int(dut.ternac_clock_ns.value)
+    except AttributeError:
+        from cocotb.clock import Clock
+        Clock(dut.clk, period_ns, unit="ns").start()
+        return
+    assert hdl_ns == period_ns, f"the design's clock runs at {hdl_ns} ns, the bench wants {period_ns} ns"
+
+
 def bench_inputs() -> dict:
     """The JSON inputs handed to this bench by sim.runner.run_bench."""
     path = os.environ.get("TERNAC_BENCH_IN")
-    return json.loads(open(path).read()) if path else {}
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def bench_progress(record: dict) -> None:
+    """Append ``record`` as a JSON line to the progress file sim.runner.run_bench watches
+    (``TERNAC_BENCH_PROGRESS``), if it asked for one."""
+    path = os.environ.get("TERNAC_BENCH_PROGRESS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def bench_output(obj: dict) -> None:
