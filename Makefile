@@ -44,5 +44,18 @@ bitstream: $(STAMP)
 program: $(STAMP)
 	$(TERNAC) program --board $(BOARD) --lanes $(LANES)
 
+# Design-space sweep (ternac/sweep.py): every lane count (and FREQ list, MHz) of MODEL on
+# BOARD as a Ray task: lower, build the bitstream, one RTL run, report; records cached in
+# build/sweep/cache by their inputs' hash, so a re-run builds only new points. LANES is a
+# comma-separated list here (default 8,16,32). ADDRESS=host:port runs on a Ray cluster.
+# Out: build/sweep/$(BOARD)-$(MODEL)/sweep.{json,png}.
+.PHONY: sweep
+SWEEP_LANES = $(if $(filter command line environment,$(origin LANES)),$(LANES),8,16,32)
+
+sweep: $(STAMP)
+	$(TERNAC) sweep --board $(BOARD) --model $(MODEL) --lanes $(SWEEP_LANES) \
+	  $(if $(FREQ),--freq $(FREQ)) $(if $(ADDRESS),--address $(ADDRESS)) \
+	  --out build/sweep/$(BOARD)-$(MODEL)
+
 clean:
 	rm -rf build sim_build
