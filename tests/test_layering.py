@@ -67,6 +67,8 @@ LAYER = {
     "ternac.runner": "front",
     "ternac.bench_numerics": "front",
     "ternac.baselines": "front",
+    "ternac.power": "front",
+    "ternac.report": "front",
     "ternac.sweep": "front",
     # pure data placed below its folder: board and device facts (no imports of the package)
     "ternac.boards.facts": "compiler",
