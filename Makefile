@@ -10,7 +10,7 @@ MODEL   ?= digits
 LANES   ?= 8
 JOBS    ?= 2
 
-.PHONY: demo test bench verilog bitstream program clean venv
+.PHONY: demo test bench verilog bitstream program clean venv report check-report
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,26 @@ sweep: $(STAMP)
 	$(TERNAC) sweep --board $(BOARD) --model $(MODEL) --lanes $(SWEEP_LANES) \
 	  $(if $(FREQ),--freq $(FREQ)) $(if $(ADDRESS),--address $(ADDRESS)) \
 	  --out build/sweep/$(BOARD)-$(MODEL)
+
+# The power and throughput report (ternac/report.py): BOARD defaults to icebreaker and the
+# model to shakespeare; a model that does not fit BOARD falls back to the best board it
+# builds for, and the report says so. Out: $(REPORT_OUT)/report.{json,md,html} and PNGs.
+REPORT_MODEL = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),shakespeare)
+REPORT_OUT  ?= build/report-$(BOARD)-$(REPORT_MODEL)
+
+report: $(STAMP)
+	$(TERNAC) report --board $(BOARD) --model $(REPORT_MODEL) --out $(REPORT_OUT) --fallback
+
+# Renders report.html in headless Chromium and saves a screenshot for a person to look at.
+# Installs Debian's chromium package (apt-get install -y chromium) when it is missing: no
+# pip package ships a browser. Runs `make report` first if there is no report.
+check-report: $(STAMP)
+	test -f $(REPORT_OUT)/report.html || $(MAKE) report BOARD=$(BOARD) MODEL=$(REPORT_MODEL)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars \
+	  --screenshot=$(abspath $(REPORT_OUT))/screenshot.png --window-size=1200,6000 \
+	  file://$(abspath $(REPORT_OUT))/report.html
+	@echo "screenshot: $(REPORT_OUT)/screenshot.png"
 
 clean:
 	rm -rf build sim_build

@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_lm_parsers(sub)
     from ternac.sweep import add_sweep_parser
     add_sweep_parser(sub)
+    from ternac.report import add_report_parser
+    add_report_parser(sub)
 
     p = sub.add_parser("image", help="inspect weight images")
     isub = p.add_subparsers(dest="image_cmd", required=True, metavar="ACTION")
