@@ -97,9 +97,15 @@ def _error(msg, code=2) -> int:
 
 def report_main(args) -> int:
     """``ternac report``: make the report and print its headline. Returns the exit code."""
-    from ternac.errors import USER_ERRORS, check_output_dir, one_line
+    from ternac.errors import USER_ERRORS, one_line
     try:
-        check_output_dir(args.out)
+        out = pathlib.Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ReportError(f"the output folder {out} exists and is not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReportError(f"the output folder {out} cannot be made: {e.strerror or e}") from None
         batches = tuple(int(b) for b in str(args.cpu_batches).split(",") if b.strip())
         if not batches or min(batches) < 1:
             raise ReportError(f"--cpu-batches needs positive integers, not {args.cpu_batches!r}")

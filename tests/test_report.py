@@ -161,6 +161,9 @@ def test_model_that_does_not_fit_is_one_sentence(tmp_path, capsys):
     assert err.startswith("ternac: error: the shakespeare model does not fit the iCEBreaker")
     assert "\n" not in err
     assert not (tmp_path / "r" / "report.json").exists()
+    (tmp_path / "f").write_text("x")
+    assert main(["report", "--board", "ulx3s", "--model", "digits", "--out", str(tmp_path / "f")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
 
 
 def test_fallback_board():
