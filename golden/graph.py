@@ -35,7 +35,7 @@ from .ops import VecParams, spec
 
 __all__ = ["Vec", "Node", "Weight", "Graph", "GraphError", "KINDS"]
 
-KINDS = ("input", "state", "const", "temp")
+KINDS = ("input", "state", "const", "temp", "view")
 
 
 class GraphError(ValueError):
@@ -44,12 +44,16 @@ class GraphError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Vec:
-    """A named vector: ``n`` elements of ``bits`` bits at real ``scale`` an LSB."""
+    """A named vector: ``n`` elements of ``bits`` bits at real ``scale`` an LSB. A ``view``
+    is the slice ``[offset, offset + n)`` of the vector ``parent`` (e.g. one row of a
+    per-head K matrix that a MATVEC writes and a DOT reads whole)."""
     name: str
     n: int
     bits: int = 16
     scale: float | None = None
     kind: str = "temp"
+    parent: str | None = None
+    offset: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +144,28 @@ class Graph:
         self.consts[name] = v
         return name
 
+    def buffer(self, name: str, n: int, bits: int = 16, scale: float | None = None) -> str:
+        """A ``temp`` vector that nodes write through its views (:meth:`view`), e.g. the
+        token-major K matrix of a head, one row a token."""
+        return self._new(Vec(name, n, bits, scale, "temp"))
+
+    def view(self, name: str, parent: str, offset: int, n: int) -> str:
+        """The slice ``parent[offset:offset + n]`` as a vector of its own (same bits and
+        scale). Nodes may write the views of a ``temp`` parent one by one (each view once)
+        and read the parent whole.
+
+        Raises
+        ------
+        GraphError for an unknown or non-temp parent or a slice outside it.
+        """
+        p = self._vec(parent)
+        if p.kind != "temp":
+            raise GraphError(f"view {name!r}: its parent {parent!r} is a {p.kind} vector, not a temp")
+        if not (0 <= offset and n >= 1 and offset + n <= p.n):
+            raise GraphError(f"view {name!r}: [{offset}, {offset + n}) is outside {parent!r} "
+                             f"of {p.n} elements")
+        return self._new(Vec(name, n, p.bits, p.scale, "view", parent, offset))
+
     def weight(self, name: str, trits: torch.Tensor, gamma: float = 0.0,
                act_scale: float = 0.0) -> str:
         """A ternary weight matrix (N, K)."""
@@ -198,8 +224,11 @@ class Graph:
             o = self._vec(nd.out)
             if o.kind in ("input", "const"):
                 raise GraphError(f"{what}: a node may not write the {o.kind} vector {o.name!r}")
-            if o.kind == "temp" and any(x.out == o.name for x in self.nodes):  # pragma: no cover
+            if o.kind in ("temp", "view") and any(x.out == o.name for x in self.nodes):
                 raise GraphError(f"{what}: vector {o.name!r} is written twice")
+            if o.kind == "temp" and any(self.vecs[x.out].parent == o.name for x in self.nodes
+                                        if x.out is not None):
+                raise GraphError(f"{what}: vector {o.name!r} is written through its views")
         if nd.op == Op.MATVEC:
             if nd.weight not in self.weights:
                 raise GraphError(f"{what}: unknown weight {nd.weight!r}")
@@ -289,20 +318,44 @@ class Graph:
                            else torch.as_tensor(x).to(torch.int64).reshape(*lead, v.n))
         for name, c in self.consts.items():
             env[name] = c
+        def get(name):
+            v = self.vecs[name]
+            if v.kind == "view":
+                return env[v.parent][..., v.offset:v.offset + v.n]
+            return env[name]
+
+        def put(name, value):
+            v = self.vecs[name]
+            if v.kind != "view":
+                env[name] = value
+                return
+            par = self.vecs[v.parent]
+            if v.parent not in env:
+                env[v.parent] = torch.zeros(*value.shape[:-1], par.n, dtype=torch.int64)
+            whole = env[v.parent]
+            if whole.dim() < value.dim():     # rows from constants carry no batch axis
+                whole = whole.expand(*value.shape[:-1], par.n)
+            whole = whole.clone()
+            whole[..., v.offset:v.offset + v.n] = value
+            env[v.parent] = whole
+
         for nd in self.nodes:
             s = spec(nd.op)
-            a = env[nd.a] if nd.a is not None else None
+            a = get(nd.a) if nd.a is not None else None
             if nd.op == Op.MATVEC:
-                env[nd.out] = s.fn()(self.weights[nd.weight].trits, a, nd.m, nd.s, nd.flags)
+                put(nd.out, s.fn()(self.weights[nd.weight].trits, a, nd.m, nd.s, nd.flags))
             elif nd.op == Op.EMBED:
-                env[nd.out] = s.fn()(self.tables[nd.weight], a[..., 0])
+                put(nd.out, s.fn()(self.tables[nd.weight], a[..., 0]))
             elif nd.op == Op.ARGMAX:
                 env["result"] = s.fn()(a)
             elif nd.op == Op.SAMPLE:
-                env["result"], env[nd.b] = self._sample(s.fn(), a, env[nd.b])
+                env["result"], env[nd.b] = self._sample(s.fn(), a, get(nd.b))
             else:
-                b = env[nd.b] if nd.b is not None else a
-                env[nd.out] = s.fn()(a, b, nd.params)
+                b = get(nd.b) if nd.b is not None else a
+                put(nd.out, s.fn()(a, b, nd.params))
+        for v in self.kinds("view"):
+            if v.parent in env:
+                env[v.name] = env[v.parent][..., v.offset:v.offset + v.n]
         return env
 
     @staticmethod

@@ -45,12 +45,12 @@ import torch
 from ternac.config import LM_CONFIG, LM_SAMPLE_CONFIG, UP5K_SPRAM_WORDS, AccelConfig
 from ternac.errors import CheckpointError, CompileError
 from ternac.golden.graph import Graph, GraphError
-from ternac.golden.image import WeightImage, TensorEntry
+from ternac.golden.image import Format, WeightImage, TensorEntry
 from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import spec
-from ternac.golden.packing import embedding_words, tile_lanes
+from ternac.golden.packing import embedding_words, tile_lanes, tile_lanes_t3
 from ternac.golden.sampler import seed_state, split_state
 
 __all__ = ["CompileError", "Lowered", "Compiled", "CompiledLM", "lower", "compile_mlp",
@@ -263,6 +263,14 @@ class _Buf:
         self.first = self.last = None
 
 
+class _View:
+    """A slice ``[off, off + n)`` of a work or fixed vector (a graph view)."""
+    __slots__ = ("base", "off", "n", "name")
+
+    def __init__(self, base: _Buf, off: int, n: int, name: str):
+        self.base, self.off, self.n, self.name = base, off, n, name
+
+
 class _Builder:
     def __init__(self):
         self.items: list[tuple[dict, dict]] = []   # (Instr fields, {"src"/"aux"/"dst": _Buf})
@@ -276,21 +284,26 @@ class _Builder:
     def emit(self, op: Op, *, src=None, aux=None, dst=None, **fields) -> None:
         ops = {}
         for key, v in (("src", src), ("aux", aux), ("dst", dst)):
-            if isinstance(v, _Buf):
+            if isinstance(v, (_Buf, _View)):
                 ops[key] = v
             elif v is not None:
                 fields[key] = int(v)
         idx = len(self.items)
         # Reads first: a buffer read and written by one instruction (never allowed for
-        # temps) is caught by the write check.
+        # temps) is caught by the write check. A view's liveness is its parent's: from
+        # the first write of any of its views to the last read.
         for key in ("src", "aux", "dst"):
             v = ops.get(key)
+            view = isinstance(v, _View)
+            if view:
+                v = v.base
             if v is None or v.fixed:
                 continue
             if key == "dst":
-                if v.first is not None:
+                if v.first is not None and not view:
                     raise AssertionError(f"work vector {v.name} written twice")
-                v.first = idx
+                if v.first is None:
+                    v.first = idx
             elif v.first is None:
                 raise AssertionError(f"work vector {v.name} read before it is written")
             v.last = idx
@@ -323,7 +336,7 @@ class _Builder:
         for fields, ops in self.items:
             f = dict(fields)
             for key, v in ops.items():
-                f[key] = v.addr
+                f[key] = v.base.addr + v.off if isinstance(v, _View) else v.addr
             out.append(Instr(**f))
         return out
 
@@ -341,13 +354,18 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
     Returns (builder, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero).
     """
     lanes = cfg.lanes
+    # The weight format picks the tiling (I2: tile_lanes, T3: tile_lanes_t3); raw byte rows
+    # (EMBED tables, staged constants) fill every byte of a word of either format: a word of
+    # word_bits is the I2 word of word_bits / 2 lanes as far as embedding_words is concerned.
+    tile = tile_lanes_t3 if cfg.weight_format == "t3" else tile_lanes
+    byte_lanes = cfg.word_bits // 2
     words: list[int] = []
     wmap: dict[str, tuple[int, int]] = {}
     tensors: list[TensorEntry] = []
     for nd in g.nodes:     # matrices in order of first use
         if nd.op == Op.MATVEC and nd.weight not in wmap:
             w = g.weights[nd.weight]
-            t = tile_lanes(w.trits, lanes)
+            t = tile(w.trits, lanes)
             wmap[nd.weight] = (len(words), len(t))
             n, k = w.shape
             tensors.append(TensorEntry(nd.weight, n, k, len(words), len(t), w.gamma, nd.m, nd.s,
@@ -355,7 +373,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
             words += t
     table_k: dict[str, int] = {}
     for name, tab in g.tables.items():
-        rows, k = embedding_words(tab, lanes)
+        rows, k = embedding_words(tab, byte_lanes)
         table_k[name] = k
         wmap[name] = (len(words), len(rows))
         words += rows
@@ -379,7 +397,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
             addr += vals.numel()
         else:
             lo, hi = split_bytes(vals)
-            rows, k = embedding_words(torch.stack([lo, hi]), lanes)
+            rows, k = embedding_words(torch.stack([lo, hi]), byte_lanes)
             staged[name] = (len(words), k)
             wmap["staged " + name] = (len(words), len(rows))
             words += rows
@@ -390,7 +408,12 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
     out_addr = 0
     outs: dict[str, tuple[str, int, int]] = {}
 
-    def get(name: str) -> _Buf:
+    def get(name: str):
+        vec = g.vecs.get(name)
+        if vec is not None and vec.kind == "view":
+            if vec.parent not in bufs:
+                raise GraphError(f"view {name!r} is read before any node writes {vec.parent!r}")
+            return _View(bufs[vec.parent], vec.offset, vec.n, name)
         if name in bufs:
             return bufs[name]
         if name in staged:        # load a staged constant before its first use
@@ -404,10 +427,13 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
             return w
         raise GraphError(f"vector {name!r} is read before any node writes it")
 
-    def out_buf(name: str) -> _Buf:
-        if name in bufs:          # a state vector updated in place
+    def out_buf(name: str):
+        vec = g.vecs[name]
+        if vec.kind == "view":
+            return _View(out_buf(vec.parent), vec.offset, vec.n, name)
+        if name in bufs:          # a state vector updated in place, or a views' parent
             return bufs[name]
-        v = b.buf(name, g.vecs[name].n)
+        v = b.buf(name, vec.n)
         bufs[name] = v
         return v
 
@@ -587,7 +613,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
             smap["probs"] = (v.addr, v.n)
     smap["work"] = (fixed_end, work_end - fixed_end)
     n_mat = sum(e.count for e in tensors)
-    image = WeightImage(lanes=cfg.lanes, tensors=tensors, words=words[:n_mat])
+    image = WeightImage(lanes=cfg.lanes, tensors=tensors, words=words[:n_mat],
+                        format=Format.T3 if cfg.weight_format == "t3" else Format.I2_TILED)
     return Lowered(program=prog, weight_words=words, image=image, scratch_constants=sconst,
                    inputs=inputs, states=states, outputs=outs, scratch_map=smap,
                    weight_map=wmap, staged=sorted(staged), scratch_words=work_end,
@@ -716,7 +743,8 @@ def layers_from_image(image: WeightImage) -> list:
 
     out = []
     for e in image.tensors:
-        t = untile_lanes(image.words[e.offset:e.offset + e.count], e.n, e.k, image.lanes)
+        t = untile_lanes(image.words[e.offset:e.offset + e.count], e.n, e.k, image.lanes,
+                         image.format)
         out.append(IntBitLinear(trits=t, m=e.m, s=e.s, relu=bool(e.flags & Flag.RELU),
                                 raw=bool(e.flags & Flag.RAW)))
     return out
@@ -732,6 +760,10 @@ def compile_image(image: WeightImage, cfg: AccelConfig) -> Lowered:
     if image.lanes != cfg.lanes:
         raise CompileError(f"the weight image is packed for {image.lanes} lanes, but the "
                            f"accelerator has {cfg.lanes}")
+    fmt = "t3" if image.format == Format.T3 else "i2"
+    if fmt != cfg.weight_format:
+        raise CompileError(f"the weight image holds {fmt.upper()} weights, but the "
+                           f"accelerator reads {cfg.weight_format.upper()}")
     c = compile_mlp(layers_from_image(image), cfg, names=[e.name for e in image.tensors],
                     gammas=[e.gamma for e in image.tensors])
     if c.image.words != image.words or [dataclasses.replace(e, gamma=0.0) for e in c.image.tensors] \
@@ -858,7 +890,8 @@ def run_tokens(cm: Lowered, tokens: Sequence[int], scratch: torch.Tensor | None 
             init[0, cm.token_addr] = int(t)
         st = run_program(cm.program, cm.weight_words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
-                         weight_depth=cfg.weight_depth, scratch_init=init)
+                         weight_depth=cfg.weight_depth, scratch_init=init,
+                         weight_format=cfg.weight_format)
         scratch = st.scratch[0]
         mem = st.scratch if cm.logits_in_scratch else st.out
         yield (mem[0, cm.logits_addr:cm.logits_addr + cm.n_logits].clone(),

@@ -158,3 +158,31 @@ def test_architecture_op_table_is_the_registry():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "architecture.md").read_text()
     assert ops.op_table_markdown() in doc, ("docs/architecture.md's op table differs from the "
                                             "registry: paste ternac.golden.ops.op_table_markdown()")
+
+
+def test_views_rows_written_one_by_one_and_read_whole():
+    """Graph views: MATVECs write the rows of a K matrix one token at a time, a DOT reads
+    it whole; the lowered program in the interpreter equals Graph.evaluate."""
+    g = torch.Generator().manual_seed(SEED)
+    print(f"seed {SEED}")
+    gr = Graph(name="views")
+    T, d, dh = 5, 8, 4
+    xs = [gr.input(f"x{t}", d, bits=8) for t in range(T)]
+    gr.weight("wk", torch.randint(-1, 2, (dh, d), generator=g))
+    gr.add(Op.MATVEC, Vec("q", dh, 8), xs[0], weight="wk", m=3000, s=14)
+    gr.buffer("K", T * dh, 8)      # the parent, written only through its rows
+    for t in range(T):
+        gr.view(f"K[{t}]", "K", t * dh, dh)
+        gr.add(Op.MATVEC, f"K[{t}]", xs[t], weight="wk", m=3000, s=14)
+    gr.add(Op.DOT, Vec("scores", T, 16), "q", "K", m=1, s=0, k=dh)
+    gr.outputs = ["scores"]
+    with pytest.raises(GraphError, match="written twice"):
+        gr.add(Op.MATVEC, "K[0]", xs[1], weight="wk", m=1, s=1)
+    with pytest.raises(GraphError, match="outside"):
+        gr.view("bad", "K", T * dh - 1, 2)
+    lw = lower(gr, AccelConfig(lanes=4, vector=("dot",), max_vector=64))
+    x = torch.randint(-127, 128, (3, T, d), generator=g)
+    env = gr.evaluate({f"x{t}": x[:, t] for t in range(T)})
+    st = _interp(lw, {lw.inputs[f"x{t}"][0]: x[:, t] for t in range(T)})
+    assert torch.equal(_read(lw, st, "scores"), env["scores"])
+    assert torch.equal(env["K[2]"], env["K"][:, 2 * dh:3 * dh])
