@@ -9,9 +9,12 @@ model *in static mode* is what the integer model computes, up to rounding.
 
 Architecture (one token; d = hidden_size, D = d * expand_ratio, I = intermediate_size)
 --------------------------------------------------------------------------------------
-Every :class:`LMBitLinear` is, as the reference ``mmfreelm.ops.bitnet.BitLinear``: its own
-RMSNorm (weight ``<name>.norm.weight``, eps 1e-8), 8-bit activation quantization,
-absmean-ternary weights (``numerics.absmean_ternarize``, straight-through), no bias.
+Every :class:`LMBitLinear` is, as the reference's BitLinear: its own RMSNorm (weight
+``<name>.norm.weight``), 8-bit activation quantization, absmean-ternary weights
+(straight-through), no bias. The eps of that RMSNorm, the rule of the absmean scale and the
+per-token activation rounding are the model's *conventions* (:attr:`LMConfig.conventions`,
+see "Conventions" below): ``"ternac"`` (the committed checkpoint's) or
+``"matmulfreellm@9e6fd30"`` (the reference's ``FusedBitLinear``, for imported checkpoints).
 
 ::
 
@@ -29,7 +32,8 @@ absmean-ternary weights (``numerics.absmean_ternarize``, straight-through), no b
         r = r + down_proj(SiLU(gate) * y)                   .mlp.down_proj (I -> d)
     logits = lm_head(RMSNorm(r))                            model.norm.weight, lm_head (d -> V)
 
-Facts checked against the reference code (commit 5a584d4 of ridgerchu/matmulfreellm):
+Facts checked against the reference code (ridgerchu/matmulfreellm; commit 5a584d4 of its
+``bitblas`` branch, and master at 9e6fd30, whose forward files are unchanged up to a016f72):
 ``HGRNBitAttention.forward`` computes ``i = swiglu(i, 1 - f)`` = SiLU(i)(1 - f) and
 ``fused_recurrent_hgrn`` runs ``h = f * h + i``; the output gate is
 ``g_norm = FusedRMSNormSwishGate`` called as ``g_norm(g_proj(x), o)``, whose kernel computes
@@ -37,10 +41,47 @@ Facts checked against the reference code (commit 5a584d4 of ridgerchu/matmulfree
 the SiLU on the recurrent state (the paper's equations put a sigmoid gate on g instead;
 this module follows the code). ``HGRNBitMLP`` splits ``gate_proj`` (d -> 2I) into
 ``gate, y`` and applies ``down_proj(swiglu(gate, y))``. ``BitLinear`` holds an RMSNorm
-(eps 1e-8) of its input and quantizes activations per token with absmax to 8 bits.
+of its input and quantizes activations per token with absmax to 8 bits (its eps: see
+"Conventions").
 ``HGRNBitConfig`` defaults ``use_lower_bound=True``; the model trained here sets it False
 (the plain ``f = sigmoid(f_proj x)``, one elementwise op fewer in the integer model); the
 lower bound is implemented for imported checkpoints.
+
+Conventions (:attr:`LMConfig.conventions`, :data:`CONVENTIONS`)
+----------------------------------------------------------------
+Three rules of the BitLinear that the reference states one way and the committed checkpoint
+was trained another way; a model follows one set, named in its config (and in every
+checkpoint's ``config`` metadata as ``ternac_conventions``):
+
+========================  ===================================  ======================================
+rule                      ``"ternac"`` (default)               ``"matmulfreellm@9e6fd30"``
+========================  ===================================  ======================================
+absmean weight scale      ``gamma = mean|W| + 1e-5``           ``gamma = max(mean|W|, 1e-5)``,
+                          (``numerics.absmean_ternarize``,     ``t = clamp(round(W * (1/gamma)))``,
+                          BitNet b1.58 eq. 1-3)                in W's dtype (fusedbitnet.py:43-46)
+BitLinear RMSNorm eps     1e-8 (the reference's unfused        1e-6 (FusedBitLinear.forward,
+                          ``BitLinear``, fusedbitnet.py:556)   fusedbitnet.py:602-610, passes no eps:
+                                                               the default eps=1e-6 of :520)
+per-token int8 quant      ``s = max(absmax, 1e-5) / 127``,     ``k = 127 / max(absmax, 1e-5)``,
+                          ``clamp(round(x / s), -127, 127)     ``clamp(round(x k), -128, 127) / k``,
+                          * s``, ties to even (torch.round)    ties away from zero
+                                                               (fusedbitnet.py:125-128: tl.math.round
+                                                               is libdevice ``__nv_roundf``)
+========================  ===================================  ======================================
+
+(file:line at commit 9e6fd30 of github ridgerchu/matmulfreellm, ``mmfreelm/ops/fusedbitnet.py``;
+master up to a016f72 has the same file. The kernel normalizes as ``x * (1 / sqrt(mean(x^2) +
+eps)) * w`` in float32, fusedbitnet.py:108-120.) Everything else (block RMSNorms and g_norm
+at ``rms_norm_eps``, the MLGRU, the GLU, static mode's activation quantizer) is the same
+under both; static mode's trits follow the conventions' weight rule. The committed
+``checkpoints/shakespeare.safetensors`` was trained with ``"ternac"``; a checkpoint of format
+``ternac-hgrn-bit/1`` whose config has no ``ternac_conventions`` key (that one) is
+``"ternac"``. Reference checkpoints imported by :mod:`golden.lm_import` get
+``"matmulfreellm@9e6fd30"``. The difference is not small: on a random-init hidden-64 model
+(tests/test_lm_import.py) the logits differ by 0.11 of the largest logit (measured; the
+weight-scale rule alone 0.12, as it moves trits at the rounding boundaries, the eps alone
+0.03), while ternac's float model under the reference's conventions equals the reference's
+equations to 6e-16 in float64.
 
 Quantization modes (:meth:`MatMulFreeLM.set_quant`)
 ---------------------------------------------------
@@ -79,7 +120,8 @@ The reference's names: ``model.embeddings.weight``, ``model.layers.{i}.attn_norm
 bound); all float32, BitLinear weights latent (ternarized on use). Added by ternac: every
 BitLinear's ``act_scale``, ``in_absmax``, ``out_absmax``; ``model.layers.{i}.attn.h_scale``;
 ``model.residual_scale``; ``model.embeddings.scale`` (all scalars, float32). Metadata:
-``format`` (``ternac-hgrn-bit/1``), ``config`` (JSON, ``HGRNBitConfig`` keys), ``vocab``
+``format`` (``ternac-hgrn-bit/1``), ``config`` (JSON, ``HGRNBitConfig`` keys and
+``ternac_conventions``; absent in the committed checkpoint, which is "ternac"), ``vocab``
 (JSON string of the symbols), ``calibrated`` (``"1"`` if the static scales are set), and
 training information.
 
@@ -112,6 +154,8 @@ __all__ = [
     "HGRNBitModel", "MatMulFreeLM", "fake_quant_per_token", "fake_quant_sym", "mlgru_scan",
     "mlgru_scan_sequential", "count_ternary_weights", "ternary_layers", "save_checkpoint",
     "load_checkpoint", "load_state", "evaluate_bpc", "calibrate", "generate", "train_shakespeare",
+    "Conventions", "CONVENTIONS", "TERNAC_CONVENTIONS", "REFERENCE_CONVENTIONS", "HF_ACTIVATIONS",
+    "fake_quant_per_token_reference", "round_half_away", "ternarize_clamped",
 ]
 
 #: Largest magnitude of the symmetric int16 range used for the state and the residual.
@@ -120,8 +164,25 @@ INT16_MAX = (1 << 15) - 1
 EMA_MOMENTUM = 0.9
 #: Headroom of the int16 scales: scale = HEADROOM * EMA(absmax) / 32767.
 INT16_HEADROOM = 2.0
-#: eps of the RMSNorm inside each BitLinear (reference mmfreelm.ops.bitnet.BitLinear).
+#: eps of the RMSNorm inside each BitLinear under the "ternac" conventions (the reference's
+#: unfused BitLinear, mmfreelm/ops/fusedbitnet.py:556 at 9e6fd30).
 BITLINEAR_NORM_EPS = 1e-8
+#: eps of the RMSNorm inside each BitLinear under the "matmulfreellm@9e6fd30" conventions (the
+#: reference's FusedBitLinear: layer_norm_linear_quant_fn's default, fusedbitnet.py:520).
+FUSED_BITLINEAR_NORM_EPS = 1e-6
+#: Name of the committed checkpoint's conventions (the default of LMConfig).
+TERNAC_CONVENTIONS = "ternac"
+#: Name of the reference's conventions (ridgerchu/matmulfreellm master since 9e6fd30).
+REFERENCE_CONVENTIONS = "matmulfreellm@9e6fd30"
+#: Activation names transformers' ACT2FN knows (transformers 5.23.0,
+#: src/transformers/activations.py, ACT2CLS). The reference's HGRNBitMLP looks hidden_act up
+#: there (modeling_hgrn_bit.py:56 at 9e6fd30), so another name cannot build, but its forward
+#: never calls the result: ``z = down_proj(swiglu(gate, y))`` (:61), always SiLU(gate) * y.
+HF_ACTIVATIONS = frozenset({
+    "gelu", "gelu_10", "gelu_fast", "gelu_new", "gelu_python", "gelu_pytorch_tanh",
+    "gelu_python_tanh", "gelu_accurate", "hardswish", "laplace", "leaky_relu", "linear", "mish",
+    "quick_gelu", "relu", "relu2", "relu6", "sigmoid", "silu", "sqrtsoftplus", "swish", "tanh",
+    "prelu", "xielu"})
 CHECKPOINT_FORMAT = "ternac-hgrn-bit/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "shakespeare.safetensors"
 #: Steps of the committed checkpoint's recipe.
@@ -146,6 +207,101 @@ _FREEZE_AT = 0.75
 
 
 # ---------------------------------------------------------------------------------------
+# Conventions
+# ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Conventions:
+    """The rules of a BitLinear that differ between ternac and the reference (module docstring).
+
+    Attributes
+    ----------
+    name : the key of :data:`CONVENTIONS` (``"ternac"`` or ``"matmulfreellm@9e6fd30"``)
+    weight_scale : ``"mean+eps"`` (gamma = mean|W| + eps, ``numerics.absmean_ternarize``) or
+        ``"max(mean,eps)"`` (gamma = max(mean|W|, eps), :func:`ternarize_clamped`)
+    weight_eps : the eps of the absmean scale (1e-5 in both)
+    bitlinear_norm_eps : eps of the RMSNorm inside every BitLinear (1e-8 or 1e-6)
+    act_quant : ``"ternac"`` (:func:`fake_quant_per_token`) or ``"reference"``
+        (:func:`fake_quant_per_token_reference`), the per-token int8 activation quantizer
+    source : where each rule comes from (file:line@commit)
+    """
+    name: str
+    weight_scale: str
+    weight_eps: float
+    bitlinear_norm_eps: float
+    act_quant: str
+    source: str
+
+    def ternarize(self, w: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Trits and scale of a latent weight: ``(t (N, K) int8 in {-1, 0, 1}, gamma)``, real
+        weight ``gamma * t`` (for ``"max(mean,eps)"``: ``t / (1 / gamma)`` in W's dtype)."""
+        if self.weight_scale == "mean+eps":
+            return numerics.absmean_ternarize(w, self.weight_eps)
+        t, inv = ternarize_clamped(w, self.weight_eps)
+        return t.to(torch.int8), 1.0 / float(inv)
+
+    def ste_weight(self, w: torch.Tensor) -> torch.Tensor:
+        """The forward weight of a BitLinear (straight-through), W's shape and dtype."""
+        if self.weight_scale == "mean+eps":
+            return ste_ternary(w)
+        t, inv = ternarize_clamped(w, self.weight_eps)
+        return t / inv + (w - w.detach())
+
+    def per_token(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-token int8 fake quantization of a BitLinear input (straight-through)."""
+        if self.act_quant == "ternac":
+            return fake_quant_per_token(x)
+        return fake_quant_per_token_reference(x)
+
+
+#: The known conventions, by name (see the module docstring for the table and the sources).
+CONVENTIONS: dict[str, Conventions] = {
+    TERNAC_CONVENTIONS: Conventions(
+        name=TERNAC_CONVENTIONS, weight_scale="mean+eps", weight_eps=numerics.ABSMEAN_EPS,
+        bitlinear_norm_eps=BITLINEAR_NORM_EPS, act_quant="ternac",
+        source="ternac's own (the committed checkpoint was trained with it): gamma = mean|W| + "
+               "1e-5 (golden.numerics.absmean_ternarize, BitNet b1.58 eq. 1-3); BitLinear RMSNorm "
+               "eps 1e-8 (ridgerchu/matmulfreellm mmfreelm/ops/fusedbitnet.py:556@9e6fd30, the "
+               "unfused BitLinear); per-token s = max(absmax, 1e-5)/127, ties to even"),
+    REFERENCE_CONVENTIONS: Conventions(
+        name=REFERENCE_CONVENTIONS, weight_scale="max(mean,eps)", weight_eps=1e-5,
+        bitlinear_norm_eps=FUSED_BITLINEAR_NORM_EPS, act_quant="reference",
+        source="ridgerchu/matmulfreellm@9e6fd30 FusedBitLinear: weight_quant "
+               "mmfreelm/ops/fusedbitnet.py:43-46 (scale = 1/max(mean|W|, 1e-5)); RMSNorm eps "
+               "1e-6 (fusedbitnet.py:520, FusedBitLinear.forward :602-610 passes none); "
+               "activation quant fusedbitnet.py:125-128 (tl.math.round = __nv_roundf, ties away "
+               "from zero; clamp -128..127)"),
+}
+
+
+def round_half_away(v: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest integer, ties away from zero (C ``roundf``, CUDA ``__nv_roundf``).
+
+    Exact for every float: ``trunc(v) + sign(v) * (|v - trunc(v)| >= 0.5)`` (the subtraction
+    is exact). Same dtype and shape as ``v``.
+    """
+    r = torch.trunc(v)
+    return r + torch.sign(v) * ((v - r).abs() >= 0.5).to(v.dtype)
+
+
+def ternarize_clamped(w: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's absmean ternarization: ``k = 1 / max(mean|W|, eps)``, ``t = clamp(round(W k),
+    -1, 1)``, real weight ``t / k``, all in W's dtype (torch.round, ties to even).
+
+    Source: ridgerchu/matmulfreellm ``weight_quant``, mmfreelm/ops/fusedbitnet.py:43-46 at
+    9e6fd30; transformers' ``WeightQuant`` (src/transformers/integrations/bitnet.py,
+    transformers 5.23.0) is the same rule computed in float32.
+
+    Returns
+    -------
+    (t, k) : t W's shape and dtype with values in {-1, 0, 1}; k a 0-d tensor (1 / gamma).
+    """
+    w = w.detach()
+    k = 1.0 / w.abs().mean().clamp(min=eps)
+    return torch.clamp(torch.round(w * k), -1, 1), k
+
+
+# ---------------------------------------------------------------------------------------
 # Configuration
 # ---------------------------------------------------------------------------------------
 
@@ -156,7 +312,10 @@ class LMConfig:
     vocab_size V, hidden_size d, num_hidden_layers L, intermediate_size I (GLU width),
     expand_ratio (MLGRU width D = d * expand_ratio), num_heads (no effect on the math: the
     recurrence is elementwise), use_lower_bound (forget-gate lower bound of HGRN),
-    rms_norm_eps (block RMSNorms and g_norm).
+    rms_norm_eps (block RMSNorms and g_norm), conventions (a key of :data:`CONVENTIONS`:
+    the BitLinear's weight-scale rule, inner RMSNorm eps and per-token rounding; ``"ternac"``
+    for the committed checkpoint, ``"matmulfreellm@9e6fd30"`` for imported reference
+    checkpoints).
 
     Raises
     ------
@@ -170,6 +329,7 @@ class LMConfig:
     num_heads: int = 1
     use_lower_bound: bool = False
     rms_norm_eps: float = 1e-6
+    conventions: str = TERNAC_CONVENTIONS
 
     def __post_init__(self):
         for k in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
@@ -183,6 +343,14 @@ class LMConfig:
         if not (isinstance(self.rms_norm_eps, (int, float)) and math.isfinite(self.rms_norm_eps)
                 and self.rms_norm_eps > 0):
             raise ValueError(f"config rms_norm_eps must be positive and finite, not {self.rms_norm_eps!r}")
+        if not (isinstance(self.conventions, str) and self.conventions in CONVENTIONS):
+            raise ValueError(f"config conventions {self.conventions!r} is not one of "
+                             f"{', '.join(repr(k) for k in CONVENTIONS)}")
+
+    @property
+    def rules(self) -> Conventions:
+        """The :class:`Conventions` named by :attr:`conventions`."""
+        return CONVENTIONS[self.conventions]
 
     @property
     def attn_size(self) -> int:
@@ -195,7 +363,8 @@ class LMConfig:
         return count_ternary_weights(self)
 
     def to_hf(self) -> dict:
-        """The ``config.json`` of the reference (``HGRNBitConfig`` keys, model_type hgrn_bit)."""
+        """The ``config.json`` of the reference (``HGRNBitConfig`` keys, model_type hgrn_bit),
+        plus ``ternac_conventions`` (the reference ignores unknown keys; ternac reads it back)."""
         return {"model_type": "hgrn_bit", "architectures": ["HGRNBitForCausalLM"],
                 "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
                 "num_hidden_layers": self.num_hidden_layers, "attn_mode": "fused_recurrent",
@@ -203,21 +372,28 @@ class LMConfig:
                 "use_short_conv": False, "conv_size": 4, "share_conv_kernel": True,
                 "use_lower_bound": self.use_lower_bound, "hidden_ratio": 4,
                 "intermediate_size": self.intermediate_size, "hidden_act": "swish",
-                "rms_norm_eps": self.rms_norm_eps, "tie_word_embeddings": False}
+                "rms_norm_eps": self.rms_norm_eps, "tie_word_embeddings": False,
+                "ternac_conventions": self.conventions}
 
     @classmethod
-    def from_hf(cls, cfg: dict) -> "LMConfig":
+    def from_hf(cls, cfg: dict, *, default_conventions: str) -> "LMConfig":
         """Build from a reference ``config.json`` dict (see :mod:`golden.lm_import`).
 
         ``intermediate_size`` missing or null is derived as the reference ``HGRNBitMLP``
         does: ``int(d * hidden_ratio * 2 / 3)`` rounded up to a multiple of 256
         (hidden_ratio default 4). Defaults of ``HGRNBitConfig`` apply to missing keys.
+        ``hidden_act`` may be any name transformers' ACT2FN knows (:data:`HF_ACTIVATIONS`):
+        the reference's forward ignores it (the GLU is always SiLU(gate) * y,
+        modeling_hgrn_bit.py:56 and :61 at 9e6fd30), and so does this model.
+        ``ternac_conventions`` names the conventions; without it they are
+        ``default_conventions`` (the caller says which: ``"ternac"`` for a checkpoint of
+        format ternac-hgrn-bit/1, the reference's for a reference checkpoint).
 
         Raises
         ------
         ValueError for a missing hidden_size/num_hidden_layers/vocab_size, an unsupported
-        option (short convolution, another attention mode, an activation other than
-        swish/silu) or a bad value.
+        option (short convolution, another attention mode, an activation transformers does
+        not know), unknown conventions or a bad value.
         """
         if not isinstance(cfg, dict):
             raise ValueError(f"config must be a JSON object, not {type(cfg).__name__}")
@@ -228,9 +404,10 @@ class LMConfig:
             raise ValueError("config sets use_short_conv, which ternac's MLGRU does not support")
         if cfg.get("attn_mode", "fused_recurrent") not in ("fused_recurrent", "chunk"):
             raise ValueError(f"config attn_mode {cfg['attn_mode']!r} is not supported")
-        if cfg.get("hidden_act", "swish") not in ("swish", "silu"):
-            raise ValueError(f"config hidden_act {cfg['hidden_act']!r} is not supported "
-                             f"(the GLU of the reference uses swish)")
+        act = cfg.get("hidden_act", "swish")
+        if not (isinstance(act, str) and act in HF_ACTIVATIONS):
+            raise ValueError(f"config hidden_act {act!r} is not an activation transformers knows, "
+                             f"so the reference's HGRNBitMLP cannot be built with it")
         d = cfg["hidden_size"]
         inter = cfg.get("intermediate_size")
         if inter is None:
@@ -243,7 +420,8 @@ class LMConfig:
                    num_hidden_layers=cfg["num_hidden_layers"], intermediate_size=inter,
                    expand_ratio=cfg.get("expand_ratio") or 1, num_heads=cfg.get("num_heads") or 1,
                    use_lower_bound=bool(cfg.get("use_lower_bound", True)),
-                   rms_norm_eps=cfg.get("rms_norm_eps", 1e-6))
+                   rms_norm_eps=cfg.get("rms_norm_eps", 1e-6),
+                   conventions=cfg.get("ternac_conventions", default_conventions))
 
 
 #: The committed shakespeare model: d=128, 3 layers, GLU width 192, 65 symbols.
@@ -274,6 +452,22 @@ def fake_quant_per_token(x: torch.Tensor, qmax: int = numerics.ACT_MAX) -> torch
     """
     s = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-5) / qmax
     q = torch.clamp(torch.round(x.detach() / s), -qmax, qmax) * s
+    return x + (q - x).detach()
+
+
+def fake_quant_per_token_reference(x: torch.Tensor) -> torch.Tensor:
+    """Per-token absmax int8 fake quantization as the reference's fused BitLinear kernel, STE.
+
+    ``k = 127 / max(max|x| over the last axis, 1e-5)``; forward value
+    ``clamp(round_half_away(x k), -128, 127) / k``; gradient identity. x: (..., K) float ->
+    same shape. Differs from :func:`fake_quant_per_token` only in float rounding and at exact
+    ties (-128 is never reached: ``|x k| <= 127``).
+
+    Source: ridgerchu/matmulfreellm mmfreelm/ops/fusedbitnet.py:125-128 at 9e6fd30
+    (``tl.math.round`` is libdevice ``__nv_roundf``, halfway cases away from zero).
+    """
+    k = 127.0 / x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(1e-5)
+    q = torch.clamp(round_half_away(x.detach() * k), -128, 127) / k
     return x + (q - x).detach()
 
 
@@ -329,18 +523,23 @@ class LMBitLinear(_Quantized):
     Parameters
     ----------
     in_features K, out_features N : int
-    norm_eps : eps of the input RMSNorm (1e-8, as the reference BitLinear)
+    conventions : a :class:`Conventions` or its name (default ``"ternac"``): the weight-scale
+        rule, the per-token quantizer and the default ``norm_eps``
+    norm_eps : eps of the input RMSNorm (None: the conventions', 1e-8 for "ternac", 1e-6 for
+        "matmulfreellm@9e6fd30")
 
     Parameters / buffers
     --------------------
-    weight : (N, K) float32 latent; the forward uses ``ste_ternary(weight)`` = gamma * t.
+    weight : (N, K) float32 latent; the forward uses ``conventions.ste_weight(weight)`` =
+        gamma * t (``ste_ternary`` under "ternac").
     norm.weight : (K,) float32.
     act_scale : () float32, the static int8 input scale (0 until calibrated).
     in_absmax, out_absmax : () float32, calibration statistics (EMA of batch absmax of the
         input before the RMSNorm and of the output).
 
     Forward ``x (..., K) -> (..., N)``: ``F.linear(Q8(RMSNorm(x)), gamma * t)``, Q8 per
-    token (``fake_quant_per_token``) or static (``mlp.fake_quant_act(., act_scale)``). The
+    token (``conventions.per_token``: ``fake_quant_per_token`` under "ternac") or static
+    (``mlp.fake_quant_act(., act_scale)``, the same under both conventions). The
     integer model computes ``acc = t @ q`` exactly; the real output is ``s_x * gamma * acc``.
 
     Raises
@@ -348,8 +547,12 @@ class LMBitLinear(_Quantized):
     RuntimeError in static mode if ``act_scale`` was never calibrated.
     """
 
-    def __init__(self, in_features: int, out_features: int, *, norm_eps: float = BITLINEAR_NORM_EPS):
+    def __init__(self, in_features: int, out_features: int, *,
+                 conventions: Conventions | str = TERNAC_CONVENTIONS, norm_eps: float | None = None):
         super().__init__()
+        self.conventions = CONVENTIONS[conventions] if isinstance(conventions, str) else conventions
+        if norm_eps is None:
+            norm_eps = self.conventions.bitlinear_norm_eps
         self.in_features, self.out_features = int(in_features), int(out_features)
         self.weight = nn.Parameter(torch.empty(self.out_features, self.in_features))
         nn.init.normal_(self.weight, std=0.02)
@@ -363,7 +566,7 @@ class LMBitLinear(_Quantized):
             _ema_(self.in_absmax, x.detach().abs().max())
         xn = self.norm(x)
         if self.quant == "per_token":
-            xq = fake_quant_per_token(xn)
+            xq = self.conventions.per_token(xn)
         else:
             if cal:
                 _ema_(self.act_scale, xn.detach().abs().max() / numerics.ACT_MAX)
@@ -372,10 +575,14 @@ class LMBitLinear(_Quantized):
                 raise RuntimeError("LMBitLinear static input scale is not calibrated: run "
                                    "calibrate() or train with a calibration phase first")
             xq = fake_quant_act(xn, scale)
-        y = F.linear(xq, ste_ternary(self.weight))
+        y = F.linear(xq, self.conventions.ste_weight(self.weight))
         if cal:
             _ema_(self.out_absmax, y.detach().abs().max())
         return y
+
+    def ternarize(self) -> tuple[torch.Tensor, float]:
+        """The layer's trits and scale by its conventions: ``(t (N, K) int8, gamma)`` (CPU)."""
+        return self.conventions.ternarize(self.weight.detach().cpu())
 
 
 class QuantEmbedding(_Quantized):
@@ -468,13 +675,13 @@ class MLGRU(_Quantized):
     (out (B, T, d), h_T (B, D))``; see the module docstring for the equations.
     """
 
-    def __init__(self, d: int, D: int, eps: float):
+    def __init__(self, d: int, D: int, eps: float, conventions: str = TERNAC_CONVENTIONS):
         super().__init__()
-        self.i_proj = LMBitLinear(d, D)
-        self.f_proj = LMBitLinear(d, D)
-        self.g_proj = LMBitLinear(d, D)
+        self.i_proj = LMBitLinear(d, D, conventions=conventions)
+        self.f_proj = LMBitLinear(d, D, conventions=conventions)
+        self.g_proj = LMBitLinear(d, D, conventions=conventions)
         self.g_norm = RMSNorm(D, eps)
-        self.o_proj = LMBitLinear(D, d)
+        self.o_proj = LMBitLinear(D, d, conventions=conventions)
         self.register_buffer("h_scale", torch.zeros((), dtype=torch.float32))
 
     def _quant_h(self, h: torch.Tensor) -> torch.Tensor:
@@ -511,10 +718,10 @@ class GLU(nn.Module):
     half); down_proj : (I -> d). Forward ``(B, T, d) -> (B, T, d)``.
     """
 
-    def __init__(self, d: int, inter: int):
+    def __init__(self, d: int, inter: int, conventions: str = TERNAC_CONVENTIONS):
         super().__init__()
-        self.gate_proj = LMBitLinear(d, 2 * inter)
-        self.down_proj = LMBitLinear(inter, d)
+        self.gate_proj = LMBitLinear(d, 2 * inter, conventions=conventions)
+        self.down_proj = LMBitLinear(inter, d, conventions=conventions)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, y = self.gate_proj(x).chunk(2, -1)
@@ -528,9 +735,9 @@ class HGRNBitBlock(nn.Module):
         super().__init__()
         d = config.hidden_size
         self.attn_norm = RMSNorm(d, config.rms_norm_eps)
-        self.attn = MLGRU(d, config.attn_size, config.rms_norm_eps)
+        self.attn = MLGRU(d, config.attn_size, config.rms_norm_eps, config.conventions)
         self.mlp_norm = RMSNorm(d, config.rms_norm_eps)
-        self.mlp = GLU(d, config.intermediate_size)
+        self.mlp = GLU(d, config.intermediate_size, config.conventions)
 
     def forward(self, r, h0, lower_bound, rq):
         a, h = self.attn(self.attn_norm(r), h0, lower_bound)
@@ -601,7 +808,7 @@ class MatMulFreeLM(nn.Module):
         super().__init__()
         self.config = config
         self.model = HGRNBitModel(config)
-        self.lm_head = LMBitLinear(config.hidden_size, config.vocab_size)
+        self.lm_head = LMBitLinear(config.hidden_size, config.vocab_size, conventions=config.conventions)
         with torch.no_grad():
             for layer in self.model.layers:
                 layer.attn.o_proj.weight.div_(math.sqrt(2 * config.num_hidden_layers))
@@ -646,9 +853,10 @@ def ternary_layers(model: MatMulFreeLM) -> dict[str, tuple[torch.Tensor, float]]
     """Every BitLinear of ``model`` as trits: ``{name: (t (N, K) int8, gamma)}``.
 
     ``name`` is the module name (``model.layers.0.attn.i_proj``, ..., ``lm_head``);
-    ``(t, gamma) = numerics.absmean_ternarize(weight)``, the real weight is ``gamma * t``.
+    ``(t, gamma) = LMBitLinear.ternarize()`` by the model's conventions
+    (``numerics.absmean_ternarize(weight)`` under "ternac"), the real weight ``gamma * t``.
     """
-    return {n: numerics.absmean_ternarize(m.weight.detach().cpu())
+    return {n: m.ternarize()
             for n, m in model.named_modules() if isinstance(m, LMBitLinear)}
 
 
@@ -718,7 +926,9 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
                          f"{CHECKPOINT_FORMAT!r} (for a reference Hugging Face checkpoint use "
                          f"golden.lm_import.load_hf_checkpoint)")
     try:
-        config = LMConfig.from_hf(json.loads(md.get("config", "")))
+        # format ternac-hgrn-bit/1 without ternac_conventions (the committed checkpoint) was
+        # written under ternac's conventions, the only ones that existed then
+        config = LMConfig.from_hf(json.loads(md.get("config", "")), default_conventions=TERNAC_CONVENTIONS)
         vocab = Vocab(json.loads(md.get("vocab", "")))
     except (ValueError, TypeError) as e:
         raise ValueError(f"checkpoint {str(p)!r} has a bad config or vocabulary: {e}") from None
