@@ -710,16 +710,12 @@ def render_html(rep: dict, pngs: dict[str, bytes]) -> str:
                 "cycles.png": "Cycles by op kind (cycle model) against the RTL count",
                 "throughput.png": f"{rep['unit']}s/s against every baseline (log axis)",
                 "energy.png": f"uJ/{rep['unit']} against every baseline (log axis; ternac's bar "
-                              "is the modelled point with its range)",
+                              "is the modelled point with its range; the CPU has no power "
+                              "counter readable here, so no energy bar)",
                 "pj_per_op.png": "Energy a trit-MAC (literature: a weight-op) against every baseline"}
-    parts.append("<h2>Plots</h2>")
-    for name, data in pngs.items():
-        uri = "data:image/png;base64," + base64.b64encode(data).decode()
-        parts.append(f"<figure><img alt='{e(captions.get(name, name))}' src='{uri}'>"
-                     f"<figcaption>{e(captions.get(name, name))}</figcaption></figure>")
-    for title, rows in _tables(rep):
-        if not rows:
-            continue
+    tables = _tables(rep)
+
+    def table(title, rows):
         parts.append(f"<h2>{e(title)}</h2><table><tr><th>figure</th><th>value</th><th>unit</th>"
                      "<th>kind</th><th>key in report.json</th></tr>")
         for label, key, u in rows:
@@ -727,6 +723,16 @@ def render_html(rep: dict, pngs: dict[str, bytes]) -> str:
                          f"{e(fmt(F[key]))}</td><td>{e(u)}</td><td class='k-{K[key]}'>{K[key]}</td>"
                          f"<td><code>{e(key)}</code></td></tr>")
         parts.append("</table>")
+    table(*tables[0])
+    parts.append("<h2>Plots</h2>")
+    for name, data in pngs.items():
+        uri = "data:image/png;base64," + base64.b64encode(data).decode()
+        parts.append(f"<figure><img alt='{e(captions.get(name, name))}' src='{uri}'>"
+                     f"<figcaption>{e(captions.get(name, name))}</figcaption></figure>")
+    for title, rows in tables[1:]:
+        if not rows:
+            continue
+        table(title, rows)
     parts.append("<h2>Sources</h2><ul>")
     for s in rep["sources"].values():
         parts.append(f"<li>{e(s['authors'])}, {e(s['title'])} ({s['year']}), "
