@@ -59,6 +59,7 @@ import zlib
 
 import torch
 
+from .errors import ImageError
 from .fileio import atomic_write
 from .isa import Flag
 from .numerics import M_BITS, S_MAX
@@ -106,8 +107,6 @@ def format_word_bits(fmt: Format, lanes: int) -> int:
     return 8 * lanes // 5 if Format(fmt) == Format.T3 else 2 * lanes
 
 
-class ImageError(ValueError):
-    """A weight image that cannot be read or is not valid; the message is one sentence."""
 
 
 @dataclasses.dataclass(frozen=True)

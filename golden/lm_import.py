@@ -101,6 +101,7 @@ from pathlib import Path
 import torch
 
 from . import numerics
+from .errors import CheckpointImportError
 from .lm import (HF_ACTIVATIONS, REFERENCE_CONVENTIONS, LMConfig, MatMulFreeLM, load_state,
                  ternarize_clamped)
 
@@ -116,8 +117,6 @@ BOARD_CAPACITY_TRITS: dict[str, tuple[int, str]] = {
 }
 
 
-class CheckpointImportError(ValueError):
-    """A checkpoint that cannot be imported without guessing; the message is one sentence."""
 
 
 # Tensors ternac adds to a MatMul-free checkpoint; a reference checkpoint has none of them.

@@ -7,10 +7,11 @@ exit, never a traceback").
 """
 from __future__ import annotations
 
-from ternac.golden.image import ImageError
+from ternac.golden.errors import CheckpointImportError, ImageError
 
 __all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
-           "USER_ERRORS", "one_line", "check_output_file", "check_output_dir", "write_json"]
+           "USER_ERRORS", "one_line", "check_output_file", "check_output_dir", "write_json",
+           "staged_folder", "replace_folder"]
 
 
 class CompileError(ValueError):
@@ -33,7 +34,8 @@ class BackendError(RuntimeError):
 #: ValueErrors are converted to CheckpointError / InputError where they are called, so an
 #: unexpected ValueError (a bug) still shows its traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ImageError, CompileError, CheckpointError,
-                                                InputError, BackendError, FileNotFoundError)
+                                                CheckpointImportError, InputError, BackendError,
+                                                FileNotFoundError)
 
 
 def one_line(exc: BaseException) -> str:
@@ -95,3 +97,43 @@ def write_json(path, obj) -> None:
     from ternac.golden.fileio import atomic_write
     check_output_file(path, "JSON output", make_folder=True)
     atomic_write(path, json.dumps(obj, indent=2) + "\n")
+
+
+def staged_folder(path) -> str:
+    """A new empty folder beside ``path`` (so on the same file system), for work that is
+    to replace ``path`` only once it is complete (:func:`replace_folder`). The parent
+    folder is created like ``mkdir -p``. Returns the folder's path."""
+    import os
+    import tempfile
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.",
+                            suffix=".partial", dir=parent)
+
+
+def replace_folder(new, path) -> None:
+    """Put the complete folder ``new`` at ``path``: an existing ``path`` is first renamed
+    aside, ``new`` is renamed into place, then the old folder is deleted. Renames within one
+    file system are atomic, so a reader finds the old folder or the new one, never a
+    half-written one (between the two renames, for an instant, neither). Raises OSError if
+    ``path`` exists and is not a folder."""
+    import os
+    import shutil
+    import tempfile
+    path = os.path.abspath(path)
+    old = None
+    if os.path.lexists(path):
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise NotADirectoryError(f"{path} exists and is not a folder")
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old",
+                               dir=os.path.dirname(path))
+        os.rmdir(old)
+        os.rename(path, old)
+    try:
+        os.rename(new, path)
+    except BaseException:
+        if old is not None:
+            os.rename(old, path)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
