@@ -26,7 +26,7 @@ import time
 from ternac.errors import BackendError, CheckpointError, InputError, one_line
 
 __all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "RTLFailed", "default_checkpoint",
-           "accel_config", "run_digits", "load_lm", "generate"]
+           "accel_config", "run_digits", "run_compiled", "load_lm", "generate"]
 
 #: Every backend a model runs on.
 BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
@@ -137,34 +137,9 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         run_layers = layers if img is None else layers_from_image(img)
         run_logits = mlp.int_forward(run_layers, x)
         logits, results = run_logits.tolist(), argmax(run_logits).tolist()
-    elif backend == "interp":
-        from ternac.golden.interpreter import run_program
-        state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
-                            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
-                            weight_depth=cfg.weight_depth,
-                            scratch_init={compiled.input_addr: x})
-        a = compiled.logits_addr
-        logits = state.out[:, a:a + compiled.n_logits].tolist()
-        results = state.result.tolist()
-    elif backend == "verilator":
-        logits, results, cycles = _run_verilator(compiled, x.tolist(), build_dir, progress)
-    elif backend == "cosim":
-        # The whole simulated board top, driven through its UART by the host driver.
-        from ternac.sim.board_cosim import run_digits_cosim
-        try:
-            logits, results, cycles = run_digits_cosim(compiled, x.tolist(), board=board,
-                                                       build_dir=build_dir, progress=progress)
-        except Exception as exc:
-            if not _bench_failed(exc):
-                raise
-            raise RTLFailed(one_line(exc)) from None
-    else:  # board
-        if not port:
-            raise InputError("the board backend needs --port (the board's serial port, "
-                             "e.g. /dev/ttyUSB1)")
-        from ternac.session import run_digits_on_board
-        logits, results, cycles = run_digits_on_board(compiled, x.tolist(), port=port,
-                                                      board=board, progress=progress)
+    else:
+        logits, results, cycles = run_compiled(backend, compiled, x, build_dir=build_dir,
+                                               progress=progress, port=port, board=board)
     seconds = time.perf_counter() - t0
     return _digits_report(backend, cfg, checkpoint, image, labels, golden_logits,
                           float_logits, logits, results, cycles, useful_macs(compiled.shapes),
@@ -214,6 +189,59 @@ def _digits_report(backend, cfg, checkpoint, image, labels, golden_logits, float
              "wall_seconds": "measured"}
     report["kinds"] = {k: v for k, v in kinds.items() if report[k] is not None}
     return report
+
+
+def run_compiled(backend: str, compiled, x, *, build_dir=None, progress: bool = True,
+                 port: str | None = None, board: str = "icebreaker"):
+    """Run a lowered one-shot program (a classifier: input vectors in, logits out) on
+    ``backend`` (any of :data:`BACKENDS` but golden) for every input.
+
+    Parameters
+    ----------
+    compiled : ternac.lower.Lowered
+        its ``input_addr`` (scratch word where an input vector is written), ``logits_addr``
+        and ``n_logits`` (the logits in OUT) are used
+    x : (B, n) integer tensor, the input vectors (int8 activations or 16-bit scratch words)
+
+    Returns
+    -------
+    (logits, results, cycles): lists per input: the int32 logits, the RUN result (ARGMAX),
+    the RTL cycles start to done (None for interp).
+
+    Raises
+    ------
+    InputError (board without ``port``), BackendError (one sentence), RTLFailed if an RTL
+    bench fails.
+    """
+    cfg = compiled.cfg
+    if backend == "interp":
+        from ternac.golden.interpreter import run_program
+        state = run_program(compiled.program_words, compiled.weight_words, lanes=cfg.lanes,
+                            scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                            weight_depth=cfg.weight_depth,
+                            scratch_init={compiled.input_addr: x})
+        a = compiled.logits_addr
+        return state.out[:, a:a + compiled.n_logits].tolist(), state.result.tolist(), None
+    if backend == "verilator":
+        return _run_verilator(compiled, x.tolist(), build_dir, progress)
+    if backend == "cosim":
+        # The whole simulated board top, driven through its UART by the host driver.
+        from ternac.sim.board_cosim import run_digits_cosim
+        try:
+            return run_digits_cosim(compiled, x.tolist(), board=board, build_dir=build_dir,
+                                    progress=progress)
+        except Exception as exc:
+            if not _bench_failed(exc):
+                raise
+            raise RTLFailed(one_line(exc)) from None
+    if backend == "board":
+        if not port:
+            raise InputError("the board backend needs --port (the board's serial port, "
+                             "e.g. /dev/ttyUSB1)")
+        from ternac.session import run_digits_on_board
+        return run_digits_on_board(compiled, x.tolist(), port=port, board=board,
+                                   progress=progress)
+    raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS[1:])}")
 
 
 def _run_verilator(compiled, inputs, build_dir, progress):
