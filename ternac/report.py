@@ -589,7 +589,7 @@ def _plots(rep: dict) -> dict[str, bytes]:
                 colors.append("#999999" if not r["comparable"] else "#e0a030")
                 lo.append(0)
                 hi.append(0)
-        fig, ax = plt.subplots(figsize=(9, 0.32 * len(labels) + 1.5))
+        fig, ax = plt.subplots(figsize=(10, 0.32 * len(labels) + 1.5))
         y = range(len(labels))
         ax.barh(list(y), vals, color=colors)
         if here and (lo[0] or hi[0]):
@@ -597,10 +597,13 @@ def _plots(rep: dict) -> dict[str, bytes]:
                         capsize=4, label="modelled range")
             ax.legend(loc="lower right", fontsize=8)
         for i, v in enumerate(vals):
-            ax.text(v, i, " " + fmt(v), va="center", fontsize=7)
+            ax.text(v + (hi[i] if i < len(hi) else 0), i, " " + fmt(v), va="center", fontsize=7)
         ax.set_yticks(list(y))
         ax.set_yticklabels(labels, fontsize=8)
         ax.set_xscale("log")
+        if vals:
+            least = min(min(vals), vals[0] - lo[0])
+            ax.set_xlim(least / 3, max(vals[0] + hi[0], max(vals)) * 30)   # room for labels
         ax.invert_yaxis()
         ax.set_xlabel(title)
         ax.grid(axis="x", which="major", alpha=0.3)
