@@ -311,10 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="root of the Verilator builds (default: sim.runner's, shared with the "
                         "tests; builds are cached by a hash of the Verilog)")
     _memory_args(p)
-    p.add_argument("--port", default=None,
-                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
-    p.add_argument("--board", choices=("icebreaker", "ulx3s"), default="icebreaker",
-                   help="board of the cosim and board backends (default icebreaker)")
+    from ternac.lm_cli import add_board_args
+    add_board_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
 

@@ -22,7 +22,7 @@ import sys
 from ternac.runner import BACKENDS as LM_BACKENDS
 from ternac.runner import generate
 
-__all__ = ["add_lm_parsers", "generate_main", "generate"]
+__all__ = ["add_lm_parsers", "add_board_args", "generate_main", "generate"]
 
 # The backends (cosim: the simulated board core driven through its UART by the host driver;
 # board: a real board on --port, the same driver over pyserial, ternac.session), the
@@ -43,12 +43,19 @@ def add_lm_parsers(sub) -> None:
                    help="checkpoint (default checkpoints/shakespeare.safetensors)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
     p.add_argument("--build-dir", default=None, help="root of the Verilator builds")
-    p.add_argument("--port", default=None,
-                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
-    p.add_argument("--board", choices=("icebreaker", "ulx3s"), default="icebreaker",
-                   help="board of the cosim and board backends (default icebreaker)")
+    add_board_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=generate_main)
+
+
+def add_board_args(p) -> None:
+    """``--port`` and ``--board``, where the cosim and board backends run (``ternac run``
+    and ``ternac generate``); the boards are those of ternac.boards.facts."""
+    from ternac.boards.facts import BOARDS
+    p.add_argument("--port", default=None,
+                   help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
+    p.add_argument("--board", choices=tuple(BOARDS), default="icebreaker",
+                   help="board of the cosim and board backends (default icebreaker)")
 
 
 def generate_main(args) -> int:
