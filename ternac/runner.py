@@ -26,7 +26,7 @@ import time
 from ternac.errors import BackendError, CheckpointError, InputError, one_line
 
 __all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "RTLFailed", "default_checkpoint",
-           "accel_config", "run_digits", "run_compiled", "load_lm", "generate"]
+           "accel_config", "run_digits", "run_compiled", "run_vit_digits", "load_lm", "generate"]
 
 #: Every backend a model runs on.
 BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
@@ -147,7 +147,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
 
 
 def _digits_report(backend, cfg, checkpoint, image, labels, golden_logits, float_logits,
-                   logits, results, cycles, macs, seconds) -> dict:
+                   logits, results, cycles, macs, seconds, model: str = "digits") -> dict:
     """The ``ternac run`` report: accuracies, mismatches (every logit compared with the
     integer golden model), cycles and MAC utilization, with the kind of each figure."""
     from ternac.golden.vecops import argmax
@@ -157,7 +157,7 @@ def _digits_report(backend, cfg, checkpoint, image, labels, golden_logits, float
     mismatches = sum(1 for a, b in zip(logits, ref) if a != b)
     argmax_mismatches = sum(1 for a, b in zip(results, golden_pred) if a != b)
     report = {
-        "model": "digits",
+        "model": model,
         "backend": backend,
         "lanes": cfg.lanes,
         "samples": n,
@@ -265,6 +265,113 @@ def _run_verilator(compiled, inputs, build_dir, progress):
     if len(logits) != len(inputs):
         raise RTLFailed(f"the RTL returned {len(logits)} logit vectors for {len(inputs)} inputs")
     return logits, [int(r) for r in res["results"]], [int(c) for c in res["cycles"]]
+
+
+# ----------------------------------------------------------------------------- the ViT
+
+def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | None = None,
+                   build_dir: str | None = None, progress: bool = True,
+                   port: str | None = None, board: str = "icebreaker",
+                   lanes: int | None = None) -> dict:
+    """Run the ternary ViT (golden/vit.py) on the digits test split on one backend and
+    compare every logit with its integer golden model (the evaluation of its graph).
+
+    The lowered program's fixed scratch words (the 16 patch inputs, the position indices,
+    the LayerNorm weights) are written for every image as one block from address 0.
+
+    Returns
+    -------
+    dict, the ``ternac run`` JSON report (the keys of :func:`run_digits`; ``model`` is
+    ``vit-digits``).
+
+    Raises
+    ------
+    CheckpointError, CompileError, InputError, BackendError (one sentence); RTLFailed if an
+    RTL bench fails.
+    """
+    import dataclasses
+
+    import torch
+
+    from ternac.config import VIT_CONFIG
+    from ternac.golden.digits_data import dequantize_pixels, load_split, quantize_pixels
+    from ternac.golden.vecops import argmax
+    from ternac.golden.vit import IntViT, load_checkpoint
+    from ternac.lower import lower
+
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        model, _ = load_checkpoint(checkpoint)
+    except ValueError as exc:
+        raise CheckpointError(one_line(exc)) from None
+    checkpoint = checkpoint or str(__import__("ternac.golden.vit", fromlist=["x"]).DEFAULT_CHECKPOINT)
+    _, _, x_te, y_te = load_split()
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be at least 1, not {limit}")
+        x_te, y_te = x_te[:limit], y_te[:limit]
+    x = quantize_pixels(x_te)
+    im = IntViT.from_model(model)
+    g = im.graph()
+    feeds = im.feeds(x)
+    golden_logits = g.evaluate(feeds)["logits"]
+    with torch.no_grad():
+        float_logits = model(dequantize_pixels(x))
+    cfg = VIT_CONFIG if lanes is None else dataclasses.replace(VIT_CONFIG, lanes=lanes)
+    compiled = lower(g, cfg)
+    fixed_end = compiled.scratch_map["work"][0]
+    blocks = torch.zeros(x.shape[0], fixed_end, dtype=torch.int64)
+    for a, v in compiled.scratch_constants.items():
+        blocks[:, a:a + len(v)] = torch.tensor(v)
+    for name, v in feeds.items():
+        a, n = compiled.inputs[name]
+        blocks[:, a:a + n] = v
+    view = dataclasses.replace(compiled, inputs={"block": (0, fixed_end)})
+    cycles = None
+    t0 = time.perf_counter()
+    if backend == "golden":
+        logits, results = golden_logits.tolist(), argmax(golden_logits).tolist()
+    elif backend == "interp":
+        from ternac.golden.interpreter import run_program
+        st = run_program(compiled.program, compiled.weight_words, lanes=cfg.lanes,
+                         scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                         weight_depth=cfg.weight_depth, scratch_init={0: blocks})
+        a = compiled.logits_addr
+        logits = st.out[:, a:a + compiled.n_logits].tolist()
+        results = st.result.tolist()
+    elif backend == "verilator":
+        logits, results, cycles = _run_verilator(view, blocks.tolist(), build_dir, progress)
+    elif backend == "cosim":
+        from ternac.sim.board_cosim import run_digits_cosim
+        try:
+            logits, results, cycles = run_digits_cosim(view, blocks.tolist(), board=board,
+                                                       build_dir=build_dir, progress=progress)
+        except Exception as exc:
+            if not _bench_failed(exc):
+                raise
+            raise RTLFailed(one_line(exc)) from None
+    else:  # board
+        if not port:
+            raise InputError("the board backend needs --port (the board's serial port, "
+                             "e.g. /dev/ttyUSB1)")
+        from ternac.session import run_digits_on_board
+        logits, results, cycles = run_digits_on_board(view, blocks.tolist(), port=port,
+                                                      board=board, progress=progress)
+    seconds = time.perf_counter() - t0
+    rep = _digits_report(backend, cfg, checkpoint, None, y_te.tolist(), golden_logits,
+                         float_logits, logits, results, cycles, compiled.trit_macs, seconds,
+                         model="vit-digits")
+    rep["instructions"] = len(compiled.program)
+    from ternac.golden.cycles import program_cycles
+    pred = program_cycles(compiled.program, cfg.lanes)
+    attn = sum(v for k, v in pred["by_op"].items() if k in ("DOT", "DOTT", "SHIFTMAX"))
+    rep["predicted_cycles"] = pred["total"]
+    rep["predicted_cycles_min"] = pred["total_min"]
+    rep["attention_cycle_share"] = attn / pred["total"]
+    rep["kinds"].update(instructions="derived", predicted_cycles="modelled",
+                        predicted_cycles_min="modelled", attention_cycle_share="modelled")
+    return rep
 
 
 # ----------------------------------------------------------------------------- the LM
