@@ -27,7 +27,7 @@ import sys
 import time
 
 __all__ = ["REPO", "verilator_env", "to_verilog", "top_ports", "sim_wrapper", "build_settings",
-           "build", "run_bench", "BenchFailed"]
+           "build_flags", "build", "run_bench", "BenchFailed"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_BUILD = REPO / "build" / "sim"
@@ -45,7 +45,8 @@ CLOCKS = ("cocotb", "hdl")
 
 def _runner(public: str, make_vars=()):
     """cocotb's Verilator runner, building with ``--public-flat-rw`` only if ``public`` is
-    ``"all"`` and with ``make_vars`` given to make."""
+    ``"all"``, with ``make_vars`` given to make, and the Verilator runtime objects taken
+    from (and given to) the shared cache of :func:`_runtime_objects`."""
     from cocotb_tools.runner import Verilator
 
     class _Verilator(Verilator):
@@ -56,7 +57,80 @@ def _runner(public: str, make_vars=()):
             cmds[1] = [*cmds[1], *make_vars]
             return cmds
 
+        def _execute_cmds(self, cmds, cwd, stdout=None):
+            if len(cmds) != 2 or cmds[1][:1] != ["make"]:
+                return super()._execute_cmds(cmds, cwd, stdout)
+            verilate, make = cmds
+            super()._execute_cmds([verilate], cwd, stdout)
+            cached = _runtime_objects(pathlib.Path(self.build_dir), make, self.env)
+            cached.restore()
+            super()._execute_cmds([make], cwd, stdout)
+            cached.save()
+
     return _Verilator()
+
+
+class _runtime_objects:
+    """The Verilator runtime every model links (``verilated.o``, ``verilated_vpi.o``,
+    ``verilated_timing.o``, ...: verilated.mk's global classes) is compiled from the wheel's
+    sources by the same command in every build, about 11 s of CPU of a 23 s build. Each
+    object is kept once under ``<build root>/.runtime/<key>/``, the key a hash of its exact
+    compile command (``make -n``: compiler flags, defines, paths), the compiler's version
+    and the source file; a build copies in the objects whose key is there before make runs
+    (make then finds them up to date) and adds the ones it compiled."""
+
+    def __init__(self, build_dir: pathlib.Path, make: list, env: dict):
+        import subprocess
+        self.build_dir = build_dir
+        self.root = build_dir.parent / ".runtime"
+        self.keys: dict[str, str] = {}
+        classes = (build_dir / "Vtop_classes.mk").read_text()
+        names = []
+        for block in re.findall(r"^VM_GLOBAL_(?:FAST|SLOW) \+= \\\n((?:  \S+ \\\n)*)", classes, re.M):
+            names += re.findall(r"^  (\S+) \\$", block, re.M)
+        dry = list(make)
+        if "-j" in dry:                       # a dry run needs no jobs
+            del dry[dry.index("-j"):dry.index("-j") + 2]
+        dry += ["-n", "--no-print-directory"]
+        cxx = subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout
+        for name in names:
+            cmd = subprocess.run([*dry, f"{name}.o"], capture_output=True, text=True,
+                                 env=env, cwd=build_dir)
+            src = re.search(r"\s(\S+/%s\.cpp)\b" % re.escape(name), cmd.stdout)
+            if cmd.returncode or not src:
+                continue          # not found: compiled in the build as usual
+            if str(build_dir) in cmd.stdout:
+                continue          # a command naming this build is not the same in another
+            h = hashlib.sha256((cmd.stdout + cxx).encode())
+            h.update(pathlib.Path(src.group(1)).read_bytes())
+            self.keys[name] = h.hexdigest()[:16]
+        self.restored: set[str] = set()
+
+    def restore(self) -> None:
+        import shutil
+        for name, key in self.keys.items():
+            src = self.root / key
+            if (src / f"{name}.o").exists() and (src / f"{name}.d").exists():
+                for ext in (".d", ".o"):      # copies are newer than every source
+                    shutil.copyfile(src / f"{name}{ext}", self.build_dir / f"{name}{ext}")
+                self.restored.add(name)
+
+    def save(self) -> None:
+        import shutil
+        import tempfile
+        for name, key in self.keys.items():
+            if name in self.restored:
+                continue
+            dest = self.root / key
+            dest.mkdir(parents=True, exist_ok=True)
+            for ext in (".o", ".d"):          # the .d last: restore() needs both
+                built = self.build_dir / f"{name}{ext}"
+                if not built.exists():
+                    break
+                fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}{ext}.")
+                os.close(fd)
+                shutil.copyfile(built, tmp)
+                os.replace(tmp, dest / f"{name}{ext}")
 
 
 def top_ports(text: str, name: str) -> dict[str, tuple[str, int]]:
@@ -153,21 +227,34 @@ def sim_wrapper(ports: dict, name: str, dut: str, clock_ns: float) -> tuple[str,
     return "\n".join(lines) + "\n", public
 
 
-def _make_vars(clock: str) -> list[str]:
+def _make_vars(clock: str, make_vars: list[str] | None = None) -> list[str]:
     # The wheel's verilated.mk has no coroutine flag for GCC, which --timing needs.
-    return [*MAKE_VARS, *(["CFG_CXXFLAGS_COROUTINES=-fcoroutines"] if clock == "hdl" else [])]
+    return [*(MAKE_VARS if make_vars is None else make_vars),
+            *(["CFG_CXXFLAGS_COROUTINES=-fcoroutines"] if clock == "hdl" else [])]
 
 
-def build_settings(public: str = "ports", clock: str = "cocotb", clock_ns: float = 10) -> dict:
+def build_settings(public: str = "ports", clock: str = "cocotb", clock_ns: float = 10,
+                   make_vars: list[str] | None = None) -> dict:
     """Every build setting that changes the binary besides the Verilog: part of the cache
     key of :func:`build`."""
     import cocotb
     import verilator
-    return {"verilator_args": VERILATOR_ARGS, "make_vars": _make_vars(clock), "public": public,
+    return {"verilator_args": VERILATOR_ARGS, "make_vars": _make_vars(clock, make_vars),
+            "public": public,
             "clock": clock, "clock_ns": clock_ns if clock == "hdl" else None,
             "cocotb": cocotb.__version__,
             "verilator": getattr(verilator, "__version__", "") or str(pathlib.Path(
                 verilator.__file__).resolve().parent)}
+
+
+def build_flags(public: str = "ports", clock: str = "cocotb",
+                make_vars: list[str] | None = None) -> dict:
+    """The Verilator arguments and make variables :func:`build` uses for these settings
+    (besides cocotb's own: ``-cc --exe --vpi``, the timescale, and ``--public-flat-rw``
+    only for ``public="all"``)."""
+    return {"verilator": [*VERILATOR_ARGS, *(["--timing"] if clock == "hdl" else []),
+                          *(["--public-flat-rw"] if public == "all" else [])],
+            "make": _make_vars(clock, make_vars), "public": public, "clock": clock}
 
 
 class BenchFailed(AssertionError):
@@ -208,7 +295,7 @@ def to_verilog(component, name: str) -> str:
 
 def build(component, name: str, *, build_root: pathlib.Path | None = None,
           extra_sources=(), progress: bool = True, public: str = "ports",
-          clock: str = "cocotb", clock_ns: float = 10):
+          clock: str = "cocotb", clock_ns: float = 10, make_vars: list[str] | None = None):
     """Build a Verilator model of ``component`` (top module ``name``); cached by a hash of
     the Verilog, the extra sources and :func:`build_settings`.
 
@@ -223,6 +310,8 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     must not drive ``clk`` (``streams.start_clock`` does either). A bench that waits on a
     design's signal rather than on every clock edge then runs without any VPI call a clock
     edge (about 2-4x faster on the Accelerator); ``public`` must be ``"ports"``.
+
+    ``make_vars`` replaces :data:`MAKE_VARS` (the C++ optimisation of the model).
 
     Returns
     -------
@@ -248,7 +337,7 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     h = hashlib.sha256(text.encode())
     for s in extra:
         h.update(s.read_bytes())
-    h.update(json.dumps(build_settings(public, clock, clock_ns), sort_keys=True).encode())
+    h.update(json.dumps(build_settings(public, clock, clock_ns, make_vars), sort_keys=True).encode())
     # The generated wrapper and control file are hashed too: a change to how they are made
     # is a new build.
     wrapper = vlt_text = None
@@ -265,16 +354,17 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{dut}.v"
     sources = [vfile, *extra]
-    args = list(VERILATOR_ARGS)
+    # cocotb's runner adds --public-flat-rw itself (unless _runner takes it out).
+    args = [a for a in build_flags(public, clock, make_vars)["verilator"]
+            if a != "--public-flat-rw"]
     if clock == "hdl":
         wfile = build_dir / f"{name}.v"
         sources.append(wfile)           # last: the top level
-        args.append("--timing")
     if public == "ports":
         vlt = build_dir / "public.vlt"
         # First: cocotb takes the language of the top level from the last source.
         sources.insert(0, VerilatorControlFile(vlt))
-    runner = _runner(public, _make_vars(clock))
+    runner = _runner(public, _make_vars(clock, make_vars))
     # The directory is named by the Verilog's hash, so a finished build is up to date: never
     # rebuild it (another pytest-xdist worker may be running its binary right now).
     stamp = build_dir / ".built"
