@@ -48,6 +48,9 @@ A cluster: the driver ships this checkout's ternac source to the workers
 (``runtime_env={"py_modules": [...]}``, the installed package layout) and the checkpoint
 and corpus bytes through the object store, so a node needs only ternac's dependencies
 (``pip install`` of pyproject.toml's, plus ``g++``, ``make`` and ``perl`` for Verilator).
+A cluster started with ``ray start`` asks for a token (Ray's token authentication): give it
+to the driver with ``RAY_AUTH_MODE=token`` and the token in ``~/.ray/auth_token`` or
+``RAY_AUTH_TOKEN`` (checked on this machine with a ``ray start --head`` cluster).
 Every record is keyed by the source hash and tool versions its worker ran with: a worker
 whose differ from the driver's (a node with other tools, or a checkout edited during the
 sweep) gives a record under its own key and says so (``inputs_differ_from_driver``), never
@@ -253,7 +256,7 @@ def _package_dirs() -> dict[str, pathlib.Path]:
 def _source_files(dirs: dict[str, pathlib.Path] | None = None):
     """``(name, path)`` of every file a point's source hash covers, sorted by name: each
     subpackage's files (recursively), the root package's own files but :data:`FRONT_ONLY`;
-    caches and hidden files left out. ``name`` is ``package/relative/path``, the same in
+    caches, hidden files and symbolic links left out. ``name`` is ``package/relative/path``, the same in
     an editable checkout and in the installed (or shipped) layout."""
     dirs = dirs or _package_dirs()
     subdirs = {d for n, d in dirs.items() if n != "ternac"}
@@ -264,6 +267,8 @@ def _source_files(dirs: dict[str, pathlib.Path] | None = None):
         else:
             files = [p for p in root.rglob("*") if p.is_file()]
         for p in files:
+            if p.is_symlink():
+                continue
             rel = p.relative_to(root)
             if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
                 continue
@@ -467,7 +472,8 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
     ``tokens_per_s`` / ``inferences_per_s`` (at ``clock_MHz``; None for a timing miss) and
     ``..._at_fmax``, ``trit_macs``, ``uJ_per_token`` / ``uJ_per_inference`` (None: no
     power model),
-    ``host`` (the worker's), ``inputs_differ_from_driver`` (``source`` and/or ``tools``
+    ``host`` and ``ternac_at`` (the worker's, and where its ternac was imported from: the
+    shipped copy on a cluster), ``inputs_differ_from_driver`` (``source`` and/or ``tools``
     where the worker's differ from ``inputs``: the record's key and ``inputs`` are the
     worker's own), ``wall_s``; ``kinds`` names the kind of every figure.
 
@@ -494,6 +500,7 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
                  "clock_MHz": p.freq_MHz, "fmax_MHz_achieved": None, "timing_met": None,
                  f"{unit}s_per_s": None, f"{unit}s_per_s_at_fmax": None, "trit_macs": None,
                  f"uJ_per_{unit}": None, "power": None, "host": socket.gethostname(),
+                 "ternac_at": str(pathlib.Path(__file__).resolve().parent),
                  "inputs_differ_from_driver": changed}
 
     def done(status, reason=None):
@@ -654,14 +661,37 @@ def _ship_source(tmp) -> str:
     import shutil
     root = pathlib.Path(tmp) / "ternac"
     dirs = _package_dirs()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+
+    def ignore(folder, names):      # what _source_files leaves out
+        return [n for n in names if n == "__pycache__" or n.startswith(".")
+                or n.endswith((".pyc", ".pyo")) or os.path.islink(os.path.join(folder, n))]
+
     root.mkdir()
     for p in dirs["ternac"].iterdir():
-        if p.is_file() and not p.name.startswith("."):
+        if p.is_file() and not p.is_symlink() and not p.name.startswith("."):
             shutil.copy2(p, root / p.name)
     for name in _SUBPACKAGES:
         shutil.copytree(dirs[name], root / name.split(".")[1], ignore=ignore)
     return str(root)
+
+
+def _check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Raise InputError (one sentence) unless a TCP connection to ``address`` (``host:port``
+    or ``ray://host:port``; ``auto`` is left to Ray) opens within ``timeout_s``: Ray itself
+    retries an unreachable address for about ten minutes before it gives up."""
+    import socket
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InputError(f"--address must be host:port (or ray://host:port), not {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise InputError(f"nothing answers at the Ray address {address} "
+                         f"({(exc.strerror or str(exc)).lower()}); start the cluster's head "
+                         f"there (ray start --head) or give its address") from None
 
 
 @contextlib.contextmanager
@@ -676,7 +706,15 @@ def _ray(address: str | None, num_cpus: int, runtime_env: dict | None):
         return
     quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, **quiet)
+        try:
+            ray.init(address=address, runtime_env=runtime_env, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            auth = "auth" in str(exc).lower()
+            raise InputError(
+                f"cannot join the Ray cluster at {address}"
+                + (": it asks for a token; set RAY_AUTH_MODE=token and give the cluster's "
+                   "token in ~/.ray/auth_token or RAY_AUTH_TOKEN" if auth else
+                   f": {one_line(exc).split('. ')[0]}")) from None
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     try:
@@ -784,6 +822,7 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
         with contextlib.ExitStack() as stack:
             runtime_env = None
             if address:
+                _check_reachable(address)
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ternac-ship-"))
                 runtime_env = {"py_modules": [_ship_source(tmp)]}
             ray = stack.enter_context(_ray(address, num_cpus, runtime_env))
@@ -892,8 +931,10 @@ def plot(summary: dict, path) -> dict:
         panels.append("energy")
     else:
         omitted["energy"] = summary["energy"]["reason"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    axes = dict(zip(panels, axes[0]))
+    cols = 2 if len(panels) == 4 else len(panels)
+    rows = -(-len(panels) // cols)
+    fig, grid_ = plt.subplots(rows, cols, figsize=(5.6 * cols, 4.4 * rows), squeeze=False)
+    axes = dict(zip(panels, grid_.ravel()))
     freqs = summary["axes"]["freq_MHz"]
     colors = {f: plt.cm.viridis(i / max(1, len(freqs) - 1) if len(freqs) > 1 else 0.35)
               for i, f in enumerate(freqs)}
@@ -955,7 +996,7 @@ def plot(summary: dict, path) -> dict:
         ax.scatter([], [], marker="x", color="gray", label="not built: does not fit "
                                                              "(estimate)")
     if cap or unfit:
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="lower right")
     lanes_axis(ax)
     ax.set_ylabel("LUT4")
     ax.set_title(f"LUT4 ({lut_kind})", fontsize=9)
@@ -981,7 +1022,7 @@ def plot(summary: dict, path) -> dict:
                 ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], color="gray", capsize=3,
                             lw=1, zorder=2)
                 mark(ax, r, x, y)
-        ax.set_yscale("log")
+        ax.set_ylim(bottom=0)
         lanes_axis(ax)
         ax.set_ylabel(f"uJ/{unit}")
         ax.set_title(f"uJ/{unit} (modelled, ternac/power.py; bars: range)", fontsize=9)

@@ -258,3 +258,23 @@ def test_grid_order_and_defaults():
     # No --freq: the board's default clock (boards/facts.py), stated in the key.
     assert {p.freq_MHz for p in sweep.grid("icebreaker", "digits", [8])} == {12.0}
     assert {p.freq_MHz for p in sweep.grid("ulx3s", "digits", [8])} == {40.0}
+
+
+def test_the_shipped_source_hashes_as_the_checkout(tmp_path):
+    """What a cluster's workers get (Ray py_modules: the installed layout) is the source the
+    key names: its hash equals this checkout's."""
+    root = pathlib.Path(sweep._ship_source(tmp_path))
+    dirs = {"ternac": root, **{n: root / n.split(".")[1] for n in sweep._SUBPACKAGES}}
+    assert (root / "golden" / "cycles.py").is_file() and (root / "sweep.py").is_file()
+    assert sweep.source_hash(dirs) == sweep.source_hash()
+
+
+def test_an_address_where_nothing_answers_is_one_sentence(capsys, tmp_path):
+    from ternac.cli import main
+    t0 = time.perf_counter()
+    code = main(["sweep", "--board", "icebreaker", "--no-build", "--lanes", "8",
+                 "--address", "127.0.0.1:1", "--out", str(tmp_path / "o"),
+                 "--cache", str(tmp_path / "c"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "nothing answers at the Ray address 127.0.0.1:1" in err
+    assert time.perf_counter() - t0 < 60      # not Ray's own ten minutes of retries
