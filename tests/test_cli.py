@@ -238,9 +238,9 @@ def test_bad_checkpoints(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, text", [
-    (["--scratch-depth", "100"], "the activations need 192 scratch words (input 64, widest "
-                                 "hidden layer 128, ping-pong regions of 64 + 128), but the "
-                                 "scratchpad holds 100 (scratch_depth)"),
+    (["--scratch-depth", "100"], "the scratch map needs 256 words (64 of inputs, 0 of state, "
+                                 "192 of work vectors), but the scratchpad holds 100 "
+                                 "(scratch_depth)"),
     (["--lanes", "4"], "the weights need 4288 words of 8 bits at 4 lanes, but the weight "
                        "memory holds 4096 (weight_depth)"),
     (["--weight-depth", "2000"], "the weights need 2176 words of 16 bits at 8 lanes, but the "
