@@ -332,32 +332,9 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
     t0 = time.perf_counter()
     if backend == "golden":
         logits, results = golden_logits.tolist(), argmax(golden_logits).tolist()
-    elif backend == "interp":
-        from ternac.golden.interpreter import run_program
-        st = run_program(compiled.program, compiled.weight_words, lanes=cfg.lanes,
-                         scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
-                         weight_depth=cfg.weight_depth, scratch_init={0: blocks})
-        a = compiled.logits_addr
-        logits = st.out[:, a:a + compiled.n_logits].tolist()
-        results = st.result.tolist()
-    elif backend == "verilator":
-        logits, results, cycles = _run_verilator(view, blocks.tolist(), build_dir, progress)
-    elif backend == "cosim":
-        from ternac.sim.board_cosim import run_digits_cosim
-        try:
-            logits, results, cycles = run_digits_cosim(view, blocks.tolist(), board=board,
-                                                       build_dir=build_dir, progress=progress)
-        except Exception as exc:
-            if not _bench_failed(exc):
-                raise
-            raise RTLFailed(one_line(exc)) from None
-    else:  # board
-        if not port:
-            raise InputError("the board backend needs --port (the board's serial port, "
-                             "e.g. /dev/ttyUSB1)")
-        from ternac.session import run_digits_on_board
-        logits, results, cycles = run_digits_on_board(view, blocks.tolist(), port=port,
-                                                      board=board, progress=progress)
+    else:
+        logits, results, cycles = run_compiled(backend, view, blocks, build_dir=build_dir,
+                                               progress=progress, port=port, board=board)
     seconds = time.perf_counter() - t0
     rep = _digits_report(backend, cfg, checkpoint, None, y_te.tolist(), golden_logits,
                          float_logits, logits, results, cycles, compiled.trit_macs, seconds,
