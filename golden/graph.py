@@ -30,7 +30,7 @@ import dataclasses
 
 import torch
 
-from .isa import Flag, Op
+from .isa import Op
 from .ops import VecParams, spec
 
 __all__ = ["Vec", "Node", "Weight", "Graph", "GraphError", "KINDS"]

@@ -57,7 +57,7 @@ import torch.nn.functional as F
 
 from . import intops, numerics
 from .digits_data import INPUT_SCALE, N_CLASSES, dequantize_pixels, load_split, quantize_pixels
-from .mlp import BitLinear, fake_quant_act, ste_ternary
+from .mlp import BitLinear, fake_quant_act
 from .widths import GELU_ALPHA, WIDE_MAX
 
 __all__ = ["ViTConfig", "TernaryViT", "IntViT", "DEFAULT_CHECKPOINT", "DEFAULT_EPOCHS",

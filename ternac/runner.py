@@ -68,6 +68,18 @@ def _bench_failed(exc: Exception) -> bool:
 
 # ----------------------------------------------------------------------------- digits
 
+def test_split(limit: int | None = None):
+    """The digits test split as int8 pixels and labels, the first ``limit`` images:
+    ``((n, 64) int64, (n,) int64)``. Raises InputError for ``limit`` < 1."""
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    _, _, x_te, y_te = load_split()
+    if limit is not None:
+        if limit < 1:
+            raise InputError(f"--limit must be at least 1, not {limit}")
+        x_te, y_te = x_te[:limit], y_te[:limit]
+    return quantize_pixels(x_te), y_te
+
+
 def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = None,
                image: str | None = None, limit: int | None = None,
                build_dir: str | None = None, weight_depth: int | None = None,
@@ -89,7 +101,6 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
     RTLFailed if an RTL bench fails.
     """
     from ternac.golden import mlp
-    from ternac.golden.digits_data import load_split, quantize_pixels
     from ternac.golden.vecops import argmax
     from ternac.lower import compile_image, compile_mlp, layers_from_image, load_model, \
         useful_macs
@@ -98,12 +109,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     checkpoint = checkpoint or default_checkpoint()
     ckpt, layers = load_model(checkpoint)
-    _, _, x_te, y_te = load_split()
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be at least 1, not {limit}")
-        x_te, y_te = x_te[:limit], y_te[:limit]
-    x = quantize_pixels(x_te)
+    x, y_te = test_split(limit)
     if ckpt.dims[0] != x.shape[1]:
         raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
                               f"digits image has {x.shape[1]} pixels")
@@ -294,9 +300,9 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
     import torch
 
     from ternac.config import VIT_CONFIG
-    from ternac.golden.digits_data import dequantize_pixels, load_split, quantize_pixels
+    from ternac.golden.digits_data import dequantize_pixels
     from ternac.golden.vecops import argmax
-    from ternac.golden.vit import IntViT, load_checkpoint
+    from ternac.golden.vit import DEFAULT_CHECKPOINT, IntViT, load_checkpoint
     from ternac.lower import lower
 
     if backend not in BACKENDS:
@@ -305,13 +311,8 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
         model, _ = load_checkpoint(checkpoint)
     except ValueError as exc:
         raise CheckpointError(one_line(exc)) from None
-    checkpoint = checkpoint or str(__import__("ternac.golden.vit", fromlist=["x"]).DEFAULT_CHECKPOINT)
-    _, _, x_te, y_te = load_split()
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be at least 1, not {limit}")
-        x_te, y_te = x_te[:limit], y_te[:limit]
-    x = quantize_pixels(x_te)
+    checkpoint = checkpoint or str(DEFAULT_CHECKPOINT)
+    x, y_te = test_split(limit)
     im = IntViT.from_model(model)
     g = im.graph()
     feeds = im.feeds(x)
