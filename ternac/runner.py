@@ -68,7 +68,7 @@ def _bench_failed(exc: Exception) -> bool:
 
 # ----------------------------------------------------------------------------- digits
 
-def test_split(limit: int | None = None):
+def load_test_split(limit: int | None = None):
     """The digits test split as int8 pixels and labels, the first ``limit`` images:
     ``((n, 64) int64, (n,) int64)``. Raises InputError for ``limit`` < 1."""
     from ternac.golden.digits_data import load_split, quantize_pixels
@@ -109,7 +109,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     checkpoint = checkpoint or default_checkpoint()
     ckpt, layers = load_model(checkpoint)
-    x, y_te = test_split(limit)
+    x, y_te = load_test_split(limit)
     if ckpt.dims[0] != x.shape[1]:
         raise CheckpointError(f"checkpoint {checkpoint} takes {ckpt.dims[0]} inputs, but a "
                               f"digits image has {x.shape[1]} pixels")
@@ -312,7 +312,7 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
     except ValueError as exc:
         raise CheckpointError(one_line(exc)) from None
     checkpoint = checkpoint or str(DEFAULT_CHECKPOINT)
-    x, y_te = test_split(limit)
+    x, y_te = load_test_split(limit)
     im = IntViT.from_model(model)
     g = im.graph()
     feeds = im.feeds(x)
