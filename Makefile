@@ -24,6 +24,7 @@ demo: $(STAMP)
 	mkdir -p build
 	$(TERNAC) run digits --backend verilator --lanes $(LANES) --json build/demo_digits.json
 	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/demo_generate.json
+	$(TERNAC) run vit-digits --backend verilator --json build/demo_vit.json
 
 test: $(STAMP)
 	$(VPY) -m pytest -n $(JOBS) tests
@@ -34,6 +35,7 @@ bench: $(STAMP)
 	$(TERNAC) run digits --backend verilator --lanes 32 --json build/bench/digits_L32.json
 	$(TERNAC) bench numerics --json build/bench/numerics.json
 	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/bench/generate_L32.json
+	$(VPY) -m ternac.sim.simspeed --tokens 16 --json build/bench/simspeed.json
 
 verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)

@@ -25,15 +25,16 @@ def _add_speed(speed: dict, res: dict, wall: float) -> None:
 
 
 def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_dir=None,
-                      progress: bool = True):
+                      progress: bool = True, **build_options):
     """Elaborate :class:`hw.top.Accelerator` with its memories initialised and build it in
-    Verilator (cached). Returns ``(runner, build_dir, toplevel_name)``."""
+    Verilator (cached). ``build_options`` go to :func:`sim.runner.build` (default: the
+    clock inside Verilator, ``clock="hdl"``). Returns ``(runner, build_dir, toplevel_name)``."""
     from ternac.hw.top import Accelerator
     from ternac.sim.runner import build
     top = Accelerator(cfg, weight_words=weight_words, program_words=program_words)
     name = f"ternac_top_L{cfg.lanes}"
     runner, bdir = build(top, name, build_root=pathlib.Path(build_dir) if build_dir else None,
-                         progress=progress, clock="hdl")
+                         progress=progress, **{"clock": "hdl", **build_options})
     return runner, bdir, name
 
 

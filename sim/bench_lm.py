@@ -11,7 +11,7 @@ from streams import bench_inputs, bench_output, bench_progress
 @cocotb.test()
 async def generate(dut):
     cfg = bench_inputs()
-    tb = TopTB(dut)
+    tb = TopTB(dut, cfg.get("poll_cycles"))
     await tb.reset()
     for addr, values in cfg["constants"]:
         await tb.write(SCRATCH, addr, values)

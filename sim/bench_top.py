@@ -4,7 +4,7 @@ result and the cycle count. Inputs/outputs are JSON (sim.runner.run_bench)."""
 import time
 
 import cocotb
-from cocotb.triggers import First, NextTimeStep, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, First, NextTimeStep, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from streams import bench_inputs, bench_output, bench_progress, start_clock, to_signed
@@ -18,8 +18,11 @@ CLK_NS = 10
 class TopTB:
     """Wraps the Accelerator DUT: clock, reset and host-port accesses."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, poll_cycles: int | None = None):
         self.dut = dut
+        # Kept to measure what it cost (ternac.sim.simspeed): poll done every poll_cycles
+        # clock cycles, waking Python on each edge, as the benches did before.
+        self.poll_cycles = poll_cycles
         self.t0, self.c0 = time.perf_counter(), time.process_time()
         start_clock(dut, CLK_NS)
 
@@ -85,7 +88,12 @@ class TopTB:
         # and done (sticky from the last run) reads low, so the edge to wait for is ahead.
         await RisingEdge(d.clk)
         await RisingEdge(d.clk)
-        if not int(d.done.value):
+        if self.poll_cycles:
+            for _ in range(timeout_cycles // self.poll_cycles + 1):
+                if int(d.done.value):
+                    break
+                await ClockCycles(d.clk, self.poll_cycles)
+        elif not int(d.done.value):
             await First(RisingEdge(d.done), Timer(timeout_cycles * CLK_NS, unit="ns"))
             await RisingEdge(d.clk)
         assert int(d.done.value), f"program did not finish within {timeout_cycles} cycles"
@@ -96,7 +104,7 @@ class TopTB:
 async def run_inputs(dut):
     """Run every input vector; hand back logits, results and cycles."""
     cfg = bench_inputs()
-    tb = TopTB(dut)
+    tb = TopTB(dut, cfg.get("poll_cycles"))
     await tb.reset()
     logits, results, cycles, scratch = [], [], [], []
     rb = cfg.get("scratch_readback")

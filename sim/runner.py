@@ -463,6 +463,11 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"),
                                        os.environ.get("PYTHONPATH", "")]),
         "COCOTB_LOG_LEVEL": os.environ.get("COCOTB_LOG_LEVEL", "WARNING"),
+        # cocotb installs pytest's assertion rewriting for every module ("*.py") unless
+        # told otherwise: importing pytest and rewriting costs ~0.25 s of each simulator
+        # start; the benches' asserts carry their own messages. (A blank, which cocotb
+        # strips to "none": an empty value would be dropped below.)
+        "COCOTB_REWRITE_ASSERTION_FILES": os.environ.get("COCOTB_REWRITE_ASSERTION_FILES", " "),
         "LIBPYTHON_LOC": os.environ.get("LIBPYTHON_LOC", ""),
     }
     prog_file = build_dir / f"progress-{tag}.jsonl"
