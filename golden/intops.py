@@ -16,20 +16,22 @@ the bench can measure its pitfalls next to ours; nothing else uses them.
 
 The shift-exp core (all units but the norms)
 --------------------------------------------
-``e^-a = 2^(-a log2 e)``; ``a log2 e`` is approximated by ``a + (a >> 1) - (a >> 4)``
-(log2 e = 1.4427 taken as 1.4375), split into an integer part ``q`` and a fraction ``f``;
-``2^-q`` is a right shift and ``2^-f ~ 1 - f/2`` (the chord, exact at f = 0 and f = 1).
-The result overestimates e^-a by a factor of at most 1.0615 (the chord) times
-2^(0.0052 a) (log2 e short by 0.36 %: 3 % at a = 8 nats) times 1.0012 (roundings); it
-underestimates it by at most 0.12 % plus half an LSB.
+``e^-v = 2^(-v log2 e)``; one dyadic multiply puts ``u = v log2 e`` in fixed point (log2 e
+folded into the gain, like the scale), split into an integer part ``q`` and a fraction
+``f``; ``2^-q`` is a right shift and ``2^-f ~ 1 - f (1/2 + b (1 - f))`` with b = 11/64: a
+second-order term on the paper's chord ``1 - f/2`` (one multiply, ``r * S`` below; exact at
+f = 0 and f = 1, so monotone across the powers of two). The result is within 0.30 % of
+2^-f (the chord: 6.15 %) times the argument's rounding (2^(+-0.0006)), plus half an LSB.
 
 Deviations from the paper (each measured by the bench, see docs/numerics.md)
 ----------------------------------------------------------------------------
 1. Argument scaling: the paper divides the integer argument by ``x0 = floor(-1/S)`` (a
    per-element division by a non-power of two, and ``floor`` costs up to 1/|x0| of the
-   exponent). Here one dyadic multiply ``a * m >> s`` (``m/2^s = S * alpha * 2^F``, one DSP)
-   puts the argument in fixed point with F = 10 fraction bits; after that everything is
-   shifts and masks. The ShiftGELU constant 1.702 is folded into the same ``m``.
+   exponent) and multiplies by log2 e ~ 1.4375 with shift-adds (0.36 % short of the
+   exponent: 3 % at 8 nats). Here one dyadic multiply ``a * m >> s`` (``m/2^s = S * alpha *
+   log2(e) * 2^F``, one DSP) puts the argument in powers of two with F = 10 fraction bits;
+   the ShiftGELU constant 1.702 and log2 e are folded into the same ``m``, so they cost
+   nothing. 2^-f is a quadratic, not the paper's chord (one more multiply, 20x closer).
 2. Every right shift that drops bits rounds half up (:func:`golden.numerics.round_half_up_shift`,
    the one rounding rule of ternac); the paper floors.
 3. Shiftmax normalizes before its one division: the reciprocal is
@@ -48,8 +50,9 @@ Deviations from the paper (each measured by the bench, see docs/numerics.md)
    elements, takes an exact digit-by-digit square root of the variance normalized to 32
    bits (16 significant result bits; the paper's 10 Newton steps from 2^16 give 64 for a
    variance of 100), one normalized division, and returns the affine bias alone for a
-   zero variance (no division by zero). RMSNorm is the same datapath with the mean forced
-   to 0.
+   zero variance (no division by zero). The normalized value keeps G fraction bits from
+   the output width (:func:`norm_frac_bits`: 8 for int8, 16 for int16 outputs). RMSNorm is
+   the same datapath with the mean forced to 0.
 
 Widths
 ------
@@ -69,10 +72,12 @@ from . import numerics
 
 __all__ = [
     # parameters
-    "EXP_ARG_FRAC_BITS", "EXP_ARG_MAX", "EXP_ARG_FP_MAX", "EXP_FRAC_BITS", "EXP_Q_CLAMP",
-    "EXP_IN_BITS", "SIG_FRAC_BITS", "GELU_ALPHA", "SM_N_MAX", "SM_RECIP_FRAC_BITS",
-    "SM_OUT_BITS_MAX", "NORM_N_MAX", "NORM_IN_MAX", "NORM_ISQRT_BITS", "NORM_RECIP_NUM_BITS",
-    "NORM_Y_FRAC_BITS", "NORM_WEIGHT_BITS", "NORM_BIAS_BITS", "NORM_EPS_MAX", "OPS", "Width",
+    "EXP_ARG_FRAC_BITS", "EXP_ARG_FP_MAX", "EXP_FRAC_BITS", "EXP_Q_CLAMP", "EXP_QUAD_C",
+    "EXP_QUAD_FRAC_BITS", "EXP_IN_BITS", "SIG_FRAC_BITS", "GELU_ALPHA", "SM_N_MAX",
+    "SM_RECIP_FRAC_BITS", "SM_OUT_BITS_MAX", "shiftmax_min_out_bits", "NORM_N_MAX",
+    "NORM_IN_MAX", "NORM_ISQRT_BITS", "NORM_RECIP_NUM_BITS", "NORM_Y_FRAC_BITS_MIN",
+    "NORM_Y_FRAC_BITS_MAX", "NORM_Y_PRE_SHIFT", "norm_frac_bits", "NORM_WEIGHT_BITS",
+    "NORM_BIAS_BITS", "NORM_EPS_MAX", "OPS", "Width",
     # units
     "exp_gain", "shift_exp", "shift_exp_float",
     "shiftmax", "shiftmax_q", "shiftmax_float", "sigmoid_q", "gated_q",
@@ -81,7 +86,7 @@ __all__ = [
     "isqrt", "int_layernorm", "int_rmsnorm", "layernorm_float", "rmsnorm_float",
     "NormParams", "norm_params",
     # the I-ViT released code, for comparison only
-    "ivit_shiftmax", "ivit_shift_gelu", "ivit_isqrt", "ivit_layernorm",
+    "ivit_shiftmax", "ivit_shift_gelu", "ivit_gelu_sigmoid", "ivit_isqrt", "ivit_layernorm",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -89,19 +94,26 @@ __all__ = [
 # ---------------------------------------------------------------------------------------
 
 # Defined once, torch-free, in golden/widths.py (hw/ sizes its units from the same numbers).
-from .widths import (EXP_ARG_FRAC_BITS, EXP_ARG_MAX, EXP_ARG_FP_MAX, EXP_FRAC_BITS,  # noqa: E402
-                     EXP_Q_CLAMP, EXP_IN_BITS, SIG_FRAC_BITS, GELU_ALPHA, SM_N_MAX,
-                     SM_RECIP_FRAC_BITS, SM_OUT_BITS_MAX, NORM_N_MAX, NORM_IN_MAX,
-                     NORM_ISQRT_BITS, NORM_RECIP_NUM_BITS, NORM_Y_FRAC_BITS, NORM_WEIGHT_BITS,
-                     NORM_BIAS_BITS, NORM_EPS_MAX)
+from .widths import (EXP_ARG_FRAC_BITS, EXP_ARG_FP_MAX, EXP_FRAC_BITS,  # noqa: E402
+                     EXP_Q_CLAMP, EXP_QUAD_C, EXP_QUAD_FRAC_BITS, EXP_IN_BITS, SIG_FRAC_BITS,
+                     GELU_ALPHA, SM_N_MAX, SM_RECIP_FRAC_BITS, SM_OUT_BITS_MAX,
+                     shiftmax_min_out_bits, NORM_N_MAX, NORM_IN_MAX, NORM_ISQRT_BITS,
+                     NORM_RECIP_NUM_BITS, NORM_Y_FRAC_BITS_MIN, NORM_Y_FRAC_BITS_MAX,
+                     NORM_Y_PRE_SHIFT, norm_frac_bits, NORM_WEIGHT_BITS, NORM_BIAS_BITS,
+                     NORM_EPS_MAX)
 
-_LOG2 = 15  # width of u = a_fp + (a_fp >> 1) - (a_fp >> 4) <= 23552
+_LOG2E = math.log2(math.e)
 _SM_SUM_BITS = 28  # T <= 4096 * 2^15 = 2^27
 _SM_L_MAX = _SM_SUM_BITS - 1
 _SM_SHIFT_MAX = _SM_L_MAX + SM_RECIP_FRAC_BITS - 1  # L + P - out_bits <= 41
 _NORM_K_MAX = NORM_ISQRT_BITS - 1  # V' = 1 -> k = 15
 _NORM_T_MAX = 12  # V' < 2^55 -> k >= -12
-_NORM_Y_SHIFT_MAX = NORM_RECIP_NUM_BITS - NORM_Y_FRAC_BITS  # 22
+# y = rhu((d' R) << Z, 30 + Z - G - max(k, 0)): the shift lies in [0, 30 + Z - 8] = [0, 23]
+_NORM_Y_SHIFT_MAX = NORM_RECIP_NUM_BITS + NORM_Y_PRE_SHIFT - NORM_Y_FRAC_BITS_MIN
+_NORM_Y_BITS = NORM_Y_FRAC_BITS_MAX + 8  # |y| <= 64 2^G (1 + 2^-14): 24 bits signed at G = 16
+_EXP_M_BITS = EXP_FRAC_BITS + EXP_QUAD_FRAC_BITS + 1  # M in (2^25, 2^26]: 27 bits
+_EXP_S_MAX = (1 << (EXP_FRAC_BITS - EXP_ARG_FRAC_BITS - 1 + EXP_QUAD_FRAC_BITS)) \
+    + EXP_QUAD_C * ((1 << EXP_ARG_FRAC_BITS) - 1)  # S <= 2^15 + 11 * 1023 = 44021
 
 class Width(NamedTuple):
     """Width of one intermediate: ``bits``, ``signed``, and what it holds."""
@@ -126,13 +138,16 @@ def _s(bits: int, what: str) -> Width:
 OPS: dict[str, dict[str, Width]] = {
     "shift_exp": {
         "a": _u(EXP_IN_BITS, "argument a >= 0 (abs(x) or max - x)"),
-        "a*m": _u(32, "a times the 16-bit gain m (S * alpha * 2^10 = m / 2^s)"),
-        "a_fp": _u(15, "min(rhu(a*m, s), 2^14): the argument in nats, 10 fraction bits"),
-        "u": _u(_LOG2, "a_fp + rhu(a_fp, 1) - rhu(a_fp, 4) ~ a_fp * log2(e)"),
+        "a*m": _u(32, "a times the 16-bit gain m (S * alpha * log2(e) * 2^10 = m / 2^s)"),
+        "u": _u(15, "min(rhu(a*m, s), 2^15 - 1): the argument in powers of two, 10 fraction "
+                    "bits"),
         "q": _u(5, "min(u >> 10, 17): the power-of-two shift"),
         "r": _u(10, "u & 1023: the fraction f = r / 2^10"),
-        "mant": _u(16, "(2^11 - r) << 4 = 2^15 (1 - f/2), in (2^14, 2^15]"),
-        "e": _u(16, "rhu(mant, q) ~ 2^15 exp(-a S alpha), in [0, 2^15]"),
+        "S": _u(_EXP_S_MAX.bit_length(), "2^15 + 11 (1023 - r): the slope, in [2^15, 44021]"),
+        "r*S": _u(26, "r * S, the one multiply of the mantissa"),
+        "M": _u(_EXP_M_BITS, "2^26 - r*S = 2^26 (1 - f (1/2 + (11/64)(1 - f))) ~ 2^26 2^-f, "
+                             "in (2^25, 2^26]"),
+        "e": _u(16, "rhu(M, q + 11) ~ 2^15 exp(-a S alpha), in [0, 2^15]"),
     },
     "shiftmax": {
         "x": _s(16, "logits (int8 normally: 8 bits)"),
@@ -172,10 +187,14 @@ OPS: dict[str, dict[str, Width]] = {
         "d": _s(29, "N*x - S1 = N (x - mean)"),
         "d'": _s(23, "rhu(d, max(-k, 0))"),
         "d'*R": _s(38, "d' * R"),
-        "y": _s(16, "rhu(d'*R, 22 - max(k, 0)) ~ 2^8 (x - mean)/std, abs(y) <= 2^14"),
-        "acc": _s(33, "weight * y + bias"),
-        "acc*m": _s(49, "product inside requantize"),
-        "out": _s(8, "requantized output (out_bits, default 8)"),
+        "G": _u(5, "norm_frac_bits(out_bits): 8 for int8 outputs, 16 for int16"),
+        "y": _s(_NORM_Y_BITS, "rhu((d'*R) << 1, 31 - G - max(k, 0)) ~ 2^G (x - mean)/std, "
+                              "abs(y) <= 2^(G+6) (1 + 2^-14) (int8 outputs: 16 bits)"),
+        "acc": _s(_NORM_Y_BITS + NORM_WEIGHT_BITS - 1,
+                  "weight * y + bias (int8 outputs: 33 bits)"),
+        "acc*m": _s(_NORM_Y_BITS + NORM_WEIGHT_BITS - 1 + 16,
+                    "product inside requantize (int8 outputs: 49 bits)"),
+        "out": _s(16, "requantized output (out_bits: 8 or 16)"),
     },
 }
 
@@ -236,12 +255,13 @@ def _fits(v: torch.Tensor, bits: int, signed: bool) -> bool:
 # ---------------------------------------------------------------------------------------
 
 def exp_gain(scale: float, alpha: float = 1.0) -> tuple[int, int]:
-    """Offline constant of the shift-exp core: the dyadic ``(m, s)`` of ``S * alpha * 2^F``.
+    """Offline constant of the shift-exp core: the dyadic ``(m, s)`` of ``S * alpha * log2(e) * 2^F``.
 
-    ``a_fp = rhu(a * m, s)`` is the exp argument ``a * S * alpha`` (nats) in fixed point with
-    F = :data:`EXP_ARG_FRAC_BITS` = 10 fraction bits. ``m`` is 16 bits unsigned, ``s`` 6 bits
-    (``numerics.dyadic``). If ``S * alpha >= EXP_ARG_MAX`` (16 nats an LSB), every ``a >= 1``
-    lies beyond the argument clamp, so ``(2^16 - 1, 0)`` is returned, which gives the same
+    ``u = rhu(a * m, s)`` is the exp argument ``a * S * alpha`` (nats) times log2 e, i.e. in
+    powers of two, in fixed point with F = :data:`EXP_ARG_FRAC_BITS` = 10 fraction bits.
+    ``m`` is 16 bits unsigned, ``s`` 6 bits (``numerics.dyadic``: relative error < 2^-15).
+    If ``S * alpha * log2(e) * 2^F >= EXP_ARG_FP_MAX`` (every ``a >= 1`` lies beyond the
+    argument clamp, 32 powers of two), ``(2^16 - 1, 0)`` is returned, which gives the same
     integers.
 
     Parameters
@@ -252,29 +272,31 @@ def exp_gain(scale: float, alpha: float = 1.0) -> tuple[int, int]:
     Raises
     ------
     ValueError if ``scale * alpha`` is not positive and finite, or too small for a dyadic
-    (below 2^-74).
+    (below about 2^-75).
     """
-    g = _check_scale(scale) * _check_scale(alpha, "alpha")
-    if g >= EXP_ARG_MAX:
+    g = _check_scale(scale) * _check_scale(alpha, "alpha") * _LOG2E * (1 << EXP_ARG_FRAC_BITS)
+    if g >= EXP_ARG_FP_MAX:
         return (1 << numerics.M_BITS) - 1, 0
-    return numerics.dyadic(g * (1 << EXP_ARG_FRAC_BITS))
+    return numerics.dyadic(g)
 
 
 def shift_exp(a: torch.Tensor, m: int, s: int, *, trace: dict | None = None) -> torch.Tensor:
-    """Shift-exp core: ``e ~ 2^15 * exp(-a * m / 2^(s + 10))`` for integer ``a >= 0``.
+    """Shift-exp core: ``e ~ 2^15 * 2^-(a * m / 2^(s + 10))`` for integer ``a >= 0``.
 
-    Elementwise, one element a cycle, no multiplier but the one dyadic multiply:
+    With ``(m, s) = exp_gain(S, alpha)`` that is ``2^15 exp(-a S alpha)``. Elementwise, one
+    element a cycle, two multipliers (the dyadic gain and the mantissa's ``r * S``):
 
-    1. ``a_fp = min(rhu(a * m, s), 2^14)``: the argument in nats, 10 fraction bits, clamped
-       at 16 nats (beyond which the result is 0 anyway);
-    2. ``u = a_fp + rhu(a_fp, 1) - rhu(a_fp, 4)``: ``a_fp * log2 e`` with log2 e ~ 1.4375;
-    3. ``q = u >> 10``, ``r = u & 1023``: ``u / 2^10 = q + f`` with ``f = r / 2^10`` in [0, 1);
-    4. ``mant = (2^11 - r) << 4``: ``2^-f ~ 1 - f/2`` with 15 fraction bits, in (2^14, 2^15];
-    5. ``e = rhu(mant, min(q, 17))``: ``2^-q`` by a rounding right shift.
+    1. ``u = min(rhu(a * m, s), 2^15 - 1)``: the argument in powers of two (log2 e is in
+       ``m``), 10 fraction bits;
+    2. ``q = min(u >> 10, 17)``, ``r = u & 1023``: ``u / 2^10 = q + f``, ``f = r / 2^10``;
+    3. ``S = 2^15 + 11 (1023 - r)``, ``M = 2^26 - r * S``: ``2^-f ~ 1 - f (1/2 + b (1 - f))``,
+       b = 11/64, with 26 fraction bits, in (2^25, 2^26] (``1023 - r`` is the bitwise
+       complement of r: no carry);
+    4. ``e = rhu(M, q + 11)``: ``2^-q`` and the 11 extra fraction bits in one rounding shift.
 
     (``rhu`` = :func:`golden.numerics.round_half_up_shift`.) Widths: ``OPS["shift_exp"]``;
-    ``a`` 16 bits unsigned, ``a*m`` 32, ``a_fp`` 15, ``u`` 15, ``q`` 5, ``r`` 10, ``mant``
-    and ``e`` 16 bits unsigned.
+    ``a`` 16 bits unsigned, ``a*m`` 32, ``u`` 15, ``q`` 5, ``r`` 10, ``S`` 16, ``r*S`` 26,
+    ``M`` 27, ``e`` 16 bits unsigned.
 
     Parameters
     ----------
@@ -284,11 +306,11 @@ def shift_exp(a: torch.Tensor, m: int, s: int, *, trace: dict | None = None) -> 
 
     Returns
     -------
-    int64 tensor, same shape, values in [0, 2^15]; ``e(0) = 2^15``; non-increasing in ``a``.
-    Accuracy (tested): with ``v = a S alpha`` and ``ref = 2^15 exp(-v)``,
-    ``ref * 2^-0.0017 - 1/2 <= e <= ref * 1.0615 * 2^(0.0052 v + 0.0017) + 1/2``: the chord
-    (at most +6.15 %), log2 e short by 0.36 % of the exponent, and the roundings of the
-    argument and the shift-adds (at most 1.72 LSB of 2^-10 in the exponent).
+    int64 tensor, same shape, values in [0, 2^15]; ``e(0) = 2^15``; non-increasing in ``a``
+    (M falls with r, and M(1023) > 2^25 = M(0) / 2). Accuracy (tested): with
+    ``v = a S alpha`` and ``ref = 2^15 exp(-v)``, ``ref * 0.9970 * 2^-0.0006 - 1/2 <= e <=
+    ref * 1.0024 * 2^0.0006 + 1/2`` while v is below the clamp (the quadratic: -0.30 % ..
+    +0.24 %; the rounding of u: half an LSB of 2^-10; m: 2^-15 of the exponent).
     Source: I-ViT, Shiftmax section (ShiftExp); deviations 1 and 2 of the module docstring.
 
     Raises
@@ -300,17 +322,18 @@ def shift_exp(a: torch.Tensor, m: int, s: int, *, trace: dict | None = None) -> 
     if not (0 <= m < (1 << numerics.M_BITS) and 0 <= s <= numerics.S_MAX):
         raise ValueError(f"exp gain (m={m!r}, s={s!r}) does not fit {numerics.M_BITS}-bit m "
                          f"and s in [0, {numerics.S_MAX}]")
-    F, K = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS
+    F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
     prod = a * m
-    a_fp = torch.clamp(numerics.round_half_up_shift(prod, s), max=EXP_ARG_FP_MAX)
-    u = a_fp + numerics.round_half_up_shift(a_fp, 1) - numerics.round_half_up_shift(a_fp, 4)
+    u = torch.clamp(numerics.round_half_up_shift(prod, s), max=EXP_ARG_FP_MAX)
     q = torch.clamp(u >> F, max=EXP_Q_CLAMP)
     r = u & ((1 << F) - 1)
-    mant = ((1 << (F + 1)) - r) << (K - F - 1)
-    e = _rhu_var(mant, q, EXP_Q_CLAMP)
+    slope = (1 << (K - F - 1 + P)) + C * (((1 << F) - 1) - r)
+    rs = r * slope
+    mant = (1 << (K + P)) - rs
+    e = _rhu_var(mant, q + P, EXP_Q_CLAMP + P)
     if trace is not None:
-        trace.update({"a": a, "a*m": prod, "a_fp": a_fp, "u": u, "q": q, "r": r,
-                      "mant": mant, "e": e})
+        trace.update({"a": a, "a*m": prod, "u": u, "q": q, "r": r, "S": slope, "r*S": rs,
+                      "M": mant, "e": e})
     return e
 
 
@@ -353,6 +376,8 @@ def shiftmax(x: torch.Tensor, scale: float, out_bits: int = 16, dim: int = -1, *
     -------
     int64 tensor, same shape, values in [0, 2^out_bits - 1]. At 16 bits the rows sum to
     2^16 within 1 % for N <= 1024 (each element is within 1/2 LSB of ``e_i * 2^16 / T``).
+    Below :func:`shiftmax_min_out_bits` (N) bits (8 bits: N > 512) a constant row rounds
+    to all zeros: every probability is below half an LSB (the compiler refuses those).
 
     Source: I-ViT, Shiftmax section; deviations 1-3 of the module docstring.
 
@@ -642,7 +667,8 @@ def _norm(x, weight, bias, m, s, eps, out_bits, dim, rms, trace, name):
     if not (isinstance(out_bits, int) and 2 <= out_bits <= 32):
         raise ValueError(f"{name} out_bits must be an integer in 2..32, not {out_bits!r}")
 
-    W, G, RN = NORM_ISQRT_BITS, NORM_Y_FRAC_BITS, NORM_RECIP_NUM_BITS
+    W, RN, Z = NORM_ISQRT_BITS, NORM_RECIP_NUM_BITS, NORM_Y_PRE_SHIFT
+    G = norm_frac_bits(out_bits)
     S1 = torch.zeros_like(xm[..., :1]) if rms else xm.sum(-1, keepdim=True)
     S2 = (xm * xm).sum(-1, keepdim=True)
     V = n * S2 - S1 * S1 + eps
@@ -658,14 +684,14 @@ def _norm(x, weight, bias, m, s, eps, out_bits, dim, rms, trace, name):
     d = n * xm - S1
     d1 = _rhu_var(d, t, _NORM_T_MAX)
     dR = d1 * R
-    y = _rhu_var(dR, _NORM_Y_SHIFT_MAX - kp, _NORM_Y_SHIFT_MAX)
+    y = _rhu_var(dR << Z, RN + Z - G - kp, _NORM_Y_SHIFT_MAX)
     acc = w * y + b
     hi = (1 << (out_bits - 1)) - 1
     out = numerics.requantize(acc, m, s, -hi, hi)
     if trace is not None:
         trace.update({"S1": S1, "S2": S2, "N*S2": n * S2, "S1^2": S1 * S1, "V": V,
                       "k": k, "Vn": Vn, "r": r, "num": num, "R": R, "d": d, "d'": d1, "d'*R": dR,
-                      "y": y, "acc": acc, "acc*m": acc * m, "out": out})
+                      "G": torch.tensor(G), "y": y, "acc": acc, "acc*m": acc * m, "out": out})
     return out.movedim(-1, dim)
 
 
@@ -685,26 +711,33 @@ def int_layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, m: 
     4. ``r = isqrt(Vn)`` (exact, 16 steps; ``r`` in [2^15, 2^16)) ~ ``sqrt(V) * 2^k``;
     5. the one division: ``R = (2^30 + (r >> 1)) // r`` in (2^14, 2^15] (16 bits unsigned);
     6. pass 2, per element: ``d = N*x - S1`` (29 bits signed, = N (x - mean) exactly),
-       ``d' = rhu(d, max(-k, 0))`` (23 bits signed), ``y = rhu(d' * R, 22 - max(k, 0))``:
-       ``y ~ 2^8 (x - mean) / sqrt(var + eps/N^2)``, 16 bits signed (|y| < 64 * 2^8);
-    7. ``acc = weight * y + bias`` (33 bits signed), ``out = numerics.requantize(acc, m, s)``
-       saturated to the symmetric ``out_bits`` range.
+       ``d' = rhu(d, max(-k, 0))`` (23 bits signed), ``y = rhu((d' * R) << 1, 31 - G -
+       max(k, 0))`` with ``G = norm_frac_bits(out_bits)`` (8 for int8 outputs, 16 for
+       int16): ``y ~ 2^G (x - mean) / sqrt(var + eps/N^2)``, |y| <= 64 * 2^G (1 + 2^-14)
+       (16 bits signed at G = 8, 24 at G = 16; the ``<< 1`` keeps the shift >= 0 at
+       G = 16, k = 15);
+    7. ``acc = weight * y + bias`` (33 bits signed at G = 8, 39 at G = 16),
+       ``out = numerics.requantize(acc, m, s)`` saturated to the symmetric ``out_bits``
+       range.
 
     Parameters
     ----------
     x : integer tensor, any shape, |x| <= 32767 (int8 activations or int16 residuals)
     weight : (N,) integer, |w| <= 2^15 - 1 (gamma / weight_scale, see :func:`norm_params`)
-    bias : (N,) integer, |b| <= 2^31 - 1, at the scale ``weight_scale * 2^-8``
-    m, s : dyadic output multiplier ``weight_scale * 2^-8 / out_scale`` (16-bit m)
+    bias : (N,) integer, |b| <= 2^31 - 1, at the scale ``weight_scale * 2^-G``
+    m, s : dyadic output multiplier ``weight_scale * 2^-G / out_scale`` (16-bit m)
     eps : int, added to ``N^2 var`` (eps / in_scale^2 * N^2, from :func:`norm_params`)
-    out_bits : int, output width, symmetric (default int8 [-127, 127])
+    out_bits : int, output width, symmetric (default int8 [-127, 127]); sets G
+        (:func:`norm_frac_bits`), so ``bias``, ``m`` and ``s`` must be made for it
+        (``norm_params(..., out_bits=...)``)
     dim : the normalized axis (length 1..4096)
     trace : optional dict; receives the intermediates named in ``OPS["norm"]``
 
     Returns
     -------
     int64 tensor, same shape as ``x``. Within 1 output LSB of :func:`layernorm_float` on
-    the same integers (tested), small variances and outliers included.
+    the same integers (tested), small variances and outliers included. The normalized
+    value is within about ``2^-(G+1) + 2^-14.4 |y|`` of the exact (x - mean)/std.
 
     Source: I-ViT, I-LayerNorm section; deviations 2 and 5 of the module docstring.
 
@@ -722,7 +755,7 @@ def int_rmsnorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, m: in
     """Integer RMSNorm: :func:`int_layernorm`'s datapath with ``S1`` forced to 0.
 
     ``V = N*S2 + eps`` = ``N^2 (mean(x^2) + eps/N^2)``, ``d = N*x``, so
-    ``y ~ 2^8 x / sqrt(mean(x^2) + eps/N^2)``; everything else, the widths included, is
+    ``y ~ 2^G x / sqrt(mean(x^2) + eps/N^2)``; everything else, the widths included, is
     as :func:`int_layernorm` (pass 1 only accumulates ``S2``). Pass ``bias`` zeros for the
     usual bias-free RMSNorm. Within 1 output LSB of :func:`rmsnorm_float` (tested).
 
@@ -732,34 +765,38 @@ def int_rmsnorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, m: in
 
 
 def layernorm_float(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, m: int, s: int,
-                    *, eps: int = 0, rms: bool = False, dim: int = -1) -> torch.Tensor:
+                    *, eps: int = 0, rms: bool = False, dim: int = -1,
+                    out_bits: int = 8) -> torch.Tensor:
     """Float counterpart of :func:`int_layernorm` / :func:`int_rmsnorm` on the same integers.
 
-    ``(weight * 2^8 * (x - mean) / sqrt(var + eps/N^2) + bias) * m / 2^s`` in float64
-    (mean 0 and var = mean(x^2) when ``rms``), 0 for the normalized value when
-    ``var + eps/N^2 = 0``. Returned unrounded and unsaturated, in output LSB.
+    ``(weight * 2^G * (x - mean) / sqrt(var + eps/N^2) + bias) * m / 2^s`` in float64 with
+    ``G = norm_frac_bits(out_bits)`` (mean 0 and var = mean(x^2) when ``rms``), 0 for the
+    normalized value when ``var + eps/N^2 = 0``. Returned unrounded and unsaturated, in
+    output LSB.
     """
     xf = x.to(torch.float64).movedim(dim, -1)
     n = xf.shape[-1]
     mean = torch.zeros_like(xf[..., :1]) if rms else xf.mean(-1, keepdim=True)
     var = ((xf - mean) ** 2).mean(-1, keepdim=True) + float(eps) / n ** 2
     y = torch.where(var > 0, (xf - mean) / torch.sqrt(torch.where(var > 0, var, 1.0)), 0.0)
-    out = (weight.to(torch.float64) * y * 2.0 ** NORM_Y_FRAC_BITS + bias.to(torch.float64))
+    out = (weight.to(torch.float64) * y * 2.0 ** norm_frac_bits(out_bits)
+           + bias.to(torch.float64))
     return (out * (m / 2.0 ** s)).movedim(-1, dim)
 
 
 def rmsnorm_float(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, m: int, s: int,
-                  *, eps: int = 0, dim: int = -1) -> torch.Tensor:
+                  *, eps: int = 0, dim: int = -1, out_bits: int = 8) -> torch.Tensor:
     """Float counterpart of :func:`int_rmsnorm`: :func:`layernorm_float` with ``rms=True``."""
-    return layernorm_float(x, weight, bias, m, s, eps=eps, rms=True, dim=dim)
+    return layernorm_float(x, weight, bias, m, s, eps=eps, rms=True, dim=dim, out_bits=out_bits)
 
 
 @dataclasses.dataclass(frozen=True)
 class NormParams:
     """Integer constants of one LayerNorm/RMSNorm (from :func:`norm_params`).
 
-    weight : (N,) int64, |w| <= 2^15 - 1; bias : (N,) int64 at scale weight_scale * 2^-8;
-    m, s : dyadic output multiplier; eps : int added to N^2 var; weight_scale : float.
+    weight : (N,) int64, |w| <= 2^15 - 1; bias : (N,) int64 at scale weight_scale * 2^-G;
+    m, s : dyadic output multiplier; eps : int added to N^2 var; weight_scale : float;
+    out_bits : the output width they were made for (G = norm_frac_bits(out_bits)).
     """
     weight: torch.Tensor
     bias: torch.Tensor
@@ -767,25 +804,29 @@ class NormParams:
     s: int
     eps: int
     weight_scale: float
+    out_bits: int = 8
 
     def kwargs(self) -> dict:
-        """Keyword arguments of :func:`int_layernorm` / :func:`int_rmsnorm`."""
+        """Keyword arguments of :func:`int_layernorm` / :func:`int_rmsnorm` (``out_bits``
+        included: the bias and (m, s) hold only for the G of that width)."""
         return {"weight": self.weight, "bias": self.bias, "m": self.m, "s": self.s,
-                "eps": self.eps}
+                "eps": self.eps, "out_bits": self.out_bits}
 
 
 def norm_params(weight: torch.Tensor, bias: torch.Tensor | None, in_scale: float,
-                out_scale: float, eps: float = 1e-5) -> NormParams:
+                out_scale: float, eps: float = 1e-5, out_bits: int = 8) -> NormParams:
     """Offline: quantize a float LayerNorm/RMSNorm affine to the integers of the unit.
 
+    With ``G = norm_frac_bits(out_bits)`` (8 for int8 outputs, 16 for int16):
     ``weight_scale = max|gamma| / (2^15 - 1)`` (symmetric absmax, 16 bits),
-    ``weight = round(gamma / weight_scale)``, ``bias = round(beta / (weight_scale * 2^-8))``
-    (saturated to 32 bits), ``(m, s) = numerics.dyadic(weight_scale * 2^-8 / out_scale)``,
+    ``weight = round(gamma / weight_scale)``, ``bias = round(beta / (weight_scale * 2^-G))``
+    (saturated to 32 bits), ``(m, s) = numerics.dyadic(weight_scale * 2^-G / out_scale)``,
     ``eps_int = round(eps / in_scale^2 * N^2)`` (saturated below 2^54).
 
     Raises
     ------
-    ValueError for non-finite values, bad scales, or a multiplier ``dyadic`` cannot hold.
+    ValueError for non-finite values, bad scales or out_bits, or a multiplier ``dyadic``
+    cannot hold.
     """
     g = torch.as_tensor(weight, dtype=torch.float64).flatten()
     n = g.numel()
@@ -799,12 +840,12 @@ def norm_params(weight: torch.Tensor, bias: torch.Tensor | None, in_scale: float
     gmax = float(g.abs().max()) if n else 0.0
     ws = gmax / ((1 << (NORM_WEIGHT_BITS - 1)) - 1) if gmax > 0 else 1.0
     w = torch.round(g / ws).to(torch.int64)
-    acc_scale = ws * 2.0 ** -NORM_Y_FRAC_BITS
+    acc_scale = ws * 2.0 ** -norm_frac_bits(out_bits)
     bmax = (1 << (NORM_BIAS_BITS - 1)) - 1
     b = torch.clamp(torch.round(bt / acc_scale), -bmax, bmax).to(torch.int64)
     m, s = numerics.dyadic(acc_scale / out_scale)
     eps_int = min(int(round(float(eps) / in_scale ** 2 * n * n)), NORM_EPS_MAX)
-    return NormParams(w, b, m, s, max(eps_int, 0), ws)
+    return NormParams(w, b, m, s, max(eps_int, 0), ws, out_bits)
 
 
 # ---------------------------------------------------------------------------------------
@@ -837,19 +878,32 @@ def ivit_shiftmax(x: torch.Tensor, scale: float, out_bits: int = 8, dim: int = -
     return (p * 2.0 ** -(out_bits - 1)).movedim(-1, dim)
 
 
-def ivit_shift_gelu(x: torch.Tensor, scale: float, out_bits: int = 8, dim: int = -1) -> torch.Tensor:
-    """The released I-ViT ``IntGELU`` (n = 23, row max subtracted), real outputs (float64).
-
-    For comparison only: its sigmoid depends on the row maximum.
-    """
-    xf = x.to(torch.float64).movedim(dim, -1)
+def _ivit_gelu_sig(xf: torch.Tensor, scale: float, out_bits: int) -> torch.Tensor:
     s_sig = float(scale) * GELU_ALPHA
     xmax = xf.amax(-1, keepdim=True)
     e = _ivit_exp(xf - xmax, s_sig, 23)
     e_max = _ivit_exp(-xmax, s_sig, 23)
     tot = torch.clamp(e + e_max, max=2 ** 31 - 1)
     factor = torch.floor((2 ** 31 - 1) / tot)
-    sig = torch.floor(e * factor / 2 ** (31 - out_bits + 1))
+    return torch.floor(e * factor / 2 ** (31 - out_bits + 1))
+
+
+def ivit_gelu_sigmoid(x: torch.Tensor, scale: float, out_bits: int = 8,
+                      dim: int = -1) -> torch.Tensor:
+    """The sigmoid inside the released I-ViT ``IntGELU``: ``sigmoid(1.702 x S)`` as a real
+    value (float64, scale ``2^-(out_bits - 1)``), row maximum subtracted. For comparison
+    only (with :func:`sigmoid_q` at ``exp_gain(S, 1.702)``)."""
+    xf = x.to(torch.float64).movedim(dim, -1)
+    return (_ivit_gelu_sig(xf, scale, out_bits) * 2.0 ** -(out_bits - 1)).movedim(-1, dim)
+
+
+def ivit_shift_gelu(x: torch.Tensor, scale: float, out_bits: int = 8, dim: int = -1) -> torch.Tensor:
+    """The released I-ViT ``IntGELU`` (n = 23, row max subtracted), real outputs (float64).
+
+    For comparison only: its sigmoid depends on the row maximum.
+    """
+    xf = x.to(torch.float64).movedim(dim, -1)
+    sig = _ivit_gelu_sig(xf, scale, out_bits)
     return (xf * sig * float(scale) * 2.0 ** -(out_bits - 1)).movedim(-1, dim)
 
 

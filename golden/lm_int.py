@@ -164,7 +164,8 @@ class IntLinear:
 @dataclasses.dataclass(frozen=True)
 class IntNorm:
     """An integer RMSNORM (bias 0, eps 0): ``weight`` (n,) int64 with |w| <= NORM_W_MAX,
-    ``(m, s) = dyadic(weight_scale * 2^-8 / out_scale)``, ``out_bits`` 8 or 16."""
+    ``(m, s) = dyadic(weight_scale * 2^-G / out_scale)`` with ``G =
+    intops.norm_frac_bits(out_bits)``, ``out_bits`` 8 or 16."""
     name: str
     weight: torch.Tensor
     m: int
@@ -192,14 +193,15 @@ def norm_consts(name: str, gamma: torch.Tensor, out_scale: float, out_bits: int)
 
     As :func:`golden.intops.norm_params` (bias 0), but the weight scale is
     ``max|gamma| / NORM_W_MAX`` (so every weight splits into two int8 bytes):
-    ``w = round(gamma / ws)``, ``(m, s) = numerics.dyadic(ws * 2^-8 / out_scale)``.
+    ``w = round(gamma / ws)``, ``(m, s) = numerics.dyadic(ws * 2^-G / out_scale)`` with
+    ``G = intops.norm_frac_bits(out_bits)`` (8 for int8 outputs, 16 for int16).
     An all-zero gamma gives w = 0 (the output is then 0).
     """
     g = gamma.detach().to(torch.float64).flatten()
     gmax = float(g.abs().max()) if g.numel() else 0.0
     ws = gmax / NORM_W_MAX if gmax > 0 else 1.0
     w = torch.round(g / ws).to(torch.int64)
-    m, s = numerics.dyadic(ws * 2.0 ** -intops.NORM_Y_FRAC_BITS / out_scale)
+    m, s = numerics.dyadic(ws * 2.0 ** -intops.norm_frac_bits(out_bits) / out_scale)
     return IntNorm(name, w, m, s, ws, float(out_scale), out_bits)
 
 
