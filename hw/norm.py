@@ -3,8 +3,9 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.golden.widths import (NORM_BIAS_BITS, NORM_EPS_MAX, NORM_ISQRT_BITS, NORM_N_MAX,
-                           NORM_RECIP_NUM_BITS, NORM_WEIGHT_BITS, NORM_Y_FRAC_BITS)
+from ternac.golden.widths import (ACT_BITS, NORM_BIAS_BITS, NORM_EPS_MAX, NORM_ISQRT_BITS,
+                                  NORM_N_MAX, NORM_RECIP_NUM_BITS, NORM_WEIGHT_BITS,
+                                  NORM_Y_FRAC_BITS_MAX, NORM_Y_PRE_SHIFT, norm_frac_bits)
 from ternac.golden.widths import M_BITS, S_BITS
 from .divider import SeqDivider, SeqIsqrt
 from .vector import (OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, bits_for, pass_control,
@@ -38,10 +39,11 @@ class Norm(wiring.Component):
        16 cycles, exact); ``R = (2^30 + (r >> 1)) // r`` (:class:`~hw.divider.SeqDivider`,
        16 cycles). At most ``bits(N) + bits(|S1|) + 15 + 40`` cycles (< 100 for 4096);
     3. pass 1 (normalize): ``d = N*x - S1`` (the same DSP), ``d' = rhu(d, max(-k, 0))``,
-       ``y = rhu(d' * R, 22 - max(k, 0))`` (16 bits), ``acc = weight * y + bias``,
-       ``out = requantize(acc, m, s)`` saturated to int8 [-127, 127] or, with ``wide``,
-       int16 [-32767, 32767]. Four products (DSPs): ``x*x`` / ``N*x``, ``d'*R``, ``w*y``,
-       ``acc*m``.
+       ``y = rhu((d' * R) << 1, 31 - G - max(k, 0))`` with ``G =
+       golden.widths.norm_frac_bits(8)`` = 8, or with ``wide`` ``norm_frac_bits(16)`` = 16
+       (24 bits signed), ``acc = weight * y + bias``, ``out = requantize(acc, m, s)``
+       saturated to int8 [-127, 127] or, with ``wide``, int16 [-32767, 32767]. Four
+       products (DSPs): ``x*x`` / ``N*x``, ``d'*R``, ``w*y`` (16 x 24), ``acc*m``.
 
     The affine bias (32 bits, golden ``NORM_BIAS_BITS``) does not fit the 16-bit ``b`` field,
     which carries the weight, so it has its own stream ``c``, read only while ``bias_en``
@@ -65,13 +67,14 @@ class Norm(wiring.Component):
         |x| <= 32767
     c : In(stream.Signature(signed(32)))   pass 1 with ``bias_en``: the bias, one a beat
     o : Out(stream.Signature(VEC_OUT))     pass 1: ``y`` signed 16 bits
-    m : In(16), s : In(6)   output multiplier (``golden.intops.norm_params(...).m, .s``)
+    m : In(16), s : In(6)   output multiplier (``golden.intops.norm_params(...,
+        out_bits).m, .s``, made for the G of the output width)
     eps : In(54)            integer eps added to N^2 var (``norm_params(...).eps``; 0 in
         the ISA)
     mode : In(NormMode)
     neg : In(1)             negate ``a`` first
     bias_en : In(1)
-    wide : In(1)            0: int8 output range, 1: int16
+    wide : In(1)            0: int8 output range and G = 8, 1: int16 and G = 16
 
     Config ports are held constant while a vector streams.
 
@@ -108,7 +111,9 @@ class Norm(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        W, G, RN = NORM_ISQRT_BITS, NORM_Y_FRAC_BITS, NORM_RECIP_NUM_BITS
+        W, RN, Z = NORM_ISQRT_BITS, NORM_RECIP_NUM_BITS, NORM_Y_PRE_SHIFT
+        # G from the output width, golden's one rule: int8 (OUT8) or int16 (wide).
+        G8, G16 = norm_frac_bits(ACT_BITS), norm_frac_bits(OPERAND_BITS)
         X = 1 << (OPERAND_BITS - 1)                   # |x| <= 2^15
         NL = self._max_len
         n_bits = bits_for(NL)
@@ -120,8 +125,9 @@ class Norm(wiring.Component):
         sq_bits = bits_for(max(X * X, NL * X)) + 1    # x*x (pass 0) or N*x (pass 1), signed
         d_bits = bits_for(2 * NL * X) + 1             # N*x - S1, signed
         r_bits = W                                    # R in (2^14, 2^15]
-        y_bits = OPERAND_BITS                         # |y| <= 2^14 (golden OPS["norm"]["y"])
-        wy_bits = NORM_WEIGHT_BITS + y_bits
+        # |y| <= 2^(G+6) (1 + 2^-14): 24 bits signed at G = 16 (golden OPS["norm"]["y"])
+        y_bits = NORM_Y_FRAC_BITS_MAX + 8
+        wy_bits = NORM_WEIGHT_BITS + y_bits - 1       # |w y| < 2^15 2^22 (1 + 2^-14)
         acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1
 
         m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W)
@@ -133,7 +139,7 @@ class Norm(wiring.Component):
         S2 = Signal(unsigned(s2_bits))
         k = Signal(signed(bits_for(max(t_max, W)) + 1))
         t = Signal(range(t_max + 1))                  # max(-k, 0)
-        y_shift = Signal(range(RN - G + 1))           # 22 - max(k, 0)
+        y_shift = Signal(range(RN + Z - G8 + 1))      # 30 + Z - G - max(k, 0), >= 0
         R = Signal(r_bits)
         m.d.comb += R.eq(div.q)
 
@@ -160,7 +166,7 @@ class Norm(wiring.Component):
         with m.If(ce & v2 & ~final):
             m.d.sync += [S1.eq(S1 + x2), S2.eq(S2 + sq2)]
 
-        # Pass 1: d = N x - S1, d' = rhu(d, t), y = rhu(d' R, 22 - max(k, 0)).
+        # Pass 1: d = N x - S1, d' = rhu(d, t), y = rhu((d' R) << Z, 30 + Z - G - max(k, 0)).
         valids = [v1, v2]
 
         def advance(v, n=1):
@@ -176,8 +182,7 @@ class Norm(wiring.Component):
         v = advance(v, 2)
         dr = pipe.reg(d * R, signed(d_bits + r_bits + 1), name="dR")
         v = advance(v)
-        # |y| <= 2^14: 16 bits signed (golden OPS["norm"]["y"]).
-        y = rhu_pipelined(m, pipe, dr, y_shift, shape=signed(y_bits), name="norm_y")
+        y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y")
         v = advance(v, 2)
         w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
@@ -246,7 +251,8 @@ class Norm(wiring.Component):
             with m.State("DIVIDE"):
                 with m.If(~div.busy):
                     m.d.sync += [t.eq(Mux(k < 0, -k, 0)),
-                                 y_shift.eq(RN - G - Mux(k > 0, k, 0))]
+                                 y_shift.eq(RN + Z - Mux(self.wide, G16, G8)
+                                            - Mux(k > 0, k, 0))]
                     m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += work_done.eq(1)

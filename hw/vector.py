@@ -11,8 +11,8 @@
   shift and the saturation of ``golden.numerics.requantize`` / ``sat`` to the
   :func:`sym_range` bounds, with their tests written as bit reductions (no carry chain as
   wide as the product); :func:`priority_encode`;
-* :func:`shift_exp`: the shift-exp core of :func:`golden.intops.shift_exp` as eight
-  pipeline stages;
+* :func:`shift_exp`: the shift-exp core of :func:`golden.intops.shift_exp` (log2 e in the
+  gain, a quadratic for 2^-f) as eight pipeline stages;
 * :func:`pass_control`: the pass counter of a multi-pass unit (stream a pass, drain the
   pipeline, do the once-a-vector work, stream the next pass).
 
@@ -22,7 +22,8 @@ implements, and its widths come from :mod:`golden.intops` / :mod:`golden.widths`
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
-from ternac.golden.widths import EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS
+from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_IN_BITS,
+                                  EXP_QUAD_C, EXP_QUAD_FRAC_BITS)
 from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_MAX
 
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
@@ -230,33 +231,40 @@ SHIFT_EXP_STAGES = 8
 def shift_exp(m, pipe: Pipe, a, gain_m, gain_s) -> Signal:
     """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
 
-    ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, the one
-    multiplier: a DSP) -> ``a_fp = min(rhu(a*m, s), 2^14)`` (barrel shift, then round and
-    clamp) -> ``u = a_fp + rhu(a_fp, 1) - rhu(a_fp, 4)`` (the halves first, then the sum)
-    -> ``e = rhu((2^11 - (u & 1023)) << 4, u >> 10)`` (mantissa, barrel shift, round):
-    16 bits unsigned in [0, 2^15]. Widths from ``golden.intops.OPS["shift_exp"]``; a
-    register every one or two carry chains, for Fmax on iCE40.
+    ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, a DSP) ->
+    ``u = min(rhu(a*m, s), 2^15 - 1)`` (barrel shift, then round and clamp; log2 e is in
+    ``m``) -> the slope ``S = 2^15 + 11 (1023 - r)`` of the quadratic for 2^-f (``r = u &
+    1023``; ``1023 - r`` is ``~r``, and ``11 ~r`` two shift-adds) -> ``r * S`` (26 bits, the
+    second DSP) -> ``M = 2^26 - r*S`` (27 bits) -> ``e = rhu(M, q + 11)`` with ``q = u >>
+    10`` (barrel shift, round): 16 bits unsigned in [0, 2^15]. Widths from
+    ``golden.intops.OPS["shift_exp"]``; a register every carry chain or multiplier, for Fmax
+    on iCE40.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
-    ``q = u >> 10`` (at most 23) is used, which gives the same integer: the mantissa is at
-    most 2^15, so any shift of 17 or more rounds it to 0.
+    ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
+    any shift ``q + 11`` of 28 or more rounds it to 0.
     """
-    F, K = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS
-    afp_bits = bits_for(EXP_ARG_FP_MAX)
+    F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
+    u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
     prod = pipe.reg(a * gain_m, unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
     t = pipe.reg((prod << 1) >> gain_s, name="exp_t")
-    # min((t + 1) >> 1, 2^14): above 2^14 exactly when t > 2^15.
-    over = t[afp_bits + 1:].any() | (t[afp_bits] & t[:afp_bits].any())   # t > 2^15
-    a_fp = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:afp_bits + 1] + 1) >> 1),
-                    unsigned(afp_bits), name="exp_afp")
-    half = pipe.reg(rhu(m, a_fp, 1, name="exp_half_c"), name="exp_half")
-    sixteenth = pipe.reg(rhu(m, a_fp, 4, name="exp_sixteenth_c"), name="exp_sixteenth")
-    a_fp = pipe.reg(a_fp, name="exp_afp")
-    u_max = EXP_ARG_FP_MAX + (EXP_ARG_FP_MAX >> 1) - (EXP_ARG_FP_MAX >> 4)
-    u = pipe.reg(a_fp + half - sixteenth, unsigned(bits_for(u_max)), name="exp_u")
-    mant = pipe.reg(((1 << (F + 1)) - u[:F]) << (K - F - 1), unsigned(K + 1), name="exp_mant")
-    q = pipe.reg(u[F:], name="exp_q")
-    return rhu_pipelined(m, pipe, mant, q, name="exp_e")
+    # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
+    over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
+    u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
+                 name="exp_u")
+    r, q = u[:F], u[F:]
+    nr = ~r                                                            # 1023 - r, 10 bits
+    s_max = (1 << (K - F - 1 + P)) + C * ((1 << F) - 1)
+    assert C == 0b1011, "the shift-adds below are 11 * (1023 - r)"
+    slope = pipe.reg((1 << (K - F - 1 + P)) + ((nr << 3) + (nr << 1) + nr),
+                     unsigned(bits_for(s_max)), name="exp_slope")
+    r1 = pipe.reg(r, name="exp_r")
+    q1 = pipe.reg(q, name="exp_q")
+    rs = pipe.reg(r1 * slope, unsigned(F + bits_for(s_max)), name="exp_rs")
+    q2 = pipe.reg(q1, name="exp_q")
+    mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
+    qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
+    return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e")
 
 
 def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1):
