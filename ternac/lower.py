@@ -44,6 +44,7 @@ import torch
 
 from ternac.config import LM_CONFIG, LM_SAMPLE_CONFIG, UP5K_SPRAM_WORDS, AccelConfig
 from ternac.errors import CheckpointError, CompileError
+from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
 from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
@@ -52,6 +53,7 @@ from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import spec
 from ternac.golden.packing import embedding_words, tile_lanes, tile_lanes_t3
 from ternac.golden.sampler import seed_state, split_state
+from ternac.golden.widths import SHIFTMAX_OUT_BITS, shiftmax_min_out_bits
 
 __all__ = ["CompileError", "Lowered", "Compiled", "CompiledLM", "lower", "compile_mlp",
            "compile_lm", "lm_config", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS",
@@ -528,7 +530,9 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     Raises
     ------
     CompileError, one sentence with the numbers, if: a fan-in exceeds ``cfg.max_fan_in``; a
-    requantization (m, s) is out of range; a RAW output exceeds ``cfg.out_depth``; the
+    requantization (m, s) is out of range; a RAW output exceeds ``cfg.out_depth``; a
+    SHIFTMAX output declares fewer bits than its row length needs
+    (``golden.widths.shiftmax_min_out_bits``: a constant row would round to zeros); the
     program needs a vector unit ``cfg.vector`` lacks, or a summing op over more than
     ``cfg.max_vector``; the weights exceed ``cfg.weight_depth`` words; the scratch map
     exceeds ``cfg.scratch_depth`` (or the 4096 words 12-bit addresses name) even with every
@@ -546,6 +550,15 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
             if nd.flags & Flag.RAW and n > cfg.out_depth:
                 raise CompileError(f"{nd.weight} writes {n} raw outputs, more than the "
                                    f"{cfg.out_depth}-word output buffer holds (out_depth)")
+        elif nd.op == Op.SHIFTMAX:
+            vec = g.vecs[nd.out]
+            need = shiftmax_min_out_bits(vec.n)
+            if vec.bits < need:
+                raise CompileError(
+                    f"SHIFTMAX output {nd.out!r} declares {vec.bits}-bit probabilities over "
+                    f"rows of {vec.n}, where a constant row rounds to all zeros (1/{vec.n} is "
+                    f"below half an LSB); rows of {vec.n} need at least {need} bits (the ISA's "
+                    f"SHIFTMAX writes {SHIFTMAX_OUT_BITS})")
     depth = min(cfg.scratch_depth, ADDR_LIMIT)
     sizes = {name: v.numel() for name, v in g.consts.items()}
     built = _layout(g, cfg, set(sizes))
@@ -804,10 +817,7 @@ def write_compiled(c: Lowered, out_dir: str | os.PathLike) -> list[str]:
         files.append(("scratch.hex", "\n".join(lines) + "\n"))
     for name, data in files:
         p = os.path.join(out_dir, name)
-        tmp = p + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(data)
-        os.replace(tmp, p)
+        atomic_write(p, data.encode())
         paths.append(p)
     return paths
 
