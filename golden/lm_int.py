@@ -707,7 +707,8 @@ class IntLM:
         return argmax(logits)
 
     def generate(self, prompt_ids, n: int, greedy: bool = True, seed: int | None = None,
-                 temperature: float = 1.0, logits_out: list | None = None) -> list[int]:
+                 temperature: float = 1.0, logits_out: list | None = None,
+                 on_token=None) -> list[int]:
         """Feed ``prompt_ids`` and continue for ``n`` tokens; returns the new ids.
 
         Greedy (default): each next token is the ARGMAX of the raw int32 logits (the
@@ -723,6 +724,8 @@ class IntLM:
         ----------
         logits_out : optional list; receives the logits of every step (``len(prompt) + n
             - 1`` of them, lists of int): raw int32 for greedy, int16 for sampling.
+        on_token : optional callable(int); called with each new id as soon as its step is
+            done, in order (``n`` calls).
 
         Raises
         ------
@@ -762,6 +765,8 @@ class IntLM:
             if k + 1 >= len(ids):
                 out.append(nxt)
                 seq.append(nxt)
+                if on_token is not None:
+                    on_token(nxt)
         return out
 
     @torch.no_grad()
