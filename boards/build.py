@@ -3,14 +3,24 @@ JSON reports: resources used and available, Fmax achieved against the constraint
 critical path, and wall time a phase.
 
 * :func:`build_board`: a board top (``boards/icebreaker.py``, ``boards/ulx3s.py``) for one
-  AccelConfig and program; a timing miss raises :class:`TimingError` naming the critical
-  path (the report is written first, with ``timing_met: false``).
+  AccelConfig and program. Before any synthesis the resource model
+  (``boards/resources.py``) estimates the design and a design that clearly cannot fit the
+  device raises :class:`FitError`; after the build the estimate is written beside the
+  measured utilization (``report["estimate"]``). A timing miss raises
+  :class:`TimingError` naming the critical path (the report is written first, with
+  ``timing_met: false``).
 * :func:`build_unit`: one component out of context (``ternac build unit NAME``), its ports
   fed from a serial shift chain and folded into one output pin so that nothing is
   optimised away; the wrapper's own cost is stated in the report.
 
 Every figure in a report is *measured* (this machine, this run) unless its key says
 otherwise; ``kinds`` says so per figure (../shared/DESIGN.md "Reports").
+
+A build runs in a staging folder beside its build folder and replaces the build folder only
+once it is complete (``ternac.errors.replace_folder``; a timing miss is complete, its report
+says ``timing_met: false``); a failed build leaves the previous one as it was and keeps its
+own files, for the logs, in ``<build folder>.failed``. Board facts (device, clock,
+bitstream name, baud) come from ``boards/facts.py``.
 """
 from __future__ import annotations
 
@@ -25,8 +35,12 @@ import time
 from amaranth import Cat, Elaboratable, Module, Signal, Value
 from amaranth.lib import io, wiring
 
-__all__ = ["BOARDS", "DEVICES", "BuildError", "FitError", "TimingError", "tool_env", "build_board",
-           "check_timing",
+from ternac.errors import replace_folder, staged_folder, write_json
+
+from . import facts
+from .resources import FitError
+
+__all__ = ["BuildError", "FitError", "TimingError", "tool_env", "build_board", "check_timing",
            "build_unit", "parse_reports", "unit_names", "OOCWrapper"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -47,16 +61,6 @@ PHASE_KEYS = {"yosys": "synthesis_s", "nextpnr-ice40": "place_and_route_s",
               "nextpnr-ecp5": "place_and_route_s", "icepack": "bitstream_s",
               "ecppack": "bitstream_s"}
 
-#: Boards: module, device family, bitstream file.
-BOARDS = {
-    "icebreaker": {"module": "ternac.boards.icebreaker", "family": "ice40", "bitstream": "top.bin",
-                   "device": "iCE40UP5K-SG48"},
-    "ulx3s": {"module": "ternac.boards.ulx3s", "family": "ecp5", "bitstream": "top.bit",
-              "device": "LFE5U-85F-6BG381C"},
-}
-#: Devices for out-of-context unit builds -> the board whose platform (pins) they borrow.
-DEVICES = {"up5k": "icebreaker", "ecp5-85": "ulx3s", "85f": "ulx3s"}
-
 #: nextpnr utilisation keys per family: report key -> nextpnr cell type.
 _UTIL = {
     "ice40": {"LC": "ICESTORM_LC", "EBR": "ICESTORM_RAM", "SPRAM": "ICESTORM_SPRAM",
@@ -67,11 +71,10 @@ _UTIL = {
 
 
 class BuildError(RuntimeError):
-    """A tool failed; the message is one sentence naming the phase and the log."""
+    """A tool failed; the message is one sentence naming the phase and the log.
 
-
-class FitError(BuildError):
-    """The design needs more of some resource than the device has."""
+    (A design that does not fit raises :class:`ternac.boards.resources.FitError`, also
+    importable from here: before synthesis from the estimate, after it from nextpnr.)"""
 
 
 class TimingError(BuildError):
@@ -103,8 +106,10 @@ def tool_env() -> dict:
     return env
 
 
-def _run_plan(plan, build_dir: pathlib.Path, name: str, progress: bool) -> dict:
-    """Extract an Amaranth build plan and run its commands one by one, timing each."""
+def _run_plan(plan, build_dir: pathlib.Path, name: str, progress: bool,
+              log_dir: pathlib.Path | None = None) -> dict:
+    """Extract an Amaranth build plan and run its commands one by one, timing each.
+    ``log_dir``: where a failed build's logs will be (named in the error message)."""
     plan.extract(str(build_dir))
     commands = json.loads((build_dir / f"build_{name}.json").read_text())["commands"]
     env = tool_env()
@@ -121,7 +126,8 @@ def _run_plan(plan, build_dir: pathlib.Path, name: str, progress: bool) -> dict:
         dt = time.perf_counter() - t0
         (build_dir / f"{tool}.log").write_text(proc.stdout + proc.stderr)
         if proc.returncode != 0:
-            msg = _failure(phase, proc.stdout + proc.stderr, build_dir, tool, name)
+            msg = _failure(phase, proc.stdout + proc.stderr, build_dir, tool, name,
+                           log_dir or build_dir)
             raise (FitError if msg.startswith("the design does not fit") else BuildError)(msg)
         key = PHASE_KEYS.get(tool, f"{tool}_s")
         times[key] = round(times.get(key, 0) + dt, 2)
@@ -136,11 +142,15 @@ _CELL_WORDS = {"ICESTORM_LC": "logic cells (LUT4 + FF)", "ICESTORM_RAM": "EBR bl
                "MULT18X18D": "multipliers", "TRELLIS_SLICE": "slices"}
 
 
-def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str) -> str:
+def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str,
+             log_dir: pathlib.Path) -> str:
     """One sentence for a failed tool: the design does not fit, or the tool's first error."""
     import re
-    logfile = build_dir / f"{tool}.log"
-    full = re.search(r"no BELs remaining to implement cell type '(\w+)'", log)
+    logfile = log_dir / f"{tool}.log"
+    # nextpnr says "no BELs remaining" when a cell type runs out at placement, and "Failed
+    # to expand region ... of N ICESTORM_LCs" when its packer cannot fit the logic cells.
+    full = (re.search(r"no BELs remaining to implement cell type '(\w+)'", log)
+            or re.search(r"Failed to expand region .* of \d+ (\w+?)s\b", log))
     if full:
         cell = full.group(1)
         used = ""
@@ -250,21 +260,47 @@ def check_timing(parsed: dict, constrained_mhz: float, *, where: str, report=Non
 def _build_kwargs(family: str, name: str) -> dict:
     kw = {"script_after_synth": f"tee -q -o {name}.stat.json stat -json",
           "nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
-    if family == "ice40":
-        kw["synth_opts"] = "-dsp"
+    if facts.FAMILIES[family]["synth_opts"]:
+        kw["synth_opts"] = facts.FAMILIES[family]["synth_opts"]
     return kw
 
 
 def _board_module(board):
     import importlib
-    if board not in BOARDS:
-        raise ValueError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
-    return importlib.import_module(BOARDS[board]["module"])
+    return importlib.import_module(facts.board(board).module)
+
+
+class _Staged:
+    """A build in a staging folder (``.dir``) beside ``final``: :meth:`finish` writes the
+    report and puts the folder at ``final``; leaving the ``with`` block by an exception
+    first moves it to ``<final>.failed`` (``.failed``: the logs of the failed build)."""
+
+    def __init__(self, final: pathlib.Path):
+        self.final = final
+        self.failed = final.with_name(final.name + ".failed")
+        self.dir = pathlib.Path(staged_folder(final))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.dir.exists():
+            try:
+                replace_folder(self.dir, self.failed)
+            except OSError:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def finish(self, report: dict) -> None:
+        write_json(self.dir / "report.json", report)
+        replace_folder(self.dir, self.final)
+        if self.failed.exists():
+            shutil.rmtree(self.failed, ignore_errors=True)
 
 
 def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: float | None = None,
-                baud: int = 115200, build_dir=None, progress: bool = True,
-                extra: dict | None = None) -> dict:
+                baud: int = facts.DEFAULT_BAUD, build_dir=None, progress: bool = True,
+                extra: dict | None = None, check_fit: bool = True) -> dict:
     """Synthesize, place and route and pack the ``board`` top for ``cfg`` and a program.
 
     Parameters
@@ -284,65 +320,59 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
         Default ``build/<board>-L<lanes>``.
     extra : dict
         Merged into the report (e.g. the model name).
+    check_fit : bool
+        Refuse, before synthesis, a design whose estimate (``boards/resources.py``) exceeds
+        the device (by more than ``resources.MARGIN``).
 
     Returns
     -------
-    dict: the report, also written to ``<build_dir>/report.json``.
+    dict: the report, also written to ``<build_dir>/report.json``; ``estimate`` holds the
+    modelled figures and their error against the measured ones.
 
     Raises
     ------
     ValueError for a bad board, frequency or a memory that does not fit;
-    BuildError when a tool fails; TimingError when Fmax misses the constraint.
+    FitError (one sentence, before synthesis) for a design that cannot fit, or when place
+    and route runs out of cells; BuildError when a tool fails; TimingError when Fmax misses
+    the constraint.
     """
+    from .resources import NoEstimate, estimate
+    from .resources import check_fit as _check_fit
+    b = facts.board(board)
+    try:
+        est = estimate(cfg, board)
+    except NoEstimate as e:
+        # Without data (e.g. while measuring it) the build runs unchecked and says so.
+        if check_fit:
+            raise
+        est = None
+        _progress(f"{board}: {e}; building without the fit check", progress)
+    if check_fit:
+        _check_fit(est)
     mod = _board_module(board)
-    info = BOARDS[board]
-    family = info["family"]
-    freq_mhz = mod.DEFAULT_MHZ if freq_mhz is None else float(freq_mhz)
+    family = b.family
+    freq_mhz = b.default_mhz if freq_mhz is None else float(freq_mhz)
     build_dir = pathlib.Path(build_dir or REPO / "build" / f"{board}-L{cfg.lanes}").resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
+    if est is not None:
+        _progress(f"{board}: estimate LUT {est['resources']['LUT']}/{b.dev.lut4}, EBR "
+                  f"{est['resources']['EBR']}/{b.dev.ebr}, DSP {est['resources']['DSP']}/"
+                  f"{b.dev.dsp} (modelled)", progress)
     _progress(f"{board}: elaborating the board top (L={cfg.lanes}, {freq_mhz:g} MHz, "
-              f"{baud} baud) into {build_dir} ...", progress)
+              f"{baud} baud) for {build_dir} ...", progress)
     t0 = time.perf_counter()
-    top_cls = mod.ICEBreakerTop if board == "icebreaker" else mod.ULX3STop
-    top = top_cls(cfg, program_words, weight_words, freq_mhz=freq_mhz, baud=baud)
+    top = getattr(mod, b.top)(cfg, program_words, weight_words, freq_mhz=freq_mhz, baud=baud)
     plat = mod.platform()
     plan = plat.prepare(top, "top", **_build_kwargs(family, "top"))
     times = {"elaborate_s": round(time.perf_counter() - t0, 2)}
-    times.update(_run_plan(plan, build_dir, "top", progress))
-    times["total_s"] = round(time.perf_counter() - t_all, 2)
-
-    parsed = parse_reports(build_dir, family)
-    main = parsed["main_clock"]
-    clk = parsed["clocks"].get(main, {}) if main else {}
-    achieved = clk.get("achieved_MHz")
-    met = achieved is not None and achieved >= top.freq_mhz
-    report = {
-        "board": board,
-        "device": info["device"],
-        "lanes": cfg.lanes,
-        "config": cfg.to_dict(),
-        "config_hash": f"{top.config_hash:#010x}",
-        "program_words": len(program_words),
-        "weight_words": len(weight_words),
-        "weights_in": "SPRAM (loaded over the host link)" if board == "icebreaker" else "EBR (in the bitstream)",
-        "baud": baud,
-        "pll": top.pll is not None,
-        "clock_MHz_constrained": round(top.freq_mhz, 3),
-        "fmax_MHz_achieved": achieved,
-        "timing_met": met,
-        "clocks": parsed["clocks"],
-        "critical_path": parsed["critical_path"],
-        "resources": parsed["resources"],
-        "yosys_cells": parsed["yosys_cells"],
-        "wall_time_s": times,
-        "bitstream": str(build_dir / info["bitstream"]),
-        "kinds": {"resources": "measured", "fmax_MHz_achieved": "measured (nextpnr static timing)",
-                  "clock_MHz_constrained": "requested", "wall_time_s": "measured (this machine)"},
-        **(extra or {}),
-    }
-    (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    with _Staged(build_dir) as stage:
+        times.update(_run_plan(plan, stage.dir, "top", progress, log_dir=stage.failed))
+        parsed = parse_reports(stage.dir, family)
+        report = _board_report(b, cfg, top, parsed, est, times, len(program_words),
+                               len(weight_words), baud, build_dir, extra, t_all)
+        stage.finish(report)
     res = parsed["resources"]
+    achieved = report["fmax_MHz_achieved"]
     _progress(f"{board}: LUT {res['LUT']['used']}/{res['LUT']['available']}, "
               f"FF {res['FF']['used']}, EBR {res['EBR']['used']}/{res['EBR']['available']}, "
               f"SPRAM {res.get('SPRAM', {}).get('used', 0)}, DSP {res['DSP']['used']}/"
@@ -353,19 +383,71 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     return report
 
 
+def _board_report(b, cfg, top, parsed, est, times, n_program, n_weights, baud, build_dir,
+                  extra, t_all) -> dict:
+    from .resources import compare
+    times["total_s"] = round(time.perf_counter() - t_all, 2)
+    main = parsed["main_clock"]
+    clk = parsed["clocks"].get(main, {}) if main else {}
+    achieved = clk.get("achieved_MHz")
+    met = achieved is not None and achieved >= top.freq_mhz
+    return {
+        "board": b.key,
+        "device": b.dev.part,
+        "lanes": cfg.lanes,
+        "config": cfg.to_dict(),
+        "config_hash": f"{top.config_hash:#010x}",
+        "program_words": n_program,
+        "weight_words": n_weights,
+        "weights_in": ("SPRAM (loaded over the host link)" if b.weights == "spram"
+                       else "EBR (in the bitstream)"),
+        "baud": baud,
+        "pll": top.pll is not None,
+        "clock_MHz_constrained": round(top.freq_mhz, 3),
+        "fmax_MHz_achieved": achieved,
+        "timing_met": met,
+        "clocks": parsed["clocks"],
+        "critical_path": parsed["critical_path"],
+        "resources": parsed["resources"],
+        "estimate": None if est is None else {
+            "resources": est["resources"], "vs_measured": compare(est, parsed["resources"]),
+            "units": est["units"], "margin": est["margin"], "kind": est["kind"],
+            "data_commits": est["data_commits"]},
+        "yosys_cells": parsed["yosys_cells"],
+        "wall_time_s": times,
+        "bitstream": str(build_dir / b.bitstream),
+        "kinds": {"resources": "measured", "fmax_MHz_achieved": "measured (nextpnr static timing)",
+                  "estimate": "modelled (before synthesis; boards/resources.py)",
+                  "estimate.vs_measured.error_pct": "derived",
+                  "clock_MHz_constrained": "requested", "wall_time_s": "measured (this machine)"},
+        **(extra or {}),
+    }
+
+
 # -- out-of-context unit builds ------------------------------------------------------------
 
 class OOCWrapper(Elaboratable):
     """Keeps every port of ``unit`` alive with two pins (the board's UART RX and TX): inputs
     come from a shift chain fed by RX; outputs are registered and XOR-folded into TX.
 
+    The unit's ``sync`` domain has a reset that synthesis cannot remove (the board's
+    button, ``reset_resource``), as on the board tops (``boards/clocking.py``), so its
+    registers pay for their reset as they do in a board build. Without it Yosys drops every
+    reset and a unit costs less than in a board: the TernaryEngine (same RTL, same tools)
+    measured 62.1 LUT4s a lane on the UP5K and 66.4 on the ECP5 without the reset, 80.1 and
+    84.4 with it (L = 8, 16, 32), and the sum of the units then missed the board builds by
+    12-19 LUT4s a lane. The wrapper's own registers are in a reset-less domain of the same
+    clock.
+
     Cost of the wrapper (stated in unit reports): one FF an input bit, one FF an output
     bit plus one, and about (output bits - 1) / 3 LUT4s for the fold.
     """
 
-    def __init__(self, unit, *, clk_resource: str, freq_mhz: float):
+    def __init__(self, unit, *, clk_resource: str, freq_mhz: float,
+                 reset_resource: str | None = None):
         self.unit = unit
         self._clk = clk_resource
+        self._rst = reset_resource
         self.freq_mhz = freq_mhz
         ins, outs = [], []
         for path, member, value in unit.signature.flatten(unit):
@@ -375,27 +457,30 @@ class OOCWrapper(Elaboratable):
         self._ins, self._outs = ins, outs
 
     def elaborate(self, platform):
-        from amaranth import ClockDomain, ClockSignal
+        from amaranth import ClockDomain, ClockSignal, ResetSignal
         m = Module()
         pad = platform.request(self._clk, 0, dir="-")
         m.submodules.clk_buf = buf = io.Buffer("i", pad)
         m.domains.sync = ClockDomain("sync")
-        m.d.comb += ClockSignal("sync").eq(buf.i)
+        m.domains.ooc = ClockDomain("ooc", reset_less=True, local=True)
+        m.d.comb += [ClockSignal("sync").eq(buf.i), ClockSignal("ooc").eq(buf.i)]
         platform.add_clock_constraint(buf.i, self.freq_mhz * 1e6)
         m.submodules.unit = self.unit
         from .core import pin_in, pin_out
+        if self._rst is not None:
+            m.d.comb += ResetSignal("sync").eq(pin_in(m, platform, self._rst, 0))
         uart = platform.request("uart", 0, dir="-")
         din = pin_in(m, platform, "uart", 0, "rx", port=uart)
         dout = pin_out(m, platform, "uart", 0, "tx", port=uart)
         if self.in_bits:
             chain = Signal(self.in_bits)
-            m.d.sync += chain.eq(Cat(din, chain[:-1]))
+            m.d.ooc += chain.eq(Cat(din, chain[:-1]))
             m.d.comb += Cat(*self._ins).eq(chain)
         q = Signal(max(self.out_bits, 1))
         if self.out_bits:
-            m.d.sync += q.eq(Cat(*self._outs))
+            m.d.ooc += q.eq(Cat(*self._outs))
         fold = Signal()
-        m.d.sync += fold.eq(q.xor())
+        m.d.ooc += fold.eq(q.xor())
         m.d.comb += dout.eq(fold)
         return m
 
@@ -459,8 +544,8 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
     """Build one unit out of context on ``device`` for its cost: resources and Fmax.
 
     Timing is reported, not enforced (a unit's Fmax is the figure sought); the clock is
-    constrained at ``freq_mhz`` (default: 48 MHz on up5k, 100 MHz on ECP5) so that nextpnr
-    optimises for speed.
+    constrained at ``freq_mhz`` (default ``facts.DEVICES[device].ooc_mhz``: 48 MHz on up5k,
+    100 MHz on ECP5) so that nextpnr optimises for speed.
 
     Returns
     -------
@@ -468,41 +553,58 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
 
     Raises
     ------
-    ValueError for an unknown unit or device; BuildError when a tool fails.
+    ValueError for an unknown unit or device; BuildError when a tool fails; FitError when
+    place and route runs out of cells.
     """
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    board = DEVICES[device]
-    mod = _board_module(board)
-    family = BOARDS[board]["family"]
-    freq_mhz = float(freq_mhz or (48.0 if family == "ice40" else 100.0))
+    dev = facts.device(device)
+    b = facts.board_of_device(device)
+    mod = _board_module(b.key)
+    family = dev.family
+    freq_mhz = float(freq_mhz or dev.ooc_mhz)
     unit = _make_unit(name, cfg)
     build_dir = pathlib.Path(build_dir or REPO / "build" / "units" /
-                             f"{name}-{device}-L{cfg.lanes}").resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
+                             f"{name}-{dev.key}-L{cfg.lanes}").resolve()
     t_all = time.perf_counter()
-    _progress(f"unit {name} (L={cfg.lanes}) out of context on {device} ...", progress)
-    wrap = OOCWrapper(unit, clk_resource="clk12" if family == "ice40" else "clk25",
-                      freq_mhz=freq_mhz)
+    _progress(f"unit {name} (L={cfg.lanes}) out of context on {dev.key} ...", progress)
+    wrap = OOCWrapper(unit, clk_resource=b.clock, freq_mhz=freq_mhz, reset_resource=b.button)
     plat = mod.platform()
     plan = plat.prepare(wrap, "top", **_build_kwargs(family, "top"))
-    times = _run_plan(plan, build_dir, "top", progress)
-    times["total_s"] = round(time.perf_counter() - t_all, 2)
-    parsed = parse_reports(build_dir, family)
+    with _Staged(build_dir) as stage:
+        # The wrapper's cost first, so that it stays beside the logs if place and route fails.
+        write_json(stage.dir / "wrapper.json", _wrapper_cost(wrap))
+        times = _run_plan(plan, stage.dir, "top", progress, log_dir=stage.failed)
+        parsed = parse_reports(stage.dir, family)
+        times["total_s"] = round(time.perf_counter() - t_all, 2)
+        report = _unit_report(name, dev, cfg, wrap, parsed, times, freq_mhz)
+        stage.finish(report)
+    res = parsed["resources"]
+    _progress(f"unit {name}: LUT {res['LUT']['used']}, FF {res['FF']['used']} (wrapper: "
+              f"{report['wrapper']['FF']} FF, ~{report['wrapper']['LUT_modelled']} LUT), "
+              f"EBR {res['EBR']['used']}, DSP {res['DSP']['used']}; Fmax "
+              f"{report['fmax_MHz_achieved']} MHz; {times['total_s']:.0f} s", progress)
+    return report
+
+
+def _wrapper_cost(wrap) -> dict:
+    """The OOC wrapper's own cost: FF derived from the port widths, LUT modelled."""
+    return {"FF": wrap.in_bits + wrap.out_bits + 1,
+            "LUT_modelled": -(-max(wrap.out_bits - 1, 0) // 3),
+            "in_bits": wrap.in_bits, "out_bits": wrap.out_bits}
+
+
+def _unit_report(name, dev, cfg, wrap, parsed, times, freq_mhz) -> dict:
     main = parsed["main_clock"]
     clk = parsed["clocks"].get(main, {}) if main else {}
-    report = {
+    return {
         "unit": name,
-        "device": device,
+        "device": dev.key,
         "lanes": cfg.lanes,
         "config": cfg.to_dict(),
         "fmax_MHz_achieved": clk.get("achieved_MHz"),
         "clock_MHz_constrained": freq_mhz,
         "critical_path": parsed["critical_path"],
         "resources": parsed["resources"],
-        "wrapper": {"FF": wrap.in_bits + wrap.out_bits + 1,
-                    "LUT_modelled": -(-max(wrap.out_bits - 1, 0) // 3),
-                    "in_bits": wrap.in_bits, "out_bits": wrap.out_bits},
+        "wrapper": _wrapper_cost(wrap),
         "yosys_cells": parsed["yosys_cells"],
         "wall_time_s": times,
         "kinds": {"resources": "measured (includes the wrapper)",
@@ -510,11 +612,4 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
                   "wrapper.FF": "derived (port widths)",
                   "wrapper.LUT_modelled": "modelled (a 3-input XOR a LUT4)"},
     }
-    (build_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    res = parsed["resources"]
-    _progress(f"unit {name}: LUT {res['LUT']['used']}, FF {res['FF']['used']} (wrapper: "
-              f"{report['wrapper']['FF']} FF, ~{report['wrapper']['LUT_modelled']} LUT), "
-              f"EBR {res['EBR']['used']}, DSP {res['DSP']['used']}; Fmax "
-              f"{report['fmax_MHz_achieved']} MHz; {times['total_s']:.0f} s", progress)
-    return report
 

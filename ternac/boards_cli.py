@@ -6,14 +6,17 @@ the exit code:
 
     ternac build --board {icebreaker,ulx3s} [--model digits] [--lanes L] [--freq MHZ]
                  [--baud B] [--checkpoint PATH] [--build-dir DIR] [--json FILE]
-    ternac build unit NAME [--device {up5k,ecp5-85}] [--lanes L] [--freq MHZ] [--json FILE]
+                 [--no-fit-check]
+    ternac build unit NAME [--device {up5k,ecp5-85}] [--lanes L] [--model M] [--freq MHZ]
+                 [--json FILE]
     ternac program --board {icebreaker,ulx3s} [--bitstream PATH] [--lanes L] [--flash]
                    [--dry-run]
 
 Exit codes: 0 success; 1 the build ran but missed timing (the report is still written,
 ``timing_met: false``) or a tool failed; 2 a user error (bad argument, a model or lane
 count that does not fit the device, no bitstream, no programmer, missing system libraries,
-no board on USB). Errors are one sentence ``ternac: error: ...`` with no traceback.
+no board on USB). A board build whose resource estimate (``boards/resources.py``) cannot
+fit the device is refused before synthesis, with exit 2. Errors are one sentence ``ternac: error: ...`` with no traceback.
 
 Running a model on a board (``--backend board``) or on its co-simulation (``--backend
 cosim``) is not here: the sessions over the host link are :mod:`ternac.session`, the
@@ -27,8 +30,11 @@ import sys
 __all__ = ["add_build_parser", "add_program_parser", "build_main", "program_main",
            "BOARD_CHOICES", "DEVICE_CHOICES"]
 
-BOARD_CHOICES = ("icebreaker", "ulx3s")
-DEVICE_CHOICES = ("up5k", "ecp5-85")
+from ternac.boards import facts as _facts
+
+#: From boards/facts.py (the one board table).
+BOARD_CHOICES = tuple(_facts.BOARDS)
+DEVICE_CHOICES = tuple(_facts.DEVICES)
 
 
 def add_build_parser(sub):
@@ -43,12 +49,18 @@ def add_build_parser(sub):
     p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k",
                    help="device of a unit build (default up5k)")
     p.add_argument("--model", default="digits", choices=("digits", "shakespeare"),
-                   help="model baked in (default digits; shakespeare needs --lanes 32)")
+                   help="model baked in, or whose configuration a unit is built with "
+                        "(default digits; shakespeare needs --lanes 32)")
     p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
+    clocks = ", ".join(f"{b.name} {b.default_mhz:g}" + (" from the PLL" if b.default_mhz != b.osc_mhz else "")
+                       for b in _facts.BOARDS.values())
+    units = ", ".join(f"{d.ooc_mhz:g} on {k}" for k, d in _facts.DEVICES.items())
     p.add_argument("--freq", type=float, default=None,
-                   help="clock in MHz (board default: iCEBreaker 12, ULX3S 40 from the PLL; "
-                        "units: 48 on up5k, 100 on ECP5)")
-    p.add_argument("--baud", type=int, default=115200, help="host-link baud rate")
+                   help=f"clock in MHz (board default: {clocks}; units: {units})")
+    p.add_argument("--baud", type=int, default=_facts.DEFAULT_BAUD, help="host-link baud rate")
+    p.add_argument("--no-fit-check", action="store_true",
+                   help="run synthesis even when the resource estimate says the design "
+                        "cannot fit the device")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--build-dir", default=None,
                    help="build folder (default build/<board>-L<L> or build/units/...)")
@@ -81,23 +93,34 @@ def _write_json(path, obj) -> None:
     write_json(path, obj)
 
 
-def _compile(model: str, lanes: int, checkpoint: str | None):
-    from ternac.compiler import compile_checkpoint
+def _model_config(model: str, lanes: int):
+    """The AccelConfig a model is built with (known before compiling): digits
+    ``AccelConfig(lanes=lanes)``, shakespeare its own (``LM_CONFIG``, 32 lanes).
+    Raises ValueError for another lane count of the LM or an unknown model."""
     from ternac.config import AccelConfig
     if model == "shakespeare":
-        # The flagship LM: its own configuration (32 lanes, vector units), whatever --lanes.
-        from ternac.golden.lm_int import IntLM
-        from ternac.compile_lm import LM_CONFIG, compile_lm
+        from ternac.config import LM_CONFIG
         if lanes != LM_CONFIG.lanes:
             raise ValueError(f"the shakespeare model is compiled for {LM_CONFIG.lanes} lanes, "
                              f"not {lanes}; pass --lanes {LM_CONFIG.lanes}")
-        return compile_lm(IntLM.from_checkpoint(checkpoint), LM_CONFIG)
+        return LM_CONFIG
     if model != "digits":
         raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare")
+    return AccelConfig(lanes=lanes)
+
+
+def _compile(model: str, lanes: int, checkpoint: str | None):
+    cfg = _model_config(model, lanes)
+    if model == "shakespeare":
+        # The flagship LM: its own configuration (32 lanes, vector units).
+        from ternac.golden.lm_int import IntLM
+        from ternac.lower import compile_lm
+        return compile_lm(IntLM.from_checkpoint(checkpoint), cfg)
+    from ternac.lower import compile_checkpoint
     if checkpoint is None:
         from ternac.golden.mlp import DEFAULT_CHECKPOINT
         checkpoint = DEFAULT_CHECKPOINT
-    return compile_checkpoint(checkpoint, AccelConfig(lanes=lanes))
+    return compile_checkpoint(checkpoint, cfg)
 
 
 def build_main(args) -> int:
@@ -105,9 +128,12 @@ def build_main(args) -> int:
     NAME]``).
 
     Reads ``args``: target, board, model, lanes, freq, baud, checkpoint, build_dir, json,
-    device. Prints progress on stderr and the report's headline on stdout.
+    device, no_fit_check. Prints progress on stderr and the report's headline on stdout (a
+    board build also the estimate made before synthesis, with its error). A design whose
+    estimate cannot fit the device is refused before synthesis (exit 2).
     """
     from ternac.boards.build import BuildError, FitError, TimingError, build_board, build_unit
+    from ternac.boards.resources import NoEstimate
     from ternac.errors import USER_ERRORS, one_line
     from ternac.errors import check_output_file
     try:
@@ -122,29 +148,39 @@ def build_main(args) -> int:
                           f"`ternac build --board B` or `ternac build unit NAME`")
         name = target[1]
     try:
+        model = getattr(args, "model", "digits")
         if name:
-            from ternac.config import AccelConfig
-            cfg = AccelConfig(lanes=args.lanes)
-            report = build_unit(name, cfg, device=getattr(args, "device", "up5k"),
+            # A unit as the model's build carries it (shakespeare: 32 lanes, fan-in 256, ...).
+            report = build_unit(name, _model_config(model, args.lanes),
+                                device=getattr(args, "device", "up5k"),
                                 freq_mhz=args.freq, build_dir=args.build_dir)
         else:
             if not getattr(args, "board", None):
-                return _error("say which board to build for: --board icebreaker or --board ulx3s")
-            model = getattr(args, "model", "digits")
+                return _error("say which board to build for: " + " or ".join(
+                    f"--board {b}" for b in BOARD_CHOICES))
+            if not getattr(args, "no_fit_check", False):
+                # Refuse at once, before compiling: build_board checks again (before
+                # synthesis) with the compiled configuration.
+                from ternac.boards.resources import check_fit, estimate
+                check_fit(estimate(_model_config(model, args.lanes), args.board))
             compiled = _compile(model, args.lanes, getattr(args, "checkpoint", None))
             build_dir = args.build_dir
             if build_dir is None and model != "digits":
                 build_dir = os.path.join("build", f"{args.board}-{model}")
             report = build_board(args.board, compiled.cfg, compiled.program_words,
                                  compiled.weight_words, freq_mhz=args.freq,
-                                 baud=getattr(args, "baud", 115200), build_dir=build_dir,
-                                 extra={"model": getattr(args, "model", "digits")})
+                                 baud=getattr(args, "baud", _facts.DEFAULT_BAUD),
+                                 build_dir=build_dir,
+                                 extra={"model": getattr(args, "model", "digits")},
+                                 check_fit=not getattr(args, "no_fit_check", False))
     except TimingError as e:
         if getattr(args, "json", None):
             _write_json(args.json, e.report)
         return _error(e, 1)
     except FitError as e:
         return _error(e, 2)
+    except NoEstimate as e:
+        return _error(f"{e}; pass --no-fit-check to build without the resource estimate")
     except BuildError as e:
         return _error(e, 1)
     except (ValueError, *USER_ERRORS) as e:
@@ -159,6 +195,11 @@ def build_main(args) -> int:
           f"{res['DSP']['available']}  Fmax {report['fmax_MHz_achieved']} MHz "
           f"(constrained {report['clock_MHz_constrained']:g})  "
           f"{report['wall_time_s']['total_s']:.0f} s")
+    if report.get("estimate"):
+        vs = report["estimate"]["vs_measured"]
+        print("estimate before synthesis (modelled): " + "  ".join(
+            f"{k} {v['estimate']}" + ("" if v["error_pct"] is None else f" ({v['error_pct']:+.1f}%)")
+            for k, v in vs.items()))
     if "bitstream" in report:
         print(f"bitstream: {report['bitstream']}")
     return 0

@@ -93,7 +93,7 @@ def test_timing_miss_names_the_critical_path(tmp_path):
 @pytest.fixture(scope="module")
 def digits8():
     from ternac.golden.mlp import DEFAULT_CHECKPOINT
-    from ternac.compiler import compile_checkpoint
+    from ternac.lower import compile_checkpoint
     from ternac.config import AccelConfig
     return compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=8))
 
@@ -123,7 +123,7 @@ def test_cosim_digits_over_uart_matches_golden():
     from ternac.golden.digits_data import load_split, quantize_pixels
     from ternac.golden.mlp import DEFAULT_CHECKPOINT, int_forward, int_layers_from_checkpoint
     from ternac.sim.board_cosim import run_digits_cosim
-    from ternac.compiler import compile_checkpoint
+    from ternac.lower import compile_checkpoint
     from ternac.config import AccelConfig
     c = compile_checkpoint(DEFAULT_CHECKPOINT, AccelConfig(lanes=32))
     _, _, x, _ = load_split()
@@ -158,3 +158,103 @@ def test_cli_parsers_and_user_errors(capsys):
     a = parser.parse_args(["program", "--board", "ulx3s", "--bitstream", "x.bit", "--dry-run"])
     assert a.func(a) == 0
     assert capsys.readouterr().out.strip().endswith("-b ulx3s -m x.bit")
+
+
+# -- board facts, stated once (boards/facts.py) --------------------------------------------
+
+def test_board_facts_agree_with_the_platforms_and_are_read_everywhere():
+    from amaranth_boards.icebreaker import ICEBreakerPlatform
+    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+    import ternac.boards.icebreaker as ib
+    import ternac.boards.program as bp
+    import ternac.boards.ulx3s as ux
+    import ternac.boards_cli as cli
+    from ternac.boards import facts
+    from ternac.hw.spram import SPRAM_COUNT
+    for key, plat, mod in (("icebreaker", ICEBreakerPlatform(), ib),
+                           ("ulx3s", ULX3S_85F_Platform(), ux)):
+        b = facts.BOARDS[key]
+        assert (plat.device, plat.package) == (b.dev.platform_device, b.dev.package)
+        assert getattr(plat, "speed", None) == b.dev.speed
+        assert plat.default_clk == b.clock and plat.default_clk_frequency == b.osc_mhz * 1e6
+        assert (mod.OSC_MHZ, mod.DEFAULT_MHZ, mod.FACTS) == (b.osc_mhz, b.default_mhz, b)
+        assert bp.BITSTREAM[key] == b.bitstream and bp.BOARD_NAMES[key] == b.name
+    assert cli.BOARD_CHOICES == tuple(facts.BOARDS) and cli.DEVICE_CHOICES == tuple(facts.DEVICES)
+    # hw/ sits below boards/ and keeps its own count of the UP5K's SPRAMs; it must agree.
+    assert SPRAM_COUNT == facts.DEVICES["up5k"].spram
+    assert facts.board_of_device("85f").key == "ulx3s"
+    with pytest.raises(ValueError, match="unknown board 'nosuch'"):
+        facts.board("nosuch")
+
+
+# -- reports: the estimate beside the measurement, and folders replaced only when complete --
+
+def _fake_run_plan(fail=False):
+    """A stand-in for boards.build._run_plan that writes the reports a real run would
+    (no synthesis), or fails half way."""
+    from ternac.boards.build import BuildError
+
+    def run(plan, build_dir, name, progress, log_dir=None):
+        build_dir = pathlib.Path(build_dir)
+        (build_dir / "yosys.log").write_text("half a build\n")
+        if fail:
+            raise BuildError(f"synthesis (Yosys) failed: ERROR: made up (log: {log_dir}/yosys.log)")
+        _fake_reports(build_dir, 33.3, 12.0)
+        (build_dir / "top.bin").write_bytes(b"\0" * 16)
+        return {"synthesis_s": 0.0}
+    return run
+
+
+def test_board_report_has_the_estimate_beside_the_measurement(tmp_path, monkeypatch):
+    import ternac.boards.build as bb
+    from ternac.boards.resources import estimate
+    from ternac.config import AccelConfig
+    monkeypatch.setattr(bb, "_run_plan", _fake_run_plan())
+    cfg = AccelConfig(lanes=8)
+    r = bb.build_board("icebreaker", cfg, [], [], build_dir=tmp_path / "b", progress=False)
+    est = estimate(cfg, "icebreaker")
+    assert r["estimate"]["resources"] == est["resources"]
+    vs = r["estimate"]["vs_measured"]["LUT"]
+    assert vs == {"estimate": est["resources"]["LUT"], "measured": 2000,
+                  "error_pct": round(100 * (est["resources"]["LUT"] - 2000) / 2000, 1)}
+    on_disk = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert on_disk["estimate"] == r["estimate"] and on_disk["resources"]["LUT"]["used"] == 2000
+    assert r["bitstream"] == str(tmp_path / "b" / "top.bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]      # no staging folder left
+
+
+def test_a_failed_build_leaves_the_previous_one(tmp_path, monkeypatch):
+    import ternac.boards.build as bb
+    from ternac.config import AccelConfig
+    cfg = AccelConfig(lanes=8)
+    monkeypatch.setattr(bb, "_run_plan", _fake_run_plan())
+    bb.build_unit("uart_tx", cfg, build_dir=tmp_path / "u", progress=False)
+    before = (tmp_path / "u" / "report.json").read_text()
+    monkeypatch.setattr(bb, "_run_plan", _fake_run_plan(fail=True))
+    with pytest.raises(bb.BuildError, match=str(tmp_path / "u.failed")):
+        bb.build_unit("uart_tx", cfg, build_dir=tmp_path / "u", progress=False)
+    assert (tmp_path / "u" / "report.json").read_text() == before
+    assert (tmp_path / "u.failed" / "yosys.log").read_text() == "half a build\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u", "u.failed"]
+    monkeypatch.setattr(bb, "_run_plan", _fake_run_plan())
+    bb.build_unit("uart_tx", cfg, build_dir=tmp_path / "u", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u"]       # a success clears it
+
+
+def test_bench_numerics_writes_through_the_atomic_writer(tmp_path, monkeypatch):
+    import ternac.bench_numerics as bn
+    from ternac.errors import InputError
+    res = {"bench": "numerics", "all_targets_met": True, "digits_model_used": False}
+    monkeypatch.setattr(bn, "run", lambda progress=False: dict(res))
+    monkeypatch.setattr(bn, "_markdown", lambda r: "")
+    out = tmp_path / "n" / "numerics.json"
+    assert bn.main(str(out)) == 0
+    assert json.loads(out.read_text()) == res
+    assert sorted(p.name for p in out.parent.iterdir()) == ["numerics.json"]
+
+    def never(progress=False):
+        raise AssertionError("the bench ran before its output path was checked")
+    monkeypatch.setattr(bn, "run", never)
+    with pytest.raises(InputError, match="is a directory"):
+        bn.main(str(tmp_path))
