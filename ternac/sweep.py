@@ -546,7 +546,9 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
             check_fit(est)
         except FitError as exc:
             rec["LUT"], rec["LUT_kind"] = est["resources"]["LUT"], "modelled"
-            return done("does_not_fit", f"before synthesis: {one_line(exc)}")
+            # (the sweep has no --no-fit-check of ``ternac build``: its advice is dropped)
+            why = one_line(exc).replace(", or pass --no-fit-check to run synthesis anyway", "")
+            return done("does_not_fit", f"before synthesis: {why}")
 
     # 3. the board build.
     status, reason = "ok", None
