@@ -41,7 +41,8 @@ class Activation(wiring.Component):
     Throughput one element a cycle (the whole pipeline stalls while ``o`` is not ready);
     latency ``14 + ceil(16 / steps_per_stage)`` cycles (30 with one step a stage). No state
     across elements: ``passes = 1`` and ``last`` is ignored. Multipliers (DSPs):
-    ``|x| * m`` (16 x 16 unsigned), ``x * sig`` and ``p * m2``.
+    ``|x| * m`` (16 x 16 unsigned), the shift-exp core's ``r * S`` (10 x 16), ``x * sig``
+    and ``p * m2``.
 
     Parameters
     ----------

@@ -32,7 +32,8 @@ class Shiftmax(wiring.Component):
     Throughput one beat a cycle in each pass; ``i.ready`` is low between passes. A vector
     of N elements takes ``3 N + 45`` cycles without stalls (measured; the drains of passes
     0 and 1, 20 cycles of division, and the 13-cycle latency from a beat of pass 2 to its
-    output). Two multipliers (DSPs): ``a * m`` and ``e * R``.
+    output). Three multipliers (DSPs): ``a * m`` and ``r * S`` (the shift-exp core's
+    quadratic, 10 x 16 bits) and ``e * R``.
 
     Parameters
     ----------

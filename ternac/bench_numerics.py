@@ -7,13 +7,16 @@ counterpart, next to the I-ViT released code (``intops.ivit_*``) on the same inp
 * sigmoid, SiLU, ShiftGELU: every int8 input (and every int16 input for two scales) at
   input ranges +-4, +-8, +-16, +-64 (scale = range / 127); error in real units, split at
   |x| = 8 as the targets are; ShiftGELU also against the erf GELU; I-ViT's ShiftGELU on
-  rows of 64 random inputs (it subtracts the row maximum);
+  rows of 64 random inputs (it subtracts the row maximum), and the sigmoid(1.702 x) inside
+  it next to ours (every int8 input, rows of 64, and issue 11's x = [-23] at 4/127);
 * Shiftmax: random logits of range +-4/8/16/64 on rows of 16..1024, constant rows, long
   rows of small logits, heavy-tailed rows with outlier channels, and the logits and hidden
   activations of the trained digits model (``checkpoints/digits.safetensors``): row-sum
   error, error of the largest probability, max and mean absolute error;
-* LayerNorm, RMSNorm: error in output LSB against a float computed on the same integers,
-  and the error of the normalized value next to I-ViT's I-LayerNorm; the square roots.
+* LayerNorm, RMSNorm: error in int8 and int16 output LSB against a float computed on the
+  same integers, and the error of the normalized value (G = 8 fraction bits for int8
+  outputs, 16 for int16: ``intops.norm_frac_bits``) next to I-ViT's I-LayerNorm, issue
+  11's row [-289, 82, -240] included; the square roots.
 
 Every random input comes from a ``torch.Generator`` with a fixed seed that is printed and
 written to the JSON. Figures are all of kind ``measured``.
@@ -140,8 +143,31 @@ def _bench_elementwise(progress) -> list[dict]:
                          ours_max_abs_err_real=float(ours.max()),
                          ivit8_max_abs_err_real=float(ivit.max()),
                          ivit8_mean_abs_err_real=float(ivit.mean())))
+        # the sigmoid(1.702 x) inside ShiftGELU: ours (elementwise) and I-ViT's (rows)
+        recs.append(_rec("gelu_sigmoid", f"uniform int8 rows of 64, range +-{r}",
+                         range_real=r, seed=seed, rows=ROWS,
+                         **_gelu_sigmoid_errors(x, s, rows=True)))
+        recs.append(_rec("gelu_sigmoid", f"every int8, range +-{r}", range_real=r,
+                         **_gelu_sigmoid_errors(torch.arange(-127, 128), s, rows=False)))
         progress.update()
+    recs.append(_rec("gelu_sigmoid", "issue 11: x = [-23] at 4/127", range_real=4,
+                     **_gelu_sigmoid_errors(torch.tensor([[-23]]), 4 / 127, rows=True)))
     return recs
+
+
+def _gelu_sigmoid_errors(x: torch.Tensor, scale: float, rows: bool) -> dict:
+    """sigmoid(1.702 x S): ours (``sigmoid_q`` at ``exp_gain(S, 1.702)``) and, on rows,
+    I-ViT's (its ``IntGELU``'s, 8 and 16 bits) against float."""
+    m, s = I.exp_gain(scale, I.GELU_ALPHA)
+    ref = torch.sigmoid(I.GELU_ALPHA * x.double() * scale)
+    ours = (I.sigmoid_q(x, m, s).double() * 2.0 ** -I.SIG_FRAC_BITS - ref).abs()
+    figs = {"ours_max_abs_err": float(ours.max()), "ours_mean_abs_err": float(ours.mean())}
+    if rows:
+        for bits in (8, 16):
+            iv = (I.ivit_gelu_sigmoid(x, scale, bits) - ref).abs()
+            figs[f"ivit{bits}_max_abs_err"] = float(iv.max())
+            figs[f"ivit{bits}_mean_abs_err"] = float(iv.mean())
+    return figs
 
 
 # --- Shiftmax -------------------------------------------------------------------------------
@@ -205,35 +231,51 @@ def _bench_shiftmax(progress, digits) -> list[dict]:
 
 # --- LayerNorm / RMSNorm ---------------------------------------------------------------------
 
-def _norm_case(inputs: str, x: torch.Tensor, seed: int | None, rms: bool) -> dict:
+#: Output error targets (output LSB against the float on the same integers): int8 within
+#: 1 LSB; int16 within 2 (y's ~2^-14 relative error from the 16-bit isqrt and reciprocal).
+NORM_TARGET_LSB = {8: 1.0, 16: 2.0}
+
+
+def _norm_case(inputs: str, x: torch.Tensor, seed: int | None, rms: bool,
+               affine: bool = True) -> dict:
     n = x.shape[-1]
     g = _gen(seed if seed is not None else 0)
     gamma = 1 + 0.2 * torch.randn(n, generator=g, dtype=torch.float64)
     beta = 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+    if not affine:
+        gamma, beta = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
     in_scale = 1.0
-    out_scale = 4.0 / numerics.ACT_MAX
-    p = I.norm_params(gamma, beta, in_scale, out_scale, eps=0.0)
     fn = I.int_rmsnorm if rms else I.int_layernorm
-    tr: dict = {}
-    out = fn(x, **p.kwargs(), trace=tr).double()
-    ref = I.layernorm_float(x, p.weight, p.bias, p.m, p.s, eps=p.eps, rms=rms)
-    err = (out - ref.clamp(-numerics.ACT_MAX, numerics.ACT_MAX)).abs()
-    # the normalized value itself: ours (y / 2^8) and I-ViT's, against float
+    # the normalized value itself, against float: ours (y / 2^G) and I-ViT's
     xf = x.double()
     mean = torch.zeros_like(xf[:, :1]) if rms else xf.mean(-1, keepdim=True)
     var = ((xf - mean) ** 2).mean(-1, keepdim=True)
     yf = torch.where(var > 0, (xf - mean) / var.clamp(min=1e-300).sqrt(), 0.0)
-    y_ours = tr["y"].double() / 2 ** I.NORM_Y_FRAC_BITS
-    figs = {"max_abs_err_lsb": float(err.max()), "mean_abs_err_lsb": float(err.mean()),
-            "target_met": bool((err <= 1).all()),
-            "y_ours_max_abs_err": float((y_ours - yf).abs().max())}
+    figs: dict = {"target_met": True}
+    for bits in (8, 16):
+        hi = (1 << (bits - 1)) - 1
+        p = I.norm_params(gamma, beta, in_scale, 4.0 / hi, eps=0.0, out_bits=bits)
+        tr: dict = {}
+        out = fn(x, **p.kwargs(), trace=tr).double()
+        ref = I.layernorm_float(x, p.weight, p.bias, p.m, p.s, eps=p.eps, rms=rms,
+                                out_bits=bits)
+        err = (out - ref.clamp(-hi, hi)).abs()
+        y_ours = tr["y"].double() / 2 ** I.norm_frac_bits(bits)
+        sfx = "" if bits == 8 else "16"
+        figs.update({f"max_abs_err_lsb{sfx}": float(err.max()),
+                     f"mean_abs_err_lsb{sfx}": float(err.mean()),
+                     f"y{sfx}_ours_max_abs_err": float((y_ours - yf).abs().max()),
+                     f"y{sfx}_frac_bits": I.norm_frac_bits(bits)})
+        figs["target_met"] &= bool((err <= NORM_TARGET_LSB[bits]).all())
+        if bits == 8:
+            v_bits = int(tr["V"].max()).bit_length()
     if not rms:
         figs["y_ivit_max_abs_err"] = float((I.ivit_layernorm(x) - yf).abs().max())
         var_sum = ((xf - torch.round(xf.mean(-1, keepdim=True))) ** 2).sum(-1)
         figs["ivit_var_sum_bits"] = int(float(var_sum.max())).bit_length()
-    figs["v_bits"] = int(tr["V"].max()).bit_length()
+    figs["v_bits"] = v_bits
     return _rec("rmsnorm" if rms else "layernorm", inputs, n=int(n), rows=int(x.shape[0]),
-                seed=seed, **figs)
+                seed=seed, affine=affine, **figs)
 
 
 def _bench_norms(progress, digits) -> list[dict]:
@@ -269,6 +311,11 @@ def _bench_norms(progress, digits) -> list[dict]:
         for rms in (False, True):
             recs.append(_norm_case(name, x, seed, rms))
             progress.update()
+    # issue 11 item 4: a well-spread int16 row, gamma 1, beta 0 (the scale is irrelevant)
+    for rms in (False, True):
+        recs.append(_norm_case("issue 11: [-289, 82, -240]", torch.tensor([[-289, 82, -240]]),
+                               None, rms, affine=False))
+        progress.update()
     return recs
 
 
@@ -352,7 +399,7 @@ def _markdown(res: dict) -> str:
             "| unit | inputs | max abs err | mean abs err | max err/|x| (|x|>8) | int8 out max err "
             "(LSB) | vs erf GELU | target |", "|---|---|---|---|---|---|---|---|"]
     for r in res["elementwise"]:
-        if r["unit"] == "shift_gelu_rows":
+        if r["unit"] in ("shift_gelu_rows", "gelu_sigmoid"):
             continue
         i8 = (f"{r['int8_out_max_abs_err_real']:.3g} ({r['int8_out_lsb_real']:.3g})"
               if "int8_out_max_abs_err_real" in r else "-")
@@ -367,6 +414,16 @@ def _markdown(res: dict) -> str:
         if r["unit"] == "shift_gelu_rows":
             out.append(f"| {r['inputs']} | {r['seed']} | {_f(r['ours_max_abs_err_real'])} | "
                        f"{_f(r['ivit8_max_abs_err_real'])} | {_f(r['ivit8_mean_abs_err_real'])} |")
+    out += ["", "sigmoid(1.702 x), the sigmoid inside ShiftGELU (ours elementwise; I-ViT's on "
+            "rows, its row maximum subtracted):", "",
+            "| inputs | ours max / mean err | I-ViT 8-bit max / mean err | I-ViT 16-bit max / "
+            "mean err |", "|---|---|---|---|"]
+    for r in res["elementwise"]:
+        if r["unit"] == "gelu_sigmoid":
+            iv = [f"{_f(r.get(f'ivit{b}_max_abs_err'), 3)} / {_f(r.get(f'ivit{b}_mean_abs_err'), 3)}"
+                  if f"ivit{b}_max_abs_err" in r else "-" for b in (8, 16)]
+            out.append(f"| {r['inputs']} | {_f(r['ours_max_abs_err'], 3)} / "
+                       f"{_f(r['ours_mean_abs_err'], 3)} | {iv[0]} | {iv[1]} |")
     out += ["", "## Shiftmax (probabilities; row-sum error = max |sum p - 1|; pmax = the "
             "largest probability; target: 16-bit row sums within 1 %)", "",
             "| inputs | N | rows | seed | ours16 row-sum err | ours16 pmax err | ours16 max / mean "
@@ -381,15 +438,19 @@ def _markdown(res: dict) -> str:
             f"{_f(r['ivit8_row_sum_max_abs_err_fraction'], 3)} ({_f(r['ivit8_row_sum_min'], 3)}) | "
             f"{_f(r['ivit8_pmax_max_abs_err'], 3)} | {_f(r['ivit16_row_sum_max_abs_err_fraction'], 3)} | "
             f"{_f(r['target_met'])} |")
-    out += ["", "## LayerNorm / RMSNorm (error in int8 output LSB against a float on the same "
-            "integers; target <= 1 LSB; y = normalized value)", "",
-            "| unit | inputs | N | seed | max err (LSB) | mean err (LSB) | ours y max err | "
-            "I-ViT y max err | V bits | I-ViT var-sum bits | target |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "## LayerNorm / RMSNorm (error in int8 / int16 output LSB against a float on "
+            "the same integers; targets <= 1 / 2 LSB; y = normalized value, G = 8 / 16 "
+            "fraction bits)", "",
+            "| unit | inputs | N | seed | int8 max / mean err (LSB) | int16 max / mean err (LSB) "
+            "| ours y max err, G = 8 | G = 16 | I-ViT y max err | V bits | I-ViT var-sum bits "
+            "| target |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["norms"]:
         out.append(f"| {r['unit']} | {r['inputs']} | {r['n']} | {_f(r['seed'])} | "
-                   f"{_f(r['max_abs_err_lsb'], 3)} | {_f(r['mean_abs_err_lsb'], 3)} | "
-                   f"{_f(r['y_ours_max_abs_err'], 3)} | {_f(r.get('y_ivit_max_abs_err'), 3)} | "
+                   f"{_f(r['max_abs_err_lsb'], 3)} / {_f(r['mean_abs_err_lsb'], 3)} | "
+                   f"{_f(r['max_abs_err_lsb16'], 3)} / {_f(r['mean_abs_err_lsb16'], 3)} | "
+                   f"{_f(r['y_ours_max_abs_err'], 3)} | {_f(r['y16_ours_max_abs_err'], 3)} | "
+                   f"{_f(r.get('y_ivit_max_abs_err'), 3)} | "
                    f"{r['v_bits']} | {_f(r.get('ivit_var_sum_bits'))} | {_f(r['target_met'])} |")
     out += ["", "## Integer square root (ours: digit by digit; I-ViT: 10 Newton steps from 2^16)",
             "", "| inputs | ours wrong | I-ViT wrong | I-ViT max abs err |", "|---|---|---|---|"]
@@ -408,7 +469,7 @@ def run(progress: bool = True) -> dict:
     t0 = time.perf_counter()
     digits = _digits_activations()
     n_jobs = (len(_ELEMENTWISE) * (len(RANGES) + 2) + len(RANGES)
-              + len(ROW_LENGTHS) * len(RANGES) + 4 + 2 + 6 + 2 * 21
+              + len(ROW_LENGTHS) * len(RANGES) + 4 + 2 + 6 + 2 * 22
               + (len(digits["shiftmax"]) + len(digits["elementwise"]) + 2 * len(digits["norm"])
                  if digits else 0))
     with tqdm(total=n_jobs, desc="bench numerics", unit="case", file=sys.stderr,
