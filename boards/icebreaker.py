@@ -19,13 +19,11 @@ from .clocking import add_sync_domain, ice40_pll, ice40_pll_instance
 from .core import LED_NAMES, BoardCore, board_config_hash, pin_in, pin_out
 from .facts import BOARDS
 
-__all__ = ["BOARD", "OSC_MHZ", "DEFAULT_MHZ", "ICEBreakerTop", "platform"]
+__all__ = ["BOARD", "FACTS", "ICEBreakerTop", "platform"]
 
 BOARD = "icebreaker"
 #: From boards/facts.py (the one board table).
 FACTS = BOARDS[BOARD]
-OSC_MHZ = FACTS.osc_mhz
-DEFAULT_MHZ = FACTS.default_mhz
 
 
 def platform():
@@ -58,13 +56,14 @@ class ICEBreakerTop(Elaboratable):
 
     board = BOARD
 
-    def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
-                 baud: int = FACTS.baud, spram: bool = True):
+    def __init__(self, cfg, program_words, weight_words=(), *,
+                 freq_mhz: float = FACTS.default_mhz, baud: int = FACTS.baud, spram: bool = True):
         from ternac.hw.spram import SPRAMWeightMemory
         from ternac.hw.uart import uart_divisor
         self.cfg = cfg
-        self.pll = None if abs(freq_mhz - OSC_MHZ) < 1e-6 else ice40_pll(OSC_MHZ, freq_mhz)
-        self.freq_mhz = self.pll.f_out_mhz if self.pll else OSC_MHZ
+        osc = FACTS.osc_mhz
+        self.pll = None if abs(freq_mhz - osc) < 1e-6 else ice40_pll(osc, freq_mhz)
+        self.freq_mhz = self.pll.f_out_mhz if self.pll else osc
         self.baud = baud
         clk_hz = self.freq_mhz * 1e6
         self.config_hash = board_config_hash(cfg, program_words, BOARD)

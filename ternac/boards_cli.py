@@ -16,7 +16,8 @@ Exit codes: 0 success; 1 the build ran but missed timing (the report is still wr
 ``timing_met: false``) or a tool failed; 2 a user error (bad argument, a model or lane
 count that does not fit the device, no bitstream, no programmer, missing system libraries,
 no board on USB). A board build whose resource estimate (``boards/resources.py``) cannot
-fit the device is refused before synthesis, with exit 2. Errors are one sentence ``ternac: error: ...`` with no traceback.
+fit the device is refused before synthesis, with exit 2. Errors are one sentence
+``ternac: error: ...`` with no traceback.
 
 Running a model on a board (``--backend board``) or on its co-simulation (``--backend
 cosim``) is not here: the sessions over the host link are :mod:`ternac.session`, the
@@ -52,7 +53,8 @@ def add_build_parser(sub):
                    help="model baked in, or whose configuration a unit is built with "
                         "(default digits; shakespeare needs --lanes 32)")
     p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
-    clocks = ", ".join(f"{b.name} {b.default_mhz:g}" + (" from the PLL" if b.default_mhz != b.osc_mhz else "")
+    clocks = ", ".join(f"{b.name} {b.default_mhz:g}"
+                       + (" from the PLL" if b.default_mhz != b.osc_mhz else "")
                        for b in _facts.BOARDS.values())
     units = ", ".join(f"{d.ooc_mhz:g} on {k}" for k, d in _facts.DEVICES.items())
     p.add_argument("--freq", type=float, default=None,
@@ -198,7 +200,8 @@ def build_main(args) -> int:
     if report.get("estimate"):
         vs = report["estimate"]["vs_measured"]
         print("estimate before synthesis (modelled): " + "  ".join(
-            f"{k} {v['estimate']}" + ("" if v["error_pct"] is None else f" ({v['error_pct']:+.1f}%)")
+            f"{k} {v['estimate']}"
+            + ("" if v["error_pct"] is None else f" ({v['error_pct']:+.1f}%)")
             for k, v in vs.items()))
     if "bitstream" in report:
         print(f"bitstream: {report['bitstream']}")

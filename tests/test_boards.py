@@ -101,18 +101,26 @@ def digits8():
 @pytest.mark.slow
 def test_icebreaker_bitstream(tmp_path, digits8):
     """The digits accelerator (L=8) for iCEBreaker: Yosys, nextpnr, icepack from pip; the
-    report has every resource and timing is met at 12 MHz."""
+    report has every resource (the device's capacities as boards/facts.py states them), the
+    estimate made before synthesis beside them, and timing is met at 12 MHz."""
     from ternac.boards.build import build_board
+    from ternac.boards.facts import BOARDS
     c = digits8
+    b = BOARDS["icebreaker"]
     r = build_board("icebreaker", c.cfg, c.program_words, c.weight_words,
                     build_dir=tmp_path / "icebreaker", progress=False)
     assert pathlib.Path(r["bitstream"]).stat().st_size > 100_000
-    assert r["timing_met"] and r["fmax_MHz_achieved"] >= r["clock_MHz_constrained"] == 12.0
+    assert r["timing_met"]
+    assert r["fmax_MHz_achieved"] >= r["clock_MHz_constrained"] == b.default_mhz
     res = r["resources"]
     assert res["SPRAM"]["used"] >= 1            # the weights live in SPRAM
-    assert 0 < res["LUT"]["used"] <= res["LUT"]["available"] == 5280
-    assert res["EBR"]["available"] == 30 and res["DSP"]["available"] == 8
-    assert json.loads((tmp_path / "icebreaker" / "report.json").read_text())["board"] == "icebreaker"
+    assert 0 < res["LUT"]["used"] <= res["LUT"]["available"] == b.dev.lut4
+    assert (res["EBR"]["available"], res["DSP"]["available"]) == (b.dev.ebr, b.dev.dsp)
+    vs = r["estimate"]["vs_measured"]
+    assert vs["EBR"]["estimate"] == res["EBR"]["used"]
+    assert vs["LUT"]["measured"] == res["LUT"]["used"]
+    on_disk = json.loads((tmp_path / "icebreaker" / "report.json").read_text())
+    assert on_disk["board"] == "icebreaker" and on_disk["estimate"] == r["estimate"]
 
 
 @pytest.mark.slow
@@ -178,7 +186,7 @@ def test_board_facts_agree_with_the_platforms_and_are_read_everywhere():
         assert (plat.device, plat.package) == (b.dev.platform_device, b.dev.package)
         assert getattr(plat, "speed", None) == b.dev.speed
         assert plat.default_clk == b.clock and plat.default_clk_frequency == b.osc_mhz * 1e6
-        assert (mod.OSC_MHZ, mod.DEFAULT_MHZ, mod.FACTS) == (b.osc_mhz, b.default_mhz, b)
+        assert mod.FACTS is b and mod.BOARD == key
         assert bp.BITSTREAM[key] == b.bitstream and bp.BOARD_NAMES[key] == b.name
     assert cli.BOARD_CHOICES == tuple(facts.BOARDS) and cli.DEVICE_CHOICES == tuple(facts.DEVICES)
     # hw/ sits below boards/ and keeps its own count of the UP5K's SPRAMs; it must agree.
