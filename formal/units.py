@@ -1,0 +1,743 @@
+"""One formal harness a stream unit: the unit at small parameters, its environment (the
+stream contract assumed on its inputs, a free ``ready`` on its outputs), and its
+properties (the contract asserted on its outputs, nothing dropped or duplicated, no
+overflow, bounded liveness).
+
+Each :class:`Task` builds its harness, names the mode (``prove``: k-induction, a proof
+for all time; ``bmc``: bounded model checking from reset, a proof for the stated number of
+cycles), the depth, and whether it is fast enough for ``make test``. Properties on a
+unit's internal signals are *induction invariants* (they are proved too, and only make
+the induction close); every property of the contract is on ports.
+
+Parameters are small so the solver finishes in seconds (lanes 2..4, fan-in 8, depths 16);
+the RTL is the same generator at every size, so a violation would show at small sizes
+too (every rule here is about one element, one tile or one frame at a time).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Module, Mux, Signal,
+                          Value, signed, unsigned)
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In
+
+from ternac.golden.widths import ACT_MAX, M_BITS, S_BITS, WIDE_MAX, acc_width
+
+from .props import (AnyConst, AnySeq, Harness, assert_source, assume_source, counter,
+                    drive_sink, elaborate_tree, fsm_state, fsm_valid, past, probe, probe_all,
+                    transfers)
+
+__all__ = ["Task", "TASKS", "task"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A formal task: ``build(**variant)`` returns the harness (``variant`` selects a
+    deliberately broken unit, for the tests that show a property can fail)."""
+    name: str
+    unit: str
+    mode: str
+    depth: int
+    fast: bool
+    properties: tuple
+    build: Callable
+    comb: Callable | None = None     # () -> (unit, [(ready, valid), ...]) structural check
+
+
+TASKS: dict[str, Task] = {}
+
+
+def task(name, *, unit, mode, depth, fast, properties, comb=None):
+    def register(build):
+        TASKS[name] = Task(name=name, unit=unit, mode=mode, depth=depth, fast=fast,
+                           properties=tuple(properties), build=build, comb=comb)
+        return build
+    return register
+
+
+def _sext(v, bits):
+    """``v`` as a signed value of ``bits`` bits (sign-extended)."""
+    return v.as_signed() if not v.shape().signed else v
+
+
+
+class PayloadGlitch(wiring.Component):
+    """A deliberately broken unit, for the tests that show the contract can fail: ``unit``
+    with every port passed through, except that bit 0 of the payload of its output stream
+    ``port`` flips every other cycle while the sink stalls it."""
+
+    def __init__(self, unit, tree, *, port: str = "o"):
+        self._unit, self._tree, self._port = unit, tree, port
+        super().__init__(unit.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self._tree
+        flip = Signal()
+        m.d.sync += flip.eq(~flip)
+        glitch_port = getattr(self, self._port)
+        for path, member, mine in self.signature.flatten(self):
+            theirs = self._unit
+            for p in path:
+                theirs = theirs[p] if isinstance(p, int) else getattr(theirs, p)
+            mine, theirs = Value.cast(mine), Value.cast(theirs)
+            if member.flow == In:
+                m.d.comb += theirs.eq(mine)
+            elif path == (self._port, "payload"):
+                stalled = glitch_port.valid & ~glitch_port.ready
+                m.d.comb += mine.eq(theirs ^ (flip & stalled))
+            else:
+                m.d.comb += mine.eq(theirs)
+        return m
+
+
+def _instantiate(m, unit, broken, *, platform=None, port="o"):
+    """Add ``unit`` (elaborated, so its internals can be probed) to ``m``; with
+    ``broken="unstable"`` behind a :class:`PayloadGlitch`. Returns (ports, tree).
+    ``platform="formal"`` turns on the invariants Amaranth's own FIFOs carry."""
+    tree = elaborate_tree(unit, platform)
+    if broken is None:
+        m.submodules.dut = tree
+        return unit, tree
+    if broken != "unstable":
+        raise ValueError(f"unknown broken variant {broken!r}")
+    wrapper = PayloadGlitch(unit, tree, port=port)
+    m.submodules.dut = wrapper
+    return wrapper, tree
+
+
+# --- Requantizer ---------------------------------------------------------------------------
+
+REQ_ACC_BITS = acc_width(16)        # 12 bits: fan-in 16
+
+
+def _requant_ref(acc, m, s, relu, wide):
+    """golden.numerics.requantize (and ReLU, and the WIDE range) in exact arithmetic:
+    ``clamp((acc*m + 2^(s-1)) >> s, lo, hi)``; Amaranth widens every operator, so nothing
+    here can wrap."""
+    prod = acc * m
+    rnd = Mux(s == 0, 0, Const(1, 1) << (s - 1)[:len(s)])
+    shifted = (prod + rnd) >> s
+    hi = Mux(wide, WIDE_MAX, ACT_MAX)
+    lo = Mux(relu, 0, -hi)
+    return Mux(shifted > hi, hi, Mux(shifted < lo, lo, shifted))
+
+
+def _requant_comb():
+    from ternac.hw.requant import Requantizer
+    return Requantizer(acc_bits=REQ_ACC_BITS, tag_bits=3), [("o__ready", "o__valid")]
+
+
+@task("requant", unit="Requantizer (hw/requant.py)", mode="prove", depth=6, fast=True,
+      comb=_requant_comb, properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "1:1, in order, none dropped or duplicated (sequence tags; at most 2 in flight)",
+          "y == clamp(rhu(prod, s)) in unbounded arithmetic for every acc of acc_bits and "
+          "every m, s, relu, wide: no rounding or saturation overflow",
+          "product register as wide as every acc*m (width check on the elaborated RTL)",
+      ])
+def requant_harness(*, broken: str | None = None):
+    from ternac.hw.requant import Requantizer
+    from ternac.hw.vector import rhu_halve
+
+    tag_bits = 3
+
+    def build(m):
+        dut, t = _instantiate(m, Requantizer(acc_bits=REQ_ACC_BITS, tag_bits=tag_bits), broken)
+        cfg = {"m": AnyConst(M_BITS), "s": AnyConst(S_BITS), "relu": AnyConst(1),
+               "wide": AnyConst(1)}
+        for k, v in cfg.items():     # config ports held while elements flow (docstring)
+            m.d.comb += getattr(dut, k).eq(v)
+        assume_source(m, dut.i, name="i")
+        drive_sink(m, dut.o, name="o")
+        assert_source(m, dut.o, name="o")
+
+        fire_i, fire_o = transfers(dut.i), transfers(dut.o)
+        n_in = counter(m, fire_i, bits=tag_bits, name="n_in")
+        n_out = counter(m, fire_o, bits=tag_bits, name="n_out")
+        inflight = counter(m, fire_i, dec=fire_o, bits=4, name="inflight")
+        m.d.comb += Assume(dut.i.payload.tag == n_in, "i: the environment numbers elements")
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(dut.o.payload.tag == n_out,
+                               "o: in order, none dropped or duplicated")
+        m.d.comb += Assert(inflight <= 3, "at most 3 elements in flight")
+
+        # Exact arithmetic: the accumulator of each stage, shadowed at the ports (the whole
+        # pipeline advances on i.ready), against the rule in unbounded arithmetic.
+        # The pipeline's stages, input to output: (valid, tag) of stage 1 (the product),
+        # then those the Pipe helper names, then the output register.
+        stages = [(probe(t, "v1"), probe(t, "tag1"))]
+        stages += list(zip(probe_all(t, r"rq_valid\d+"), probe_all(t, r"rq_tag\d+")))
+        prod = probe(t, "prod")
+        ce = dut.i.ready
+        # No overflow: the product register is as wide as every acc * m (signed acc_bits
+        # times unsigned M_BITS: acc_bits + M_BITS + 1 bits suffice, checked on the
+        # elaborated register), and from it the product is carried, at the ports' pace
+        # (every stage advances on i.ready), to the output, where y must equal the rule
+        # computed in unbounded arithmetic: no rounding or saturation overflow.
+        if len(prod) < REQ_ACC_BITS + M_BITS + 1:
+            raise AssertionError(f"the requantizer's product register has {len(prod)} bits, "
+                                 f"fewer than acc_bits + M_BITS + 1 = "
+                                 f"{REQ_ACC_BITS + M_BITS + 1}: acc * m can overflow it")
+        sh = prod
+        for k in range(len(stages)):
+            nxt = Signal(signed(len(prod)), name=f"sh_prod{k + 2}")
+            with m.If(ce):
+                m.d.sync += nxt.eq(sh)
+            sh = nxt
+            if k == 0:
+                # invariant: the registered barrel shift of rhu_sat_tail is that of the
+                # shadowed product (the unit's own helper, hw.vector.rhu_halve)
+                t3 = probe(t, "rq_sat_t3")
+                m.d.comb += Assert(t3.as_unsigned() == rhu_halve(nxt, cfg["s"])[:len(t3)],
+                                   "inv: stage-2 shift of the product")
+        ref = _requant_ref(sh, 1, cfg["s"], cfg["relu"], cfg["wide"])
+        with m.If(dut.o.valid):
+            m.d.comb += Assert(dut.o.payload.y == ref,
+                               "o: y equals the requantization rule (no overflow)")
+
+        # Induction invariants (internal): the in-flight count is the number of valid
+        # stages, and the stages hold consecutive tags.
+        m.d.comb += Assert(inflight == sum(v for v, _ in stages) + dut.o.valid,
+                           "inv: in-flight count")
+        m.d.comb += Assert(n_in == (n_out + inflight)[:tag_bits], "inv: counters agree")
+        ahead = dut.o.valid
+        for v, tag in reversed(stages):
+            with m.If(v):
+                m.d.comb += Assert(tag == (n_out + ahead)[:tag_bits], "inv: stage tags")
+            ahead = ahead + v
+    return Harness(build, "requant")
+
+
+# --- TernaryEngine -------------------------------------------------------------------------
+
+ENG_LANES = 2
+ENG_FAN_IN = 8                      # K: a tile has at most K beats
+
+
+def _engine_comb():
+    from ternac.hw.engine import TernaryEngine
+    return (TernaryEngine(lanes=ENG_LANES, acc_bits=acc_width(ENG_FAN_IN)),
+            [("o__ready", "o__valid")])
+
+
+@task("engine", unit="TernaryEngine (hw/engine.py)", mode="prove", depth=12, fast=True,
+      comb=_engine_comb, properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "L outputs a tile, lanes in order, last on lane L-1; no tile dropped or duplicated",
+          "every accumulator register equals the exact (wide) sum for every tile of up to "
+          "K beats of x in [-127, 127]: no overflow at acc_width(K) bits",
+          "every output equals the exact dot product of its lane",
+      ])
+def engine_harness(*, broken: str | None = None, lanes: int = ENG_LANES,
+                   fan_in: int = ENG_FAN_IN):
+    """``broken="narrow"``: accumulators one bit narrower than acc_width(K), which must
+    overflow; ``broken="unstable"``: the output payload glitches while stalled."""
+    from ternac.hw.engine import TernaryEngine
+
+    L, K = lanes, fan_in
+    W = acc_width(K) - (1 if broken == "narrow" else 0)
+    WIDE = W + 8
+
+    def build(m):
+        dut, t = _instantiate(m, TernaryEngine(lanes=L, acc_bits=W),
+                              None if broken == "narrow" else broken)
+        assume_source(m, dut.i, name="i")
+        drive_sink(m, dut.o, name="o")
+        assert_source(m, dut.o, name="o")
+        beat = dut.i.payload
+        fire = transfers(dut.i)
+        m.d.comb += Assume((beat.x != -128) | ~dut.i.valid, "i: x in [-127, 127]")
+        nb = Signal(range(K + 1), name="beats")          # beats of the tile so far
+        with m.If(dut.i.valid & (nb == K - 1)):
+            m.d.comb += Assume(beat.last, "i: a tile has at most K beats")
+        with m.If(fire):
+            m.d.sync += nb.eq(Mux(beat.last, 0, nb + 1))
+
+        # Shadow accumulators in a width that cannot overflow, and the expected results of
+        # the tile being drained.
+        sh = [Signal(signed(WIDE), name=f"sh{l}") for l in range(L)]
+        exp = [Signal(signed(WIDE), name=f"exp{l}") for l in range(L)]
+        for l in range(L):
+            term = Mux(beat.nz[l], Mux(beat.neg[l], -beat.x, beat.x), 0)
+            with m.If(fire):
+                m.d.sync += sh[l].eq(Mux(beat.last, 0, sh[l] + term))
+                with m.If(beat.last):
+                    m.d.sync += exp[l].eq(sh[l] + term)
+
+        tiles = counter(m, fire & beat.last, dec=transfers(dut.o) & dut.o.payload.last,
+                        bits=2, name="tiles_pending")
+        oi = Signal(range(L), name="out_lane")
+        with m.If(transfers(dut.o)):
+            m.d.sync += oi.eq(Mux(oi == L - 1, 0, oi + 1))
+        exp_arr = Array(exp)
+        with m.If(dut.o.valid):
+            m.d.comb += [
+                Assert(dut.o.payload.acc == exp_arr[oi], "o: result equals the exact sum"),
+                Assert(dut.o.payload.last == (oi == L - 1), "o: last on lane L-1"),
+                Assert(tiles == 1, "o: results only of an accepted tile"),
+            ]
+        m.d.comb += Assert(tiles <= 1, "no tile dropped or duplicated")
+
+        # No overflow: every accumulator register holds the exact sum (its value, read as
+        # a signed W-bit number, equals the wide shadow).
+        accs = probe_all(t, r"acc\d+")
+        for l in range(L):
+            m.d.comb += Assert(accs[l] == sh[l], f"acc{l}: no overflow (equals the exact sum)")
+        # Induction invariants: a tile's partial sums are bounded by its beats; the output
+        # shift register holds the remaining expected results.
+        for l in range(L):
+            m.d.comb += Assert((sh[l] <= ACT_MAX * nb) & (sh[l] >= -ACT_MAX * nb),
+                               "inv: partial sum bounded")
+        m.d.comb += Assert(nb < K, "inv: beat count")
+        pending = probe(t, "pending")
+        outs = probe_all(t, r"out\d+")
+        m.d.comb += Assert(pending == Mux(tiles == 1, L - oi, 0), "inv: pending results")
+        m.d.comb += Assert((tiles == 1) | (oi == 0), "inv: no lane index between tiles")
+        for j in range(L):
+            with m.If(j < pending):
+                m.d.comb += Assert(outs[j] == exp_arr[(L - pending + j)[:len(oi)]],
+                                   "inv: shift register holds the expected results")
+    return Harness(build, "engine")
+
+
+# --- PackedWeightStreamer (I2) -------------------------------------------------------------
+
+STR_LANES = 2                       # 4-bit words
+STR_DEPTH = 16                      # the word address is the data (4 bits)
+
+
+def _streamer_comb():
+    from ternac.hw.streamer import PackedWeightStreamer
+    return (PackedWeightStreamer(lanes=STR_LANES, depth=STR_DEPTH),
+            [("o__ready", "o__valid")])
+
+
+def _streamer_env(m, dut):
+    """Commands under the contract, a sink with a free ready, and a weight memory of one
+    cycle read latency whose word at address ``a`` is ``a`` itself (so every output word
+    names the address it was read from)."""
+    assume_source(m, dut.cmd, name="cmd")
+    drive_sink(m, dut.o, name="o")
+    m.d.sync += dut.mem_rdata.eq(dut.mem_raddr)
+
+
+@task("streamer_i2", unit="PackedWeightStreamer i2 (hw/streamer.py)", mode="prove", depth=8,
+      fast=True, comb=_streamer_comb, properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "no word dropped at the FIFO (a read is issued only with room for it)",
+          "words out == words commanded (outstanding == remaining + in flight + buffered)",
+          "idle only with nothing outstanding",
+      ])
+def streamer_harness(*, broken: str | None = None):
+    from ternac.hw.streamer import PackedWeightStreamer
+
+    def build(m):
+        dut, t = _instantiate(m, PackedWeightStreamer(lanes=STR_LANES, depth=STR_DEPTH),
+                              broken, platform="formal")
+        _streamer_env(m, dut)
+        assert_source(m, dut.o, name="o")
+        outstanding = Signal(24, name="outstanding")
+        m.d.sync += outstanding.eq(
+            outstanding + Mux(transfers(dut.cmd), dut.cmd.payload.count, 0)
+            - transfers(dut.o))
+        fifo = ("fifo",)
+        w_en, w_rdy = probe(t, "w_en", sub=fifo), probe(t, "w_rdy", sub=fifo)
+        level = probe(t, "level", sub=fifo)
+        remaining, inflight = probe(t, "remaining"), probe(t, "inflight")
+        m.d.comb += [
+            Assert(~(w_en & ~w_rdy), "no word dropped at the FIFO"),
+            Assert(outstanding == remaining + inflight + level,
+                   "words out == words commanded"),
+        ]
+        with m.If(dut.idle):
+            m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
+        # induction invariant: the FIFO's room reservation
+        m.d.comb += Assert(level + inflight <= PackedWeightStreamer.FIFO_DEPTH,
+                           "inv: FIFO room reserved for the read in flight")
+    return Harness(build, "streamer_i2")
+
+
+@task("streamer_i2_order", unit="PackedWeightStreamer i2 (hw/streamer.py)", mode="bmc",
+      depth=24, fast=True, properties=[
+          "every output word is the next word of the commands in order (address as data): "
+          "none dropped, duplicated or reordered, across command edges and stalls "
+          "(commands of 0..4 words at any base)",
+          "last on exactly the final word of each command",
+      ])
+def streamer_order_harness(*, broken: str | None = None):
+    from ternac.hw.streamer import PackedWeightStreamer
+
+    # One lane (2-bit words) over a 4-word memory: the address as data modulo 4 still tells
+    # consecutive words apart, so a dropped, repeated or reordered word shows.
+    Q, CMAX, LANES, DEPTH = 8, 4, 1, 4
+    AB = 2
+
+    def build(m):
+        dut, t = _instantiate(m, PackedWeightStreamer(lanes=LANES, depth=DEPTH), broken)
+        _streamer_env(m, dut)
+        # Commands of 0..CMAX words (any base): enough for every tile-edge case of a
+        # 4-word FIFO (words of several commands buffered at once), small for the solver.
+        m.d.comb += Assume(dut.cmd.payload.count <= CMAX, "cmd: at most CMAX words")
+        # Reference: a queue of accepted commands (count >= 1), the offset in its head; the
+        # address is compared modulo the 4-word memory, so 2 bits of base suffice.
+        qbase = Array(Signal(AB, name=f"q_base{j}") for j in range(Q))
+        qcount = Array(Signal(range(CMAX + 1), name=f"q_count{j}") for j in range(Q))
+        head = Signal(range(Q), name="q_head")
+        tail = Signal(range(Q), name="q_tail")
+        used = Signal(range(Q + 1), name="q_used")
+        off = Signal(range(CMAX + 1), name="q_off")
+        push = transfers(dut.cmd) & (dut.cmd.payload.count != 0)
+        with m.If(push):
+            m.d.sync += [qbase[tail].eq(dut.cmd.payload.base[:AB]),
+                         qcount[tail].eq(dut.cmd.payload.count), tail.eq(tail + 1)]
+        exp_addr = (qbase[head] + off)[:AB]
+        exp_last = off == qcount[head] - 1
+        pop = transfers(dut.o) & exp_last
+        with m.If(transfers(dut.o)):
+            m.d.sync += off.eq(Mux(exp_last, 0, off + 1))
+            with m.If(exp_last):
+                m.d.sync += head.eq(head + 1)
+        m.d.sync += used.eq(used + push - pop)
+        m.d.comb += Assert(used < Q, "reference queue never full")
+        word = Signal(2 * LANES, name="o_word")
+        for l in range(LANES):
+            m.d.comb += [word[2 * l].eq(dut.o.payload.nz[l]),
+                         word[2 * l + 1].eq(dut.o.payload.neg[l])]
+        with m.If(dut.o.valid):
+            m.d.comb += [
+                Assert(used != 0, "o: no word that was not commanded"),
+                Assert(word == exp_addr, "o: the next commanded word, in order"),
+                Assert(dut.o.payload.last == exp_last, "o: last on the final word"),
+            ]
+    return Harness(build, "streamer_i2_order")
+
+
+# --- Vector units: one element a cycle, the whole pipeline on one clock enable ------------
+
+def _config(m, dut, names):
+    """Config ports held constant while elements flow (each unit's docstring): AnyConst."""
+    for n in names:
+        port = Value.cast(getattr(dut, n))
+        m.d.comb += port.eq(AnyConst(len(port)))
+
+
+def _pipeline_properties(m, dut, t, valid_regs, *, name):
+    """1:1 pipeline: contract on ``o``; in flight = accepted - emitted equals the number of
+    valid pipeline stages (so an accepted element is never lost or doubled: it holds one
+    valid stage until it leaves) and is at most the latency + 1."""
+    drive_sink(m, dut.o, name="o")
+    assert_source(m, dut.o, name="o")
+    depth = len(valid_regs) + 1
+    inflight = counter(m, transfers(dut.i), dec=transfers(dut.o), bits=depth.bit_length() + 1,
+                       name="inflight")
+    m.d.comb += [
+        Assert(inflight == sum(valid_regs) + dut.o.valid,
+               "1:1: every accepted element holds one stage until it leaves"),
+        Assert(inflight <= depth, f"at most {depth} elements in flight"),
+    ]
+
+
+def _vec_comb(make):
+    def comb():
+        return make(), [("o__ready", "o__valid")]
+    return comb
+
+
+def _eltwise():
+    from ternac.hw.eltwise import Eltwise
+    return Eltwise()
+
+
+def _activation():
+    from ternac.hw.activation import Activation
+    return Activation()
+
+
+_PIPE_PROPS = [
+    "o: valid held until the transfer; payload stable while stalled",
+    "o.valid has no combinational path from o.ready (structural)",
+    "1:1, none dropped or duplicated (in flight == valid stages <= latency + 1)",
+]
+
+
+@task("eltwise", unit="Eltwise (hw/eltwise.py)", mode="prove", depth=4, fast=True,
+      comb=_vec_comb(_eltwise), properties=_PIPE_PROPS)
+def eltwise_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _eltwise(), broken)
+        _config(m, dut, ["m", "s", "m2", "s2", "mode", "neg", "wide"])
+        assume_source(m, dut.i, name="i")
+        _pipeline_properties(m, dut, t, probe_all(t, r"elt_v\d+"), name="eltwise")
+    return Harness(build, "eltwise")
+
+
+@task("activation", unit="Activation (hw/activation.py)", mode="prove", depth=4, fast=True,
+      comb=_vec_comb(_activation), properties=_PIPE_PROPS)
+def activation_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _activation(), broken)
+        _config(m, dut, ["m", "s", "m2", "s2", "mode", "neg", "wide"])
+        assume_source(m, dut.i, name="i")
+        _pipeline_properties(m, dut, t, probe_all(t, r"act_v\d+"), name="activation")
+    return Harness(build, "activation")
+
+
+# --- UART ----------------------------------------------------------------------------------
+
+UART_DIV = 4                        # clock cycles a bit (the smallest the UART accepts)
+
+
+def _uart_rx_comb():
+    from ternac.hw.uart import UARTRx
+    return UARTRx(divisor=UART_DIV), [("o__ready", "o__valid")]
+
+
+@task("uart_rx", unit="UARTRx (hw/uart.py)", mode="prove", depth=8, fast=True,
+      comb=_uart_rx_comb, properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "every frame with a good stop bit is delivered or flagged: "
+          "frames == taken + waiting + overrun pulses (none dropped silently, none doubled)",
+      ])
+def uart_rx_harness(*, broken: str | None = None):
+    from ternac.hw.uart import UARTRx
+
+    def build(m):
+        dut, t = _instantiate(m, UARTRx(divisor=UART_DIV), broken)
+        m.d.comb += dut.rx.eq(AnySeq(1))            # any line activity, glitches included
+        drive_sink(m, dut.o, name="o")
+        assert_source(m, dut.o, name="o")
+        rx_sync = [s for s in probe_all(t, "rx") if s is not dut.rx]
+        if len(rx_sync) != 1:
+            raise LookupError("UARTRx: expected one synchronised rx signal")
+        timer = probe(t, "timer")
+        frame_ok = fsm_state(t, "STOP") & (timer == 0) & rx_sync[0]
+        frames = counter(m, frame_ok, bits=8, name="frames")
+        taken = counter(m, transfers(dut.o), bits=8, name="taken")
+        flagged = counter(m, dut.overrun, bits=8, name="overruns")
+        m.d.comb += Assert(frames == (taken + dut.o.valid + flagged)[:8],
+                           "every good frame delivered or flagged")
+    return Harness(build, "uart_rx")
+
+
+UART_RX_IDLE = 10 * UART_DIV + 3    # cycles of a high line after which the receiver idles
+
+
+@task("uart_rx_idle", unit="UARTRx (hw/uart.py)", mode="prove", depth=UART_RX_IDLE + 4,
+      fast=True, properties=[
+          f"bounded liveness: after any line activity, {UART_RX_IDLE} cycles of an idle "
+          "(high) line put the receiver in IDLE (glitches, breaks and framing errors "
+          "included)",
+      ])
+def uart_rx_idle_harness(*, broken: str | None = None):
+    from ternac.hw.uart import UARTRx
+
+    def build(m):
+        dut, t = _instantiate(m, UARTRx(divisor=UART_DIV), broken)
+        line = AnySeq(1)
+        m.d.comb += dut.rx.eq(line)
+        m.d.comb += dut.o.ready.eq(AnySeq(1))
+        high = Signal(range(UART_RX_IDLE + 1), name="line_high_for")
+        with m.If(~line):
+            m.d.sync += high.eq(0)
+        with m.Elif(high != UART_RX_IDLE):
+            m.d.sync += high.eq(high + 1)
+        with m.If(high == UART_RX_IDLE):
+            m.d.comb += Assert(fsm_state(t, "IDLE"), "receiver idle after an idle line")
+        m.d.comb += Assert(fsm_valid(t), "inv: FSM state is a state")
+    return Harness(build, "uart_rx_idle")
+
+
+UART_TX_FRAME = 10 * UART_DIV
+
+
+@task("uart_tx", unit="UARTTx (hw/uart.py)", mode="prove", depth=UART_TX_FRAME + 6,
+      fast=True, properties=[
+          "every accepted byte is sent as start bit 0, its 8 data bits LSB first and stop "
+          f"bit 1, {UART_DIV} cycles each, starting 2 cycles after the transfer",
+          f"ready again {UART_TX_FRAME} cycles after a transfer (bounded liveness; back to "
+          "back frames have no idle bit); "
+          "the line idles high",
+      ])
+def uart_tx_harness(*, broken: str | None = None):
+    from ternac.hw.uart import UARTTx
+
+    def build(m):
+        dut, t = _instantiate(m, UARTTx(divisor=UART_DIV), broken)
+        assume_source(m, dut.i, name="i")
+        fire = transfers(dut.i)
+        byte = Signal(8, name="sent_byte")
+        since = Signal(range(UART_TX_FRAME + 3), name="since_taken")
+        busy = Signal(name="frame_on")
+        with m.If(fire):
+            m.d.sync += [byte.eq(dut.i.payload), since.eq(0), busy.eq(1)]
+        with m.Elif(busy & (since != UART_TX_FRAME + 1)):
+            m.d.sync += since.eq(since + 1)
+        with m.Elif(busy):
+            m.d.sync += busy.eq(0)
+        frame = Cat(Const(0, 1), byte, Const(1, 1))
+        # ``since`` counts cycles after the transfer cycle, from 0: bit b is on the line
+        # from since = 1 + b*DIV to 1 + (b+1)*DIV - 1 (the line register adds a cycle).
+        with m.If(busy & (since >= 1) & (since <= UART_TX_FRAME)):
+            idx = ((since - 1) >> (UART_DIV.bit_length() - 1))[:4]
+            m.d.comb += Assert(dut.tx == Array(frame)[idx], "tx: the frame bit of the byte")
+        with m.If(busy & (since < UART_TX_FRAME)):
+            m.d.comb += Assert(~dut.i.ready, "not ready while a frame is sent")
+        with m.If(busy & (since == UART_TX_FRAME)):
+            m.d.comb += Assert(dut.i.ready, "ready again after the frame")
+        with m.If(~busy):
+            m.d.comb += Assert(dut.tx & dut.i.ready, "idle: line high and ready")
+        # induction invariant: the state counter of the transmitter against the reference
+        bits_left, timer = probe(t, "bits_left"), probe(t, "timer")
+        m.d.comb += Assert((bits_left == 0) | busy, "inv: busy only in a frame")
+        shreg = probe(t, "shreg")
+        m.d.comb += Assert(since <= UART_TX_FRAME + 1, "inv: frame time")
+        with m.If(busy & (since <= UART_TX_FRAME)):
+            sent = (10 - bits_left)[:4]
+            m.d.comb += Assert((bits_left == 0) |
+                               (shreg == (Cat(frame, Const(0x3FF, 10)) >> sent)[:10]),
+                               "inv: shift register holds the bits still to send")
+            m.d.comb += [
+                Assert(bits_left == 10 - (since >> (UART_DIV.bit_length() - 1)),
+                       "inv: bits left"),
+                Assert((bits_left == 0) | (timer == UART_DIV - 1 - (since & (UART_DIV - 1))),
+                       "inv: bit timer"),
+            ]
+    return Harness(build, "uart_tx")
+
+
+# --- Host link frame parser ----------------------------------------------------------------
+
+HL_TIMEOUT = 16                     # the smallest timeout_cycles the link accepts
+HL_MAX_WORDS = 1
+HL_HOST_DONE = 4                    # the modelled accelerator finishes a run within this
+HL_TX_STALL = 1                     # the UART transmitter stalls at most this long a byte
+#: Cycles of a quiet receive line after which the link must be back hunting: the timeout,
+#: the checks, a run, and the longest response (16 bytes) with every byte stalled.
+HL_BOUND = HL_TIMEOUT + 2 + 4 * 4 + 3 + HL_HOST_DONE + 16 * (HL_TX_STALL + 1) + 8
+
+
+def _hostlink_comb():
+    from ternac.hw.hostlink import Hostlink
+    return (Hostlink(limits={0: 8, 1: 8, 2: 8, 3: 8}, config_hash=0x5EC0FFEE,
+                     timeout_cycles=HL_TIMEOUT, max_words=HL_MAX_WORDS),
+            [("tx__ready", "tx__valid")])
+
+
+def _hostlink_env(m, dut):
+    """Bytes from the UART under the contract (any values, any gaps), a fair transmitter,
+    and an accelerator that raises ``done`` within HL_HOST_DONE cycles of ``start``."""
+    assume_source(m, dut.rx, name="rx")
+    drive_sink(m, dut.tx, name="tx", max_stall=HL_TX_STALL)
+    host = dut.host
+    busy, done = Signal(name="acc_busy"), Signal(name="acc_done")
+    left = Signal(range(HL_HOST_DONE + 1), name="acc_left")
+    finish = AnySeq(1)
+    with m.If(host.start):
+        m.d.sync += [busy.eq(1), done.eq(0), left.eq(HL_HOST_DONE)]
+    with m.Elif(busy & (finish | (left == 0))):
+        m.d.sync += [busy.eq(0), done.eq(1)]
+    with m.Elif(busy):
+        m.d.sync += left.eq(left - 1)
+    m.d.comb += [host.busy.eq(busy), host.done.eq(done), host.error.eq(AnySeq(1)),
+                 host.rdata.eq(AnySeq(32)), host.result.eq(AnySeq(32)),
+                 host.cycles.eq(AnySeq(32)),
+                 dut.rx_overrun.eq(AnySeq(1)), dut.rx_framing_error.eq(AnySeq(1))]
+
+
+@task("hostlink_tx", unit="Hostlink frame parser (hw/hostlink.py)", mode="prove", depth=4,
+      fast=True, comb=_hostlink_comb, properties=[
+          "tx: valid held until the transfer; payload stable while stalled",
+          "tx.valid has no combinational path from tx.ready (structural)",
+      ])
+def hostlink_tx_harness(*, broken: str | None = None):
+    def build(m):
+        unit, _pairs = _hostlink_comb()
+        dut, t = _instantiate(m, unit, broken, port="tx")
+        _hostlink_env(m, dut)
+        assert_source(m, dut.tx, name="tx")
+    return Harness(build, "hostlink_tx")
+
+
+@task("hostlink_idle", unit="Hostlink frame parser (hw/hostlink.py)", mode="bmc",
+      depth=HL_BOUND + 24, fast=False, properties=[
+          f"bounded liveness: after any byte sequence, {HL_BOUND} cycles without a byte put "
+          "the parser back in HUNT (partial frames time out, every request is answered)",
+          "tx: valid held until the transfer; payload stable while stalled",
+      ])
+def hostlink_idle_harness(*, broken: str | None = None):
+    def build(m):
+        unit, _pairs = _hostlink_comb()
+        dut, t = _instantiate(m, unit, broken, port="tx")
+        _hostlink_env(m, dut)
+        assert_source(m, dut.tx, name="tx")
+        quiet = Signal(range(HL_BOUND + 1), name="rx_quiet_for")
+        with m.If(dut.rx.valid):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != HL_BOUND):
+            m.d.sync += quiet.eq(quiet + 1)
+        with m.If(quiet == HL_BOUND):
+            m.d.comb += Assert(fsm_state(t, "HUNT"), "back in HUNT after a quiet line")
+        m.d.comb += Cover(fsm_state(t, "R_CRC1") & dut.tx.ready)
+    return Harness(build, "hostlink_idle")
+
+
+# --- Sequencer -----------------------------------------------------------------------------
+
+SEQ_LANES = 4
+SEQ_DEPTH = 16
+SEQ_N_MAX = 8                       # output length of an instruction (n), at most
+SEQ_K_MAX = 4                       # fan-in / row length (k), at most
+#: Cycles from leaving FETCH (or IDLE) to the next FETCH (or IDLE) that every instruction
+#: of n <= SEQ_N_MAX, k <= SEQ_K_MAX must meet (MATVEC: ceil(n/L)*k + L + the
+#: requantizer's latency; SAMPLE 2n + 6; ARGMAX n + 2; EMBED 2k + 3; all well inside).
+SEQ_BOUND = 40
+
+
+def _sequencer():
+    from ternac.hw.sequencer import Sequencer
+    return Sequencer(lanes=SEQ_LANES, acc_bits=acc_width(SEQ_K_MAX), prog_depth=SEQ_DEPTH,
+                     scratch_depth=SEQ_DEPTH, out_depth=SEQ_DEPTH, weight_depth=SEQ_DEPTH)
+
+
+@task("sequencer_live", unit="Sequencer (hw/sequencer.py), no vector units", mode="bmc",
+      depth=60, fast=False, properties=[
+          f"bounded liveness: every instruction (any opcode; n in 1..{SEQ_N_MAX}, k in "
+          f"1..{SEQ_K_MAX}; any memory contents) reaches FETCH (next instruction) or IDLE "
+          f"(HALT, unknown opcode) within {SEQ_BOUND} cycles, {SEQ_LANES} lanes",
+          "busy is low exactly in IDLE",
+      ])
+def sequencer_harness(*, broken: str | None = None):
+    from ternac.golden.isa import INSTR_BITS
+
+    def build(m):
+        dut, t = _instantiate(m, _sequencer(), broken)
+        m.d.comb += dut.start.eq(AnySeq(1))
+        # The memories respond one cycle after the address with any contents (weights,
+        # activations, probabilities, token ids); the program holds instructions the ISA
+        # defines (golden.interpreter's preconditions): n >= 1, k >= 1, both small here.
+        for port, bits in (("scr_rdata", 16), ("scr_rdata2", 16), ("out_rdata", 32),
+                           ("w_rdata", 2 * SEQ_LANES)):
+            m.d.sync += getattr(dut, port).eq(AnySeq(bits))
+        from ternac.hw.sequencer import instr_layout
+        ins = Signal(instr_layout, name="prog_word")
+        m.d.comb += ins.as_value().eq(AnySeq(INSTR_BITS))
+        m.d.comb += Assume((ins.n >= 1) & (ins.n <= SEQ_N_MAX) & (ins.k >= 1)
+                           & (ins.k <= SEQ_K_MAX), "program: n, k within the bounds")
+        m.d.sync += dut.prog_data.eq(ins.as_value())
+        waiting = fsm_state(t, "FETCH") | fsm_state(t, "IDLE")
+        since = Signal(range(SEQ_BOUND + 2), name="cycles_in_instruction")
+        with m.If(waiting):
+            m.d.sync += since.eq(0)
+        with m.Elif(since != SEQ_BOUND + 1):
+            m.d.sync += since.eq(since + 1)
+        m.d.comb += Assert(since <= SEQ_BOUND, "every instruction completes in the bound")
+        m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
+        m.d.comb += Cover(fsm_state(t, "MATVEC") & (since == 20))
+    return Harness(build, "sequencer_live")
