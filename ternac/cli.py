@@ -48,9 +48,9 @@ from ternac.runner import default_checkpoint as _default_checkpoint
 
 __all__ = ["main", "build_parser", "run_digits"]
 
-MODELS = ("digits",)
+MODELS = ("digits", "vit-digits")
 #: Models `ternac compile` lowers (every model graph).
-COMPILE_MODELS = ("digits", "shakespeare")
+COMPILE_MODELS = ("digits", "shakespeare", "vit-digits")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -68,7 +68,7 @@ def _check_out_dir(path: str) -> None:
 
 def _print_report(r: dict) -> None:
     n = r["samples"]
-    print(f"digits on backend {r['backend']}, L={r['lanes']}, {n} test images"
+    print(f"{r['model']} on backend {r['backend']}, L={r['lanes']}, {n} test images"
           + (f", weight image {r['image']}" if r["image"] else ""))
     print(f"  accuracy              {r['accuracy']:.4f}   (integer golden "
           f"{r['golden_accuracy']:.4f}, float {r['float_accuracy']:.4f})")
@@ -86,11 +86,22 @@ def _print_report(r: dict) -> None:
 
 def _cmd_run(args) -> int:
     check_output_file(args.json, "JSON output", make_folder=True)
-    report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
-                        image=args.image, limit=args.limit, build_dir=args.build_dir,
-                        weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
-                        progress=not args.quiet, port=args.port, board=args.board)
+    if args.model == "vit-digits":
+        from ternac.runner import run_vit_digits
+        if args.image is not None:
+            raise InputError("--image applies to the digits MLP only; the ViT runs its checkpoint")
+        report = run_vit_digits(args.backend, checkpoint=args.checkpoint, limit=args.limit,
+                                build_dir=args.build_dir, progress=not args.quiet,
+                                port=args.port, board=args.board, lanes=args.lanes)
+    else:
+        report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
+                            image=args.image, limit=args.limit, build_dir=args.build_dir,
+                            weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
+                            progress=not args.quiet, port=args.port, board=args.board)
     _print_report(report)
+    if "attention_cycle_share" in report:
+        print(f"  attention share       {report['attention_cycle_share']:.3f} of the modelled "
+              f"{report['predicted_cycles']} cycles (DOT, DOTT, SHIFTMAX; modelled)")
     if args.json:
         _write_json(args.json, report)
         print(f"  wrote {args.json}")
@@ -109,6 +120,8 @@ def _cmd_train(args) -> int:
         check_output_file(args.out, "checkpoint output")
     if args.model == "shakespeare":
         return _train_shakespeare(args)
+    if args.model == "vit-digits":
+        return _train_vit(args)
     from ternac.golden.mlp import train_digits
     out = args.out or _default_checkpoint()
     if os.path.isdir(out):
@@ -117,6 +130,21 @@ def _cmd_train(args) -> int:
     print(f"trained digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
           f"float test accuracy {r['float_accuracy']:.4f}, integer golden "
           f"{r['int_accuracy']:.4f}; wrote {out}")
+    return 0
+
+
+def _train_vit(args) -> int:
+    from ternac.golden.vit import DEFAULT_EPOCHS, train_vit_digits
+    out = args.out or os.path.join("build", "vit-digits.safetensors")
+    if os.path.isdir(out):
+        raise InputError(f"the checkpoint output {out} is a directory")
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    epochs = args.epochs if args.epochs_given else DEFAULT_EPOCHS
+    r = train_vit_digits(seed=args.seed, epochs=epochs, out=out, progress=not args.quiet)
+    print(f"trained vit-digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
+          f"float test accuracy {r['float_accuracy']:.4f}, integer golden "
+          f"{r['int_accuracy']:.4f}; wrote {out} (the committed checkpoint is "
+          f"checkpoints/vit_digits.safetensors)")
     return 0
 
 
@@ -165,6 +193,18 @@ def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratc
         except ValueError as exc:
             raise CheckpointError(one_line(exc)) from None
         return compile_lm(intlm, cfg)
+    if model == "vit-digits":
+        import dataclasses
+
+        from ternac.config import VIT_CONFIG
+        from ternac.golden.vit import IntViT
+        from ternac.lower import lower
+        try:
+            im = IntViT.from_checkpoint(checkpoint)
+        except ValueError as exc:
+            raise CheckpointError(one_line(exc)) from None
+        cfg = dataclasses.replace(VIT_CONFIG, lanes=lanes)
+        return lower(im.graph(), cfg)
     cfg = _config(lanes, weight_depth, scratch_depth)
     return compile_checkpoint(checkpoint or _default_checkpoint(), cfg)
 
@@ -362,9 +402,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ternac`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "command", None) == "train" and args.epochs is None:
-        from ternac.golden.mlp import DEFAULT_EPOCHS
-        args.epochs = DEFAULT_EPOCHS
+    if getattr(args, "command", None) == "train":
+        args.epochs_given = args.epochs is not None
+        if args.epochs is None:
+            from ternac.golden.mlp import DEFAULT_EPOCHS
+            args.epochs = DEFAULT_EPOCHS
     try:
         return args.func(args)
     except USER_ERRORS as exc:

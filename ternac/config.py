@@ -11,7 +11,8 @@ import dataclasses
 from ternac.golden.widths import acc_width
 from ternac.protocol import Space
 
-__all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS"]
+__all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS",
+           "VIT_CONFIG"]
 
 #: The host port's address spaces: defined by the host-link protocol (the name is kept for
 #: existing callers).
@@ -104,3 +105,11 @@ LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4
                         vector=("activation", "norm", "eltwise"), max_vector=256)
 #: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program.
 LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
+
+#: The accelerator of the digits ViT (golden/vit.py): 8 lanes, the vector units attention
+#: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (~500
+#: instructions) in a 512-word program memory, vectors up to 64 elements.
+VIT_CONFIG = AccelConfig(lanes=8, weight_depth=4096, scratch_depth=4096, out_depth=16,
+                         prog_depth=512, max_fan_in=128,
+                         vector=("activation", "norm", "eltwise", "shiftmax", "dot"),
+                         max_vector=64)
