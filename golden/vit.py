@@ -504,3 +504,55 @@ class IntViT:
         from .vecops import argmax
 
         return argmax(self.forward(x_int8))
+
+
+@torch.no_grad()
+def unit_errors(im: IntViT, x_int8: torch.Tensor) -> dict:
+    """The integer units inside the model, on its real activations (issue: measure the
+    units in the model): for every attention row (SHIFTMAX), every MLP hidden vector
+    (GELU) and every LayerNorm vector the graph evaluates on ``x_int8`` (B, 64):
+
+    * Shiftmax: the row-sum probability mass (``sum p * 2^-15``; 1 is exact) and the max
+      abs error of ``p * 2^-15`` against a float64 softmax of the same integer scores at
+      their scale;
+    * ShiftGELU: the max abs error of ``y * out_scale`` against ``v sigmoid(1.702 v)`` of
+      the same integer input ``v = u * in_scale``, in output LSBs;
+    * LayerNorm: the max abs error against ``intops.layernorm_float`` on the same integers
+      (its float counterpart), in output LSBs.
+
+    Returns ``{unit: {...}}`` with counts, means and maxima; all figures measured.
+    """
+    from .isa import Op
+
+    g = im.graph()
+    env = g.evaluate(im.feeds(x_int8))
+    sm_mass, sm_err, ge_err, ln_err = [], [], [], []
+    for nd in g.nodes:
+        a = env[nd.a].to(torch.float64)
+        y = env[nd.out].to(torch.float64) if nd.out is not None else None
+        if nd.op == Op.SHIFTMAX:
+            p = y * 2.0 ** -15
+            ref = torch.softmax(a * g.vecs[nd.a].scale, -1)
+            sm_mass.append(p.sum(-1).flatten())
+            sm_err.append((p - ref).abs().amax(-1).flatten())
+        elif nd.op == Op.GELU:
+            v = a * g.vecs[nd.a].scale
+            ref = v * torch.sigmoid(GELU_ALPHA * v)
+            osc = g.vecs[nd.out].scale
+            ge_err.append(((y * osc - torch.clamp(ref, -127 * osc, 127 * osc)) / osc)
+                          .abs().amax(-1).flatten())
+        elif nd.op == Op.LAYERNORM:
+            w = g.consts[nd.b]
+            hi = 127
+            ref = intops.layernorm_float(a, w.to(torch.float64), torch.zeros_like(w, dtype=torch.float64),
+                                         nd.m, nd.s).clamp(-hi, hi)
+            ln_err.append((y - ref).abs().amax(-1).flatten())
+
+    def stats(vals):
+        v = torch.cat(vals)
+        return {"count": int(v.numel()), "mean": float(v.mean()), "max": float(v.max()),
+                "min": float(v.min())}
+
+    return {"shiftmax_row_mass": stats(sm_mass), "shiftmax_max_abs_error": stats(sm_err),
+            "gelu_max_abs_error_lsb": stats(ge_err), "layernorm_max_abs_error_lsb": stats(ln_err),
+            "images": int(x_int8.shape[0]), "kind": "measured"}
