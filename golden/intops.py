@@ -255,7 +255,7 @@ def _fits(v: torch.Tensor, bits: int, signed: bool) -> bool:
 # ---------------------------------------------------------------------------------------
 
 def exp_gain(scale: float, alpha: float = 1.0) -> tuple[int, int]:
-    """Offline constant of the shift-exp core: the dyadic ``(m, s)`` of ``S * alpha * log2(e) * 2^F``.
+    """Offline constant of the shift-exp core: the dyadic ``(m, s)`` of ``S alpha log2(e) 2^F``.
 
     ``u = rhu(a * m, s)`` is the exp argument ``a * S * alpha`` (nats) times log2 e, i.e. in
     powers of two, in fixed point with F = :data:`EXP_ARG_FRAC_BITS` = 10 fraction bits.
@@ -308,9 +308,10 @@ def shift_exp(a: torch.Tensor, m: int, s: int, *, trace: dict | None = None) -> 
     -------
     int64 tensor, same shape, values in [0, 2^15]; ``e(0) = 2^15``; non-increasing in ``a``
     (M falls with r, and M(1023) > 2^25 = M(0) / 2). Accuracy (tested): with
-    ``v = a S alpha`` and ``ref = 2^15 exp(-v)``, ``ref * 0.9970 * 2^-0.0006 - 1/2 <= e <=
-    ref * 1.0024 * 2^0.0006 + 1/2`` while v is below the clamp (the quadratic: -0.30 % ..
-    +0.24 %; the rounding of u: half an LSB of 2^-10; m: 2^-15 of the exponent).
+    ``v = a S alpha``, ``ref = 2^15 exp(-v)`` and ``c = 2^(2^-11 + v log2(e) 2^-15)``,
+    ``ref / c * (1 - 0.00301) - 1/2 <= e <= ref * c * (1 + 0.00232) + 1/2`` (the
+    quadratic: -0.301 % .. +0.232 % of 2^-f; the rounding of u: half an LSB of 2^-10; m:
+    2^-15 of the exponent); e = 0 once v >= 11.1 (2^15 e^-v < 1/2).
     Source: I-ViT, Shiftmax section (ShiftExp); deviations 1 and 2 of the module docstring.
 
     Raises
