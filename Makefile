@@ -46,6 +46,19 @@ bitstream: $(STAMP)
 program: $(STAMP)
 	$(TERNAC) program --board $(BOARD) --lanes $(LANES)
 
+# One unit's cocotb bench against golden (ternac/simcli.py): UNIT is streamer, engine,
+# requantizer, activation, norm, eltwise, shiftmax, dot or top; SEED and STALL optional.
+# WAVES=1 writes build/waves/$(UNIT).vcd, WAVES=fst build/waves/$(UNIT).fst where Verilator's
+# FST writer builds (else a VCD, and ternac says why). WAVES is taken out of the command's
+# environment: cocotb would read it and trace every build.
+.PHONY: sim
+UNIT ?= engine
+WAVES_FILE = build/waves/$(UNIT).$(if $(filter fst FST,$(WAVES)),fst,vcd)
+
+sim: $(STAMP)
+	env -u WAVES $(TERNAC) sim $(UNIT) $(if $(filter-out 0,$(WAVES)),--waves $(WAVES_FILE)) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(STALL),--stall $(STALL))
+
 # Design-space sweep (ternac/sweep.py): every lane count (and FREQ list, MHz) of MODEL on
 # BOARD as a Ray task: lower, build the bitstream, one RTL run, report; records cached in
 # build/sweep/cache by their inputs' hash, so a re-run builds only new points. LANES is a

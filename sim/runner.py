@@ -41,6 +41,20 @@ MAKE_VARS: list[str] = ["OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
 #: What ``public=`` and ``clock=`` of :func:`build` accept.
 PUBLIC = ("ports", "all")
 CLOCKS = ("cocotb", "hdl")
+#: What ``waves=`` of :func:`build` accepts (None: no tracing).
+WAVES = (None, "vcd", "fst")
+
+
+class _no_waves_env:
+    """Hides cocotb's ``WAVES`` environment variable (it overrides the runner's ``waves=``)
+    while a build or a test is set up, so what is built is what the cache key says."""
+
+    def __enter__(self):
+        self.saved = os.environ.pop("WAVES", None)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            os.environ["WAVES"] = self.saved
 
 
 def _runner(public: str, make_vars=()):
@@ -295,7 +309,8 @@ def to_verilog(component, name: str) -> str:
 
 def build(component, name: str, *, build_root: pathlib.Path | None = None,
           extra_sources=(), progress: bool = True, public: str = "ports",
-          clock: str = "cocotb", clock_ns: float = 10, make_vars: list[str] | None = None):
+          clock: str = "cocotb", clock_ns: float = 10, make_vars: list[str] | None = None,
+          waves: str | None = None):
     """Build a Verilator model of ``component`` (top module ``name``); cached by a hash of
     the Verilog, the extra sources and :func:`build_settings`.
 
@@ -312,6 +327,13 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     edge (about 2-4x faster on the Accelerator); ``public`` must be ``"ports"``.
 
     ``make_vars`` replaces :data:`MAKE_VARS` (the C++ optimisation of the model).
+
+    ``waves`` is None (default) or ``"vcd"`` / ``"fst"``: a model that can write a waveform
+    of every signal (Verilator ``--trace`` / ``--trace-fst``, with ``--trace-underscore``;
+    :func:`run_bench` ``waves=`` names the file). It enters the cache key only when set, so
+    an untraced build keeps its hash and folder; cocotb's ``WAVES`` environment variable is
+    ignored here (it would trace a build whose key says untraced). FST needs the system's
+    lz4 and zlib headers and libraries.
 
     Returns
     -------
@@ -337,7 +359,12 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     h = hashlib.sha256(text.encode())
     for s in extra:
         h.update(s.read_bytes())
-    h.update(json.dumps(build_settings(public, clock, clock_ns, make_vars), sort_keys=True).encode())
+    if waves not in WAVES:
+        raise ValueError(f"waves must be one of {WAVES}, not {waves!r}")
+    settings = build_settings(public, clock, clock_ns, make_vars)
+    if waves:
+        settings["waves"] = waves
+    h.update(json.dumps(settings, sort_keys=True).encode())
     # The generated wrapper and control file are hashed too: a change to how they are made
     # is a new build.
     wrapper = vlt_text = None
@@ -357,6 +384,8 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     # cocotb's runner adds --public-flat-rw itself (unless _runner takes it out).
     args = [a for a in build_flags(public, clock, make_vars)["verilator"]
             if a != "--public-flat-rw"]
+    if waves:                           # cocotb adds --trace (VCD); FST wins over it
+        args += ["--trace-underscore", *(["--trace-fst"] if waves == "fst" else [])]
     if clock == "hdl":
         wfile = build_dir / f"{name}.v"
         sources.append(wfile)           # last: the top level
@@ -379,8 +408,10 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
                 # The runner keeps its build settings on itself for test(): configure it
                 # with the same call, its commands (Verilator, make) not executed.
                 runner._execute = lambda cmds, cwd: None
-                runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
-                             build_args=args, timescale=("1ns", "1ps"), log_file=log)
+                with _no_waves_env():
+                    runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
+                                 build_args=args, timescale=("1ns", "1ps"), log_file=log,
+                                 waves=bool(waves))
                 del runner._execute
                 return runner, build_dir
             t0 = time.time()
@@ -392,8 +423,10 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
                 wfile.write_text(wrapper)
             if vlt_text is not None:
                 vlt.write_text(vlt_text)
-            runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
-                         build_args=args, timescale=("1ns", "1ps"), log_file=log)
+            with _no_waves_env():
+                runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
+                             build_args=args, timescale=("1ns", "1ps"), log_file=log,
+                             waves=bool(waves))
             stamp.write_text(f"{time.time() - t0:.1f} s\n")
             if progress:
                 print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
@@ -438,14 +471,15 @@ class _ProgressWatcher:
 
 
 def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | None = None,
-              testcase=None, seed: int = 1, on_progress=None) -> dict:
+              testcase=None, seed: int = 1, on_progress=None, waves=None) -> dict:
     """Run the cocotb ``test_module`` (a module under sim/) on the built model.
 
     ``inputs`` is written to a JSON file the bench reads from ``TERNAC_BENCH_IN``; the bench
     writes its results to ``TERNAC_BENCH_OUT``, returned here as a dict. If ``on_progress``
     is given, it is called (from another thread) with each JSON record the bench appends to
     ``TERNAC_BENCH_PROGRESS`` (``streams.bench_progress``) while it runs, and once more with
-    any left when it ends.
+    any left when it ends. ``waves`` (a path) writes the waveform there, for a model built
+    with :func:`build` ``waves=`` (VCD or FST, as built).
 
     Raises
     ------
@@ -481,9 +515,12 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
     results = build_dir / f"results-{tag}.xml"
     watcher = _ProgressWatcher(prog_file, on_progress) if on_progress is not None else None
     try:
-        runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
-                    test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
-                    results_xml=str(results), log_file=build_dir / f"test-{tag}.log")
+        with _no_waves_env():
+            runner.test(test_module=test_module, hdl_toplevel=name, build_dir=build_dir,
+                        test_dir=build_dir, extra_env=env, testcase=testcase, seed=seed,
+                        results_xml=str(results), log_file=build_dir / f"test-{tag}.log",
+                        waves=waves is not None,
+                        test_args=["--trace-file", str(waves)] if waves is not None else [])
     except SystemExit:  # the runner exits when a cocotb test failed; say which log
         pass
     finally:

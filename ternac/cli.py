@@ -10,6 +10,7 @@ Subcommands::
     ternac verilog --out DIR [--lanes L] [--checkpoint PATH]
     ternac bench numerics [--json FILE]
     ternac image info PATH
+    ternac sim UNIT [--waves FILE.vcd|FILE.fst] [--seed N] [--stall P]   (ternac/simcli.py)
 
 Exit codes: 0 success; 1 the run completed but a backend disagreed with the integer golden
 model (logit or argmax mismatches) or the RTL bench failed; 2 bad input (a missing,
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     from ternac.report import add_report_parser
     add_report_parser(sub)
+    from ternac.simcli import add_sim_parser
+    add_sim_parser(sub)
 
     p = sub.add_parser("image", help="inspect weight images")
     isub = p.add_subparsers(dest="image_cmd", required=True, metavar="ACTION")
