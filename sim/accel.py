@@ -91,7 +91,8 @@ def run_batch(cfg: AccelConfig, weight_words, program_words, inputs, input_addr:
 
 def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token_addr: int,
            prompt: list[int], n_new: int, *, logits_addr: int = 0, n_logits: int = 0,
-           logits_in_scratch: bool = False, build_dir=None, progress: bool = True) -> dict:
+           logits_in_scratch: bool = False, build_dir=None, progress: bool = True,
+           on_step=None) -> dict:
     """Generate with a language-model program on the RTL, token by token.
 
     ``constants`` ({scratch address: list of int16 words}) are written once; then, for each
@@ -99,6 +100,11 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
     ``n_logits`` logits are read (from the output buffer, or the scratchpad) and the result
     register is the next token. The prompt is fed as given; afterwards each result is fed
     back. ``len(prompt) + n_new - 1`` runs.
+
+    ``on_step``, if given, is called with each step's record as the simulator finishes it
+    (``{"step", "token", "result", "cycles"}``: the step index from 0, the token fed, the
+    result register, its cycles; from a watcher thread, about 0.1 s after the step; in
+    order): the caller shows the progress then, so there is no progress bar here.
 
     Returns
     -------
@@ -110,11 +116,20 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
     runner, bdir, name = build_accelerator(cfg, weight_words, program_words,
                                            build_dir=build_dir, progress=progress)
     bar = None
+    steps = len(prompt) + n_new - 1
     if progress:
         import sys
+        print(f"[run] the RTL in Verilator: {steps} steps ({len(prompt)} prompt tokens, then "
+              f"{n_new} generated) ...", file=sys.stderr, flush=True)
+    if progress and on_step is None:
         from tqdm import tqdm
-        print(f"[sim] generating {n_new} tokens on the RTL ...", file=sys.stderr, flush=True)
-        bar = tqdm(total=len(prompt) + n_new - 1, desc="RTL steps", unit="step", leave=False)
+        bar = tqdm(total=steps, desc="RTL steps", unit="step", leave=False)
+
+    def step(rec):
+        if bar is not None:
+            bar.update(1)
+        if on_step is not None:
+            on_step(rec)
     t0 = time.perf_counter()
     try:
         res = run_bench(runner, bdir, name, "bench_lm", inputs={
@@ -122,7 +137,7 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
             "token_addr": token_addr, "prompt": [int(t) for t in prompt], "n_new": n_new,
             "logits_addr": logits_addr, "n_logits": n_logits,
             "logits_in_scratch": logits_in_scratch},
-            on_progress=(lambda rec: bar.update(1)) if bar is not None else None)
+            on_progress=step if (bar is not None or on_step is not None) else None)
     finally:
         if bar is not None:
             bar.close()

@@ -5,7 +5,10 @@
                     [--seed S [--temperature T]] [--checkpoint PATH] [--json FILE]
     ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
 
-``generate`` prints the text and, for the RTL, the cycles per token; every backend is
+``generate`` prints the prompt and then each character as the backend produces it (golden,
+interp, verilator; cosim and board print the text when done), each stage of the run as a
+line on stderr (``[load]``, ``[build]``, ``[run]``, ``[check]``; not with ``--quiet``), and,
+for the RTL, the cycles per token; every backend is
 compared token for token (and, for interp and verilator, logit for logit) with the integer
 golden model (golden.lm_int.IntLM), and any difference is exit code 1. Without ``--seed``
 decoding is greedy (ARGMAX of the raw int32 logits, which are compared); with ``--seed S``
@@ -22,7 +25,7 @@ import sys
 from ternac.runner import BACKENDS as LM_BACKENDS
 from ternac.runner import generate
 
-__all__ = ["add_lm_parsers", "add_board_args", "generate_main", "generate"]
+__all__ = ["add_lm_parsers", "add_board_args", "generate_main", "generate", "TokenPrinter"]
 
 # The backends (cosim: the simulated board core driven through its UART by the host driver;
 # board: a real board on --port, the same driver over pyserial, ternac.session), the
@@ -58,14 +61,61 @@ def add_board_args(p) -> None:
                    help="board of the cosim and board backends (default icebreaker)")
 
 
+class TokenPrinter:
+    """Prints the prompt, then each generated character as it arrives (stdout, flushed),
+    then the end of the line after the last of ``n``: the ``on_token`` of
+    :func:`ternac.runner.generate`. ``text`` is what was printed after the prompt;
+    :meth:`finish` ends the line if a run stopped early, and returns whether anything
+    was printed. Thread-safe (the verilator backend calls it from a watcher thread)."""
+
+    def __init__(self, prompt: str, n: int, out=None):
+        import threading
+        self.prompt, self.n, self.out = prompt, n, out
+        self.text, self.count, self.open = "", 0, False
+        self.lock = threading.Lock()
+
+    def __call__(self, token_id: int, char: str) -> None:
+        out = self.out or sys.stdout
+        with self.lock:
+            if self.count == 0:
+                out.write(self.prompt)
+                self.open = True
+            out.write(char)
+            self.text += char
+            self.count += 1
+            if self.count == self.n:
+                out.write("\n")
+                self.open = False
+            out.flush()
+
+    def finish(self) -> bool:
+        with self.lock:
+            if self.open:
+                (self.out or sys.stdout).write("\n")
+                (self.out or sys.stdout).flush()
+                self.open = False
+            return self.count > 0
+
+
 def generate_main(args) -> int:
     from ternac.errors import check_output_file
     check_output_file(args.json, "JSON output", make_folder=True)
-    r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
-                 getattr(args, "build_dir", None), progress=not args.quiet,
-                 seed=getattr(args, "seed", None), temperature=getattr(args, "temperature", None),
-                 port=getattr(args, "port", None), board=getattr(args, "board", "icebreaker"))
-    print(f"{r['prompt']}{r['text']}")
+    stream = TokenPrinter(args.prompt, args.tokens)
+    try:
+        r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,
+                     getattr(args, "build_dir", None), progress=not args.quiet,
+                     seed=getattr(args, "seed", None),
+                     temperature=getattr(args, "temperature", None),
+                     port=getattr(args, "port", None),
+                     board=getattr(args, "board", "icebreaker"), on_token=stream)
+    finally:
+        streamed = stream.finish()
+    if not streamed:                # cosim and board: the text comes with the report
+        print(f"{r['prompt']}{r['text']}")
+    elif stream.text != r["text"]:  # cannot happen: the stream is the report's tokens
+        print(f"ternac: the streamed text differs from the report's: {r['text']!r}",
+              file=sys.stderr)
+        return 1
     how = ("greedy" if r["sampler"] == "greedy" else
            f"sampled (LFSR seed {r['seed']}, temperature {r['temperature']:g})")
     print(f"-- backend {r['backend']}: {r['tokens']} tokens {how}, "

@@ -381,12 +381,21 @@ def load_lm(checkpoint=None, seed=None, temperature=1.0):
 def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
              progress: bool = True, seed: int | None = None,
              temperature: float | None = None, port: str | None = None,
-             board: str = "icebreaker") -> dict:
+             board: str = "icebreaker", on_token=None) -> dict:
     """Generate ``n`` characters after ``prompt`` on ``backend``; returns the ``ternac
     generate`` JSON report (keys in ``ternac/lm_cli.py``'s docstring).
 
     ``seed`` None decodes greedily; an int samples (LFSR seeded with it) at ``temperature``
     (default 1.0).
+
+    ``on_token``, if given, is called as ``on_token(token_id, text)`` for each generated
+    token, in order, as soon as the backend has produced it: golden, interp and verilator
+    (there from a thread that watches the simulator's progress file, about 0.1 s after the
+    step) call it ``n`` times, with the report's ``token_ids`` and their characters; cosim
+    and board do not call it (their sessions print their own progress). With
+    ``progress``, each stage is a line on stderr as it begins (``[load]`` once the model
+    is loaded and lowered, ``[build]``, ``[run]``, ``[check]``: the integer golden model,
+    run after the backend so the first token comes sooner).
 
     Raises
     ------
@@ -413,31 +422,68 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     if not (temperature > 0 and math.isfinite(temperature)):
         raise InputError(f"--temperature must be positive and finite, not {temperature}")
     sample = seed is not None
-    intlm, cm = load_lm(checkpoint, seed, temperature)
-    vocab = intlm.vocab
+    import sys
+    t_load = time.perf_counter()
+    # On a terminal the load stage shows as it begins (torch, the checkpoint and its
+    # calibration, the lowering: seconds), its line completed after; elsewhere (a log, a
+    # test) only the completed line, so a bad checkpoint is the error's one sentence alone.
+    live = progress and sys.stderr.isatty()
+    ckpt_name = checkpoint or "the committed checkpoint"
+    if live:
+        print(f"[load] {ckpt_name} ...", end="", file=sys.stderr, flush=True)
     try:
-        ids = [int(t) for t in vocab.encode(prompt).tolist()]
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"the prompt holds a character the model has no token for ({exc})") from None
+        intlm, cm = load_lm(checkpoint, seed, temperature)
+        vocab = intlm.vocab
+        try:
+            ids = [int(t) for t in vocab.encode(prompt).tolist()]
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"the prompt holds a character the model has no token for "
+                             f"({exc})") from None
+    except BaseException:
+        if live:
+            print(file=sys.stderr, flush=True)
+        raise
+    say = _stage_printer(progress)
+    steps = len(ids) + n - 1
+    say(("\r" if live else "") + f"[load] {ckpt_name}: {int(intlm.config.n_ternary):,} trits, "
+        f"lowered to {len(cm.program)} instructions for {cm.cfg.lanes} lanes "
+        f"({time.perf_counter() - t_load:.1f} s)")
+    emit = None
+    if on_token is not None:
+        def emit(tok: int) -> None:
+            on_token(int(tok), vocab.decode([int(tok)]))
 
-    t0 = time.perf_counter()
     # Golden logits of every step (raw int32 greedy, int16 sampling), compared element by
     # element with the backend's.
     golden_logits: list = []
-    golden_new = intlm.generate(ids, n, greedy=not sample, seed=seed, temperature=temperature,
-                                logits_out=golden_logits)
-    t_golden = time.perf_counter() - t0
+
+    def run_golden(on_new=None):
+        return intlm.generate(ids, n, greedy=not sample, seed=seed, temperature=temperature,
+                              logits_out=golden_logits, on_token=on_new)
+
     cycles = None
     logit_mismatches = None
+    what = f"{steps} steps ({len(ids)} prompt tokens, then {n} generated)"
     t1 = time.perf_counter()
     if backend == "golden":
-        new = golden_new
+        say(f"[run] the integer golden model: {what} ...")
+        new = golden_new = run_golden(emit)
+        t_golden, t_backend = time.perf_counter() - t1, 0.0
     else:
+        if backend == "interp":
+            say(f"[run] the ISA interpreter on the lowered program: {what} ...")
+        elif backend == "verilator":
+            say("[build] the accelerator's Verilog, then its Verilator build (the first time "
+                "about 1-3 minutes on 2 cores; cached after, by a hash of the Verilog) ...")
         logits, new, cycles = _lm_backend(backend, cm, ids, n, build_dir=build_dir,
-                                          progress=progress, port=port, board=board)
+                                          progress=progress, port=port, board=board,
+                                          on_token=emit)
+        t_backend = time.perf_counter() - t1
+        say(f"[check] the integer golden model, the same {steps} steps ...")
+        golden_new = run_golden()
         logit_mismatches = sum(1 for a, b in zip(logits, golden_logits) if a != b)
         logit_mismatches += abs(len(logits) - len(golden_logits))
-    t_backend = time.perf_counter() - t1
+        t_golden = 0.0
     report = {
         "model": "shakespeare",
         "backend": backend,
@@ -459,7 +505,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
         "cycles_max": max(cycles) if cycles else None,
         "lanes": cm.cfg.lanes,
         "ternary_weights": int(intlm.config.n_ternary),
-        "wall_seconds": round(t_backend + (t_golden if backend == "golden" else 0), 3),
+        "wall_seconds": round(t_backend + t_golden, 3),
     }
     if cycles:
         report["spram_bound_cycles"] = report["ternary_weights"] / 32
@@ -472,10 +518,20 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     return report
 
 
-def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board):
+def _stage_printer(progress: bool):
+    """A function printing one stage line on stderr (flushed), or doing nothing."""
+    import sys
+
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+    return say
+
+
+def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_token=None):
     """The lowered LM on ``backend`` (not golden) for ``len(ids) + n - 1`` steps, each
     result fed back after the prompt: (logits a step, the new token ids, cycles a step or
-    None)."""
+    None). ``on_token(id)`` is called with each new id as it comes (interp, verilator)."""
     if backend == "interp":
         from ternac.lower import run_tokens
         toks, logits = list(ids), []
@@ -485,6 +541,8 @@ def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board):
             logits.append([int(v) for v in lg.tolist()])
             if k + 1 >= len(toks):
                 toks.append(nxt)
+                if on_token is not None:
+                    on_token(nxt)
         return logits, toks[len(ids):], None
     if backend in ("cosim", "board"):
         # Through the (simulated) board's UART, by the host driver (ternac.session).
@@ -499,5 +557,7 @@ def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board):
     res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,
                  cm.token_addr, ids, n, logits_addr=cm.logits_addr,
                  n_logits=cm.n_logits, logits_in_scratch=cm.logits_in_scratch,
-                 build_dir=build_dir, progress=progress)
+                 build_dir=build_dir, progress=progress,
+                 on_step=None if on_token is None else
+                 (lambda rec: on_token(rec["result"]) if rec["step"] + 1 >= len(ids) else None))
     return res["logits"], res["tokens"][len(ids):], res["cycles"]
