@@ -10,7 +10,7 @@ MODEL   ?= digits
 LANES   ?= 8
 JOBS    ?= 2
 
-.PHONY: demo test bench verilog bitstream program clean venv report check-report
+.PHONY: demo test bench verilog bitstream program clean venv formal report check-report
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,6 +36,12 @@ bench: $(STAMP)
 	$(TERNAC) bench numerics --json build/bench/numerics.json
 	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/bench/generate_L32.json
 	$(VPY) -m ternac.sim.simspeed --tokens 16 --json build/bench/simspeed.json
+
+# Every formal proof (SymbiYosys from pip; k-induction or BMC per task, see formal/units.py);
+# `make test` runs the fast ones through tests/test_formal.py.
+formal: $(STAMP)
+	mkdir -p build/formal
+	$(VPY) -m formal --json build/formal/formal.json
 
 verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)

@@ -201,6 +201,23 @@ def _read_vcd(path: pathlib.Path, scope_depth: int = 1) -> str:
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in table)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (from /proc), children first."""
+    children = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def prove(name: str, design, *, mode: str = "prove", depth: int = 20,
           engine: str = "smtbmc boolector", workdir: str | os.PathLike | None = None,
           timeout_s: int | None = None, wall_s: float | None = 1800,
@@ -255,7 +272,13 @@ def prove(name: str, design, *, mode: str = "prove", depth: int = 20,
     try:
         out, _ = proc.communicate(timeout=wall_s)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        # SBY starts each engine in a session of its own: end SBY's descendants too
+        victims = _descendants(proc.pid)
+        for pid in [proc.pid, *victims]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         out, _ = proc.communicate()
         out += f"\nSBY ended after {wall_s} s (wall_s)\n"
     seconds = time.monotonic() - t0
