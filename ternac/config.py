@@ -107,9 +107,10 @@ LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4
 LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
 
 #: The accelerator of the digits ViT (golden/vit.py): 8 lanes, the vector units attention
-#: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (~500
-#: instructions) in a 512-word program memory, vectors up to 64 elements.
-VIT_CONFIG = AccelConfig(lanes=8, weight_depth=4096, scratch_depth=4096, out_depth=16,
-                         prog_depth=512, max_fan_in=128,
+#: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (634
+#: instructions for the committed d=48 model) in a 640-word program memory, 5,136 weight
+#: words, vectors up to 64 elements.
+VIT_CONFIG = AccelConfig(lanes=8, weight_depth=8192, scratch_depth=4096, out_depth=16,
+                         prog_depth=640, max_fan_in=128,
                          vector=("activation", "norm", "eltwise", "shiftmax", "dot"),
                          max_vector=64)
