@@ -49,9 +49,9 @@ def test_verilator_tokens_come_while_the_simulator_runs():
     from ternac.runner import generate
     main = threading.get_ident()
     got = []
-    r = generate(PROMPT, 8, "verilator", progress=False,
+    r = generate(PROMPT, 16, "verilator", progress=False,
                  on_token=lambda tok, ch: got.append((tok, ch, threading.get_ident())))
-    assert [t for t, _, _ in got] == r["token_ids"] and len(got) == 8
+    assert [t for t, _, _ in got] == r["token_ids"] and len(got) == 16
     assert "".join(c for _, c, _ in got) == r["text"] and r["matches_golden"]
     assert got[0][2] != main, "the first token was only read after the simulator ended"
 
