@@ -29,12 +29,23 @@ def build_accelerator(cfg: AccelConfig, weight_words, program_words, *, build_di
     """Elaborate :class:`hw.top.Accelerator` with its memories initialised and build it in
     Verilator (cached). ``build_options`` go to :func:`sim.runner.build` (default: the
     clock inside Verilator, ``clock="hdl"``). Returns ``(runner, build_dir, toplevel_name)``."""
+    import hashlib
+    import json
+
     from ternac.hw.top import Accelerator
-    from ternac.sim.runner import build
-    top = Accelerator(cfg, weight_words=weight_words, program_words=program_words)
+    from ternac.sim.runner import build, source_digest
+    weight_words, program_words = [int(w) for w in weight_words], [int(w) for w in program_words]
     name = f"ternac_top_L{cfg.lanes}"
-    runner, bdir = build(top, name, build_root=pathlib.Path(build_dir) if build_dir else None,
-                         progress=progress, **{"clock": "hdl", **build_options})
+    options = {"clock": "hdl", **build_options}
+    # The Verilog is a function of these and of the code: a known build is found without
+    # converting the design again (seconds for the LM).
+    fingerprint = hashlib.sha256(json.dumps(
+        [repr(cfg), weight_words, program_words, sorted(map(repr, options.items())),
+         source_digest()]).encode()).hexdigest()
+    runner, bdir = build(lambda: Accelerator(cfg, weight_words=weight_words,
+                                             program_words=program_words),
+                         name, build_root=pathlib.Path(build_dir) if build_dir else None,
+                         progress=progress, fingerprint=fingerprint, **options)
     return runner, bdir, name
 
 

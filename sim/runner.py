@@ -36,7 +36,7 @@ import sys
 import time
 
 __all__ = ["REPO", "verilator_env", "to_verilog", "top_ports", "sim_wrapper", "build_settings",
-           "build_flags", "build", "run_bench", "BenchFailed"]
+           "build_flags", "source_digest", "build", "run_bench", "BenchFailed"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 DEFAULT_BUILD = REPO / "build" / "sim"
@@ -321,9 +321,17 @@ def to_verilog(component, name: str) -> str:
 def build(component, name: str, *, build_root: pathlib.Path | None = None,
           extra_sources=(), progress: bool = True, public: str = "ports",
           clock: str = "cocotb", clock_ns: float = 10, make_vars: list[str] | None = None,
-          waves: str | None = None):
+          waves: str | None = None, fingerprint: str | None = None):
     """Build a Verilator model of ``component`` (top module ``name``); cached by a hash of
     the Verilog, the extra sources and :func:`build_settings`.
+
+    ``fingerprint``, if given, is a string that fixes the component's Verilog (a hash of
+    its constructor's arguments and of :func:`source_digest`): once a finished build is
+    recorded under it (with the same settings and extra sources), that build is returned
+    without converting the component to Verilog again (the LM Accelerator's conversion
+    takes seconds, more than simulating a dozen tokens). ``component`` may then be a
+    function that makes it, called only if the Verilog is needed (an Amaranth component
+    made and never elaborated warns).
 
     ``public`` is ``"ports"`` (default: only the top module's ports are visible to the
     cocotb bench, so Verilator optimises everything inside) or ``"all"`` (cocotb's
@@ -354,7 +362,6 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     ------
     ValueError for another ``public`` or ``clock``, or a design the HDL clock cannot wrap.
     """
-    from cocotb_tools.runner import VerilatorControlFile
     if public not in PUBLIC:
         raise ValueError(f"public must be one of {PUBLIC}, not {public!r}")
     if clock not in CLOCKS:
@@ -364,17 +371,31 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
     if clock == "hdl" and not (clock_ns > 0 and float(clock_ns / 2).is_integer()):
         raise ValueError(f"clock_ns must be a positive even number of ns, not {clock_ns!r}")
     verilator_env()
-    dut = f"{name}_dut" if clock == "hdl" else name
-    text = to_verilog(component, dut)
-    extra = [pathlib.Path(s) for s in extra_sources]
-    h = hashlib.sha256(text.encode())
-    for s in extra:
-        h.update(s.read_bytes())
     if waves not in WAVES:
         raise ValueError(f"waves must be one of {WAVES}, not {waves!r}")
+    dut = f"{name}_dut" if clock == "hdl" else name
+    root = pathlib.Path(build_root or DEFAULT_BUILD)
+    extra = [pathlib.Path(s) for s in extra_sources]
     settings = build_settings(public, clock, clock_ns, make_vars)
     if waves:
         settings["waves"] = waves
+    index = None
+    if fingerprint is not None:
+        fh = hashlib.sha256(fingerprint.encode())
+        fh.update(json.dumps(settings, sort_keys=True).encode())
+        for s in extra:
+            fh.update(s.read_bytes())
+        index = root / ".fingerprints" / f"{name}-{fh.hexdigest()[:16]}"
+        known = root / index.read_text().strip() if index.exists() else None
+        if known is not None and (known / ".built").exists():
+            return _configured(known, name, dut, extra, public, clock, make_vars, waves,
+                               progress)
+    if not hasattr(component, "elaborate"):     # a function that makes it
+        component = component()
+    text = to_verilog(component, dut)
+    h = hashlib.sha256(text.encode())
+    for s in extra:
+        h.update(s.read_bytes())
     h.update(json.dumps(settings, sort_keys=True).encode())
     # The generated wrapper and control file are hashed too: a change to how they are made
     # is a new build.
@@ -388,22 +409,12 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
             vis = _ports_public(ports)
         vlt_text = _control_file(name, vis)
         h.update(vlt_text.encode())
-    build_dir = (pathlib.Path(build_root or DEFAULT_BUILD) / f"{name}-{h.hexdigest()[:12]}").resolve()
+    build_dir = (root / f"{name}-{h.hexdigest()[:12]}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     vfile = build_dir / f"{dut}.v"
-    sources = [vfile, *extra]
-    # cocotb's runner adds --public-flat-rw itself (unless _runner takes it out).
-    args = [a for a in build_flags(public, clock, make_vars)["verilator"]
-            if a != "--public-flat-rw"]
-    if waves:                           # cocotb adds --trace (VCD); FST wins over it
-        args += ["--trace-underscore", *(["--trace-fst"] if waves == "fst" else [])]
-    if clock == "hdl":
-        wfile = build_dir / f"{name}.v"
-        sources.append(wfile)           # last: the top level
-    if public == "ports":
-        vlt = build_dir / "public.vlt"
-        # First: cocotb takes the language of the top level from the last source.
-        sources.insert(0, VerilatorControlFile(vlt))
+    wfile = build_dir / f"{name}.v"
+    vlt = build_dir / "public.vlt"
+    sources, args = _sources_args(build_dir, name, dut, extra, public, clock, make_vars, waves)
     runner = _runner(public, _make_vars(clock, make_vars))
     # The directory is named by the Verilog's hash, so a finished build is up to date: never
     # rebuild it (another pytest-xdist worker may be running its binary right now).
@@ -414,17 +425,9 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if stamp.exists():
-                if progress:
-                    print(f"[sim] reusing Verilator build {build_dir.name}", file=sys.stderr)
-                # The runner keeps its build settings on itself for test(): configure it
-                # with the same call, its commands (Verilator, make) not executed.
-                runner._execute = lambda cmds, cwd: None
-                with _no_waves_env():
-                    runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
-                                 build_args=args, timescale=("1ns", "1ps"), log_file=log,
-                                 waves=bool(waves))
-                del runner._execute
-                return runner, build_dir
+                _record(index, build_dir)
+                return _configured(build_dir, name, dut, extra, public, clock, make_vars,
+                                   waves, progress)
             t0 = time.time()
             if progress:
                 print(f"[sim] Verilator build of {name} ({len(text.splitlines())} lines of "
@@ -439,11 +442,70 @@ def build(component, name: str, *, build_root: pathlib.Path | None = None,
                              build_args=args, timescale=("1ns", "1ps"), log_file=log,
                              waves=bool(waves))
             stamp.write_text(f"{time.time() - t0:.1f} s\n")
+            _record(index, build_dir)
             if progress:
                 print(f"[sim] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return runner, build_dir
+
+
+def _sources_args(build_dir, name, dut, extra, public, clock, make_vars, waves):
+    """The runner's sources and Verilator arguments of a build (see :func:`build`)."""
+    from cocotb_tools.runner import VerilatorControlFile
+    sources = [build_dir / f"{dut}.v", *extra]
+    # cocotb's runner adds --public-flat-rw itself (unless _runner takes it out).
+    args = [a for a in build_flags(public, clock, make_vars)["verilator"]
+            if a != "--public-flat-rw"]
+    if waves:                           # cocotb adds --trace (VCD); FST wins over it
+        args += ["--trace-underscore", *(["--trace-fst"] if waves == "fst" else [])]
+    if clock == "hdl":
+        sources.append(build_dir / f"{name}.v")        # last: the top level
+    if public == "ports":
+        # First: cocotb takes the language of the top level from the last source.
+        sources.insert(0, VerilatorControlFile(build_dir / "public.vlt"))
+    return sources, args
+
+
+def _configured(build_dir, name, dut, extra, public, clock, make_vars, waves, progress):
+    """``(runner, build_dir)`` for a finished build: the runner keeps its build settings on
+    itself for test(), so it is configured with the same call, its commands (Verilator,
+    make) not executed."""
+    if progress:
+        print(f"[sim] reusing Verilator build {build_dir.name}", file=sys.stderr)
+    sources, args = _sources_args(build_dir, name, dut, extra, public, clock, make_vars, waves)
+    runner = _runner(public, _make_vars(clock, make_vars))
+    runner._execute = lambda cmds, cwd: None
+    with _no_waves_env():
+        runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir, build_args=args,
+                     timescale=("1ns", "1ps"), log_file=build_dir / "build.log",
+                     waves=bool(waves))
+    del runner._execute
+    return runner, build_dir
+
+
+def _record(index: pathlib.Path | None, build_dir: pathlib.Path) -> None:
+    """Note (atomically) that the fingerprint ``index`` names the build ``build_dir``."""
+    if index is None:
+        return
+    index.parent.mkdir(parents=True, exist_ok=True)
+    tmp = index.with_name(f".{index.name}.{os.getpid()}")
+    tmp.write_text(build_dir.name + "\n")
+    os.replace(tmp, index)
+
+
+def source_digest(*folders: str) -> str:
+    """A hash of every file under the given folders of the repository (default: ``hw``,
+    ``golden``, ``ternac``, ``sim``: all the code a component of ternac is elaborated from,
+    and this module, which writes the wrapper) and of the Amaranth version, for
+    :func:`build`'s ``fingerprint``: any edit gives another."""
+    import importlib.metadata
+    h = hashlib.sha256(importlib.metadata.version("amaranth").encode())
+    for folder in folders or ("hw", "golden", "ternac", "sim"):
+        for f in sorted((REPO / folder).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 class _ProgressWatcher:
