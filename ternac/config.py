@@ -45,6 +45,8 @@ class AccelConfig:
         The digits MLP needs none.
     max_vector : int
         Longest vector a norm or Shiftmax unit takes (sizes its sums).
+    weight_format : str
+        How trits are packed in the weight memory: ``"i2"`` (2 bits a trit).
 
     Raises
     ------
@@ -58,9 +60,13 @@ class AccelConfig:
     max_fan_in: int = 1024
     vector: tuple = ()
     max_vector: int = 256
+    weight_format: str = "i2"
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
+        if self.weight_format != "i2":
+            raise ValueError(f"weight_format must be 'i2' (T3 is not wired into the "
+                             f"accelerator yet), not {self.weight_format!r}")
         from ternac.golden.ops import VECTOR_UNITS as known
 
         for name in self.vector:
