@@ -14,8 +14,9 @@ issue cycles included; HALT is the issue cycles alone (EXEC drops ``busy``).
 
 Formulas are plain functions keyed by opcode in :data:`CYCLES`, each taking the
 :class:`~ternac.golden.isa.Instr` and, as keyword-only arguments, the accelerator
-parameters it needs: ``lanes`` (MATVEC, EMBED) and a vector unit's ``latency`` (defaults:
-:data:`UNIT_TIMING`, the RTL units' values). Two ops depend on data:
+parameters it needs: ``lanes`` and ``weight_format`` (MATVEC, EMBED: ``"i2"`` or ``"t3"``,
+the streamer's format, :data:`STREAMER_LATENCY`) and a vector unit's ``latency``
+(defaults: :data:`UNIT_TIMING`, the RTL units' values). Two ops depend on data:
 
 * RMSNORM / LAYERNORM: the Norm unit normalizes the variance word in a loop of one
   2-bit shift a cycle, and LayerNorm's ``S1^2`` takes one cycle a bit of ``|S1|``. Given
@@ -29,7 +30,8 @@ reports the upper bound as ``total`` (and the lower bound as ``total_min``), so 
 prediction never undercounts the RTL.
 
 Calling convention for every formula (so an op registry can hold them as ``cycles=``):
-``fn(ins, **params)`` where params are any of ``lanes``, ``latency``, ``bound`` and the
+``fn(ins, **params)`` where params are any of ``lanes``, ``weight_format``, ``latency``,
+``bound`` and the
 op's data keywords (``normalize_steps``, ``s1_abs``, ``hit``); :func:`instr_cycles` passes
 each function only the keywords it declares.
 
@@ -46,9 +48,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .isa import Flag, Instr, Op
 from .ops import REGISTRY as _REG, spec as _spec
+from .tritcode import t3_word_bits
 from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
 
-__all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "CYCLES", "halt_cycles", "matvec_cycles",
+__all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "REQUANT_LATENCY",
+           "WEIGHT_FORMATS", "weight_word_bits", "CYCLES", "halt_cycles", "matvec_cycles",
            "argmax_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
            "norm_normalize_steps",
@@ -56,6 +60,34 @@ __all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "CYCLES", "halt_cycles", "matvec_cycle
 
 #: FETCH + DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
 ISSUE_CYCLES = 3
+
+#: Weight formats of the streamer (golden.image.Format: I2_TILED, T3).
+WEIGHT_FORMATS = ("i2", "t3")
+#: Cycles from a weight command accepted by the PackedWeightStreamer to its first word in
+#: the streamer's FIFO, by format: the memory read, and for T3 the registered ROM decode
+#: (hw/streamer.py ``PackedWeightStreamer.LATENCY``; tests/test_t3.py checks the two agree).
+STREAMER_LATENCY = {"i2": 2, "t3": 3}
+#: Cycles from an accumulator accepted by the Requantizer to its int8/int16 result: the
+#: product, the barrel shift, the increment and saturation tests, the selection
+#: (hw/requant.py ``Requantizer.LATENCY``).
+REQUANT_LATENCY = 4
+
+
+def weight_word_bits(lanes: int, weight_format: str = "i2") -> int:
+    """Bits of a weight word: ``2 * lanes`` (I2) or ``8 * lanes / 5`` (T3).
+
+    Raises
+    ------
+    ValueError for an unknown format, or T3 lanes that are not a multiple of 5.
+    """
+    _check_format(weight_format)
+    return t3_word_bits(lanes) if weight_format == "t3" else 2 * int(lanes)
+
+
+def _check_format(weight_format: str) -> None:
+    if weight_format not in WEIGHT_FORMATS:
+        raise ValueError(f"weight format must be one of {', '.join(WEIGHT_FORMATS)}, not "
+                         f"{weight_format!r}")
 
 #: ``{unit: (passes, latency)}`` of the RTL vector units: ``passes`` the times the sequencer
 #: streams a vector through the unit, ``latency`` the cycles from an accepted beat of the
@@ -103,40 +135,49 @@ def halt_cycles(ins: Instr) -> int:
     return ISSUE_CYCLES
 
 
-def matvec_cycles(ins: Instr, *, lanes: int) -> int:
+def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
     """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
 
-        3 + 4 + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
-        3 + 1                                         (n = 0)
+        3 + 3 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
+        3 + 1                                             (n = 0)
 
-    with ``d = 1`` if the result is requantized (not RAW) and ``n`` is a multiple of ``L``,
-    else ``d = 0``.
+    with ``W`` = :data:`STREAMER_LATENCY` (2 for I2, 3 for T3) and, if the result is
+    requantized (not RAW), ``d = max(0, R - L + r)``, ``R`` = :data:`REQUANT_LATENCY` = 4,
+    ``r = (n - 1) mod L`` the lane of the last row (so ``d = 3`` when ``n`` is a multiple of
+    ``L``, 2 or 1 when it is one or two short of one, else 0); RAW: ``d = 0``.
 
     Where the terms come from (cycles counted from the first cycle of the MATVEC state):
 
     * the weight command of tile 0 is accepted in cycle 0 (hw/streamer.py, ``cmd.ready``
       while idle), the first read issues in cycle 1, the word lands in the streamer's FIFO
-      in cycle 2 (1-cycle weight memory) and is valid at the FIFO's output in cycle 3: the
-      first beat fires in cycle 3;
+      ``W`` cycles after the command (1-cycle weight memory; T3 adds the registered ROM
+      decode) and is valid at the FIFO's output the cycle after, where it joins its
+      activation in the sequencer's beat register (the operand fetcher reads
+      ``scratch[src]`` from EXEC on, well ahead, hw/sequencer.py): the first beat enters
+      the engine in cycle ``2 + W``;
     * one beat a cycle: the next tile's command is accepted in the cycle of the current
       one's last read, so weights stream without a bubble (hw/streamer.py);
     * a tile's last beat must wait until the engine's output shift register has drained
       the previous tile's ``L`` results (hw/engine.py ``draining_done``), so tiles after
-      the first take ``max(k, L)`` cycles each; the last beat of tile ``T - 1`` fires in
-      cycle ``2 + k + (T - 1) max(k, L)``;
-    * the last tile drains ``L`` results, one a cycle, starting the cycle after its last
-      beat; the state exits in the first cycle with the engine empty (``~o.valid``) and
-      every row written. RAW rows are written as they leave the engine; requantized ones 2
-      cycles later (hw/requant.py, latency 2), which only matters when the last row is lane
-      ``L - 1`` (``d``).
+      the first take ``max(k, L)`` cycles each (the beat register takes the next beat in
+      the cycle the engine takes one, so it adds no bubble); the last beat of tile ``T - 1``
+      fires in cycle ``c = 1 + W + k + (T - 1) max(k, L)``;
+    * the last tile drains ``L`` results, one a cycle, in cycles ``c + 1 .. c + L``; the
+      state exits in the first cycle with the engine empty (``~o.valid``, cycle ``c + L +
+      1``) and every row written. RAW rows are written as they leave the engine;
+      requantized ones ``R`` cycles later (hw/requant.py), so the last row, which leaves in
+      cycle ``c + 1 + r``, is written in cycle ``c + 1 + r + R``: ``d`` cycles past the
+      drain.
 
     Raises
     ------
-    ValueError for ``lanes`` < 1, or ``k = 0`` with ``n > 0`` (the RTL never finishes).
+    ValueError for ``lanes`` < 1, an unknown ``weight_format``, or ``k = 0`` with ``n > 0``
+    (the RTL never finishes).
     """
     L = int(lanes)
     if L < 1:
         raise ValueError(f"lanes must be positive, not {lanes!r}")
+    _check_format(weight_format)
     n, k = ins.n, ins.k
     if n == 0:
         return ISSUE_CYCLES + 1
@@ -144,8 +185,9 @@ def matvec_cycles(ins: Instr, *, lanes: int) -> int:
         raise ValueError(f"MATVEC with n={n} and k=0 never finishes on the RTL (no beat ends "
                          f"a tile)")
     tiles = -(-n // L)
-    d = 1 if (not ins.flags & Flag.RAW and n % L == 0) else 0
-    return ISSUE_CYCLES + 4 + k + (tiles - 1) * max(k, L) + L + d
+    d = 0 if ins.flags & Flag.RAW else max(0, REQUANT_LATENCY - L + (n - 1) % L)
+    return (ISSUE_CYCLES + 3 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
+            + L + d)
 
 
 def argmax_cycles(ins: Instr) -> int:
@@ -158,28 +200,32 @@ def argmax_cycles(ins: Instr) -> int:
     return ISSUE_CYCLES + (ins.n + 1 if ins.n else 1)
 
 
-def embed_cycles(ins: Instr, *, lanes: int) -> int:
-    """EMBED of one row of ``k`` weight words (``B = 2 * lanes / 8`` bytes a word)::
+def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
+    """EMBED of one row of ``k`` weight words (``B`` = :func:`weight_word_bits` / 8 bytes a
+    word: ``2 * lanes / 8`` for I2, ``lanes / 5`` for T3)::
 
-        3 + 5 + k * (B + 1)       (k >= 1)
-        3 + 3                      (k = 0)
+        3 + 2 + k * (B + 1)       (k >= 1)
+        3 + 2                      (k = 0)
 
-    Source: hw/sequencer.py states EMB_TOK (1 cycle: the row address from the token id),
-    EMB_CMD (1: the streamer takes the command), EMB_RUN: the first word is at the
-    streamer's output 3 cycles after the command (as for MATVEC), each word then takes one
-    cycle to load and ``B`` cycles to write its bytes (one a cycle, all ``B`` even past
-    ``n``), and one last cycle sees no word left. The bytes written are ``min(n, k B)``;
-    ``n`` does not change the count.
+    Source: hw/sequencer.py states EMB_TOK (1 cycle: the token id, addressed in EXEC, is
+    registered), EMB_ROW (1: the row's word address ``wbase + token * k``), then per word
+    EMB_READ (1: the weight memory reads the word; EMBED reads the memory directly, not
+    through the streamer, so the format only sets ``B``) and EMB_RUN (``B``: one byte a
+    cycle, all ``B`` even past ``n``). The bytes written are ``min(n, k B)``; ``n`` does not
+    change the count.
 
     Raises
     ------
-    ValueError for ``lanes`` < 4 or not a multiple of 4 (a word must hold whole bytes).
+    ValueError for an unknown format, or lanes whose word is not whole bytes (I2: a
+    positive multiple of 4; T3: a positive multiple of 5).
     """
-    if lanes < 4 or lanes % 4:
+    _check_format(weight_format)
+    if weight_format == "i2" and (lanes < 4 or lanes % 4):
         raise ValueError(f"lanes must be a positive multiple of 4, not {lanes!r}")
+    nbytes = weight_word_bits(lanes, weight_format) // 8
     if ins.k == 0:
-        return ISSUE_CYCLES + 3
-    return ISSUE_CYCLES + 5 + ins.k * (2 * lanes // 8 + 1)
+        return ISSUE_CYCLES + 2
+    return ISSUE_CYCLES + 2 + ins.k * (nbytes + 1)
 
 
 def _one_pass(ins: Instr, latency: int) -> int:
@@ -394,10 +440,11 @@ CYCLES: dict[Op, Callable[..., int]] = {
 
 
 def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None = None,
-                 **data) -> int:
+                 weight_format: str = "i2", **data) -> int:
     """Cycles of one instruction, from :data:`CYCLES`, passing the formula only the keywords
-    it declares: ``lanes``; ``latency`` (``latencies[unit]``, default :data:`UNIT_TIMING`);
-    and any of ``data`` (``normalize_steps``, ``s1_abs``, ``hit``, ``bound``).
+    it declares: ``lanes``; ``weight_format``; ``latency`` (``latencies[unit]``, default
+    :data:`UNIT_TIMING`); and any of ``data`` (``normalize_steps``, ``s1_abs``, ``hit``,
+    ``bound``).
 
     Raises
     ------
@@ -411,6 +458,8 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
     kw = {k: v for k, v in data.items() if k in params}
     if "lanes" in params:
         kw["lanes"] = lanes
+    if "weight_format" in params:
+        kw["weight_format"] = weight_format
     if "latency" in params:
         unit = _spec(ins.op).unit       # the registry's unit name
         lat = (latencies or {}).get(unit)
@@ -420,7 +469,8 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
 
 def program_cycles(program: Sequence[Instr], lanes: int, *,
                    latencies: Mapping[str, int] | None = None,
-                   data: Mapping[int, Mapping] | None = None) -> dict:
+                   data: Mapping[int, Mapping] | None = None,
+                   weight_format: str = "i2") -> dict:
     """Predicted RTL cycle count (the sequencer's ``cycles``, start to done) of one run of
     ``program``, which must end in HALT.
 
@@ -429,6 +479,8 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     program : list of Instr, executed straight through (the ISA has no branches) up to
         and including the first HALT
     lanes : int, the accelerator's L
+    weight_format : ``"i2"`` (default) or ``"t3"``, the accelerator's weight format
+        (``AccelConfig.weight_format``)
     latencies : optional ``{unit: latency}`` overriding :data:`UNIT_TIMING`
     data : optional ``{instruction index: {keyword: value}}`` with the data-dependent
         counts of RMSNORM/LAYERNORM (:func:`norm_data`) and SAMPLE (``hit``); an
@@ -457,8 +509,10 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
-        hi = instr_cycles(ins, lanes=lanes, latencies=latencies, **d)
-        lo = instr_cycles(ins, lanes=lanes, latencies=latencies, **{**d, "bound": "min"})
+        hi = instr_cycles(ins, lanes=lanes, latencies=latencies, weight_format=weight_format,
+                          **d)
+        lo = instr_cycles(ins, lanes=lanes, latencies=latencies, weight_format=weight_format,
+                          **{**d, "bound": "min"})
         if lo != hi:
             exact = False
         per_instr.append(hi)

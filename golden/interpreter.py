@@ -3,7 +3,7 @@
 It is the fourth level of the numerics contract (../shared/DESIGN.md): run on a compiled
 program and weight image, it must equal the integer golden model bit for bit, and the RTL
 must equal it bit for bit. It therefore computes nothing of its own: trits come from
-decoding the lane-tiled I2 weight words (:func:`golden.image.words_to_trits`), and the
+decoding the lane-tiled I2 or T3 weight words (:func:`golden.image.words_to_trits`), and the
 arithmetic is :func:`golden.numerics.ternary_matvec`, :func:`golden.numerics.requantize`
 and :func:`golden.numerics.relu`, the functions the integer golden model uses. The
 semantics of every opcode are those of the :mod:`golden.isa` docstring.
@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from .image import words_to_trits
+from .image import Format, format_word_bits, words_to_trits
 from .isa import Flag, Instr, Op, decode_program
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import spec, vector_ops
@@ -31,6 +31,10 @@ __all__ = ["SCRATCH_BITS", "OUT_BITS", "MachineError", "MachineState", "run_prog
 
 #: Width of an output-buffer word (signed); a scratchpad word's is golden.widths.SCRATCH_BITS.
 OUT_BITS = 32
+
+
+#: ``weight_format`` names (AccelConfig.weight_format) -> golden.image.Format.
+_FORMATS = {"i2": Format.I2_TILED, "t3": Format.T3}
 
 
 class MachineError(ValueError):
@@ -68,14 +72,17 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 lanes: int, scratch_depth: int, out_depth: int,
                 weight_depth: int | None = None,
                 scratch_init: Mapping[int, object] | torch.Tensor | None = None,
-                batch: int | None = None) -> MachineState:
+                batch: int | None = None, weight_format: str = "i2") -> MachineState:
     """Execute a program on a fresh machine until HALT.
 
     Parameters
     ----------
     program : list of :class:`golden.isa.Instr`, or of 128-bit instruction words
     weights : list of int, the weight memory from address 0, words of ``2 * lanes`` bits
-        (lane-tiled I2, see :func:`golden.packing.tile_lanes`)
+        (lane-tiled I2, see :func:`golden.packing.tile_lanes`) or, with
+        ``weight_format="t3"``, of ``8 * lanes / 5`` bits (lane-tiled T3,
+        :func:`golden.packing.tile_lanes_t3`); EMBED rows are raw bytes either way, a word
+        holding ``word_bits / 8`` of them
     lanes : int, L
     scratch_depth, out_depth : int, depths of the scratchpad (16-bit words) and of the output
         buffer (32-bit words)
@@ -85,6 +92,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         (len,) or (B, len) integer tensor or a list; the rest is zero. Values must fit 16
         signed bits.
     batch : int, optional; B when ``scratch_init`` does not fix it (default 1)
+    weight_format : ``"i2"`` (default) or ``"t3"``: how MATVEC decodes weight words
+        (``AccelConfig.weight_format``; :func:`golden.image.words_to_trits`)
 
     Returns
     -------
@@ -97,6 +106,10 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     ValueError from :func:`golden.isa.decode` on an unknown opcode or from
     :func:`golden.image.words_to_trits` on an invalid weight word.
     """
+    fmt = _FORMATS.get(weight_format)
+    if fmt is None:
+        raise ValueError(f"weight_format must be one of {', '.join(_FORMATS)}, not "
+                         f"{weight_format!r}")
     prog = list(program)
     if prog and not isinstance(prog[0], Instr):
         prog = decode_program([int(w) for w in prog])
@@ -106,8 +119,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         raise MachineError(f"{len(weights)} weight words do not fit a {weight_depth}-word "
                            f"weight memory")
     # Trits are decoded per MATVEC range (the weight memory may also hold raw int8
-    # embedding rows, which are not I2), memoised across calls.
-    wtrits = _TritView(list(weights), lanes)
+    # embedding rows, which are not trits), memoised across calls.
+    wtrits = _TritView(list(weights), lanes, fmt)
 
     scratch = _initial_scratch(scratch_init, scratch_depth, batch)
     b = scratch.shape[0]
@@ -137,7 +150,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         elif ins.op == Op.SAMPLE:
             result = _sample(ins, pc, scratch)
         elif ins.op == Op.EMBED:
-            _embed(ins, pc, list(weights), lanes, weight_depth, scratch)
+            _embed(ins, pc, list(weights), format_word_bits(fmt, lanes) // 8, weight_depth,
+                   scratch)
         else:  # pragma: no cover - decode() rejects unknown opcodes
             raise MachineError(f"instruction {pc} has unknown opcode {ins.op!r}")
         pc += 1
@@ -145,24 +159,24 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
 
 
 class _TritView:
-    """Decoded I2 trits of ranges of the weight memory, memoised by content."""
+    """Decoded trits (I2 or T3 words) of ranges of the weight memory, memoised by content."""
 
     _memo: dict = {}
 
-    def __init__(self, words: list, lanes: int):
-        self.words, self.lanes = words, lanes
+    def __init__(self, words: list, lanes: int, fmt: Format = Format.I2_TILED):
+        self.words, self.lanes, self.fmt = words, lanes, fmt
 
     def __len__(self):
         return len(self.words)
 
     def get(self, base: int, count: int) -> torch.Tensor:
         chunk = tuple(self.words[base:base + count])
-        key = (self.lanes, hash(chunk), chunk)
+        key = (self.lanes, int(self.fmt), hash(chunk), chunk)
         t = self._memo.get(key)
         if t is None:
             if len(self._memo) > 256:
                 self._memo.clear()
-            t = self._memo[key] = words_to_trits(list(chunk), self.lanes)
+            t = self._memo[key] = words_to_trits(list(chunk), self.lanes, self.fmt)
         return t
 
 
@@ -266,11 +280,11 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor) -> None:
     scratch[:, ins.dst:ins.dst + rows] = y
 
 
-def _embed(ins: Instr, pc: int, weights: list, lanes: int, weight_depth: int,
+def _embed(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,
            scratch: torch.Tensor) -> None:
-    """EMBED: scratch[dst + j] = sign-extended byte j of the row at word wbase + token * k."""
+    """EMBED: scratch[dst + j] = sign-extended byte j of the row at word wbase + token * k
+    (``bpw`` bytes a word, little-endian)."""
     n, k = ins.n, ins.k
-    bpw = 2 * lanes // 8
     if n < 1 or k * bpw < n:
         raise MachineError(f"instruction {pc} ({ins}) embeds {n} bytes from rows of {k} "
                            f"words ({k * bpw} bytes)")

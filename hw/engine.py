@@ -1,5 +1,5 @@
 """TernaryEngine: L lanes of add / subtract / skip, one input activation a cycle."""
-from amaranth.hdl import Const, Module, Signal, signed, Mux
+from amaranth.hdl import Cat, Const, Module, Signal, signed, Mux
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -82,8 +82,13 @@ class TernaryEngine(wiring.Component):
             operand = Signal(signed(W), name=f"op{l}")
             # Gate x by nz, then conditionally invert; the +neg carry completes the negation.
             m.d.comb += operand.eq(Mux(nz, x, 0) ^ Mux(neg, Const(-1, signed(W)), 0))
+            # acc + operand + neg as one carry chain: (2 acc + neg) + (2 operand + neg) is
+            # 2 (acc + operand + neg), so the carry-in rides in a low bit (written as two
+            # additions, Yosys builds two chains in series, the second an incrementer).
+            wide = Signal(W + 2, name=f"sum{l}_x2")
+            m.d.comb += wide.eq(Cat(neg, acc[l]) + Cat(neg, operand))
             total = Signal(signed(W), name=f"sum{l}")
-            m.d.comb += total.eq(acc[l] + operand + neg)
+            m.d.comb += total.eq(wide[1:W + 1])
             with m.If(fire):
                 m.d.sync += acc[l].eq(Mux(beat.last, 0, total))
                 with m.If(beat.last):

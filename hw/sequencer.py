@@ -1,50 +1,102 @@
 """Sequencer: fetches the compiled program and drives the streamer, the engine and the
 vector units. Executes exactly the semantics of golden/isa.py (the interpreter's spec)."""
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.isa import FIELDS, INSTR_BITS, Flag, Op
 from ternac.golden.ops import spec as op_spec
-from ternac.golden.sampler import LFSR_MASK, STEPS_PER_DRAW, U_BITS as SAMPLE_U_BITS
+from ternac.golden.sampler import U_BITS as SAMPLE_U_BITS, lfsr_leap
+from ternac.golden.tritcode import t3_word_bits
 from ternac.golden.widths import SCRATCH_BITS
-from .engine import TernaryEngine
+from .engine import TernaryEngine, engine_in_layout
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer
 
-__all__ = ["Sequencer", "instr_layout"]
+__all__ = ["Sequencer", "instr_layout", "FETCH_DEPTH"]
 
 #: The instruction word as an Amaranth struct, built from golden.isa.FIELDS (one definition).
 instr_layout = data.StructLayout({name: width for name, width in FIELDS})
+
+#: Entries of the operand fetcher's skid buffer (reads in flight included). Three, so a
+#: read is issued on the buffer's registered occupancy alone (no same-cycle credit from the
+#: consumer's handshake) and the consumer still gets one word a cycle.
+FETCH_DEPTH = 3
+
+#: Width of the sequencer's element, row and address counters (ISA fields are 12 bits).
+_CNT = 13
+
+
+def _xor_tree(bits):
+    """XOR of a list of 1-bit values (0 for none)."""
+    bits = list(bits)
+    if not bits:
+        return Const(0, 1)
+    while len(bits) > 1:
+        bits = [bits[i] ^ bits[i + 1] if i + 1 < len(bits) else bits[i]
+                for i in range(0, len(bits), 2)]
+    return bits[0]
+
+
+def _flag(ins, flag: Flag):
+    return ins.flags[flag.bit_length() - 1]
 
 
 class Sequencer(wiring.Component):
     """Program sequencer with its datapath (PackedWeightStreamer -> TernaryEngine ->
     Requantizer) and the memory ports of the accelerator.
 
-    Operations (see golden/isa.py for the exact semantics):
+    Operations (see golden/isa.py for the exact semantics; golden/cycles.py gives the exact
+    cycle count of each):
 
     * ``MATVEC``: per tile of ``lanes`` rows one streamer command of ``k`` words; the
-      activation of input ``i`` is read from the scratchpad the cycle before it is needed,
-      so one beat (``lanes`` trit-MACs) issues every cycle. Results drain through the
-      requantizer into the scratchpad (or, with ``RAW``, into the output buffer) while the
-      next tile accumulates. Cycles ~ ``ceil(n/lanes) * k + lanes + 6``.
+      activations ``scratch[src + i]`` arrive through the operand fetcher, so one beat
+      (``lanes`` trit-MACs) issues every cycle. Results drain through the requantizer into
+      the scratchpad (or, with ``RAW``, into the output buffer) while the next tile
+      accumulates.
     * ``ARGMAX``: ``n + 2`` cycles over the output buffer; ties go to the smaller index.
+    * ``EMBED``: the row of raw bytes at ``wbase + token * k`` read from the weight memory
+      directly (not through the streamer, so it is the same in I2 and T3), one word at a
+      time, ``word_bits / 8`` bytes a word, one byte written a cycle.
     * ``SAMPLE``: steps the LFSR held in two scratch words, sums the probabilities (pass 1),
-      scales the draw, and scans the cumulative sum (pass 2, stops at the hit):
-      at most ``2n + 6`` cycles.
+      scales the draw, and scans the cumulative sum (pass 2, stops at the hit).
     * ``HALT``: raises ``done``. An unknown opcode halts with ``error``.
+
+    Timing structure (for Fmax): DECODE registers the instruction and, from the program
+    memory's output, everything an operation derives from it (the operand addresses, the
+    lengths minus one, the segment, pass and row counts and their "last" flags, the
+    weight command base, the selected vector unit and its mode), so that in the operation's
+    states no read address is computed from the instruction and no count is compared with
+    an instruction field. The scratch read addresses come straight from counters (the
+    *operand fetcher*): it reads ``a`` (and ``b``) ahead of their consumer into a
+    :data:`FETCH_DEPTH`-entry skid buffer, issuing a read whenever the buffer (reads in
+    flight included) has room, so the consumer's handshake (the engine's ``ready``, the
+    weight stream's ``valid``, a vector unit's ``ready``) only enables registers and never
+    reaches a memory address. A vector unit takes a word read in the previous cycle
+    directly when the buffer is empty, so a vector op's first element (read in EXEC) enters
+    its unit in the first cycle of the VEC state; the engine takes activations from the
+    buffer only, joined with their weight word in a beat register, so the lanes' adders
+    start at registers (one cycle a MATVEC). Write addresses are counters too (the
+    requantizer carries the absolute scratch address as its tag); the FSM's exits test
+    registered flags (rows left 0 or 1, last word, last index), ARGMAX compares a registered
+    word, and SAMPLE's scan tests a registered probability with a 16-bit compare. The
+    state register is one-hot (Yosys ``fsm_encoding``).
 
     Parameters
     ----------
     lanes, acc_bits : int       engine size (acc_bits from golden.numerics.acc_width)
     prog_depth, scratch_depth, out_depth, weight_depth : int
+    vector_units : list of ``(unit, {Op: mode})``
+    weight_format : str         ``"i2"`` (default; weight words of ``2 * lanes`` bits) or
+                                ``"t3"`` (``8 * lanes / 5`` bits, lanes a multiple of 5):
+                                the streamer's format (hw/streamer.py); the engine gets
+                                ``lanes`` trits a cycle either way
 
     Members
     -------
     start : In(1)  pulse; ignored while busy
     busy, done, error : Out(1)  done and error are sticky until the next start
-    result : Out(32)   ARGMAX index
+    result : Out(32)   ARGMAX / SAMPLE index
     cycles : Out(32)   cycles from start to done of the last run
     prog_addr/prog_data, scr_*/out_* (1-cycle read latency), w_raddr/w_rdata : memory ports
     scr_raddr2/scr_rdata2 : second scratch read port (the ``b`` operand of vector ops)
@@ -53,24 +105,31 @@ class Sequencer(wiring.Component):
     stream interface of hw/vector units (``i`` carrying ``a``, ``b``, ``last``; ``o``
     carrying ``y``; config ports ``m``, ``s``, ``m2``, ``s2``, ``mode``; ``passes``). The
     lengths are the op registry's rules (golden.ops: ``in_len``, ``segments``,
-    ``out_rows``), read at elaboration: a pass streams ``e = 0 .. segments * in_len - 1``
-    with ``a = scratch[src + (e mod in_len)]`` and ``b = scratch[aux + e]``, ``last`` on
-    the final element of each segment; after ``passes`` passes the ``out_rows`` outputs go
-    to ``scratch[dst + j]`` in order. For elementwise ops (``in_len = out_rows = n``, one
-    segment) that is ``a = scratch[src + j]``, ``b = scratch[aux + j]`` for ``j < n``; for
-    DOT, ``n`` rows of ``k``. ``m2`` is ``wbase[15:0]`` and ``s2`` is ``k[5:0]`` of the
-    instruction. The segment counter and the ``b`` address counter exist only in a build
-    with an op of more than one segment; lengths that differ between the ops of a build are
-    registered in EXEC, so the opcode decode stays off the read-address path.
+    ``out_rows``, ``b_order``), evaluated in DECODE: a pass streams ``e = 0 .. segments *
+    in_len - 1`` with ``a = scratch[src + (e mod in_len)]`` and ``b = scratch[aux + e]``
+    (``b_order="col"``: element ``i`` of segment ``j`` reads ``b = scratch[aux + i *
+    segments + j]``), ``last`` on the final element of each segment; after ``passes``
+    passes the ``out_rows`` outputs go to ``scratch[dst + j]`` in order. ``m2`` is
+    ``wbase[15:0]`` and ``s2`` is ``k[5:0]`` of the instruction.
+
+    Raises
+    ------
+    ValueError for an unknown ``weight_format`` or T3 lanes that are not a multiple of 5;
+    TypeError for a vector unit op that is not a golden.isa.Op.
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
-                 vector_units=()):
+                 vector_units=(), weight_format="i2"):
         self._vector_units = list(vector_units)
         for unit, opmodes in self._vector_units:
             for op in opmodes:
                 if not isinstance(op, Op):
                     raise TypeError(f"vector unit op {op!r} is not a golden.isa.Op")
+        if weight_format not in PackedWeightStreamer.FORMATS:
+            raise ValueError(f"weight format must be one of "
+                             f"{', '.join(PackedWeightStreamer.FORMATS)}, not {weight_format!r}")
+        self._fmt = weight_format
+        self._word_bits = t3_word_bits(lanes) if weight_format == "t3" else 2 * lanes
         self._lanes = lanes
         self._acc_bits = acc_bits
         self._weight_depth = weight_depth
@@ -85,147 +144,252 @@ class Sequencer(wiring.Component):
             "scr_wen": Out(1),
             "out_raddr": Out(range(out_depth)), "out_rdata": In(32),
             "out_waddr": Out(range(out_depth)), "out_wdata": Out(32), "out_wen": Out(1),
-            "w_raddr": Out(range(weight_depth)), "w_rdata": In(2 * lanes),
+            "w_raddr": Out(range(weight_depth)), "w_rdata": In(self._word_bits),
         })
+
+    @property
+    def weight_format(self) -> str:
+        return self._fmt
+
+    @property
+    def word_bits(self) -> int:
+        """Bits of a weight word: ``2 * lanes`` (I2) or ``8 * lanes / 5`` (T3)."""
+        return self._word_bits
 
     def elaborate(self, platform):
         m = Module()
         L = self._lanes
-        m.submodules.streamer = streamer = PackedWeightStreamer(lanes=L, depth=self._weight_depth)
+        sa_bits = len(self.scr_waddr)
+        m.submodules.streamer = streamer = PackedWeightStreamer(
+            lanes=L, depth=self._weight_depth, fmt=self._fmt)
         m.submodules.engine = engine = TernaryEngine(lanes=L, acc_bits=self._acc_bits)
-        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=12)
-        m.d.comb += [self.w_raddr.eq(streamer.mem_raddr), streamer.mem_rdata.eq(self.w_rdata)]
+        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=sa_bits)
 
         pc = Signal(range(self._prog_depth))
         ins = Signal(instr_layout)
-        m.d.comb += self.prog_addr.eq(pc)
-        raw = ins.flags[Flag.RAW.bit_length() - 1]
-        relu = ins.flags[Flag.RELU.bit_length() - 1]
-        wide = ins.flags[Flag.WIDE.bit_length() - 1]
-        m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(relu),
-                     requant.wide.eq(wide)]
+        pd = Signal(instr_layout)           # the word on the program memory's output
+        m.d.comb += [self.prog_addr.eq(pc), pd.as_value().eq(self.prog_data)]
+        raw = _flag(ins, Flag.RAW)
+        m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(_flag(ins, Flag.RELU)),
+                     requant.wide.eq(_flag(ins, Flag.WIDE))]
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
 
-        # --- MATVEC state -------------------------------------------------------------
-        feeding = Signal()
-        i = Signal(12)             # input index within the tile
-        j0 = Signal(13)            # first row of the tile being fed
-        cmd_j0 = Signal(13)        # first row of the next tile to request weights for
+        # The FSM is in MATVEC / VEC / an EMBED state: registers set on entry and cleared on
+        # exit (not a decode of the state register), since they gate the handshakes.
+        in_matvec, in_vec, in_embed = Signal(), Signal(), Signal()
+
+        # --- Decode of the word on prog_data (registered in DECODE) ----------------------
+        vec_ops = [op for _, om in self._vector_units for op in om]
+        col_ops = [op for op in vec_ops if op_spec(op).b_order == "col"]
+        d_mv, d_vec, d_col, d_smp = Signal(), Signal(), Signal(), Signal()
+        d_len = Signal(_CNT)       # length of a segment: k (MATVEC), in_len (vector op)
+        d_segs = Signal(_CNT)      # segments a pass (vector op)
+        d_rows = Signal(_CNT)      # rows written: n (MATVEC), out_rows (vector op)
+        d_passes = Signal(4)
+        with m.Switch(pd.op):
+            with m.Case(Op.SAMPLE):
+                m.d.comb += d_smp.eq(1)
+            with m.Case(Op.MATVEC):
+                m.d.comb += [d_mv.eq(1), d_len.eq(pd.k), d_rows.eq(pd.n), d_passes.eq(1)]
+            for unit, opmodes in self._vector_units:
+                for op in opmodes:
+                    sp = op_spec(op)
+                    with m.Case(op):
+                        m.d.comb += [d_vec.eq(1), d_passes.eq(unit.passes),
+                                     d_len.eq(sp.in_len(pd.n, pd.k)),
+                                     d_segs.eq(sp.segments(pd.n, pd.k)),
+                                     d_rows.eq(sp.out_rows(pd.n, pd.k)),
+                                     d_col.eq(sp.b_order == "col")]
+
+        # --- Operand fetcher: a = scratch[a_addr], b = scratch[b_addr], counters only ------
+        f_active = Signal()        # reads left to issue
+        f_mv = Signal()            # segments are tiles of L rows (MATVEC)
+        f_col = Signal()           # b read by column
+        a_base, a_addr = Signal(sa_bits), Signal(sa_bits)
+        b_base, b_addr, b_col = Signal(sa_bits), Signal(sa_bits), Signal(sa_bits)
+        f_len_m1 = Signal(_CNT)
+        f_len_is1 = Signal()
+        f_jleft = Signal(_CNT)     # elements of the segment after the next read
+        f_jlast = Signal()         # the next read ends a segment
+        f_segs = Signal(_CNT)
+        f_segs_is1 = Signal()
+        f_sleft = Signal(_CNT + 1)  # segments (rows, MATVEC) left in the pass, current included
+        f_slast = Signal()
+        f_pleft = Signal(4)
+        f_plast = Signal()
+
+        held = Signal(range(FETCH_DEPTH + 1))          # words in the skid buffer
+        inflight = Signal()                            # a read issued last cycle
+        inflight_last = Signal()
+        slots = [Signal(2 * SCRATCH_BITS + 1, name=f"fetch_slot{s}") for s in range(FETCH_DEPTH)]
+        word_in = Cat(self.scr_rdata, self.scr_rdata2, inflight_last)
+        head = Signal(2 * SCRATCH_BITS + 1)
+        x_valid = Signal()
+        # A vector unit may take the word read last cycle straight from the read port (so
+        # its first element enters in the first VEC cycle); the engine takes words from the
+        # buffer only, so its activation comes from a register: the activations are read
+        # well ahead of the first weight word, and three entries keep one beat a cycle.
+        m.d.comb += [x_valid.eq((held != 0) | (inflight & ~in_matvec)),
+                     head.eq(Mux(held != 0, slots[0], word_in))]
+        x_a, x_b, x_last = head[:SCRATCH_BITS], head[SCRATCH_BITS:2 * SCRATCH_BITS], head[-1]
+        mv_valid = held != 0
+        mv_x, mv_last = slots[0][:8], slots[0][-1]
+        take = Signal()            # the consumer takes the head this cycle (set below)
+        full = (held == FETCH_DEPTH) | ((held == FETCH_DEPTH - 1) & inflight)
+        issue = Signal()
+        m.d.comb += issue.eq(f_active & ~full)
+        push = inflight & ~((held == 0) & take)
+        pop = take & (held != 0)
+        m.d.sync += [inflight.eq(issue), inflight_last.eq(f_jlast)]
+        with m.If(pop):
+            # Shift down; the arriving word (if any) lands behind the remaining ones.
+            for s in range(FETCH_DEPTH - 1):
+                m.d.sync += slots[s].eq(Mux(held >= s + 2, slots[s + 1], word_in))
+            m.d.sync += held.eq(held - 1 + push)
+        with m.Elif(push):
+            for s in range(FETCH_DEPTH):
+                with m.If(held == s):
+                    m.d.sync += slots[s].eq(word_in)
+            m.d.sync += held.eq(held + 1)
+
+        with m.If(issue):
+            with m.If(f_jlast):
+                m.d.sync += [f_jleft.eq(f_len_m1), f_jlast.eq(f_len_is1), a_addr.eq(a_base)]
+                with m.If(f_slast):
+                    with m.If(f_plast):
+                        m.d.sync += f_active.eq(0)
+                    with m.Else():
+                        m.d.sync += [f_pleft.eq(f_pleft - 1), f_plast.eq(f_pleft == 2),
+                                     f_sleft.eq(f_segs), f_slast.eq(f_segs_is1),
+                                     b_addr.eq(b_base), b_col.eq(b_base)]
+                with m.Else():
+                    m.d.sync += [f_sleft.eq(f_sleft - Mux(f_mv, L, 1)),
+                                 f_slast.eq(Mux(f_mv, f_sleft <= 2 * L, f_sleft == 2))]
+                    if col_ops:
+                        m.d.sync += [b_addr.eq(Mux(f_col, b_col + 1, b_addr + 1)),
+                                     b_col.eq(b_col + 1)]
+                    else:
+                        m.d.sync += b_addr.eq(b_addr + 1)
+            with m.Else():
+                m.d.sync += [f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1),
+                             a_addr.eq(a_addr + 1)]
+                if col_ops:
+                    m.d.sync += b_addr.eq(Mux(f_col, b_addr + f_segs, b_addr + 1))
+                else:
+                    m.d.sync += b_addr.eq(b_addr + 1)
+        m.d.comb += [self.scr_raddr.eq(a_addr), self.scr_raddr2.eq(b_addr)]
+
+        # --- MATVEC -------------------------------------------------------------------
         cmd_base = Signal(20)
-        wlane = Signal(range(L))   # lane of the result draining from the engine
-        wj0 = Signal(13)
-        written = Signal(13)
+        cmd_left = Signal(_CNT + 1)   # rows not yet commanded
+        cmd_pend = Signal()
+        dr_addr = Signal(_CNT)        # dst + index of the row draining from the engine
+        dr_left = Signal(_CNT)
+        in_range = Signal()           # that row is < n (else padding, dropped)
+        out_left = Signal(_CNT)       # rows still to write (MATVEC and vector ops)
+        ol_is0, ol_is1 = Signal(), Signal()   # out_left == 0, == 1 (registered: FSM exits)
 
         # Weight commands: one per tile, k words each, issued ahead (the streamer buffers).
+        m.d.comb += [streamer.cmd.payload.base.eq(cmd_base),
+                     streamer.cmd.payload.count.eq(ins.k),
+                     streamer.cmd.valid.eq(in_matvec & cmd_pend)]
+        with m.If(streamer.cmd.valid & streamer.cmd.ready):
+            m.d.sync += [cmd_base.eq(cmd_base + ins.k), cmd_left.eq(cmd_left - L),
+                         cmd_pend.eq(cmd_left > L)]
+
+        # Beats: an activation from the fetcher and a weight word from the streamer, joined
+        # in a beat register in front of the engine, so the lanes' adders start at
+        # registers (not at the streamer FIFO's read multiplexer). One cycle an instruction;
+        # the register takes the next beat in the cycle the engine takes its beat.
+        bt_valid = Signal()
+        bt = Signal(engine_in_layout(L))
+        bt_ready = ~bt_valid | engine.i.ready
+        up_valid = in_matvec & mv_valid & streamer.o.valid
         m.d.comb += [
-            streamer.cmd.payload.base.eq(cmd_base),
-            streamer.cmd.payload.count.eq(ins.k),
+            streamer.o.ready.eq(in_matvec & mv_valid & bt_ready),
+            engine.i.valid.eq(bt_valid),
+            engine.i.payload.eq(bt),
         ]
-        # Feeder: the scratch read address is the index of the *next* beat, so the
-        # activation for beat i is on scr_rdata exactly when beat i can fire.
-        last_beat = i == ins.k - 1
-        m.d.comb += [
-            engine.i.valid.eq(feeding & streamer.o.valid),
-            streamer.o.ready.eq(feeding & engine.i.ready),
-            engine.i.payload.x.eq(self.scr_rdata[:8]),
-            engine.i.payload.nz.eq(streamer.o.payload.nz),
-            engine.i.payload.neg.eq(streamer.o.payload.neg),
-            engine.i.payload.last.eq(last_beat),
-        ]
-        fire = engine.i.valid & engine.i.ready
-        i_next = Signal(12)
-        m.d.comb += i_next.eq(Mux(fire, Mux(last_beat, 0, i + 1), i))
-        m.d.comb += self.scr_raddr.eq(ins.src + i_next)
-        with m.If(fire):
-            m.d.sync += i.eq(i_next)
-            with m.If(last_beat):
-                m.d.sync += j0.eq(j0 + L)
-                with m.If(j0 + L >= ins.n):
-                    m.d.sync += feeding.eq(0)
+        with m.If(bt_ready):
+            m.d.sync += [bt_valid.eq(up_valid), bt.x.eq(mv_x), bt.nz.eq(streamer.o.payload.nz),
+                         bt.neg.eq(streamer.o.payload.neg), bt.last.eq(mv_last)]
+        fire = up_valid & bt_ready
 
         # Writeback: lane results in order; rows past n are padding and dropped.
-        j = wj0 + wlane
-        in_range = j < ins.n
         m.d.comb += [
             requant.i.valid.eq(engine.o.valid & in_range & ~raw),
             requant.i.payload.acc.eq(engine.o.payload.acc),
-            requant.i.payload.tag.eq(j),
+            requant.i.payload.tag.eq(dr_addr),
             engine.o.ready.eq(raw | ~in_range | requant.i.ready),
             requant.o.ready.eq(1),
-            self.scr_waddr.eq(ins.dst + requant.o.payload.tag),
+            self.scr_waddr.eq(requant.o.payload.tag),
             self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid),
-            self.out_waddr.eq(ins.dst + j),
+            self.out_waddr.eq(dr_addr),
             self.out_wdata.eq(engine.o.payload.acc),         # sign-extended to 32 bits
             self.out_wen.eq(engine.o.valid & in_range & raw),
         ]
         with m.If(engine.o.valid & engine.o.ready):
-            with m.If(wlane == L - 1):
-                m.d.sync += [wlane.eq(0), wj0.eq(wj0 + L)]
-            with m.Else():
-                m.d.sync += wlane.eq(wlane + 1)
-        wrote = Mux(raw, self.out_wen, self.scr_wen)
+            m.d.sync += [dr_addr.eq(dr_addr + 1), dr_left.eq(dr_left - 1),
+                         in_range.eq(in_range & (dr_left != 1))]
+        wrote = Signal()
+        m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range, requant.o.valid))
+        rows_done = ol_is0 | (ol_is1 & wrote)
+
+        def count_row():
+            m.d.sync += [out_left.eq(out_left - 1), ol_is0.eq(ol_is1), ol_is1.eq(out_left == 2)]
+
+        with m.If(in_matvec & wrote):
+            count_row()
 
         # --- ARGMAX state -------------------------------------------------------------
-        aj = Signal(13)          # index being read this cycle
-        ajd = Signal(13)         # index whose value is on out_rdata now
+        aj = Signal(_CNT)        # index being read this cycle
+        o_addr = Signal(len(self.out_raddr))   # out address read this cycle (src from DECODE)
+        m.d.comb += self.out_raddr.eq(o_addr)
+        ajd = Signal(_CNT)       # index whose value is on out_rdata now
         adv = Signal()
+        a_end = Signal()         # ajd == n - 1
+        n_m1 = Signal(_CNT)
+        n_zero = Signal()
         best = Signal(signed(32))
-        bidx = Signal(13)
-        value = self.out_rdata.as_signed()
-        take = adv & ((ajd == 0) | (value > best))
-        new_idx = Mux(take, ajd, bidx)
+        bidx = Signal(_CNT)
+        # The word of index ajd, registered from the read port (the reads start in EXEC, a
+        # cycle ahead), so the compare starts at a register; kept inverted, so that
+        # "value > best" is the sign of best + ~value + 1: one 33-bit carry chain from two
+        # registers (the carry-in as a low bit), with no inverter in front of it.
+        value_n = Signal(32)
+        m.d.sync += value_n.eq(~self.out_rdata)
+        gt = Signal(34)
+        m.d.comb += gt.eq(Cat(1, best, best[-1]) + Cat(1, value_n, value_n[-1]))
+        a_first = Signal()       # ajd == 0
+        take_max = adv & (a_first | gt[-1])     # first, or value > best
+        with m.If(take_max):     # adv is high only in the ARGMAX state
+            m.d.sync += [best.eq(~value_n), bidx.eq(ajd)]
+        new_idx = Mux(take_max, ajd, bidx)
 
         # --- Vector ops -----------------------------------------------------------------
-        # The registry's length rules of each vector op of this build, as expressions of
-        # the instruction's n and k: a's length (one segment), segments a pass, outputs.
-        vec_ops = [op for _, om in self._vector_units for op in om]
-        rules = {op: (op_spec(op).in_len(ins.n, ins.k), op_spec(op).segments(ins.n, ins.k),
-                      op_spec(op).out_rows(ins.n, ins.k)) for op in vec_ops}
-        segmented = any(not (isinstance(r[1], int) and r[1] == 1) for r in rules.values())
-        len_regs = []       # (register, {op: expression}), loaded in EXEC
-        picked = []
-        for idx, name in enumerate(("vlen", "vsegs", "vrows")):
-            exprs = {op: Value.cast(r[idx]) for op, r in rules.items()}
-            if len({repr(e) for e in exprs.values()}) <= 1:
-                # One rule for every op of the build (ins.n for elementwise ops): no decode.
-                picked.append(next(iter(exprs.values())) if exprs else ins.n)
-            else:
-                reg = Signal(max(len(e) for e in exprs.values()), name=name)
-                len_regs.append((reg, exprs))
-                picked.append(reg)
-        vlen, vsegs, vrows = picked
-
-        vj = Signal(13)            # index into a (wraps at vlen: the end of a segment)
-        vp = Signal(4)
-        vw = Signal(13)
-        vec_active = Signal()
-        vlast = vj == vlen - 1
-        passes = Signal(4)
         vfire = Signal()
         vo_valid = Signal()
-        vo_y = Signal(16)
-        is_vec = Signal()
+        vo_y = Signal(SCRATCH_BITS)
+        w_addr = Signal(sa_bits)      # dst + outputs written (vector ops, EMBED)
+        unit_decode = []
         for unit, opmodes in self._vector_units:
             m.submodules += unit
+            # sel: the instruction runs on this unit; registered (with the unit's mode) in
+            # DECODE, so no opcode decode sits on the VEC state's handshakes.
             sel = Signal(name=f"sel_{type(unit).__name__.lower()}")
-            m.d.comb += sel.eq(0)
-            for op, mode in opmodes.items():
-                with m.If(ins.op == op):
-                    m.d.comb += [sel.eq(1), passes.eq(unit.passes), is_vec.eq(1)]
-                    if hasattr(unit, "mode"):
-                        m.d.comb += unit.mode.eq(mode)
+            unit_decode.append((unit, opmodes, sel))
+            m.d.comb += [unit.m.eq(ins.m), unit.s.eq(ins.s)]
             # Config ports a unit may have: the dyadic pairs, Flag.NEG, int16 output unless
             # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
-            m.d.comb += [unit.m.eq(ins.m), unit.s.eq(ins.s)]
             if hasattr(unit, "m2"):
                 m.d.comb += [unit.m2.eq(ins.wbase[:16]), unit.s2.eq(ins.k[:6])]
             if hasattr(unit, "neg"):
-                m.d.comb += unit.neg.eq(ins.flags[Flag.NEG.bit_length() - 1])
+                m.d.comb += unit.neg.eq(_flag(ins, Flag.NEG))
             if hasattr(unit, "wide"):
-                m.d.comb += unit.wide.eq(~ins.flags[Flag.OUT8.bit_length() - 1])
+                m.d.comb += unit.wide.eq(~_flag(ins, Flag.OUT8))
             if hasattr(unit, "c"):
                 m.d.comb += unit.c.valid.eq(0)
             if hasattr(unit, "eps"):
@@ -233,103 +397,72 @@ class Sequencer(wiring.Component):
             if hasattr(unit, "bias_en"):
                 m.d.comb += unit.bias_en.eq(0)
             m.d.comb += [
-                unit.i.payload.a.eq(self.scr_rdata.as_signed()),
-                unit.i.payload.b.eq(self.scr_rdata2.as_signed()),
-                unit.i.payload.last.eq(vlast),
-                unit.i.valid.eq(vec_active & sel),
+                unit.i.payload.a.eq(x_a.as_signed()),
+                unit.i.payload.b.eq(x_b.as_signed()),
+                unit.i.payload.last.eq(x_last),
+                unit.i.valid.eq(in_vec & x_valid & sel),
                 unit.o.ready.eq(1),
             ]
             with m.If(sel & unit.i.valid & unit.i.ready):
                 m.d.comb += vfire.eq(1)
             with m.If(sel & unit.o.valid):
                 m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
-        vj_next = Signal(13)
-        m.d.comb += vj_next.eq(Mux(vfire, Mux(vlast, 0, vj + 1), vj))
-        if segmented:
-            # A pass is vsegs segments of a (vlen elements each) against consecutive
-            # elements of b: ve counts the elements of the pass, vseg the segments.
-            vseg = Signal(len(Value.cast(vsegs)))
-            ve = Signal(13)
-            pass_end = Signal()
-            ve_next = Signal(13)
-            m.d.comb += [pass_end.eq(vlast & (vseg == vsegs - 1)),
-                         ve_next.eq(Mux(vfire, Mux(pass_end, 0, ve + 1), ve))]
-            with m.If(vfire):
-                m.d.sync += ve.eq(ve_next)
-                with m.If(vlast):
-                    m.d.sync += vseg.eq(Mux(pass_end, 0, vseg + 1))
-        else:
-            pass_end, ve_next = vlast, vj_next
-        col_ops = [op for op in vec_ops if op_spec(op).b_order == "col"]
-        if col_ops:
-            # b read by column (DOTT): element i of segment j is b[i * vsegs + j]; vb steps by
-            # vsegs along a segment and restarts at the next column at its end.
-            assert segmented, "a column-order op has segments"
-            vb = Signal(13)
-            vb_next = Signal(13)
-            is_col = Signal()
-            for op in col_ops:
-                with m.If(ins.op == op):
-                    m.d.comb += is_col.eq(1)
-            m.d.comb += vb_next.eq(Mux(vfire, Mux(pass_end, 0, Mux(vlast, vseg + 1, vb + vsegs)),
-                                       vb))
-            with m.If(vfire):
-                m.d.sync += vb.eq(vb_next)
-            ve_next = Mux(is_col, vb_next, ve_next)
-        with m.If(vfire):
-            m.d.sync += vj.eq(vj_next)
-            with m.If(pass_end):
-                m.d.sync += vp.eq(vp + 1)
-                with m.If(vp + 1 >= passes):
-                    m.d.sync += vec_active.eq(0)
-        m.d.comb += self.scr_raddr2.eq(ins.aux + ve_next)
-        with m.If(is_vec):
-            m.d.comb += [
-                self.scr_raddr.eq(ins.src + vj_next),
-                self.scr_waddr.eq(ins.dst + vw),
-                self.scr_wdata.eq(vo_y),
-                self.scr_wen.eq(vo_valid),
-            ]
-        with m.If(vo_valid):
-            m.d.sync += vw.eq(vw + 1)
+        m.d.comb += take.eq(fire | vfire)
 
-        # --- EMBED: a row of raw int8 bytes from the weight memory ------------------------
-        bpw = 2 * L // 8
-        emb_base = Signal(20)
-        emb_word = Signal(2 * L)
-        emb_have = Signal()
+        # --- EMBED: a row of raw bytes read from the weight memory directly --------------
+        bpw = self._word_bits // 8
+        tok = Signal(SCRATCH_BITS)
+        emb_addr = Signal(20)
         emb_b = Signal(range(max(bpw, 2)))
-        emb_e = Signal(13)
-        emb_left = Signal(13)
-        raw_word = Signal(2 * L)
-        for l in range(L):
-            m.d.comb += [raw_word[2 * l].eq(streamer.o.payload.nz[l]),
-                         raw_word[2 * l + 1].eq(streamer.o.payload.neg[l])]
+        emb_left = Signal(_CNT)        # words of the row still to read, current included
+        emb_last = Signal()            # emb_left == 1
+        emb_bend = Signal()            # emb_b == bpw - 1
+        emb_wen = Signal()             # emb_e_left != 0
+        k_zero = Signal()
+        emb_e_left = Signal(_CNT)      # bytes still to write (the row may be longer than n)
         emb_byte = Signal(8)
-        m.d.comb += emb_byte.eq(emb_word.word_select(emb_b, 8))
+        m.d.comb += emb_byte.eq(self.w_rdata.word_select(emb_b, 8))
+        m.d.comb += self.w_raddr.eq(Mux(in_embed, emb_addr, streamer.mem_raddr))
+        m.d.comb += streamer.mem_rdata.eq(self.w_rdata)
 
         # --- SAMPLE: LFSR draw over Q15 probabilities (golden/sampler.py) ---------------
         lfsr = Signal(32)
         lfsr_next = Signal(32)
         joined = Signal(32)
         m.d.comb += joined.eq(Cat(self.scr_rdata, self.scr_rdata2))
-        # STEPS_PER_DRAW LFSR steps unrolled into one XOR network (golden.sampler.lfsr_leap).
-        st = joined
-        for k in range(STEPS_PER_DRAW):
-            nxt = Signal(32, name=f"lfsr_leap{k}")
-            m.d.comb += nxt.eq(Mux(st[0], (st >> 1) ^ LFSR_MASK, st >> 1))
-            st = nxt
-        m.d.comb += lfsr_next.eq(st)
-        sj = Signal(13)
+        # STEPS_PER_DRAW LFSR steps (golden.sampler.lfsr_leap) are linear over GF(2): each
+        # bit of the result is the XOR of a fixed set of state bits, found here by leaping
+        # each unit vector, so the network is one balanced XOR tree a bit (not 16 steps of
+        # multiplexers deep).
+        cols = [lfsr_leap(1 << i) for i in range(32)]
+        m.d.comb += lfsr_next.eq(Cat(*[
+            _xor_tree([joined[i] for i in range(32) if (cols[i] >> b) & 1]) for b in range(32)]))
+        # SAMPLE reads through the fetcher's address registers (idle for SAMPLE): a_addr and
+        # b_addr are the LFSR words' addresses from DECODE, then a_addr walks the
+        # probabilities, so scr_raddr is always a register.
+        sj = Signal(_CNT)          # index of the probability on scr_rdata
+        s_left = Signal(_CNT)      # n - 1 - sj
+        s_last = Signal()          # s_left == 0
+        s_n_m1 = Signal(_CNT)
+        s_n_is1 = Signal()
         total = Signal(28)
-        thr = Signal(28)
-        cum = Signal(29)
-        sidx = Signal(13)
-        sj_last = sj == ins.n - 1
+        # Pass 2 keeps thr - (p[0] + ... + p[sj - 1]): the hit test "cum + p > thr" is then
+        # the sign of one subtraction (one carry chain after the scratch read, not two).
+        # The scan tests a registered p[sj] while p[sj + 1] is read (the reads run two ahead
+        # from THR on), so the test starts at a register, not at the scratch read port.
+        # rem >= 0 before the hit and p < 2^16, so the test is "rem < 2^16 and rem[15:0] <
+        # p": a 16-bit compare and a flag registered with rem.
+        rem = Signal(signed(30))
+        rem_next = Signal(signed(30))
+        rem_small = Signal()       # rem < 2^16
+        p_reg = Signal(16)
+        sidx = Signal(_CNT)
         p_in = Signal(16)
-        m.d.comb += p_in.eq(self.scr_rdata)
+        hit = Signal()
+        m.d.comb += [p_in.eq(self.scr_rdata), rem_next.eq(rem - p_reg),
+                     hit.eq(rem_small & (rem[:16] < p_reg))]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
@@ -338,30 +471,54 @@ class Sequencer(wiring.Component):
             with m.State("FETCH"):
                 m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += [ins.as_value().eq(self.prog_data), pc.eq(pc + 1)]
+                # Register the instruction and what its operation derives from it.
+                n_pos = pd.n != 0
+                m.d.sync += [
+                    ins.as_value().eq(self.prog_data), pc.eq(pc + 1),
+                    a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
+                    a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
+                    o_addr.eq(pd.src),
+                    w_addr.eq(pd.dst), dr_addr.eq(pd.dst),
+                    f_active.eq((d_mv | d_vec) & n_pos), f_mv.eq(d_mv), f_col.eq(d_col),
+                    f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
+                    f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
+                    f_segs.eq(d_segs), f_segs_is1.eq(d_segs == 1),
+                    f_sleft.eq(Mux(d_mv, pd.n, d_segs)),
+                    f_slast.eq(Mux(d_mv, pd.n <= L, d_segs == 1)),
+                    f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
+                    out_left.eq(d_rows), ol_is0.eq(d_rows == 0), ol_is1.eq(d_rows == 1),
+                    n_m1.eq(pd.n - 1), n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
+                    cmd_base.eq(pd.wbase), cmd_left.eq(pd.n), cmd_pend.eq(d_mv & n_pos),
+                    dr_left.eq(pd.n), in_range.eq(n_pos),
+                ]
+                for unit, opmodes, sel in unit_decode:
+                    m.d.sync += sel.eq(0)
+                    with m.Switch(pd.op):
+                        for op, mode in opmodes.items():
+                            with m.Case(op):
+                                m.d.sync += sel.eq(1)
+                                if hasattr(unit, "mode"):
+                                    m.d.sync += unit.mode.eq(mode)
                 m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(ins.op):
                     with m.Case(Op.MATVEC):
-                        m.d.sync += [feeding.eq(ins.n != 0), i.eq(0), j0.eq(0), cmd_j0.eq(0),
-                                     cmd_base.eq(ins.wbase), wlane.eq(0), wj0.eq(0), written.eq(0)]
+                        m.d.sync += in_matvec.eq(1)
                         m.next = "MATVEC"
                     with m.Case(Op.SAMPLE):
                         m.next = "SMP_RD"
                     with m.Case(Op.EMBED):
-                        # scr_raddr is src here (i_next = vj_next = 0): the token id.
+                        # scr_raddr is a_addr = src here: the token id.
+                        m.d.sync += in_embed.eq(1)
                         m.next = "EMB_TOK"
                     with m.Case(Op.ARGMAX):
-                        m.d.sync += [aj.eq(0), adv.eq(0), bidx.eq(0), best.eq(0)]
+                        # o_addr = src is read now: out[src] is in `value` in ARGMAX cycle 1.
+                        m.d.sync += [aj.eq(0), adv.eq(0), bidx.eq(0), best.eq(0),
+                                     o_addr.eq(o_addr + 1)]
                         m.next = "ARGMAX"
                     if vec_ops:
                         with m.Case(*vec_ops):
-                            m.d.sync += [vec_active.eq(ins.n != 0), vp.eq(0), vw.eq(0)]
-                            for reg, exprs in len_regs:
-                                with m.Switch(ins.op):
-                                    for op, e in exprs.items():
-                                        with m.Case(op):
-                                            m.d.sync += reg.eq(e)
+                            m.d.sync += in_vec.eq(1)
                             m.next = "VEC"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
@@ -370,65 +527,80 @@ class Sequencer(wiring.Component):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1), self.error.eq(1)]
                         m.next = "IDLE"
             with m.State("MATVEC"):
-                m.d.comb += streamer.cmd.valid.eq(cmd_j0 < ins.n)
-                with m.If(streamer.cmd.valid & streamer.cmd.ready):
-                    m.d.sync += [cmd_j0.eq(cmd_j0 + L), cmd_base.eq(cmd_base + ins.k)]
-                with m.If(wrote):
-                    m.d.sync += written.eq(written + 1)
                 # Done once every row is written and the engine has drained its padding lanes.
-                with m.If(((written + wrote) >= ins.n) & ~engine.o.valid & ~feeding):
+                with m.If(rows_done & ~engine.o.valid):
+                    m.d.sync += in_matvec.eq(0)
                     m.next = "FETCH"
             with m.State("EMB_TOK"):
-                m.d.sync += [emb_base.eq(ins.wbase + self.scr_rdata * ins.k),
-                             emb_left.eq(ins.k), emb_e.eq(0), emb_b.eq(0), emb_have.eq(0)]
-                m.next = "EMB_CMD"
-            with m.State("EMB_CMD"):
-                m.d.comb += [streamer.cmd.valid.eq(1), streamer.cmd.payload.base.eq(emb_base)]
-                with m.If(streamer.cmd.ready):
-                    m.next = "EMB_RUN"
-            with m.State("EMB_RUN"):
-                with m.If(~emb_have):
-                    m.d.comb += streamer.o.ready.eq(emb_left != 0)
-                    with m.If(streamer.o.valid & (emb_left != 0)):
-                        m.d.sync += [emb_word.eq(raw_word), emb_have.eq(1),
-                                     emb_left.eq(emb_left - 1)]
-                    with m.If(emb_left == 0):
-                        m.next = "FETCH"
+                m.d.sync += tok.eq(self.scr_rdata)
+                m.next = "EMB_ROW"
+            with m.State("EMB_ROW"):
+                m.d.sync += [emb_addr.eq(ins.wbase + tok * ins.k), emb_left.eq(ins.k),
+                             emb_last.eq(ins.k == 1), emb_bend.eq(bpw == 1),
+                             emb_b.eq(0), emb_e_left.eq(ins.n), emb_wen.eq(ins.n != 0)]
+                with m.If(k_zero):
+                    m.d.sync += in_embed.eq(0)
+                    m.next = "FETCH"
                 with m.Else():
-                    m.d.comb += [
-                        self.scr_waddr.eq(ins.dst + emb_e),
-                        self.scr_wdata.eq(emb_byte.as_signed()),
-                        self.scr_wen.eq(emb_e < ins.n),
-                    ]
-                    m.d.sync += emb_e.eq(emb_e + 1)
-                    with m.If(emb_b == bpw - 1):
-                        m.d.sync += [emb_b.eq(0), emb_have.eq(0)]
+                    m.next = "EMB_READ"
+            with m.State("EMB_READ"):
+                # The word at emb_addr is on w_rdata from the next cycle on (held address).
+                m.next = "EMB_RUN"
+            with m.State("EMB_RUN"):
+                m.d.comb += [
+                    self.scr_waddr.eq(w_addr),
+                    self.scr_wdata.eq(emb_byte.as_signed()),
+                    self.scr_wen.eq(emb_wen),
+                ]
+                m.d.sync += [w_addr.eq(w_addr + 1), emb_e_left.eq(emb_e_left - emb_wen),
+                             emb_wen.eq(emb_wen & (emb_e_left != 1))]
+                with m.If(emb_bend):
+                    m.d.sync += [emb_b.eq(0), emb_bend.eq(bpw == 1), emb_addr.eq(emb_addr + 1),
+                                 emb_left.eq(emb_left - 1), emb_last.eq(emb_left == 2)]
+                    with m.If(emb_last):
+                        m.d.sync += in_embed.eq(0)
+                        m.next = "FETCH"
                     with m.Else():
-                        m.d.sync += emb_b.eq(emb_b + 1)
+                        m.next = "EMB_READ"
+                with m.Else():
+                    m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_b == bpw - 2)]
             with m.State("SMP_RD"):
-                m.d.comb += [self.scr_raddr.eq(ins.aux), self.scr_raddr2.eq(ins.aux + 1)]
+                # a_addr, b_addr = aux, aux + 1 (from DECODE): the LFSR state words.
+                m.d.sync += a_addr.eq(a_base)
                 m.next = "SMP_LD"
             with m.State("SMP_LD"):
                 # The state words are on the read ports; prime pass 1 with p[0].
-                m.d.comb += self.scr_raddr.eq(ins.src)
-                m.d.sync += [lfsr.eq(lfsr_next), sj.eq(0), total.eq(0), cum.eq(0), sidx.eq(0)]
+                m.d.sync += [lfsr.eq(lfsr_next), sj.eq(0), s_left.eq(ins.n - 1),
+                             s_n_m1.eq(ins.n - 1), s_last.eq(ins.n == 1), s_n_is1.eq(ins.n == 1),
+                             a_addr.eq(Mux(ins.n == 1, a_base, a_base + 1)), total.eq(0),
+                             sidx.eq(0)]
                 m.next = "SMP_P1"
             with m.State("SMP_P1"):
-                m.d.comb += self.scr_raddr.eq(ins.src + Mux(sj_last, 0, sj + 1))
-                m.d.sync += [total.eq(total + p_in), sj.eq(Mux(sj_last, 0, sj + 1))]
-                with m.If(sj_last):
+                # Reads p[sj + 1], or p[0] again for pass 2 at the last element.
+                m.d.sync += total.eq(total + p_in)
+                with m.If(s_last):
+                    # This cycle reads p[0] (for p_reg in THR); THR reads p[1].
+                    m.d.sync += [sj.eq(0), s_left.eq(s_n_m1), s_last.eq(s_n_is1),
+                                 a_addr.eq(a_base + 1)]
                     m.next = "SMP_THR"
+                with m.Else():
+                    m.d.sync += [sj.eq(sj + 1), s_left.eq(s_left - 1), s_last.eq(s_left == 1),
+                                 a_addr.eq(Mux(s_left == 1, a_base, a_addr + 1))]
             with m.State("SMP_THR"):
-                m.d.comb += self.scr_raddr.eq(ins.src)
-                m.d.sync += thr.eq((lfsr[32 - SAMPLE_U_BITS:] * total) >> SAMPLE_U_BITS)
+                thr = (lfsr[32 - SAMPLE_U_BITS:] * total) >> SAMPLE_U_BITS
+                m.d.sync += [rem.eq(thr), rem_small.eq(thr[16:] == 0),
+                             p_reg.eq(p_in), a_addr.eq(a_addr + 1)]
                 m.next = "SMP_P2"
             with m.State("SMP_P2"):
-                m.d.comb += self.scr_raddr.eq(ins.src + sj + 1)
-                m.d.sync += [cum.eq(cum + p_in), sj.eq(sj + 1)]
-                with m.If(cum + p_in > thr):
+                # Tests p[sj] (p_reg) while p[sj + 1] arrives and p[sj + 2] is read.
+                m.d.sync += [rem.eq(rem_next), rem_small.eq(rem_next[16:] == 0),
+                             p_reg.eq(p_in), sj.eq(sj + 1),
+                             s_left.eq(s_left - 1), s_last.eq(s_left == 1),
+                             a_addr.eq(a_addr + 1)]
+                with m.If(hit):
                     m.d.sync += sidx.eq(sj)
                     m.next = "SMP_WB"
-                with m.Elif(sj_last):
+                with m.Elif(s_last):
                     m.d.sync += sidx.eq(0)
                     m.next = "SMP_WB"
             with m.State("SMP_WB"):
@@ -441,14 +613,28 @@ class Sequencer(wiring.Component):
                 m.d.sync += self.result.eq(sidx)
                 m.next = "FETCH"
             with m.State("VEC"):
-                with m.If((vw + vo_valid) >= vrows):
+                m.d.comb += [
+                    self.scr_waddr.eq(w_addr),
+                    self.scr_wdata.eq(vo_y),
+                    self.scr_wen.eq(vo_valid),
+                ]
+                with m.If(vo_valid):
+                    m.d.sync += w_addr.eq(w_addr + 1)
+                    count_row()
+                with m.If(ol_is0 | (ol_is1 & vo_valid)):
+                    m.d.sync += in_vec.eq(0)
                     m.next = "FETCH"
             with m.State("ARGMAX"):
-                m.d.comb += self.out_raddr.eq(ins.src + aj)
-                m.d.sync += [aj.eq(aj + 1), adv.eq(aj < ins.n), ajd.eq(aj)]
-                with m.If(take):
-                    m.d.sync += [best.eq(value), bidx.eq(ajd)]
-                with m.If((adv & (ajd == ins.n - 1)) | (ins.n == 0)):
-                    m.d.sync += self.result.eq(Mux(ins.n == 0, 0, new_idx))
+                m.d.sync += [aj.eq(aj + 1), o_addr.eq(o_addr + 1), adv.eq(aj < ins.n),
+                             ajd.eq(aj), a_end.eq(aj == n_m1), a_first.eq(aj == 0)]
+                with m.If((adv & a_end) | n_zero):
+                    m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
                     m.next = "FETCH"
+        # One-hot state encoding (Yosys's fsm_encoding attribute): the next-state logic of
+        # twenty states, each entered from one or two others, is then a few gates a state
+        # flip-flop instead of a binary decode behind every exit condition. Amaranth 0.5 has
+        # no public handle on the state register; without one the attribute is skipped.
+        state = getattr(fsm, "_data", {}).get("signal")
+        if state is not None:
+            state.attrs["fsm_encoding"] = "one-hot"
         return m

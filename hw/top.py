@@ -20,14 +20,15 @@ class Accelerator(wiring.Component):
 
     Memories: scratchpad (``scratch_depth`` x 16 bit), output buffer (``out_depth`` x 32 bit),
     program (``prog_depth`` x 128 bit, initialised with ``program_words``) and weights
-    (``weight_depth`` x ``2*lanes`` bit, initialised with ``weight_words``; a board may pass
-    its own ``weight_memory`` built from SPRAM, which the bitstream cannot initialise).
+    (``weight_depth`` x ``cfg.word_bits`` bit: ``2*lanes`` for I2, ``8*lanes/5`` for T3,
+    ``cfg.weight_format``; initialised with ``weight_words``; a board may pass its own
+    ``weight_memory`` built from SPRAM, which the bitstream cannot initialise).
 
     Host port (usable while ``busy`` is low): ``host_space`` selects a
     :class:`~ternac.protocol.Space`; a write takes one cycle; a read returns
     ``host_rdata`` the cycle after ``host_re``. PROG and WEIGHTS words are addressed as
     ``4 * word + slice`` with 32-bit slices, least significant first; a WEIGHTS word is
-    staged and written whole when its last slice (``ceil(2*lanes/32) - 1``) is written.
+    staged and written whole when its last slice (``ceil(word_bits/32) - 1``) is written.
 
     Members
     -------
@@ -67,7 +68,7 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
-            vector_units=self._vector_units)
+            vector_units=self._vector_units, weight_format=cfg.weight_format)
         m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS, depth=cfg.scratch_depth, init=[])
         m.submodules.outbuf = outbuf = Memory(shape=32, depth=cfg.out_depth, init=[])
         m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from ternac.golden.cycles import WEIGHT_FORMATS, weight_word_bits
 from ternac.golden.widths import acc_width
 from ternac.protocol import Space
 
-__all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS",
-           "VIT_CONFIG"]
+__all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "LM_T3_CONFIG",
+           "UP5K_SPRAM_WORDS", "VIT_CONFIG"]
 
 #: The host port's address spaces: defined by the host-link protocol (the name is kept for
 #: existing callers).
@@ -26,10 +27,10 @@ class AccelConfig:
     Parameters
     ----------
     lanes : int
-        L, output rows computed in parallel (one trit-MAC a lane a cycle); a multiple of 4
-        from 4 to 64. Weight words are ``2 * lanes`` bits.
+        L, output rows computed in parallel (one trit-MAC a lane a cycle). I2: a multiple
+        of 4 from 4 to 64; T3: a multiple of 5 from 5 to 80.
     weight_depth : int
-        Weight memory depth in words (each ``2 * lanes`` bits).
+        Weight memory depth in words (each :attr:`word_bits` bits).
     scratch_depth : int
         Scratchpad depth in 16-bit words.
     out_depth : int
@@ -46,11 +47,16 @@ class AccelConfig:
     max_vector : int
         Longest vector a norm or Shiftmax unit takes (sizes its sums).
     weight_format : str
-        How trits are packed in the weight memory: ``"i2"`` (2 bits a trit).
+        How trits are packed in the weight memory and decoded by the streamer
+        (golden.image.Format): ``"i2"`` (default; 2 bits a trit, words of ``2 * lanes``
+        bits, golden.packing.tile_lanes) or ``"t3"`` (5 trits a byte, words of
+        ``8 * lanes / 5`` bits, golden.packing.tile_lanes_t3; decoded by a ROM a byte in
+        EBR): 40 lanes of T3 read the 64-bit word that feeds 32 lanes of I2.
 
     Raises
     ------
-    ValueError for a lane count or depth outside the accepted range.
+    ValueError for a lane count or depth outside the accepted range, or an unknown weight
+    format.
     """
     lanes: int = 8
     weight_depth: int = 4096
@@ -64,15 +70,21 @@ class AccelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
-        if self.weight_format != "i2":
-            raise ValueError(f"weight_format must be 'i2' (T3 is not wired into the "
-                             f"accelerator yet), not {self.weight_format!r}")
         from ternac.golden.ops import VECTOR_UNITS as known
 
         for name in self.vector:
             if name not in known:
                 raise ValueError(f"unknown vector unit {name!r}; choose from {', '.join(known)}")
-        if not (4 <= self.lanes <= 64 and self.lanes % 4 == 0):
+        if self.weight_format not in WEIGHT_FORMATS:
+            raise ValueError(f"weight_format must be one of {', '.join(WEIGHT_FORMATS)}, not "
+                             f"{self.weight_format!r}")
+        if self.weight_format == "t3":
+            if not (isinstance(self.lanes, int) and 5 <= self.lanes <= 80
+                    and self.lanes % 5 == 0):
+                raise ValueError(f"T3 lanes must be a multiple of 5 from 5 to 80, not "
+                                 f"{self.lanes!r}")
+        elif not (isinstance(self.lanes, int) and 4 <= self.lanes <= 64
+                  and self.lanes % 4 == 0):
             raise ValueError(f"lanes must be a multiple of 4 from 4 to 64, not {self.lanes!r}")
         for name in ("weight_depth", "scratch_depth", "out_depth", "prog_depth", "max_fan_in",
                      "max_vector"):
@@ -82,8 +94,14 @@ class AccelConfig:
 
     @property
     def word_bits(self) -> int:
-        """Bits of a weight word (2 bits a trit, one trit a lane)."""
-        return 2 * self.lanes
+        """Bits of a weight word: ``2 * lanes`` (I2, one trit a lane) or ``8 * lanes / 5``
+        (T3, five lanes a byte)."""
+        return weight_word_bits(self.lanes, self.weight_format)
+
+    @property
+    def word_bytes(self) -> int:
+        """Bytes of a weight word (an EMBED row takes this many bytes a word)."""
+        return self.word_bits // 8
 
     @property
     def acc_bits(self) -> int:
@@ -111,6 +129,9 @@ LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4
                         vector=("activation", "norm", "eltwise"), max_vector=256)
 #: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program.
 LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
+#: :data:`LM_CONFIG` with T3 weights: 40 lanes from the same four 16-bit SPRAM ports
+#: (64-bit words of 8 T3 bytes), the issue-9 L=40 T3 configuration.
+LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 
 #: The accelerator of the digits ViT (golden/vit.py): 8 lanes, the vector units attention
 #: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (634
