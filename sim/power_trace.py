@@ -29,7 +29,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import pathlib
 import re
 import sys
@@ -115,24 +114,16 @@ def trace_run(cfg, weight_words, program_words, bench: str, inputs: dict, *, fst
     runner, bdir = build_traced(top, name, build_root=build_root, progress=progress)
     fst = pathlib.Path(fst) if fst else bdir / f"{bench}.vcd"
     fst.parent.mkdir(parents=True, exist_ok=True)
-    old = os.environ.get("WAVES")
     with open(bdir / ".run.lock", "w") as lock:
-        # The cocotb main writes dump.fst in the test folder: one traced run at a time.
+        # One traced run at a time in a build folder.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        os.environ["WAVES"] = "1"
         try:
-            dump = bdir / DUMP
-            dump.unlink(missing_ok=True)
-            out = run_bench(runner, bdir, name, bench, inputs=inputs)
-            if not dump.exists():
-                raise RuntimeError(f"the traced run wrote no waveform ({dump})")
-            if dump.resolve() != fst.resolve():
-                os.replace(dump, fst)
+            fst.unlink(missing_ok=True)
+            # sim.runner.run_bench(waves=path): the model writes its waveform to ``path``.
+            out = run_bench(runner, bdir, name, bench, inputs=inputs, waves=fst)
+            if not fst.exists():
+                raise RuntimeError(f"the traced run wrote no waveform ({fst})")
         finally:
-            if old is None:
-                os.environ.pop("WAVES", None)
-            else:
-                os.environ["WAVES"] = old
             fcntl.flock(lock, fcntl.LOCK_UN)
     return {"fst": str(fst), "verilog": str(bdir / f"{name}.v"), "toplevel": name, "bench": out}
 
