@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import re
 
-from amaranth.hdl import (Assert, Assume, Cat, Const, Elaboratable, Fragment, Module,
+from amaranth.hdl import (Assert, Assume, Cat, Elaboratable, Fragment, Module,
                           ResetSignal, Signal, Value)
-from amaranth.hdl._ast import AnyConst, AnySeq, SignalSet, Switch
-from amaranth.lib import wiring
+from amaranth.asserts import AnyConst, AnySeq      # Amaranth 0.5: not in amaranth.hdl
+from amaranth.hdl._ast import SignalSet, Switch    # to list a module's signals
 
 __all__ = ["Harness", "elaborate_tree", "probe", "probe_all", "fsm_state", "past",
            "fsm_valid", "assume_source", "assert_source", "drive_sink", "transfers", "counter",

@@ -137,7 +137,7 @@ class Result:
         return self.status == "PASS"
 
     def summary(self) -> str:
-        kind = "k-induction" if self.mode == "prove" else "BMC"
+        kind = {"prove": "k-induction", "bmc": "BMC", "cover": "cover"}[self.mode]
         line = f"{self.name}: {self.status} ({kind}, depth {self.depth}, {self.seconds:.1f} s)"
         if self.failed:
             line += "; failing: " + ", ".join(self.failed)

@@ -19,7 +19,7 @@ import dataclasses
 from typing import Callable
 
 from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Module, Mux, Signal,
-                          Value, signed, unsigned)
+                          Value, signed)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -55,11 +55,6 @@ def task(name, *, unit, mode, depth, fast, properties, comb=None):
                            properties=tuple(properties), build=build, comb=comb)
         return build
     return register
-
-
-def _sext(v, bits):
-    """``v`` as a signed value of ``bits`` bits (sign-extended)."""
-    return v.as_signed() if not v.shape().signed else v
 
 
 
@@ -173,6 +168,7 @@ def requant_harness(*, broken: str | None = None):
             m.d.comb += Assert(dut.o.payload.tag == n_out,
                                "o: in order, none dropped or duplicated")
         m.d.comb += Assert(inflight <= len(stages) + 1, "in flight at most stages + 1")
+        m.d.comb += Cover(transfers(dut.o) & (inflight == len(stages) + 1))
         # Induction invariants (internal): the in-flight count is the number of valid
         # stages, and the stages hold consecutive tags.
         m.d.comb += Assert(inflight == sum(v for v, _ in stages) + dut.o.valid,
@@ -293,6 +289,9 @@ def engine_harness(*, broken: str | None = None, lanes: int = ENG_LANES,
                 Assert(tiles == 1, "o: results only of an accepted tile"),
             ]
         m.d.comb += Assert(tiles <= 1, "no tile dropped or duplicated")
+        stalled = past(m, dut.o.valid & ~dut.o.ready, name="cover_stalled")
+        m.d.comb += Cover(transfers(dut.o) & dut.o.payload.last & stalled
+                          & (dut.o.payload.acc != 0))
 
         # No overflow: every accumulator register holds the exact sum (its value, read as
         # a signed W-bit number, equals the wide shadow).
@@ -368,6 +367,7 @@ def streamer_harness(*, broken: str | None = None):
         ]
         with m.If(dut.idle):
             m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
+        m.d.comb += Cover(transfers(dut.o) & dut.o.payload.last & (level == 3))
         # induction invariant: the FIFO's room reservation
         m.d.comb += Assert(level + inflight <= PackedWeightStreamer.FIFO_DEPTH,
                            "inv: FIFO room reserved for the read in flight")
@@ -451,6 +451,7 @@ def _pipeline_properties(m, dut, t, valid_regs, *, name):
         Assert(inflight == sum(valid_regs) + dut.o.valid,
                "1:1: every accepted element holds one stage until it leaves"),
         Assert(inflight <= depth, f"at most {depth} elements in flight"),
+        Cover(transfers(dut.o) & (inflight == depth)),
     ]
 
 
@@ -534,6 +535,7 @@ def uart_rx_harness(*, broken: str | None = None):
         flagged = counter(m, dut.overrun, bits=8, name="overruns")
         m.d.comb += Assert(frames == (taken + dut.o.valid + flagged)[:8],
                            "every good frame delivered or flagged")
+        m.d.comb += Cover(transfers(dut.o) & (dut.o.payload == 0xA5))
     return Harness(build, "uart_rx")
 
 
@@ -711,10 +713,11 @@ SEQ_K_MAX = 4                       # fan-in / row length (k), at most
 SEQ_BOUND = 40
 
 
-def _sequencer():
+def _sequencer(vector_units=()):
     from ternac.hw.sequencer import Sequencer
     return Sequencer(lanes=SEQ_LANES, acc_bits=acc_width(SEQ_K_MAX), prog_depth=SEQ_DEPTH,
-                     scratch_depth=SEQ_DEPTH, out_depth=SEQ_DEPTH, weight_depth=SEQ_DEPTH)
+                     scratch_depth=SEQ_DEPTH, out_depth=SEQ_DEPTH, weight_depth=SEQ_DEPTH,
+                     vector_units=vector_units)
 
 
 @task("sequencer_live", unit="Sequencer (hw/sequencer.py), no vector units", mode="bmc",
@@ -724,11 +727,18 @@ def _sequencer():
           f"(HALT, unknown opcode) within {SEQ_BOUND} cycles, {SEQ_LANES} lanes",
           "busy is low exactly in IDLE",
       ])
-def sequencer_harness(*, broken: str | None = None):
-    from ternac.golden.isa import INSTR_BITS
+def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
+                      bound: int = SEQ_BOUND):
+    from ternac.golden.isa import INSTR_BITS, Op
 
     def build(m):
-        dut, t = _instantiate(m, _sequencer(), broken)
+        units = ()
+        if vector == "dot":
+            units = [(_dot(), {Op.DOT: None})]
+        elif vector == "eltwise":
+            from ternac.hw.eltwise import EltMode
+            units = [(_eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL})]
+        dut, t = _instantiate(m, _sequencer(units), broken)
         m.d.comb += dut.start.eq(AnySeq(1))
         # The memories respond one cycle after the address with any contents (weights,
         # activations, probabilities, token ids); the program holds instructions the ISA
@@ -743,12 +753,228 @@ def sequencer_harness(*, broken: str | None = None):
                            & (ins.k <= SEQ_K_MAX), "program: n, k within the bounds")
         m.d.sync += dut.prog_data.eq(ins.as_value())
         waiting = fsm_state(t, "FETCH") | fsm_state(t, "IDLE")
-        since = Signal(range(SEQ_BOUND + 2), name="cycles_in_instruction")
+        since = Signal(range(bound + 2), name="cycles_in_instruction")
         with m.If(waiting):
             m.d.sync += since.eq(0)
-        with m.Elif(since != SEQ_BOUND + 1):
+        with m.Elif(since != bound + 1):
             m.d.sync += since.eq(since + 1)
-        m.d.comb += Assert(since <= SEQ_BOUND, "every instruction completes in the bound")
+        m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
         m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
         m.d.comb += Cover(fsm_state(t, "MATVEC") & (since == 20))
+        if vector is not None:
+            m.d.comb += Cover(fsm_state(t, "VEC") & (since == 30))
     return Harness(build, "sequencer_live")
+
+
+@task("sequencer_live_dot", unit="Sequencer (hw/sequencer.py) with the Dot vector unit (DOT)",
+      mode="bmc", depth=60, fast=False, properties=[
+          f"bounded liveness as sequencer_live, with the segmented vector path: every "
+          f"instruction (n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}) reaches FETCH or IDLE within 56 "
+          "cycles (DOT: 3 + n k + 6)",
+      ])
+def sequencer_dot_harness(*, broken: str | None = None):
+    return sequencer_harness(broken=broken, vector="dot", bound=56)
+
+
+# --- Multi-pass vector units: Norm (2 passes), Shiftmax (3) --------------------------------
+
+def _multipass_properties(m, dut, t, *, passes, shared, final_only, name):
+    """A unit that streams each vector ``passes`` times and emits one output per element
+    of the final pass: the contract on ``o``; outputs only for final-pass elements, one
+    each (in flight == the final-pass elements in valid stages: none dropped or doubled).
+
+    ``shared``: the valid stages that carry every pass (final-pass elements in them while
+    the unit's pass index is the final one); ``final_only``: stages only final-pass
+    elements reach. The harness tracks the pass from the ``last`` flags it sends.
+    """
+    drive_sink(m, dut.o, name="o")
+    assert_source(m, dut.o, name="o")
+    fire = transfers(dut.i)
+    p = Signal(range(passes), name="env_pass")         # the pass the environment streams
+    with m.If(fire & dut.i.payload.last):
+        m.d.sync += p.eq(Mux(p == passes - 1, 0, p + 1))
+    final = p == passes - 1
+    inflight = counter(m, fire & final, dec=transfers(dut.o), bits=6, name="final_inflight")
+    pass_idx = probe(t, "pass_idx")
+    in_stream = fsm_state(t, "STREAM", fsm="pass_fsm")
+    m.d.comb += Assert(
+        inflight == Mux(pass_idx == passes - 1, sum(shared), 0) + sum(final_only)
+        + dut.o.valid, "one output per final-pass element, none dropped or doubled")
+    with m.If(dut.o.valid):
+        m.d.comb += Assert(inflight != 0, "o: no output without a final-pass element")
+    # induction invariants: the unit's pass index follows the environment's passes (it
+    # moves on after the drain and the once-a-vector work), and its FSM is in a state
+    m.d.comb += [
+        Assert(Mux(in_stream, p == pass_idx,
+                   p == Mux(pass_idx == passes - 1, 0, pass_idx + 1)), "inv: pass index"),
+        Assert(pass_idx < passes, "inv: pass index range"),
+        Assert(fsm_state(t, "STREAM", fsm="pass_fsm") | fsm_state(t, "DRAIN", fsm="pass_fsm")
+               | (sum(shared) + sum(final_only) == 0), "inv: pipeline empty in WORK"),
+        Assert((pass_idx == passes - 1) | (sum(final_only) == 0),
+               "inv: final-pass stages empty in other passes"),
+        Assert(~fsm_state(t, "WORK", fsm="pass_fsm") | (pass_idx < passes - 1),
+               "inv: no work after the final pass"),
+        Assert(fsm_valid(t, fsm="pass_fsm"), "inv: pass FSM state"),
+    ]
+
+
+_MULTIPASS_PROPS = [
+    "o: valid held until the transfer; payload stable while stalled",
+    "o.valid has no combinational path from o.ready (structural)",
+    "one output per element of the final pass, none dropped or duplicated "
+    "(in flight == final-pass elements in valid stages)",
+]
+
+NORM_MAX_LEN = 4
+
+
+def _norm():
+    from ternac.hw.norm import Norm
+    return Norm(max_len=NORM_MAX_LEN)
+
+
+def _shiftmax():
+    from ternac.hw.shiftmax import Shiftmax
+    return Shiftmax(max_len=4)
+
+
+@task("norm", unit="Norm (hw/norm.py), max_len 4", mode="prove", depth=4, fast=True,
+      comb=_vec_comb(_norm), properties=_MULTIPASS_PROPS + [
+          "c (bias stream, bias_en): taken under the contract (assumed)"])
+def norm_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _norm(), broken)
+        _config(m, dut, ["m", "s", "eps", "mode", "neg", "bias_en", "wide"])
+        assume_source(m, dut.i, name="i")
+        assume_source(m, dut.c, name="c")
+        v = probe_all(t, r"norm_v\d+")
+        _multipass_properties(m, dut, t, passes=2, shared=v[:2], final_only=v[2:],
+                              name="norm")
+    return Harness(build, "norm")
+
+
+@task("shiftmax", unit="Shiftmax (hw/shiftmax.py), max_len 4", mode="prove", depth=4,
+      fast=True, comb=_vec_comb(_shiftmax), properties=_MULTIPASS_PROPS)
+def shiftmax_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _shiftmax(), broken)
+        _config(m, dut, ["m", "s", "neg"])
+        assume_source(m, dut.i, name="i")
+        v = probe_all(t, r"sm_v\d+")
+        _multipass_properties(m, dut, t, passes=3, shared=v[:-2], final_only=v[-2:],
+                              name="shiftmax")
+    return Harness(build, "shiftmax")
+
+
+# --- Dot (DOT, activation by activation) ---------------------------------------------------
+
+DOT_MAX_LEN = 4
+
+
+def _dot():
+    from ternac.hw.dot import Dot
+    return Dot(max_len=DOT_MAX_LEN)
+
+
+def _dot_env(m, dut):
+    _config(m, dut, ["m", "s", "neg", "wide"])
+    assume_source(m, dut.i, name="i")
+    drive_sink(m, dut.o, name="o")
+    beat = dut.i.payload
+    m.d.comb += Assume(~dut.i.valid | (beat.b[:8] != 0x80), "i: b an int8 in [-127, 127]")
+    nb = Signal(range(DOT_MAX_LEN + 1), name="beats")
+    with m.If(dut.i.valid & (nb == DOT_MAX_LEN - 1)):
+        m.d.comb += Assume(beat.last, "i: rows of at most max_len beats")
+    with m.If(transfers(dut.i)):
+        m.d.sync += nb.eq(Mux(beat.last, 0, nb + 1))
+    return nb
+
+
+@task("dot", unit="Dot (hw/dot.py), max_len 4", mode="prove", depth=4, fast=True,
+      comb=_vec_comb(_dot), properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "one output per row (a beat with last), none dropped or duplicated",
+      ])
+def dot_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _dot(), broken)
+        _dot_env(m, dut)
+        assert_source(m, dut.o, name="o")
+        rows = counter(m, transfers(dut.i) & dut.i.payload.last, dec=transfers(dut.o), bits=4,
+                       name="rows_inflight")
+        v, last = probe_all(t, r"dot_v\d+"), probe_all(t, r"dot_last\d+")
+        m.d.comb += Assert(rows == (v[0] & last[0]) + (v[1] & last[1]) + sum(v[2:])
+                           + dut.o.valid, "one output per row, none dropped or doubled")
+        m.d.comb += Cover(transfers(dut.o) & (rows == 2))
+    return Harness(build, "dot")
+
+
+@task("dot_acc", unit="Dot (hw/dot.py), max_len 4", mode="bmc", depth=10, fast=False,
+      properties=[
+          "the accumulator register equals the exact (wide) row sum of the products for "
+          "every row of up to max_len beats, a int16 and b in [-127, 127], NEG or not: "
+          "no overflow at dot_acc_width(max_len) bits",
+          "product register as wide as every a*b (16 + 8 bits, width check)",
+      ])
+def dot_acc_harness(*, broken: str | None = None):
+    from ternac.golden.widths import DOT_PROD_BITS
+
+    def build(m):
+        dut, t = _instantiate(m, _dot(), broken)
+        _dot_env(m, dut)
+        p = probe_all(t, r"dot_p\d+")[0]
+        if len(p) < 16 + 8 or DOT_PROD_BITS < 16 + 8:
+            raise AssertionError(f"Dot's product register has {len(p)} bits, fewer than "
+                                 f"16 + 8: a * b can overflow it")
+        v2, last2 = probe_all(t, r"dot_v\d+")[1], probe_all(t, r"dot_last\d+")[1]
+        acc = probe(t, "acc")
+        sh = Signal(signed(len(acc) + 8), name="sh_acc")
+        first = Signal(init=1, name="sh_first")
+        with m.If(dut.i.ready & v2):
+            m.d.sync += [sh.eq(Mux(first, 0, sh) + Mux(dut.neg, -p, p)), first.eq(last2)]
+        m.d.comb += Assert(acc == sh, "acc: no overflow (equals the exact row sum)")
+    return Harness(build, "dot_acc")
+
+
+# --- PackedWeightStreamer (T3) -------------------------------------------------------------
+
+def _streamer_t3():
+    from ternac.hw.streamer import PackedWeightStreamer
+    return PackedWeightStreamer(lanes=5, depth=STR_DEPTH, fmt="t3")
+
+
+@task("streamer_t3", unit="PackedWeightStreamer t3 (hw/streamer.py), 5 lanes, EBR decode",
+      mode="prove", depth=8, fast=True, comb=_vec_comb(_streamer_t3), properties=[
+          "o: valid held until the transfer; payload stable while stalled",
+          "o.valid has no combinational path from o.ready (structural)",
+          "no word dropped at the FIFO (room reserved for both pipeline stages)",
+          "words out == words commanded (outstanding == remaining + both stages + buffered)",
+          "idle only with nothing outstanding",
+      ])
+def streamer_t3_harness(*, broken: str | None = None):
+    def build(m):
+        dut, t = _instantiate(m, _streamer_t3(), broken, platform="formal")
+        assume_source(m, dut.cmd, name="cmd")
+        drive_sink(m, dut.o, name="o")
+        m.d.sync += dut.mem_rdata.eq(AnySeq(len(dut.mem_rdata)))   # any bytes
+        assert_source(m, dut.o, name="o")
+        outstanding = Signal(24, name="outstanding")
+        m.d.sync += outstanding.eq(
+            outstanding + Mux(transfers(dut.cmd), dut.cmd.payload.count, 0)
+            - transfers(dut.o))
+        fifo = ("fifo",)
+        w_en, w_rdy = probe(t, "w_en", sub=fifo), probe(t, "w_rdy", sub=fifo)
+        level = probe(t, "level", sub=fifo)
+        remaining, inflight = probe(t, "remaining"), probe(t, "inflight")
+        decoded, occupancy = probe(t, "decoded"), probe(t, "occupancy")
+        m.d.comb += [
+            Assert(~(w_en & ~w_rdy), "no word dropped at the FIFO"),
+            Assert(outstanding == remaining + inflight + decoded + level,
+                   "words out == words commanded"),
+            Assert(occupancy == level + inflight + decoded, "inv: occupancy register"),
+            Assert(occupancy <= 4, "inv: occupancy bound"),
+        ]
+        with m.If(dut.idle):
+            m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
+    return Harness(build, "streamer_t3")
