@@ -76,6 +76,10 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps({"kinds": {"seconds": "measured"}, "tasks": [
             {"name": t.name, "unit": t.unit, "mode": t.mode, "depth": t.depth,
              "engine": "smtbmc boolector", "status": r.status, "seconds": round(r.seconds, 2),
+             "meaning": ("holds in every reachable state (k-induction closed)"
+                         if t.mode == "prove" else
+                         f"holds on every trace of {t.depth} cycles from reset (bounded)")
+             if r.passed else "not proved",
              "properties": list(t.properties), "failed": r.failed} for t, r in results]},
             indent=2) + "\n")
     return 0 if ok else 1

@@ -662,6 +662,7 @@ def _hostlink_env(m, dut):
                  host.rdata.eq(AnySeq(32)), host.result.eq(AnySeq(32)),
                  host.cycles.eq(AnySeq(32)),
                  dut.rx_overrun.eq(AnySeq(1)), dut.rx_framing_error.eq(AnySeq(1))]
+    return busy, done
 
 
 @task("hostlink_tx", unit="Hostlink frame parser (hw/hostlink.py)", mode="prove", depth=4,
@@ -978,3 +979,4 @@ def streamer_t3_harness(*, broken: str | None = None):
         with m.If(dut.idle):
             m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
     return Harness(build, "streamer_t3")
+
