@@ -10,7 +10,7 @@ MODEL   ?= digits
 LANES   ?= 8
 JOBS    ?= 2
 
-.PHONY: demo test bench verilog bitstream program clean venv formal report check-report
+.PHONY: demo test test-slow bench verilog bitstream program clean venv formal report check-report
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,7 +27,12 @@ demo: $(STAMP)
 	$(TERNAC) run vit-digits --backend verilator --json build/demo_vit.json
 
 test: $(STAMP)
-	$(VPY) -m pytest -n $(JOBS) tests
+	$(VPY) -m pytest -n $(JOBS) -m "not slow" tests
+
+# The slow tests: place-and-route of a board bitstream, the co-simulated board over its
+# UART, the full verilator CLI run (minutes each; see tests marked @pytest.mark.slow).
+test-slow: $(STAMP)
+	$(VPY) -m pytest -n $(JOBS) -m slow tests
 
 bench: $(STAMP)
 	mkdir -p build/bench
