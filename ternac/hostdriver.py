@@ -20,13 +20,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import operator
 import time
 
+from ternac.errors import InputError
 from ternac.golden.widths import SCRATCH_BITS
-from ternac.protocol import (MAX_WORDS, PROTOCOL_VERSION, SYNC_REQUEST, SYNC_RESPONSE,
-                             WORD_STRIDE, WRITE_HEADER_BYTES, Command, DeviceError, LinkError,
-                             LinkTimeout, Reply, Space, StatusFlag, config_hash, crc16,
-                             decode_frame, encode_frame, space_limits)
+from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, SYNC_REQUEST,
+                             SYNC_RESPONSE, WORD_STRIDE, WRITE_HEADER_BYTES, Command,
+                             DeviceError, LinkError, LinkTimeout, Reply, Space, StatusFlag,
+                             config_hash, crc16, decode_frame, encode_frame, space_limits)
 
 __all__ = [
     # the protocol (ternac.protocol), re-exported for the driver's users
@@ -89,6 +91,36 @@ def _u32_words(data: bytes) -> list[int]:
 def _signed(v: int, bits: int) -> int:
     v &= (1 << bits) - 1
     return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _integer(v, what: str) -> int:
+    """``v`` as a Python int (ints and numpy integers; never a float or a bool), else
+    InputError."""
+    if isinstance(v, bool):
+        raise InputError(f"{what} must be an integer, not the bool {v!r}")
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise InputError(f"{what} must be an integer, not {v!r}") from None
+
+
+def _words_in(values, lo: int, hi: int, what: str) -> list[int]:
+    """Every value as an int in ``lo <= v < hi``, else InputError naming the first one out
+    of range and its index."""
+    out = []
+    for i, v in enumerate(values):
+        v = _integer(v, f"{what} {i}")
+        if not lo <= v < hi:
+            raise InputError(f"{what} {i} is {v}, outside the {lo}..{hi - 1} that the "
+                             f"memory holds; nothing was sent")
+        out.append(v)
+    return out
+
+
+#: Replies that say the device rejected a request the driver built correctly: they come
+#: only from a request corrupted on the line (or a stray sync byte in front of it), and a
+#: rejected frame has no effect, so the request is sent again (RUN included).
+_CORRUPTED_REQUEST = (Reply.BAD_CRC, Reply.BAD_LENGTH, Reply.BAD_COMMAND)
 
 
 # -- the trampoline ---------------------------------------------------------------------------
@@ -159,11 +191,22 @@ class HostDriver:
         Has ``write(bytes)``, ``read(n, long=False) -> bytes`` (exactly n bytes, or raises
         :class:`LinkTimeout`), ``drain()`` and ``is_async``.
     retries : int
-        Retries of a request whose response timed out or came back BAD_CRC (RUN is never
-        retried: it is not idempotent).
+        Retries of a request whose response timed out or was corrupted, or that the device
+        answered BAD_CRC, BAD_LENGTH or BAD_COMMAND (a request corrupted on the line; a
+        rejected frame has no effect). RUN is retried only after such a reply: a RUN whose
+        response is lost may have run, and running twice is not idempotent (the LM's
+        state), so that raises :class:`LinkError`.
     word_bits : int or None
         Weight word width (2 * lanes) for :meth:`load_weights`; taken from ``cfg`` if given.
     cfg : AccelConfig or None
+        When given, addresses are checked against its memory sizes
+        (:func:`ternac.protocol.space_limits`) before anything is sent; without it, against
+        the host port's 2**20 addresses.
+
+    Every operation checks its arguments before any byte is sent: an address, a space, a
+    word or a value out of range raises :class:`ternac.errors.InputError` (one sentence).
+    A link failure raises :class:`LinkError` (one sentence naming the command and the
+    attempts), a named error :class:`DeviceError`.
     """
 
     def __init__(self, transport, *, retries: int = 2, cfg=None, word_bits: int | None = None):
@@ -171,6 +214,9 @@ class HostDriver:
         self.retries = int(retries)
         self.cfg = cfg
         self.word_bits = word_bits if word_bits is not None else (cfg.word_bits if cfg else None)
+        # Set when a request failed on the link: the next one first waits out the device's
+        # partial-frame timeout and drops what is left of a broken response.
+        self._stale = False
 
     # runners --------------------------------------------------------------------------
     def _drive(self, gen, perform, catch=()):
@@ -212,28 +258,52 @@ class HostDriver:
         frame = bytes([SYNC_RESPONSE]) + bytes(head) + bytes(rest)
         return decode_frame(frame)
 
-    def _exchange(self, cmd: Command, payload: bytes = b"", *, long=False, retry=True):
+    def _exchange(self, cmd: Command, payload: bytes = b"", *, long=False, idempotent=True):
+        """One request and its response (a generator): returns the ACK payload.
+
+        Retries (``self.retries`` times) after a lost or corrupted response (only if
+        ``idempotent``) and after a reply in :data:`_CORRUPTED_REQUEST`; before a retry it
+        waits out the device's partial-frame timeout and drops pending input (``_Drain``).
+
+        Raises
+        ------
+        LinkError (LinkTimeout for silence) naming the command and the attempts;
+        DeviceError for a named error (after the attempts, for a corrupted request).
+        """
         frame = encode_frame(cmd, payload)
-        attempts = self.retries + 1 if retry else 1
+        attempts = self.retries + 1
+        if self._stale:
+            yield _Drain()
+            self._stale = False
         for attempt in range(attempts):
             last = attempt == attempts - 1
             yield _Write(frame)
             try:
                 code, data = yield from self._read_response(long)
-            except LinkError:
+            except LinkError as e:
+                self._stale = True
+                if not idempotent:
+                    raise type(e)(f"the response to {cmd.name} was lost or corrupted ({e}); "
+                                  f"whether it ran is unknown, so it is not sent again") from None
                 if last:
-                    raise
+                    raise type(e)(f"{cmd.name} got no valid response in {attempts} "
+                                  f"attempt{'s' if attempts > 1 else ''} (last: {e})") from None
                 yield _Drain()
                 continue
             if code == Reply.ACK:
+                self._stale = False
                 return data
             try:
                 reply = Reply(code)
             except ValueError:
+                self._stale = True
                 raise LinkError(f"unknown response code {code:#04x} to {cmd.name}") from None
-            if reply == Reply.BAD_CRC and not last:
-                yield _Drain()
-                continue
+            if reply in _CORRUPTED_REQUEST:
+                if not last:
+                    yield _Drain()
+                    continue
+                self._stale = True
+                raise DeviceError(reply, cmd, f"{attempts} attempt{'s' if attempts > 1 else ''}")
             raise DeviceError(reply, cmd)
 
     # operations -----------------------------------------------------------------------
@@ -271,8 +341,34 @@ class HostDriver:
         return Status(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"),
                       StatusFlag(data[8]), data[9])
 
+    def _limit(self, space) -> int:
+        """Host addresses of ``space`` (InputError for an unknown space)."""
+        try:
+            space = Space(_integer(space, "the address space"))
+        except ValueError:
+            raise InputError(f"address space {space!r} is not one of "
+                             f"{', '.join(f'{s.value} ({s.name})' for s in Space)}") from None
+        if self.cfg is not None:
+            return space_limits(self.cfg)[space]
+        return 1 << HOST_ADDR_BITS
+
+    def _check_region(self, space, addr, count: int, what: str = "words") -> int:
+        """``addr`` as an int with ``0 <= addr`` and ``addr + count`` within the space,
+        else InputError."""
+        limit = self._limit(space)
+        addr = _integer(addr, "the address")
+        name = Space(space).name
+        if addr < 0 or addr + count > limit:
+            raise InputError(f"{count} {what} at address {addr} do not fit the {name} space "
+                             f"(addresses 0..{limit - 1}); nothing was sent")
+        return addr
+
     def _write_mem(self, space, addr, words):
-        words = [int(w) & 0xFFFFFFFF for w in words]
+        self._limit(space)
+        lo, hi = ((-(1 << (SCRATCH_BITS - 1)), 1 << SCRATCH_BITS) if int(space) == Space.SCRATCH
+                  else (-(1 << 31), 1 << 32))
+        words = [w & 0xFFFFFFFF for w in _words_in(words, lo, hi, f"{Space(space).name} word")]
+        addr = self._check_region(space, addr, len(words))
         for i in range(0, len(words), MAX_WORDS):
             chunk = words[i:i + MAX_WORDS]
             payload = (bytes([int(space)]) + int(addr + i).to_bytes(4, "little")
@@ -280,6 +376,10 @@ class HostDriver:
             yield from self._exchange(Command.WRITE_MEM, payload)
 
     def _read_mem(self, space, addr, count):
+        count = _integer(count, "the word count")
+        if count < 0:
+            raise InputError(f"cannot read {count} words; the count must be 0 or more")
+        addr = self._check_region(space, addr, count)
         out = []
         for i in range(0, count, MAX_WORDS):
             n = min(MAX_WORDS, count - i)
@@ -294,7 +394,8 @@ class HostDriver:
     @_operation
     def write_mem(self, space: int, addr: int, words):
         """WRITE_MEM: 32-bit ``words`` at host-port ``addr`` of ``space``, in frames of at
-        most MAX_WORDS words."""
+        most MAX_WORDS words. Words are -2**31..2**32-1 (SCRATCH: -2**15..2**16-1, its
+        16 bits); InputError for a word, a space or an address out of range."""
         yield from self._write_mem(space, addr, words)
 
     @_operation
@@ -306,7 +407,8 @@ class HostDriver:
     def load_program(self, program_words):
         """Write 128-bit instruction words into PROG (4 slices a word, least significant
         slice first)."""
-        slices = [(int(w) >> (32 * s)) & 0xFFFFFFFF for w in program_words for s in range(4)]
+        program_words = _words_in(program_words, 0, 1 << 128, "instruction word")
+        slices = [(w >> (32 * s)) & 0xFFFFFFFF for w in program_words for s in range(4)]
         yield from self._write_mem(Space.PROG, 0, slices)
 
     @_operation
@@ -324,16 +426,22 @@ class HostDriver:
         if per > WORD_STRIDE:
             raise ValueError(f"weight words of {self.word_bits} bits need {per} slices, "
                              f"more than the {WORD_STRIDE} a word has on the host port")
-        slices = [(int(w) >> (32 * s)) & 0xFFFFFFFF if s < per else 0
+        weight_words = _words_in(weight_words, 0, 1 << self.word_bits,
+                                 f"{self.word_bits}-bit weight word")
+        base = _integer(base, "the weight base word")
+        if base < 0:
+            raise InputError(f"the weight base word is {base}; it must be 0 or more")
+        slices = [(w >> (32 * s)) & 0xFFFFFFFF if s < per else 0
                   for w in weight_words for s in range(WORD_STRIDE)]
         yield from self._write_mem(Space.WEIGHTS, WORD_STRIDE * base, slices)
 
     @_operation
     def write_scratch(self, addr: int, values):
         """Write signed scratch words (``SCRATCH_BITS`` = 16 bits, e.g. int8 activations)
-        into SCRATCH."""
-        mask = (1 << SCRATCH_BITS) - 1
-        yield from self._write_mem(Space.SCRATCH, addr, [int(v) & mask for v in values])
+        into SCRATCH: values -32768..32767, else InputError before anything is sent."""
+        half = 1 << (SCRATCH_BITS - 1)
+        values = _words_in(values, -half, half, "scratch value")
+        yield from self._write_mem(Space.SCRATCH, addr, [v & (2 * half - 1) for v in values])
 
     @_operation
     def read_scratch(self, addr: int, count: int):
@@ -352,11 +460,11 @@ class HostDriver:
         """RUN the program. With ``wait`` the device answers when it is done:
         returns (result, cycles); without, it answers at once and returns None."""
         if wait:
-            data = yield from self._exchange(Command.RUN, long=True, retry=False)
+            data = yield from self._exchange(Command.RUN, long=True, idempotent=False)
             if len(data) != 8:
                 raise LinkError(f"RUN answered {len(data)} bytes, 8 expected")
             return int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little")
-        yield from self._exchange(Command.RUN, b"\x01", retry=False)
+        yield from self._exchange(Command.RUN, b"\x01", idempotent=False)
         return None
 
     @_operation
