@@ -10,7 +10,7 @@ MODEL   ?= digits
 LANES   ?= 8
 JOBS    ?= 2
 
-.PHONY: demo test test-slow bench verilog bitstream program clean venv formal report check-report
+.PHONY: demo test test-slow bench verilog bitstream program clean venv formal faults report check-report
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,16 @@ bench: $(STAMP)
 formal: $(STAMP)
 	mkdir -p build/formal
 	$(VPY) -m formal --json build/formal/formal.json
+
+# Fault injection on the UART host link in co-simulation (sim/faults.py): 10,000 faults of
+# every kind in both directions, seed 1, in one simulator start; counts in build/faults.json
+# (exit 1 on any silent corruption or hang); `make test` runs a slice (tests/test_faults.py).
+FAULTS ?= 10000
+FAULT_SEED ?= 1
+
+faults: $(STAMP)
+	mkdir -p build
+	nice -n 5 $(VPY) -m ternac.sim.faults --seed $(FAULT_SEED) --faults $(FAULTS) --json build/faults.json
 
 verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)
