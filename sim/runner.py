@@ -543,6 +543,20 @@ class _ProgressWatcher:
         self._poll()
 
 
+def _failures(results: pathlib.Path) -> str:
+    """``": <test>: <message>; ..."`` of the failed cocotb tests in the results XML (the
+    exception each raised, e.g. a stream monitor's violation), or "" if none is readable."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(results).getroot()
+    except (OSError, ET.ParseError):
+        return ""
+    msgs = [f"{case.get('name')}: {fail.get('message', '').strip()}"
+            for case in root.iter("testcase") for fail in case
+            if fail.tag in ("failure", "error")]
+    return (": " + "; ".join(msgs)) if msgs else ""
+
+
 def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | None = None,
               testcase=None, seed: int = 1, on_progress=None, waves=None) -> dict:
     """Run the cocotb ``test_module`` (a module under sim/) on the built model.
@@ -611,6 +625,6 @@ def run_bench(runner, build_dir, name: str, test_module: str, *, inputs: dict | 
         out_file.unlink(missing_ok=True)
     if ntests == 0 or nfail:
         raise BenchFailed(f"{nfail} of {ntests} cocotb tests failed (or the simulator died) in {test_module} "
-                          f"(log: {build_dir}/test-{tag}.log)")
+                          f"(log: {build_dir}/test-{tag}.log)" + _failures(results))
     results.unlink(missing_ok=True)
     return out

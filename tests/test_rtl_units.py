@@ -1,6 +1,11 @@
 """Unit benches of the streaming RTL (Verilator + cocotb): PackedWeightStreamer (I2 and T3),
 TernaryEngine, Requantizer. Every output element is compared with golden, on random and
-extreme inputs, without and with seeded random valid/ready stalls."""
+extreme inputs, in the stall modes of sim/streams.py (none; idle: the source pauses between
+beats; backpressure: the sink drops ready; both; seeded): each unit runs once without stalls
+and once with its segments rotating through the three stalled modes (``make test``), and
+once in each stalled mode for every segment (the tests marked slow). A passive protocol
+monitor watches every stream of every unit (sim/bench_units.py); the monitor itself is
+tested on traces, on a deliberately broken Amaranth unit and on a broken source."""
 import random
 
 import pytest
@@ -15,12 +20,38 @@ from ternac.golden.packing import (T3_MAX, pack_i2_word, pack_t3_word, t3_byte_t
 from ternac.hw.engine import TernaryEngine, engine_in_layout, engine_out_layout
 from ternac.hw.requant import Requantizer
 from ternac.hw.streamer import PackedWeightStreamer, StreamCmd, trit_layout
-from ternac.sim.runner import build, run_bench
-from ternac.sim.streams import pack, unpack
+from ternac.sim.runner import BenchFailed, build, run_bench
+from ternac.sim.streams import (FAST_RUNS, SLOW_RUNS, StreamMonitor, pack,
+                                segment_modes, stream_fields, unpack)
 from ternac.sim.wrappers import StreamerBench
 
-STALLS = [0.0, 0.3]
+#: One simulation without stalls and one rotating through the stalled modes; the full cross
+#: product (every segment in each stalled mode) in the slow tests.
+RUNS = [*FAST_RUNS, *(pytest.param(r, marks=pytest.mark.slow) for r in SLOW_RUNS)]
 SEED = 1234
+
+
+def _segments_run(model, segments, run, **inputs):
+    """Run ``segments`` (dicts with ``beats``, ``n_out``, optional ``static``) through
+    bench_units.stream_segments in the stall modes of ``run`` (sim.streams.segment_modes),
+    with the protocol monitor on every stream; check that it watched every stream of the
+    component and saw every transfer. Returns the bench's results, with each segment's
+    ``mode`` added."""
+    runner, bdir, name, fields = model
+    modes = segment_modes(run, len(segments))
+    src, sink = inputs.get("src", "i"), inputs.get("sink", "o")
+    print(f"{name}: seed={SEED} run={run} modes={modes}")
+    out = run_bench(runner, bdir, name, "bench_units", testcase="stream_segments", inputs={
+        "seed": SEED, "fields": fields, **inputs,
+        "segments": [{**seg, "mode": mode} for seg, mode in zip(segments, modes)]})
+    assert set(out["streams"]) == set(fields), (out["streams"], fields)   # every stream
+    assert out["streams"][src] == sum(len(s["beats"]) for s in segments)
+    assert out["streams"][sink] == sum(s["n_out"] for s in segments)
+    assert out["violations"] == 0
+    assert out["extra"] == 0
+    for res, mode in zip(out["segments"], modes):
+        res["mode"] = mode
+    return out
 
 
 def _rand_trits(rng, n):
@@ -37,30 +68,37 @@ def streamer_model():
     rows += [[1] * lanes, [-1] * lanes, [0] * lanes]          # extremes
     words = [pack_i2_word(r) for r in rows]
     dut = StreamerBench(lanes=lanes, words=words, depth=depth)
+    fields = stream_fields(dut)
     runner, bdir = build(dut, "streamer_bench")
-    return runner, bdir, rows, lanes
+    return (runner, bdir, "streamer_bench", fields), rows, lanes
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_streamer_every_word(streamer_model, stall):
-    runner, bdir, rows, lanes = streamer_model
+@pytest.mark.parametrize("run", RUNS)
+def test_streamer_every_word(streamer_model, run):
+    model, rows, lanes = streamer_model
     rng = random.Random(SEED + 1)
     cmds = [(0, 64), (61, 3), (5, 1), (10, 7), (10, 7), (63, 1), (0, 1)]
     cmds += [(b, rng.randint(1, 64 - b)) for b in (rng.randrange(64) for _ in range(6))]
-    print(f"seed={SEED + 1} stall={stall} commands={cmds}")
-    expect = []
-    for base, count in cmds:
-        for a in range(base, base + count):
-            t = rows[a]
-            expect.append({"nz": sum((v != 0) << l for l, v in enumerate(t)),
-                           "neg": sum((v < 0) << l for l, v in enumerate(t)),
-                           "last": int(a == base + count - 1)})
-    out = run_bench(runner, bdir, "streamer_bench", "bench_units", inputs={
-        "src": "cmd", "sink": "o", "seed": SEED, "stall": stall,
-        "beats": [pack(StreamCmd, base=b, count=c) for b, c in cmds], "n_out": len(expect)})
-    got = [unpack(trit_layout(lanes), w) for w in out["out"]]
-    assert got == expect
-    assert out["extra"] == 0
+    # back-to-back commands inside a segment; a stall mode a segment
+    groups = [cmds[0:2], cmds[2:5], cmds[5:9], cmds[9:]]
+    print(f"seed={SEED + 1} commands={groups}")
+    segs, expects = [], []
+    for group in groups:
+        expect = []
+        for base, count in group:
+            for a in range(base, base + count):
+                t = rows[a]
+                expect.append({"nz": sum((v != 0) << l for l, v in enumerate(t)),
+                               "neg": sum((v < 0) << l for l, v in enumerate(t)),
+                               "last": int(a == base + count - 1)})
+        expects.append(expect)
+        segs.append({"beats": [pack(StreamCmd, base=b, count=c) for b, c in group],
+                     "n_out": len(expect)})
+    out = _segments_run(model, segs, run, src="cmd", sink="o",
+                        max_cycles=4 * max(s["n_out"] for s in segs) + 100)
+    for res, expect in zip(out["segments"], expects):
+        got = [unpack(trit_layout(lanes), w) for w in res["out"]]
+        assert got == expect, res["mode"]
 
 
 # --- PackedWeightStreamer, T3 ----------------------------------------------------------------
@@ -109,14 +147,15 @@ def t3_streamer_model(request):
     lanes, decode = request.param
     matrix, k, words = _t3_memory(lanes, SEED + lanes)
     dut = StreamerBench(lanes=lanes, words=words, depth=T3_DEPTH, fmt="t3", decode=decode)
+    fields = stream_fields(dut)
     runner, bdir = build(dut, "streamer_bench")
     latency = PackedWeightStreamer.LATENCY["t3"]
-    return runner, bdir, lanes, matrix, k, words, latency
+    return (runner, bdir, "streamer_bench", fields), lanes, matrix, k, words, latency
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_streamer_t3_every_trit(t3_streamer_model, stall):
-    runner, bdir, lanes, matrix, k, words, latency = t3_streamer_model
+@pytest.mark.parametrize("run", RUNS)
+def test_streamer_t3_every_trit(t3_streamer_model, run):
+    model, lanes, matrix, k, words, latency = t3_streamer_model
     tiles = -(-matrix.shape[0] // lanes)
     rng = random.Random(SEED + 2)
     D = T3_DEPTH
@@ -124,16 +163,14 @@ def test_streamer_t3_every_trit(t3_streamer_model, stall):
     # the extremes and the invalid bytes, single words, and random spans
     segs = [[(0, tiles * k)],
             [(jt * k, k) for jt in range(tiles)] + [(tiles * k, 3), (D - 8, 8), (D - 1, 1),
-                                                      (0, 1), (5, 1), (5, 1)]
-            + [(b, rng.randint(1, D - b)) for b in (rng.randrange(D) for _ in range(6))]]
-    print(f"seed={SEED} rng={SEED + 2} lanes={lanes} stall={stall} segments={segs}")
+                                                      (0, 1), (5, 1), (5, 1)],
+            [(b, rng.randint(1, D - b)) for b in (rng.randrange(D) for _ in range(6))]]
+    print(f"seed={SEED} rng={SEED + 2} lanes={lanes} segments={segs}")
     layout = trit_layout(lanes)
-    out = run_bench(runner, bdir, "streamer_bench", "bench_units", testcase="stream_segments",
-                    inputs={"src": "cmd", "sink": "o", "seed": SEED, "stall": stall,
-                            "monitor": True, "max_cycles": 4 * max(sum(c for _, c in g) for g in segs) + 100,
-                            "segments": [{"beats": [pack(StreamCmd, base=b, count=c)
-                                                    for b, c in seg],
-                                          "n_out": sum(c for _, c in seg)} for seg in segs]})
+    out = _segments_run(model, [{"beats": [pack(StreamCmd, base=b, count=c) for b, c in seg],
+                                 "n_out": sum(c for _, c in seg)} for seg in segs], run,
+                        src="cmd", sink="o",
+                        max_cycles=4 * max(sum(c for _, c in g) for g in segs) + 100)
     n_trits = 0
     for seg, res in zip(segs, out["segments"]):
         expect = []
@@ -148,7 +185,7 @@ def test_streamer_t3_every_trit(t3_streamer_model, stall):
         for j, (g, e) in enumerate(zip(got, expect)):
             assert g == e, f"word {j} of segment {seg}: got {g}, expected {e}"
         n_trits += lanes * len(got)
-        if stall == 0:
+        if res["mode"] == "none":
             # one word a cycle, no bubble at tile or command edges: the segment's cycles are
             # its words plus the streamer's latency and the sink's one cycle
             assert res["cycles"] == len(expect) + latency + 1, res["cycles"]
@@ -161,9 +198,6 @@ def test_streamer_t3_every_trit(t3_streamer_model, stall):
             rebuilt[jt * lanes + l, i] = ((g["nz"] >> l) & 1) * (1 - 2 * ((g["neg"] >> l) & 1))
     assert torch.equal(rebuilt[:matrix.shape[0]], matrix)
     assert not rebuilt[matrix.shape[0]:].any()
-    assert out["violations"] == 0
-    assert out["beats"] == sum(len(r["out"]) for r in out["segments"])   # the monitor ran
-    assert out["extra"] == 0
     print(f"{n_trits} trits compared")
 
 
@@ -242,26 +276,131 @@ def test_streamer_t3_parameters():
     assert i2.word_bits == 64 and i2.latency == 2 and i2.fifo_depth == 4
 
 
+# --- The protocol monitor ----------------------------------------------------------------
+
+class _Sig:
+    """A stand-in for a cocotb handle: ``.value`` and ``len()``."""
+
+    def __init__(self, width=1):
+        self.value, self.width = 0, width
+
+    def __len__(self):
+        return self.width
+
+
+class _FakeDut:
+    def __init__(self, width):
+        self.o__valid, self.o__ready, self.o__payload = _Sig(), _Sig(), _Sig(width)
+
+
+def _monitor_trace(trace, fields=None):
+    """Feed ``trace`` (``(valid, ready, payload)`` an edge, cycles from 1) to a
+    StreamMonitor on stream ``o``; its violations."""
+    dut = _FakeDut(12)
+    mon = StreamMonitor(dut, "o", fields=fields)
+    for cycle, (v, r, p) in enumerate(trace, 1):
+        dut.o__valid.value, dut.o__ready.value, dut.o__payload.value = v, r, p
+        mon.sample(cycle)
+    return mon.violations, mon.beats
+
+
+def test_monitor_rules_on_traces():
+    """The monitor's two rules, edge by edge: legal traces (valid low with any payload, a
+    transfer every cycle, a payload held for cycles of backpressure, ready toggling while
+    valid is low, valid rising while ready is low, a new payload right after a transfer)
+    pass with every transfer counted; each illegal one is reported at its cycle, naming the
+    stream and the field."""
+    fields = [("y", 0, 8), ("tag", 8, 4)]
+    legal = [(0, 0, 5), (0, 1, 9), (1, 1, 1), (1, 1, 2), (1, 0, 3), (1, 0, 3), (1, 0, 3),
+             (1, 1, 3), (1, 0, 4), (1, 1, 4), (0, 0, 7), (0, 1, 8), (1, 0, 0xABC), (1, 1, 0xABC)]
+    assert _monitor_trace(legal, fields) == ([], 5)
+    viol, _ = _monitor_trace([(1, 0, 0x123), (1, 0, 0x124), (1, 1, 0x124)], fields)
+    assert [(v["stream"], v["cycle"], v["field"], v["was"], v["now"]) for v in viol] == [
+        ("o", 2, "y", 0x23, 0x24)]
+    assert viol[0]["message"] == ("stream 'o': payload field 'y' changed from 0x23 to 0x24 at "
+                                  "cycle 2, while valid was high and ready low since cycle 1 "
+                                  "with no transfer")
+    viol, _ = _monitor_trace([(1, 1, 0), (1, 0, 0x123), (1, 0, 0x123), (1, 0, 0x523)], fields)
+    assert [(v["cycle"], v["field"]) for v in viol] == [(4, "tag")]
+    assert "since cycle 2" in viol[0]["message"]
+    viol, _ = _monitor_trace([(1, 0, 0x123), (1, 0, 0x923)], fields)      # both fields move
+    assert [v["field"] for v in viol] == ["tag"]                            # bit 11: tag only
+    viol, _ = _monitor_trace([(1, 0, 0x0FF), (1, 0, 0x100)], fields)
+    assert [v["field"] for v in viol] == ["y", "tag"]
+    viol, _ = _monitor_trace([(0, 0, 0), (1, 0, 7), (0, 0, 7), (1, 1, 7)], fields)
+    assert [(v["cycle"], v["field"], v["message"]) for v in viol] == [
+        (3, "valid", "stream 'o': valid dropped at cycle 3, while valid was high and ready low "
+                     "since cycle 2 with no transfer")]
+    viol, _ = _monitor_trace([(1, 0, 7), (1, 0, 8)])                       # no layout given
+    assert [v["field"] for v in viol] == ["payload"]
+    viol, _ = _monitor_trace([(1, 0, 0x123), (1, 0, 0x523)], [("y", 0, 8)])   # bit 10 unnamed
+    assert [(v["field"], v["was"], v["now"]) for v in viol] == [("payload", 0x123, 0x523)]
+
+
 class _BrokenStream(wiring.Component):
-    """Breaks the stream contract on purpose: ``o.valid`` always high, the payload a counter
-    that moves every cycle whether or not ``o.ready``. ``i`` is accepted and dropped."""
+    """A stub unit under test for the monitor, its behaviour chosen by ``fault``: 0 breaks
+    the payload rule (``o.valid`` always high, the payload a counter that moves every cycle
+    whether or not ``o.ready``); 1 breaks the valid rule (``o.valid`` high every other
+    cycle, ready or not; the payload constant); 2 keeps the contract (valid always high,
+    the counter advancing on each transfer: the monitor must stay silent). ``i`` is
+    accepted and dropped."""
     i: In(stream.Signature(8))
     o: Out(stream.Signature(8))
+    fault: In(2)
 
     def elaborate(self, platform):
         m = Module()
         count = Signal(8)
-        m.d.sync += count.eq(count + 1)
+        with m.If((self.fault != 2) | self.o.ready):
+            m.d.sync += count.eq(count + 1)
         m.d.comb += [self.i.ready.eq(1), self.o.valid.eq(1), self.o.payload.eq(count)]
+        with m.If(self.fault == 1):
+            m.d.comb += [self.o.valid.eq(count[0]), self.o.payload.eq(0x5A)]
         return m
 
 
-def test_contract_monitor_catches_a_violation():
-    runner, bdir = build(_BrokenStream(), "broken_stream")
-    out = run_bench(runner, bdir, "broken_stream", "bench_units", testcase="stream_segments",
-                    inputs={"seed": SEED, "stall": 0.3, "monitor": True,
-                            "segments": [{"beats": [1, 2, 3], "n_out": 40}]})
-    assert out["violations"] > 0
+@pytest.fixture(scope="module")
+def broken_model():
+    dut = _BrokenStream()
+    fields = stream_fields(dut)
+    runner, bdir = build(dut, "broken_stream")
+    return runner, bdir, "broken_stream", fields
+
+
+@pytest.mark.parametrize("fault,match", [
+    (0, r"stream 'o': payload field 'payload' changed from 0x\w+ to 0x\w+ at cycle \d+, "
+        r"while valid was high and ready low since cycle \d+"),
+    (1, r"stream 'o': valid dropped at cycle \d+, while valid was high and ready low since")])
+def test_monitor_catches_a_broken_unit(broken_model, fault, match):
+    """An Amaranth unit that breaks the contract on its output fails the bench, the message
+    naming the stream, the cycle and the field; the same unit keeping the contract (fault
+    2) passes with idle and backpressure, its 40 outputs in order."""
+    runner, bdir, name, fields = broken_model
+    with pytest.raises(BenchFailed, match=match):
+        run_bench(runner, bdir, name, "bench_units", testcase="stream_segments",
+                  inputs={"seed": SEED, "mode": "backpressure", "fields": fields,
+                          "segments": [{"static": {"fault": fault}, "beats": [1, 2, 3],
+                                        "n_out": 40}]})
+    out = run_bench(runner, bdir, name, "bench_units", testcase="stream_segments",
+                    inputs={"seed": SEED, "mode": "both", "fields": fields,
+                            "segments": [{"static": {"fault": 2}, "beats": [1, 2, 3],
+                                          "n_out": 40}]})
+    assert out["segments"][0]["out"] == list(range(40)) and out["violations"] == 0
+    assert out["streams"]["i"] == 3 and out["streams"]["o"] >= 40   # + the quiet cycles
+
+
+@pytest.mark.parametrize("broken,match", [
+    ("payload", r"stream 'i': payload field 'tag' changed from 0x(\w+) to 0x\w+ at cycle \d+"),
+    ("valid", r"stream 'i': valid dropped at cycle \d+")])
+def test_monitor_catches_a_broken_source(requant_model, broken, match):
+    """A bench source that moves the payload (its ``tag`` field) while the Requantizer
+    refuses it, or takes valid back before the transfer, fails the bench (the monitor on
+    the unit's input stream)."""
+    runner, bdir, fields = requant_model
+    with pytest.raises(BenchFailed, match=match):
+        run_bench(runner, bdir, "requant_bench", "bench_units", testcase="broken_source",
+                  inputs={"broken": broken, "flip": 1 << REQ_ACC_BITS, "fields": fields,
+                          "beats": list(range(50)), "static": {"m": 1}})
 
 
 # --- TernaryEngine ------------------------------------------------------------------------
@@ -273,8 +412,9 @@ ENGINE_LANES, ENGINE_MAX_K = 8, 300
 def engine_model():
     acc_bits = nm.acc_width(ENGINE_MAX_K)
     dut = TernaryEngine(lanes=ENGINE_LANES, acc_bits=acc_bits)
+    fields = stream_fields(dut)
     runner, bdir = build(dut, "engine_bench")
-    return runner, bdir, acc_bits
+    return (runner, bdir, "engine_bench", fields), acc_bits
 
 
 def _engine_case(seed):
@@ -294,27 +434,34 @@ def _engine_case(seed):
     return tiles
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_engine_every_accumulator(engine_model, stall):
-    runner, bdir, acc_bits = engine_model
+@pytest.mark.parametrize("run", RUNS)
+def test_engine_every_accumulator(engine_model, run):
+    model, acc_bits = engine_model
     tiles = _engine_case(SEED)
-    print(f"seed={SEED} stall={stall} tiles={[len(t) for t in tiles]}")
+    # a segment each: the extremes, the short tiles, the random tiles in two halves
+    groups = [tiles[0:5], tiles[5:11], tiles[11:14], tiles[14:]]
+    print(f"seed={SEED} tiles={[[len(t) for t in g] for g in groups]}")
     layout = engine_in_layout(ENGINE_LANES)
-    beats, expect = [], []
-    for tile in tiles:
-        trits = torch.tensor([t for t, _ in tile], dtype=torch.int8).T    # (L, K)
-        xs = torch.tensor([x for _, x in tile])
-        expect += nm.ternary_matvec(trits, xs).tolist()                   # golden, lane order
-        for k, (t, x) in enumerate(tile):
-            beats.append(pack(layout, x=x, nz=sum((v != 0) << l for l, v in enumerate(t)),
-                              neg=sum((v < 0) << l for l, v in enumerate(t)),
-                              last=int(k == len(tile) - 1)))
-    out = run_bench(runner, bdir, "engine_bench", "bench_units", inputs={
-        "seed": SEED, "stall": stall, "beats": beats, "n_out": len(expect)})
-    got = [unpack(engine_out_layout(acc_bits), w) for w in out["out"]]
-    assert [g["acc"] for g in got] == expect
-    assert [g["last"] for g in got] == [int(l == ENGINE_LANES - 1) for l in range(ENGINE_LANES)] * len(tiles)
-    assert out["extra"] == 0
+    segs, expects = [], []
+    for group in groups:
+        beats, expect = [], []
+        for tile in group:
+            trits = torch.tensor([t for t, _ in tile], dtype=torch.int8).T    # (L, K)
+            xs = torch.tensor([x for _, x in tile])
+            expect += nm.ternary_matvec(trits, xs).tolist()                   # golden, lane order
+            for k, (t, x) in enumerate(tile):
+                beats.append(pack(layout, x=x, nz=sum((v != 0) << l for l, v in enumerate(t)),
+                                  neg=sum((v < 0) << l for l, v in enumerate(t)),
+                                  last=int(k == len(tile) - 1)))
+        segs.append({"beats": beats, "n_out": len(expect)})
+        expects.append((expect, len(group)))
+    out = _segments_run(model, segs, run, max_cycles=4 * max(len(s["beats"]) + s["n_out"]
+                                                             for s in segs) + 100)
+    for res, (expect, n_tiles) in zip(out["segments"], expects):
+        got = [unpack(engine_out_layout(acc_bits), w) for w in res["out"]]
+        assert [g["acc"] for g in got] == expect, res["mode"]
+        assert [g["last"] for g in got] == [int(l == ENGINE_LANES - 1)
+                                            for l in range(ENGINE_LANES)] * n_tiles
 
 
 # --- Requantizer --------------------------------------------------------------------------
@@ -325,8 +472,9 @@ REQ_ACC_BITS = 20
 @pytest.fixture(scope="module")
 def requant_model():
     dut = Requantizer(acc_bits=REQ_ACC_BITS, tag_bits=12)
+    fields = stream_fields(dut)
     runner, bdir = build(dut, "requant_bench")
-    return runner, bdir
+    return runner, bdir, fields
 
 
 def _requant_accs(rng, m, s):
@@ -343,29 +491,34 @@ def _requant_accs(rng, m, s):
     return accs
 
 
-@pytest.mark.parametrize("stall", STALLS)
-@pytest.mark.parametrize("m,s,relu,wide", [(1, 1, 0, 0), (3, 2, 0, 0), (1, 0, 1, 0),
-                                           (40000, 20, 0, 0), (65535, 25, 1, 0), (12345, 14, 0, 0),
-                                           (2, 63, 0, 0), (7, 36, 0, 0), (65535, 0, 0, 0),
-                                           (1, 0, 0, 1), (40000, 12, 0, 1), (3, 5, 1, 1)])
-def test_requant_every_element(requant_model, m, s, relu, wide, stall):
-    runner, bdir = requant_model
-    rng = random.Random(SEED + m + s)
-    accs = _requant_accs(rng, m, s)
-    print(f"seed={SEED + m + s} m={m} s={s} relu={relu} wide={wide} stall={stall}")
+REQ_CASES = [(1, 1, 0, 0), (3, 2, 0, 0), (1, 0, 1, 0), (40000, 20, 0, 0), (65535, 25, 1, 0),
+             (12345, 14, 0, 0), (2, 63, 0, 0), (7, 36, 0, 0), (65535, 0, 0, 0), (1, 0, 0, 1),
+             (40000, 12, 0, 1), (3, 5, 1, 1)]      # m, s, relu, wide
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_requant_every_element(requant_model, run):
+    """Every (m, s, relu, wide) case of REQ_CASES a segment of one simulation."""
+    runner, bdir, fields = requant_model
     from amaranth.hdl import signed
     from amaranth.lib import data
     in_layout = data.StructLayout({"acc": signed(REQ_ACC_BITS), "tag": 12})
     out_layout = data.StructLayout({"y": signed(16), "tag": 12})
-    beats = [pack(in_layout, acc=a, tag=k % 4096) for k, a in enumerate(accs)]
-    out = run_bench(runner, bdir, "requant_bench", "bench_units", inputs={
-        "seed": SEED, "stall": stall, "beats": beats, "n_out": len(accs),
-        "static": {"m": m, "s": s, "relu": relu, "wide": wide}})
-    got = [unpack(out_layout, w) for w in out["out"]]
-    hi = nm.WIDE_MAX if wide else nm.ACT_MAX
-    expect = nm.requantize(torch.tensor(accs), m, s, -hi, hi)
-    if relu:
-        expect = nm.relu(expect)
-    assert [g["y"] for g in got] == expect.tolist()
-    assert [g["tag"] for g in got] == [k % 4096 for k in range(len(accs))]
-    assert out["extra"] == 0
+    segs, expects = [], []
+    for m, s, relu, wide in REQ_CASES:
+        rng = random.Random(SEED + m + s)
+        accs = _requant_accs(rng, m, s)
+        print(f"seed={SEED + m + s} m={m} s={s} relu={relu} wide={wide}")
+        hi = nm.WIDE_MAX if wide else nm.ACT_MAX
+        expect = nm.requantize(torch.tensor(accs), m, s, -hi, hi)
+        if relu:
+            expect = nm.relu(expect)
+        segs.append({"beats": [pack(in_layout, acc=a, tag=k % 4096) for k, a in enumerate(accs)],
+                     "n_out": len(accs), "static": {"m": m, "s": s, "relu": relu, "wide": wide}})
+        expects.append(expect.tolist())
+    out = _segments_run((runner, bdir, "requant_bench", fields), segs, run,
+                        max_cycles=4 * max(s["n_out"] for s in segs) + 100)
+    for case, res, expect in zip(REQ_CASES, out["segments"], expects):
+        got = [unpack(out_layout, w) for w in res["out"]]
+        assert [g["y"] for g in got] == expect, (case, res["mode"])
+        assert [g["tag"] for g in got] == [k % 4096 for k in range(len(expect))], case

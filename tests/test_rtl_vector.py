@@ -8,9 +8,14 @@ OUT8 and NEG flags), driven through the unit's ports as the sequencer drives the
 (:func:`_ports`), and the golden/intops.py functions directly where a unit does more than
 the ISA uses (Shiftmax at 8 and 16 output bits, the norms' 32-bit bias and eps). Cases:
 random vectors, all-equal vectors, one huge outlier, zero variance, max-length (4096)
-vectors, extreme scales and multipliers; without and with seeded random valid/ready
-stalls. Each unit is built once (max_len 4096); each stall setting is one simulation that
-runs every case as a segment (``sim/bench_units.py::stream_segments``)."""
+vectors, extreme scales and multipliers. Each unit is built once (max_len 4096); each run is one
+simulation that runs every case as a segment (``sim/bench_units.py::stream_segments``), in
+the stall modes of sim/streams.py (seeded): ``make test`` runs each unit once without
+stalls (where the cycle counts are checked) and once with its segments rotating through
+idle (the sources pause between beats), backpressure (the sink drops ready) and both; the
+tests marked slow run every segment in each stalled mode. A passive protocol monitor
+watches every stream of each unit (inputs ``i`` and ``c``, output ``o``): valid held until
+the transfer, the payload stable while valid and not ready."""
 import fcntl
 import gc
 import random
@@ -30,9 +35,12 @@ from ternac.hw.norm import Norm, NormMode
 from ternac.hw.shiftmax import Shiftmax
 from ternac.hw.vector import VEC_IN
 from ternac.sim.runner import REPO, build, run_bench
-from ternac.sim.streams import pack, to_signed
+from ternac.sim.streams import (FAST_RUNS, SLOW_RUNS, pack, segment_modes, stream_fields,
+                                to_signed)
 
-STALLS = [0.0, 0.3]
+#: One simulation without stalls and one rotating through the stalled modes; the full cross
+#: product (every segment in each stalled mode) in the slow tests.
+RUNS = [*FAST_RUNS, *(pytest.param(r, marks=pytest.mark.slow) for r in SLOW_RUNS)]
 SEED = 4321
 MAX_LEN = 4096
 INT16 = (1 << 15) - 1      # the symmetric int16 bound of the golden functions
@@ -44,12 +52,15 @@ ELT_MODES = {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}
 def _build(dut, name):
     """sim.runner.build under a file lock: under pytest-xdist, two workers that need the
     same unit would otherwise run Verilator in the same build directory at once (the
-    second finds the first's build cached). One Verilator build at a time, too."""
+    second finds the first's build cached). One Verilator build at a time, too. Returns
+    ``(runner, build_dir, name, fields)``, ``fields`` the payload fields of every stream
+    (sim.streams.stream_fields) for the protocol monitor."""
+    fields = stream_fields(dut)
     lock = REPO / "build" / "sim" / ".vector-units.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)      # released when the file closes
-        return build(dut, name)
+        return (*build(dut, name), name, fields)
 
 
 def _ports(ins: Instr) -> dict:
@@ -101,21 +112,33 @@ def _check(label, got, expect):
                      f"RTL {got[bad[0]]}, golden {expect[bad[0]]}")
 
 
-def _run(model, segments, stall, side_src=None, decode=None):
+def _run(model, segments, run, side_src=None, decode=None):
     """Run ``segments`` (dicts with ``static``, ``beats``, ``n_out``, optional ``side_beats``;
-    ``label`` and ``expect`` stay on this side) in one simulation; check every element."""
-    runner, bdir, name = model
+    ``label`` and ``expect`` stay on this side) in one simulation, in the stall modes of
+    ``run`` (sim.streams.segment_modes); check every element, and that the protocol monitor
+    watched every stream of the unit and saw every transfer. Returns the segments' results,
+    each with its ``mode``."""
+    runner, bdir, name, fields = model
     decode = decode or (lambda words: [to_signed(w, 16) for w in words])
-    print(f"{name}: seed={SEED} stall={stall} segments={[s['label'] for s in segments]}")
-    inputs = {"seed": SEED, "stall": stall, "side_src": side_src,
-              "segments": [{k: s[k] for k in ("static", "beats", "n_out", "side_beats")
-                            if k in s} for s in segments]}
+    modes = segment_modes(run, len(segments))
+    print(f"{name}: seed={SEED} run={run} segments={[s['label'] for s in segments]} "
+          f"modes={modes}")
+    inputs = {"seed": SEED, "side_src": side_src, "fields": fields,
+              "segments": [{**{k: s[k] for k in ("static", "beats", "n_out", "side_beats")
+                               if k in s}, "mode": mode} for s, mode in zip(segments, modes)]}
     out = run_bench(runner, bdir, name, "bench_units", inputs=inputs,
                     testcase="stream_segments")
     assert out["extra"] == 0, f"{name}: {out['extra']} outputs too many"
-    for seg, res in zip(segments, out["segments"]):
-        _check(f"{name} [{seg['label']}] stall={stall}", decode(res["out"]), seg["expect"])
-        print(f"  {seg['label']}: {seg['n_out']} outputs, {res['cycles']} cycles")
+    assert out["violations"] == 0
+    assert set(out["streams"]) == set(fields), (out["streams"], fields)   # every stream
+    assert out["streams"]["i"] == sum(len(s["beats"]) for s in segments)
+    assert out["streams"]["o"] == sum(s["n_out"] for s in segments)
+    if side_src:
+        assert out["streams"][side_src] == sum(len(s.get("side_beats", ())) for s in segments)
+    for seg, res, mode in zip(segments, out["segments"], modes):
+        _check(f"{name} [{seg['label']}] {mode}", decode(res["out"]), seg["expect"])
+        print(f"  {seg['label']} ({mode}): {seg['n_out']} outputs, {res['cycles']} cycles")
+        res["mode"] = mode
     return out["segments"]
 
 
@@ -171,21 +194,20 @@ def _shiftmax_bits_segments(out_bits):
                 ids=lambda b: f"out{b}")
 def shiftmax_model(request):
     name = f"shiftmax{request.param}_bench"
-    runner, bdir = _build(Shiftmax(out_bits=request.param, max_len=MAX_LEN), name)
-    return (runner, bdir, name), request.param
+    return _build(Shiftmax(out_bits=request.param, max_len=MAX_LEN), name), request.param
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_shiftmax_every_element(shiftmax_model, stall):
+@pytest.mark.parametrize("run", RUNS)
+def test_shiftmax_every_element(shiftmax_model, run):
     model, out_bits = shiftmax_model
     if out_bits == vecops.SHIFTMAX_OUT_BITS:
         segs = _shiftmax_isa_segments()
     else:
         segs = _shiftmax_bits_segments(out_bits)
-    res = _run(model, segs, stall, decode=list)     # y is unsigned
-    if stall == 0:
-        # About one beat a cycle in each of the 3 passes, plus the division and drains.
-        for seg, r in zip(segs, res):
+    res = _run(model, segs, run, decode=list)     # y is unsigned
+    # About one beat a cycle in each of the 3 passes, plus the division and drains.
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":
             if seg["long"]:
                 assert r["cycles"] <= 3 * MAX_LEN + 60, (seg["label"], r["cycles"])
 
@@ -231,17 +253,16 @@ def _activation_segments():
 @pytest.fixture(scope="module")
 def activation_model():
     dut = Activation()
-    runner, bdir = _build(dut, "activation_bench")
-    return runner, bdir, "activation_bench", dut.latency
+    return _build(dut, "activation_bench"), dut.latency
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_activation_every_element(activation_model, stall):
-    *model, latency = activation_model
+@pytest.mark.parametrize("run", RUNS)
+def test_activation_every_element(activation_model, run):
+    model, latency = activation_model
     segs = _activation_segments()
-    res = _run(model, segs, stall)
-    if stall == 0:   # one element a cycle after the pipeline fills
-        for seg, r in zip(segs, res):
+    res = _run(model, segs, run)
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":   # one element a cycle after the pipeline fills
             assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
 
 
@@ -318,17 +339,17 @@ def _norm_affine_segments(rng):
 
 @pytest.fixture(scope="module")
 def norm_model():
-    runner, bdir = _build(Norm(max_len=MAX_LEN), "norm_bench")
-    return runner, bdir, "norm_bench"
+    return _build(Norm(max_len=MAX_LEN), "norm_bench")
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_norm_every_element(norm_model, stall):
+@pytest.mark.parametrize("run", RUNS)
+def test_norm_every_element(norm_model, run):
     rng = random.Random(SEED + 2)
     segs = _norm_isa_segments(rng) + _norm_affine_segments(rng)
-    res = _run(norm_model, segs, stall, side_src="c")
-    if stall == 0:   # two passes at a beat a cycle, < 100 cycles of sums, isqrt, division
-        for seg, r in zip(segs, res):
+    res = _run(norm_model, segs, run, side_src="c")
+    # two passes at a beat a cycle, < 100 cycles of sums, isqrt, division
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":
             if seg["long"]:
                 assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
 
@@ -361,16 +382,15 @@ def _eltwise_segments():
 
 @pytest.fixture(scope="module")
 def eltwise_model():
-    runner, bdir = _build(Eltwise(), "eltwise_bench")
-    return runner, bdir, "eltwise_bench"
+    return _build(Eltwise(), "eltwise_bench")
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_eltwise_every_element(eltwise_model, stall):
+@pytest.mark.parametrize("run", RUNS)
+def test_eltwise_every_element(eltwise_model, run):
     segs = _eltwise_segments()
-    res = _run(eltwise_model, segs, stall)
-    if stall == 0:
-        for seg, r in zip(segs, res):
+    res = _run(eltwise_model, segs, run)
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":
             assert r["cycles"] <= seg["n_out"] + Eltwise.latency + 2, (seg["label"], r)
 
 
@@ -432,18 +452,17 @@ def _dot_segments():
 
 @pytest.fixture(scope="module")
 def dot_model():
-    runner, bdir = _build(Dot(max_len=DOT_MAX_LEN), "dot_bench")
-    return runner, bdir, "dot_bench"
+    return _build(Dot(max_len=DOT_MAX_LEN), "dot_bench")
 
 
-@pytest.mark.parametrize("stall", STALLS)
-def test_dot_every_element(dot_model, stall):
+@pytest.mark.parametrize("run", RUNS)
+def test_dot_every_element(dot_model, run):
     segs = _dot_segments()
-    res = _run(dot_model, segs, stall)
+    res = _run(dot_model, segs, run)
     flat = [v for seg in segs for v in seg["expect"]]
     assert {127, -127, INT16, -INT16} <= set(flat)      # every saturation bound is reached
-    if stall == 0:   # one beat a cycle, rows back to back
-        for seg, r in zip(segs, res):
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":   # one beat a cycle, rows back to back
             assert r["cycles"] <= len(seg["beats"]) + Dot.latency + 2, (seg["label"], r)
 
 
