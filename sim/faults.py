@@ -43,7 +43,7 @@ failed_clearly + the corrupted ones that were noticed.
 
 ``python -m ternac.sim.faults --seed 1 --faults 10000 --json build/faults.json`` (``make
 faults``) runs the campaign in one simulator start with a progress bar; tests/test_faults.py
-runs a fixed-seed slice. This file is also the cocotb test module (``campaign``,
+runs a fixed-seed slice. This file is also the cocotb test module (``stub_campaign``,
 ``board_campaign``).
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ import cocotb
 from cocotb.triggers import Event, First, Timer
 
 __all__ = ["DIVISOR", "TIMEOUT_CYCLES", "LIMITS", "FAULTS", "FaultBench", "StubAccelerator",
-           "build_fault_bench", "run_faults", "main"]
+           "build_fault_bench", "run_faults", "run_board_faults", "main"]
 
 CLK_NS = 10
 #: Clock cycles a UART bit in the campaign (the smallest hw/uart.py takes): 40 ns a bit.
@@ -790,7 +790,7 @@ def _break_driver(broken):
 
 
 @cocotb.test()
-async def campaign(dut):
+async def stub_campaign(dut):
     """The stub campaign: ``faults`` trials with seed ``seed`` (bench inputs)."""
     from cocotb.utils import get_sim_time
 
@@ -817,6 +817,163 @@ async def campaign(dut):
     bench_output(out)
 
 
+# -- the board slice: the real accelerator behind the link -----------------------------------
+
+#: The board slice's model: the committed digits MLP (64-128-64-10) at 8 lanes, memories
+#: sized to it, its weights baked into EBR (as the ULX3S build; the program is loaded over
+#: the link).
+BOARD_LANES = 8
+
+
+def _board_model(n_inputs: int):
+    """(compiled, int8 inputs (n, 64), golden logits (n, 10)) of the committed digits MLP:
+    the first ``n_inputs`` test digits and ``golden.mlp.int_forward``'s logits."""
+    from ternac.config import AccelConfig
+    from ternac.golden import mlp
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    from ternac.lower import compile_mlp, load_model
+    from ternac.sim.runner import REPO
+    _, layers = load_model(REPO / "checkpoints" / "digits.safetensors")
+    words = sum(-(-l.trits.shape[0] // BOARD_LANES) * l.trits.shape[1] for l in layers)
+    cfg = AccelConfig(lanes=BOARD_LANES, weight_depth=words, scratch_depth=256, out_depth=16,
+                      prog_depth=8, max_fan_in=128)
+    compiled = compile_mlp(layers, cfg, 64)
+    _, _, x_te, _ = load_split()
+    x = quantize_pixels(x_te)[:n_inputs]
+    return compiled, x, mlp.int_forward(layers, x)
+
+
+def _call_writes(call, word_bits) -> dict | None:
+    """(space, addr) -> word of every host-port write a session call asks for (None: the
+    call writes nothing)."""
+    from ternac.protocol import Space
+    name, args = call[0], call[1:]
+    if name == "write_scratch":
+        addr, vals = args
+        return {(Space.SCRATCH, addr + i): int(v) & 0xFFFF for i, v in enumerate(vals)}
+    if name == "load_program":
+        (words,) = args
+        return {(Space.PROG, 4 * i + s): (int(w) >> (32 * s)) & 0xFFFFFFFF
+                for i, w in enumerate(words) for s in range(4)}
+    return None
+
+
+@cocotb.test()
+async def board_campaign(dut):
+    """The digits session (ternac.session.digits_session) on the real board core with a
+    fault armed before each of ``fault_rate`` of its driver calls; every logit compared
+    with the golden model; every host-port write checked against its call."""
+    from cocotb.utils import get_sim_time
+
+    from streams import bench_inputs, bench_output
+    from ternac.hostdriver import HostDriver, drive_async
+    from ternac.protocol import LinkError
+    from ternac.session import digits_session
+    p = bench_inputs()
+    rng = random.Random(p["seed"])
+    t = BenchTransport(dut)
+    await Timer(20 * CLK_NS, "ns")
+    drv = HostDriver(t, retries=2)
+    writes = []
+
+    async def monitor():
+        while True:
+            await dut.mon_we.rising_edge
+            writes.append((int(dut.mon_space.value), int(dut.mon_addr.value),
+                           int(dut.mon_wdata.value)))
+    cocotb.start_soon(monitor())
+    stats = {"injected": 0, "calls": 0, "call_errors": 0, "outside_writes": [], "hung": 0,
+             "by_fault": {}}
+    probe = HostDriver(t, retries=0)
+    resp_len = {"check_identity": 13, "status": 16, "write_scratch": 6, "load_program": 6,
+                "run": 14, "read_out": 6 + 4 * p["n_logits"]}
+    req_len = {"check_identity": 6, "status": 6, "run": 6, "read_out": 13,
+               "write_scratch": 11 + 4 * len(p["inputs"][0]),
+               "load_program": 11 + 16 * min(len(p["program"]), 16)}
+
+    async def perform(call):
+        name = call[0]
+        stats["calls"] += 1
+        fault = None
+        if name in resp_len and rng.random() < p["fault_rate"]:
+            direction, kind = rng.choice(FAULTS)
+            if kind == "reset_run" and name != "run":
+                direction, kind = "h2d", "reset_frame"
+            n = req_len[name] if direction != "d2h" else resp_len[name]
+            fault = Fault(direction, kind, pos=rng.randrange(1 if kind == "truncate" else 0, n),
+                          bit=rng.randrange(10),
+                          byte=0xA5 if rng.random() < 0.25 else rng.randrange(256),
+                          delay_ns=rng.randrange(BYTE_NS if kind == "reset_frame"
+                                                 else 2000 * CLK_NS))
+            t.arm(fault, resp_len[name])
+            key = f"{direction}/{kind}"
+            stats["by_fault"][key] = stats["by_fault"].get(key, 0) + 1
+        writes.clear()
+        try:
+            return await getattr(drv, name)(*call[1:])
+        except LinkError:
+            stats["call_errors"] += 1
+            raise
+        finally:
+            t.disarm()
+            if fault is not None:
+                stats["injected"] += int(fault.applied)
+                await Timer(RESYNC_NS, "ns")
+                t.buf.clear()
+                try:
+                    await probe.status()
+                except LinkError:
+                    stats["hung"] += 1
+            want = _call_writes(call, p["word_bits"]) or {}
+            for space, addr, data in writes:
+                if want.get((space, addr)) != data:
+                    stats["outside_writes"].append(f"{name}: {data:#x} at space {space} "
+                                                   f"[{addr}]")
+
+    out = await drive_async(digits_session(p), perform, (LinkError,))
+    out.update(stats, sim_seconds=get_sim_time("ns") * 1e-9)
+    bench_output(out)
+
+
+def run_board_faults(seed: int = 1, inputs: int = 24, *, fault_rate: float = 0.5,
+                     progress: bool = True) -> dict:
+    """The board slice: the digits session on the real board core (link + Accelerator,
+    :data:`BOARD_LANES` lanes) with a fault armed before ``fault_rate`` of its driver
+    calls (one fault a call; kinds as :data:`FAULTS`), ``inputs`` test digits.
+
+    Returns
+    -------
+    dict: ``injected``, ``by_fault``, ``calls``, ``call_errors`` (calls that raised a
+    one-sentence LinkError into the session), ``repeated`` (inferences the session tried
+    again), ``logit_mismatches`` (against ``golden.mlp.int_forward``, every element; target
+    0), ``outside_writes`` (target none), ``hung`` (probes unanswered; target 0), ``seed``,
+    ``wall_s`` (measured, the build included), ``sim_seconds``.
+    """
+    from ternac.session import digits_session_inputs
+    from ternac.sim.runner import build, run_bench
+    t0 = time.time()
+    compiled, x, golden = _board_model(inputs)
+    name = "ternac_faults_board"
+    runner, bdir = build(FaultBench("board", cfg=compiled.cfg,
+                                    program_words=compiled.program_words,
+                                    weight_words=compiled.weight_words),
+                         name, clock="hdl", clock_ns=CLK_NS, progress=progress)
+    p = digits_session_inputs(compiled, x.tolist(), board="ulx3s")
+    p.update(seed=seed, fault_rate=fault_rate, tolerate_link_errors=True)
+    out = run_bench(runner, bdir, name, "faults", testcase="board_campaign", inputs=p)
+    want = golden.tolist()
+    mism = sum(a != b for row, ref in zip(out["logits"], want) for a, b in zip(row, ref))
+    mism += abs(len(out["logits"]) - len(want)) * len(want[0])
+    return {"what": "fault injection on the board core's UART host link, digits MLP "
+                    f"(L={BOARD_LANES}), real accelerator",
+            "kinds": {"counts": "measured (co-simulation)", "wall_s": "measured"},
+            "seed": seed, "inputs": inputs, "fault_rate": fault_rate,
+            **{k: out[k] for k in ("injected", "by_fault", "calls", "call_errors",
+                                   "repeated", "outside_writes", "hung", "sim_seconds")},
+            "logit_mismatches": mism, "logits_compared": len(want) * len(want[0]),
+            "wall_s": round(time.time() - t0, 1)}
+
+
 # -- the host side -----------------------------------------------------------------------------
 
 def run_faults(seed: int = 1, faults: int = 10_000, *, progress: bool = True,
@@ -838,7 +995,7 @@ def run_faults(seed: int = 1, faults: int = 10_000, *, progress: bool = True,
             bar.n = rec["done"]
             bar.refresh()
     try:
-        out = run_bench(runner, bdir, name, "faults", testcase="campaign",
+        out = run_bench(runner, bdir, name, "faults", testcase="stub_campaign",
                         inputs={"seed": seed, "faults": faults, "broken": broken},
                         on_progress=on_progress)
     finally:

@@ -235,9 +235,10 @@ class HostDriver:
 
     def run_session(self, gen):
         """Run a session (:mod:`ternac.session`): a generator that yields driver calls
-        ``(method name, *args)`` and receives their results. Returns the session's value
-        (a coroutine of it with an asynchronous transport)."""
-        return self._drive(gen, lambda call: getattr(self, call[0])(*call[1:]))
+        ``(method name, *args)`` and receives their results; a call's :class:`LinkError`
+        is thrown into it (where it may repeat an idempotent step, or let it out). Returns
+        the session's value (a coroutine of it with an asynchronous transport)."""
+        return self._drive(gen, lambda call: getattr(self, call[0])(*call[1:]), (LinkError,))
 
     # framing --------------------------------------------------------------------------
     def _read_response(self, long=False):
