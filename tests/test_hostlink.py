@@ -141,7 +141,7 @@ def test_one_session_runs_sync_and_async():
          "program": [1, 2], "inputs": [[1, -2, 3]], "input_addr": 5, "logits_addr": 0,
          "n_logits": 3}
     expect = {"logits": [[-5, 7, 0]], "results": [2], "cycles": [1234],
-              "status": {"flags": int(StatusFlag.DONE), "rejected": 0}}
+              "status": {"flags": int(StatusFlag.DONE), "rejected": 0}, "repeated": 0}
     ts = ScriptedTransport(_digits_script(0xC0FFEE42, [-5, 7, 0], 2, 1234))
     assert HostDriver(ts).run_session(digits_session(p)) == expect
     ta = AsyncScriptedTransport(_digits_script(0xC0FFEE42, [-5, 7, 0], 2, 1234))
