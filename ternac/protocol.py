@@ -23,7 +23,8 @@ import json
 
 __all__ = [
     "SYNC_REQUEST", "SYNC_RESPONSE", "PROTOCOL_VERSION", "MAX_WORDS", "WRITE_HEADER_BYTES",
-    "WORD_STRIDE", "HOST_ADDR_BITS", "SPACE_BITS", "STATUS_ERROR_FLAGS",
+    "WORD_STRIDE", "HOST_ADDR_BITS", "SPACE_BITS", "STATUS_ERROR_FLAGS", "RUN_TAG_SHIFT",
+    "STATUS_TAG_SHIFT", "RUN_TAG_BITS",
     "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame", "decode_frame",
     "space_limits", "config_hash", "board_config_hash",
     "LinkError", "LinkTimeout", "DeviceError",
@@ -49,7 +50,8 @@ class Command(enum.IntEnum):
     IDENTIFY = 0x01    # payload: none          -> hash u32, version u8, max_words u16
     WRITE_MEM = 0x02   # space u8, addr u32, words u32 x n (1 <= n <= MAX_WORDS) -> none
     READ_MEM = 0x03    # space u8, addr u32, count u16 (1..MAX_WORDS) -> words u32 x count
-    RUN = 0x04         # none (wait) or flags u8 (bit 0: do not wait) -> result u32, cycles u32
+    RUN = 0x04         # none (wait) or flags u8 (bit 0: do not wait; bits 1-2: run tag)
+    #                    -> result u32, cycles u32 (waiting) or none
     STATUS = 0x05      # none -> result u32, cycles u32, flags u8, rejected u8
 
 
@@ -71,11 +73,20 @@ class StatusFlag(enum.IntFlag):
     RX_FRAMING = 0x08    # sticky: a stop bit was 0
     TIMEOUT = 0x10       # sticky: a partial frame was dropped after the inter-byte timeout
     ERROR = 0x20         # the accelerator stopped on an error (until the next RUN)
+    RUN_TAG_LO = 0x40    # bits 6-7: the tag of the last RUN accepted since reset (0: none)
+    RUN_TAG_HI = 0x80
 
 
 #: The STATUS flags that mean something went wrong on the link or in the accelerator.
 STATUS_ERROR_FLAGS = (StatusFlag.RX_OVERRUN | StatusFlag.RX_FRAMING | StatusFlag.TIMEOUT
                       | StatusFlag.ERROR)
+#: A RUN request's flags byte carries a 2-bit run tag (1..3) in bits RUN_TAG_SHIFT..+1,
+#: which the device keeps from the RUN it accepts and reports in the STATUS flags' bits
+#: STATUS_TAG_SHIFT..+1 (0 after a reset). A host whose RUN response was lost asks STATUS:
+#: its own tag there means the RUN ran, the previous one that it did not.
+RUN_TAG_SHIFT = 1
+STATUS_TAG_SHIFT = 6
+RUN_TAG_BITS = 2
 
 
 class Space(enum.IntEnum):
