@@ -4,6 +4,9 @@ Protocol (sync byte, command, u16 length, payload, CRC-16/CCITT-FALSE): ``docs/h
 constants: :mod:`ternac.protocol`, shared with the host driver. Every request is answered
 with ACK or a named error; a rejected frame has no effect, and the parser resynchronises on
 the next sync byte (a partial frame is dropped after ``timeout_cycles`` without a byte).
+The tag of the last accepted RUN is reported in STATUS, so a host whose RUN response was
+lost can tell whether it ran (``ternac.protocol.RUN_TAG_SHIFT``). Fault injection:
+``ternac.sim.faults`` (``make faults``).
 """
 from __future__ import annotations
 
@@ -11,9 +14,9 @@ from amaranth import Array, C, Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, SPACE_BITS,
-                             SYNC_REQUEST, SYNC_RESPONSE, WRITE_HEADER_BYTES, Command, Reply,
-                             space_limits)
+from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, RUN_TAG_BITS,
+                             RUN_TAG_SHIFT, SPACE_BITS, STATUS_TAG_SHIFT, SYNC_REQUEST,
+                             SYNC_RESPONSE, WRITE_HEADER_BYTES, Command, Reply, space_limits)
 
 from .uart import UARTRx, UARTTx
 
@@ -162,6 +165,7 @@ class Hostlink(wiring.Component):
         # Status.
         sticky = Signal(3)          # TIMEOUT, RX_FRAMING, RX_OVERRUN
         rejected = Signal(8)
+        run_tag = Signal(RUN_TAG_BITS)  # of the last RUN accepted (0: none since reset)
         m.d.sync += sticky.eq(sticky | Cat(self.rx_overrun, self.rx_framing_error, 0))
 
         # One CRC register serves the request (checked) and the response (generated): the
@@ -170,8 +174,9 @@ class Hostlink(wiring.Component):
         crc_byte = Mux(tx_phase, self.tx.payload, self.rx.payload)
         crc_next = crc16_byte(m, crc, crc_byte)
 
+        assert STATUS_TAG_SHIFT == 6 and RUN_TAG_BITS == 2
         host_status = Cat(host.result, host.cycles, host.busy, host.done, sticky, host.error,
-                          C(0, 2), rejected)
+                          run_tag, rejected)
         identity = Const(self._hash | (PROTOCOL_VERSION << 32) | (nmax << 40), 80)
 
         m.d.comb += [
@@ -322,7 +327,8 @@ class Hostlink(wiring.Component):
                     m.next = "W_FETCH"
                 with m.Else():      # RUN
                     m.d.comb += host.start.eq(1)
-                    m.d.sync += guard.eq(3)
+                    m.d.sync += [guard.eq(3), run_tag.eq(Mux(
+                        length == 1, run_flags[RUN_TAG_SHIFT:RUN_TAG_SHIFT + RUN_TAG_BITS], 0))]
                     with m.If(run_flags[0] & (length == 1)):
                         respond(Reply.ACK)
                     with m.Else():

@@ -464,7 +464,6 @@ class Campaign:
         self.dut, self.t, self.stub = dut, transport, stub
         self.rng = random.Random(seed)
         self.drv = HostDriver(transport, retries=2)
-        self.probe_drv = HostDriver(transport, retries=0)
         self.mem = {s: {} for s in SPACES}
         self.writes = []            # monitored host-port writes of the current trial
         self.runs = 0               # the stub's result (runs since reset)
@@ -648,10 +647,15 @@ class Campaign:
         self.t.disarm()
         await Timer(RESYNC_NS, "ns")
         self.t.buf.clear()
+        # The session's own driver (it learns the device's run tag, as in a session), with
+        # no retry: the device must answer at once.
+        retries, self.drv.retries = self.drv.retries, 0
         try:
-            return await self.probe_drv.status()
+            return await self.drv.status()
         except LinkError:
             return None
+        finally:
+            self.drv.retries = retries
 
     async def trial(self, direction, kind):
         from cocotb.utils import get_sim_time
@@ -709,7 +713,7 @@ class Campaign:
         if st.busy:                 # a no-wait run: let it finish
             while st.busy:
                 await Timer(SLOW_RUN_CYCLES * CLK_NS // 4, "ns")
-                st = await self.probe_drv.status()
+                st = await self.probe()
             self.runs = st.result
             self.rejected = st.rejected
         if not fault.applied:
@@ -732,7 +736,7 @@ class Campaign:
             await self.drv.write_mem(space, 0, words)
             self.apply_writes(("write_mem", space, 0, words))
         await self.readback()
-        st = await self.probe_drv.status()
+        st = await self.probe()
         self.runs, self.rejected = st.result, st.rejected
 
     async def readback(self):

@@ -25,7 +25,8 @@ import time
 
 from ternac.errors import InputError
 from ternac.golden.widths import SCRATCH_BITS
-from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, SYNC_REQUEST,
+from ternac.protocol import (HOST_ADDR_BITS, MAX_WORDS, PROTOCOL_VERSION, RUN_TAG_BITS,
+                             RUN_TAG_SHIFT, STATUS_TAG_SHIFT, SYNC_REQUEST,
                              SYNC_RESPONSE, WORD_STRIDE, WRITE_HEADER_BYTES, Command,
                              DeviceError, LinkError, LinkTimeout, Reply, Space, StatusFlag,
                              config_hash, crc16, decode_frame, encode_frame, space_limits)
@@ -64,6 +65,11 @@ class Status:
     @property
     def done(self) -> bool:
         return bool(self.flags & StatusFlag.DONE)
+
+    @property
+    def run_tag(self) -> int:
+        """The tag of the last RUN the device accepted since its reset (0: none)."""
+        return (int(self.flags) >> STATUS_TAG_SHIFT) & ((1 << RUN_TAG_BITS) - 1)
 
 
 # -- I/O requests yielded by the protocol generators ---------------------------------------
@@ -217,6 +223,8 @@ class HostDriver:
         # Set when a request failed on the link: the next one first waits out the device's
         # partial-frame timeout and drops what is left of a broken response.
         self._stale = False
+        # The device's run tag as last seen (a STATUS, an acknowledged RUN); None: unknown.
+        self._run_tag = None
 
     # runners --------------------------------------------------------------------------
     def _drive(self, gen, perform, catch=()):
@@ -263,8 +271,9 @@ class HostDriver:
         """One request and its response (a generator): returns the ACK payload.
 
         Retries (``self.retries`` times) after a lost or corrupted response (only if
-        ``idempotent``) and after a reply in :data:`_CORRUPTED_REQUEST`; before a retry it
-        waits out the device's partial-frame timeout and drops pending input (``_Drain``).
+        ``idempotent``; else that LinkError is raised as it is) and after a reply in
+        :data:`_CORRUPTED_REQUEST`; before a retry it waits out the device's partial-frame
+        timeout and drops pending input (``_Drain``).
 
         Raises
         ------
@@ -284,8 +293,7 @@ class HostDriver:
             except LinkError as e:
                 self._stale = True
                 if not idempotent:
-                    raise type(e)(f"the response to {cmd.name} was lost or corrupted ({e}); "
-                                  f"whether it ran is unknown, so it is not sent again") from None
+                    raise           # the caller decides (HostDriver.run: the run tag)
                 if last:
                     raise type(e)(f"{cmd.name} got no valid response in {attempts} "
                                   f"attempt{'s' if attempts > 1 else ''} (last: {e})") from None
@@ -336,11 +344,16 @@ class HostDriver:
     @_operation
     def status(self):
         """STATUS: result, cycles, flags and rejected-frame count."""
+        return (yield from self._status())
+
+    def _status(self):
         data = yield from self._exchange(Command.STATUS)
         if len(data) != 10:
             raise LinkError(f"STATUS answered {len(data)} bytes, 10 expected")
-        return Status(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"),
-                      StatusFlag(data[8]), data[9])
+        st = Status(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"),
+                    StatusFlag(data[8]), data[9])
+        self._run_tag = st.run_tag
+        return st
 
     def _limit(self, space) -> int:
         """Host addresses of ``space`` (InputError for an unknown space)."""
@@ -459,14 +472,55 @@ class HostDriver:
     @_operation
     def run(self, wait: bool = True):
         """RUN the program. With ``wait`` the device answers when it is done:
-        returns (result, cycles); without, it answers at once and returns None."""
-        if wait:
-            data = yield from self._exchange(Command.RUN, long=True, idempotent=False)
-            if len(data) != 8:
-                raise LinkError(f"RUN answered {len(data)} bytes, 8 expected")
-            return int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little")
-        yield from self._exchange(Command.RUN, b"\x01", idempotent=False)
-        return None
+        returns (result, cycles); without, it answers at once and returns None.
+
+        Each RUN carries a run tag (1..3, the one after the device's last); when its
+        response is lost or corrupted, STATUS tells whether the device accepted it: its
+        tag there means the RUN ran (the result and cycles are then STATUS's), the
+        previous tag that it did not (it is sent again, up to ``retries`` times). When the
+        device's previous tag is unknown (no STATUS or RUN yet on this driver) or it was
+        reset meanwhile, whether it ran is unknown and :class:`LinkError` says so in one
+        sentence.
+        """
+        mask = (1 << RUN_TAG_BITS) - 1
+        for attempt in range(self.retries + 1):
+            before = self._run_tag
+            tag = (before or 0) % mask + 1
+            payload = bytes([(tag << RUN_TAG_SHIFT) | (0 if wait else 1)])
+            try:
+                data = yield from self._exchange(Command.RUN, payload, long=wait,
+                                                 idempotent=False)
+            except DeviceError:
+                raise
+            except LinkError as e:
+                lost = e
+            else:
+                self._run_tag = tag
+                if not wait:
+                    return None
+                if len(data) != 8:
+                    raise LinkError(f"RUN answered {len(data)} bytes, 8 expected")
+                return int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little")
+            # The response was lost: did the device take this RUN?
+            st = yield from self._status()
+            if st.run_tag == tag and before is not None:
+                if not wait:
+                    return None
+                if st.busy:
+                    raise LinkTimeout(f"RUN is still running after the run timeout (its "
+                                      f"response: {lost})") from None
+                return st.result, st.cycles
+            if before is None or st.run_tag != before or before == 0:
+                why = ("this driver has not seen the device's run tag yet" if before is None
+                       else "the device reports no RUN accepted since its last reset"
+                       if st.run_tag == 0
+                       else f"the device reports run tag {st.run_tag}, neither the previous "
+                            f"{before} nor this RUN's {tag}")
+                raise type(lost)(f"the response to RUN was lost or corrupted ({lost}) and "
+                                 f"{why}, so whether it ran is unknown") from None
+            # the device still shows the previous tag: this RUN did not run; send it again
+        raise type(lost)(f"RUN got no valid response in {self.retries + 1} attempts "
+                         f"(last: {lost})") from None
 
     @_operation
     def raw(self, frame: bytes, *, expect_response: bool = True):

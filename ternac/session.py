@@ -96,11 +96,15 @@ def lm_session_inputs(cm, prompt_ids, n_new: int, board: str = "icebreaker") -> 
 
 def _load(p: dict, say):
     """Session steps shared by every model: IDENTIFY and check the configuration hash;
-    load the weights (SPRAM boards; ``LM_WEIGHT_CHUNK`` words a call, then the first
+    STATUS; load the weights (SPRAM boards; ``LM_WEIGHT_CHUNK`` words a call, then the first
     ``READBACK_WORDS`` words read back and compared); load the program.
 
     Raises LinkError if a weight reads back wrong."""
     yield ("check_identity", p["config_hash"])
+    # STATUS once: clears sticky link flags from before the session (the final STATUS
+    # judges this session's link) and shows the driver the device's run tag, so a RUN
+    # whose response is lost can be resolved (HostDriver.run).
+    yield ("status",)
     weights = p["weights"]
     if p["load_weights"]:
         for base in range(0, len(weights), LM_WEIGHT_CHUNK):

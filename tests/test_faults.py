@@ -143,23 +143,64 @@ def test_driver_does_not_retry_named_errors():
         assert len(t.sent) == 1
 
 
-def test_lost_run_response_fails_in_one_sentence_and_is_not_resent():
-    t = Scripted([None, _ack()])
+def _status(tag, result=0, cycles=0, flags=0x02):
+    return _ack(result.to_bytes(4, "little") + cycles.to_bytes(4, "little")
+                + bytes([flags | (tag << 6), 0]))
+
+
+def _run_tag_sent(frame):
+    code, payload = decode_frame(frame, sync=frame[0])
+    assert code == Command.RUN and len(payload) == 1
+    return payload[0] >> 1
+
+
+def test_lost_run_response_is_resolved_by_the_run_tag():
+    result = (7).to_bytes(4, "little") + (99).to_bytes(4, "little")
+    # The device accepted the RUN (its STATUS shows this RUN's tag): STATUS's result.
+    t = Scripted([_status(2), None, _status(3, 7, 99)])
+    drv = HostDriver(t, retries=2)
+    drv.status()
+    assert drv.run() == (7, 99)
+    assert len(t.sent) == 3 and _run_tag_sent(t.sent[1]) == 3
+    # It did not (the previous tag): the RUN is sent again, with the same tag.
+    t = Scripted([_status(3), None, _status(3), _ack(result)])
+    drv = HostDriver(t, retries=2)
+    drv.status()
+    assert drv.run() == (7, 99)
+    assert [_run_tag_sent(t.sent[i]) for i in (1, 3)] == [1, 1]
+
+
+def test_lost_run_response_fails_in_one_sentence_when_unresolvable():
+    # No tag seen yet on this driver: whether it ran is unknown; the RUN is not resent.
+    t = Scripted([None, _status(1)])
     drv = HostDriver(t, retries=2)
     with pytest.raises(LinkTimeout, match=r"^the response to RUN was lost or corrupted "
-                                          r"\(.*\); whether it ran is unknown") as e:
+                                          r"\(.*\) and this driver has not seen the device's "
+                                          r"run tag yet, so whether it ran is unknown$") as e:
         drv.run()
-    assert len(t.sent) == 1 and _one_sentence(str(e.value))
-    # the next request first waits out the device's timeout and drops stale input
-    drv.write_mem(Space.OUT, 0, [1])
-    assert t.drains == 1 and len(t.sent) == 2
-    # a corrupted RUN response (CRC) is as ambiguous
+    assert len(t.sent) == 2 and _one_sentence(str(e.value))
+    # The device was reset meanwhile (tag 0): unknown too.
+    t = Scripted([_status(2), None, _status(0)])
+    drv = HostDriver(t, retries=2)
+    drv.status()
+    with pytest.raises(LinkError, match="the device reports no RUN accepted since its last "
+                                        "reset, so whether it ran is unknown"):
+        drv.run()
+    assert len(t.sent) == 3
+    # A corrupted RUN response (CRC) is as ambiguous as a lost one.
     bad = bytearray(_ack(bytes(8)))
     bad[6] ^= 1
-    t = Scripted([bytes(bad)])
+    t = Scripted([bytes(bad), _status(1)])
     with pytest.raises(LinkError, match="the response to RUN was lost or corrupted"):
         HostDriver(t).run()
-    assert len(t.sent) == 1
+    # the STATUS after a lost response first waits out the device's partial-frame timeout
+    # and drops stale input
+    t = Scripted([None, _status(1), _ack()])
+    drv = HostDriver(t, retries=2)
+    with pytest.raises(LinkError):
+        drv.run()
+    drv.write_mem(Space.OUT, 0, [1])
+    assert t.drains == 1 and len(t.sent) == 3
 
 
 def test_driver_names_the_command_and_attempts_after_silence():

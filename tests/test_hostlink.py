@@ -125,7 +125,8 @@ def _digits_script(chash, logits, result, cycles, rejected=0):
     """The device's answers to a digits session of one input, the program in one frame."""
     ident = chash.to_bytes(4, "little") + bytes([PROTOCOL_VERSION]) + MAX_WORDS.to_bytes(2, "little")
     out = b"".join((v & 0xFFFFFFFF).to_bytes(4, "little") for v in logits)
-    return [_ack(ident), _ack(), None, _ack(),
+    status0 = _ack(bytes(8) + bytes([0, 0]))    # the session's first STATUS (run tag 0)
+    return [_ack(ident), status0, _ack(), None, _ack(),
             _ack(result.to_bytes(4, "little") + cycles.to_bytes(4, "little")), _ack(out),
             _ack(bytes(8) + bytes([StatusFlag.DONE, rejected]))]
 
@@ -146,8 +147,8 @@ def test_one_session_runs_sync_and_async():
     assert HostDriver(ts).run_session(digits_session(p)) == expect
     ta = AsyncScriptedTransport(_digits_script(0xC0FFEE42, [-5, 7, 0], 2, 1234))
     assert asyncio.run(HostDriver(ta).run_session(digits_session(p))) == expect
-    assert ts.sent == ta.sent and len(ts.sent) == 7 and ts.drains == ta.drains == 1
-    code, payload = decode_frame(ts.sent[2], sync=ts.sent[2][0])
+    assert ts.sent == ta.sent and len(ts.sent) == 8 and ts.drains == ta.drains == 1
+    code, payload = decode_frame(ts.sent[3], sync=ts.sent[3][0])
     assert code == Command.WRITE_MEM and payload[0] == Space.SCRATCH
     assert payload[5:] == b"".join((v & 0xFFFF).to_bytes(4, "little") for v in (1, -2, 3))
     bad = ScriptedTransport(_digits_script(0xC0FFEE42, [0, 0, 0], 0, 1, rejected=1))
