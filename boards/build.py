@@ -41,7 +41,8 @@ from . import facts
 from .resources import FitError
 
 __all__ = ["BuildError", "FitError", "TimingError", "tool_env", "build_board", "check_timing",
-           "build_unit", "parse_reports", "unit_names", "OOCWrapper"]
+           "build_unit", "parse_reports", "unit_names", "OOCWrapper", "check_freq",
+           "check_build_dir", "MAX_FREQ_MHZ"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -68,6 +69,38 @@ _UTIL = {
     "ecp5": {"LUT": "TRELLIS_COMB", "FF": "TRELLIS_FF", "EBR": "DP16KD", "DSP": "MULT18X18D",
              "IO": "TRELLIS_IO", "PLL": "EHXPLLL"},
 }
+
+
+#: The highest clock a build accepts, MHz: above what any fabric of these devices clocks
+#: (iCE40 UP5K and ECP5 logic reach a few hundred MHz at most); a higher --freq is a typo.
+MAX_FREQ_MHZ = 1000.0
+
+
+def check_freq(freq_mhz, what: str = "--freq") -> float | None:
+    """``freq_mhz`` (MHz) as a float, or None (the default clock): finite, above 0 and at
+    most :data:`MAX_FREQ_MHZ`. Raises ValueError (one sentence) otherwise; checked before
+    any synthesis (``--freq 0`` was the default clock, ``nan`` 270 MHz, ``inf`` a
+    TypeError after place and route)."""
+    import math
+    if freq_mhz is None:
+        return None
+    try:
+        f = float(freq_mhz)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number of MHz, not {freq_mhz!r}") from None
+    if not math.isfinite(f) or f <= 0 or f > MAX_FREQ_MHZ:
+        raise ValueError(f"{what} must be a clock in MHz above 0 and at most "
+                         f"{MAX_FREQ_MHZ:g}, not {freq_mhz!r}")
+    return f
+
+
+def check_build_dir(build_dir) -> None:
+    """Refuse, before any work, a build folder that is a file or cannot be made (the build
+    runs in a folder beside it and is renamed into place at the end). Raises ValueError."""
+    if build_dir is None:
+        return
+    from ternac.errors import check_output_dir
+    check_output_dir(str(build_dir), "build folder")
 
 
 class BuildError(RuntimeError):
@@ -331,7 +364,8 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
 
     Raises
     ------
-    ValueError for a bad board, frequency or a memory that does not fit;
+    ValueError for a bad board, a frequency that is not finite, above 0 and at most
+    MAX_FREQ_MHZ, a build folder that is a file, or a memory that does not fit;
     FitError (one sentence, before synthesis) for a design that cannot fit, or when place
     and route runs out of cells; BuildError when a tool fails; TimingError when Fmax misses
     the constraint.
@@ -339,6 +373,9 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     from .resources import NoEstimate, estimate
     from .resources import check_fit as _check_fit
     b = facts.board(board)
+    freq_mhz = check_freq(freq_mhz)
+    check_build_dir(build_dir)
+    _check_weight_memory(b, cfg)
     try:
         est = estimate(cfg, board)
     except NoEstimate as e:
@@ -381,6 +418,24 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     check_timing(parsed, top.freq_mhz, where=board, report=report,
                  report_path=build_dir / "report.json")
     return report
+
+
+def _check_weight_memory(b, cfg) -> None:
+    """An SPRAM weight memory (the iCEBreaker) holds words of at most 64 bits in its 4
+    blocks: refuse a lane count whose weight word is wider, naming the lanes (the memory's
+    own check names only word_bits). Raises FitError."""
+    if b.weights != "spram":
+        return
+    from ternac.hw.spram import SPRAM_BITS, SPRAM_COUNT, SPRAM_WORDS, spram_count
+    need = spram_count(cfg.word_bits, cfg.weight_depth)
+    if need > SPRAM_COUNT:
+        from ternac.golden.cycles import weight_word_bits
+        most = next((n for n in range(cfg.lanes - 4, 0, -4) if spram_count(
+            weight_word_bits(n, cfg.weight_format), cfg.weight_depth) <= SPRAM_COUNT), 0)
+        raise FitError(f"{cfg.lanes} lanes need {cfg.word_bits}-bit weight words, and "
+                       f"{cfg.weight_depth} of them take {need} of the {b.dev.part}'s "
+                       f"{SPRAM_COUNT} SPRAM blocks ({SPRAM_WORDS} x {SPRAM_BITS} bits each); "
+                       f"use at most {most} lanes on the {b.name}")
 
 
 def _board_report(b, cfg, top, parsed, est, times, n_program, n_weights, baud, build_dir,
@@ -553,14 +608,17 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
 
     Raises
     ------
-    ValueError for an unknown unit or device; BuildError when a tool fails; FitError when
-    place and route runs out of cells.
+    ValueError for an unknown unit or device, a frequency that is not finite, above 0 and
+    at most MAX_FREQ_MHZ, or a build folder that is a file; BuildError when a tool fails;
+    FitError when place and route runs out of cells.
     """
     dev = facts.device(device)
     b = facts.board_of_device(device)
     mod = _board_module(b.key)
     family = dev.family
-    freq_mhz = float(freq_mhz or dev.ooc_mhz)
+    freq_mhz = check_freq(freq_mhz)
+    freq_mhz = dev.ooc_mhz if freq_mhz is None else freq_mhz
+    check_build_dir(build_dir)
     unit = _make_unit(name, cfg)
     build_dir = pathlib.Path(build_dir or REPO / "build" / "units" /
                              f"{name}-{dev.key}-L{cfg.lanes}").resolve()

@@ -59,7 +59,7 @@ from .digits_data import (INPUT_SCALE, N_CLASSES, N_FEATURES, SPLIT_DESCRIPTION,
                           dequantize_pixels, load_split, quantize_pixels)
 
 __all__ = [
-    "DIGITS_DIMS", "DEFAULT_EPOCHS", "DEFAULT_CHECKPOINT",
+    "DIGITS_DIMS", "DEFAULT_EPOCHS", "DEFAULT_CHECKPOINT", "COMMITTED_RECIPE", "SEED_MAX",
     "BitLinear", "TernaryMLP", "ste_ternary", "fake_quant_act",
     "TernaryLayer", "Checkpoint", "load_checkpoint", "save_trit_checkpoint",
     "IntBitLinear", "int_layers_from_trits", "int_layers_from_checkpoint", "mlp_graph",
@@ -73,8 +73,22 @@ DEFAULT_EPOCHS = 60
 #: The committed checkpoint of the digits model.
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "digits.safetensors"
 
+#: What the committed checkpoint is a function of, besides the recipe's code: seed 0, 60
+#: epochs, one CPU thread, torch 2.13.0+cpu with ATen's AVX512 kernels (measured
+#: 2026-12-01 on this machine: the recipe reproduces it bit for bit, 0.9694). ATen's CPU
+#: kernels add floats in an order that depends on their vector width, so the same code
+#: and seed train another model on other kernels: ATEN_CPU_CAPABILITY=avx2 gives 0.9667
+#: (the figure issue 12 saw), =default 0.9722, both measured here with torch 2.13.0.
+#: Checkpoints written from now on record their torch, kernels and threads in metadata.
+COMMITTED_RECIPE = {"seed": 0, "epochs": 60, "threads": 1, "torch": "2.13.0+cpu",
+                    "cpu_capability": "AVX512", "int_accuracy": "0.9694"}
+#: The largest seed: torch.manual_seed takes 64 bits, but the CPU generator (mt19937)
+#: keeps the low 32 (torch 2.13: seeds 0, 2^32 and 2^63 draw the same numbers) and a
+#: negative seed is mapped onto 2^64 + seed, so 0 .. 2^32 - 1 are the distinct seeds.
+SEED_MAX = (1 << 32) - 1
+
 # Training hyper-parameters of train_digits (fixed: the checkpoint is a function of seed
-# and epochs only).
+# and epochs only, on one torch build and CPU kernel set: COMMITTED_RECIPE).
 _LR = 1e-2
 _BATCH = 32
 _EMA_MOMENTUM = 0.9
@@ -607,26 +621,38 @@ def train_digits(seed: int = 0, epochs: int = DEFAULT_EPOCHS, out: str | Path | 
     """Train the digits :class:`TernaryMLP` (quantization-aware) and save its checkpoint.
 
     Deterministic: initialisation from ``torch.manual_seed(seed)``, batch order from a
-    ``torch.Generator`` seeded with ``seed``, one CPU thread. Adam (lr 1e-2, cosine decay),
+    ``torch.Generator`` seeded with ``seed``, one CPU thread; bit for bit on one torch
+    build and one set of ATen CPU kernels (:data:`COMMITTED_RECIPE`: other kernels train
+    another model). Adam (lr 1e-2, cosine decay),
     batch 32, cross-entropy. Hidden activation scales follow an EMA of absmax for the first
     75% of the epochs and are frozen for the rest. About 0.1 s an epoch on one core.
 
     Parameters
     ----------
-    seed : int
+    seed : int, 0 .. SEED_MAX
     epochs : int, >= 1
-    out : path of the safetensors checkpoint to write (latent form), or None to write none
+    out : path of the safetensors checkpoint to write (latent form), or None to write none;
+        written atomically (an existing file is replaced only by the complete new one)
     progress : show a tqdm progress bar
 
     Returns
     -------
     dict: ``float_accuracy``, ``int_accuracy`` (test split), ``train_accuracy`` (float),
-    ``float_int_agreement``, ``n_test``, ``seed``, ``epochs``, ``seconds``, ``out``.
+    ``float_int_agreement``, ``n_test``, ``seed`` (the seed used), ``epochs``, ``seconds``,
+    ``out``, ``torch`` (version), ``cpu_capability`` (ATen's kernels), ``threads`` (1).
+
+    Raises
+    ------
+    ValueError for epochs < 1 or a seed outside 0 .. SEED_MAX.
     """
     from tqdm import tqdm
 
     if int(epochs) < 1:
         raise ValueError(f"epochs must be at least 1, not {epochs!r}")
+    if not (isinstance(seed, int) and 0 <= seed <= SEED_MAX):
+        raise ValueError(f"the seed must be an integer from 0 to 2^32 - 1 (torch's CPU "
+                         f"generator keeps 32 bits), not {seed!r}")
+    capability = torch.backends.cpu.get_cpu_capability()
     epochs = int(epochs)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
@@ -666,7 +692,8 @@ def train_digits(seed: int = 0, epochs: int = DEFAULT_EPOCHS, out: str | Path | 
             tensors[f"layers.{i}.weight"] = layer.weight.detach().to(torch.float32).contiguous().clone()
             tensors[f"layers.{i}.act_scale"] = layer.act_scale.detach().to(torch.float32).clone()
         metadata = {"model": "TernaryMLP", "dims": json.dumps(list(DIGITS_DIMS)), "seed": str(seed),
-                    "epochs": str(epochs), "split": SPLIT_DESCRIPTION, "input_scale": repr(INPUT_SCALE)}
+                    "epochs": str(epochs), "split": SPLIT_DESCRIPTION, "input_scale": repr(INPUT_SCALE),
+                    "torch": torch.__version__, "cpu_capability": capability, "threads": "1"}
         ckpt = _parse_checkpoint(tensors, metadata, "<in memory>")
         result = _accuracies(ckpt, x_te, y_te)
         # The float model of the checkpoint must be the trained model itself.
@@ -674,14 +701,16 @@ def train_digits(seed: int = 0, epochs: int = DEFAULT_EPOCHS, out: str | Path | 
             model_pred = predict(model(dequantize_pixels(quantize_pixels(x_te))))
         assert int((model_pred == y_te).sum()) / y_te.numel() == result["float_accuracy"]
         if out is not None:
-            from safetensors.torch import save_file
+            from safetensors.torch import save
 
+            from .fileio import atomic_write
             metadata["float_test_accuracy"] = f"{result['float_accuracy']:.4f}"
             metadata["int_test_accuracy"] = f"{result['int_accuracy']:.4f}"
             Path(out).parent.mkdir(parents=True, exist_ok=True)
-            save_file(tensors, str(out), metadata=metadata)
+            atomic_write(out, save(tensors, metadata=metadata))
     finally:
         torch.set_num_threads(threads)
     result.update(train_accuracy=train_acc, seed=seed, epochs=epochs,
-                  seconds=time.perf_counter() - t0, out=None if out is None else str(out))
+                  seconds=time.perf_counter() - t0, out=None if out is None else str(out),
+                  torch=torch.__version__, cpu_capability=capability, threads=1)
     return result

@@ -11,6 +11,22 @@ Sources
 * Jacob et al. 2018 ("Quantization and Training of Neural Networks for Efficient
   Integer-Arithmetic-Only Inference", sec. 2.2): a real multiplier ``M`` is applied as a
   fixed-point integer ``m`` and a right shift ``s`` (dyadic requantization).
+
+Tie rules (the two roundings of ternac, stated once)
+----------------------------------------------------
+* **Float to integer rounds half to even** (``torch.round``, Python ``round``): the host's
+  float-to-int8 step :func:`quantize_act` (``round(x / scale)``: 0.5 -> 0, 1.5 -> 2,
+  -0.5 -> 0, -2.5 -> -2), the absmean trits :func:`absmean_ternarize` and the dyadic
+  constant ``m`` of :func:`dyadic`. These run on the host (or at compile time), never in
+  the RTL.
+* **Integer right shifts round half up**, towards +inf (:func:`round_half_up_shift`,
+  ``(v + 2^(s-1)) >> s`` with an arithmetic shift): requantization :func:`requantize` and
+  every shift of the integer units and of the RTL (``5 >> 1`` rounds 2.5 -> 3, ``-5 >> 1``
+  rounds -2.5 -> -2).
+
+So a value exactly halfway rounds differently in the two places: 2.5 quantized from float
+is 2, 2.5 as ``5 * 2^-1`` requantized is 3. Both are deliberate (torch's float rounding on
+the host; one adder and a shift in hardware) and tested (tests/test_numerics.py).
 """
 from __future__ import annotations
 

@@ -114,9 +114,12 @@ def _model_config(model: str, lanes: int):
 def _compile(model: str, lanes: int, checkpoint: str | None):
     cfg = _model_config(model, lanes)
     if model == "shakespeare":
-        # The flagship LM: its own configuration (32 lanes, vector units).
+        # The flagship LM: its own configuration (32 lanes, vector units), calibrated on
+        # the corpus it was trained on (checked by its hash).
         from ternac.golden.lm_int import IntLM
         from ternac.lower import compile_lm
+        from ternac.runner import check_corpus
+        check_corpus(checkpoint, None)
         return compile_lm(IntLM.from_checkpoint(checkpoint), cfg)
     from ternac.lower import compile_checkpoint
     if checkpoint is None:
@@ -134,14 +137,24 @@ def build_main(args) -> int:
     board build also the estimate made before synthesis, with its error). A design whose
     estimate cannot fit the device is refused before synthesis (exit 2).
     """
-    from ternac.boards.build import BuildError, FitError, TimingError, build_board, build_unit
+    from ternac.boards.build import (BuildError, FitError, TimingError, build_board, build_unit,
+                                     check_build_dir, check_freq)
     from ternac.boards.resources import NoEstimate
     from ternac.errors import USER_ERRORS, one_line
     from ternac.errors import check_output_file
     try:
+        # Every argument checked before compiling or any tool starts.
         check_output_file(getattr(args, "json", None), "JSON output", make_folder=True)
+        check_freq(args.freq)
+        check_build_dir(args.build_dir)
+        baud = getattr(args, "baud", _facts.DEFAULT_BAUD)
+        if baud is not None and baud < 1:
+            raise ValueError(f"--baud must be a positive rate in bit/s, not {baud}")
+        if getattr(args, "checkpoint", None) is not None and not str(args.checkpoint).strip():
+            raise ValueError("the --checkpoint path is empty; give a path or leave the option "
+                             "out for the shipped checkpoint")
     except ValueError as e:
-        return _error(e)
+        return _error(one_line(e))
     target = list(getattr(args, "target", None) or [])
     name = getattr(args, "name", None)
     if target:
@@ -210,9 +223,24 @@ def build_main(args) -> int:
 
 def program_main(args) -> int:
     """``ternac program --board B [--bitstream P] [--flash] [--dry-run]``."""
-    from ternac.boards.program import ProgramError, program
+    from ternac.boards.program import ProgramError, default_bitstream, program
+    lanes = getattr(args, "lanes", 8)
+    if lanes is None or lanes < 1:
+        return _error(f"--lanes must be a positive lane count (of the default bitstream "
+                      f"build/<board>-L<lanes>), not {lanes}")
+    bitstream = getattr(args, "bitstream", None)
+    if bitstream is not None and not str(bitstream).strip():
+        return _error("the --bitstream path is empty; give a path or leave the option out for "
+                      "the default")
+    path = bitstream or default_bitstream(args.board, lanes)
+    if os.path.isdir(path):
+        return _error(f"the bitstream {path} is a folder, not a bitstream file")
+    if not os.path.isfile(path):
+        # A dry run too: the command it prints would fail.
+        return _error(f"no bitstream at {path}: run `ternac build --board {args.board}"
+                      + ("" if lanes == 8 else f" --lanes {lanes}") + "` first")
     try:
-        program(args.board, getattr(args, "bitstream", None),
+        program(args.board, bitstream,
                 dry_run=getattr(args, "dry_run", False), flash=getattr(args, "flash", False),
                 lanes=getattr(args, "lanes", 8))
     except ProgramError as e:

@@ -9,6 +9,7 @@ Subcommands::
     ternac compile digits [--lanes L] --out DIR [--checkpoint PATH]
     ternac verilog --out DIR [--lanes L] [--checkpoint PATH]
     ternac bench numerics [--json FILE]
+    ternac bench lm [--config NAME] [--out DIR] [--tokens N] [--no-build]   (ternac/bench.py)
     ternac image info PATH
     ternac sim UNIT [--waves FILE.vcd|FILE.fst] [--seed N] [--stall P]   (ternac/simcli.py)
 
@@ -64,6 +65,32 @@ def _check_out_dir(path: str) -> None:
     check_output_dir(path)
 
 
+def _write_staged(out: str, write, owned=()) -> list[str]:
+    """Run ``write(folder) -> paths`` in a new folder beside ``out``, then move each file
+    into ``out`` (``os.replace``: each one atomic), so that ``out`` gets the new set only
+    once all of it is complete; a failure leaves ``out`` as it was. Files named in
+    ``owned`` that the new set lacks are removed (a stale ``memory.hex`` of another model
+    must not stay beside the new program). Returns the final paths."""
+    import shutil
+
+    from ternac.errors import staged_folder
+    stage = staged_folder(out)
+    try:
+        staged = write(stage)
+        os.makedirs(out, exist_ok=True)
+        names = [os.path.basename(p) for p in staged]
+        final = []
+        for p, name in zip(staged, names):
+            os.replace(p, os.path.join(out, name))
+            final.append(os.path.join(out, name))
+        for name in owned:
+            if name not in names and os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        return final
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- run
 # run_digits, the backend dispatch and the report: ternac.runner.
 
@@ -73,8 +100,12 @@ def _print_report(r: dict) -> None:
           + (f", weight image {r['image']}" if r["image"] else ""))
     print(f"  accuracy              {r['accuracy']:.4f}   (integer golden "
           f"{r['golden_accuracy']:.4f}, float {r['float_accuracy']:.4f})")
-    print(f"  logit mismatches      {r['mismatches']} of {n} samples (every logit compared "
-          f"with the integer golden model); argmax mismatches {r['argmax_mismatches']}")
+    if r["backend"] == "golden" and not r["image"]:
+        print(f"  logit mismatches      {r['mismatches']} of {n} samples (the golden backend is "
+              f"the integer golden model itself: nothing else ran to compare with)")
+    else:
+        print(f"  logit mismatches      {r['mismatches']} of {n} samples (every logit compared "
+              f"with the integer golden model); argmax mismatches {r['argmax_mismatches']}")
     if r["cycles_per_inference"] is not None:
         c = r["cycles_per_inference"]
         c_txt = f"{c}" if isinstance(c, int) else f"{c:.1f} (min {r['cycles_min']}, max {r['cycles_max']})"
@@ -116,30 +147,49 @@ def _cmd_run(args) -> int:
 
 # ----------------------------------------------------------------------------- others
 
+#: Where `ternac train M` writes without --out: build/, never over the committed checkpoints.
+TRAIN_OUT = {"digits": os.path.join("build", "digits.safetensors"),
+             "vit-digits": os.path.join("build", "vit-digits.safetensors"),
+             "shakespeare": os.path.join("build", "shakespeare.safetensors")}
+
+
+def _train_out(args) -> str:
+    """The checkpoint path a training run writes: --out, else build/<model>.safetensors.
+    A file of the committed checkpoints/ folder is written only with --force. Checked
+    before training; raises InputError (one sentence)."""
+    out = args.out or TRAIN_OUT[args.model]
+    check_output_file(out, "checkpoint output", make_folder=True)
+    committed = os.path.join(os.path.dirname(_default_checkpoint()), "")
+    if (os.path.abspath(out).startswith(committed) and os.path.exists(out)
+            and not getattr(args, "force", False)):
+        raise InputError(f"{out} is a committed checkpoint; pass --force to write over it, or "
+                         f"--out another path")
+    return out
+
+
 def _cmd_train(args) -> int:
-    if args.out is not None:
-        check_output_file(args.out, "checkpoint output")
+    out = _train_out(args)
     if args.model == "shakespeare":
-        return _train_shakespeare(args)
+        return _train_shakespeare(args, out)
     if args.model == "vit-digits":
-        return _train_vit(args)
+        return _train_vit(args, out)
     from ternac.golden.mlp import train_digits
-    out = args.out or _default_checkpoint()
-    if os.path.isdir(out):
-        raise InputError(f"the checkpoint output {out} is a directory")
     r = train_digits(seed=args.seed, epochs=args.epochs, out=out, progress=not args.quiet)
-    print(f"trained digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
-          f"float test accuracy {r['float_accuracy']:.4f}, integer golden "
-          f"{r['int_accuracy']:.4f}; wrote {out}")
+    print(f"trained digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s, "
+          f"torch {r['torch']} {r['cpu_capability']}): float test accuracy "
+          f"{r['float_accuracy']:.4f}, integer golden {r['int_accuracy']:.4f}; wrote {out}")
+    from ternac.golden.mlp import COMMITTED_RECIPE
+    made = (COMMITTED_RECIPE["torch"], COMMITTED_RECIPE["cpu_capability"])
+    if (r["seed"], r["epochs"]) == (0, 60) and (r["torch"], r["cpu_capability"]) != made:
+        print(f"  note: checkpoints/digits.safetensors ({COMMITTED_RECIPE['int_accuracy']}) "
+              f"was trained with torch {made[0]} on {made[1]} kernels; other kernels add "
+              f"floats in another order and train another model (golden/mlp.py "
+              f"COMMITTED_RECIPE)")
     return 0
 
 
-def _train_vit(args) -> int:
+def _train_vit(args, out: str) -> int:
     from ternac.golden.vit import DEFAULT_EPOCHS, train_vit_digits
-    out = args.out or os.path.join("build", "vit-digits.safetensors")
-    if os.path.isdir(out):
-        raise InputError(f"the checkpoint output {out} is a directory")
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
     epochs = args.epochs if args.epochs_given else DEFAULT_EPOCHS
     r = train_vit_digits(seed=args.seed, epochs=epochs, out=out, progress=not args.quiet)
     print(f"trained vit-digits (seed {r['seed']}, {r['epochs']} epochs, {r['seconds']:.1f} s): "
@@ -149,20 +199,37 @@ def _train_vit(args) -> int:
     return 0
 
 
-def _train_shakespeare(args) -> int:
-    from ternac.golden import lm
-    out = args.out or str(lm.DEFAULT_CHECKPOINT)
-    if os.path.isdir(out):
-        raise InputError(f"the checkpoint output {out} is a directory")
-    if args.text is not None and not os.path.isfile(args.text):
-        raise InputError(f"the training text {args.text} does not exist or is not a file")
+def train_device(name: str) -> str:
+    """Check a torch device name for training: ``cpu``, ``cuda`` or ``cuda:N`` of a device
+    this machine has. Returns the name; raises InputError (one sentence) otherwise."""
     import torch
     try:
-        dev = torch.device(args.device)
-    except RuntimeError:
-        raise InputError(f"unknown torch device {args.device!r}; use cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked, but this machine has no CUDA device")
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"unknown torch device {name!r}; use cpu or cuda") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"--device {name} was asked, but this machine has no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name} was asked, but this machine has "
+                             f"{torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if not (mps is not None and mps.is_available()):
+            raise InputError(f"--device {name} was asked, but this PyTorch has no usable MPS "
+                             f"(Apple GPU) device; use cpu or cuda")
+        raise InputError("--device mps is not supported by the training recipe; use cpu or cuda")
+    elif dev.type != "cpu":
+        raise InputError(f"--device {name} cannot train the model (a {dev.type} device holds "
+                         f"no data or is not supported); use cpu or cuda")
+    return name
+
+
+def _train_shakespeare(args, out: str) -> int:
+    from ternac.golden import lm
+    if args.text is not None and not os.path.isfile(args.text):
+        raise InputError(f"the training text {args.text} does not exist or is not a file")
+    train_device(args.device)
     try:
         r = lm.train_shakespeare(args.text, out, seed=args.seed,
                                  steps=args.steps or lm.DEFAULT_STEPS, device=args.device,
@@ -171,11 +238,13 @@ def _train_shakespeare(args) -> int:
         raise InputError(one_line(exc)) from None
     print(f"trained shakespeare (seed {args.seed}): "
           + ", ".join(f"{k} {v:.4f}" for k, v in r.items()
-                      if isinstance(v, float) and "bpc" in k) + f"; wrote {out}")
+                      if isinstance(v, float) and "bpc" in k) + f"; wrote {out} (the "
+          f"committed checkpoint is {lm.DEFAULT_CHECKPOINT.relative_to(lm.DEFAULT_CHECKPOINT.parent.parent)})")
     return 0
 
 
-def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratch_depth=None):
+def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratch_depth=None,
+                   text=None):
     """Lower ``model`` (digits or shakespeare) for ``lanes`` lanes: (Lowered, model name)."""
     from ternac.lower import compile_checkpoint
     if model == "shakespeare":
@@ -189,8 +258,10 @@ def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratc
             cfg = dataclasses.replace(cfg, weight_depth=weight_depth)
         if scratch_depth:
             cfg = dataclasses.replace(cfg, scratch_depth=scratch_depth)
+        from ternac.runner import check_corpus
+        check_corpus(checkpoint, text)
         try:
-            intlm = IntLM.from_checkpoint(checkpoint)
+            intlm = IntLM.from_checkpoint(checkpoint, text_path=text)
         except ValueError as exc:
             raise CheckpointError(one_line(exc)) from None
         return compile_lm(intlm, cfg)
@@ -219,10 +290,14 @@ def _cmd_compile(args) -> int:
         check_output_file(args.json, "--json")
     if args.lanes is None:
         args.lanes = 32 if args.model == "shakespeare" else 8
+    if args.text is not None and args.model != "shakespeare":
+        raise InputError("--text applies to the shakespeare model only (its calibration text)")
     c = _compile_model(args.model, args.lanes, args.checkpoint, args.weight_depth,
-                       args.scratch_depth)
+                       args.scratch_depth, text=args.text)
     cfg = c.cfg
-    paths = write_compiled(c, args.out)
+    paths = _write_staged(args.out, lambda d: write_compiled(c, d),
+                          owned=("weights.tnac", "program.txt", "program.hex", "memory.hex",
+                                 "scratch.hex"))
     pred = program_cycles(c.program, cfg.lanes)
     print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight words of "
           f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
@@ -260,8 +335,8 @@ def _cmd_verilog(args) -> int:
         from ternac.hw.verilog import write_all
     except ImportError as exc:
         raise BackendError(f"Verilog generation is not available: {exc}") from None
-    os.makedirs(args.out, exist_ok=True)
-    paths = write_all(cfg, args.out, c.weight_words, c.program_words)
+    paths = _write_staged(args.out, lambda d: write_all(cfg, d, c.weight_words,
+                                                        c.program_words))
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -297,6 +372,53 @@ def _cmd_image_info(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are the CLI's one line ``ternac: error: ...`` (exit
+    code 2), not argparse's usage block; its subparsers are of this class too."""
+
+    def error(self, message: str):
+        cmd = self.prog.removeprefix("ternac").strip()
+        where = f" (see ternac {cmd} --help)" if cmd else " (see ternac --help)"
+        self.exit(2, f"ternac: error: {' '.join(message.split())}{where}\n")
+
+
+#: Seeds of the torch recipes: torch.manual_seed takes up to 64 bits, but its CPU generator
+#: (mt19937) keeps only the low 32 (measured, torch 2.13: seeds 0, 2^32 and 2^63 draw the
+#: same numbers) and a negative seed is mapped onto 2^64 + seed; so 0 .. 2^32 - 1 are the
+#: seeds that train distinct models.
+SEED_MAX = (1 << 32) - 1
+
+
+def _seed(text: str) -> int:
+    """A training seed: an integer from 0 to 2^32 - 1 (each gives its own run)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= v <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0 to 2^32 - 1 = {SEED_MAX} (torch's "
+                                         f"CPU generator keeps 32 bits of a seed, so a larger "
+                                         f"one would repeat another)")
+    return v
+
+
+#: Path arguments that an empty string must not silently turn into their default.
+PATH_ARGS = ("checkpoint", "image", "text", "out", "json", "build_dir", "bitstream", "waves",
+             "path")
+
+
+def check_paths(args) -> None:
+    """Refuse a path argument given as an empty string (``--checkpoint ""`` would otherwise
+    run the default checkpoint). Raises InputError."""
+    for name in PATH_ARGS:
+        v = getattr(args, name, None)
+        if isinstance(v, str) and not v.strip():
+            if name == "path":
+                raise InputError("the path is empty; give the path of a file")
+            raise InputError(f"the --{name.replace('_', '-')} path is empty; give a path or "
+                             f"leave the option out for the default")
+
+
 def _positive(text: str) -> int:
     try:
         v = int(text)
@@ -315,7 +437,7 @@ def _memory_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ternac", description="Generate, verify and run FPGA accelerators for ternary "
                                    "(1.58-bit) neural networks.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -327,11 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive, default=None,
                    help="shakespeare: optimizer steps (default: those of the committed checkpoint)")
     p.add_argument("--device", default="cpu", help="shakespeare: torch device (cpu or cuda)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0, help="seed, 0 to 2^32 - 1 (default 0)")
     p.add_argument("--epochs", type=_positive, default=None,
                    help="training epochs (default: those of the committed checkpoint)")
     p.add_argument("--out", default=None,
-                   help="checkpoint to write (default: checkpoints/digits.safetensors)")
+                   help="checkpoint to write (default: build/<model>.safetensors; the "
+                        "committed checkpoints/ are written only with --force)")
+    p.add_argument("--force", action="store_true",
+                   help="write over a committed checkpoint in checkpoints/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -363,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lanes (default 8 for digits, 32 for shakespeare)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--text", default=None, metavar="PATH",
+                   help="shakespeare: the corpus its integer model is calibrated on (default "
+                        "../shared/data/tinyshakespeare.txt; must be the one it was trained on)")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="write the compile report with the cycle model's prediction")
     _memory_args(p)
@@ -380,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = bsub.add_parser("numerics", help="error of the integer units against float")
     b.add_argument("--json", default=None, metavar="FILE")
     b.set_defaults(func=_cmd_bench)
+    from ternac.bench import add_bench_lm_parser
+    add_bench_lm_parser(bsub)
 
     from ternac.boards_cli import add_build_parser, add_program_parser
     add_build_parser(sub)
@@ -405,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ternac`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        check_paths(args)
+    except InputError as exc:
+        print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
+        return 2
     if getattr(args, "command", None) == "train":
         args.epochs_given = args.epochs is not None
         if args.epochs is None:
@@ -414,6 +549,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except USER_ERRORS as exc:
         print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+        # A path the user named that cannot be written or read (checked up front where the
+        # command knows its paths; this is the net for the rest).
+        print(f"ternac: error: cannot use {one_line(exc)}", file=sys.stderr)
         return 2
     except RTLFailed as exc:
         print(f"ternac: error: the RTL simulation failed: {exc}", file=sys.stderr)

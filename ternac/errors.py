@@ -68,8 +68,24 @@ def check_output_file(path, what: str = "output", *, make_folder: bool = False) 
     if not os.path.isdir(folder):
         raise InputError(f"the folder {folder} of the {what} {path} does not exist or is "
                          f"not a folder")
-    if not os.access(folder, os.W_OK):
+    if not _writable(folder):
         raise InputError(f"the folder {folder} of the {what} {path} is not writable")
+
+
+def _writable(folder) -> bool:
+    """Whether a file can be created in ``folder``: tried with a temporary file, removed at
+    once (``os.access`` says yes to root on a read-only or virtual file system)."""
+    import os
+    import tempfile
+    if not os.access(folder, os.W_OK):
+        return False
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".ternac-probe.", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
 
 
 def check_output_dir(path, what: str = "output folder") -> None:
@@ -81,10 +97,14 @@ def check_output_dir(path, what: str = "output folder") -> None:
     if os.path.exists(path):
         if not os.path.isdir(path):
             raise InputError(f"the {what} {path} exists and is not a folder")
+        if not _writable(path):
+            raise InputError(f"the {what} {path} is not writable")
         return
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InputError(f"the {what} {path} cannot be made: {parent} is not a folder")
+    if not _writable(parent):
+        raise InputError(f"the {what} {path} cannot be made: {parent} is not writable")
 
 
 def write_json(path, obj) -> None:
@@ -96,7 +116,11 @@ def write_json(path, obj) -> None:
 
     from ternac.golden.fileio import atomic_write
     check_output_file(path, "JSON output", make_folder=True)
-    atomic_write(path, json.dumps(obj, indent=2) + "\n")
+    try:
+        atomic_write(path, json.dumps(obj, indent=2) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write the JSON output {path}: "
+                         f"{(exc.strerror or str(exc)).lower()}") from None
 
 
 def staged_folder(path) -> str:

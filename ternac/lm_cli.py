@@ -2,7 +2,8 @@
 
     ternac generate --prompt "ROMEO:" --tokens 64
                     --backend {golden,interp,verilator,cosim,board} [--port P] [--board B]
-                    [--seed S [--temperature T]] [--checkpoint PATH] [--json FILE]
+                    [--seed S [--temperature T]] [--checkpoint PATH] [--text PATH]
+                    [--json FILE]
     ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
 
 ``generate`` prints the prompt and then each character as the backend produces it (golden,
@@ -39,11 +40,16 @@ def add_lm_parsers(sub) -> None:
     p.add_argument("--tokens", type=int, default=64, help="characters to generate (default 64)")
     p.add_argument("--backend", choices=LM_BACKENDS, default="golden")
     p.add_argument("--seed", type=int, default=None,
-                   help="sample with the LFSR sampler from this seed (default: greedy)")
+                   help="sample with the LFSR sampler from this seed, 1 to 2^32 - 1 "
+                        "(default: greedy)")
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature, > 0 (default 1.0; needs --seed)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (default checkpoints/shakespeare.safetensors)")
+    p.add_argument("--text", default=None, metavar="PATH",
+                   help="the corpus the integer model is calibrated on (default "
+                        "../shared/data/tinyshakespeare.txt; must be the one the checkpoint "
+                        "was trained on: its sha256 is checked)")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
     p.add_argument("--build-dir", default=None, help="root of the Verilator builds")
     add_board_args(p)
@@ -107,7 +113,8 @@ def generate_main(args) -> int:
                      seed=getattr(args, "seed", None),
                      temperature=getattr(args, "temperature", None),
                      port=getattr(args, "port", None),
-                     board=getattr(args, "board", "icebreaker"), on_token=stream)
+                     board=getattr(args, "board", "icebreaker"), on_token=stream,
+                     text=getattr(args, "text", None))
     finally:
         streamed = stream.finish()
     if not streamed:                # cosim and board: the text comes with the report
@@ -118,8 +125,12 @@ def generate_main(args) -> int:
         return 1
     how = ("greedy" if r["sampler"] == "greedy" else
            f"sampled (LFSR seed {r['seed']}, temperature {r['temperature']:g})")
-    print(f"-- backend {r['backend']}: {r['tokens']} tokens {how}, "
-          f"{'equal to' if r['matches_golden'] else 'DIFFERENT from'} the integer golden model"
+    if not r.get("compared", True):
+        verdict = "the integer golden model itself (no other model ran to compare with)"
+    else:
+        verdict = (f"{'equal to' if r['matches_golden'] else 'DIFFERENT from'} the integer "
+                   f"golden model")
+    print(f"-- backend {r['backend']}: {r['tokens']} tokens {how}, {verdict}"
           + (f", {r['logit_mismatches']} of {r['steps']} steps with a logit mismatch"
              if r["logit_mismatches"] is not None else ""))
     if r["cycles_per_token"] is not None:

@@ -25,14 +25,22 @@ import time
 
 from ternac.errors import BackendError, CheckpointError, InputError, one_line
 
-__all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "RTLFailed", "default_checkpoint",
-           "accel_config", "run_digits", "run_compiled", "run_vit_digits", "load_lm", "generate"]
+__all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "SEED_MIN", "SEED_MAX", "RTLFailed",
+           "default_checkpoint", "accel_config", "run_digits", "run_compiled", "run_vit_digits",
+           "check_corpus", "check_lfsr_seed", "load_lm", "generate"]
 
 #: Every backend a model runs on.
 BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
 #: Bounds on one generate call (each token is a program run; the RTL does ~1k a minute).
 MAX_TOKENS = 10_000
 MAX_PROMPT = 10_000
+#: LFSR seeds of ``generate --seed`` (golden/sampler.py): the sampler's state is 32 bits and
+#: a zero state never changes, so seeds 1 .. 2^32 - 1 are the ones that differ (a seed
+#: outside would wrap onto one of them: 0 onto 1, 2^32 onto 1, 2^32 + 1 onto 1).
+SEED_MIN, SEED_MAX = 1, (1 << 32) - 1
+#: Prompts at least this long show a progress bar of the prompt's steps on stderr (the
+#: golden model feeds ~20 tokens a second on this machine: 10,000 take ~9 minutes).
+PROMPT_BAR_MIN = 256
 
 
 class RTLFailed(Exception):
@@ -241,13 +249,23 @@ def run_compiled(backend: str, compiled, x, *, build_dir=None, progress: bool = 
                 raise
             raise RTLFailed(one_line(exc)) from None
     if backend == "board":
-        if not port:
-            raise InputError("the board backend needs --port (the board's serial port, "
-                             "e.g. /dev/ttyUSB1)")
+        check_port(port)
         from ternac.session import run_digits_on_board
         return run_digits_on_board(compiled, x.tolist(), port=port, board=board,
                                    progress=progress)
     raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS[1:])}")
+
+
+def check_port(port) -> None:
+    """Refuse, before any work, a missing ``--port`` or a serial device path that does not
+    exist (pyserial URLs such as ``socket://`` or ``loop://`` are left to pyserial).
+    Raises InputError (one sentence)."""
+    if not port:
+        raise InputError("the board backend needs --port (the board's serial port, "
+                         "e.g. /dev/ttyUSB1)")
+    if "://" not in port and not os.path.exists(port):
+        raise InputError(f"no board on the port {port}: it does not exist; is the board "
+                         f"plugged in and is --port right?")
 
 
 def _run_verilator(compiled, inputs, build_dir, progress):
@@ -354,21 +372,82 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
 
 # ----------------------------------------------------------------------------- the LM
 
-def load_lm(checkpoint=None, seed=None, temperature=1.0):
-    """The integer LM of ``checkpoint`` (default: the shipped one) and its lowered program:
-    greedy (``seed`` None) or sampling with the LFSR seeded with ``seed`` at
-    ``temperature``. Returns ``(IntLM, Lowered)``.
+def check_corpus(checkpoint=None, text=None) -> str | None:
+    """Check that the corpus ``text`` (default golden.shakespeare_data.DEFAULT_TEXT) is the
+    one the LM ``checkpoint`` (default the committed one) was trained on: the sha256 of its
+    text equals the checkpoint's ``corpus_sha256`` metadata. The integer model is
+    calibrated on this text, so another text makes another integer model, and a backend
+    "equal to the integer golden model" would be equal to that other model.
+
+    Returns the sha256 checked, or None when the checkpoint records none (an imported
+    checkpoint) or cannot be read (its loader then names what is wrong).
 
     Raises
     ------
-    InputError (one sentence) for a missing or unreadable checkpoint.
+    InputError (one sentence) for a missing corpus or one whose sha256 differs.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from ternac.golden.lm import DEFAULT_CHECKPOINT
+    from ternac.golden.shakespeare_data import DEFAULT_TEXT
+    ckpt = str(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
+    try:
+        from safetensors import safe_open
+        with safe_open(ckpt, "pt") as f:
+            want = (f.metadata() or {}).get("corpus_sha256")
+    except Exception:       # not a safetensors file (or missing): its loader says so
+        return None
+    if not want:
+        return None
+    path = Path(DEFAULT_TEXT if text is None else text)
+    if not path.is_file():
+        raise InputError(f"the corpus {path} does not exist or is not a file; the LM is "
+                         f"calibrated on it: pass --text PATH")
+    try:
+        # As golden.shakespeare_data.load_corpus hashes it (text mode, UTF-8).
+        got = hashlib.sha256(path.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
+    except UnicodeDecodeError:
+        raise InputError(f"the corpus {path} is not UTF-8 text") from None
+    if got != want:
+        raise InputError(f"the corpus {path} (sha256 {got[:12]}...) is not the one "
+                         f"{ckpt} was trained on (sha256 {want[:12]}...); its integer model "
+                         f"would be calibrated on other text: pass --text with the original "
+                         f"corpus")
+    return want
+
+
+def check_lfsr_seed(seed) -> int | None:
+    """``seed`` as the LFSR seed of sampling: None (greedy) or an int from SEED_MIN to
+    SEED_MAX, each a distinct sampler state. Raises InputError (one sentence)."""
+    if seed is None:
+        return None
+    if not (isinstance(seed, int) and SEED_MIN <= seed <= SEED_MAX):
+        raise InputError(f"--seed must be from {SEED_MIN} to {SEED_MAX} (the sampler's 32-bit "
+                         f"LFSR state; a zero state never changes), not {seed}")
+    return seed
+
+
+def load_lm(checkpoint=None, seed=None, temperature=1.0, text=None):
+    """The integer LM of ``checkpoint`` (default: the shipped one), calibrated on the
+    corpus ``text`` (default golden.shakespeare_data.DEFAULT_TEXT; checked against the
+    checkpoint's corpus hash, :func:`check_corpus`), and its lowered program: greedy
+    (``seed`` None) or sampling with the LFSR seeded with ``seed`` at ``temperature``.
+    Returns ``(IntLM, Lowered)``.
+
+    Raises
+    ------
+    InputError (one sentence) for a missing or unreadable checkpoint, a missing corpus or
+    another corpus than the checkpoint's, a seed outside SEED_MIN .. SEED_MAX.
     """
     from ternac.golden.lm_int import IntLM
     from ternac.lower import LM_CONFIG, LM_SAMPLE_CONFIG, compile_lm
     if checkpoint is not None and not os.path.isfile(checkpoint):
         raise InputError(f"the checkpoint {checkpoint} does not exist or is not a file")
+    check_lfsr_seed(seed)
+    check_corpus(checkpoint, text)
     try:
-        intlm = IntLM.from_checkpoint(checkpoint)
+        intlm = IntLM.from_checkpoint(checkpoint, text_path=text)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         # The loaders' messages are one sentence naming the file and what is wrong.
         raise InputError(" ".join(str(exc).split()) or type(exc).__name__) from None
@@ -381,12 +460,17 @@ def load_lm(checkpoint=None, seed=None, temperature=1.0):
 def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
              progress: bool = True, seed: int | None = None,
              temperature: float | None = None, port: str | None = None,
-             board: str = "icebreaker", on_token=None) -> dict:
+             board: str = "icebreaker", on_token=None, text=None) -> dict:
     """Generate ``n`` characters after ``prompt`` on ``backend``; returns the ``ternac
     generate`` JSON report (keys in ``ternac/lm_cli.py``'s docstring).
 
-    ``seed`` None decodes greedily; an int samples (LFSR seeded with it) at ``temperature``
-    (default 1.0).
+    ``seed`` None decodes greedily; an int from SEED_MIN to SEED_MAX samples (LFSR seeded
+    with it) at ``temperature`` (default 1.0). ``text``: the corpus the integer model is
+    calibrated on (default golden.shakespeare_data.DEFAULT_TEXT), which must be the one
+    the checkpoint was trained on (:func:`check_corpus`). The golden backend is the integer
+    golden model itself: its report says ``"compared": false`` (nothing else ran); the
+    other backends are compared with it (``"compared": true``). A prompt of at least
+    PROMPT_BAR_MIN tokens shows a tqdm bar of its steps on stderr (with ``progress``).
 
     ``on_token``, if given, is called as ``on_token(token_id, text)`` for each generated
     token, in order, as soon as the backend has produced it: golden, interp and verilator
@@ -415,6 +499,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     if backend == "board" and not port:
         raise InputError("the board backend needs --port (the board's serial port, "
                          "e.g. /dev/ttyUSB1)")
+    check_lfsr_seed(seed)
     if temperature is not None and seed is None:
         raise InputError("--temperature applies to sampling; give --seed too")
     if temperature is None:
@@ -432,7 +517,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     if live:
         print(f"[load] {ckpt_name} ...", end="", file=sys.stderr, flush=True)
     try:
-        intlm, cm = load_lm(checkpoint, seed, temperature)
+        intlm, cm = load_lm(checkpoint, seed, temperature, text=text)
         vocab = intlm.vocab
         try:
             ids = [int(t) for t in vocab.encode(prompt).tolist()]
@@ -457,9 +542,18 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     # element with the backend's.
     golden_logits: list = []
 
-    def run_golden(on_new=None):
-        return intlm.generate(ids, n, greedy=not sample, seed=seed, temperature=temperature,
-                              logits_out=golden_logits, on_token=on_new)
+    def run_golden(on_new=None, bar=None):
+        # bar: (steps, label) of a progress bar shown for a long prompt.
+        out = golden_logits
+        if bar and progress and len(ids) >= PROMPT_BAR_MIN:
+            out = _PromptBar(*bar)
+        try:
+            return intlm.generate(ids, n, greedy=not sample, seed=seed,
+                                  temperature=temperature, logits_out=out, on_token=on_new)
+        finally:
+            if out is not golden_logits:
+                out.close()
+                golden_logits[:] = out
 
     cycles = None
     logit_mismatches = None
@@ -467,7 +561,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     t1 = time.perf_counter()
     if backend == "golden":
         say(f"[run] the integer golden model: {what} ...")
-        new = golden_new = run_golden(emit)
+        new = golden_new = run_golden(emit, bar=(len(ids) - 1, "[run] prompt"))
         t_golden, t_backend = time.perf_counter() - t1, 0.0
     else:
         if backend == "interp":
@@ -480,7 +574,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
                                           on_token=emit)
         t_backend = time.perf_counter() - t1
         say(f"[check] the integer golden model, the same {steps} steps ...")
-        golden_new = run_golden()
+        golden_new = run_golden(bar=(steps, "[check] golden"))
         logit_mismatches = sum(1 for a, b in zip(logits, golden_logits) if a != b)
         logit_mismatches += abs(len(logits) - len(golden_logits))
         t_golden = 0.0
@@ -498,6 +592,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
         "token_ids": new,
         "golden_text": vocab.decode(golden_new),
         "matches_golden": new == golden_new,
+        "compared": backend != "golden",
         "logit_mismatches": logit_mismatches,
         "steps": len(ids) + n - 1,
         "cycles_per_token": (sum(cycles) / len(cycles)) if cycles else None,
@@ -518,6 +613,30 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     return report
 
 
+class _PromptBar(list):
+    """The ``logits_out`` list of IntLM.generate that also advances a tqdm bar (stderr)
+    over the prompt's ``total`` steps, closed when the prompt is fed (the tokens then
+    stream on stdout)."""
+
+    def __init__(self, total: int, desc: str):
+        super().__init__()
+        from tqdm import tqdm
+        self.total = total
+        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, mininterval=1.0)
+
+    def append(self, item) -> None:
+        super().append(item)
+        if self.bar is not None:
+            self.bar.update(1)
+            if len(self) >= self.total:
+                self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _stage_printer(progress: bool):
     """A function printing one stage line on stderr (flushed), or doing nothing."""
     import sys
@@ -536,9 +655,14 @@ def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_tok
         from ternac.lower import run_tokens
         toks, logits = list(ids), []
         scratch = None
+        bar = None
+        if progress and len(ids) >= PROMPT_BAR_MIN:
+            bar = _PromptBar(len(ids) - 1, "[run] prompt")
         for k in range(len(ids) + n - 1):
             (lg, nxt, scratch), = list(run_tokens(cm, [toks[k]], scratch))
             logits.append([int(v) for v in lg.tolist()])
+            if bar is not None and k < len(ids) - 1:
+                bar.append(None)
             if k + 1 >= len(toks):
                 toks.append(nxt)
                 if on_token is not None:

@@ -535,6 +535,10 @@ def sim_main(args) -> int:
     # run of this process; only --waves says what is traced here.
     os.environ.pop("WAVES", None)
     seed = _int(args.seed, "--seed")
+    if seed < 0:
+        # random.Random(-n) is random.Random(n): a negative seed would repeat its opposite.
+        raise InputError(f"--seed must be 0 or more (a negative seed gives the inputs and "
+                         f"stalls of its absolute value), not {seed}")
     stall = _float(args.stall, "--stall")
     if stall is not None and not (0.0 <= stall < 1.0):
         raise InputError(f"--stall must be a probability from 0 up to (not including) 1, "

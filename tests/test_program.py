@@ -65,11 +65,15 @@ def test_ulx3s_command(fakes, flash, mode):
 
 def test_dry_run_prints_the_command_and_runs_nothing(fakes, capsys):
     exe = fakes.add("openFPGALoader")
-    args = types.SimpleNamespace(board="ulx3s", bitstream="/no/such/top.bit", dry_run=True,
+    args = types.SimpleNamespace(board="ulx3s", bitstream=str(fakes.bit), dry_run=True,
                                  flash=False, lanes=8)
     assert program_main(args) == 0
-    assert capsys.readouterr().out.strip() == f"{exe} -b ulx3s -m /no/such/top.bit"
+    assert capsys.readouterr().out.strip() == f"{exe} -b ulx3s -m {fakes.bit}"
     assert fakes.argv() is None
+    # A dry run with no bitstream is refused: the command it would print would fail.
+    args.bitstream = "/no/such/top.bit"
+    assert program_main(args) == 2
+    assert "no bitstream at /no/such/top.bit" in capsys.readouterr().err
 
 
 def test_no_board_is_one_sentence_and_exit_2(fakes, monkeypatch, capsys):
