@@ -189,8 +189,14 @@ class Sequencer(wiring.Component):
         d_rows = Signal(_CNT)      # rows written: n (MATVEC), out_rows (vector op)
         d_passes = Signal(4)
         with m.Switch(pd.op):
+            # SAMPLE and ARGMAX count their n elements, EMBED its k words and n bytes, with
+            # the fetcher's element counter and the row counter (idle in those ops).
             with m.Case(Op.SAMPLE):
-                m.d.comb += d_smp.eq(1)
+                m.d.comb += [d_smp.eq(1), d_len.eq(pd.n)]
+            with m.Case(Op.ARGMAX):
+                m.d.comb += d_len.eq(pd.n)
+            with m.Case(Op.EMBED):
+                m.d.comb += [d_len.eq(pd.k), d_rows.eq(pd.n)]
             with m.Case(Op.MATVEC):
                 m.d.comb += [d_mv.eq(1), d_len.eq(pd.k), d_rows.eq(pd.n), d_passes.eq(1)]
             for unit, opmodes in self._vector_units:
@@ -285,7 +291,10 @@ class Sequencer(wiring.Component):
         cmd_base = Signal(20)
         cmd_left = Signal(_CNT + 1)   # rows not yet commanded
         cmd_pend = Signal()
-        dr_addr = Signal(_CNT)        # dst + index of the row draining from the engine
+        # The write pointer, dst + index: the row draining from the engine (MATVEC, where the
+        # requantizer carries it along as its tag), the next output (vector ops), the next
+        # byte (EMBED).
+        w_addr = Signal(sa_bits)
         dr_left = Signal(_CNT)
         in_range = Signal()           # that row is < n (else padding, dropped)
         out_left = Signal(_CNT)       # rows still to write (MATVEC and vector ops)
@@ -321,18 +330,18 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             requant.i.valid.eq(engine.o.valid & in_range & ~raw),
             requant.i.payload.acc.eq(engine.o.payload.acc),
-            requant.i.payload.tag.eq(dr_addr),
+            requant.i.payload.tag.eq(w_addr),
             engine.o.ready.eq(raw | ~in_range | requant.i.ready),
             requant.o.ready.eq(1),
             self.scr_waddr.eq(requant.o.payload.tag),
             self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid),
-            self.out_waddr.eq(dr_addr),
+            self.out_waddr.eq(w_addr),
             self.out_wdata.eq(engine.o.payload.acc),         # sign-extended to 32 bits
             self.out_wen.eq(engine.o.valid & in_range & raw),
         ]
         with m.If(engine.o.valid & engine.o.ready):
-            m.d.sync += [dr_addr.eq(dr_addr + 1), dr_left.eq(dr_left - 1),
+            m.d.sync += [w_addr.eq(w_addr + 1), dr_left.eq(dr_left - 1),
                          in_range.eq(in_range & (dr_left != 1))]
         wrote = Signal()
         m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range, requant.o.valid))
@@ -345,13 +354,12 @@ class Sequencer(wiring.Component):
             count_row()
 
         # --- ARGMAX state -------------------------------------------------------------
-        aj = Signal(_CNT)        # index being read this cycle
-        o_addr = Signal(len(self.out_raddr))   # out address read this cycle (src from DECODE)
-        m.d.comb += self.out_raddr.eq(o_addr)
+        idx = Signal(_CNT)       # ARGMAX: index arriving on out_rdata; SAMPLE: index of p_in
+        # The out address is a_addr (src from DECODE; the fetcher is idle in ARGMAX).
+        m.d.comb += self.out_raddr.eq(a_addr)
         ajd = Signal(_CNT)       # index whose value is on out_rdata now
         adv = Signal()
         a_end = Signal()         # ajd == n - 1
-        n_m1 = Signal(_CNT)
         n_zero = Signal()
         best = Signal(signed(32))
         bidx = Signal(_CNT)
@@ -373,7 +381,6 @@ class Sequencer(wiring.Component):
         vfire = Signal()
         vo_valid = Signal()
         vo_y = Signal(SCRATCH_BITS)
-        w_addr = Signal(sa_bits)      # dst + outputs written (vector ops, EMBED)
         unit_decode = []
         for unit, opmodes in self._vector_units:
             m.submodules += unit
@@ -414,12 +421,8 @@ class Sequencer(wiring.Component):
         tok = Signal(SCRATCH_BITS)
         emb_addr = Signal(20)
         emb_b = Signal(range(max(bpw, 2)))
-        emb_left = Signal(_CNT)        # words of the row still to read, current included
-        emb_last = Signal()            # emb_left == 1
         emb_bend = Signal()            # emb_b == bpw - 1
-        emb_wen = Signal()             # emb_e_left != 0
         k_zero = Signal()
-        emb_e_left = Signal(_CNT)      # bytes still to write (the row may be longer than n)
         emb_byte = Signal(8)
         m.d.comb += emb_byte.eq(self.w_rdata.word_select(emb_b, 8))
         m.d.comb += self.w_raddr.eq(Mux(in_embed, emb_addr, streamer.mem_raddr))
@@ -439,28 +442,23 @@ class Sequencer(wiring.Component):
             _xor_tree([joined[i] for i in range(32) if (cols[i] >> b) & 1]) for b in range(32)]))
         # SAMPLE reads through the fetcher's address registers (idle for SAMPLE): a_addr and
         # b_addr are the LFSR words' addresses from DECODE, then a_addr walks the
-        # probabilities, so scr_raddr is always a register.
-        sj = Signal(_CNT)          # index of the probability on scr_rdata
-        s_left = Signal(_CNT)      # n - 1 - sj
-        s_last = Signal()          # s_left == 0
-        s_n_m1 = Signal(_CNT)
-        s_n_is1 = Signal()
-        total = Signal(28)
-        # Pass 2 keeps thr - (p[0] + ... + p[sj - 1]): the hit test "cum + p > thr" is then
-        # the sign of one subtraction (one carry chain after the scratch read, not two).
-        # The scan tests a registered p[sj] while p[sj + 1] is read (the reads run two ahead
-        # from THR on), so the test starts at a register, not at the scratch read port.
-        # rem >= 0 before the hit and p < 2^16, so the test is "rem < 2^16 and rem[15:0] <
-        # p": a 16-bit compare and a flag registered with rem.
-        rem = Signal(signed(30))
+        # probabilities, so scr_raddr is always a register. idx is the index of the
+        # probability on scr_rdata; f_jleft = n - 1 - idx and f_jlast (f_jleft == 0),
+        # f_len_m1 = n - 1 and f_len_is1 come from DECODE.
+        # sacc is the sum of pass 1 and then, in pass 2, rem = thr - (p[0] + ... +
+        # p[idx - 1]): the hit test "cum + p > thr" is "p > rem", and as rem >= 0 before the
+        # hit and p < 2^16, "rem < 2^16 and rem[15:0] < p": a 16-bit compare and a flag
+        # registered with rem. The scan tests a registered p[idx] while p[idx + 1] arrives
+        # (the reads run two ahead from THR on), so the test starts at a register.
+        sacc = Signal(signed(30))
         rem_next = Signal(signed(30))
         rem_small = Signal()       # rem < 2^16
         p_reg = Signal(16)
         sidx = Signal(_CNT)
         p_in = Signal(16)
         hit = Signal()
-        m.d.comb += [p_in.eq(self.scr_rdata), rem_next.eq(rem - p_reg),
-                     hit.eq(rem_small & (rem[:16] < p_reg))]
+        m.d.comb += [p_in.eq(self.scr_rdata), rem_next.eq(sacc - p_reg),
+                     hit.eq(rem_small & (sacc[:16] < p_reg))]
 
         with m.FSM() as fsm:
             with m.State("IDLE"):
@@ -477,8 +475,7 @@ class Sequencer(wiring.Component):
                     ins.as_value().eq(self.prog_data), pc.eq(pc + 1),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
-                    o_addr.eq(pd.src),
-                    w_addr.eq(pd.dst), dr_addr.eq(pd.dst),
+                    w_addr.eq(pd.dst),
                     f_active.eq((d_mv | d_vec) & n_pos), f_mv.eq(d_mv), f_col.eq(d_col),
                     f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
                     f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
@@ -487,7 +484,7 @@ class Sequencer(wiring.Component):
                     f_slast.eq(Mux(d_mv, pd.n <= L, d_segs == 1)),
                     f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
                     out_left.eq(d_rows), ol_is0.eq(d_rows == 0), ol_is1.eq(d_rows == 1),
-                    n_m1.eq(pd.n - 1), n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
+                    n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
                     cmd_base.eq(pd.wbase), cmd_left.eq(pd.n), cmd_pend.eq(d_mv & n_pos),
                     dr_left.eq(pd.n), in_range.eq(n_pos),
                 ]
@@ -512,9 +509,9 @@ class Sequencer(wiring.Component):
                         m.d.sync += in_embed.eq(1)
                         m.next = "EMB_TOK"
                     with m.Case(Op.ARGMAX):
-                        # o_addr = src is read now: out[src] is in `value` in ARGMAX cycle 1.
-                        m.d.sync += [aj.eq(0), adv.eq(0), bidx.eq(0), best.eq(0),
-                                     o_addr.eq(o_addr + 1)]
+                        # a_addr = src is read now: out[src] is in `value` in ARGMAX cycle 1.
+                        m.d.sync += [idx.eq(0), adv.eq(0), bidx.eq(0), best.eq(0),
+                                     a_addr.eq(a_addr + 1)]
                         m.next = "ARGMAX"
                     if vec_ops:
                         with m.Case(*vec_ops):
@@ -535,9 +532,10 @@ class Sequencer(wiring.Component):
                 m.d.sync += tok.eq(self.scr_rdata)
                 m.next = "EMB_ROW"
             with m.State("EMB_ROW"):
-                m.d.sync += [emb_addr.eq(ins.wbase + tok * ins.k), emb_left.eq(ins.k),
-                             emb_last.eq(ins.k == 1), emb_bend.eq(bpw == 1),
-                             emb_b.eq(0), emb_e_left.eq(ins.n), emb_wen.eq(ins.n != 0)]
+                # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
+                # out_left / ol_is0: bytes still to write (n; the row may be longer).
+                m.d.sync += [emb_addr.eq(ins.wbase + tok * ins.k), emb_bend.eq(bpw == 1),
+                             emb_b.eq(0)]
                 with m.If(k_zero):
                     m.d.sync += in_embed.eq(0)
                     m.next = "FETCH"
@@ -550,14 +548,15 @@ class Sequencer(wiring.Component):
                 m.d.comb += [
                     self.scr_waddr.eq(w_addr),
                     self.scr_wdata.eq(emb_byte.as_signed()),
-                    self.scr_wen.eq(emb_wen),
+                    self.scr_wen.eq(~ol_is0),
                 ]
-                m.d.sync += [w_addr.eq(w_addr + 1), emb_e_left.eq(emb_e_left - emb_wen),
-                             emb_wen.eq(emb_wen & (emb_e_left != 1))]
+                m.d.sync += w_addr.eq(w_addr + 1)
+                with m.If(~ol_is0):
+                    count_row()
                 with m.If(emb_bend):
                     m.d.sync += [emb_b.eq(0), emb_bend.eq(bpw == 1), emb_addr.eq(emb_addr + 1),
-                                 emb_left.eq(emb_left - 1), emb_last.eq(emb_left == 2)]
-                    with m.If(emb_last):
+                                 f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1)]
+                    with m.If(f_jlast):
                         m.d.sync += in_embed.eq(0)
                         m.next = "FETCH"
                     with m.Else():
@@ -570,37 +569,37 @@ class Sequencer(wiring.Component):
                 m.next = "SMP_LD"
             with m.State("SMP_LD"):
                 # The state words are on the read ports; prime pass 1 with p[0].
-                m.d.sync += [lfsr.eq(lfsr_next), sj.eq(0), s_left.eq(ins.n - 1),
-                             s_n_m1.eq(ins.n - 1), s_last.eq(ins.n == 1), s_n_is1.eq(ins.n == 1),
-                             a_addr.eq(Mux(ins.n == 1, a_base, a_base + 1)), total.eq(0),
+                m.d.sync += [lfsr.eq(lfsr_next), idx.eq(0),
+                             a_addr.eq(Mux(f_len_is1, a_base, a_base + 1)), sacc.eq(0),
                              sidx.eq(0)]
                 m.next = "SMP_P1"
             with m.State("SMP_P1"):
-                # Reads p[sj + 1], or p[0] again for pass 2 at the last element.
-                m.d.sync += total.eq(total + p_in)
-                with m.If(s_last):
+                # Reads p[idx + 1], or p[0] again for pass 2 at the last element.
+                m.d.sync += sacc.eq(sacc + p_in)
+                with m.If(f_jlast):
                     # This cycle reads p[0] (for p_reg in THR); THR reads p[1].
-                    m.d.sync += [sj.eq(0), s_left.eq(s_n_m1), s_last.eq(s_n_is1),
+                    m.d.sync += [idx.eq(0), f_jleft.eq(f_len_m1), f_jlast.eq(f_len_is1),
                                  a_addr.eq(a_base + 1)]
                     m.next = "SMP_THR"
                 with m.Else():
-                    m.d.sync += [sj.eq(sj + 1), s_left.eq(s_left - 1), s_last.eq(s_left == 1),
-                                 a_addr.eq(Mux(s_left == 1, a_base, a_addr + 1))]
+                    m.d.sync += [idx.eq(idx + 1), f_jleft.eq(f_jleft - 1),
+                                 f_jlast.eq(f_jleft == 1),
+                                 a_addr.eq(Mux(f_jleft == 1, a_base, a_addr + 1))]
             with m.State("SMP_THR"):
-                thr = (lfsr[32 - SAMPLE_U_BITS:] * total) >> SAMPLE_U_BITS
-                m.d.sync += [rem.eq(thr), rem_small.eq(thr[16:] == 0),
+                thr = (lfsr[32 - SAMPLE_U_BITS:] * sacc[:28]) >> SAMPLE_U_BITS
+                m.d.sync += [sacc.eq(thr), rem_small.eq(thr[16:] == 0),
                              p_reg.eq(p_in), a_addr.eq(a_addr + 1)]
                 m.next = "SMP_P2"
             with m.State("SMP_P2"):
-                # Tests p[sj] (p_reg) while p[sj + 1] arrives and p[sj + 2] is read.
-                m.d.sync += [rem.eq(rem_next), rem_small.eq(rem_next[16:] == 0),
-                             p_reg.eq(p_in), sj.eq(sj + 1),
-                             s_left.eq(s_left - 1), s_last.eq(s_left == 1),
+                # Tests p[idx] (p_reg) while p[idx + 1] arrives and p[idx + 2] is read.
+                m.d.sync += [sacc.eq(rem_next), rem_small.eq(rem_next[16:] == 0),
+                             p_reg.eq(p_in), idx.eq(idx + 1),
+                             f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1),
                              a_addr.eq(a_addr + 1)]
                 with m.If(hit):
-                    m.d.sync += sidx.eq(sj)
+                    m.d.sync += sidx.eq(idx)
                     m.next = "SMP_WB"
-                with m.Elif(s_last):
+                with m.Elif(f_jlast):
                     m.d.sync += sidx.eq(0)
                     m.next = "SMP_WB"
             with m.State("SMP_WB"):
@@ -625,8 +624,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += in_vec.eq(0)
                     m.next = "FETCH"
             with m.State("ARGMAX"):
-                m.d.sync += [aj.eq(aj + 1), o_addr.eq(o_addr + 1), adv.eq(aj < ins.n),
-                             ajd.eq(aj), a_end.eq(aj == n_m1), a_first.eq(aj == 0)]
+                m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),
+                             ajd.eq(idx), a_end.eq(idx == f_len_m1), a_first.eq(idx == 0)]
                 with m.If((adv & a_end) | n_zero):
                     m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
                     m.next = "FETCH"
