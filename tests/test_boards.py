@@ -144,7 +144,7 @@ def test_cosim_digits_over_uart_matches_golden():
     assert len(set(cycles)) == 1 and cycles[0] > 0
 
 
-def test_cli_parsers_and_user_errors(capsys):
+def test_cli_parsers_and_user_errors(capsys, tmp_path):
     import argparse
     from ternac.boards_cli import add_build_parser, add_program_parser
     parser = argparse.ArgumentParser(prog="ternac")
@@ -163,9 +163,13 @@ def test_cli_parsers_and_user_errors(capsys):
         assert a.func(a) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert msg in err[-1] and err[-1].startswith("ternac: error:")
-    a = parser.parse_args(["program", "--board", "ulx3s", "--bitstream", "x.bit", "--dry-run"])
+    bit = tmp_path / "x.bit"
+    a = parser.parse_args(["program", "--board", "ulx3s", "--bitstream", str(bit), "--dry-run"])
+    assert a.func(a) == 2                     # a dry run refuses a missing bitstream too
+    assert "no bitstream at" in capsys.readouterr().err
+    bit.write_bytes(b"\0")
     assert a.func(a) == 0
-    assert capsys.readouterr().out.strip().endswith("-b ulx3s -m x.bit")
+    assert capsys.readouterr().out.strip().endswith(f"-b ulx3s -m {bit}")
 
 
 # -- board facts, stated once (boards/facts.py) --------------------------------------------
