@@ -41,9 +41,13 @@ corrupted** (a wrong result returned as right, or a write outside the request; t
 and **hung** (the device did not answer the probe). ``detected`` = recovered +
 failed_clearly + the corrupted ones that were noticed.
 
-``python -m ternac.sim.faults --seed 1 --faults 10000 --json build/faults.json`` (``make
-faults``) runs the campaign in one simulator start with a progress bar; tests/test_faults.py
-runs a fixed-seed slice. This file is also the cocotb test module (``stub_campaign``,
+The board slice (:func:`run_board_faults`) runs the digits session
+(:func:`ternac.session.digits_session`) on the real board core with faults before its
+calls, and compares every logit with the integer golden model.
+
+``python -m ternac.sim.faults --seed 1 --faults 10000 --board-inputs 120 --json
+build/faults.json`` (``make faults``) runs the stub campaign in one simulator start and the
+board slice in another, with progress bars; tests/test_faults.py runs fixed-seed slices. This file is also the cocotb test module (``stub_campaign``,
 ``board_campaign``).
 """
 from __future__ import annotations
@@ -864,12 +868,14 @@ def _call_writes(call, word_bits) -> dict | None:
 
 @cocotb.test()
 async def board_campaign(dut):
-    """The digits session (ternac.session.digits_session) on the real board core with a
-    fault armed before each of ``fault_rate`` of its driver calls; every logit compared
-    with the golden model; every host-port write checked against its call."""
+    """The digits session (ternac.session.digits_session) on the real board core with
+    faults armed before its driver calls (one an inference at most, with probability
+    ``fault_rate``; each set-up call with that probability); every host-port write checked
+    against its call, a STATUS probe after each fault; the logits go back to
+    :func:`run_board_faults`, which compares every one with the golden model."""
     from cocotb.utils import get_sim_time
 
-    from streams import bench_inputs, bench_output
+    from streams import bench_inputs, bench_output, bench_progress
     from ternac.hostdriver import HostDriver, drive_async
     from ternac.protocol import LinkError
     from ternac.session import digits_session
@@ -895,11 +901,32 @@ async def board_campaign(dut):
                "write_scratch": 11 + 4 * len(p["inputs"][0]),
                "load_program": 11 + 16 * min(len(p["program"]), 16)}
 
+    # One fault an inference at most (on its write, RUN or read, with probability
+    # fault_rate), none in an inference the session repeats; the set-up calls (IDENTIFY,
+    # STATUS, the program) each with probability fault_rate.
+    plan = {"target": None, "step": 0, "repeat": False}
+
+    def say(msg):
+        if "repeated" in msg:
+            plan["repeat"] = True
+
+    def wants_fault(name):
+        if name == "write_scratch":
+            plan["step"] = 0
+            plan["target"] = (None if plan["repeat"] or rng.random() >= p["fault_rate"]
+                              else rng.randrange(3))
+            plan["repeat"] = False
+        if name in ("write_scratch", "run", "read_out"):
+            hit = plan["target"] == plan["step"]
+            plan["step"] += 1
+            return hit
+        return name in resp_len and rng.random() < p["fault_rate"]
+
     async def perform(call):
         name = call[0]
         stats["calls"] += 1
         fault = None
-        if name in resp_len and rng.random() < p["fault_rate"]:
+        if wants_fault(name):
             direction, kind = rng.choice(FAULTS)
             if kind == "reset_run" and name != "run":
                 direction, kind = "h2d", "reset_frame"
@@ -934,7 +961,12 @@ async def board_campaign(dut):
                     stats["outside_writes"].append(f"{name}: {data:#x} at space {space} "
                                                    f"[{addr}]")
 
-    out = await drive_async(digits_session(p), perform, (LinkError,))
+    done = [0]
+
+    def tick():
+        done[0] += 1
+        bench_progress({"done": done[0]})
+    out = await drive_async(digits_session(p, say, tick), perform, (LinkError,))
     out.update(stats, sim_seconds=get_sim_time("ns") * 1e-9)
     bench_output(out)
 
@@ -942,8 +974,9 @@ async def board_campaign(dut):
 def run_board_faults(seed: int = 1, inputs: int = 24, *, fault_rate: float = 0.5,
                      progress: bool = True) -> dict:
     """The board slice: the digits session on the real board core (link + Accelerator,
-    :data:`BOARD_LANES` lanes) with a fault armed before ``fault_rate`` of its driver
-    calls (one fault a call; kinds as :data:`FAULTS`), ``inputs`` test digits.
+    :data:`BOARD_LANES` lanes) on ``inputs`` test digits, a fault (kinds as :data:`FAULTS`)
+    in an inference with probability ``fault_rate`` (none in a repeated one) and before
+    each set-up call with that probability.
 
     Returns
     -------
@@ -964,7 +997,21 @@ def run_board_faults(seed: int = 1, inputs: int = 24, *, fault_rate: float = 0.5
                          name, clock="hdl", clock_ns=CLK_NS, progress=progress)
     p = digits_session_inputs(compiled, x.tolist(), board="ulx3s")
     p.update(seed=seed, fault_rate=fault_rate, tolerate_link_errors=True)
-    out = run_bench(runner, bdir, name, "faults", testcase="board_campaign", inputs=p)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=inputs, desc="board faults", unit="input")
+
+    def on_progress(rec):
+        if bar is not None:
+            bar.n = rec["done"]
+            bar.refresh()
+    try:
+        out = run_bench(runner, bdir, name, "faults", testcase="board_campaign", inputs=p,
+                        on_progress=on_progress)
+    finally:
+        if bar is not None:
+            bar.close()
     want = golden.tolist()
     mism = sum(a != b for row, ref in zip(out["logits"], want) for a, b in zip(row, ref))
     mism += abs(len(out["logits"]) - len(want)) * len(want[0])
@@ -1026,22 +1073,42 @@ def main(argv=None) -> int:
                                  .split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--faults", type=int, default=10_000)
+    ap.add_argument("--board-inputs", type=int, default=120,
+                    help="test digits of the board slice (the real accelerator; 0: none)")
     ap.add_argument("--json", type=pathlib.Path, default=None)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     if a.faults < 1:
         ap.error("--faults must be at least 1")
+    if not 0 <= a.board_inputs <= 360:
+        ap.error("--board-inputs must be 0 to 360 (the digits test split)")
+    if a.json:
+        from ternac.errors import InputError, check_output_file
+        try:
+            check_output_file(a.json, "JSON report", make_folder=True)
+        except InputError as e:
+            ap.error(str(e))
     rep = run_faults(a.seed, a.faults, progress=not a.quiet)
     t = rep["totals"]
     print(f"seed {a.seed}: {t['injected']} faults injected, {t['detected']} detected, "
           f"{t['recovered']} recovered, {t['failed_clearly']} failed with a clear error, "
           f"{t['masked']} masked, {t['silently_corrupted']} silently corrupted, "
           f"{t['hung']} hung; {rep['wall_s']} s wall, {rep['sim_seconds'] * 1e3:.1f} ms simulated")
+    bad = bool(t["silently_corrupted"] or t["hung"])
+    if a.board_inputs:
+        b = run_board_faults(a.seed, a.board_inputs, progress=not a.quiet)
+        rep["board"] = b
+        print(f"board slice (digits, L={BOARD_LANES}, real accelerator): {b['injected']} faults "
+              f"in {b['inputs']} inferences, {b['call_errors']} calls failed and "
+              f"{b['repeated']} inferences repeated, {b['logit_mismatches']} of "
+              f"{b['logits_compared']} logits differ from golden, "
+              f"{len(b['outside_writes'])} writes outside a request, {b['hung']} hung; "
+              f"{b['wall_s']} s wall")
+        bad |= bool(b["logit_mismatches"] or b["outside_writes"] or b["hung"])
     if a.json:
         from ternac.errors import write_json
-        a.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(a.json, rep)
-    return 1 if t["silently_corrupted"] or t["hung"] else 0
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ argument checks (issue 12 item 6).
   no hang; and the campaign's checks catch deliberately broken drivers (a driver that
   ignores the CRC returns corrupted reads; one that writes one address off writes outside
   the request).
+* A board slice: the digits session on the real accelerator with faults, every logit
+  equal to golden.
 """
 import pytest
 
@@ -248,3 +250,16 @@ def test_campaign_catches_a_broken_driver(broken, what):
     rep = run_faults(SEED, 52, progress=False, broken=broken)
     assert rep["totals"]["silently_corrupted"] > 0, rep["totals"]
     assert any(what in c for c in rep["corruptions"]), rep["corruptions"][:5]
+
+
+def test_board_slice_real_accelerator_matches_golden_under_faults():
+    """The digits session on the real board core (UART host link + Accelerator, L=8), a
+    fault in every inference (none in a repeated one) and before the set-up calls: every
+    logit equals the integer golden model, no host-port write outside its request, the
+    device answers after every fault."""
+    from ternac.sim.faults import run_board_faults
+    rep = run_board_faults(SEED, 8, fault_rate=1.0, progress=False)
+    print(rep)
+    assert rep["injected"] >= 8
+    assert rep["logits_compared"] == 80 and rep["logit_mismatches"] == 0
+    assert rep["outside_writes"] == [] and rep["hung"] == 0
