@@ -409,7 +409,8 @@ PATH_ARGS = ("checkpoint", "image", "text", "out", "json", "build_dir", "bitstre
 
 def check_paths(args) -> None:
     """Refuse a path argument given as an empty string (``--checkpoint ""`` would otherwise
-    run the default checkpoint). Raises InputError."""
+    run the default checkpoint), and a ``--build-dir`` that is a file or cannot be made.
+    Raises InputError."""
     for name in PATH_ARGS:
         v = getattr(args, name, None)
         if isinstance(v, str) and not v.strip():
@@ -417,6 +418,10 @@ def check_paths(args) -> None:
                 raise InputError("the path is empty; give the path of a file")
             raise InputError(f"the --{name.replace('_', '-')} path is empty; give a path or "
                              f"leave the option out for the default")
+    if getattr(args, "build_dir", None):
+        # Every command's build root (Verilator builds, bitstreams): a folder, or one that
+        # can be made, checked before the Verilog is generated.
+        check_output_dir(args.build_dir, "build folder")
 
 
 def _positive(text: str) -> int:

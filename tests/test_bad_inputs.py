@@ -14,7 +14,8 @@ subprocess. Placeholders in a command line: ``{tmp}`` a fresh empty folder, ``{f
 existing file (content ``keep``), ``{dir}`` an existing folder holding ``old.txt``,
 ``{changed}`` the Shakespeare corpus with one letter replaced, ``{digits_attn}``,
 ``{digits_nontern}``, ``{digits_10in}`` digits checkpoints with an attention tensor, a
-non-ternary trit and 10 inputs.
+non-ternary trit and 10 inputs, ``{image_cut}`` / ``{image_crc}`` the digits weight image
+cut in half / with one bit flipped, ``{ckpt_cut}`` the digits checkpoint cut to a third.
 """
 from __future__ import annotations
 
@@ -53,6 +54,14 @@ ROWS = [
      "no bitstream at", []),
     ("missing-default-bitstream-dry-run", "program --board ulx3s --lanes 124 --dry-run", 2,
      "run `ternac build --board ulx3s --lanes 124` first", []),
+    # --- a damaged file ------------------------------------------------------------
+    ("truncated-image", "run digits --backend golden --quiet --limit 2 --image {image_cut}", 2,
+     "truncated", []),
+    ("crc-image", "image info {image_crc}", 2, "CRC", []),
+    ("crc-image-run", "run digits --backend golden --quiet --limit 2 --image {image_crc}", 2,
+     "CRC", []),
+    ("truncated-checkpoint", "run digits --backend golden --quiet --checkpoint {ckpt_cut}", 2,
+     "checkpoint", []),
     # --- a folder where a file is expected (and a file where a folder is) -----------
     ("folder-checkpoint", "run digits --backend golden --quiet --checkpoint {dir}", 2,
      "is not a file", []),
@@ -75,6 +84,14 @@ ROWS = [
      "exists and is not a folder", []),
     ("file-in-build-dir-path", "build unit engine --build-dir {file}/sub", 2,
      "is not a folder", []),
+    ("file-verilator-build-dir",
+     "run digits --backend verilator --quiet --limit 1 --build-dir {file}", 2,
+     "the build folder", []),
+    ("file-lm-build-dir", "generate --backend verilator --quiet --tokens 1 --build-dir {file}",
+     2, "the build folder", []),
+    ("file-sim-build-dir", "sim engine --quiet --build-dir {file}", 2, "the build folder", []),
+    ("folder-waves", "sim engine --quiet --waves {dir}", 2, "is a directory", []),
+    ("unwritable-waves", "sim engine --quiet --waves /sys/w.vcd", 2, "not writable", []),
     # --- an empty path (would otherwise mean the default) ---------------------------
     ("empty-checkpoint", ["run", "digits", "--backend", "golden", "--checkpoint", ""], 2,
      "--checkpoint path is empty", []),
@@ -222,6 +239,8 @@ ROWS = [
      "--image applies to the digits MLP only", []),
     ("epochs-0", "train digits --epochs 0 --out {tmp}/d.st", 2, "must be at least 1",
      ["{tmp}/d.st"]),
+    ("steps-0", "train shakespeare --steps 0 --out {tmp}/s.st", 2, "must be at least 1",
+     ["{tmp}/s.st"]),
     ("sim-stall-1", "sim engine --stall 1 --quiet", 2, "--stall must be a probability", []),
     ("sim-seed-text", "sim engine --seed x --quiet", 2, "--seed must be an integer", []),
     ("no-command", "", 2, "required: COMMAND", []),
@@ -264,6 +283,18 @@ def fixtures(tmp_path_factory):
     narrow = dict(t)
     narrow["layers.0.weight"] = t["layers.0.weight"][:, :10].contiguous()
     save_file(narrow, str(base / "in10.safetensors"))
+    from ternac.golden.image import encode_image
+    from ternac.lower import compile_checkpoint
+    from ternac.runner import accel_config
+    img = encode_image(compile_checkpoint(os.path.join(REPO, "checkpoints",
+                                                       "digits.safetensors"),
+                                          accel_config(8)).image)
+    (base / "cut.tnac").write_bytes(img[:len(img) // 2])
+    flipped = bytearray(img)
+    flipped[len(img) // 2] ^= 0x10
+    (base / "crc.tnac").write_bytes(bytes(flipped))
+    raw = open(os.path.join(REPO, "checkpoints", "digits.safetensors"), "rb").read()
+    (base / "cut.safetensors").write_bytes(raw[:len(raw) // 3])
     changed = base / "changed.txt"
     if os.path.isfile(CORPUS):
         text = open(CORPUS, encoding="utf-8").read()
@@ -271,7 +302,9 @@ def fixtures(tmp_path_factory):
         changed.write_text(text[:i] + "a" + text[i + 1:], encoding="utf-8")
     return {"digits_attn": str(base / "attn.safetensors"),
             "digits_nontern": str(base / "nontern.safetensors"),
-            "digits_10in": str(base / "in10.safetensors"), "changed": str(changed)}
+            "digits_10in": str(base / "in10.safetensors"), "changed": str(changed),
+            "image_cut": str(base / "cut.tnac"), "image_crc": str(base / "crc.tnac"),
+            "ckpt_cut": str(base / "cut.safetensors")}
 
 
 def _argv(cmd, subs) -> list[str]:
