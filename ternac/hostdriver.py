@@ -249,7 +249,11 @@ class HostDriver:
         return self._drive(gen, lambda call: getattr(self, call[0])(*call[1:]), (LinkError,))
 
     # framing --------------------------------------------------------------------------
-    def _read_response(self, long=False):
+    def _read_response(self, long=False, expect=None):
+        """Read one response frame (a generator): returns (code, payload). ``expect``: the
+        ACK payload length of the request; a length field that is neither it nor 0 (an
+        error reply) is a corrupted response, refused at once instead of waiting for
+        bytes that never come."""
         skipped = 0
         while True:     # hunt for the response sync byte
             b = yield _Read(1, long)
@@ -263,11 +267,14 @@ class HostDriver:
         n = int.from_bytes(head[1:3], "little")
         if n > 4 * MAX_WORDS + 16:
             raise LinkError(f"response claims {n} payload bytes")
+        if expect is not None and n not in (0, expect):
+            raise LinkError(f"response claims {n} payload bytes, not the {expect} expected")
         rest = yield _Read(n + 2)
         frame = bytes([SYNC_RESPONSE]) + bytes(head) + bytes(rest)
         return decode_frame(frame)
 
-    def _exchange(self, cmd: Command, payload: bytes = b"", *, long=False, idempotent=True):
+    def _exchange(self, cmd: Command, payload: bytes = b"", *, long=False, idempotent=True,
+                  expect=None):
         """One request and its response (a generator): returns the ACK payload.
 
         Retries (``self.retries`` times) after a lost or corrupted response (only if
@@ -289,7 +296,7 @@ class HostDriver:
             last = attempt == attempts - 1
             yield _Write(frame)
             try:
-                code, data = yield from self._read_response(long)
+                code, data = yield from self._read_response(long, expect)
             except LinkError as e:
                 self._stale = True
                 if not idempotent:
@@ -322,7 +329,7 @@ class HostDriver:
         return (yield from self._identify())
 
     def _identify(self):
-        data = yield from self._exchange(Command.IDENTIFY)
+        data = yield from self._exchange(Command.IDENTIFY, expect=7)
         if len(data) != 7:
             raise LinkError(f"IDENTIFY answered {len(data)} bytes, 7 expected")
         return Identity(int.from_bytes(data[0:4], "little"), data[4],
@@ -347,7 +354,7 @@ class HostDriver:
         return (yield from self._status())
 
     def _status(self):
-        data = yield from self._exchange(Command.STATUS)
+        data = yield from self._exchange(Command.STATUS, expect=10)
         if len(data) != 10:
             raise LinkError(f"STATUS answered {len(data)} bytes, 10 expected")
         st = Status(int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little"),
@@ -387,7 +394,7 @@ class HostDriver:
             chunk = words[i:i + MAX_WORDS]
             payload = (bytes([int(space)]) + int(addr + i).to_bytes(4, "little")
                        + b"".join(w.to_bytes(4, "little") for w in chunk))
-            yield from self._exchange(Command.WRITE_MEM, payload)
+            yield from self._exchange(Command.WRITE_MEM, payload, expect=0)
 
     def _read_mem(self, space, addr, count):
         count = _integer(count, "the word count")
@@ -399,7 +406,7 @@ class HostDriver:
             n = min(MAX_WORDS, count - i)
             payload = (bytes([int(space)]) + int(addr + i).to_bytes(4, "little")
                        + n.to_bytes(2, "little"))
-            data = yield from self._exchange(Command.READ_MEM, payload)
+            data = yield from self._exchange(Command.READ_MEM, payload, expect=4 * n)
             if len(data) != 4 * n:
                 raise LinkError(f"READ_MEM of {n} words answered {len(data)} bytes")
             out += _u32_words(data)
@@ -489,7 +496,7 @@ class HostDriver:
             payload = bytes([(tag << RUN_TAG_SHIFT) | (0 if wait else 1)])
             try:
                 data = yield from self._exchange(Command.RUN, payload, long=wait,
-                                                 idempotent=False)
+                                                 idempotent=False, expect=8 if wait else 0)
             except DeviceError:
                 raise
             except LinkError as e:

@@ -263,3 +263,14 @@ def test_board_slice_real_accelerator_matches_golden_under_faults():
     assert rep["injected"] >= 8
     assert rep["logits_compared"] == 80 and rep["logit_mismatches"] == 0
     assert rep["outside_writes"] == [] and rep["hung"] == 0
+
+
+def test_a_response_of_the_wrong_length_is_refused_at_once():
+    """A corrupted length field (here 200 for a STATUS) is refused without waiting for 200
+    bytes, and the request sent again."""
+    body = bytes([Reply.ACK]) + (200).to_bytes(2, "little") + bytes(10)
+    bad = bytes([SYNC_RESPONSE]) + body + b"\x00\x00"
+    ok = _ack(bytes(8) + bytes([0x02, 0]))
+    t = Scripted([bad, ok])
+    assert HostDriver(t, retries=1).status().done
+    assert len(t.sent) == 2 and t.drains == 1
