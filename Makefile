@@ -34,6 +34,14 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(VPY) -m pytest -n $(JOBS) -m slow tests
 
+# The stream benches' full cross product: every segment of every unit bench in each stall
+# mode (none, idle, backpressure, both), and the protocol monitor on the units inside the
+# digits and ViT Accelerators (make test: each unit without stalls and rotating through the
+# stalled modes, and the digits Accelerator).
+.PHONY: stream-modes
+stream-modes: $(STAMP)
+	$(VPY) -m pytest -n $(JOBS) tests/test_rtl_units.py tests/test_rtl_vector.py
+
 bench: $(STAMP)
 	mkdir -p build/bench
 	$(TERNAC) run digits --backend verilator --lanes 8 --json build/bench/digits_L8.json

@@ -11,7 +11,7 @@ from streams import bench_inputs, bench_output, bench_progress
 @cocotb.test()
 async def generate(dut):
     cfg = bench_inputs()
-    tb = TopTB(dut, cfg.get("poll_cycles"))
+    tb = TopTB(dut, cfg.get("poll_cycles"), cfg.get("internal"))
     await tb.reset()
     for addr, values in cfg["constants"]:
         await tb.write(SCRATCH, addr, values)
@@ -34,4 +34,4 @@ async def generate(dut):
         dut._log.info(f"step {t}: token {tokens[t]} -> {res} ({cyc} cycles)")
         bench_progress({"step": t, "token": tokens[t], "result": res, "cycles": cyc})
     bench_output({"tokens": tokens, "logits": logits, "results": results, "cycles": cycles,
-                  **tb.speed()})
+                  **tb.speed(), **tb.streams()})

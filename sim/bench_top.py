@@ -7,7 +7,8 @@ import cocotb
 from cocotb.triggers import ClockCycles, First, NextTimeStep, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from streams import bench_inputs, bench_output, bench_progress, start_clock, to_signed
+from streams import (ProtocolMonitor, bench_inputs, bench_output, bench_progress,
+                     start_clock, stream_names, to_signed)
 from ternac.protocol import Space
 
 #: The host-port spaces the benches use (ternac.protocol.Space: the one definition).
@@ -16,10 +17,22 @@ CLK_NS = 10
 
 
 class TopTB:
-    """Wraps the Accelerator DUT: clock, reset and host-port accesses."""
+    """Wraps the Accelerator DUT: clock, reset and host-port accesses.
 
-    def __init__(self, dut, poll_cycles: int | None = None):
+    After reset, a streams.ProtocolMonitor watches every valid/ready stream at the DUT's
+    ports (the Accelerator has none: its host port is a plain memory port, so nothing
+    wakes on the clock for it), or, given ``internal`` (streams.instance_streams of the
+    model's Verilog, for a model built with every signal visible, ``public="all"``, and
+    the clock from cocotb), every stream at the ports of the units inside it whose valid,
+    ready and payload are all instance ports (in the ViT build: the engine's input and
+    output, the streamer's commands, the Norm's and the Shiftmax's inputs; the
+    clock-enabled pipelines have no ready port): a violation fails the bench.
+    :meth:`streams` reports what it saw."""
+
+    def __init__(self, dut, poll_cycles: int | None = None, internal=None):
         self.dut = dut
+        self.internal = internal
+        self.monitor = None
         # Kept to measure what it cost (ternac.sim.simspeed): poll done every poll_cycles
         # clock cycles, waking Python on each edge, as the benches did before.
         self.poll_cycles = poll_cycles
@@ -43,6 +56,19 @@ class TopTB:
             await RisingEdge(d.clk)
         d.rst.value = 0
         await RisingEdge(d.clk)
+        if self.monitor is None:
+            if self.internal is not None:
+                self.monitor = ProtocolMonitor(d, d.clk, internal=self.internal).start()
+            elif stream_names(d):
+                self.monitor = ProtocolMonitor(d, d.clk).start()
+
+    def streams(self) -> dict:
+        """``{"streams": {path: transfers}, "partial": [paths without ready or valid]}`` of
+        the protocol monitor (empty when no stream was watched)."""
+        if self.monitor is None:
+            return {"streams": {}, "partial": []}
+        rep = self.monitor.report()
+        return {"streams": rep["streams"], "partial": rep["partial"]}
 
     async def write(self, space, addr, values):
         d = self.dut
@@ -104,7 +130,7 @@ class TopTB:
 async def run_inputs(dut):
     """Run every input vector; hand back logits, results and cycles."""
     cfg = bench_inputs()
-    tb = TopTB(dut, cfg.get("poll_cycles"))
+    tb = TopTB(dut, cfg.get("poll_cycles"), cfg.get("internal"))
     await tb.reset()
     logits, results, cycles, scratch = [], [], [], []
     rb = cfg.get("scratch_readback")
@@ -119,4 +145,4 @@ async def run_inputs(dut):
             scratch.append(await tb.read(SCRATCH, rb[0], rb[1]))
         bench_progress({"inputs_done": len(results)})
     bench_output({"logits": logits, "results": results, "cycles": cycles, "scratch": scratch,
-                  **tb.speed()})
+                  **tb.speed(), **tb.streams()})

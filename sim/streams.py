@@ -15,8 +15,8 @@ import random
 from cocotb.triggers import RisingEdge
 
 __all__ = ["pack", "unpack", "StreamSource", "StreamSink", "StreamMonitor", "ProtocolMonitor",
-           "ProtocolViolation", "stream_names", "stream_fields", "MODES", "STALL_P",
-           "FAST_RUNS", "SLOW_RUNS", "ROTATION", "segment_modes", "bench_inputs",
+           "ProtocolViolation", "stream_names", "instance_streams", "stream_fields", "MODES",
+           "STALL_P", "FAST_RUNS", "SLOW_RUNS", "ROTATION", "segment_modes", "bench_inputs",
            "bench_output", "bench_progress", "to_signed", "start_clock"]
 
 #: The probability of a pause cycle in the stall modes.
@@ -171,8 +171,8 @@ class StreamMonitor:
     counts transfers; ``violations`` holds one dict per broken rule and field (``stream``,
     ``cycle``, ``field``, ``was``, ``now``, ``message``)."""
 
-    def __init__(self, dut, name: str, *, fields=None):
-        self.name = name
+    def __init__(self, dut, name: str, *, fields=None, label: str | None = None):
+        self.name = label or name
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
@@ -229,20 +229,76 @@ def stream_names(dut) -> list[str]:
                   if n.endswith("__valid") and {n[:-5] + "ready", n[:-5] + "payload"} <= names)
 
 
+def instance_streams(verilog: str, top: str) -> tuple[list, list]:
+    """The streams at the ports of every module instance under ``top`` in Amaranth's
+    Verilog ``verilog`` (whose submodules are modules named ``\\<top>.<path>``, instance
+    ``<path>``): ``(found, partial)``. ``found`` lists ``[path, name]`` for each stream
+    whose ``name__valid``, ``name__ready`` and ``name__payload`` are all ports of the
+    instance at ``path`` (dotted: ``"seq.engine"``); ``partial`` lists ``"path.name"`` of
+    the streams with only some of them at the ports (Yosys drops a constant ready of an
+    always-ready stream, or names the port after the wire it drives, e.g. a FIFO's
+    ``r_en``): those are not monitored. A stream inside a module that no instance port
+    carries is not seen at all."""
+    import re
+    found, partial = [], []
+    for m in re.finditer(r"^module\s+\\" + re.escape(top) + r"\.(\S+)\s*\(([^)]*)\);",
+                         verilog, re.M):
+        path = m.group(1)
+        ports = {p.strip() for p in m.group(2).split(",")}
+        bases = sorted({p.rsplit("__", 1)[0] for p in ports
+                        if p.endswith(("__valid", "__ready", "__payload"))})
+        for base in bases:
+            have = [f"{base}__{t}" in ports for t in ("valid", "ready", "payload")]
+            if all(have):
+                found.append([path, base])
+            elif have[0] or have[1]:
+                partial.append(f"{path}.{base}")
+    return found, partial
+
+
+def _child(scope, name: str):
+    """The sub-scope ``name`` of a cocotb hierarchy handle; an unnamed Amaranth submodule
+    (Verilog instance ``\\U$4``) is found by its name as the simulator spells it."""
+    try:
+        return getattr(scope, name)
+    except AttributeError:
+        pass
+    from cocotb.handle import HierarchyObject
+    subs = {h._name: h for h in scope if isinstance(h, HierarchyObject)}
+    for spelled in (name, "\\" + name, "\\" + name + " ", name.replace("$", "__024")):
+        if spelled in subs:
+            return subs[spelled]
+    raise AttributeError(f"{scope._name} has no instance {name!r} (it has {sorted(subs)})")
+
+
 class ProtocolMonitor:
     """A :class:`StreamMonitor` on each of ``names`` (default: every stream of the DUT,
-    :func:`stream_names`), sampled by one coroutine on the rising edges of ``clk``; the edge
-    count since :meth:`start` is the cycle in its messages. ``fields`` maps a stream's name
+    :func:`stream_names`; ``internal``, the ``(found, partial)`` of :func:`instance_streams`
+    for a model built with every signal visible, the streams at the ports of the instances
+    inside it), sampled by one coroutine on the rising edges of ``clk``; the
+    edge count since :meth:`start` is the cycle in its messages. ``fields`` maps a stream's name
     to its payload fields (:func:`stream_fields`). With ``fail`` (default), the first
     violation raises :class:`ProtocolViolation` in the monitor's task, which fails the
     cocotb test with its message (stream, cycle, field)."""
 
-    def __init__(self, dut, clk, *, names=None, fields=None, fail: bool = True):
+    def __init__(self, dut, clk, *, names=None, fields=None, fail: bool = True,
+                 internal=None):
         fields = fields or {}
         self.clk = clk
         self.fail = fail
-        self.monitors = [StreamMonitor(dut, n, fields=fields.get(n))
-                         for n in (stream_names(dut) if names is None else names)]
+        self.partial = []
+        if internal is not None:     # instance_streams: ([[path, name], ...], partial)
+            found, self.partial = internal
+            self.monitors = []
+            for path, n in found:
+                scope = dut
+                for part in path.split("."):
+                    scope = _child(scope, part)
+                self.monitors.append(StreamMonitor(scope, n, fields=fields.get(f"{path}.{n}"),
+                                                   label=f"{path}.{n}"))
+        else:
+            self.monitors = [StreamMonitor(dut, n, fields=fields.get(n))
+                             for n in (stream_names(dut) if names is None else names)]
         self.cycle = 0
         self.task = None
 
@@ -268,7 +324,8 @@ class ProtocolMonitor:
     def report(self) -> dict:
         """``{"streams": {name: transfers}, "violations": [...], "cycles": edges seen}``."""
         return {"streams": {m.name: m.beats for m in self.monitors},
-                "violations": self.violations, "cycles": self.cycle}
+                "violations": self.violations, "cycles": self.cycle,
+                "partial": list(self.partial)}
 
 
 def stream_fields(component) -> dict:

@@ -273,7 +273,7 @@ def test_streamer_t3_parameters():
     assert st.word_bits == 64 and st.latency == 3 and st.fifo_depth == 4
     assert len(st.mem_rdata) == 64 and len(st.o.payload.nz) == 40
     i2 = PackedWeightStreamer(lanes=32, depth=16)
-    assert i2.word_bits == 64 and i2.latency == 2 and i2.fifo_depth == 4
+    assert i2.word_bits == 64 and i2.latency == 2 and i2.fifo_depth == 3
 
 
 # --- The protocol monitor ----------------------------------------------------------------
@@ -522,3 +522,75 @@ def test_requant_every_element(requant_model, run):
         got = [unpack(out_layout, w) for w in res["out"]]
         assert [g["y"] for g in got] == expect, (case, res["mode"])
         assert [g["tag"] for g in got] == [k % 4096 for k in range(len(expect))], case
+
+
+# --- Inside the Accelerator ---------------------------------------------------------------
+
+def _run_top_monitored(cfg, weight_words, program_words, inputs, input_addr, logits_addr,
+                       n_logits):
+    """Run ``inputs`` on the Accelerator built with every signal visible and the clock from
+    cocotb, a protocol monitor on every stream at the ports of every unit inside it
+    (sim.streams.instance_streams: what the sequencer drives into and takes from them).
+    Returns the bench's results and the ``(found, partial)`` streams."""
+    from ternac.sim.accel import build_accelerator
+    from ternac.sim.streams import instance_streams
+    runner, bdir, name = build_accelerator(cfg, weight_words, program_words, clock="cocotb",
+                                           public="all", progress=False)
+    internal = instance_streams((bdir / f"{name}.v").read_text(), name)
+    out = run_bench(runner, bdir, name, "bench_top", inputs={
+        "inputs": [list(map(int, x)) for x in inputs], "input_addr": input_addr,
+        "logits_addr": logits_addr, "n_logits": n_logits, "internal": internal})
+    print(f"monitored {out['streams']}; without a ready or valid port: {out['partial']}")
+    assert out["streams"] == {f"{p}.{n}": out["streams"][f"{p}.{n}"] for p, n in internal[0]}
+    return out, internal
+
+
+def test_units_inside_the_digits_accelerator_keep_the_stream_contract():
+    """The committed digits MLP (L=8) on 4 test digits: the engine's input and output and
+    the streamer's command stream, as the sequencer drives them, keep the contract on every
+    cycle; the logits equal the integer golden model."""
+    from ternac.config import AccelConfig
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT, int_forward, int_layers_from_checkpoint
+    from ternac.lower import compile_mlp
+    layers = int_layers_from_checkpoint(DEFAULT_CHECKPOINT)
+    cfg = AccelConfig(lanes=8)
+    c = compile_mlp(layers, cfg)
+    x = quantize_pixels(load_split()[2])[:4]
+    out, (found, _) = _run_top_monitored(cfg, c.weight_words, c.program_words, x.tolist(),
+                                         c.input_addr, c.logits_addr, c.n_logits)
+    assert {"seq.engine.i", "seq.engine.o", "seq.streamer.cmd"} <= set(out["streams"])
+    assert all(n > 0 for n in out["streams"].values()), out["streams"]
+    assert out["logits"] == int_forward(layers, x).tolist()
+
+
+@pytest.mark.slow
+def test_units_inside_the_vit_accelerator_keep_the_stream_contract():
+    """The committed digits ViT (every vector unit: LayerNorm, GELU, ADD, Shiftmax, DOT) on
+    one test digit: every stream at a unit's ports keeps the contract on every cycle; the
+    logits equal the program interpreter."""
+    from ternac.config import VIT_CONFIG
+    from ternac.golden.digits_data import load_split, quantize_pixels
+    from ternac.golden.interpreter import run_program
+    from ternac.golden.vit import IntViT, load_checkpoint
+    from ternac.lower import lower
+    model, _ = load_checkpoint(None)
+    x = quantize_pixels(load_split()[2])[:1]
+    im = IntViT.from_model(model)
+    g = im.graph()
+    feeds = im.feeds(x)
+    c = lower(g, VIT_CONFIG)
+    block = torch.zeros(1, c.scratch_map["work"][0], dtype=torch.int64)
+    for a, v in c.scratch_constants.items():
+        block[:, a:a + len(v)] = torch.tensor(v)
+    for name, v in feeds.items():
+        a, n = c.inputs[name]
+        block[:, a:a + n] = v
+    out, _ = _run_top_monitored(VIT_CONFIG, c.weight_words, c.program_words, block.tolist(),
+                                0, c.logits_addr, c.n_logits)
+    assert len(out["streams"]) >= 5 and all(n > 0 for n in out["streams"].values())
+    cfg = VIT_CONFIG
+    st = run_program(c.program_words, c.weight_words, lanes=cfg.lanes,
+                     scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                     weight_depth=cfg.weight_depth, scratch_init={0: block})
+    assert out["logits"] == st.out[:, c.logits_addr:c.logits_addr + c.n_logits].tolist()
