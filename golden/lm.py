@@ -882,7 +882,9 @@ def save_checkpoint(model: MatMulFreeLM, path: str | Path, vocab: Vocab,
     ------
     ValueError if the vocabulary size differs from the model's.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .fileio import atomic_write
 
     if len(vocab) != model.config.vocab_size:
         raise ValueError(f"vocabulary of {len(vocab)} symbols for a model of vocab_size "
@@ -891,7 +893,8 @@ def save_checkpoint(model: MatMulFreeLM, path: str | Path, vocab: Vocab,
     md.update(format=CHECKPOINT_FORMAT, config=json.dumps(model.config.to_hf(), sort_keys=True),
               vocab=json.dumps(vocab.chars), calibrated="1" if model.calibrated else "0")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(_state_tensors(model), str(path), metadata=md)
+    # Atomically: an existing checkpoint is replaced only by the complete new one.
+    atomic_write(path, save(_state_tensors(model), metadata=md))
 
 
 def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device = "cpu"
