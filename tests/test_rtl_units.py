@@ -337,6 +337,30 @@ def test_monitor_rules_on_traces():
     assert [(v["field"], v["was"], v["now"]) for v in viol] == [("payload", 0x123, 0x523)]
 
 
+def test_pause_generators():
+    """The idle and backpressure generators: a probability (seeded: the same seed gives the
+    same pauses, about p of the cycles), a 0/1 pattern cycled, none; a probability outside
+    [0, 1) is refused."""
+    from ternac.sim.streams import _Pauses
+    p, q = _Pauses(0.3, random.Random(7)), _Pauses(0.3, random.Random(7))
+    seq = [next(p) for _ in range(2000)]
+    assert seq == [next(q) for _ in range(2000)]
+    assert 0.25 < sum(seq) / len(seq) < 0.35
+    pat = _Pauses([1, 1, 0], random.Random(0))
+    assert [next(pat) for _ in range(7)] == [True, True, False, True, True, False, True]
+    assert not any(next(_Pauses(None, random.Random(0))) for _ in range(100))
+    assert not any(next(_Pauses(0.0, random.Random(0))) for _ in range(100))
+    for bad in (1.0, -0.1, 2):
+        with pytest.raises(ValueError, match="pause probability must be in"):
+            _Pauses(bad, random.Random(0))
+    with pytest.raises(ValueError, match="stall mode|bench run must be"):
+        segment_modes("sometimes", 4)
+    with pytest.raises(ValueError, match="at least 3 segments"):
+        segment_modes("rotate", 2)
+    assert segment_modes("rotate", 4) == ["idle", "backpressure", "both", "idle"]
+    assert segment_modes("both", 2) == ["both", "both"]
+
+
 class _BrokenStream(wiring.Component):
     """A stub unit under test for the monitor, its behaviour chosen by ``fault``: 0 breaks
     the payload rule (``o.valid`` always high, the payload a counter that moves every cycle
