@@ -12,7 +12,7 @@ Header, :data:`HEADER_BYTES` = 20 bytes (``struct`` format :data:`HEADER_FMT`)::
     0      4    magic          b"TNAC"
     4      2    version        u16, :data:`VERSION` (= 1)
     6      1    format         u8, :class:`Format` (0 = I2 lane-tiled; 1 = T3 lane-tiled)
-    7      1    lanes          u8, L: I2 a multiple of 4 from 4 to 64; T3 a multiple of 5
+    7      1    lanes          u8, L: I2 a multiple of 4 from 4 to 128; T3 a multiple of 5
                                    from 5 to 80
     8      2    word_bits      u16, bits of a weight word, must be 2 * L (I2) or 8 * L / 5
                                    (T3)
@@ -90,15 +90,15 @@ class Format(enum.IntEnum):
 def lanes_error(fmt: Format, lanes: int) -> str | None:
     """Why ``lanes`` is not valid for payload format ``fmt``, or None if it is.
 
-    I2: a multiple of 4 from 4 to 64 (words of 8 to 128 bits); T3: a multiple of 5 from 5 to
+    I2: a multiple of 4 from 4 to 128 (words of 8 to 256 bits); T3: a multiple of 5 from 5 to
     80 (words of 1 to 16 bytes, 8 to 128 bits).
     """
     if Format(fmt) == Format.T3:
         if not (5 <= lanes <= 80 and lanes % 5 == 0):
             return f"T3 weight image lanes must be a multiple of 5 from 5 to 80, not {lanes}"
         return None
-    if not (4 <= lanes <= 64 and lanes % 4 == 0):
-        return f"weight image lanes must be a multiple of 4 from 4 to 64, not {lanes}"
+    if not (4 <= lanes <= 128 and lanes % 4 == 0):
+        return f"weight image lanes must be a multiple of 4 from 4 to 128, not {lanes}"
     return None
 
 
@@ -320,8 +320,8 @@ def decode_image(data: bytes, source: str = "weight image") -> WeightImage:
             fail(f"word_bits {word_bits} does not match 8 * lanes / 5 = "
                  f"{format_word_bits(fmt, lanes)} of a T3 image")
     else:
-        if not (4 <= lanes <= 64 and lanes % 4 == 0):
-            fail(f"lanes {lanes} is not a multiple of 4 from 4 to 64")
+        if not (4 <= lanes <= 128 and lanes % 4 == 0):
+            fail(f"lanes {lanes} is not a multiple of 4 from 4 to 128")
         if word_bits != 2 * lanes:
             fail(f"word_bits {word_bits} does not match 2 * lanes = {2 * lanes}")
     if rsvd != 0:

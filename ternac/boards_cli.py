@@ -97,15 +97,17 @@ def _write_json(path, obj) -> None:
 
 def _model_config(model: str, lanes: int):
     """The AccelConfig a model is built with (known before compiling): digits
-    ``AccelConfig(lanes=lanes)``, shakespeare its own (``LM_CONFIG``, 32 lanes).
+    ``AccelConfig(lanes=lanes)``, shakespeare its own (``ternac.config.LM_CONFIGS``: 32
+    lanes I2, 40 lanes T3, 128 lanes for the ULX3S).
     Raises ValueError for another lane count of the LM or an unknown model."""
     from ternac.config import AccelConfig
     if model == "shakespeare":
-        from ternac.config import LM_CONFIG
-        if lanes != LM_CONFIG.lanes:
-            raise ValueError(f"the shakespeare model is compiled for {LM_CONFIG.lanes} lanes, "
-                             f"not {lanes}; pass --lanes {LM_CONFIG.lanes}")
-        return LM_CONFIG
+        from ternac.config import LM_CONFIGS
+        if lanes not in LM_CONFIGS:
+            raise ValueError(f"the shakespeare model is compiled for "
+                             f"{', '.join(map(str, LM_CONFIGS))} lanes, not {lanes}; pass "
+                             f"--lanes 32 (40: T3 weights, 128: the ULX3S)")
+        return LM_CONFIGS[lanes]
     if model != "digits":
         raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare")
     return AccelConfig(lanes=lanes)
@@ -181,7 +183,9 @@ def build_main(args) -> int:
             compiled = _compile(model, args.lanes, getattr(args, "checkpoint", None))
             build_dir = args.build_dir
             if build_dir is None and model != "digits":
-                build_dir = os.path.join("build", f"{args.board}-{model}")
+                # build/<board>-shakespeare for the 32-lane LM, else ...-L<lanes>.
+                build_dir = os.path.join("build", f"{args.board}-{model}" + (
+                    "" if args.lanes == 32 else f"-L{args.lanes}"))
             report = build_board(args.board, compiled.cfg, compiled.program_words,
                                  compiled.weight_words, freq_mhz=args.freq,
                                  baud=getattr(args, "baud", _facts.DEFAULT_BAUD),

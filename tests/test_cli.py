@@ -245,7 +245,7 @@ def test_bad_checkpoints(tmp_path, capsys):
                        "memory holds 4096 (weight_depth)"),
     (["--weight-depth", "2000"], "the weights need 2176 words of 16 bits at 8 lanes, but the "
                                  "weight memory holds 2000 (weight_depth)"),
-    (["--lanes", "6"], "lanes must be a multiple of 4 from 4 to 64, not 6"),
+    (["--lanes", "6"], "lanes must be a multiple of 4 from 4 to 128, not 6"),
 ])
 def test_model_does_not_fit(tmp_path, capsys, argv, text):
     js = tmp_path / "r.json"

@@ -1,0 +1,48 @@
+"""ternac bench lm (ternac/bench.py): one configuration without a board build, on the
+Verilator RTL (the LM_CONFIG build test_lm_rtl.py also uses), every figure labelled, the
+record found again in the sweep's cache; bad arguments one sentence, exit 2."""
+import json
+
+import pytest
+
+from ternac import bench
+from ternac.cli import main
+
+
+def test_bench_lm_without_build_and_cache(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    reps = bench.bench_lm(["icebreaker-L32-i2"], out_dir=tmp_path / "out", tokens=1,
+                          build=False, cache_dir=cache, work_dir=tmp_path / "work",
+                          progress=False)
+    rep = json.loads((tmp_path / "out" / "lm-icebreaker-L32-i2.json").read_text())
+    assert rep == json.loads(json.dumps(reps[0]))
+    assert rep["matches_golden"] and rep["logit_mismatches"] == 0
+    assert rep["logits_compared"] == 2 * 65          # "RO", then one token: 2 steps
+    assert len(rep["cycles_per_step"]) == 2
+    assert rep["cycles_per_token"] == sum(rep["cycles_per_step"]) / 2
+    assert rep["ternary_weights"] == 426112 and rep["trits_per_cycle"] == 32
+    assert rep["weight_stream_bound_cycles"] == 426112 / 32
+    assert rep["fraction_of_bound"] == pytest.approx(13316 / rep["cycles_per_token"])
+    b = rep["build"]
+    assert b["status"] in ("not_built", "does_not_fit") and b["fmax_MHz_achieved"] is None
+    assert b["resources_kind"].startswith("modelled")
+    assert rep["tokens_per_s"] is None and rep["tokens_per_s_at_constraint_unbuilt"] == \
+        pytest.approx(24e6 / rep["cycles_per_token"])
+    for key in ("cycles_per_token", "fraction_of_bound", "tokens_per_s", "build.resources",
+                "build.fmax_MHz_achieved", "tokens_per_s_at_fmax"):
+        assert key in rep["kinds"]
+    assert not b["cached"]
+    # The same inputs again: the sweep's stored record, not a new one.
+    again = bench.bench_config(bench.CONFIGS[0], tokens=1, build=False, cache_dir=cache,
+                               work_dir=tmp_path / "work", progress=False)
+    assert again["build"]["cached"] and again["build"]["key"] == b["key"]
+    assert (cache / f"{b['key']}.json").is_file()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--tokens", "0"], "--tokens must be from 1 to 64, not 0"),
+])
+def test_bench_lm_bad_arguments(argv, msg, tmp_path, capsys):
+    assert main(["bench", "lm", "--out", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ternac: error: {msg}"
