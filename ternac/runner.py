@@ -27,7 +27,8 @@ from ternac.errors import BackendError, CheckpointError, InputError, one_line
 
 __all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "SEED_MIN", "SEED_MAX", "RTLFailed",
            "default_checkpoint", "accel_config", "run_digits", "run_compiled", "run_vit_digits",
-           "check_corpus", "check_lfsr_seed", "load_lm", "generate"]
+           "check_corpus", "check_lfsr_seed", "check_prompt", "check_port", "load_lm",
+           "generate"]
 
 #: Every backend a model runs on.
 BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
@@ -417,6 +418,28 @@ def check_corpus(checkpoint=None, text=None) -> str | None:
     return want
 
 
+def check_prompt(checkpoint, prompt: str) -> None:
+    """Refuse, before the model loads (seconds), a prompt holding a character the
+    checkpoint's vocabulary (its ``vocab`` metadata) has no token for. A checkpoint without
+    readable metadata is left to its loader. Raises InputError (one sentence)."""
+    import json
+
+    from ternac.golden.lm import DEFAULT_CHECKPOINT
+    try:
+        from safetensors import safe_open
+        with safe_open(str(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint), "pt") as f:
+            chars = json.loads((f.metadata() or {}).get("vocab", "null"))
+    except Exception:
+        return
+    if not isinstance(chars, str):
+        return
+    bad = sorted(set(prompt) - set(chars))
+    if bad:
+        raise InputError(f"the prompt holds {len(bad)} character(s) the model has no token for "
+                         f"({', '.join(repr(c) for c in bad[:5])}); its {len(chars)} symbols "
+                         f"are {chars!r}")
+
+
 def check_lfsr_seed(seed) -> int | None:
     """``seed`` as the LFSR seed of sampling: None (greedy) or an int from SEED_MIN to
     SEED_MAX, each a distinct sampler state. Raises InputError (one sentence)."""
@@ -496,10 +519,10 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
     if len(prompt) > MAX_PROMPT:
         raise InputError(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT} "
                          f"are accepted")
-    if backend == "board" and not port:
-        raise InputError("the board backend needs --port (the board's serial port, "
-                         "e.g. /dev/ttyUSB1)")
+    if backend == "board":
+        check_port(port)
     check_lfsr_seed(seed)
+    check_prompt(checkpoint, prompt)
     if temperature is not None and seed is None:
         raise InputError("--temperature applies to sampling; give --seed too")
     if temperature is None:

@@ -15,7 +15,8 @@ existing file (content ``keep``), ``{dir}`` an existing folder holding ``old.txt
 ``{changed}`` the Shakespeare corpus with one letter replaced, ``{digits_attn}``,
 ``{digits_nontern}``, ``{digits_10in}`` digits checkpoints with an attention tensor, a
 non-ternary trit and 10 inputs, ``{image_cut}`` / ``{image_crc}`` the digits weight image
-cut in half / with one bit flipped, ``{ckpt_cut}`` the digits checkpoint cut to a third.
+cut in half / with one bit flipped, ``{image_l16}`` the digits image packed for 16 lanes,
+``{ckpt_cut}`` the digits checkpoint cut to a third.
 """
 from __future__ import annotations
 
@@ -150,6 +151,8 @@ ROWS = [
     ("port-absent", "run digits --backend board --quiet --limit 2 --port {tmp}/ttyUSB9", 2,
      "no board on the port", []),
     ("lm-no-port", "generate --backend board --tokens 2 --quiet", 2, "needs --port", []),
+    ("lm-port-absent", "generate --backend board --tokens 2 --quiet --port {tmp}/ttyACM0", 2,
+     "no board on the port", []),
     # --- an unsupported layer or a checkpoint of another model ----------------------
     ("attention-layer", "run digits --backend golden --quiet --checkpoint {digits_attn}", 2,
      "unexpected tensor 'layers.1.attn.q_proj.weight'", []),
@@ -163,6 +166,14 @@ ROWS = [
      "checkpoints/digits.safetensors", 2, "format", []),
     ("not-an-image", "image info checkpoints/digits.safetensors", 2,
      "not a ternac weight image", []),
+    ("text-as-checkpoint", "run digits --backend golden --quiet --checkpoint {file}", 2,
+     "not a readable safetensors file", []),
+    ("text-as-lm-checkpoint", "generate --tokens 2 --quiet --checkpoint {file}", 2,
+     "not a readable safetensors file", []),
+    ("text-as-image", "image info {file}", 2, "truncated", []),
+    ("image-of-other-lanes",
+     "run digits --backend golden --quiet --limit 2 --image {image_l16} --lanes 8", 2,
+     "packed for 16 lanes, but the accelerator has 8", []),
     # --- an existing output that must survive ----------------------------------------
     ("committed-checkpoint", "train digits --quiet --epochs 1 --out "
      "checkpoints/digits.safetensors", 2, "is a committed checkpoint; pass --force", []),
@@ -225,6 +236,8 @@ ROWS = [
     ("text-for-digits", "compile digits --text {file} --out {tmp}/o", 2,
      "--text applies to the shakespeare model only", ["{tmp}/o"]),
     ("empty-prompt", ["generate", "--prompt", "", "--quiet"], 2, "the prompt is empty", []),
+    ("prompt-outside-vocabulary", ["generate", "--prompt", "h\u00e9llo \u20ac", "--quiet"], 2,
+     "2 character(s) the model has no token for", []),
     ("long-prompt", ["generate", "--prompt", LONG_PROMPT, "--quiet"], 2,
      "at most 10000 are accepted", []),
     ("tokens-0", "generate --tokens 0 --quiet", 2, "--tokens must be from 1 to", []),
@@ -244,6 +257,13 @@ ROWS = [
     ("sim-stall-1", "sim engine --stall 1 --quiet", 2, "--stall must be a probability", []),
     ("sim-seed-text", "sim engine --seed x --quiet", 2, "--seed must be an integer", []),
     ("no-command", "", 2, "required: COMMAND", []),
+    ("no-backend", "run digits", 2, "the following arguments are required: --backend", []),
+    ("no-out", "compile digits", 2, "the following arguments are required: --out", []),
+    ("lanes-not-a-number", "run digits --backend golden --lanes eight", 2,
+     "invalid int value", []),
+    ("lm-unit-lanes", "build unit engine --model shakespeare --lanes 8", 2,
+     "the shakespeare model is compiled for", []),
+    ("folder-bench-json", "bench numerics --json {dir}", 2, "is a directory", []),
 ]
 
 
@@ -290,6 +310,8 @@ def fixtures(tmp_path_factory):
                                                        "digits.safetensors"),
                                           accel_config(8)).image)
     (base / "cut.tnac").write_bytes(img[:len(img) // 2])
+    (base / "l16.tnac").write_bytes(encode_image(compile_checkpoint(
+        os.path.join(REPO, "checkpoints", "digits.safetensors"), accel_config(16)).image))
     flipped = bytearray(img)
     flipped[len(img) // 2] ^= 0x10
     (base / "crc.tnac").write_bytes(bytes(flipped))
@@ -304,7 +326,7 @@ def fixtures(tmp_path_factory):
             "digits_nontern": str(base / "nontern.safetensors"),
             "digits_10in": str(base / "in10.safetensors"), "changed": str(changed),
             "image_cut": str(base / "cut.tnac"), "image_crc": str(base / "crc.tnac"),
-            "ckpt_cut": str(base / "cut.safetensors")}
+            "ckpt_cut": str(base / "cut.safetensors"), "image_l16": str(base / "l16.tnac")}
 
 
 def _argv(cmd, subs) -> list[str]:
