@@ -23,31 +23,33 @@ integer vector at a stated real scale; flags and ``(m, s)`` are the instruction'
     E  = EMBED(token)                           int8 table round(W_emb / emb_scale)
     R  = ADD(E, E; m,s = dyadic(emb_scale/res_scale), m2 = 0)    int16 residual, res_scale
     per layer l (state H_l: int16 at h_scale_l, kept across tokens):
-      X16 = RMSNORM(R, attn_norm)               OUT16 at x_scale      (block norm)
-      XF  = RMSNORM(X16, f_proj.norm)           OUT8 at f_proj.act_scale (BitLinear norm)
+      XW  = MUL(R, attn_norm.weight; x_mul)     int16 at xw_scale     (block norm, see 3.)
+      XF  = RMSNORM(XW, f_proj.norm)            OUT8 at f_proj.act_scale (BitLinear norm)
       F_  = MATVEC(f_proj, XF) WIDE             int16 at f_scale
       F   = SIGMOID(F_; exp_gain(f_scale), m2,s2 = 1,0)           Q15 (2^15 = 1, sat 32767)
       NF  = SIGMOID(F_, NEG; same)              Q15, 1 - f  (NF = 2^15 - sigmoid_q exactly)
       [lower bound: F = ADD(MUL(F, OMLB; 1,14), LB; 1,0, 2,0); NF = MUL(NF, OMLB; 1,14),
        OMLB = round((1 - lb) 2^14), LB = round(lb 2^14): f = lb + (1 - lb) sigmoid]
-      XI  = RMSNORM(X16, i_proj.norm) OUT8;  I_ = MATVEC(i_proj, XI) WIDE   at i_scale
+      XI  = RMSNORM(XW, i_proj.norm) OUT8;   I_ = MATVEC(i_proj, XI) WIDE   at i_scale
       SI  = SILU(I_; exp_gain(i_scale), act_out_multiplier(i_scale, si_scale))  OUT16
       C   = MUL(SI, NF; dyadic(si_scale 2^-15 / h_scale))          at h_scale
       FH  = MUL(F, H; 1, 15)                                        at h_scale
       H   = ADD(FH, C; 1,0, 1,0)                                    the new state
-      XG  = RMSNORM(X16, g_proj.norm) OUT8;  G_ = MATVEC(g_proj, XG) WIDE   at g_scale
-      GN  = RMSNORM(G_, g_norm)                 OUT16 at gn_scale
+      XG  = RMSNORM(XW, g_proj.norm) OUT8;   G_ = MATVEC(g_proj, XG) WIDE   at g_scale
+      GW  = MUL(G_, g_norm.weight; gw_mul)      int16 at gw_scale     (g_norm, see 3.)
       SH  = SILU(H; exp_gain(h_scale), act_out_multiplier(h_scale, sh_scale))   OUT16
-      O   = MUL(GN, SH; dyadic(gn_scale sh_scale / o_scale))
+      O   = MUL(GW, SH; dyadic(gw_scale sh_scale / ow_scale))
       XO  = RMSNORM(O, o_proj.norm) OUT8;  OP = MATVEC(o_proj, XO) WIDE  at res_scale
       R   = ADD(R, OP; 1,0, 1,0)
-      X16 = RMSNORM(R, mlp_norm) OUT16 at xm_scale;  XM = RMSNORM(X16, gate_proj.norm) OUT8
-      GT  = MATVEC(gate_proj[:I], XM) WIDE at gate_scale;  Y = MATVEC(gate_proj[I:], XM) WIDE
-            at y_scale (the two halves of gate_proj, each with its own output scale)
-      SG  = SILU(GT) OUT16 at sg_scale;   Z = MUL(SG, Y; dyadic(sg_scale y_scale / z_scale))
+      XMW = MUL(R, mlp_norm.weight; xm_mul) at xmw_scale;  XM = RMSNORM(XMW, gate_proj.norm) OUT8
+      GT  = MATVEC(gate_proj[:I], XM) WIDE at gate_scale;  SG = SILU(GT) OUT16 at sg_scale
+      Y   = MATVEC(gate_proj[I:], XM) WIDE at y_scale (the two halves of gate_proj, each with
+            its own output scale; each op right after the MATVEC it reads: ternac.lower
+            runs SG and Z as those MATVECs' epilogues)
+      Z   = MUL(SG, Y; dyadic(sg_scale y_scale / z_scale))
       XD  = RMSNORM(Z, down_proj.norm) OUT8;  DP = MATVEC(down_proj, XD) WIDE  at res_scale
       R   = ADD(R, DP; 1,0, 1,0)
-    XN = RMSNORM(R, norm) OUT16 at xn_scale;  XL = RMSNORM(XN, lm_head.norm) OUT8
+    XNW = MUL(R, norm.weight; xn_mul) at xnw_scale;  XL = RMSNORM(XNW, lm_head.norm) OUT8
     logits = MATVEC(lm_head, XL) RAW            int32, real value logits * gamma * act_scale
     next token (greedy) = ARGMAX(logits)        the smallest index of the maximum
   sampling (generate(greedy=False, seed)) instead:
@@ -66,8 +68,13 @@ What was changed to make the model integer-only (each measured in docs/lm.md)
    model on the first ``calib_chars`` characters of the training split (one stream from
    the zero state): the block-norm outputs, the pre-activations i, f, g, gate, y, SiLU
    outputs, g_norm, o = g_norm * SiLU(h), z = SiLU(gate) * y, the final norm.
-3. Double RMSNorm: a block RMSNorm followed by each BitLinear's own RMSNorm is computed as
-   two integer RMSNorms (the first writes int16, the second int8 at the BitLinear's scale).
+3. Double RMSNorm: a block RMSNorm followed by a BitLinear's own RMSNorm (and g_norm, whose
+   output o = g_norm(g) * SiLU(h) is RMS-normalized by o_proj's norm) keeps only the block
+   norm's weight: RMSNorm_w2(w1 x / rms(x)) = RMSNorm_w2(w1 x) exactly, as RMSNorm is blind to
+   a per-vector scale, so the block norm is one MUL by its int16 weight into an int16 vector
+   calibrated like every other (``xw``, ``gw``, ``ow``, ``xmw``, ``xnw``), and only the
+   BitLinear's integer RMSNorm (int8 at its scale) normalizes (validation bpc 2.2088 against
+   2.2090 for two integer RMSNorms: measured, docs/lm.md).
 4. Branch outputs (o_proj, down_proj) requantize (MATVEC WIDE) straight into the residual's
    scale; the embedding is brought to it by one ADD.
 5. Sigmoid gates in Q15 fixed point; the shift-exp sigmoid/SiLU of :mod:`golden.intops`
@@ -212,7 +219,10 @@ def _silu(x_scale: float, out_scale: float) -> IntAct:
 @dataclasses.dataclass(frozen=True)
 class IntLayer:
     """The integer constants of one HGRN-Bit layer (names as the dataflow of the module
-    docstring; ``lb``/``one_minus_lb`` are Q14 (D,) vectors or None)."""
+    docstring; ``lb``/``one_minus_lb`` are Q14 (D,) vectors or None). ``attn_norm``,
+    ``g_norm`` and ``mlp_norm`` give their int16 weights (and weight scales) to the MULs
+    ``x_mul``, ``gw_mul``, ``xm_mul`` (dyadic (m, s) to the calibrated ``xw``, ``gw``,
+    ``xmw`` scales; their own (m, s) are unused)."""
     attn_norm: IntNorm
     i_in: IntNorm
     f_in: IntNorm
@@ -237,6 +247,9 @@ class IntLayer:
     down_in: IntNorm
     down_proj: IntLinear
     h_scale: float
+    x_mul: tuple[int, int] = (1, 15)
+    gw_mul: tuple[int, int] = (1, 15)
+    xm_mul: tuple[int, int] = (1, 15)
     lb: torch.Tensor | None = None
     one_minus_lb: torch.Tensor | None = None
 
@@ -259,7 +272,9 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
     Returns
     -------
     (absmax, logits) : ({name: float}, (T, V) float32). Names, per layer ``l``:
-    ``layers.l.{x, i, f, g, si, c, h, gn, sh, o, xm, gate, y, sg, z}``, ``xn`` and
+    ``layers.l.{x, xw, i, f, g, si, c, h, gn, sh, o, gw, ow, xm, xmw, gate, y, sg, z}``,
+    ``xn``, ``xnw`` (the unnormalized weighted vectors ``r * w``, ``g * w``, ``gw * sh`` of
+    the single-RMSNorm dataflow) and
     ``logits`` (the float lm_head output, calibrating the int16 logits that sampling uses).
 
     Raises
@@ -285,6 +300,7 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
             attn = layer.attn
             x = layer.attn_norm(r)
             rec(p + "x", x)
+            rec(p + "xw", r * layer.attn_norm.weight)
             i_, f_, g_ = attn.i_proj(x), attn.f_proj(x), attn.g_proj(x)
             rec(p + "i", i_), rec(p + "f", f_), rec(p + "g", g_)
             f = torch.sigmoid(f_)
@@ -298,9 +314,12 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
             gn, sh = attn.g_norm(g_), F.silu(h)
             o = gn * sh
             rec(p + "gn", gn), rec(p + "sh", sh), rec(p + "o", o)
+            gw = g_ * attn.g_norm.weight
+            rec(p + "gw", gw), rec(p + "ow", gw * sh)
             r = m._rq(r + attn.o_proj(o))
             xm = layer.mlp_norm(r)
             rec(p + "xm", xm)
+            rec(p + "xmw", r * layer.mlp_norm.weight)
             gate, y = layer.mlp.gate_proj(xm).chunk(2, -1)
             sg = F.silu(gate)
             z = sg * y
@@ -308,6 +327,7 @@ def calibration_absmax(model, ids: torch.Tensor, keep: dict | None = None
             r = m._rq(r + layer.mlp.down_proj(z))
         xn = m.norm(r)
         rec("xn", xn)
+        rec("xnw", r * m.norm.weight)
         logits = model.lm_head(xn)
         rec("logits", logits)
         logits = logits[0]
@@ -354,7 +374,7 @@ class IntLM:
 
     def __init__(self, *, config, vocab, emb_table, emb_scale, res_scale, emb_res, layers,
                  final_norm, head_norm, lm_head, absmax, scales, calib_chars,
-                 lm_head_wide: "IntLinear | None" = None):
+                 lm_head_wide: "IntLinear | None" = None, xn_mul: tuple[int, int] = (1, 15)):
         self.config = config
         self.vocab = vocab
         self.emb_table = emb_table
@@ -369,6 +389,7 @@ class IntLM:
         self.scales = scales
         self.calib_chars = calib_chars
         self.lm_head_wide = lm_head_wide
+        self.xn_mul = xn_mul
 
     # --- construction ------------------------------------------------------------------
 
@@ -418,8 +439,11 @@ class IntLM:
                 lbv = lb.detach().to(torch.float64)
                 lbq = torch.clamp(torch.round(lbv * one), 0, one).to(torch.int64)
                 omlb = torch.clamp(torch.round((1 - lbv) * one), 0, one).to(torch.int64)
+            attn_norm = norm_consts(p + "attn_norm", layer.attn_norm.weight, x_s, 16)
+            g_norm = norm_consts(p + "attn.g_norm", a.g_norm.weight, sc[p + "gn"], 16)
+            mlp_norm = norm_consts(p + "mlp_norm", layer.mlp_norm.weight, sc[p + "xm"], 16)
             layers.append(IntLayer(
-                attn_norm=norm_consts(p + "attn_norm", layer.attn_norm.weight, x_s, 16),
+                attn_norm=attn_norm,
                 i_in=norm_consts(p + "attn.i_proj.norm", a.i_proj.norm.weight, i_proj.act_scale, 8),
                 f_in=norm_consts(p + "attn.f_proj.norm", a.f_proj.norm.weight, f_proj.act_scale, 8),
                 g_in=norm_consts(p + "attn.g_proj.norm", a.g_proj.norm.weight, g_proj.act_scale, 8),
@@ -427,12 +451,12 @@ class IntLM:
                 f_sig=IntAct(*intops.exp_gain(sc[p + "f"]), *SIG_M2S2),
                 i_silu=_silu(sc[p + "i"], sc[p + "si"]),
                 c_mul=numerics.dyadic(sc[p + "si"] * 2.0 ** -intops.SIG_FRAC_BITS / h_scale),
-                g_norm=norm_consts(p + "attn.g_norm", a.g_norm.weight, sc[p + "gn"], 16),
+                g_norm=g_norm,
                 h_silu=_silu(h_scale, sc[p + "sh"]),
-                o_mul=numerics.dyadic(sc[p + "gn"] * sc[p + "sh"] / sc[p + "o"]),
+                o_mul=numerics.dyadic(sc[p + "gw"] * sc[p + "sh"] / sc[p + "ow"]),
                 o_in=norm_consts(p + "attn.o_proj.norm", a.o_proj.norm.weight, o_proj.act_scale, 8),
                 o_proj=o_proj,
-                mlp_norm=norm_consts(p + "mlp_norm", layer.mlp_norm.weight, sc[p + "xm"], 16),
+                mlp_norm=mlp_norm,
                 gate_in=norm_consts(p + "mlp.gate_proj.norm", mlp.gate_proj.norm.weight,
                                     gate_proj.act_scale, 8),
                 gate_proj=gate_proj, y_proj=y_proj,
@@ -440,13 +464,19 @@ class IntLM:
                 z_mul=numerics.dyadic(sc[p + "sg"] * sc[p + "y"] / sc[p + "z"]),
                 down_in=norm_consts(p + "mlp.down_proj.norm", mlp.down_proj.norm.weight,
                                     down_proj.act_scale, 8),
-                down_proj=down_proj, h_scale=h_scale, lb=lbq, one_minus_lb=omlb))
+                down_proj=down_proj, h_scale=h_scale,
+                x_mul=numerics.dyadic(res_scale * attn_norm.weight_scale / sc[p + "xw"]),
+                gw_mul=numerics.dyadic(sc[p + "g"] * g_norm.weight_scale / sc[p + "gw"]),
+                xm_mul=numerics.dyadic(res_scale * mlp_norm.weight_scale / sc[p + "xmw"]),
+                lb=lbq, one_minus_lb=omlb))
         lm_head = _linear("lm_head", model.lm_head, None)
         lm_head_wide = _linear("lm_head", model.lm_head, sc["logits"])
+        final_norm = norm_consts("norm", mm.norm.weight, sc["xn"], 16)
         return cls(config=model.config, vocab=vocab, emb_table=table.to(torch.int64),
                    emb_scale=emb_scale, res_scale=res_scale,
                    emb_res=numerics.dyadic(emb_scale / res_scale), layers=layers,
-                   final_norm=norm_consts("norm", mm.norm.weight, sc["xn"], 16),
+                   final_norm=final_norm,
+                   xn_mul=numerics.dyadic(res_scale * final_norm.weight_scale / sc["xnw"]),
                    head_norm=norm_consts("lm_head.norm", model.lm_head.norm.weight,
                                          lm_head.act_scale, 8),
                    lm_head=lm_head, absmax=amax, scales=scales, calib_chars=int(ids.numel()),
@@ -602,8 +632,8 @@ class IntLM:
         for li, L in enumerate(self.layers):
             p = f"layers.{li}."
             H = states[li]
-            X16 = norm(R, L.attn_norm, p + "X16")
-            F_ = matvec(norm(X16, L.f_in, p + "XF"), L.f_proj, p + "F_")
+            XW = mul(R, const(L.attn_norm.name, L.attn_norm.weight), L.x_mul, p + "XW")
+            F_ = matvec(norm(XW, L.f_in, p + "XF"), L.f_proj, p + "F_")
             lb = L.lb is not None
             Fq = act(Op.SIGMOID, F_, L.f_sig, p + ("F0" if lb else "F"))
             NF = act(Op.SIGMOID, F_, L.f_sig, p + ("NF0" if lb else "NF"), NEG)
@@ -613,25 +643,27 @@ class IntLM:
                 Fq = add(mul(Fq, omlb, (1, LB_FRAC_BITS), p + "F*(1-lb)"), lbv, (1, 0),
                          (1 << (15 - LB_FRAC_BITS), 0), p + "F")
                 NF = mul(NF, omlb, (1, LB_FRAC_BITS), p + "NF")
-            I_ = matvec(norm(X16, L.i_in, p + "XI"), L.i_proj, p + "I_")
+            I_ = matvec(norm(XW, L.i_in, p + "XI"), L.i_proj, p + "I_")
             SI = act(Op.SILU, I_, L.i_silu, p + "SI")
             C = mul(SI, NF, L.c_mul, p + "C")
             FH = mul(Fq, H, L.fh_mul, p + "FH")
             add(FH, C, (1, 0), (1, 0), H)
-            G_ = matvec(norm(X16, L.g_in, p + "XG"), L.g_proj, p + "G_")
-            GN = norm(G_, L.g_norm, p + "GN")
+            G_ = matvec(norm(XW, L.g_in, p + "XG"), L.g_proj, p + "G_")
+            GW = mul(G_, const(L.g_norm.name, L.g_norm.weight), L.gw_mul, p + "GW")
             SH = act(Op.SILU, H, L.h_silu, p + "SH")
-            O = mul(GN, SH, L.o_mul, p + "O")
+            O = mul(GW, SH, L.o_mul, p + "O")
             OP = matvec(norm(O, L.o_in, p + "XO"), L.o_proj, p + "OP")
             R = add(R, OP, (1, 0), (1, 0), p + "R1")
-            XM = norm(norm(R, L.mlp_norm, p + "XM16"), L.gate_in, p + "XM")
+            XMW = mul(R, const(L.mlp_norm.name, L.mlp_norm.weight), L.xm_mul, p + "XMW")
+            XM = norm(XMW, L.gate_in, p + "XM")
             GT = matvec(XM, L.gate_proj, p + "GT")
-            Y = matvec(XM, L.y_proj, p + "Y")
-            SG = act(Op.SILU, GT, L.gate_silu, p + "SG")
+            SG = act(Op.SILU, GT, L.gate_silu, p + "SG")     # (each op right after the
+            Y = matvec(XM, L.y_proj, p + "Y")                 # MATVEC it reads: epilogues)
             Z = mul(SG, Y, L.z_mul, p + "Z")
             DP = matvec(norm(Z, L.down_in, p + "XD"), L.down_proj, p + "DP")
             R = add(R, DP, (1, 0), (1, 0), p + "R2")
-        XL = norm(norm(R, self.final_norm, "XN"), self.head_norm, "XL")
+        XNW = mul(R, const(self.final_norm.name, self.final_norm.weight), self.xn_mul, "XNW")
+        XL = norm(XNW, self.head_norm, "XL")
         head = weight(self.lm_head)
         if sample or with_logits16:
             lw = self._wide()
@@ -660,7 +692,7 @@ class IntLM:
         state : list of L int64 tensors (D,) (or (B, D)), int16 values at each layer's
             h_scale; None for the zero state
         trace : optional dict; receives every vector of the graph by name
-            (``layers.l.X16``, ..., ``XL``, ``logits``) and, if the model has int16 logits
+            (``layers.l.XW``, ..., ``XL``, ``logits``) and, if the model has int16 logits
             (``lm_head_wide``), ``logits16`` (the sampling program's MATVEC WIDE; computed
             only when a trace is asked for)
 
@@ -807,8 +839,8 @@ class IntLM:
 # ---------------------------------------------------------------------------------------
 
 #: Integer intermediates of :meth:`IntLM.step`'s trace and the float mirror's names.
-_TRACE_FLOAT = {"X16": "x", "F_": "f", "I_": "i", "G_": "g", "SI": "si", "C": "c", "H": "h",
-                "GN": "gn", "SH": "sh", "O": "o", "XM16": "xm", "GT": "gate", "Y": "y",
+_TRACE_FLOAT = {"XW": "xw", "F_": "f", "I_": "i", "G_": "g", "SI": "si", "C": "c", "H": "h",
+                "GW": "gw", "SH": "sh", "O": "ow", "XMW": "xmw", "GT": "gate", "Y": "y",
                 "SG": "sg", "Z": "z"}
 
 
