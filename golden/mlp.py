@@ -327,7 +327,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     ValueError, one sentence naming the file, if it does not exist, is not a readable
     safetensors file (corrupt or truncated), misses a tensor, has a tensor of the wrong
     shape or dtype, holds NaN/infinite values or non-positive scales, has trits that are
-    not ternary, or has layer shapes that do not chain.
+    not ternary, has layer shapes that do not chain, or says (``model`` metadata) it is
+    another model's.
     """
     from safetensors import safe_open
 
@@ -343,6 +344,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except Exception as e:  # safetensors raises its own error types (and OSError) here
         raise ValueError(f"checkpoint {str(p)!r} is not a readable safetensors file "
                          f"(corrupt or truncated): {e}") from None
+    kind = metadata.get("model") or metadata.get("format")   # the LM's and the ViT's say
+    if kind is not None and kind != "TernaryMLP":
+        raise ValueError(f"checkpoint {str(p)!r} is a {kind} checkpoint, not one of the "
+                         f"digits MLP (TernaryMLP)")
     return _parse_checkpoint(tensors, metadata, str(p))
 
 

@@ -397,8 +397,8 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 0 <= v <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"{text} is outside 0 to 2^32 - 1 = {SEED_MAX} (torch's "
-                                         f"CPU generator keeps 32 bits of a seed, so a larger "
-                                         f"one would repeat another)")
+                                         f"CPU generator keeps 32 bits of a seed, so any "
+                                         f"other seed would repeat one of these)")
     return v
 
 

@@ -129,7 +129,7 @@ ROWS = [
     ("too-big-compile", "compile digits --weight-depth 100 --out {tmp}/o", 2,
      "the weight memory holds 100", ["{tmp}/o"]),
     ("too-big-scratch", "run digits --backend golden --quiet --limit 2 --scratch-depth 16", 2,
-     "scratch", []),
+     "but the scratchpad holds 16", []),
     ("too-big-board", "build --board icebreaker --lanes 64", 2, "cannot fit", []),
     ("too-wide-spram", "build --board icebreaker --lanes 64 --no-fit-check --build-dir {tmp}/b",
      2, "use at most 32 lanes on the iCEBreaker", ["{tmp}/b"]),
@@ -157,11 +157,14 @@ ROWS = [
     ("attention-layer", "run digits --backend golden --quiet --checkpoint {digits_attn}", 2,
      "unexpected tensor 'layers.1.attn.q_proj.weight'", []),
     ("non-ternary-trit", "run digits --backend golden --quiet --checkpoint {digits_nontern}",
-     2, "ternary", []),
+     2, "is not ternary: element (0, 0) is 2", []),
     ("wrong-input-width", "run digits --backend golden --quiet --checkpoint {digits_10in}",
      2, "takes 10 inputs", []),
     ("lm-checkpoint-as-digits", "run digits --backend golden --quiet --checkpoint "
-     "checkpoints/shakespeare.safetensors", 2, "checkpoint", []),
+     "checkpoints/shakespeare.safetensors", 2, "is a MatMulFreeLM checkpoint, not one of the "
+     "digits MLP", []),
+    ("vit-checkpoint-as-digits", "run digits --backend golden --quiet --checkpoint "
+     "checkpoints/vit_digits.safetensors", 2, "is a ternac-vit-digits checkpoint", []),
     ("digits-checkpoint-as-lm", "generate --tokens 2 --quiet --checkpoint "
      "checkpoints/digits.safetensors", 2, "format", []),
     ("not-an-image", "image info checkpoints/digits.safetensors", 2,
