@@ -75,11 +75,11 @@ def _write_staged(out: str, write, owned=()) -> list[str]:
 
     from ternac.errors import staged_folder
     stage = staged_folder(out)
+    final: list[str] = []
     try:
         staged = write(stage)
         os.makedirs(out, exist_ok=True)
         names = [os.path.basename(p) for p in staged]
-        final = []
         for p, name in zip(staged, names):
             os.replace(p, os.path.join(out, name))
             final.append(os.path.join(out, name))
@@ -87,6 +87,12 @@ def _write_staged(out: str, write, owned=()) -> list[str]:
             if name not in names and os.path.isfile(os.path.join(out, name)):
                 os.remove(os.path.join(out, name))
         return final
+    except OSError as exc:
+        # Named by the user's folder, not the staging folder beside it.
+        state = ("it is as it was" if not final else
+                 f"{len(final)} of its files were replaced before the failure")
+        raise InputError(f"cannot write the output folder {out}: "
+                         f"{(exc.strerror or str(exc)).lower()}; {state}") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
@@ -555,9 +561,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as exc:
         print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-        # A path the user named that cannot be written or read (checked up front where the
-        # command knows its paths; this is the net for the rest).
+    except OSError as exc:
+        # A path that cannot be written or read, a full disk (checked up front where the
+        # command knows its paths; this is the net for the rest): one sentence, no
+        # traceback, and the staged writers have left the old output as it was.
         print(f"ternac: error: cannot use {one_line(exc)}", file=sys.stderr)
         return 2
     except RTLFailed as exc:

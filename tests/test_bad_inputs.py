@@ -21,6 +21,7 @@ cut in half / with one bit flipped, ``{image_l16}`` the digits image packed for 
 from __future__ import annotations
 
 import hashlib
+import pathlib
 import os
 import subprocess
 import sys
@@ -499,3 +500,37 @@ def test_host_driver_bad_arguments(call, says):
     with pytest.raises(InputError, match=says) as e:
         call(HostDriver(t, word_bits=16))
     assert t.sent == [] and "\n" not in str(e.value)
+
+
+def test_compile_replaces_its_files_only_when_all_are_written(tmp_path, monkeypatch, capsys):
+    """`ternac compile --out DIR` writes into a folder beside DIR and moves the complete set
+    in: a write that fails half-way leaves DIR as it was (no staging folder left behind); a
+    success replaces the compiler's files, removes a stale one of its own (memory.hex of
+    another model) and keeps the user's."""
+    import ternac.lower as lower
+    from ternac.cli import main
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "program.hex").write_text("old program\n")
+    (out / "memory.hex").write_text("stale\n")
+    (out / "notes.txt").write_text("mine\n")
+    real = lower.write_compiled
+
+    def half(c, d):
+        (pathlib.Path(d) / "weights.tnac").write_bytes(b"half")
+        raise OSError(28, "No space left on device", str(pathlib.Path(d) / "program.hex"))
+    monkeypatch.setattr(lower, "write_compiled", half)
+    assert main(["compile", "digits", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == (f"ternac: error: cannot write the output "
+                                               f"folder {out}: no space left on device; it "
+                                               f"is as it was")
+    assert sorted(p.name for p in out.iterdir()) == ["memory.hex", "notes.txt", "program.hex"]
+    assert (out / "program.hex").read_text() == "old program\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    monkeypatch.setattr(lower, "write_compiled", real)
+    assert main(["compile", "digits", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "program.hex", "program.txt",
+                                                     "weights.tnac"]
+    assert (out / "program.hex").read_text() != "old program\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
