@@ -132,6 +132,10 @@ ROWS = [
     ("too-big-scratch", "run digits --backend golden --quiet --limit 2 --scratch-depth 16", 2,
      "but the scratchpad holds 16", []),
     ("too-big-board", "build --board icebreaker --lanes 64", 2, "cannot fit", []),
+    ("weight-depth-0", "run digits --backend golden --weight-depth 0", 2,
+     "'0' must be at least 1", []),
+    ("scratch-depth-negative", "compile digits --scratch-depth -1 --out {tmp}/o", 2,
+     "'-1' must be at least 1", ["{tmp}/o"]),
     ("too-wide-spram", "build --board icebreaker --lanes 64 --no-fit-check --build-dir {tmp}/b",
      2, "use at most 32 lanes on the iCEBreaker", ["{tmp}/b"]),
     # --- lanes that do not divide a width, or no lanes -------------------------------
