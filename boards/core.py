@@ -57,8 +57,9 @@ class BoardCore(wiring.Component):
     weight_memory : Component or None
         Passed to ``Accelerator`` (e.g. :class:`hw.spram.SPRAMWeightMemory`).
     blink_cycles : int
-        Cycles an activity LED stays lit after a byte / an error, and half the period of
-        the ``alive`` blink (boards: ~50 ms).
+        Sets P, the power of two at or below it: an activity LED stays lit for P to 2P
+        cycles after a byte, and P is the half period of the ``alive`` blink (boards:
+        ~50 ms).
 
     Members
     -------
@@ -95,12 +96,24 @@ class BoardCore(wiring.Component):
         connect_accelerator(m, link.host, accel)
         m.d.comb += [link.rx.eq(self.uart_rx), self.uart_tx.eq(link.tx)]
 
+        # One free-running counter times every LED: ``alive`` is its top bit (half period
+        # 2^(n-1), between blink_cycles / 2 and blink_cycles), and ``strobe`` marks each
+        # wrap of the bits below it. A stretched pulse stays lit for two strobes, between
+        # 2^(n-1) and 2^n cycles. (One wide down-counter an LED cost two 21-bit carry chains
+        # and was the iCEBreaker build's critical path.)
+        n = max(2, self._blink.bit_length())
+        tick = Signal(n)
+        m.d.sync += tick.eq(tick + 1)
+        strobe = Signal()
+        m.d.sync += strobe.eq(tick[:n - 1] == (1 << (n - 1)) - 1)
+        alive = tick[n - 1]
+
         def stretch(name, pulse):
-            # Hold a short pulse for ``blink_cycles`` so it is visible.
-            count = Signal(range(self._blink + 1), name=f"{name}_hold")
+            # Hold a short pulse for about ``blink_cycles`` so it is visible.
+            count = Signal(2, name=f"{name}_hold")
             with m.If(pulse):
-                m.d.sync += count.eq(self._blink)
-            with m.Elif(count != 0):
+                m.d.sync += count.eq(2)
+            with m.Elif(strobe & (count != 0)):
                 m.d.sync += count.eq(count - 1)
             return count != 0
 
@@ -109,12 +122,6 @@ class BoardCore(wiring.Component):
             m.d.sync += link_error.eq(1)
         with m.Elif(link.frame_ok):
             m.d.sync += link_error.eq(0)
-
-        alive = Signal()
-        tick = Signal(range(self._blink))
-        m.d.sync += tick.eq(tick + 1)
-        with m.If(tick == self._blink - 1):
-            m.d.sync += [tick.eq(0), alive.eq(~alive)]
 
         bits = {"busy": accel.busy, "done": accel.done, "error": link_error | accel.error,
                 "rx": stretch("rx", link.rx_activity), "tx": stretch("tx", link.tx_activity),

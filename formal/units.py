@@ -369,7 +369,8 @@ def streamer_harness(*, broken: str | None = None):
             m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
         m.d.comb += Cover(transfers(dut.o) & dut.o.payload.last & (level == 3))
         # induction invariant: the FIFO's room reservation
-        m.d.comb += Assert(level + inflight <= PackedWeightStreamer.FIFO_DEPTH,
+        # (the I2 FIFO: one entry fewer than FIFO_DEPTH, PackedWeightStreamer.fifo_depth)
+        m.d.comb += Assert(level + inflight <= PackedWeightStreamer.FIFO_DEPTH - 1,
                            "inv: FIFO room reserved for the read in flight")
     return Harness(build, "streamer_i2")
 
@@ -393,7 +394,7 @@ def streamer_order_harness(*, broken: str | None = None):
         dut, t = _instantiate(m, PackedWeightStreamer(lanes=LANES, depth=DEPTH), broken)
         _streamer_env(m, dut)
         # Commands of 0..CMAX words (any base): enough for every tile-edge case of a
-        # 4-word FIFO (words of several commands buffered at once), small for the solver.
+        # 3-word FIFO (words of several commands buffered at once), small for the solver.
         m.d.comb += Assume(dut.cmd.payload.count <= CMAX, "cmd: at most CMAX words")
         # Reference: a queue of accepted commands (count >= 1), the offset in its head; the
         # address is compared modulo the 4-word memory, so 2 bits of base suffice.
