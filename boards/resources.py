@@ -23,6 +23,11 @@ commit it ran on, the tool versions, the date and the figures. The model, per de
 * ``board`` (clock, reset, LEDs, the link's wiring, and whatever the composition changes,
   derived): the calibration board build (digits, L = 8) minus the sum of the above, a
   constant per family;
+* DSP: the multipliers of the requantizer, the sequencer (EMBED, SAMPLE) and every vector
+  unit come from one shared pool (hw/mulpool.py), so a design's DSP count is that pool's
+  slot count, derived from the RTL by elaborating the sequencer (``mulpool`` in the units;
+  the LM and the ViT: 8, the digits: 3); the measured builds of the data predate the pool,
+  so :func:`validation` checks their DSPs against the per-unit sums they measured;
 * memories, counted from depth and width: block RAM blocks are the fewest of the device's
   shapes (``facts.FAMILIES[family]["ebr_modes"]``) that cover the memory; the scratchpad
   is built twice (two read ports, one each block); the weights take SPRAM on the iCEBreaker
@@ -254,9 +259,38 @@ def memories(cfg, board: str) -> dict:
 
 # -- the estimate --------------------------------------------------------------------------
 
-def unit_model(cfg, family: str, *, path=None) -> dict:
+@functools.lru_cache(maxsize=16)
+def _pool_slots(cfg) -> int:
+    """The multipliers of the accelerator for ``cfg``: the slots of its one shared
+    hw.mulpool.MulPool (one SB_MAC16 / MULT18X18D each), counted by elaborating its
+    sequencer with the vector units of ``cfg.vector`` (every client asks for its products
+    while it elaborates). Derived from the RTL, exact: a few seconds for the LM."""
+    from amaranth.hdl import Fragment
+
+    from ternac.hw.sequencer import Sequencer
+    from ternac.hw.vector_units import vector_units_for
+    seq = Sequencer(lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
+                    scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                    weight_depth=cfg.weight_depth, vector_units=vector_units_for(cfg),
+                    weight_format=cfg.weight_format)
+    Fragment.get(seq, None)
+    return seq.mulpool.n_slots
+
+
+#: The units whose multipliers come from the shared pool (hw/mulpool.py): with
+#: ``pool=True`` their measured DSP figures are replaced by the pool's slot count.
+POOL_CLIENTS = ("requant", "sequencer", "activation", "norm", "eltwise", "shiftmax", "dot")
+
+
+def unit_model(cfg, family: str, *, path=None, pool: bool = True) -> dict:
     """Modelled cost of each unit of the accelerator for ``cfg`` on ``family``, without
-    the board: ``{unit: {LUT, FF, EBR, SPRAM, DSP}}`` (floats, LUT4s/FFs/blocks)."""
+    the board: ``{unit: {LUT, FF, EBR, SPRAM, DSP}}`` (floats, LUT4s/FFs/blocks).
+
+    DSP: with ``pool`` (the RTL since hw/mulpool.py) the units borrow their multipliers
+    from one pool, so the design's DSP count is the pool's slot count (``mulpool``,
+    derived from the RTL by :func:`_pool_slots`), not a sum over the units; without it,
+    the sum of the units' measured figures (the RTL the data's builds measured before the
+    pool: :func:`validation` compares those)."""
     fm = _family_model(family, str(path or DATA))
     L, W = cfg.lanes, cfg.acc_bits
     req = fm["requant"][min(fm["requant"], key=lambda w: (abs(w - W), -w))]
@@ -270,13 +304,19 @@ def unit_model(cfg, family: str, *, path=None) -> dict:
             raise NoEstimate(f"boards/unit_costs.json has no {name!r} build for the {family} "
                              f"family")
         out[name] = dict(fm["fixed"][name])
+    if pool:
+        for name in POOL_CLIENTS:
+            if name in out:
+                out[name]["DSP"] = 0.0
+        out["mulpool"] = {"LUT": 0.0, "FF": 0.0, "EBR": 0.0, "SPRAM": 0.0,
+                          "DSP": float(_pool_slots(cfg))}
     return out
 
 
-def _board_units(cfg, board: str, path) -> dict:
+def _board_units(cfg, board: str, path, pool: bool = True) -> dict:
     b = _board(board)
     fm = _family_model(b.family, str(path or DATA))
-    units = unit_model(cfg, b.family, path=path)
+    units = unit_model(cfg, b.family, path=path, pool=pool)
     for name in ("hostlink", "uart_rx", "uart_tx"):
         units[name] = dict(fm["fixed"][name])
     return units
@@ -292,7 +332,7 @@ def _glue(board: str, path: str) -> dict:
                          f"{board} board, not {len(cal)}")
     e = cal[0]
     cfg = _config(e["config"])
-    rest = _sum(_board_units(cfg, board, path).values())
+    rest = _sum(_board_units(cfg, board, path, pool=False).values())
     mem = _sum(memories(cfg, board).values())
     glue = _sub({k: e["measured"][k] for k in KINDS}, rest, mem)
     # Blocks are counted, not calibrated: a non-zero block residual is a model error, shown
@@ -317,7 +357,7 @@ def _sum(costs) -> dict:
     return {k: sum(c.get(k, 0) for c in costs) for k in KINDS}
 
 
-def estimate(cfg, board: str, *, path=None) -> dict:
+def estimate(cfg, board: str, *, path=None, pool: bool = True) -> dict:
     """Modelled resources of the ``board`` build of ``cfg``, before synthesis.
 
     Parameters
@@ -327,6 +367,9 @@ def estimate(cfg, board: str, *, path=None) -> dict:
         ``facts.BOARDS`` key.
     path : path or None
         Unit-cost data (default ``boards/unit_costs.json``).
+    pool : bool
+        DSP as the current RTL's shared multiplier pool (hw/mulpool.py; default), or as
+        the sum of the units' measured DSPs (the RTL of the data's builds; the validation).
 
     Returns
     -------
@@ -343,7 +386,7 @@ def estimate(cfg, board: str, *, path=None) -> dict:
     """
     b = _board(board)
     dev = b.dev
-    units = _board_units(cfg, board, path)
+    units = _board_units(cfg, board, path, pool=pool)
     units["board"] = _glue(board, str(path or DATA))
     mem = memories(cfg, board)
     total = _sum(list(units.values()) + list(mem.values()))
@@ -419,7 +462,9 @@ def validation(path=None) -> list[dict]:
     for e in data["entries"]:
         if "board" not in e:
             continue
-        est = estimate(_config(e["config"]), e["board"], path=path)
+        # The data's builds measured the RTL before the multiplier pool: their DSPs are
+        # the per-unit sums (the pool's count is derived from the current RTL instead).
+        est = estimate(_config(e["config"]), e["board"], path=path, pool=False)
         rows.append({"board": e["board"], "model": e.get("model"), "lanes": e["lanes"],
                      "role": e.get("role"), "command": e["command"],
                      "figures": compare(est, e["measured"])})

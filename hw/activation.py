@@ -1,11 +1,12 @@
 """Activation: integer sigmoid, SiLU and ShiftGELU on the shared shift-exp core."""
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.widths import EXP_FRAC_BITS, SIG_FRAC_BITS
 from ternac.golden.widths import M_BITS, S_BITS
 from .divider import pipelined_divide
+from .mulpool import borrow
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_sat_tail,
                      shift_exp)
 
@@ -40,14 +41,17 @@ class Activation(wiring.Component):
 
     Throughput one element a cycle (the whole pipeline stalls while ``o`` is not ready);
     latency ``14 + ceil(16 / steps_per_stage)`` cycles (30 with one step a stage). No state
-    across elements: ``passes = 1`` and ``last`` is ignored. Multipliers (DSPs):
-    ``|x| * m`` (16 x 16 unsigned), the shift-exp core's ``r * S`` (10 x 16), ``x * sig``
-    and ``p * m2``.
+    across elements: ``passes = 1`` and ``last`` is ignored. Products (16 x 16 slots of
+    :mod:`hw.mulpool`, one SB_MAC16 each): ``|x| * m``, the shift-exp core's ``r * S``
+    (10 x 16), ``x * sig`` (16 x 16: ``x`` is kept in 16 bits, |x| <= 32767) and ``p * m2``
+    (32 x 16: two), 5 slots.
 
     Parameters
     ----------
     steps_per_stage : int, 1..16   quotient bits a divider stage (fewer stages and flip-flops,
         a longer combinational path)
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -70,8 +74,11 @@ class Activation(wiring.Component):
 
     #: Times the sequencer streams each vector through ``i``.
     passes = 1
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "activation"
 
-    def __init__(self, *, steps_per_stage: int = 1):
+    def __init__(self, *, steps_per_stage: int = 1, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(steps_per_stage, int) and 1 <= steps_per_stage <= SIG_FRAC_BITS + 1):
             raise ValueError(f"steps_per_stage must be an integer in 1..{SIG_FRAC_BITS + 1}, "
                              f"not {steps_per_stage!r}")
@@ -99,13 +106,26 @@ class Activation(wiring.Component):
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
         pipe = Pipe(m, ce, "act")
 
+        # Five products on hw.mulpool slots: a * m and r * S of the shift-exp core (uu),
+        # x * sig (su), p * m2 (uu + su), borrowed while a beat is offered or in the pipeline.
+        valids = []
+        active = Signal(name="act_active")
+        mul = borrow(m, self.mulpool, self.pool_client, active)
+
+        def vdelay(v, n):
+            for _ in range(n):
+                v = pipe.reg(v, name="v")
+                valids.append(v)
+            return v
+
         x_in = Signal(signed(X), name="act_x_in")
         m.d.comb += x_in.eq(Mux(self.neg, -self.i.payload.a, self.i.payload.a))
-        v = pipe.reg(self.i.valid, name="v")
-        x = pipe.reg(x_in, name="x")
+        v = vdelay(self.i.valid, 1)
+        # x in 16 bits: |x| <= 32767 (the unit's contract), so x * sig is one 16 x 16 slot.
+        x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
         a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
-        e = shift_exp(m, pipe, a, self.m, self.s)
-        v = pipe.delay(v, SHIFT_EXP_STAGES, name="v")
+        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul)
+        v = vdelay(v, SHIFT_EXP_STAGES)
         x = pipe.delay(x, SHIFT_EXP_STAGES, name="x")
 
         # sig+ = (2^30 + (d >> 1)) // d, d = 2^15 + e in [2^15, 2^16]: 16 quotient bits,
@@ -115,20 +135,23 @@ class Activation(wiring.Component):
         m.d.comb += [d.eq((1 << K) + e), num.eq((1 << (B + K)) + (d >> 1))]
         sig_pos, stages = pipelined_divide(m, pipe, num, d, q_bits=B + 1,
                                            steps_per_stage=self._sps)
-        v = pipe.delay(v, stages, name="v")
+        v = vdelay(v, stages)
         x = pipe.delay(x, stages, name="x")
 
         sig = pipe.reg(Mux(x >= 0, sig_pos, (1 << B) - sig_pos), unsigned(B + 1), name="sig")
-        v = pipe.reg(v, name="v")
+        v = vdelay(v, 1)
         x = pipe.reg(x, name="x")
 
         # requantize(p, m2, s2) with p = sig (SIGMOID) or x * sig (SILU, GELU).
-        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, x * sig), signed(X + B + 1),
-                     name="p")
-        p_m = pipe.reg(p * self.m2, signed(X + B + 1 + M_BITS), name="pm")
+        # |x sig| <= 2^15 2^15: p in 32 bits signed; |p m2| < 2^30 2^16: 47 bits
+        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, mul(x, sig, name="xsig")),
+                     signed(2 * OPERAND_BITS), name="p")
+        p_m = pipe.reg(mul(p, self.m2, name="pm2"), signed(2 * OPERAND_BITS + M_BITS - 1),
+                       name="pm")
         y = rhu_sat_tail(m, pipe, p_m, self.s2, out_bits=OPERAND_BITS, wide=self.wide,
                          name="act_out")
-        v = pipe.delay(v, 3, name="v")
+        v = vdelay(v, 3)
+        m.d.comb += active.eq(Cat(self.i.valid, *valids).any())
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(y)]
         return m

@@ -1,10 +1,11 @@
 """Dot: rows of an activation-by-activation dot product with a dyadic requant (DOT)."""
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.isa import FIELDS
 from ternac.golden.widths import DOT_B_BITS, DOT_PROD_BITS, M_BITS, S_BITS, dot_acc_width
+from .mulpool import borrow
 from .vector import OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, rhu_sat_tail
 
 __all__ = ["Dot", "K_MAX"]
@@ -27,10 +28,10 @@ class Dot(wiring.Component):
     j k + i`` (``n`` rows of ``k``), so one instruction is ``Q.K^T`` of a query or ``P.V``.
 
     Pipeline (registers on one clock enable, so a stalled output stalls everything and no
-    beat is lost): input register; the product ``a * b`` (24 bits, a 16x8 multiplier: one
-    SB_MAC16 / MULT18X18); the accumulator (one adder, ``acc + (p ^ neg) + neg``, cleared
-    by the first beat of a row); ``acc * m`` (``acc_bits + 17`` bits, the second
-    multiplier, used once a row); the rounding shift by ``s``; the saturating output
+    beat is lost): input register; the product ``a * b`` (24 bits, a 16x8 product: one
+    16 x 16 slot of :mod:`hw.mulpool`, an SB_MAC16 / MULT18X18); the accumulator (one adder, ``acc + (p ^ neg) + neg``, cleared
+    by the first beat of a row); ``acc * m`` (``acc_bits + 17`` bits, two or three
+    slots for ``acc_bits`` up to 32 / 35, used once a row); the rounding shift by ``s``; the saturating output
     register. Throughput one beat a cycle, rows back to back with no bubble; latency 6
     cycles from a row's last beat to its result; ``passes = 1``.
 
@@ -39,6 +40,8 @@ class Dot(wiring.Component):
     max_len : int
         Longest row ``k`` (1 .. 4095); sizes the accumulator,
         ``dot_acc_width(max_len)`` bits (31 for 256; 35 for 4095). Longer rows overflow it.
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -56,10 +59,13 @@ class Dot(wiring.Component):
 
     #: Times the sequencer streams each vector through ``i``.
     passes = 1
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "dot"
     #: Cycles from a row's last accepted beat to its output (no stalls).
     latency = 6
 
-    def __init__(self, *, max_len: int = 256):
+    def __init__(self, *, max_len: int = 256, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not isinstance(max_len, int) or not 1 <= max_len <= K_MAX:
             raise ValueError(f"max_len must be an integer in [1, {K_MAX}], not {max_len!r}")
         self._max_len = max_len
@@ -79,6 +85,8 @@ class Dot(wiring.Component):
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
         pipe = Pipe(m, ce, "dot")
 
+        active = Signal(name="dot_active")
+        mul = borrow(m, self.mulpool, self.pool_client, active)
         v1 = pipe.reg(self.i.valid, name="v")
         last1 = pipe.reg(self.i.payload.last, name="last")
         a1 = pipe.reg(self.i.payload.a, signed(OPERAND_BITS), name="a")
@@ -87,7 +95,7 @@ class Dot(wiring.Component):
         # The product on its own stage, so it maps onto a DSP with registered output.
         v2 = pipe.reg(v1, name="v")
         last2 = pipe.reg(last1, name="last")
-        p2 = pipe.reg(a1 * b1, signed(DOT_PROD_BITS), name="p")
+        p2 = pipe.reg(mul(a1, b1, name="ab"), signed(DOT_PROD_BITS), name="p")
 
         # Accumulate: -p = ~p + 1, so NEG costs the carry-in of the one adder. ``first``
         # clears the sum on the first beat of each row (set again by a row's last beat).
@@ -100,11 +108,12 @@ class Dot(wiring.Component):
         v3 = pipe.reg(v2 & last2, name="v")
 
         # Requantize the finished row (acc holds it while v3): acc * m, round, saturate.
-        xm = pipe.reg(acc * self.m, signed(A + M_BITS + 1), name="xm")
+        xm = pipe.reg(mul(acc, self.m, name="accm"), signed(A + M_BITS + 1), name="xm")
         v4 = pipe.reg(v3, name="v")
         out = rhu_sat_tail(m, pipe, xm, self.s, out_bits=OPERAND_BITS, wide=self.wide,
                            name="dot_out")
         v5 = pipe.reg(v4, name="v")
+        m.d.comb += active.eq(Cat(self.i.valid, v1, v2, v3, v4, v5).any())
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v5), self.o.payload.y.eq(out)]
         return m

@@ -1,9 +1,10 @@
 """Eltwise: elementwise add / multiply of two int16 vectors with dyadic rescaling."""
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.widths import M_BITS, S_BITS
+from .mulpool import borrow
 from .vector import OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, rhu_pipelined, saturate_sym
 
 __all__ = ["EltMode", "Eltwise"]
@@ -28,11 +29,18 @@ class Eltwise(wiring.Component):
 
     The result is saturated to int8 [-127, 127], or with ``wide`` int16 [-32767, 32767]
     (symmetric, so a negated output never overflows; Flag.OUT8 is ``wide = 0``). Inputs:
-    the full int16 range, -32768 included (``-a`` is kept in 17 bits).
+    the full int16 range, -32768 included (NEG negates the product ``X``, so ``-a`` never has
+    to fit a 16-bit operand).
 
     Throughput one element a cycle; latency 7 cycles; no state across elements
-    (``passes = 1``, ``last`` ignored). Multipliers (DSPs): ``a * b``, ``X * m`` with
-    ``X = a * b`` (MUL) or ``a`` (ADD), ``b * m2``; one barrel shifter by ``s`` for both modes.
+    (``passes = 1``, ``last`` ignored). Products on 16 x 16 slots of :mod:`hw.mulpool`
+    (one SB_MAC16 each): ``a * b`` (1), ``X * m`` with ``X = +-(a * b)`` (MUL) or ``+-a``
+    (ADD), 32 x 16 (2), ``b * m2`` (1), 4 slots; one barrel shifter by ``s`` for both modes.
+
+    Parameters
+    ----------
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -47,10 +55,13 @@ class Eltwise(wiring.Component):
 
     #: Times the sequencer streams each vector through ``i``.
     passes = 1
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "eltwise"
     #: Cycles from an accepted input to its output (no stalls).
     latency = 7
 
-    def __init__(self):
+    def __init__(self, *, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         super().__init__({
             "i": In(stream.Signature(VEC_IN)),
             "o": Out(stream.Signature(VEC_OUT)),
@@ -67,22 +78,36 @@ class Eltwise(wiring.Component):
         ce = Signal()
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
         pipe = Pipe(m, ce, "elt")
-        mul = self.mode == EltMode.MUL
+        mul_mode = self.mode == EltMode.MUL
 
         # Both modes are "X * m, rounded by s" plus (ADD only) "b * m2, rounded by s2", with
         # X = a * b (MUL) or a (ADD): one multiplier by m and one barrel shifter by s serve
-        # both, and the sum of the two rounded terms is saturated once.
+        # both, and the sum of the two rounded terms is saturated once. NEG negates X (the
+        # product, not a: -(-32768) does not fit a 16-bit slot operand), as (X ^ n) + n.
+        # Products on hw.mulpool slots: a * b (ss), b * m2 (su), X * m (uu + su).
+        valids = []
+        active = Signal(name="elt_active")
+        mul = borrow(m, self.mulpool, self.pool_client, active)
         v = pipe.reg(self.i.valid, name="v")
-        a = pipe.reg(Mux(self.neg, -self.i.payload.a, self.i.payload.a), signed(W + 1), name="a")
+        valids.append(v)
+        a = pipe.reg(self.i.payload.a, signed(W), name="a")
         b = pipe.reg(self.i.payload.b, name="b")
-        x = pipe.reg(Mux(mul, a * b, a), signed(2 * W + 2), name="x")
-        y = pipe.reg(b * self.m2, signed(2 * W + 1), name="y")
-        xm = pipe.reg(x * self.m, signed(2 * W + 2 + M_BITS + 1), name="xm")
+        xs = Signal(signed(2 * W), name="elt_xs")            # |a b| <= 2^30
+        m.d.comb += xs.eq(Mux(mul_mode, mul(a, b, name="ab"), a))
+        xn = Signal(signed(2 * W), name="elt_xn")
+        m.d.comb += xn.eq(xs ^ self.neg.replicate(2 * W))
+        x = pipe.reg(xn + self.neg, signed(2 * W), name="x")  # |X| <= 2^30
+        y = pipe.reg(mul(b, self.m2, name="bm2"), signed(2 * W + 1), name="y")
+        # |X m| < 2^30 2^16: 47 bits signed
+        xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm")
         y = pipe.reg(y, name="y")
         rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx")
         ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry")
-        total = pipe.reg(rx + Mux(mul, 0, ry), signed(len(xm) + 1), name="sum")
-        v = pipe.delay(v, 5, name="v")
+        total = pipe.reg(rx + Mux(mul_mode, 0, ry), signed(len(xm) + 1), name="sum")
+        for _ in range(5):
+            v = pipe.reg(v, name="v")
+            valids.append(v)
+        m.d.comb += active.eq(Cat(self.i.valid, *valids).any())
         out = saturate_sym(m, total, self.wide, name="elt_sat")
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]

@@ -8,6 +8,7 @@ from ternac.golden.widths import (ACT_BITS, NORM_BIAS_BITS, NORM_EPS_MAX, NORM_I
                                   NORM_Y_FRAC_BITS_MAX, NORM_Y_PRE_SHIFT, norm_frac_bits)
 from ternac.golden.widths import M_BITS, S_BITS
 from .divider import SeqDivider, SeqIsqrt
+from .mulpool import borrow
 from .vector import (OPERAND_BITS, VEC_IN, VEC_OUT, Pipe, bits_for, pass_control,
                      rhu_pipelined, rhu_sat_tail)
 
@@ -43,7 +44,9 @@ class Norm(wiring.Component):
        golden.widths.norm_frac_bits(8)`` = 8, or with ``wide`` ``norm_frac_bits(16)`` = 16
        (24 bits signed), ``acc = weight * y + bias``, ``out = requantize(acc, m, s)``
        saturated to int8 [-127, 127] or, with ``wide``, int16 [-32767, 32767]. Four
-       products (DSPs): ``x*x`` / ``N*x``, ``d'*R``, ``w*y`` (16 x 24), ``acc*m``.
+       products on 16 x 16 slots of :mod:`hw.mulpool` (one SB_MAC16 each): ``x*x`` /
+       ``N*x`` (1; ``x`` in 16 bits, |x| <= 32767), ``d'*R`` (2), ``w*y`` (16 x 24: 2),
+       ``acc*m`` (40 x 16: 3), 8 slots.
 
     The affine bias (32 bits, golden ``NORM_BIAS_BITS``) does not fit the 16-bit ``b`` field,
     which carries the weight, so it has its own stream ``c``, read only while ``bias_en``
@@ -59,6 +62,8 @@ class Norm(wiring.Component):
     Parameters
     ----------
     max_len : int, 1..4096   longest vector (sizes the sums and the count)
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -85,10 +90,13 @@ class Norm(wiring.Component):
 
     #: Times the sequencer streams each vector through ``i``.
     passes = 2
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "norm"
     #: Cycles from an accepted beat of the final pass to its output (no stalls).
     latency = 13
 
-    def __init__(self, *, max_len: int = NORM_N_MAX):
+    def __init__(self, *, max_len: int = NORM_N_MAX, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(max_len, int) and 1 <= max_len <= NORM_N_MAX):
             raise ValueError(f"Norm max_len must be an integer in 1..{NORM_N_MAX}, "
                              f"not {max_len!r}")
@@ -149,6 +157,10 @@ class Norm(wiring.Component):
         ce = Signal()
         m.d.comb += ce.eq((~self.o.valid | self.o.ready) & (~need_c | self.c.valid))
         pipe = Pipe(m, ce, "norm")
+        # Eight 16 x 16 products on hw.mulpool slots (x*x or N*x: ss; d'*R: uu + su; w*y:
+        # su + ss; acc*m: uu + uu + su), borrowed while a beat is offered or in the pipeline.
+        active = Signal(name="norm_active")
+        mul = borrow(m, self.mulpool, self.pool_client, active)
         pass_idx, accept, work_start, new_vector = pass_control(
             m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done)
         final = pass_idx == 1
@@ -160,7 +172,9 @@ class Norm(wiring.Component):
         w1 = pipe.reg(self.i.payload.b, name="w")
         with m.If(accept & ~final):
             m.d.sync += N.eq(N + 1)
-        sq2 = pipe.reg(x1 * Mux(final, N, x1), signed(sq_bits), name="sq")
+        # x in 16 bits for the product: |x| <= 32767 (the unit's contract); the sums keep 17.
+        x16 = x1[:OPERAND_BITS].as_signed()
+        sq2 = pipe.reg(mul(x16, Mux(final, N, x16), name="sq"), signed(sq_bits), name="sq")
         x2 = pipe.reg(x1, name="x")
         v2 = pipe.reg(v1, name="v")
         with m.If(ce & v2 & ~final):
@@ -180,20 +194,20 @@ class Norm(wiring.Component):
         d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
         d = rhu_pipelined(m, pipe, d, t, name="norm_d1")
         v = advance(v, 2)
-        dr = pipe.reg(d * R, signed(d_bits + r_bits + 1), name="dR")
+        dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR")
         v = advance(v)
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y")
         v = advance(v, 2)
         w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
-        wy = pipe.reg(w * y, signed(wy_bits), name="wy")
+        wy = pipe.reg(mul(y, w, name="wy"), signed(wy_bits), name="wy")
         v = advance(v)
         m.d.comb += [need_c.eq(v & self.bias_en),
                      self.c.ready.eq(need_c & (~self.o.valid | self.o.ready))]
         bias = Mux(self.bias_en, self.c.payload, 0)
         acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
         v = advance(v)
-        am = pipe.reg(acc_e * self.m, signed(acc_bits + M_BITS + 1), name="accm")
+        am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm")
         v = advance(v)
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
                            name="norm_out")
@@ -203,7 +217,7 @@ class Norm(wiring.Component):
         with m.Elif(self.o.ready):
             # Stalled by a missing bias word, not by the output: the output still drains.
             m.d.sync += self.o.valid.eq(0)
-        m.d.comb += busy.eq(Cat(*valids).any())
+        m.d.comb += [busy.eq(Cat(*valids).any()), active.eq(busy | self.i.valid)]
 
         # Between the passes: V, its normalization, isqrt, the division (sequential).
         acc = Signal(unsigned(v_bits))                # V; the multiplications never overshoot

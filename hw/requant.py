@@ -5,6 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from ternac.golden.widths import ACT_BITS, M_BITS, S_BITS, SCRATCH_BITS
 
+from .mulpool import borrow
 from .vector import Pipe, _ge_2k_minus_1, _le_minus_2k, rhu_halve, rhu_round, sym_range
 
 __all__ = ["Requantizer"]
@@ -20,7 +21,8 @@ class Requantizer(wiring.Component):
     [-127, 127]); the rounding shift is the RTL's one round-half-up, :func:`hw.vector.rhu_halve`
     then :func:`hw.vector.rhu_round`, with the saturation tests of
     :func:`hw.vector.rhu_sat_tail`. The product ``acc * m`` is ``acc_bits + M_BITS + 1``
-    bits (signed x unsigned) and maps onto DSP multipliers (SB_MAC16 / MULT18X18).
+    bits (signed x unsigned), on 16 x 16 slots of :mod:`hw.mulpool` (one SB_MAC16 /
+    MULT18X18 each; one slot for ``acc_bits`` <= 16, two up to 32).
     A ``tag`` (e.g. the output index) travels with each element unchanged.
 
     Latency :attr:`LATENCY` = 4 cycles (the product; the barrel shift; the increment and the
@@ -31,6 +33,8 @@ class Requantizer(wiring.Component):
     ----------
     acc_bits : int     signed accumulator width
     tag_bits : int     width of the side-band tag
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -44,8 +48,11 @@ class Requantizer(wiring.Component):
 
     #: Cycles from an accepted element to its result on ``o`` (no stalls).
     LATENCY = 4
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "requant"
 
-    def __init__(self, *, acc_bits: int, tag_bits: int = 1):
+    def __init__(self, *, acc_bits: int, tag_bits: int = 1, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         self._acc_bits = acc_bits
         self._tag_bits = tag_bits
         super().__init__({
@@ -64,14 +71,15 @@ class Requantizer(wiring.Component):
         ce = Signal()
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
 
-        # Stage 1: the product (a DSP).
+        # Stage 1: the product (on hw.mulpool slots: one "su" slot for acc_bits <= 16).
+        mul = borrow(m, self.mulpool, self.pool_client, self.i.valid)
         v1 = Signal()
         prod = Signal(signed(pw))
         tag1 = Signal(self._tag_bits)
         with m.If(ce):
             m.d.sync += [
                 v1.eq(self.i.valid),
-                prod.eq(self.i.payload.acc * self.m),
+                prod.eq(mul(self.i.payload.acc, self.m, name="accm")),
                 tag1.eq(self.i.payload.tag),
             ]
 

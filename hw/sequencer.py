@@ -10,6 +10,7 @@ from ternac.golden.sampler import U_BITS as SAMPLE_U_BITS, lfsr_leap
 from ternac.golden.tritcode import t3_word_bits
 from ternac.golden.widths import SCRATCH_BITS
 from .engine import TernaryEngine, engine_in_layout
+from .mulpool import MulPool
 from .requant import Requantizer
 from .streamer import PackedWeightStreamer
 
@@ -121,6 +122,13 @@ class Sequencer(wiring.Component):
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
                  vector_units=(), weight_format="i2"):
         self._vector_units = list(vector_units)
+        # The multiplier pool (hw/mulpool.py) the vector units share, one per accelerator
+        # (hw.vector_units.vector_units_for), or a pool of the sequencer's own.
+        pools = {id(u.mulpool): u.mulpool for u, _ in self._vector_units
+                 if getattr(u, "mulpool", None) is not None}
+        if len(pools) > 1:
+            raise ValueError("the vector units must share one multiplier pool")
+        self.mulpool = next(iter(pools.values())) if pools else MulPool()
         for unit, opmodes in self._vector_units:
             for op in opmodes:
                 if not isinstance(op, Op):
@@ -163,7 +171,18 @@ class Sequencer(wiring.Component):
         m.submodules.streamer = streamer = PackedWeightStreamer(
             lanes=L, depth=self._weight_depth, fmt=self._fmt)
         m.submodules.engine = engine = TernaryEngine(lanes=L, acc_bits=self._acc_bits)
-        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=sa_bits)
+        # The multiplier pool (self.mulpool), lent to the requantizer, EMBED and SAMPLE too
+        # (they never run at once); added to the design after every client, at the end.
+        pool = self.mulpool
+        for unit, opmodes in self._vector_units:
+            # A unit that runs a MATVEC's epilogue works while the requantizer does.
+            if any(getattr(op_spec(op), "epilogue", False) for op in opmodes):
+                pool.concurrent("requant", unit.pool_client)
+        emb_mul_en, smp_mul_en = Signal(), Signal()
+        emb_mul = pool.client("embed", en=emb_mul_en)
+        smp_mul = pool.client("sample", en=smp_mul_en)
+        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=sa_bits,
+                                                     pool=pool)
 
         pc = Signal(range(self._prog_depth))
         ins = Signal(instr_layout)
@@ -532,9 +551,10 @@ class Sequencer(wiring.Component):
                 m.d.sync += tok.eq(self.scr_rdata)
                 m.next = "EMB_ROW"
             with m.State("EMB_ROW"):
+                m.d.comb += emb_mul_en.eq(1)
                 # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
                 # out_left / ol_is0: bytes still to write (n; the row may be longer).
-                m.d.sync += [emb_addr.eq(ins.wbase + tok * ins.k), emb_bend.eq(bpw == 1),
+                m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)), emb_bend.eq(bpw == 1),
                              emb_b.eq(0)]
                 with m.If(k_zero):
                     m.d.sync += in_embed.eq(0)
@@ -586,7 +606,8 @@ class Sequencer(wiring.Component):
                                  f_jlast.eq(f_jleft == 1),
                                  a_addr.eq(Mux(f_jleft == 1, a_base, a_addr + 1))]
             with m.State("SMP_THR"):
-                thr = (lfsr[32 - SAMPLE_U_BITS:] * sacc[:28]) >> SAMPLE_U_BITS
+                m.d.comb += smp_mul_en.eq(1)
+                thr = smp_mul(lfsr[32 - SAMPLE_U_BITS:], sacc[:28], name="thr") >> SAMPLE_U_BITS
                 m.d.sync += [sacc.eq(thr), rem_small.eq(thr[16:] == 0),
                              p_reg.eq(p_in), a_addr.eq(a_addr + 1)]
                 m.next = "SMP_P2"
@@ -636,4 +657,6 @@ class Sequencer(wiring.Component):
         state = getattr(fsm, "_data", {}).get("signal")
         if state is not None:
             state.attrs["fsm_encoding"] = "one-hot"
+        # anonymous, after the units: Amaranth elaborates named submodules first
+        m.submodules += pool
         return m

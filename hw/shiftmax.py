@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 from ternac.golden.widths import EXP_FRAC_BITS, SM_N_MAX, SM_OUT_BITS_MAX, SM_RECIP_FRAC_BITS
 from ternac.golden.widths import M_BITS, S_BITS
 from .divider import SeqDivider
+from .mulpool import borrow
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT_U, Pipe, bits_for,
                      pass_control, priority_encode, rhu_sat_tail, shift_exp)
 
@@ -32,13 +33,16 @@ class Shiftmax(wiring.Component):
     Throughput one beat a cycle in each pass; ``i.ready`` is low between passes. A vector
     of N elements takes ``3 N + 45`` cycles without stalls (measured; the drains of passes
     0 and 1, 20 cycles of division, and the 13-cycle latency from a beat of pass 2 to its
-    output). Three multipliers (DSPs): ``a * m`` and ``r * S`` (the shift-exp core's
-    quadratic, 10 x 16 bits) and ``e * R``.
+    output). Three products on 16 x 16 slots of :mod:`hw.mulpool`
+    (one SB_MAC16 each): ``a * m`` and ``r * S`` (the shift-exp core's quadratic, 10 x 16
+    bits) and ``e * R``.
 
     Parameters
     ----------
     out_bits : int, 1..16   output fraction bits (15: the ISA; 8: a byte; 16: attention)
     max_len : int, 1..4096  longest vector (sizes the row sum ``T``)
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
+        one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
     Members
     -------
@@ -59,8 +63,11 @@ class Shiftmax(wiring.Component):
 
     #: Times the sequencer streams each vector through ``i``.
     passes = 3
+    #: This unit's client name in a shared hw.mulpool.MulPool.
+    pool_client = "shiftmax"
 
-    def __init__(self, *, out_bits: int = 16, max_len: int = SM_N_MAX):
+    def __init__(self, *, out_bits: int = 16, max_len: int = SM_N_MAX, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(out_bits, int) and 1 <= out_bits <= SM_OUT_BITS_MAX):
             raise ValueError(f"Shiftmax out_bits must be an integer in 1..{SM_OUT_BITS_MAX}, "
                              f"not {out_bits!r}")
@@ -106,6 +113,10 @@ class Shiftmax(wiring.Component):
         work_running = Signal()
         work_done = Signal()
 
+        # The three products (a * m and r * S of the shift-exp core, e * R) on hw.mulpool
+        # slots ("uu" each), borrowed while a beat is offered or in the pipeline.
+        active = Signal(name="sm_active")
+        mul = borrow(m, self.mulpool, self.pool_client, active)
         pass_idx, accept, work_start, new_vector = pass_control(
             m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done)
 
@@ -121,7 +132,7 @@ class Shiftmax(wiring.Component):
         a = pipe.reg(mx - x, unsigned(OPERAND_BITS), name="a")
         v = pipe.reg(v, name="v")
         valids.append(v)
-        e = shift_exp(m, pipe, a, self.m, self.s)
+        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul)
         for _ in range(SHIFT_EXP_STAGES):
             v = pipe.reg(v, name="v")
             valids.append(v)
@@ -129,7 +140,7 @@ class Shiftmax(wiring.Component):
             m.d.sync += T.eq(T + e)
 
         # Pass 2: p = min(rhu(e * R, L + 15 - out_bits), 2^out_bits - 1).
-        eR = pipe.reg(e * R, unsigned(K + 1 + r_bits), name="eR")
+        eR = pipe.reg(mul(e, R, name="eR"), unsigned(K + 1 + r_bits), name="eR")
         v = pipe.reg(v & (pass_idx == 2), name="v")
         valids.append(v)
         p = rhu_sat_tail(m, pipe, eR, shift, out_bits=OB, name="p")
@@ -137,7 +148,7 @@ class Shiftmax(wiring.Component):
         valids.append(v)
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(p)]
-        m.d.comb += busy.eq(Cat(*valids).any())
+        m.d.comb += [busy.eq(Cat(*valids).any()), active.eq(busy | self.i.valid)]
 
         # Between passes 1 and 2: L = floor(log2 T) (registered), then the one division.
         L_c = priority_encode(m, T, name="L_c")

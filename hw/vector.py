@@ -228,7 +228,7 @@ def priority_encode(m, v, *, name: str = "msb") -> Signal:
 SHIFT_EXP_STAGES = 8
 
 
-def shift_exp(m, pipe: Pipe, a, gain_m, gain_s) -> Signal:
+def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
 
     ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, a DSP) ->
@@ -240,13 +240,17 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s) -> Signal:
     ``golden.intops.OPS["shift_exp"]``; a register every carry chain or multiplier, for Fmax
     on iCE40.
 
+    ``mul(x, y)``, if given, forms the two products (a :mod:`hw.mulpool` client);
+    default ``x * y``.
+
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
     any shift ``q + 11`` of 28 or more rounds it to 0.
     """
     F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
     u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
-    prod = pipe.reg(a * gain_m, unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
+    mul = mul or (lambda x, y: x * y)     # or a hw.mulpool client (both products 16 x 16)
+    prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
     t = pipe.reg((prod << 1) >> gain_s, name="exp_t")
     # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
     over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
@@ -260,7 +264,7 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s) -> Signal:
                      unsigned(bits_for(s_max)), name="exp_slope")
     r1 = pipe.reg(r, name="exp_r")
     q1 = pipe.reg(q, name="exp_q")
-    rs = pipe.reg(r1 * slope, unsigned(F + bits_for(s_max)), name="exp_rs")
+    rs = pipe.reg(mul(r1, slope), unsigned(F + bits_for(s_max)), name="exp_rs")
     q2 = pipe.reg(q1, name="exp_q")
     mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
     qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")

@@ -15,23 +15,28 @@ from ternac.golden.widths import SHIFTMAX_OUT_BITS
 from .activation import ActMode, Activation
 from .dot import K_MAX, Dot
 from .eltwise import EltMode, Eltwise
+from .mulpool import MulPool
 from .norm import Norm, NormMode
 from .shiftmax import Shiftmax
 
 __all__ = ["UNIT_TABLE", "VECTOR_UNIT_NAMES", "unit_ops", "vector_units_for"]
 
-#: ``{unit name: (factory(cfg) -> component, {Op: mode})}``: the RTL of each vector unit
-#: name of the registry and the ``mode`` port value for each op it serves (None: the unit
-#: has no mode port).
+#: ``{unit name: (factory(cfg, pool=None) -> component, {Op: mode})}``: the RTL of each
+#: vector unit name of the registry and the ``mode`` port value for each op it serves (None:
+#: the unit has no mode port). ``pool``: a shared hw.mulpool.MulPool to borrow multipliers
+#: from (None: the unit's own).
 UNIT_TABLE: dict = {
-    "activation": (lambda cfg: Activation(),
+    "activation": (lambda cfg, pool=None: Activation(pool=pool),
                    {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}),
-    "norm": (lambda cfg: Norm(max_len=cfg.max_vector),
+    "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool),
              {Op.RMSNORM: NormMode.RMSNORM, Op.LAYERNORM: NormMode.LAYERNORM}),
-    "eltwise": (lambda cfg: Eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
-    "shiftmax": (lambda cfg: Shiftmax(out_bits=SHIFTMAX_OUT_BITS, max_len=cfg.max_vector),
+    "eltwise": (lambda cfg, pool=None: Eltwise(pool=pool),
+                {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
+    "shiftmax": (lambda cfg, pool=None: Shiftmax(out_bits=SHIFTMAX_OUT_BITS,
+                                                 max_len=cfg.max_vector, pool=pool),
                  {Op.SHIFTMAX: None}),
-    "dot": (lambda cfg: Dot(max_len=min(cfg.max_vector, K_MAX)), {Op.DOT: None, Op.DOTT: None}),
+    "dot": (lambda cfg, pool=None: Dot(max_len=min(cfg.max_vector, K_MAX), pool=pool),
+            {Op.DOT: None, Op.DOTT: None}),
 }
 
 #: Unit names accepted in AccelConfig.vector.
@@ -54,6 +59,9 @@ def vector_units_for(cfg) -> list:
     unit has no mode for it here.
     """
     units = []
+    # One multiplier pool for every unit (they run one at a time); the sequencer adds it
+    # to the design, after the units, and lends it to the requantizer, EMBED and SAMPLE.
+    pool = MulPool() if getattr(cfg, "vector", ()) else None
     for name in getattr(cfg, "vector", ()):
         if name not in UNIT_TABLE:
             raise ValueError(f"unknown vector unit {name!r}; choose from "
@@ -64,5 +72,5 @@ def vector_units_for(cfg) -> list:
         if missing:
             raise ValueError(f"the op registry runs {', '.join(missing)} on the {name!r} "
                              f"unit, but hw/vector_units.py has no mode for it")
-        units.append((factory(cfg), {op: modes[op] for op in ops}))
+        units.append((factory(cfg, pool), {op: modes[op] for op in ops}))
     return units

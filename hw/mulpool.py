@@ -1,0 +1,223 @@
+"""A pool of 16 x 16 multipliers (one SB_MAC16 / MULT18X18 each) that units borrow.
+
+The vector units, the Requantizer and the sequencer's EMBED and SAMPLE steps never run at
+the same time (one instruction at a time; a unit's pipeline has drained before the next
+instruction starts), so they need not own their multipliers: each borrows *slots* of one
+:class:`MulPool`, and the build carries as many SB_MAC16 as the most demanding client
+needs at once (the Norm unit's eight), not the sum over the units (21 for the LM before).
+
+How a client uses it (``hw/norm.py`` and the others)::
+
+    mul = pool.client("norm", en=active)      # active: the unit holds or takes a beat
+    p = mul(x, y)                             # the exact product, combinational
+    r = pipe.reg(p)                           # registered by the client, on its own ce
+
+``mul(a, b)`` returns ``a * b`` exactly, for signed or unsigned operands of any width up to
+:data:`MAX_A_BITS` x 16 bits (``b`` the narrower one, at most 16 bits; the operands are
+swapped if needed). ``a`` is cut into 16-bit chunks (the low ones unsigned, the top one of
+``a``'s signedness); each chunk times ``b`` is one slot, and the chunk products are added,
+shifted, in LUTs: the split that Yosys's ``mul2dsp`` would do, written once so that the
+chunks can be shared. A slot multiplies two 16-bit operands of a fixed signedness
+(SB_MAC16's ``A_SIGNED`` / ``B_SIGNED`` are parameters): ``ss``, ``su`` (signed x unsigned)
+or ``uu``; a client's chunk of type T goes to the first slot of type T it does not use
+already, so the pool has, per type, the most any one client needs.
+
+Each slot's operands are the AND-OR of its users' operands, each gated by that user's
+``en``: the contract is that **at most one client has ``en`` high in any cycle** (the
+sequencer runs one instruction at a time; a unit's ``en`` is "a beat is offered or any of
+its pipeline stages is valid"). A slot with one user takes that user's operands directly.
+The product is combinational; the client registers it (so a stalled client holds its
+product in its own pipeline register, and the pool has no state).
+
+A unit built on its own (a unit bench, an out-of-context build) makes a private pool with
+itself as the only client; in an accelerator the sequencer makes one pool for all of them
+(:func:`hw.vector_units.vector_units_for`).
+
+Order: every client registers its products while it elaborates, so the pool must be
+elaborated after all its clients (added as a submodule after them); a product asked for
+later raises RuntimeError.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed, unsigned
+
+__all__ = ["MulPool", "SLOT_BITS", "MAX_A_BITS", "borrow"]
+
+#: Operand bits of one slot (one SB_MAC16: 16 x 16 -> 32).
+SLOT_BITS = 16
+#: Widest first operand ``a`` of a pooled product (three chunks).
+MAX_A_BITS = 48
+
+
+class _Slot:
+    def __init__(self, index: int, kind: str, prefix: str):
+        self.kind = kind                       # "ss", "su" or "uu"
+        sa, sb = kind[0] == "s", kind[1] == "s"
+        self.a_shape = signed(SLOT_BITS) if sa else unsigned(SLOT_BITS)
+        self.b_shape = signed(SLOT_BITS) if sb else unsigned(SLOT_BITS)
+        self.p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
+                        name=f"{prefix}_p{index}")
+        self.uses = []                         # [(client, a, b)]
+
+
+class _Client:
+    def __init__(self, pool: "MulPool", name: str, en):
+        self._pool, self.name, self.en = pool, name, Value.cast(en)
+        self.slots = []                        # slots this client uses (each once)
+
+    def __call__(self, a, b, *, name: str | None = None) -> Value:
+        """The exact product ``a * b`` (shape: that of Amaranth's ``a * b``), built from
+        this client's slots of the pool. Combinational; register it in the client."""
+        return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul")
+
+
+class MulPool(Elaboratable):
+    """Shared 16 x 16 multipliers; see the module docstring for the contract.
+
+    Parameters
+    ----------
+    name : str   prefix of the pool's signals
+
+    Attributes
+    ----------
+    n_slots : int         slots (SB_MAC16 on the UP5K) the clients asked for so far
+    slot_kinds : list     the signedness of each slot: "ss", "su" or "uu"
+    """
+
+    def __init__(self, *, name: str = "mulpool"):
+        self._name = name
+        self._slots: list[_Slot] = []
+        self._clients: list[_Client] = []
+        self._done = False
+        # A pool that no design elaborates is harmless (its clients are never elaborated
+        # either): no UnusedElaboratable warning for it.
+        self._MustUse__silence = True
+        self._concurrent: set = set()          # frozensets {name, name}: may run together
+        # (product signal, its sum of chunk products): assigned when the pool elaborates,
+        # so that the pool's module drives every signal it creates.
+        self._pending: list = []
+
+    @property
+    def n_slots(self) -> int:
+        return len(self._slots)
+
+    @property
+    def slot_kinds(self) -> list:
+        return [s.kind for s in self._slots]
+
+    def usage(self) -> dict:
+        """``{client name: [slot index, ...]}``: which slots each client borrows."""
+        return {c.name: [self._slots.index(s) for s in c.slots] for c in self._clients}
+
+    def concurrent(self, a: str, b: str) -> None:
+        """Clients ``a`` and ``b`` may be active in the same cycle (a MATVEC's requantizer
+        and the vector unit of its fused epilogue): they never share a slot. Declare it
+        before either asks for a product."""
+        self._concurrent.add(frozenset((a, b)))
+
+    def _conflict(self, c: _Client, slot: _Slot) -> bool:
+        return any(frozenset((c.name, u.name)) in self._concurrent for u, _, _ in slot.uses)
+
+    def client(self, name: str, *, en) -> _Client:
+        """A client of the pool whose operands count while ``en`` is high (1 bit)."""
+        if self._done:
+            if name not in {c.name for c in self._clients}:
+                raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
+                                   f"its client {name!r}: add the pool after its clients")
+            # The design is elaborated again (a second conversion): its clients come back
+            # in the same order; start over.
+            self._slots, self._clients, self._pending, self._done = [], [], [], False
+        c = _Client(self, name, en)
+        self._clients.append(c)
+        return c
+
+    # -- products --------------------------------------------------------------------------
+    def _slot_for(self, client: _Client, kind: str) -> _Slot:
+        for s in self._slots:
+            if s.kind == kind and s not in client.slots and not self._conflict(client, s):
+                break
+        else:
+            s = _Slot(len(self._slots), kind, self._name)
+            self._slots.append(s)
+        client.slots.append(s)
+        return s
+
+    def _chunk_product(self, client, a: Value, b: Value) -> Value:
+        """One slot: ``a * b`` for operands of at most 16 bits (any signedness)."""
+        sa, sb = a.shape().signed, b.shape().signed
+        if sb and not sa:                      # canonical order: signed operand first
+            a, b, sa, sb = b, a, sb, sa
+        kind = ("s" if sa else "u") + ("s" if sb else "u")
+        slot = self._slot_for(client, kind)
+        slot.uses.append((client, a, b))
+        return slot.p
+
+    def _product(self, client, a: Value, b: Value, name: str) -> Value:
+        if self._done:
+            raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
+                               f"{client.name!r} asked for a product: add the pool after "
+                               f"its clients")
+        if len(b) > len(a):
+            a, b = b, a
+        if len(b) > SLOT_BITS:
+            raise ValueError(f"{client.name}: a pooled product needs one operand of at most "
+                             f"{SLOT_BITS} bits, not {len(a)} x {len(b)}")
+        if len(a) > MAX_A_BITS:
+            raise ValueError(f"{client.name}: a pooled product's wide operand has at most "
+                             f"{MAX_A_BITS} bits, not {len(a)}")
+        # Amaranth's product shape: signed if either is, len(a) + len(b) bits.
+        out_shape = Shape(len(a) + len(b), a.shape().signed or b.shape().signed)
+        total = None
+        w = len(a)
+        lo = 0
+        while lo < w:
+            hi = min(lo + SLOT_BITS, w)
+            top = hi == w
+            chunk = a[lo:hi]
+            chunk = chunk.as_signed() if (top and a.shape().signed) else chunk.as_unsigned()
+            if len(chunk) == 1:                # a 1-bit chunk (0/1 or 0/-1): no multiplier
+                part = Mux(chunk[0], -b if chunk.shape().signed else b, 0)
+            else:
+                part = self._chunk_product(client, chunk, b)
+            term = part if lo == 0 else (part << lo)
+            total = term if total is None else total + term
+            lo = hi
+        out = Signal(out_shape, name=f"{self._name}_{client.name}_{name}")
+        self._pending.append((out, total))
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        self._done = True
+        for k, s in enumerate(self._slots):
+            a = Signal(s.a_shape, name=f"{self._name}_a{k}")
+            b = Signal(s.b_shape, name=f"{self._name}_b{k}")
+            if len(s.uses) == 1:
+                _, ua, ub = s.uses[0]
+                m.d.comb += [a.eq(ua), b.eq(ub)]
+            else:
+                # AND-OR of the users' operands, each extended to the slot's width first
+                # (sign or zero, by its own signedness) and gated by its client's enable.
+                ga, gb = Const(0, SLOT_BITS), Const(0, SLOT_BITS)
+                for u, (c, ua, ub) in enumerate(s.uses):
+                    xa = Signal(s.a_shape, name=f"{self._name}_a{k}_{c.name}{u}")
+                    xb = Signal(s.b_shape, name=f"{self._name}_b{k}_{c.name}{u}")
+                    en = c.en.any()
+                    m.d.comb += [xa.eq(ua), xb.eq(ub)]
+                    ga = ga | Mux(en, xa.as_unsigned(), 0)
+                    gb = gb | Mux(en, xb.as_unsigned(), 0)
+                m.d.comb += [a.eq(ga), b.eq(gb)]
+            m.d.comb += s.p.eq(a * b)
+        for out, total in self._pending:
+            m.d.comb += out.eq(total)
+        return m
+
+
+def borrow(m, pool: MulPool | None, name: str, en) -> _Client:
+    """A client of ``pool`` named ``name`` with enable ``en``; with ``pool`` None, of a
+    private pool added to ``m`` as a submodule (a unit built on its own: one client, so
+    its operands go straight to its slots)."""
+    if pool is None:
+        pool = MulPool(name=f"{name}_mul")
+        m.submodules[f"{name}_mulpool"] = pool
+    return pool.client(name, en=en)

@@ -1,0 +1,161 @@
+"""hw/mulpool.py: pooled products are exact for every operand shape the units use, a slot
+serves whichever client is enabled, concurrent clients get disjoint slots, and the pool
+counts the SB_MAC16 the clients need (the most any one needs per slot type)."""
+import random
+
+import pytest
+from amaranth.hdl import Elaboratable, Module, Signal, signed, unsigned
+from amaranth.sim import Simulator
+
+from ternac.hw.mulpool import MulPool
+
+SEED = 11
+
+
+
+def _quiet(*objs):
+    """Pools and modules built only to count slots are never elaborated: say so, so that
+    Amaranth's UnusedElaboratable warning stays quiet."""
+    for o in objs:
+        o._MustUse__silence = True
+    return objs[0]
+
+#: (a shape, b shape) of products the units and the sequencer pool: 16 x 16 of each
+#: signedness, narrow operands (Dot's int8 b, the exp core's 10-bit r), and wide ones cut
+#: into chunks (Norm's 40-bit acc * m and 24-bit y * w, Eltwise's 32-bit X * m, the
+#: requantizer's 17/18-bit accumulators, SAMPLE's 28-bit total).
+SHAPES = [
+    (signed(16), signed(16)), (signed(16), unsigned(16)), (unsigned(16), unsigned(16)),
+    (unsigned(16), signed(16)), (signed(16), signed(8)), (unsigned(10), unsigned(16)),
+    (signed(40), unsigned(16)), (signed(24), signed(16)), (signed(32), unsigned(16)),
+    (signed(17), unsigned(16)), (signed(18), unsigned(16)), (unsigned(28), unsigned(15)),
+    (signed(30), unsigned(16)), (signed(35), unsigned(16)), (unsigned(13), signed(16)),
+]
+
+
+def _lim(shape):
+    return (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else \
+        (0, (1 << shape.width) - 1)
+
+
+def _values(rng, shape, n):
+    lo, hi = _lim(shape)
+    return [lo, hi, 0, -1 if shape.signed else 1] + [rng.randint(lo, hi) for _ in range(n)]
+
+
+class _Bench(Elaboratable):
+    """Two clients on one pool, each asking for every product of SHAPES."""
+
+    def __init__(self, pool=None):
+        self.pool = pool or MulPool(name="tp")
+        self.en = [Signal(name=f"en{c}") for c in range(2)]
+        self.ops = [[(Signal(sa, name=f"a{c}_{i}"), Signal(sb, name=f"b{c}_{i}"))
+                     for i, (sa, sb) in enumerate(SHAPES)] for c in range(2)]
+        self.prods = [[None] * len(SHAPES) for _ in range(2)]
+
+    def elaborate(self, platform):
+        m = Module()
+        for c in range(2):
+            mul = self.pool.client(f"c{c}", en=self.en[c])
+            for i, (a, b) in enumerate(self.ops[c]):
+                p = Signal((a * b).shape(), name=f"p{c}_{i}")
+                m.d.comb += p.eq(mul(a, b))
+                self.prods[c][i] = p
+        m.submodules.pool = self.pool    # named, but this module adds no other submodule
+        return m
+
+
+def test_pooled_products_are_exact_for_the_enabled_client():
+    rng = random.Random(SEED)
+    print(f"seed={SEED}")
+    dut = _Bench()
+    sim = Simulator(dut)
+    checked = [0]
+
+    async def bench(ctx):
+        for trial in range(60):
+            on = trial % 2                    # the client whose operands count
+            ctx.set(dut.en[on], 1)
+            ctx.set(dut.en[1 - on], 0)
+            want = []
+            for c in range(2):
+                for i, (a, b) in enumerate(dut.ops[c]):
+                    va = rng.choice(_values(rng, a.shape(), 3))
+                    vb = rng.choice(_values(rng, b.shape(), 3))
+                    ctx.set(a, va)
+                    ctx.set(b, vb)
+                    if c == on:
+                        want.append((i, va, vb))
+            for i, va, vb in want:
+                got = ctx.get(dut.prods[on][i])
+                assert got == va * vb, (SHAPES[i], va, vb, got)
+                checked[0] += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert checked[0] == 60 * len(SHAPES)
+    # Both clients ask the same: the pool has what one of them needs, per slot type.
+    one = dut.pool.usage()["c0"]
+    assert dut.pool.n_slots == len(one) and sorted(one) == sorted(dut.pool.usage()["c1"])
+
+
+def test_slot_count_is_the_most_one_client_needs():
+    pool, m = _quiet(MulPool()), _quiet(Module())
+    uses = {"norm": [(signed(16), signed(16)), (signed(30), unsigned(16)),
+                     (signed(24), signed(16)), (signed(40), unsigned(16))],
+            "act": [(unsigned(16), unsigned(16)), (unsigned(10), unsigned(16)),
+                    (signed(16), unsigned(16)), (signed(32), unsigned(16))]}
+    for name, shapes in uses.items():
+        mul = pool.client(name, en=1)
+        for sa, sb in shapes:
+            m.d.comb += Signal((Signal(sa) * Signal(sb)).shape()).eq(
+                mul(Signal(sa), Signal(sb)))
+    # norm: ss (x*x) + uu,su (d*R) + su,ss (y*w) + uu,uu,su (acc*m) = 8; act: 5 of those
+    assert pool.n_slots == 8
+    assert sorted(pool.slot_kinds) == sorted(["ss", "ss", "su", "su", "su", "uu", "uu", "uu"])
+    assert set(pool.usage()["act"]) <= set(pool.usage()["norm"])
+
+
+def test_concurrent_clients_get_disjoint_slots():
+    pool = _quiet(MulPool())
+    pool.concurrent("requant", "act")
+    for name in ("act", "requant"):
+        mul = pool.client(name, en=1)
+        mul(Signal(signed(16)), Signal(unsigned(16)))
+    u = pool.usage()
+    assert not set(u["act"]) & set(u["requant"]) and pool.n_slots == 2
+
+
+def test_a_client_after_the_pool_elaborated_is_refused():
+    pool = _quiet(MulPool())
+    _quiet(pool.elaborate(None))
+    with pytest.raises(RuntimeError, match="after its clients"):
+        pool.client("late", en=1)
+
+
+def test_bad_operand_widths_are_refused():
+    pool = _quiet(MulPool())
+    mul = pool.client("x", en=1)
+    with pytest.raises(ValueError, match="at most 16 bits"):
+        mul(Signal(signed(20)), Signal(signed(17)))
+    with pytest.raises(ValueError, match="at most 48"):
+        mul(Signal(signed(49)), Signal(signed(16)))
+
+
+def test_a_design_elaborated_twice_gets_the_same_pool():
+    from amaranth.hdl import Fragment
+    from ternac.config import LM_CONFIG
+    from ternac.hw.sequencer import Sequencer
+    from ternac.hw.vector_units import vector_units_for
+    cfg = LM_CONFIG
+    seq = Sequencer(lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
+                    scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                    weight_depth=cfg.weight_depth, vector_units=vector_units_for(cfg))
+    Fragment.get(seq, None)
+    n, usage = seq.mulpool.n_slots, seq.mulpool.usage()
+    Fragment.get(seq, None)
+    # The LM's sequencer borrows every multiplier from one pool of 8 (= the UP5K's
+    # SB_MAC16s): the Norm unit needs all 8, the others fewer of the same slots.
+    assert n == seq.mulpool.n_slots == 8 and seq.mulpool.usage() == usage
+    assert len(usage["norm"]) == 8 and {"requant", "embed", "sample", "activation",
+                                        "eltwise"} <= set(usage)
