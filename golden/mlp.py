@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import numerics
+from .errors import CheckpointImportError
 from .digits_data import (INPUT_SCALE, N_CLASSES, N_FEATURES, SPLIT_DESCRIPTION,
                           dequantize_pixels, load_split, quantize_pixels)
 
@@ -243,12 +244,12 @@ class Checkpoint:
 def _scalar(tensors: dict[str, torch.Tensor], key: str, where: str) -> float:
     v = tensors[key]
     if v.numel() != 1 or v.dim() > 1:
-        raise ValueError(f"checkpoint {where}: tensor {key!r} must be a scalar, not shape {tuple(v.shape)}")
+        raise CheckpointImportError(f"checkpoint {where}: tensor {key!r} must be a scalar, not shape {tuple(v.shape)}")
     if not v.is_floating_point():
-        raise ValueError(f"checkpoint {where}: tensor {key!r} must be floating point, not {v.dtype}")
+        raise CheckpointImportError(f"checkpoint {where}: tensor {key!r} must be floating point, not {v.dtype}")
     f = float(v.reshape(()))
     if not (math.isfinite(f) and f > 0):
-        raise ValueError(f"checkpoint {where}: tensor {key!r} must be positive and finite, not {f!r}")
+        raise CheckpointImportError(f"checkpoint {where}: tensor {key!r} must be positive and finite, not {f!r}")
     return f
 
 
@@ -260,61 +261,65 @@ def _parse_checkpoint(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
         parts = key.split(".")
         if (len(parts) != 3 or parts[0] != "layers" or not parts[1].isdigit()
                 or parts[2] not in ("weight", "trits", "gamma", "act_scale")):
-            raise ValueError(f"checkpoint {where}: unexpected tensor {key!r} (expected "
+            raise CheckpointImportError(f"checkpoint {where}: unexpected tensor {key!r} (expected "
                              f"layers.<i>.weight or layers.<i>.trits/gamma, and layers.<i>.act_scale)")
         indices.add(int(parts[1]))
     if not indices:
-        raise ValueError(f"checkpoint {where} holds no layers.<i>.* tensors")
+        raise CheckpointImportError(f"checkpoint {where} holds no layers.<i>.* tensors")
     n_layers = max(indices) + 1
     layers, latent = [], []
     for i in range(n_layers):
         p = f"layers.{i}."
         if p + "act_scale" not in tensors:
-            raise ValueError(f"checkpoint {where} is missing tensor {p + 'act_scale'!r}")
+            raise CheckpointImportError(f"checkpoint {where} is missing tensor {p + 'act_scale'!r}")
         act_scale = _scalar(tensors, p + "act_scale", where)
         if p + "weight" in tensors:
             if p + "trits" in tensors or p + "gamma" in tensors:
-                raise ValueError(f"checkpoint {where}: layer {i} has both latent weights and trits")
+                raise CheckpointImportError(f"checkpoint {where}: layer {i} has both latent weights and trits")
             w = tensors[p + "weight"]
-            if not w.is_floating_point():
-                raise ValueError(f"checkpoint {where}: tensor {p + 'weight'!r} must be floating point, not {w.dtype}")
+            if w.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+                raise CheckpointImportError(f"checkpoint {where}: tensor {p + 'weight'!r} must be floating point "
+                                            f"(float16, bfloat16, float32 or float64), not {w.dtype}")
             if w.dim() != 2:
-                raise ValueError(f"checkpoint {where}: tensor {p + 'weight'!r} must be 2-D (N, K), "
+                raise CheckpointImportError(f"checkpoint {where}: tensor {p + 'weight'!r} must be 2-D (N, K), "
                                  f"not shape {tuple(w.shape)}")
             if not bool(torch.isfinite(w).all()):
-                raise ValueError(f"checkpoint {where}: tensor {p + 'weight'!r} holds NaN or infinite values")
+                raise CheckpointImportError(f"checkpoint {where}: tensor {p + 'weight'!r} holds NaN or infinite values")
             w = w.to(torch.float32)
             trits, gamma = numerics.absmean_ternarize(w)
             latent.append(w)
         elif p + "trits" in tensors:
             if p + "gamma" not in tensors:
-                raise ValueError(f"checkpoint {where} is missing tensor {p + 'gamma'!r}")
+                raise CheckpointImportError(f"checkpoint {where} is missing tensor {p + 'gamma'!r}")
             t = tensors[p + "trits"]
             if t.dim() != 2:
-                raise ValueError(f"checkpoint {where}: tensor {p + 'trits'!r} must be 2-D (N, K), "
+                raise CheckpointImportError(f"checkpoint {where}: tensor {p + 'trits'!r} must be 2-D (N, K), "
                                  f"not shape {tuple(t.shape)}")
-            trits = numerics.check_ternary(t, f"checkpoint tensor {p + 'trits'!r} in {where}")
+            try:
+                trits = numerics.check_ternary(t, f"checkpoint tensor {p + 'trits'!r} in {where}")
+            except ValueError as e:
+                raise CheckpointImportError(str(e)) from None
             gamma = _scalar(tensors, p + "gamma", where)
             latent = None
         else:
-            raise ValueError(f"checkpoint {where} is missing tensor {p + 'weight'!r} (or {p + 'trits'!r})")
+            raise CheckpointImportError(f"checkpoint {where} is missing tensor {p + 'weight'!r} (or {p + 'trits'!r})")
         if layers and trits.shape[1] != layers[-1].trits.shape[0]:
-            raise ValueError(f"checkpoint {where}: layer {i} has fan-in {trits.shape[1]} but layer "
+            raise CheckpointImportError(f"checkpoint {where}: layer {i} has fan-in {trits.shape[1]} but layer "
                              f"{i - 1} has {layers[-1].trits.shape[0]} outputs")
         layers.append(TernaryLayer(trits=trits, gamma=float(gamma), act_scale=act_scale))
     kinds = {("weight" if f"layers.{i}.weight" in tensors else "trits") for i in range(n_layers)}
     if len(kinds) > 1:
-        raise ValueError(f"checkpoint {where} mixes latent-weight and trit layers")
+        raise CheckpointImportError(f"checkpoint {where} mixes latent-weight and trit layers")
     ckpt = Checkpoint(layers=tuple(layers), latent=tuple(latent) if latent else None,
                       metadata=dict(metadata), source=where)
     if "dims" in metadata:
         try:
             dims = tuple(int(d) for d in json.loads(metadata["dims"]))
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"checkpoint {where}: metadata dims {metadata['dims']!r} is not a JSON "
-                             f"list of integers") from e
+        except (ValueError, TypeError, OverflowError):
+            raise CheckpointImportError(f"checkpoint {where}: metadata dims {metadata['dims']!r} is not a JSON "
+                             f"list of integers") from None
         if dims != ckpt.dims:
-            raise ValueError(f"checkpoint {where}: metadata dims {list(dims)} do not match the "
+            raise CheckpointImportError(f"checkpoint {where}: metadata dims {list(dims)} do not match the "
                              f"tensor shapes {list(ckpt.dims)}")
     return ckpt
 
@@ -324,7 +329,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     Raises
     ------
-    ValueError, one sentence naming the file, if it does not exist, is not a readable
+    CheckpointImportError (a ValueError), one sentence naming the file, if it does not exist, is not a readable
     safetensors file (corrupt or truncated), misses a tensor, has a tensor of the wrong
     shape or dtype, holds NaN/infinite values or non-positive scales, has trits that are
     not ternary, has layer shapes that do not chain, or says (``model`` metadata) it is
@@ -334,19 +339,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
     p = Path(path)
     if not p.exists():
-        raise ValueError(f"checkpoint {str(p)!r} does not exist")
+        raise CheckpointImportError(f"checkpoint {str(p)!r} does not exist")
     if not p.is_file():
-        raise ValueError(f"checkpoint {str(p)!r} is not a file")
+        raise CheckpointImportError(f"checkpoint {str(p)!r} is not a file")
     try:
         with safe_open(str(p), framework="pt") as f:
             metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            # copies: a tensor safetensors maps from the file dies (SIGBUS) if the file is
+            # later rewritten in place
+            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types (and OSError) here
-        raise ValueError(f"checkpoint {str(p)!r} is not a readable safetensors file "
-                         f"(corrupt or truncated): {e}") from None
+        raise CheckpointImportError(f"checkpoint {str(p)!r} is not a readable safetensors file "
+                         f"(corrupt or truncated): {' '.join(str(e).split())}") from None
     kind = metadata.get("model") or metadata.get("format")   # the LM's and the ViT's say
     if kind is not None and kind != "TernaryMLP":
-        raise ValueError(f"checkpoint {str(p)!r} is a {kind} checkpoint, not one of the "
+        raise CheckpointImportError(f"checkpoint {str(p)!r} is a {kind} checkpoint, not one of the "
                          f"digits MLP (TernaryMLP)")
     return _parse_checkpoint(tensors, metadata, str(p))
 

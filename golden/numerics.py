@@ -39,7 +39,7 @@ from .widths import (ACT_BITS, ACT_MAX, ACT_MIN, M_BITS, S_BITS, S_MAX, WIDE_MAX
 
 __all__ = [
     "ACT_BITS", "ACT_MIN", "ACT_MAX", "ABSMEAN_EPS", "M_BITS", "S_BITS", "S_MAX",
-    "absmean_ternarize", "check_ternary", "quantize_act", "acc_width", "ternary_matvec",
+    "absmean_ternarize", "check_ternary", "TRIT_DTYPES", "quantize_act", "acc_width", "ternary_matvec",
     "dyadic", "requantize", "sat", "relu", "round_half_up_shift",
 ]
 
@@ -70,14 +70,24 @@ def absmean_ternarize(w: torch.Tensor, eps: float = ABSMEAN_EPS) -> tuple[torch.
     return t, gamma
 
 
+#: The dtypes :func:`check_ternary` reads trits from.
+TRIT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.float16,
+               torch.bfloat16, torch.float32, torch.float64)
+
+
 def check_ternary(t: torch.Tensor, name: str = "tensor") -> torch.Tensor:
     """Return ``t`` as int8 if every element is a trit in {-1, 0, +1}.
 
     Raises
     ------
     ValueError
-        naming the tensor, the first offending value and its index.
+        naming the tensor, the first offending value and its index, or its dtype if it is
+        not one of :data:`TRIT_DTYPES` (bool, float8, uint16-64 and complex tensors are
+        refused: torch does not compare all of them, and none is a trit format).
     """
+    if t.dtype not in TRIT_DTYPES:
+        raise ValueError(f"{name} has dtype {t.dtype}, which ternac does not read trits from "
+                         f"(int8 to int64, uint8, float16, bfloat16, float32 or float64)")
     if t.is_floating_point():
         if not torch.all(torch.isfinite(t)):
             raise ValueError(f"{name} holds NaN or infinite values, so it is not ternary")
