@@ -154,6 +154,7 @@ class Hostlink(wiring.Component):
         bidx = Signal(2)
         word = Signal(32)
         guard = Signal(2)
+        w_last = Signal()           # the word being written is the request's last
 
         # Response registers.
         rcode = Signal(8)
@@ -338,7 +339,11 @@ class Hostlink(wiring.Component):
             with m.State("W_FETCH"):
                 m.next = "W_LATCH"      # buffer read latency: one cycle
             with m.State("W_LATCH"):
-                m.d.sync += [word.eq(Cat(word[8:], br.data)), bidx.eq(bidx + 1)]
+                # w_last registered here (widx is steady until W_WRITE): the compare stays
+                # off the path to the response registers' enables (the iCEBreaker's critical
+                # path, 32.5 ns, when W_WRITE compared widx + 1 itself).
+                m.d.sync += [word.eq(Cat(word[8:], br.data)), bidx.eq(bidx + 1),
+                             w_last.eq(widx + 1 == nwords)]
                 with m.If(bidx == 3):
                     m.next = "W_WRITE"
                 with m.Else():
@@ -346,7 +351,7 @@ class Hostlink(wiring.Component):
             with m.State("W_WRITE"):
                 m.d.comb += host.we.eq(1)
                 m.d.sync += widx.eq(widx + 1)
-                with m.If(widx + 1 == nwords):
+                with m.If(w_last):
                     respond(Reply.ACK)
                 with m.Else():
                     m.next = "W_FETCH"
