@@ -135,7 +135,8 @@ def halt_cycles(ins: Instr) -> int:
     return ISSUE_CYCLES
 
 
-def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
+def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
+                  epilogue_latency: int | None = None) -> int:
     """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
 
         3 + 3 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
@@ -169,6 +170,14 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
       cycle ``c + 1 + r``, is written in cycle ``c + 1 + r + R``: ``d`` cycles past the
       drain.
 
+    With an epilogue (``ins.epi``; ``epilogue_latency`` = ``U``, the latency of the next
+    instruction's vector unit, :data:`UNIT_TIMING`) the formula is the whole pair's: the
+    second instruction is never fetched as an instruction of its own (the sequencer
+    registers it in the MATVEC's first cycle, state EPI_DEC, while the first weight
+    command issues) and costs 0; each requantized row enters the unit in the cycle it
+    leaves the requantizer and is written ``U`` cycles later, so ``d = max(0, R + U - L +
+    r)``.
+
     Raises
     ------
     ValueError for ``lanes`` < 1, an unknown ``weight_format``, or ``k = 0`` with ``n > 0``
@@ -185,7 +194,8 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
         raise ValueError(f"MATVEC with n={n} and k=0 never finishes on the RTL (no beat ends "
                          f"a tile)")
     tiles = -(-n // L)
-    d = 0 if ins.flags & Flag.RAW else max(0, REQUANT_LATENCY - L + (n - 1) % L)
+    tail = REQUANT_LATENCY + (int(epilogue_latency) if ins.epi and epilogue_latency else 0)
+    d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
     return (ISSUE_CYCLES + 3 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
             + L + d)
 
@@ -207,6 +217,8 @@ def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
         3 + 2 + k * (B + 1)       (k >= 1)
         3 + 2                      (k = 0)
 
+    (with ``WIDE``, 16-bit halfwords: ``B / 2`` for ``B``; B even)
+
     Source: hw/sequencer.py states EMB_TOK (1 cycle: the token id, addressed in EXEC, is
     registered), EMB_ROW (1: the row's word address ``wbase + token * k``), then per word
     EMB_READ (1: the weight memory reads the word; EMBED reads the memory directly, not
@@ -223,6 +235,10 @@ def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
     if weight_format == "i2" and (lanes < 4 or lanes % 4):
         raise ValueError(f"lanes must be a positive multiple of 4, not {lanes!r}")
     nbytes = weight_word_bits(lanes, weight_format) // 8
+    if ins.flags & Flag.WIDE:
+        if nbytes % 2:
+            raise ValueError(f"EMBED WIDE needs words of an even number of bytes, not {nbytes}")
+        nbytes //= 2
     if ins.k == 0:
         return ISSUE_CYCLES + 2
     return ISSUE_CYCLES + 2 + ins.k * (nbytes + 1)
@@ -313,6 +329,9 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     brings the largest down) and ``|S1| <= n 2^15`` (LayerNorm); ``bound="min"``: 0 steps
     and ``S1 = 0``.
 
+    With ``ins.reuse`` (RMSNORM on the statistics the unit holds): pass 1 alone, ``3 + n +
+    latency`` (hw/vector.py pass_control with ``skip``), data-independent.
+
     Raises
     ------
     ValueError for a bound other than "max" or "min".
@@ -321,6 +340,8 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     n = ins.n
     if n == 0:
         return ISSUE_CYCLES + 1
+    if ins.reuse:
+        return ISSUE_CYCLES + n + latency
     if normalize_steps is None:
         normalize_steps = (max(norm_normalize_steps(1), norm_normalize_steps(n * n * _NORM_X ** 2))
                            if bound == "max" else 0)
@@ -493,8 +514,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
       upper bound), ``total_min`` (int, the lower bound; equal to ``total`` when exact),
       ``exact`` (bool), ``by_op`` ({opcode name: cycles, issue cycles included}, summing to
       ``total``), ``count`` ({opcode name: instructions}), ``issue`` (the FETCH/DECODE/EXEC
-      cycles within ``total``: 3 an instruction), ``per_instr`` (list of cycles, one an
-      instruction executed). The kind of every figure is *modelled*.
+      cycles within ``total``: 3 an instruction issued; an epilogue is not issued),
+      ``per_instr`` (list of cycles, one an instruction executed; an epilogue's 0, its
+      MATVEC's entry the pair's). The kind of every figure is *modelled*.
 
     Raises
     ------
@@ -505,14 +527,28 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     count: dict[str, int] = {}
     per_instr: list[int] = []
     total_min = 0
+    issued = 0
     exact = True
+    epilogue = False          # this instruction is the previous MATVEC's epilogue
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
-        hi = instr_cycles(ins, lanes=lanes, latencies=latencies, weight_format=weight_format,
-                          **d)
-        lo = instr_cycles(ins, lanes=lanes, latencies=latencies, weight_format=weight_format,
-                          **{**d, "bound": "min"})
+        if epilogue:
+            hi = lo = 0           # counted in its MATVEC's formula
+        else:
+            if ins.op == Op.MATVEC and ins.epi:
+                if pc + 1 >= len(program) or not _spec(program[pc + 1].op).epilogue:
+                    raise ValueError(f"instruction {pc} is a MATVEC with an epilogue, but the "
+                                     f"next instruction is not an epilogue op")
+                unit = _spec(program[pc + 1].op).unit
+                lat = (latencies or {}).get(unit)
+                d["epilogue_latency"] = UNIT_TIMING[unit][1] if lat is None else lat
+            issued += 1
+            hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
+                              weight_format=weight_format, **d)
+            lo = instr_cycles(ins, lanes=lanes, latencies=latencies,
+                              weight_format=weight_format, **{**d, "bound": "min"})
+        epilogue = ins.op == Op.MATVEC and bool(ins.epi)
         if lo != hi:
             exact = False
         per_instr.append(hi)
@@ -525,4 +561,4 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         raise ValueError(f"the program of {len(program)} instructions has no HALT, so the "
                          f"RTL never finishes it")
     return {"total": sum(per_instr), "total_min": total_min, "exact": exact, "by_op": by_op,
-            "count": count, "issue": ISSUE_CYCLES * len(per_instr), "per_instr": per_instr}
+            "count": count, "issue": ISSUE_CYCLES * issued, "per_instr": per_instr}

@@ -22,7 +22,7 @@ import torch
 from .image import Format, format_word_bits, words_to_trits
 from .isa import Flag, Instr, Op, decode_program
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
-from .ops import spec, vector_ops
+from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
 from .vecops import argmax, vector_op
 from .widths import SCRATCH_BITS
@@ -130,6 +130,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     pc = 0
     executed = 0
     vec_ops = vector_ops()
+    last_norm = None          # ((n, flags), a) of the last RMSNORM: what ``reuse`` reuses
     while True:
         if pc >= len(prog):
             raise MachineError(f"the program ran past its last instruction ({len(prog)}) "
@@ -138,7 +139,26 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         executed += 1
         if ins.op == Op.HALT:
             break
-        if ins.op == Op.MATVEC:
+        if ins.op == Op.MATVEC and ins.epi:
+            # A MATVEC and its epilogue (golden/isa.py): one operation, two instructions.
+            nxt = prog[pc + 1] if pc + 1 < len(prog) else None
+            if nxt is None or nxt.op not in epilogue_ops() or nxt.n != ins.n:
+                raise MachineError(f"instruction {pc} ({ins}) is a MATVEC with an epilogue, "
+                                   f"but the next instruction ({nxt}) is not an elementwise "
+                                   f"epilogue op of n={ins.n}")
+            if ins.flags & Flag.RAW:
+                raise MachineError(f"instruction {pc} ({ins}) is a RAW MATVEC with an "
+                                   f"epilogue; an epilogue takes requantized rows")
+            y = _matvec(ins, pc, wtrits, weight_depth, lanes, scratch, out, write=False)
+            if nxt.dst < ins.src + ins.k and ins.src < nxt.dst + ins.n:
+                raise MachineError(f"instruction {pc + 1} ({nxt}) writes scratch words "
+                                   f"{nxt.dst}..{nxt.dst + nxt.n - 1} over its MATVEC's input "
+                                   f"{ins.src}..{ins.src + ins.k - 1}, which the ISA does not "
+                                   f"define")
+            _vector(nxt, pc + 1, scratch, a=y)
+            executed += 1
+            pc += 1
+        elif ins.op == Op.MATVEC:
             _matvec(ins, pc, wtrits, weight_depth, lanes, scratch, out)
         elif ins.op == Op.ARGMAX:
             if ins.n < 1:
@@ -146,7 +166,18 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             _span("reads out", ins.src, ins.n, out_depth, pc, ins)
             result = argmax(out[:, ins.src:ins.src + ins.n])
         elif ins.op in vec_ops:
+            if ins.reuse:
+                # The unit's statistics are the previous RMSNORM's: its a must be this a.
+                a = scratch[:, ins.src:ins.src + ins.n]
+                if (not spec(ins.op).reuse or last_norm is None or last_norm[0] != (ins.n, ins.flags)
+                        or not torch.equal(last_norm[1], a)):
+                    raise MachineError(f"instruction {pc} ({ins}) reuses the statistics of the "
+                                       f"previous RMSNORM, which did not normalize the same "
+                                       f"{ins.n} values with the same flags")
+            a_in = scratch[:, ins.src:ins.src + ins.n].clone()
             _vector(ins, pc, scratch)
+            if spec(ins.op).unit == "norm":
+                last_norm = ((ins.n, ins.flags), a_in) if ins.op == Op.RMSNORM else None
         elif ins.op == Op.SAMPLE:
             result = _sample(ins, pc, scratch)
         elif ins.op == Op.EMBED:
@@ -213,7 +244,9 @@ def _initial_scratch(init, depth: int, batch: int | None) -> torch.Tensor:
 
 
 def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes: int,
-            scratch: torch.Tensor, out: torch.Tensor) -> None:
+            scratch: torch.Tensor, out: torch.Tensor, write: bool = True):
+    """MATVEC; with ``write=False`` (an epilogue's MATVEC) the requantized rows are
+    returned, (B, n) int64, instead of written."""
     defined = int(Flag.RELU | Flag.RAW | Flag.WIDE)
     flags = Flag(ins.flags & defined)
     if ins.flags != int(flags):
@@ -233,9 +266,10 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
                            f"{len(wtrits)} were loaded")
     _span("reads scratch", ins.src, k, scratch.shape[1], pc, ins)
     dst_mem = out if Flag.RAW in flags else scratch
-    _span("writes " + ("out" if Flag.RAW in flags else "scratch"), ins.dst, n,
-          dst_mem.shape[1], pc, ins)
-    if Flag.RAW not in flags and ins.dst < ins.src + k and ins.src < ins.dst + n:
+    if write:
+        _span("writes " + ("out" if Flag.RAW in flags else "scratch"), ins.dst, n,
+              dst_mem.shape[1], pc, ins)
+    if write and Flag.RAW not in flags and ins.dst < ins.src + k and ins.src < ins.dst + n:
         # The engine may write a tile's results while later tiles still read the input.
         raise MachineError(f"instruction {pc} ({ins}) writes scratch words "
                            f"{ins.dst}..{ins.dst + n - 1} over its own input "
@@ -248,6 +282,8 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
         raise MachineError(f"instruction {pc} ({ins}) reads scratch words outside the int8 "
                            f"activation range [{ACT_MIN}, {ACT_MAX}]; a MATVEC input must be int8")
     y = matvec_op(t, x, ins.m, ins.s, int(flags))
+    if not write:
+        return y
     if Flag.RAW in flags:
         if not _fits(y, OUT_BITS):  # pragma: no cover - needs K * 2^15 >= 2^31
             raise MachineError(f"instruction {pc} ({ins}) produced an accumulator outside "
@@ -257,16 +293,18 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
         scratch[:, ins.dst:ins.dst + n] = y
 
 
-def _vector(ins: Instr, pc: int, scratch: torch.Tensor) -> None:
+def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None = None) -> None:
     """A vector op (golden.vecops.vector_op) on scratch[src:src+la] and scratch[aux:aux+lb],
     writing scratch[dst:dst+rows], with the lengths of the op registry (``in_len``,
-    ``b_len``, ``out_rows``; all ``n`` for elementwise ops)."""
+    ``b_len``, ``out_rows``; all ``n`` for elementwise ops). An epilogue passes ``a``, its
+    MATVEC's rows (B, n), instead (``src`` is then not read)."""
     s = spec(ins.op)
     n, k = ins.n, ins.k
     la, lb, rows = s.in_len(n, k), s.b_len(n, k), s.out_rows(n, k)
     if n < 1 or la < 1:
         raise MachineError(f"instruction {pc} ({ins}) is a vector op over 0 elements")
-    _span("reads scratch", ins.src, la, scratch.shape[1], pc, ins)
+    if a is None:
+        _span("reads scratch", ins.src, la, scratch.shape[1], pc, ins)
     _span("reads scratch", ins.aux, lb, scratch.shape[1], pc, ins)
     _span("writes scratch", ins.dst, rows, scratch.shape[1], pc, ins)
     if not la == lb == rows:
@@ -276,18 +314,33 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor) -> None:
                 raise MachineError(f"instruction {pc} ({ins}) writes scratch words "
                                    f"{ins.dst}..{ins.dst + rows - 1} over its operand {what} "
                                    f"{base}..{base + ln - 1}, which the ISA does not define")
-    y = vector_op(ins, scratch[:, ins.src:ins.src + la], scratch[:, ins.aux:ins.aux + lb])
+    if a is None:
+        a = scratch[:, ins.src:ins.src + la]
+    elif s.operands == 2 and ins.dst != ins.aux and ins.dst < ins.aux + lb and ins.aux < ins.dst + rows:
+        raise MachineError(f"instruction {pc} ({ins}) is an epilogue writing scratch words "
+                           f"{ins.dst}..{ins.dst + rows - 1} over part of its operand b "
+                           f"{ins.aux}..{ins.aux + lb - 1}, which the ISA does not define")
+    y = vector_op(ins, a, scratch[:, ins.aux:ins.aux + lb])
     scratch[:, ins.dst:ins.dst + rows] = y
 
 
 def _embed(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,
            scratch: torch.Tensor) -> None:
     """EMBED: scratch[dst + j] = sign-extended byte j of the row at word wbase + token * k
-    (``bpw`` bytes a word, little-endian)."""
+    (``bpw`` bytes a word, little-endian); with WIDE the signed little-endian 16-bit
+    halfword j (bytes 2j, 2j + 1; ``bpw`` must be even)."""
     n, k = ins.n, ins.k
-    if n < 1 or k * bpw < n:
-        raise MachineError(f"instruction {pc} ({ins}) embeds {n} bytes from rows of {k} "
-                           f"words ({k * bpw} bytes)")
+    if ins.flags & ~int(Flag.WIDE):
+        raise MachineError(f"instruction {pc} ({ins}) has undefined flag bits "
+                           f"{ins.flags & ~int(Flag.WIDE):#x}")
+    wide = bool(ins.flags & Flag.WIDE)
+    if wide and bpw % 2:
+        raise MachineError(f"instruction {pc} ({ins}) embeds 16-bit halfwords from words of "
+                           f"{bpw} bytes, which is odd")
+    size = 2 if wide else 1
+    if n < 1 or k * bpw < n * size:
+        raise MachineError(f"instruction {pc} ({ins}) embeds {n} {'halfwords' if wide else 'bytes'} "
+                           f"from rows of {k} words ({k * bpw} bytes)")
     _span("reads scratch", ins.src, 1, scratch.shape[1], pc, ins)
     _span("writes scratch", ins.dst, n, scratch.shape[1], pc, ins)
     for bi in range(scratch.shape[0]):
@@ -300,8 +353,13 @@ def _embed(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,
             raise MachineError(f"instruction {pc} ({ins}) reads embedding words "
                                f"{base}..{base + k - 1}, but only {len(weights)} were loaded")
         row = b"".join(int(weights[base + w]).to_bytes(bpw, "little") for w in range(k))
-        vals = torch.tensor(list(row[:n]), dtype=torch.int64)
-        scratch[bi, ins.dst:ins.dst + n] = torch.where(vals >= 128, vals - 256, vals)
+        if wide:
+            vals = torch.tensor([int.from_bytes(row[2 * j:2 * j + 2], "little", signed=True)
+                                 for j in range(n)], dtype=torch.int64)
+            scratch[bi, ins.dst:ins.dst + n] = vals
+        else:
+            vals = torch.tensor(list(row[:n]), dtype=torch.int64)
+            scratch[bi, ins.dst:ins.dst + n] = torch.where(vals >= 128, vals - 256, vals)
 
 
 def _sample(ins: Instr, pc: int, scratch: torch.Tensor) -> torch.Tensor:

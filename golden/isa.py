@@ -26,6 +26,17 @@ Operations
 
 With ``WIDE``, MATVEC requantizes to int16 [-32767, 32767] (residual-stream and
 pre-activation outputs) instead of int8 [-127, 127].
+
+An *epilogue* (``epi = 1`` on a requantized MATVEC): the MATVEC's rows are not written;
+they stream, row ``j`` as the ``a`` operand of element ``j``, straight into the next
+instruction, which must be an elementwise single-pass vector op of the same ``n`` (the
+registry's ``epilogue`` ops: SIGMOID, SILU, GELU, ADD, MUL): ``scratch[dst' + j] =
+op(y[j], scratch[aux' + j])`` with the second instruction's fields (its ``src`` is not
+read; the lowering sets it to the MATVEC's ``src``). The pair executes as one operation
+(the RTL runs the vector unit on the requantizer's output stream while the next tile
+accumulates) and the program continues after the second instruction. The result must
+not overlap the MATVEC's input, and ``b`` is either disjoint from the result or the same
+words (in place).
 MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
 scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
 
@@ -41,7 +52,9 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
 ``SIGMOID``   y = sat(requantize(sigmoid_q(a, m, s), m2, s2))          (elementwise)
 ``SILU``      y = gated_q(a, m, s, m2, s2)  (x * sigmoid(x S); GELU: same, 1.702 in (m, s))
 ``GELU``      as SILU (the gain (m, s) carries 1.702)
-``RMSNORM``   y = int_rmsnorm(a, weight=b, bias=0, m, s, eps=0)         (2 passes)
+``RMSNORM``   y = int_rmsnorm(a, weight=b, bias=0, m, s, eps=0)         (2 passes; with
+              ``reuse``: 1 pass, the Norm unit applying the statistics it holds from the
+              previous RMSNORM, whose ``a`` must be the same values, ``n`` and flags)
 ``LAYERNORM`` y = int_layernorm(a, weight=b, bias=0, m, s, eps=0)       (2 passes)
 ``SHIFTMAX``  y = shiftmax_q(a, m, s, out_bits=15)                      (3 passes)
 ``ADD``       y = sat(rhu(a * m, s) + rhu(b * m2, s2))
@@ -52,7 +65,10 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
               (golden/sampler.py). Two passes over the vector.
 ``EMBED``     y = sign-extended byte j of the embedding row ``scratch[src]`` (a token id):
               the row starts at weight word ``wbase + scratch[src] * k``; a word holds
-              ``2*lanes/8`` bytes, byte i at bits [8i+7:8i].
+              ``2*lanes/8`` bytes, byte i at bits [8i+7:8i]. With ``WIDE`` (words of an
+              even number of bytes): y = the signed little-endian 16-bit halfword j
+              (bytes 2j, 2j + 1), one a cycle: an int16 vector (a staged constant) in
+              one instruction.
 ``DOT``       n rows of a k-long dot product, activation by activation: for ``j < n``,
               ``scratch[dst + j] = sat(rhu(sum_{i<k} a[i] * b[j*k + i] * m, s))`` with
               ``a[i] = scratch[src + i]`` (16-bit signed: int8 activations or Q15
@@ -90,7 +106,9 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("wbase", 20),   # weight memory word address
     ("m", 16),       # dyadic multiplier (golden.numerics.M_BITS)
     ("s", 6),        # dyadic shift (golden.numerics.S_BITS)
-    ("rsvd", 16),
+    ("epi", 1),      # MATVEC: the next instruction is its epilogue (see the module docstring)
+    ("reuse", 1),    # RMSNORM: reuse the statistics of the previous RMSNORM (same a)
+    ("rsvd", 14),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -137,6 +155,8 @@ class Instr:
     wbase: int = 0
     m: int = 0
     s: int = 0
+    epi: int = 0
+    reuse: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:

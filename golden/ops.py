@@ -32,6 +32,13 @@ its units. Each :class:`OpSpec` holds, for one ISA opcode (:class:`ternac.golden
   unsigned).
 * the RTL cycle formula: :meth:`OpSpec.cycle_fn`, the op's entry of
   :data:`ternac.golden.cycles.CYCLES`, read by the cycle model.
+* ``epilogue``: the op may run as a MATVEC's epilogue (``Instr.epi``, golden/isa.py): an
+  elementwise single-pass op whose ``a`` is the MATVEC's requantized output stream (the
+  sequencer feeds the unit from the requantizer; the lowering fuses a MATVEC with its one
+  consumer; the interpreter and the cycle model execute the pair as one).
+* ``reuse``: the op may set ``Instr.reuse``: one pass (the last) with the statistics its
+  unit holds from the previous instruction of the op on the same ``a`` (RMSNORM: the
+  lowering sets it where i/f/g projections normalize one vector with different weights).
 * ``summary``: one line for docs/architecture.md's op table (a test keeps the table equal to
   this registry).
 
@@ -48,7 +55,7 @@ from collections.abc import Callable
 from .isa import Flag, Instr, Op
 
 __all__ = ["OpSpec", "VecParams", "REGISTRY", "register", "spec", "vector_ops", "units_of", "op_table_markdown",
-           "vec_params", "VECTOR_UNITS", "FIXED_UNITS"]
+           "vec_params", "VECTOR_UNITS", "FIXED_UNITS", "epilogue_ops"]
 
 #: Units every accelerator has (not named in AccelConfig.vector).
 FIXED_UNITS = ("engine", "sequencer")
@@ -97,6 +104,8 @@ class OpSpec:
     uses_m2: bool = True
     segments: Callable[[int, int], int] = lambda n, k: 1
     b_order: str = "row"
+    epilogue: bool = False
+    reuse: bool = False
 
     @property
     def name(self) -> str:
@@ -157,6 +166,11 @@ def vector_ops() -> frozenset:
     return frozenset(op for op, s in REGISTRY.items() if s.vector)
 
 
+def epilogue_ops() -> frozenset:
+    """Opcodes that may run as a MATVEC's epilogue (``OpSpec.epilogue``)."""
+    return frozenset(op for op, s in REGISTRY.items() if s.epilogue)
+
+
 def units_of(ops) -> tuple[str, ...]:
     """The vector unit names (sorted, unique) that a set of opcodes needs."""
     return tuple(sorted({spec(o).unit for o in ops if spec(o).vector}))
@@ -169,7 +183,8 @@ register(OpSpec(Op.MATVEC, "ternac.golden.numerics:matvec_op", "engine",
                 "y = requantize(sum_i t[j,i] x[i]; m, s) (int8, WIDE int16, RELU) or RAW int32 acc", vector=False, out_bits=lambda f: 32 if f & Flag.RAW else
                 (16 if f & Flag.WIDE else 8), in_len=lambda n, k: k))
 register(OpSpec(Op.EMBED, "ternac.golden.vecops:embed", "sequencer",
-                "y = sign-extended int8 row scratch[src] of a byte table in the weight memory", vector=False, out_bits=lambda f: 8))
+                "y = sign-extended int8 row scratch[src] of a byte table in the weight memory (WIDE: int16 halfwords)", vector=False,
+                out_bits=lambda f: 16 if f & Flag.WIDE else 8))
 register(OpSpec(Op.ARGMAX, "ternac.golden.vecops:argmax", "sequencer",
                 "result = smallest index of the maximum of out[src:src+n]", vector=False, out_bits=lambda f: 32, out_rows=lambda n, k: 0))
 register(OpSpec(Op.SAMPLE, "ternac.golden.sampler:sample_index", "sequencer",
@@ -179,22 +194,25 @@ register(OpSpec(Op.HALT, None, "sequencer", "stop; raise done", vector=False, ou
 
 # --- Vector ops ------------------------------------------------------------------------------
 register(OpSpec(Op.SIGMOID, _V + "sigmoid", "activation",
-                "y = sat(requantize(sigmoid_q(a; m, s); m2, s2)) (NEG: sigmoid(-a))"))
+                "y = sat(requantize(sigmoid_q(a; m, s); m2, s2)) (NEG: sigmoid(-a))",
+                epilogue=True))
 register(OpSpec(Op.SILU, _V + "silu", "activation",
-                "y = gated_q(a; m, s, m2, s2) = a * sigmoid(a S)"))
+                "y = gated_q(a; m, s, m2, s2) = a * sigmoid(a S)", epilogue=True))
 register(OpSpec(Op.GELU, _V + "silu", "activation",
-                "y = gated_q(a; m, s, m2, s2), 1.702 folded into (m, s) (ShiftGELU)"))
+                "y = gated_q(a; m, s, m2, s2), 1.702 folded into (m, s) (ShiftGELU)",
+                epilogue=True))
 register(OpSpec(Op.RMSNORM, _V + "rmsnorm", "norm",
-                "y = int_rmsnorm(a, weight=b; m, s), exact isqrt",
-                operands=2, passes=2, sums=True, uses_m2=False))
+                "y = int_rmsnorm(a, weight=b; m, s), exact isqrt (reuse: pass 1 only, the "
+                "previous RMSNORM's statistics of the same a)",
+                operands=2, passes=2, sums=True, uses_m2=False, reuse=True))
 register(OpSpec(Op.LAYERNORM, _V + "layernorm", "norm",
                 "y = int_layernorm(a, weight=b; m, s), exact isqrt",
                 operands=2, passes=2, sums=True, uses_m2=False))
 register(OpSpec(Op.ADD, _V + "add", "eltwise",
-                "y = sat(rhu(a m, s) + rhu(b m2, s2))", operands=2))
+                "y = sat(rhu(a m, s) + rhu(b m2, s2))", operands=2, epilogue=True))
 register(OpSpec(Op.MUL, _V + "mul", "eltwise",
                 "y = sat(rhu(a b m, s)) (Hadamard product)", operands=2,
-                uses_m2=False))
+                uses_m2=False, epilogue=True))
 
 register(OpSpec(Op.SHIFTMAX, _V + "shiftmax", "shiftmax",
                 "y = shiftmax_q(a; m, s), Q15 probabilities",
@@ -217,13 +235,15 @@ VECTOR_UNITS: tuple[str, ...] = tuple(dict.fromkeys(s.unit for s in REGISTRY.val
 def op_table_markdown() -> str:
     """docs/architecture.md's op table, made from this registry (a test keeps the two equal):
     one row an op with its unit, operands, passes, semantics and cycle formula."""
-    rows = ["| op | unit | operands | passes | semantics | cycles (ternac.golden.cycles) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| op | unit | operands | passes | epilogue | semantics | cycles (ternac.golden.cycles) |",
+            "|---|---|---|---|---|---|---|"]
     for op in sorted(REGISTRY, key=int):
         s = REGISTRY[op]
         try:
             cyc = f"`{s.cycle_fn().__name__}`"
         except (ImportError, KeyError):
             cyc = "-"
-        rows.append(f"| {s.name} | {s.unit} | {s.operands} | {s.passes} | {s.summary} | {cyc} |")
+        epi = "yes" if s.epilogue else "-"
+        rows.append(f"| {s.name} | {s.unit} | {s.operands} | {s.passes} | {epi} | {s.summary} "
+                    f"| {cyc} |")
     return "\n".join(rows) + "\n"

@@ -80,6 +80,9 @@ class Norm(wiring.Component):
     neg : In(1)             negate ``a`` first
     bias_en : In(1)
     wide : In(1)            0: int8 output range and G = 8, 1: int16 and G = 16
+    reuse : In(1)           (RMSNorm) stream the vector once, as pass 1, with the
+                            statistics (N, R, t, the output shift) of the previous vector;
+                            steady while a vector streams (golden/isa.py ``reuse``)
 
     Config ports are held constant while a vector streams.
 
@@ -111,6 +114,7 @@ class Norm(wiring.Component):
             "neg": In(1),
             "bias_en": In(1),
             "wide": In(1),
+            "reuse": In(1),
         })
 
     @property
@@ -162,8 +166,13 @@ class Norm(wiring.Component):
         active = Signal(name="norm_active")
         mul = borrow(m, self.mulpool, self.pool_client, active)
         pass_idx, accept, work_start, new_vector = pass_control(
-            m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done)
-        final = pass_idx == 1
+            m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done,
+            skip=self.reuse)
+        final = (pass_idx == 1) | self.reuse
+        # N of the vector the statistics are of (N itself restarts with every vector).
+        n_held = Signal(range(NL + 1))
+        with m.If(work_start):
+            m.d.sync += n_held.eq(N)
 
         # Stage 1: register the beat. Stage 2: x*x (pass 0) or N*x (pass 1), one multiplier.
         v1 = pipe.reg(accept, name="v")
@@ -174,7 +183,7 @@ class Norm(wiring.Component):
             m.d.sync += N.eq(N + 1)
         # x in 16 bits for the product: |x| <= 32767 (the unit's contract); the sums keep 17.
         x16 = x1[:OPERAND_BITS].as_signed()
-        sq2 = pipe.reg(mul(x16, Mux(final, N, x16), name="sq"), signed(sq_bits), name="sq")
+        sq2 = pipe.reg(mul(x16, Mux(final, n_held, x16), name="sq"), signed(sq_bits), name="sq")
         x2 = pipe.reg(x1, name="x")
         v2 = pipe.reg(v1, name="v")
         with m.If(ce & v2 & ~final):

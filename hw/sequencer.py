@@ -54,11 +54,16 @@ class Sequencer(wiring.Component):
       activations ``scratch[src + i]`` arrive through the operand fetcher, so one beat
       (``lanes`` trit-MACs) issues every cycle. Results drain through the requantizer into
       the scratchpad (or, with ``RAW``, into the output buffer) while the next tile
-      accumulates.
+      accumulates. With an epilogue (``epi``, golden/isa.py) the requantizer's output
+      streams into the next instruction's vector unit instead (state EPI_DEC registers
+      that instruction in the MATVEC's first cycle, while the first weight command
+      issues; its ``b`` is read at ``aux + j`` through the second scratch port as row ``j``
+      enters the requantizer and delayed to meet it), whose results go to its ``dst``.
     * ``ARGMAX``: ``n + 2`` cycles over the output buffer; ties go to the smaller index.
     * ``EMBED``: the row of raw bytes at ``wbase + token * k`` read from the weight memory
       directly (not through the streamer, so it is the same in I2 and T3), one word at a
-      time, ``word_bits / 8`` bytes a word, one byte written a cycle.
+      time, ``word_bits / 8`` bytes a word, one byte written a cycle (with ``WIDE``, where
+      a word holds an even number of bytes: one 16-bit halfword a cycle).
     * ``SAMPLE``: steps the LFSR held in two scratch words, sums the probabilities (pass 1),
       scales the draw, and scans the cumulative sum (pass 2, stops at the hit).
     * ``HALT``: raises ``done``. An unknown opcode halts with ``error``.
@@ -191,6 +196,16 @@ class Sequencer(wiring.Component):
         raw = _flag(ins, Flag.RAW)
         m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(_flag(ins, Flag.RELU)),
                      requant.wide.eq(_flag(ins, Flag.WIDE))]
+        # The vector units' configuration: the instruction's own fields (registered in
+        # DECODE), or a MATVEC's epilogue's (registered in EPI_DEC).
+        vins = Signal(instr_layout)
+        # Epilogue (golden/isa.py ``epi``): the requantizer's rows stream into the vector
+        # unit of the next instruction, b read at aux + j as row j enters the requantizer
+        # (ep_raddr) and delayed to meet it at the requantizer's output; the unit's results
+        # go to dst + j (ep_waddr).
+        epi_ops = [op for _, om in self._vector_units for op in om if op_spec(op).epilogue]
+        fuse = Signal()
+        ep_raddr, ep_waddr = Signal(sa_bits), Signal(sa_bits)
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -222,7 +237,10 @@ class Sequencer(wiring.Component):
                 for op in opmodes:
                     sp = op_spec(op)
                     with m.Case(op):
-                        m.d.comb += [d_vec.eq(1), d_passes.eq(unit.passes),
+                        # reuse (a unit with a reuse port): the final pass alone.
+                        passes = (Mux(pd.reuse, 1, unit.passes)
+                                  if sp.reuse and hasattr(unit, "reuse") else unit.passes)
+                        m.d.comb += [d_vec.eq(1), d_passes.eq(passes),
                                      d_len.eq(sp.in_len(pd.n, pd.k)),
                                      d_segs.eq(sp.segments(pd.n, pd.k)),
                                      d_rows.eq(sp.out_rows(pd.n, pd.k)),
@@ -304,7 +322,11 @@ class Sequencer(wiring.Component):
                     m.d.sync += b_addr.eq(Mux(f_col, b_addr + f_segs, b_addr + 1))
                 else:
                     m.d.sync += b_addr.eq(b_addr + 1)
-        m.d.comb += [self.scr_raddr.eq(a_addr), self.scr_raddr2.eq(b_addr)]
+        m.d.comb += self.scr_raddr.eq(a_addr)
+        if epi_ops:
+            m.d.comb += self.scr_raddr2.eq(Mux(fuse, ep_raddr, b_addr))
+        else:
+            m.d.comb += self.scr_raddr2.eq(b_addr)
 
         # --- MATVEC -------------------------------------------------------------------
         cmd_base = Signal(20)
@@ -354,7 +376,7 @@ class Sequencer(wiring.Component):
             requant.o.ready.eq(1),
             self.scr_waddr.eq(requant.o.payload.tag),
             self.scr_wdata.eq(requant.o.payload.y),
-            self.scr_wen.eq(requant.o.valid),
+            self.scr_wen.eq(requant.o.valid & ~fuse),
             self.out_waddr.eq(w_addr),
             self.out_wdata.eq(engine.o.payload.acc),         # sign-extended to 32 bits
             self.out_wen.eq(engine.o.valid & in_range & raw),
@@ -362,8 +384,22 @@ class Sequencer(wiring.Component):
         with m.If(engine.o.valid & engine.o.ready):
             m.d.sync += [w_addr.eq(w_addr + 1), dr_left.eq(dr_left - 1),
                          in_range.eq(in_range & (dr_left != 1))]
+        ep_b = Signal(SCRATCH_BITS)     # b of the row on the requantizer's output
+        if epi_ops:
+            with m.If(requant.i.valid & requant.i.ready):
+                m.d.sync += ep_raddr.eq(ep_raddr + 1)
+            # b arrives the cycle after its row enters the requantizer, which never stalls
+            # (o.ready = 1; an epilogue's unit is always ready), so LATENCY - 1 registers.
+            bd = self.scr_rdata2
+            for i in range(Requantizer.LATENCY - 1):
+                nxt = Signal(SCRATCH_BITS, name=f"ep_b{i}")
+                m.d.sync += nxt.eq(bd)
+                bd = nxt
+            m.d.comb += ep_b.eq(bd)
         wrote = Signal()
-        m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range, requant.o.valid))
+        vo_valid = Signal()
+        m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range,
+                                 Mux(fuse, vo_valid, requant.o.valid)))
         rows_done = ol_is0 | (ol_is1 & wrote)
 
         def count_row():
@@ -398,7 +434,6 @@ class Sequencer(wiring.Component):
 
         # --- Vector ops -----------------------------------------------------------------
         vfire = Signal()
-        vo_valid = Signal()
         vo_y = Signal(SCRATCH_BITS)
         unit_decode = []
         for unit, opmodes in self._vector_units:
@@ -407,29 +442,40 @@ class Sequencer(wiring.Component):
             # DECODE, so no opcode decode sits on the VEC state's handshakes.
             sel = Signal(name=f"sel_{type(unit).__name__.lower()}")
             unit_decode.append((unit, opmodes, sel))
-            m.d.comb += [unit.m.eq(ins.m), unit.s.eq(ins.s)]
+            m.d.comb += [unit.m.eq(vins.m), unit.s.eq(vins.s)]
             # Config ports a unit may have: the dyadic pairs, Flag.NEG, int16 output unless
             # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
             if hasattr(unit, "m2"):
-                m.d.comb += [unit.m2.eq(ins.wbase[:16]), unit.s2.eq(ins.k[:6])]
+                m.d.comb += [unit.m2.eq(vins.wbase[:16]), unit.s2.eq(vins.k[:6])]
             if hasattr(unit, "neg"):
-                m.d.comb += unit.neg.eq(_flag(ins, Flag.NEG))
+                m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG))
             if hasattr(unit, "wide"):
-                m.d.comb += unit.wide.eq(~_flag(ins, Flag.OUT8))
+                m.d.comb += unit.wide.eq(~_flag(vins, Flag.OUT8))
             if hasattr(unit, "c"):
                 m.d.comb += unit.c.valid.eq(0)
             if hasattr(unit, "eps"):
                 m.d.comb += unit.eps.eq(0)
             if hasattr(unit, "bias_en"):
                 m.d.comb += unit.bias_en.eq(0)
-            m.d.comb += [
-                unit.i.payload.a.eq(x_a.as_signed()),
-                unit.i.payload.b.eq(x_b.as_signed()),
-                unit.i.payload.last.eq(x_last),
-                unit.i.valid.eq(in_vec & x_valid & sel),
-                unit.o.ready.eq(1),
-            ]
-            with m.If(sel & unit.i.valid & unit.i.ready):
+            if hasattr(unit, "reuse"):
+                m.d.comb += unit.reuse.eq(vins.reuse)
+            if any(op_spec(op).epilogue for op in opmodes):
+                # An epilogue unit: fed from the requantizer while a fused MATVEC runs.
+                m.d.comb += [
+                    unit.i.payload.a.eq(Mux(fuse, requant.o.payload.y, x_a.as_signed())),
+                    unit.i.payload.b.eq(Mux(fuse, ep_b, x_b).as_signed()),
+                    unit.i.payload.last.eq(x_last & ~fuse),
+                    unit.i.valid.eq(((in_vec & x_valid) | (fuse & requant.o.valid)) & sel),
+                ]
+            else:
+                m.d.comb += [
+                    unit.i.payload.a.eq(x_a.as_signed()),
+                    unit.i.payload.b.eq(x_b.as_signed()),
+                    unit.i.payload.last.eq(x_last),
+                    unit.i.valid.eq(in_vec & x_valid & sel),
+                ]
+            m.d.comb += unit.o.ready.eq(1)
+            with m.If(sel & unit.i.valid & unit.i.ready & in_vec):
                 m.d.comb += vfire.eq(1)
             with m.If(sel & unit.o.valid):
                 m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
@@ -442,8 +488,24 @@ class Sequencer(wiring.Component):
         emb_b = Signal(range(max(bpw, 2)))
         emb_bend = Signal()            # emb_b == bpw - 1
         k_zero = Signal()
-        emb_byte = Signal(8)
-        m.d.comb += emb_byte.eq(self.w_rdata.word_select(emb_b, 8))
+        emb_byte = Signal(SCRATCH_BITS)
+        # With WIDE (a word of an even number of bytes): 16-bit halfwords, one a cycle.
+        hpw = bpw // 2 if bpw % 2 == 0 else 0
+        emb_wide = _flag(ins, Flag.WIDE) if hpw else Const(0)
+        byte = self.w_rdata.word_select(emb_b, 8).as_signed()
+        if hpw:
+            m.d.comb += emb_byte.eq(Mux(emb_wide, self.w_rdata.word_select(emb_b, 16), byte))
+        else:
+            m.d.comb += emb_byte.eq(byte)
+
+        def emb_bend_next(b):
+            """emb_bend after emb_b = b: the last byte (halfword) of the word is next."""
+            by = (b == bpw - 2) if bpw >= 2 else Const(0)
+            if not hpw:
+                return by
+            return Mux(emb_wide, (b == hpw - 2) if hpw >= 2 else Const(0), by)
+
+        emb_bend_first = Mux(emb_wide, hpw == 1, bpw == 1) if hpw else Const(int(bpw == 1))
         m.d.comb += self.w_raddr.eq(Mux(in_embed, emb_addr, streamer.mem_raddr))
         m.d.comb += streamer.mem_rdata.eq(self.w_rdata)
 
@@ -491,7 +553,8 @@ class Sequencer(wiring.Component):
                 # Register the instruction and what its operation derives from it.
                 n_pos = pd.n != 0
                 m.d.sync += [
-                    ins.as_value().eq(self.prog_data), pc.eq(pc + 1),
+                    ins.as_value().eq(self.prog_data), vins.as_value().eq(self.prog_data),
+                    pc.eq(pc + 1),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
                     w_addr.eq(pd.dst),
@@ -520,7 +583,13 @@ class Sequencer(wiring.Component):
                 with m.Switch(ins.op):
                     with m.Case(Op.MATVEC):
                         m.d.sync += in_matvec.eq(1)
-                        m.next = "MATVEC"
+                        if epi_ops:
+                            with m.If(ins.epi):
+                                m.next = "EPI_DEC"
+                            with m.Else():
+                                m.next = "MATVEC"
+                        else:
+                            m.next = "MATVEC"
                     with m.Case(Op.SAMPLE):
                         m.next = "SMP_RD"
                     with m.Case(Op.EMBED):
@@ -542,10 +611,32 @@ class Sequencer(wiring.Component):
                     with m.Default():
                         m.d.sync += [self.busy.eq(0), self.done.eq(1), self.error.eq(1)]
                         m.next = "IDLE"
+            if epi_ops:
+                with m.State("EPI_DEC"):
+                    # The MATVEC's first cycle (its datapath runs on in_matvec, n >= 1): the
+                    # epilogue, the word at pc, is on prog_data now; register it, step past.
+                    m.d.sync += [vins.as_value().eq(self.prog_data), pc.eq(pc + 1),
+                                 ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux), fuse.eq(1)]
+                    for unit, opmodes, sel in unit_decode:
+                        m.d.sync += sel.eq(0)
+                        with m.Switch(pd.op):
+                            for op, mode in opmodes.items():
+                                if op_spec(op).epilogue:
+                                    with m.Case(op):
+                                        m.d.sync += sel.eq(1)
+                                        if hasattr(unit, "mode"):
+                                            m.d.sync += unit.mode.eq(mode)
+                    m.next = "MATVEC"
             with m.State("MATVEC"):
+                if epi_ops:
+                    with m.If(fuse):
+                        m.d.comb += [self.scr_waddr.eq(ep_waddr), self.scr_wdata.eq(vo_y),
+                                     self.scr_wen.eq(vo_valid)]
+                        with m.If(vo_valid):
+                            m.d.sync += ep_waddr.eq(ep_waddr + 1)
                 # Done once every row is written and the engine has drained its padding lanes.
                 with m.If(rows_done & ~engine.o.valid):
-                    m.d.sync += in_matvec.eq(0)
+                    m.d.sync += [in_matvec.eq(0), fuse.eq(0)]
                     m.next = "FETCH"
             with m.State("EMB_TOK"):
                 m.d.sync += tok.eq(self.scr_rdata)
@@ -554,8 +645,8 @@ class Sequencer(wiring.Component):
                 m.d.comb += emb_mul_en.eq(1)
                 # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
                 # out_left / ol_is0: bytes still to write (n; the row may be longer).
-                m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)), emb_bend.eq(bpw == 1),
-                             emb_b.eq(0)]
+                m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)),
+                             emb_bend.eq(emb_bend_first), emb_b.eq(0)]
                 with m.If(k_zero):
                     m.d.sync += in_embed.eq(0)
                     m.next = "FETCH"
@@ -567,14 +658,14 @@ class Sequencer(wiring.Component):
             with m.State("EMB_RUN"):
                 m.d.comb += [
                     self.scr_waddr.eq(w_addr),
-                    self.scr_wdata.eq(emb_byte.as_signed()),
+                    self.scr_wdata.eq(emb_byte),
                     self.scr_wen.eq(~ol_is0),
                 ]
                 m.d.sync += w_addr.eq(w_addr + 1)
                 with m.If(~ol_is0):
                     count_row()
                 with m.If(emb_bend):
-                    m.d.sync += [emb_b.eq(0), emb_bend.eq(bpw == 1), emb_addr.eq(emb_addr + 1),
+                    m.d.sync += [emb_b.eq(0), emb_bend.eq(emb_bend_first), emb_addr.eq(emb_addr + 1),
                                  f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1)]
                     with m.If(f_jlast):
                         m.d.sync += in_embed.eq(0)
@@ -582,7 +673,7 @@ class Sequencer(wiring.Component):
                     with m.Else():
                         m.next = "EMB_READ"
                 with m.Else():
-                    m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_b == bpw - 2)]
+                    m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_bend_next(emb_b))]
             with m.State("SMP_RD"):
                 # a_addr, b_addr = aux, aux + 1 (from DECODE): the LFSR state words.
                 m.d.sync += a_addr.eq(a_base)

@@ -271,8 +271,12 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e")
 
 
-def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1):
+def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1, skip=0):
     """The pass counter of a multi-pass unit: stream, drain, work, next pass.
+
+    ``skip`` (a config bit, steady for a vector): the vector is streamed once, as its final
+    pass, with the statistics of the previous vector (the Norm unit's ``reuse``); the
+    caller treats pass 0 as the final one while ``skip`` is high.
 
     * STREAM: ``i.ready = ce & extra_ready``; the beat with ``last`` ends the pass;
     * DRAIN: ``i.ready`` low until ``pipe_busy`` falls (every beat of the pass has left the
@@ -298,7 +302,7 @@ def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1):
                 m.next = "DRAIN"
         with m.State("DRAIN"):
             with m.If(~pipe_busy):
-                with m.If(pass_idx == passes - 1):
+                with m.If((pass_idx == passes - 1) | skip):
                     m.d.comb += new_vector.eq(1)
                     m.d.sync += pass_idx.eq(0)
                     m.next = "STREAM"

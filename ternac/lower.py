@@ -13,9 +13,11 @@ Weight memory (words of ``2 * lanes`` bits, from word 0)
    (:func:`ternac.golden.packing.tile_lanes`): the weight image's tensors;
 2. every EMBED byte table, one row of ``ceil(d / (lanes / 4))`` words a token
    (:func:`ternac.golden.packing.embedding_words`);
-3. the *staged* constant vectors: each as two int8 byte rows ``lo``, ``hi`` with
-   ``w = 256 hi + lo`` (``|w| <= NORM_W_MAX``), loaded before use by ``EMBED lo; EMBED hi;
-   ADD(hi, lo; m=256, s=0, m2=1, s2=0)`` with row index 0 from the zero word.
+3. the *staged* constant vectors: where a word holds an even number of bytes, each as one
+   row of little-endian int16 halfwords loaded before use by one ``EMBED WIDE`` (row index
+   0 from the zero word); else as two int8 byte rows ``lo``, ``hi`` with ``w = 256 hi +
+   lo`` (``|w| <= NORM_W_MAX``), loaded by ``EMBED lo; EMBED hi; ADD(hi, lo; m=256, s=0,
+   m2=1, s2=0)``.
 
 Scratch map (16-bit words)
 --------------------------
@@ -50,7 +52,11 @@ from ternac.golden.image import Format, WeightImage, TensorEntry
 from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
-from ternac.golden.ops import spec
+from ternac.golden.ops import REGISTRY as _REGISTRY, spec
+
+
+def _registry():
+    return _REGISTRY
 from ternac.golden.packing import embedding_words, tile_lanes, tile_lanes_t3
 from ternac.golden.sampler import seed_state, split_state
 from ternac.golden.widths import SHIFTMAX_OUT_BITS, shiftmax_min_out_bits
@@ -350,7 +356,36 @@ def _field(value: int, name: str, what: str) -> None:
                            f"(at most {(1 << bits) - 1})")
 
 
-def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
+def _epilogues(g: Graph) -> dict[int, bool]:
+    """The MATVECs the lowering fuses with the next node (golden/isa.py ``epi``):
+    ``{node index: swap}``. A requantized MATVEC is fused when the node right after it is
+    an epilogue op of the registry (``OpSpec.epilogue``) of the same length and is the one
+    reader of the MATVEC's output (read once, not a graph output, a state or a view's
+    parent); ``swap`` when it reads that output as ``b`` (ADD, MUL: symmetric with the
+    pairs swapped), which NEG (on ``a``) rules out."""
+    readers = collections.Counter()
+    for nd in g.nodes:
+        for name in {nd.a, nd.b} - {None}:
+            vec = g.vecs.get(name)
+            readers[vec.parent if vec is not None and vec.kind == "view" else name] += (
+                (nd.a == name) + (nd.b == name))
+    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    out = {}
+    for idx, (nd, e) in enumerate(zip(g.nodes, g.nodes[1:])):
+        if (nd.op != Op.MATVEC or nd.flags & Flag.RAW or nd.out in keep
+                or g.vecs[nd.out].kind != "temp"):
+            continue
+        es = spec(e.op)
+        if not es.epilogue or readers[nd.out] != 1 or g.vecs[e.out].n != g.vecs[nd.out].n:
+            continue
+        if e.a == nd.out:
+            out[idx] = False
+        elif e.b == nd.out and es.operands == 2 and not e.flags & Flag.NEG:
+            out[idx] = True
+    return out
+
+
+def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     """Weight memory, scratch layout and program for one choice of resident constants.
 
     Returns (builder, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero).
@@ -393,13 +428,22 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
         fixed[v.name] = _Buf(v.name, v.n, addr)
         addr += v.n
     staged: dict[str, tuple[int, int]] = {}   # const name -> (wbase of lo row, k)
+    # Words of an even number of bytes: a staged constant is one row of int16 halfwords,
+    # loaded by one EMBED WIDE; else two byte rows, EMBED lo, EMBED hi, ADD.
+    wide = cfg.word_bits % 16 == 0
     for name, vals in g.consts.items():
         if name in resident:
             fixed[name] = _Buf(name, vals.numel(), addr)
             addr += vals.numel()
         else:
-            lo, hi = split_bytes(vals)
-            rows, k = embedding_words(torch.stack([lo, hi]), byte_lanes)
+            if wide:
+                v = vals.to(torch.int64)
+                pair = torch.stack([v & 0xFF, (v >> 8) & 0xFF], -1).flatten()
+                rows, k = embedding_words(torch.where(pair >= 128, pair - 256, pair)[None],
+                                          byte_lanes)
+            else:
+                lo, hi = split_bytes(vals)
+                rows, k = embedding_words(torch.stack([lo, hi]), byte_lanes)
             staged[name] = (len(words), k)
             wmap["staged " + name] = (len(words), len(rows))
             words += rows
@@ -421,6 +465,11 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
         if name in staged:        # load a staged constant before its first use
             wb, k = staged[name]
             n = g.consts[name].numel()
+            if wide:
+                w = b.buf(name, n)
+                b.emit(Op.EMBED, flags=int(Flag.WIDE), src=zero, dst=w, n=n, k=k, wbase=wb)
+                bufs[name] = w
+                return w
             lo, hi, w = b.buf(name + " lo", n), b.buf(name + " hi", n), b.buf(name, n)
             b.emit(Op.EMBED, src=zero, dst=lo, n=n, k=k, wbase=wb)
             b.emit(Op.EMBED, src=zero, dst=hi, n=n, k=k, wbase=wb + k)
@@ -439,8 +488,46 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
         bufs[name] = v
         return v
 
-    for nd in g.nodes:
+    epis = _epilogues(g) if fuse else {}
+    skip = -1
+    # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
+    # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
+    held = None
+
+    def root(name):
+        vec = g.vecs.get(name)
+        return vec.parent if vec is not None and vec.kind == "view" else name
+
+    for idx, nd in enumerate(g.nodes):
         s = spec(nd.op)
+        if held is not None and nd.out is not None and root(nd.out) == root(held[0]):
+            held = None
+        if idx == skip:
+            continue
+        if idx in epis:
+            # A MATVEC and its epilogue (golden/isa.py ``epi``): the MATVEC's rows stream
+            # into the next op as its ``a``; they are never written. The epilogue's src
+            # field names the MATVEC's input (not read, but it keeps the input alive, so
+            # the result is not allocated over it).
+            e = g.nodes[idx + 1]
+            w = g.weights[nd.weight]
+            n, k = w.shape
+            swap = epis[idx]
+            other = e.a if swap else e.b
+            es = spec(e.op)
+            x = get(nd.a)
+            bb = get(other) if es.operands == 2 else 0     # a unary op reads no b
+            if swap and es.uses_m2:   # ADD of the rows as b: a, b swapped with their pairs
+                em, ess, em2, es2 = e.m2, e.s2, e.m, e.s
+            else:
+                em, ess, em2, es2 = e.m, e.s, e.m2, e.s2
+            extra = dict(wbase=em2, k=es2) if es.uses_m2 else dict(k=e.k)
+            b.emit(Op.MATVEC, flags=nd.flags, src=x, dst=0, n=n, k=k,
+                   wbase=wmap[nd.weight][0], m=nd.m, s=nd.s, epi=1)
+            b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=out_buf(e.out), n=n, m=em, s=ess,
+                   **extra)
+            skip = idx + 1
+            continue
         if nd.op == Op.MATVEC:
             w = g.weights[nd.weight]
             n, k = w.shape
@@ -468,8 +555,13 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str]):
             a = get(nd.a)
             bb = get(nd.b) if nd.b is not None else a
             extra = dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)
+            n = g.vecs[nd.out].n
+            key = (nd.a, n, nd.flags)
+            reuse = int(fuse and s.reuse and held == key)
             b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=out_buf(nd.out),
-                   n=g.vecs[nd.out].n, m=nd.m, s=nd.s, **extra)
+                   n=n, m=nd.m, s=nd.s, reuse=reuse, **extra)
+            if s.unit == "norm":
+                held = key if s.reuse else None
         else:
             raise CompileError(f"the lowering has no rule for op {s.name}")
     for name in g.outputs:
@@ -506,13 +598,25 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                f"{s.in_len(ins.n, ins.k)} elements, "
                                f"more than the {cfg.max_vector} the vector units are sized for "
                                f"(max_vector)")
+        if ins.reuse and not s.reuse:
+            raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
+                               f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
+                               f"may (golden/isa.py)")
+        if ins.epi:
+            nxt = prog[idx + 1] if idx + 1 < len(prog) else None
+            if (ins.op != Op.MATVEC or ins.flags & Flag.RAW or nxt is None
+                    or not spec(nxt.op).epilogue or nxt.n != ins.n):
+                raise CompileError(f"instruction {idx} ({s.name}) has an epilogue, but only a "
+                                   f"requantized MATVEC followed by an elementwise op of the "
+                                   f"same n may (golden/isa.py)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
         encode(ins)
 
 
 def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
-          seed: int | None = None, temperature: float | None = None) -> Lowered:
+          seed: int | None = None, temperature: float | None = None,
+          fuse: bool = True) -> Lowered:
     """Lower a model graph for one accelerator configuration.
 
     Parameters
@@ -522,6 +626,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     state_init : {state name: list of int16} written with the constants (default zeros;
         e.g. a sampler's LFSR words)
     seed, temperature : recorded in the result (a sampling program)
+    fuse : run each requantized MATVEC whose one reader is the next node, an epilogue op
+        of the registry, as that MATVEC's epilogue (golden/isa.py ``epi``; default True)
 
     Returns
     -------
@@ -561,9 +667,9 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
                     f"SHIFTMAX writes {SHIFTMAX_OUT_BITS})")
     depth = min(cfg.scratch_depth, ADDR_LIMIT)
     sizes = {name: v.numel() for name, v in g.consts.items()}
-    built = _layout(g, cfg, set(sizes))
+    built = _layout(g, cfg, set(sizes), fuse)
     if built[7] > depth:
-        staged_all = _layout(g, cfg, set())
+        staged_all = _layout(g, cfg, set(), fuse)
         fixed0 = staged_all[6]
         if staged_all[7] > depth:
             n_state = sum(v.n for v in g.kinds("state"))
@@ -581,10 +687,18 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
             if sizes[name] <= budget:
                 resident.add(name)
                 budget -= sizes[name]
-        built = _layout(g, cfg, resident)
+        built = _layout(g, cfg, resident, fuse)
         while built[7] > depth:  # fragmentation: give one more vector back (rare)
             resident.discard(min(resident, key=lambda n: (sizes[n], n)))
-            built = _layout(g, cfg, resident)
+            built = _layout(g, cfg, resident, fuse)
+        # The budget assumed every constant staged (each load needs two byte rows of work
+        # space); with fewer staged the work area shrinks, so fill what is left, largest
+        # first, as long as the layout still fits.
+        for name in sorted(set(sizes) - resident, key=lambda n: (-sizes[n], n)):
+            trial = _layout(g, cfg, resident | {name}, fuse)
+            if trial[7] <= depth:
+                resident.add(name)
+                built = trial
     b, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero = built
 
     if len(words) > cfg.weight_depth:

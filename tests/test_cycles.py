@@ -11,6 +11,7 @@
   within the model's [min, max] bounds, and the prediction with the data-dependent counts
   (from the program interpreter, stepped one instruction at a time) must equal it exactly.
 """
+import dataclasses
 import random
 import warnings
 
@@ -94,12 +95,18 @@ def _step_data(program, weight_words, cfg, scratch: torch.Tensor):
     for pc, ins in enumerate(program):
         if ins.op == Op.HALT:
             break
+        if pc and program[pc - 1].op == Op.MATVEC and program[pc - 1].epi:
+            continue                     # an epilogue: ran with its MATVEC
         if ins.op in (Op.RMSNORM, Op.LAYERNORM):
             x = scratch[0, ins.src:ins.src + ins.n].tolist()
             data[pc] = C.norm_data(x, layernorm=ins.op == Op.LAYERNORM,
                                    neg=bool(ins.flags & Flag.NEG))
         p = scratch[0, ins.src:ins.src + ins.n].tolist()
-        st = run_program([ins, Instr(Op.HALT)], weight_words, lanes=cfg.lanes,
+        # a reuse RMSNORM alone: the same result without reuse (the interpreter checks the
+        # reuse itself only where it runs the whole program)
+        pair = ([ins, program[pc + 1]] if ins.op == Op.MATVEC and ins.epi
+                else [dataclasses.replace(ins, reuse=0)])
+        st = run_program(pair + [Instr(Op.HALT)], weight_words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=scratch)
         scratch = st.scratch
@@ -163,6 +170,8 @@ def _single_op_cases():
     for cfg in (c8, c32):
         cases.append((f"EMBED k=3 L={cfg.lanes}", cfg,
                       [Instr(Op.EMBED, dst=300, n=20, k=3)], {0: [0]}))
+        cases.append((f"EMBED WIDE k=3 L={cfg.lanes}", cfg,
+                      [Instr(Op.EMBED, flags=int(Flag.WIDE), dst=300, n=3, k=3)], {0: [0]}))
     cv = AccelConfig(lanes=8, vector=ALL_UNITS)
     for op in (Op.SIGMOID, Op.SILU, Op.GELU, Op.ADD, Op.MUL, Op.SHIFTMAX):
         for n in (0, 1, 37):

@@ -1,0 +1,250 @@
+"""MATVEC epilogues (golden/isa.py ``epi``): a MATVEC whose rows stream into the next
+instruction's vector unit.
+
+* the RTL (the Accelerator in Amaranth's simulator) equals the program interpreter on every
+  result word, and its cycle counter equals the cycle model, for every epilogue op, tile
+  shapes with k < L, k > L and a partial last tile, flags (RELU, NEG, OUT8) and an in-place
+  b operand;
+* the interpreter runs the pair exactly as the MATVEC followed by the op (the fused and the
+  unfused program write the same result);
+* the lowering fuses the LM's MATVECs with their one reader, and the fused LM program equals
+  the graph evaluation (the unfused one too) on every logit;
+* malformed pairs are refused by the interpreter, the cycle model and check_program.
+"""
+import random
+
+import pytest
+import torch
+
+from ternac.config import AccelConfig, HostSpace
+from ternac.errors import CompileError
+from ternac.golden import cycles as C
+from ternac.golden.interpreter import MachineError, run_program
+from ternac.golden.isa import Flag, Instr, Op, encode_program
+from ternac.golden.packing import tile_lanes
+
+SEED = 90210
+CFG = AccelConfig(lanes=8, vector=("activation", "eltwise"))
+SRC, AUX, DST = 40, 400, 700
+
+
+def _pysim(cfg, program, weight_words, scratch, read):
+    """Run ``program`` on the Accelerator in Amaranth's simulator after writing ``scratch``
+    ({addr: [words]}); returns (cycles, [scratch words in ``read`` = (addr, n)])."""
+    from amaranth.sim import Simulator
+    from ternac.hw.top import Accelerator
+    top = Accelerator(cfg, weight_words=list(weight_words), program_words=encode_program(program))
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(top.host_space, HostSpace.SCRATCH)
+        ctx.set(top.host_we, 1)
+        for addr, vals in scratch.items():
+            for k, v in enumerate(vals):
+                ctx.set(top.host_addr, addr + k)
+                ctx.set(top.host_wdata, int(v) & 0xFFFFFFFF)
+                await ctx.tick()
+        ctx.set(top.host_we, 0)
+        ctx.set(top.start, 1)
+        await ctx.tick()
+        ctx.set(top.start, 0)
+        for _ in range(50_000):
+            await ctx.tick()
+            if ctx.get(top.done) and not ctx.get(top.busy):
+                break
+        assert ctx.get(top.done) and not ctx.get(top.error)
+        out["cycles"] = ctx.get(top.cycles)
+        words = []
+        a, n = read
+        ctx.set(top.host_space, HostSpace.SCRATCH)
+        for k in range(n):
+            ctx.set(top.host_addr, a + k)
+            ctx.set(top.host_re, 1)
+            await ctx.tick()
+            ctx.set(top.host_re, 0)
+            words.append(ctx.get(top.host_rdata))
+        out["words"] = words
+
+    sim.add_testbench(bench)
+    sim.run()
+    return out["cycles"], out["words"]
+
+
+def _signed16(v: int) -> int:
+    v &= 0xFFFF
+    return v - 0x10000 if v & 0x8000 else v
+
+
+def _case(rng, n, k, op, mv_flags, ep_flags, in_place):
+    L = CFG.lanes
+    t = torch.tensor([[rng.choice((-1, 0, 0, 1)) for _ in range(k)] for _ in range(n)])
+    words = tile_lanes(t, L)
+    x = [rng.randint(-127, 127) for _ in range(k)]
+    b = [rng.randint(-3000, 3000) for _ in range(n)]
+    dst = AUX if in_place else DST
+    mv = Instr(Op.MATVEC, flags=int(mv_flags), src=SRC, n=n, k=k, m=rng.randint(1 << 14, 1 << 16 - 1),
+               s=rng.randint(8, 12), epi=1)
+    extra = {"SIGMOID": dict(m=30000, s=12, wbase=1, k=0), "SILU": dict(m=30000, s=14, wbase=40000, k=30),
+             "GELU": dict(m=30000, s=13, wbase=40000, k=30), "ADD": dict(m=3, s=1, wbase=5, k=3),
+             "MUL": dict(m=3000, s=14)}[op.name]
+    ep = Instr(op, flags=int(ep_flags), src=SRC, aux=AUX, dst=dst, n=n, **extra)
+    return words, {SRC: x, AUX: b}, mv, ep, dst
+
+
+def _cases():
+    out = []
+    shapes = [(20, 16), (8, 3), (13, 24), (1, 5)]
+    ops = [(Op.SILU, 0, 0), (Op.SIGMOID, Flag.WIDE, Flag.NEG), (Op.GELU, Flag.WIDE, Flag.OUT8),
+           (Op.ADD, Flag.WIDE, 0), (Op.MUL, Flag.RELU | Flag.WIDE, Flag.OUT8)]
+    for i, (op, mf, ef) in enumerate(ops):
+        for j, (n, k) in enumerate(shapes):
+            if (i + j) % 2 == 0 or (n, k) == (20, 16):
+                out.append((op, n, k, mf, ef, False))
+    out.append((Op.ADD, 20, 9, Flag.WIDE, 0, True))    # the residual add, in place
+    return out
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: f"{c[0].name}-n{c[1]}-k{c[2]}-mv{int(c[3])}"
+                         f"-ep{int(c[4])}" + ("-inplace" if c[5] else ""))
+def test_epilogue_rtl_equals_interpreter_and_model(case):
+    op, n, k, mf, ef, in_place = case
+    seed = SEED + n * 1000 + k * 10 + int(op)
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    words, scratch, mv, ep, dst = _case(rng, n, k, op, mf, ef, in_place)
+    prog = [mv, ep, Instr(Op.HALT)]
+    init = {a: v for a, v in scratch.items()}
+    st = run_program(prog, words, lanes=CFG.lanes, scratch_depth=CFG.scratch_depth,
+                     out_depth=CFG.out_depth, weight_depth=CFG.weight_depth, scratch_init=init)
+    want = st.scratch[0, dst:dst + n].tolist()
+    # the pair equals the MATVEC, then the op on its rows
+    plain = [Instr(Op.MATVEC, flags=mv.flags, src=SRC, dst=900, n=n, k=k, m=mv.m, s=mv.s),
+             Instr(op, flags=ep.flags, src=900, aux=AUX, dst=dst, n=n, m=ep.m, s=ep.s,
+                   wbase=ep.wbase, k=ep.k), Instr(Op.HALT)]
+    st2 = run_program(plain, words, lanes=CFG.lanes, scratch_depth=CFG.scratch_depth,
+                      out_depth=CFG.out_depth, weight_depth=CFG.weight_depth, scratch_init=init)
+    assert st2.scratch[0, dst:dst + n].tolist() == want
+    cycles, got = _pysim(CFG, prog, words, scratch, (dst, n))
+    got = [_signed16(v) for v in got]
+    model = C.program_cycles(prog, CFG.lanes)
+    print(f"{op.name} n={n} k={k}: measured {cycles} cycles, modelled {model['total']}; "
+          f"unfused {C.program_cycles(plain, CFG.lanes)['total']}")
+    assert got == want
+    assert model["exact"] and model["total"] == cycles
+    assert model["per_instr"][1] == 0 and model["issue"] == 6
+
+
+def test_malformed_pairs_are_refused():
+    words = tile_lanes(torch.ones(8, 4, dtype=torch.int64), 8)
+    mv = Instr(Op.MATVEC, src=0, n=8, k=4, m=1, epi=1)
+    kw = dict(lanes=8, scratch_depth=1024, out_depth=16, weight_depth=len(words))
+    for nxt in (Instr(Op.HALT), Instr(Op.RMSNORM, dst=100, aux=200, n=8),
+                Instr(Op.SILU, dst=100, n=7)):
+        with pytest.raises(MachineError, match="epilogue"):
+            run_program([mv, nxt, Instr(Op.HALT)], words, **kw)
+    with pytest.raises(MachineError, match="RAW"):
+        run_program([Instr(Op.MATVEC, flags=int(Flag.RAW), n=8, k=4, epi=1),
+                     Instr(Op.SILU, dst=100, n=8), Instr(Op.HALT)], words, **kw)
+    with pytest.raises(MachineError, match="over its MATVEC's input"):
+        run_program([mv, Instr(Op.SILU, dst=2, n=8), Instr(Op.HALT)], words, **kw)
+    with pytest.raises(ValueError, match="epilogue"):
+        C.program_cycles([mv, Instr(Op.HALT)], 8)
+    from ternac.lower import check_program
+    with pytest.raises(CompileError, match="epilogue"):
+        check_program([mv, Instr(Op.RMSNORM, dst=100, aux=200, n=8), Instr(Op.HALT)],
+                      AccelConfig(lanes=8, vector=("norm",)))
+
+
+def test_lm_fused_program_equals_graph():
+    """The committed LM lowered with and without epilogues: both equal the graph's
+    evaluation on every logit over a few tokens; the fused one is shorter in cycles."""
+    from ternac.golden.lm_int import IntLM
+    from ternac.lower import lm_config, lower, run_tokens
+    im = IntLM.from_checkpoint()
+    cfg = lm_config(im)
+    g = im.graph()
+    fused, plain = lower(g, cfg), lower(g, cfg, fuse=False)
+    n_epi = sum(i.epi for i in fused.program)
+    assert n_epi >= 15 and not any(i.epi for i in plain.program)
+    toks = [int(t) for t in im.vocab.encode("ROMEO:").tolist()]
+    state = im.init_state()
+    ref = []
+    for t in toks:
+        logits, state = im.step(t, state)
+        ref.append(logits)
+    for cm in (fused, plain):
+        got = [lg for lg, _, _ in run_tokens(cm, toks)]
+        for a, b in zip(got, ref):
+            assert torch.equal(a, b)
+    cf, cp = (C.program_cycles(c.program, cfg.lanes)["total"] for c in (fused, plain))
+    print(f"LM cycles/token (modelled bound): fused {cf}, unfused {cp}, {n_epi} epilogues")
+    assert cf < cp
+
+
+@pytest.mark.parametrize("lanes", [8, 32])
+def test_embed_wide_rtl_equals_interpreter(lanes):
+    """EMBED WIDE (a staged int16 constant in one instruction): every halfword of a row of
+    random int16 values, token 1 of a 2-row table, RTL == interpreter, cycles == model."""
+    from ternac.golden.packing import embedding_words
+    rng = random.Random(SEED + lanes)
+    n = 21
+    rows = torch.tensor([[rng.randint(-32767, 32767) for _ in range(n)] for _ in range(2)])
+    pair = torch.stack([rows & 0xFF, (rows >> 8) & 0xFF], -1).flatten(1)
+    words, k = embedding_words(torch.where(pair >= 128, pair - 256, pair), 2 * lanes // 2)
+    cfg = AccelConfig(lanes=lanes)
+    prog = [Instr(Op.EMBED, flags=int(Flag.WIDE), src=5, dst=300, n=n, k=k), Instr(Op.HALT)]
+    st = run_program(prog, words, lanes=lanes, scratch_depth=cfg.scratch_depth,
+                     out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
+                     scratch_init={5: [1]})
+    assert st.scratch[0, 300:300 + n].tolist() == rows[1].tolist()
+    cycles, got = _pysim(cfg, prog, words, {5: [1]}, (300, n))
+    assert [_signed16(v) for v in got] == rows[1].tolist()
+    assert C.program_cycles(prog, lanes)["total"] == cycles
+
+
+@pytest.mark.parametrize("n, scale, out8", [(37, 3000, True), (128, 200, True), (16, 20000, False)])
+def test_norm_reuse_rtl_equals_interpreter(n, scale, out8):
+    """RMSNORM, then RMSNORM ``reuse`` of the same a with another weight (the i/f/g
+    projections' norms): both results, RTL == interpreter on every word, and the second
+    costs one pass (cycles == model)."""
+    rng = random.Random(SEED + n)
+    cfg = AccelConfig(lanes=8, vector=("norm",))
+    x = [rng.randint(-scale, scale) for _ in range(n)]
+    w1 = [rng.randint(-32512, 32512) for _ in range(n)]
+    w2 = [rng.randint(-32512, 32512) for _ in range(n)]
+    fl = int(Flag.OUT8) if out8 else 0
+    prog = [Instr(Op.RMSNORM, flags=fl, src=10, aux=300, dst=600, n=n, m=40000, s=33 if out8 else 40),
+            Instr(Op.RMSNORM, flags=fl, src=10, aux=450, dst=800, n=n, m=50000, s=33 if out8 else 40,
+                  reuse=1),
+            Instr(Op.HALT)]
+    init = {10: x, 300: w1, 450: w2}
+    st = run_program(prog, [], lanes=8, scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                     weight_depth=cfg.weight_depth, scratch_init=init)
+    plain = [prog[0], Instr(**{**prog[1].__dict__, "reuse": 0}), Instr(Op.HALT)]
+    st2 = run_program(plain, [], lanes=8, scratch_depth=cfg.scratch_depth,
+                      out_depth=cfg.out_depth, weight_depth=cfg.weight_depth, scratch_init=init)
+    assert torch.equal(st.scratch, st2.scratch)          # reuse changes the cost only
+    want = st.scratch[0, 600:600 + n].tolist() + st.scratch[0, 800:800 + n].tolist()
+    c1, got1 = _pysim(cfg, prog, [], init, (600, n))
+    _, got2 = _pysim(cfg, prog, [], init, (800, n))
+    assert [_signed16(v) for v in got1 + got2] == want
+    data = {0: C.norm_data(x, layernorm=False)}
+    model = C.program_cycles(prog, 8, data=data)
+    assert model["exact"] and model["total"] == c1
+    assert model["per_instr"][1] == 3 + n + C.UNIT_TIMING["norm"][1]
+
+
+def test_norm_reuse_of_other_values_is_refused():
+    kw = dict(lanes=8, scratch_depth=1024, out_depth=16, weight_depth=1)
+    a = Instr(Op.RMSNORM, src=10, aux=300, dst=600, n=8, m=1, s=20)
+    for second in (Instr(Op.RMSNORM, src=11, aux=300, dst=700, n=8, m=1, s=20, reuse=1),
+                   Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=10, aux=300, dst=700, n=8, m=1,
+                         s=20, reuse=1),
+                   Instr(Op.LAYERNORM, src=10, aux=300, dst=700, n=8, m=1, s=20, reuse=1)):
+        with pytest.raises(MachineError, match="reuses the statistics"):
+            run_program([a, second, Instr(Op.HALT)], [0], scratch_init={10: list(range(1, 12))}, **kw)
+    with pytest.raises(MachineError, match="reuses the statistics"):
+        run_program([Instr(Op.RMSNORM, src=10, aux=300, dst=600, n=8, m=1, s=20, reuse=1),
+                     Instr(Op.HALT)], [0], **kw)
