@@ -169,7 +169,8 @@ def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),
     h_tx_data (8), h_tx_valid (1) in, h_tx_ready (1) out: a byte for the host's UART
     transmitter; h_tx_line out: its serial output before the fault;
     flip_h2d, flip_d2h in: XORed into the host->device / device->host line (a bit fault);
-    d_tx_line out: the device's serial output before the fault;
+    d_tx_line out: the device's serial output before the fault; d_tx_taken (16) out: the
+    bytes its UART transmitter has taken (mod 2**16);
     h_rx_data (8), h_rx_count (16) out: the last byte the host's receiver took and how
     many it took (mod 2**16); h_rx_ferr (8) out: its framing errors (mod 256);
     dev_rst in: the device's synchronous reset (the host side keeps running);
@@ -204,6 +205,7 @@ def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),
     if device == "stub":
         dev = _StubDevice()
         host_port = dev.link.host
+        dev_tx = dev.link._uart_tx.i
     elif device == "board":
         from ternac.boards.core import BoardCore
         from ternac.protocol import board_config_hash
@@ -212,6 +214,7 @@ def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),
                         config_hash=board_config_hash(cfg, program_words, "ulx3s"),
                         blink_cycles=64)
         host_port = dev._link.host
+        dev_tx = dev._link._uart_tx.i
     else:
         raise ValueError(f"device must be 'stub' or 'board', not {device!r}")
 
@@ -223,7 +226,7 @@ def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),
                 "d_tx_line": Out(1), "h_rx_data": Out(8), "h_rx_count": Out(16),
                 "h_rx_ferr": Out(8), "dev_rst": In(1), "slow": In(1),
                 "mon_we": Out(1), "mon_space": Out(2), "mon_addr": Out(20),
-                "mon_wdata": Out(32),
+                "mon_wdata": Out(32), "d_tx_taken": Out(16),
             })
 
         def elaborate(self, platform):
@@ -250,6 +253,8 @@ def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),
                              self.h_rx_count.eq(self.h_rx_count + 1)]
             with m.If(hrx.framing_error):
                 m.d.sync += self.h_rx_ferr.eq(self.h_rx_ferr + 1)
+            with m.If(dev_tx.valid & dev_tx.ready):
+                m.d.sync += self.d_tx_taken.eq(self.d_tx_taken + 1)
             return m
 
     return _FaultBench()
@@ -313,14 +318,20 @@ class BenchTransport:
         self.index = 0
         self.truncating = False
         self.drains = 0
-        if self.d2h is not None and fault.kind == "bitflip" and fault.pos == 0:
-            cocotb.start_soon(self._flip_line(self.dut.d_tx_line, self.dut.flip_d2h, fault))
-        if self.d2h is not None and fault.kind == "reset_frame" and fault.pos == 0:
-            cocotb.start_soon(self._reset_after_start(fault))
+        self._line_started = False
+        if self.d2h is not None and fault.kind in ("bitflip", "reset_frame"):
+            self._line_task = cocotb.start_soon(self._response_line_fault(
+                fault, int(self.dut.d_tx_taken.value)))
 
     def disarm(self):
         self.h2d = self.d2h = None
         self.truncating = False
+        # A line fault still waiting for its byte is dropped (the response was shorter: it
+        # was not applied); one under way (a flip or a reset pulse) is left to finish, so
+        # the line or the reset is never left stuck.
+        task, self._line_task = getattr(self, "_line_task", None), None
+        if task is not None and not task.done() and not self._line_started:
+            task.cancel()
 
     async def reset_device(self, cycles: int = 3):
         self.resets += 1
@@ -338,11 +349,22 @@ class BenchTransport:
         flip.value = 0
         fault.applied = True
 
-    async def _reset_after_start(self, fault):
-        await self.dut.d_tx_line.falling_edge
-        await Timer(fault.delay_ns + 1, "ns")
-        await self.reset_device()
-        fault.applied = True
+    async def _response_line_fault(self, fault, base: int):
+        """A bit flip or a reset in byte ``fault.pos`` of the device's next response: wait
+        until its transmitter has taken that byte (the line is then high, between bytes),
+        then for its start bit."""
+        dut = self.dut
+        self._line_started = False
+        while (int(dut.d_tx_taken.value) - base) % (1 << 16) <= fault.pos:
+            await dut.d_tx_taken.value_change
+        self._line_started = True
+        if fault.kind == "bitflip":
+            await self._flip_line(dut.d_tx_line, dut.flip_d2h, fault)
+        else:
+            await dut.d_tx_line.falling_edge
+            await Timer(fault.delay_ns + 1, "ns")
+            await self.reset_device()
+            fault.applied = True
 
     # receive -----------------------------------------------------------------------
     async def _receive(self):
@@ -359,12 +381,6 @@ class BenchTransport:
         i = self.index
         self.index += 1
         f = self.d2h
-        if f is not None and f.kind in ("bitflip", "reset_frame") and i + 1 == f.pos:
-            # the fault hits the next byte on the line
-            if f.kind == "bitflip":
-                cocotb.start_soon(self._flip_line(self.dut.d_tx_line, self.dut.flip_d2h, f))
-            else:
-                cocotb.start_soon(self._reset_after_start(f))
         if f is not None and i == f.pos and f.kind in ("drop", "duplicate", "insert",
                                                       "truncate"):
             f.applied = True
@@ -688,7 +704,16 @@ class Campaign:
         self.by_op.setdefault(op[0], 0)
         self.by_op[op[0]] += 1
         if st is None:
-            self.hangs.append(f"{key} {fault} during {op[0]}")
+            # A second chance, with retries, tells a slow device from a hung one.
+            self.t.buf.clear()
+            await Timer(4 * RESYNC_NS, "ns")
+            try:
+                late = await self.drv.status()
+            except LinkError as e:
+                late = f"no answer either ({e})"
+            self.hangs.append(f"{key} {fault} during {op[:3] if op[0] == 'read_mem' else op[0]}"
+                              f" (driver: {err!r}, {drains} drains; later STATUS: {late}; "
+                              f"at {get_sim_time('ns')} ns)")
             await self.t.reset_device()
             self.runs = 0
             self.rejected = 0
@@ -812,7 +837,8 @@ async def stub_campaign(dut):
     await c.setup()
     rng = random.Random(p["seed"] + 1)
     n = p["faults"]
-    order = [FAULTS[i % len(FAULTS)] for i in range(n)]
+    only = [tuple(p["only"])] if p.get("only") else FAULTS
+    order = [only[i % len(only)] for i in range(n)]
     rng.shuffle(order)
     for i, (direction, kind) in enumerate(order):
         await c.trial(direction, kind)
