@@ -230,32 +230,71 @@ def load_checkpoint(path=None) -> tuple[TernaryViT, dict]:
 
     Raises
     ------
-    ValueError (one sentence naming the file) if it is missing, unreadable, not a ViT
-    checkpoint, or its tensors do not match its config.
+    CheckpointImportError (a ValueError; one sentence naming the file) if it is missing,
+    unreadable, not a ViT checkpoint, its config is not positive integer sizes, its tensors
+    do not match its config (missing, unexpected, misshapen: checked before the model is
+    allocated, so a config declaring huge sizes fails fast), a tensor is not float16,
+    bfloat16, float32 or float64 or holds NaN/infinite values, a scale is negative, or its
+    recipe is not a JSON object.
     """
     from safetensors import safe_open
 
+    from .errors import CheckpointImportError
+
     p = Path(DEFAULT_CHECKPOINT if path is None else path)
+
+    def fail(msg):
+        raise CheckpointImportError(f"ViT checkpoint {str(p)!r} {msg}")
+
     if not p.is_file():
-        raise ValueError(f"ViT checkpoint {str(p)!r} does not exist or is not a file")
+        fail("does not exist or is not a file")
     try:
         with safe_open(str(p), "pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # safetensors raises several types for a bad file
-        raise ValueError(f"ViT checkpoint {str(p)!r} is not a readable safetensors file ({exc})") from None
+        fail(f"is not a readable safetensors file ({' '.join(str(exc).split())})")
     if meta.get("format") != "ternac-vit-digits":
-        raise ValueError(f"{str(p)!r} is not a ternac ViT checkpoint (format "
-                         f"{meta.get('format')!r})")
+        fail(f"is not a ternac ViT checkpoint (format {str(meta.get('format'))[:40]!r})")
     try:
-        cfg = ViTConfig(**json.loads(meta["config"]))
-        model = TernaryViT(cfg)
-        model.load_state_dict(tensors)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"ViT checkpoint {str(p)!r} does not match its config: "
-                         f"{str(exc).splitlines()[0]}") from None
+        fields = json.loads(meta["config"])
+        recipe = json.loads(meta.get("recipe", "{}"))
+    except (KeyError, ValueError):
+        fail("has no config or recipe JSON in its metadata")
+    names = {f.name for f in dataclasses.fields(ViTConfig)}
+    if not (isinstance(fields, dict) and set(fields) <= names and isinstance(recipe, dict)):
+        fail("has a config that is not a JSON object of ViTConfig sizes, or a recipe that is "
+             "not a JSON object")
+    for k, v in fields.items():
+        if not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 20):
+            fail(f"has config {k} = {str(v)[:20]}, not a positive integer up to 2**20")
+    try:
+        cfg = ViTConfig(**fields)
+    except ValueError as exc:
+        fail(f"has a bad config: {exc}")
+    if cfg.depth > len(tensors):
+        fail(f"declares {cfg.depth} blocks but holds only {len(tensors)} tensors")
+    with torch.device("meta"):      # shapes without allocating a model of declared sizes
+        expected = {k: tuple(v.shape) for k, v in TernaryViT(cfg).state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        fail(f"does not match its config: {'missing' if missing else 'unexpected'} tensor "
+             f"{(missing or extra)[0]!r}")
+    for k, v in tensors.items():
+        if tuple(v.shape) != expected[k]:
+            fail(f"does not match its config: tensor {k!r} has shape {tuple(v.shape)}, not "
+                 f"{expected[k]}")
+        if v.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            fail(f"has tensor {k!r} of dtype {v.dtype}, not a floating-point type")
+        if not bool(torch.isfinite(v).all()):
+            fail(f"has NaN or infinite values in tensor {k!r}")
+        if k.endswith("scale") and bool((v < 0).any()):
+            fail(f"has a negative scale {k!r}")
+    model = TernaryViT(cfg)
+    model.load_state_dict(tensors)
     model.freeze_scales()
-    return model.eval(), json.loads(meta.get("recipe", "{}"))
+    return model.eval(), recipe
 
 
 # ---------------------------------------------------------------------------------------
