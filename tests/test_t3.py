@@ -323,11 +323,16 @@ def _step_data(program, words, cfg, scratch):
     for pc, ins in enumerate(program):
         if ins.op == Op.HALT:
             break
+        if pc and program[pc - 1].op == Op.MATVEC and program[pc - 1].epi:
+            continue                     # an epilogue: ran with its MATVEC
         x = scratch[0, ins.src:ins.src + ins.n].tolist()
         if ins.op in (Op.RMSNORM, Op.LAYERNORM):
             data[pc] = C.norm_data(x, layernorm=ins.op == Op.LAYERNORM,
                                    neg=bool(ins.flags & Flag.NEG))
-        st = run_program([ins, Instr(Op.HALT)], words, lanes=cfg.lanes,
+        # a MATVEC with its epilogue; a reuse RMSNORM alone as the same op without reuse
+        step = ([ins, program[pc + 1]] if ins.op == Op.MATVEC and ins.epi
+                else [dataclasses.replace(ins, reuse=0)])
+        st = run_program(step + [Instr(Op.HALT)], words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=scratch,
                          weight_format=cfg.weight_format)
