@@ -145,6 +145,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import numerics
+from .errors import CheckpointImportError
 from .mlp import fake_quant_act, ste_ternary
 from .shakespeare_data import SPLIT_DESCRIPTION, Vocab, load_corpus
 
@@ -153,7 +154,7 @@ __all__ = [
     "INT16_MAX", "RMSNorm", "LMBitLinear", "QuantEmbedding", "MLGRU", "GLU", "HGRNBitBlock",
     "HGRNBitModel", "MatMulFreeLM", "fake_quant_per_token", "fake_quant_sym", "mlgru_scan",
     "mlgru_scan_sequential", "count_ternary_weights", "ternary_layers", "save_checkpoint",
-    "load_checkpoint", "load_state", "evaluate_bpc", "calibrate", "generate", "train_shakespeare",
+    "load_checkpoint", "load_state", "check_state", "expected_shapes", "evaluate_bpc", "calibrate", "generate", "train_shakespeare",
     "Conventions", "CONVENTIONS", "TERNAC_CONVENTIONS", "REFERENCE_CONVENTIONS", "HF_ACTIVATIONS",
     "fake_quant_per_token_reference", "round_half_away", "ternarize_clamped",
 ]
@@ -907,7 +908,9 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
 
     Raises
     ------
-    ValueError, one sentence naming the file, if it does not exist, is not a readable
+    CheckpointImportError (a ValueError), one sentence naming the file, if it does not exist
+    (the sizes its config declares are checked against the tensors before the model is
+    allocated), is not a readable
     safetensors file, is not in this format, has a bad config or vocabulary, misses or has
     unexpected tensors, has tensors of the wrong shape or non-finite values, or marks
     itself calibrated while a static scale is not positive.
@@ -916,16 +919,16 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"checkpoint {str(p)!r} does not exist or is not a file")
+        raise CheckpointImportError(f"checkpoint {str(p)!r} does not exist or is not a file")
     try:
         with safe_open(str(p), framework="pt") as f:
             md = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types
-        raise ValueError(f"checkpoint {str(p)!r} is not a readable safetensors file "
-                         f"(corrupt or truncated): {e}") from None
+        raise CheckpointImportError(f"checkpoint {str(p)!r} is not a readable safetensors file "
+                         f"(corrupt or truncated): {' '.join(str(e).split())}") from None
     if md.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {str(p)!r} has format {md.get('format')!r}, not "
+        raise CheckpointImportError(f"checkpoint {str(p)!r} has format {md.get('format')!r}, not "
                          f"{CHECKPOINT_FORMAT!r} (for a reference Hugging Face checkpoint use "
                          f"golden.lm_import.load_hf_checkpoint)")
     try:
@@ -933,16 +936,59 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         # written under ternac's conventions, the only ones that existed then
         config = LMConfig.from_hf(json.loads(md.get("config", "")), default_conventions=TERNAC_CONVENTIONS)
         vocab = Vocab(json.loads(md.get("vocab", "")))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"checkpoint {str(p)!r} has a bad config or vocabulary: {e}") from None
+    except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
+        raise CheckpointImportError(f"checkpoint {str(p)!r} has a bad config or vocabulary: {e}") from None
     if len(vocab) != config.vocab_size:
-        raise ValueError(f"checkpoint {str(p)!r} has {len(vocab)} vocabulary symbols but "
+        raise CheckpointImportError(f"checkpoint {str(p)!r} has {len(vocab)} vocabulary symbols but "
                          f"vocab_size {config.vocab_size}")
+    check_state(expected_shapes(config, str(p), max_tensors=len(tensors)), tensors, str(p))
     model = MatMulFreeLM(config)
     load_state(model, tensors, str(p))
     if md.get("calibrated") == "1" and not model.calibrated:
-        raise ValueError(f"checkpoint {str(p)!r} says it is calibrated but a static scale is not positive")
+        raise CheckpointImportError(f"checkpoint {str(p)!r} says it is calibrated but a static scale is not positive")
     return model.to(device).eval(), vocab, md
+
+
+def expected_shapes(config: LMConfig, where: str = "", *, max_tensors: int | None = None
+                    ) -> dict[str, tuple]:
+    """The state-dict names and shapes of a :class:`MatMulFreeLM` of ``config``, computed
+    on the meta device (nothing allocated, whatever sizes ``config`` declares).
+
+    Raises
+    ------
+    CheckpointImportError if the model would have more than ``max_tensors`` tensors (a
+    checkpoint's count: a config declaring more layers than its file holds).
+    """
+    if max_tensors is not None and config.num_hidden_layers > max_tensors:
+        raise CheckpointImportError(f"checkpoint {where}: its config declares "
+                                    f"{config.num_hidden_layers} layers, more than the file's "
+                                    f"{max_tensors} tensors")
+    with torch.device("meta"):
+        return {k: tuple(v.shape) for k, v in MatMulFreeLM(config).state_dict().items()}
+
+
+def check_state(expected: dict[str, tuple], tensors: dict[str, torch.Tensor], where: str,
+                allow_missing: tuple[str, ...] = ()) -> None:
+    """Check ``tensors`` against the names and shapes ``expected`` (:func:`expected_shapes`):
+    see :func:`load_state`, which calls it."""
+    missing = [k for k in expected if k not in tensors and not k.endswith(allow_missing)]
+    if missing:
+        raise CheckpointImportError(f"checkpoint {where} is missing tensor {missing[0]!r}"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    extra = [k for k in tensors if k not in expected]
+    if extra:
+        raise CheckpointImportError(f"checkpoint {where} has unexpected tensor {extra[0]!r}"
+                                    + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
+    for k, v in tensors.items():
+        if tuple(v.shape) != tuple(expected[k]):
+            raise CheckpointImportError(f"checkpoint {where}: tensor {k!r} has shape "
+                                        f"{tuple(v.shape)}, expected {tuple(expected[k])}")
+        if not v.is_floating_point():
+            raise CheckpointImportError(f"checkpoint {where}: tensor {k!r} must be floating "
+                                        f"point, not {v.dtype}")
+        if not bool(torch.isfinite(v.to(torch.float32)).all()):
+            raise CheckpointImportError(f"checkpoint {where}: tensor {k!r} holds NaN or "
+                                        f"infinite values")
 
 
 def load_state(model: MatMulFreeLM, tensors: dict[str, torch.Tensor], where: str,
@@ -953,26 +999,11 @@ def load_state(model: MatMulFreeLM, tensors: dict[str, torch.Tensor], where: str
 
     Raises
     ------
-    ValueError naming ``where`` for a missing, unexpected, misshapen, non-float or
-    non-finite tensor.
+    CheckpointImportError (a ValueError) naming ``where`` for a missing, unexpected,
+    misshapen, non-float or non-finite tensor.
     """
     expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors and not k.endswith(allow_missing)]
-    if missing:
-        raise ValueError(f"checkpoint {where} is missing tensor {missing[0]!r}"
-                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    extra = [k for k in tensors if k not in expected]
-    if extra:
-        raise ValueError(f"checkpoint {where} has unexpected tensor {extra[0]!r}"
-                         + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""))
-    for k, v in tensors.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
-            raise ValueError(f"checkpoint {where}: tensor {k!r} has shape {tuple(v.shape)}, "
-                             f"expected {tuple(expected[k].shape)}")
-        if not v.is_floating_point():
-            raise ValueError(f"checkpoint {where}: tensor {k!r} must be floating point, not {v.dtype}")
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"checkpoint {where}: tensor {k!r} holds NaN or infinite values")
+    check_state({k: tuple(v.shape) for k, v in expected.items()}, tensors, where, allow_missing)
     merged = dict(expected)
     merged.update({k: v.to(torch.float32) for k, v in tensors.items()})
     model.load_state_dict(merged, strict=True)
