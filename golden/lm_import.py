@@ -102,10 +102,10 @@ import torch
 
 from . import numerics
 from .errors import CheckpointImportError
-from .lm import (HF_ACTIVATIONS, REFERENCE_CONVENTIONS, LMConfig, MatMulFreeLM, load_state,
-                 ternarize_clamped)
+from .lm import (HF_ACTIVATIONS, REFERENCE_CONVENTIONS, LMConfig, MatMulFreeLM, check_state,
+                 expected_shapes, load_state, ternarize_clamped)
 
-__all__ = ["BOARD_CAPACITY_TRITS", "CheckpointImportError", "INERT_CONFIG_KEYS", "check_fits",
+__all__ = ["BOARD_CAPACITY_TRITS", "CheckpointImportError", "INERT_CONFIG_KEYS", "MAX_LAYERS", "check_fits",
            "read_config", "load_hf_checkpoint", "TritImport", "load_bitnet_trits", "hgrn_trits",
            "inspect_checkpoint", "unpack_hf_bitnet"]
 
@@ -339,13 +339,13 @@ def load_hf_checkpoint(folder: str | Path, board: str | None = "up5k") -> MatMul
         _fail(f"checkpoint {where} holds ternac's static-scale tensors (e.g. {ours[0]!r}) but its "
               f"config.json has no ternac_conventions, so the conventions it was trained under are "
               f"unknown")
-    tensors = {}
-    model = MatMulFreeLM(config)
-    expected = model.state_dict()
+    # names and shapes on the meta device: a config.json declaring huge sizes allocates
+    # nothing before the file's tensors are compared with it
+    expected = expected_shapes(config, where, max_tensors=len(keys))
     for k in keys:
-        if k in expected and reader.shape(k) != tuple(expected[k].shape):
+        if k in expected and reader.shape(k) != expected[k]:
             _fail(f"checkpoint {where}: tensor {k!r} has shape {reader.shape(k)}, expected "
-                  f"{tuple(expected[k].shape)} from config.json")
+                  f"{expected[k]} from config.json")
     tensors = {k: reader.get(k) for k in keys}
     if cfg.get("tie_word_embeddings", False):
         emb = tensors.get("model.embeddings.weight")
@@ -359,10 +359,9 @@ def load_hf_checkpoint(folder: str | Path, board: str | None = "up5k") -> MatMul
     elif "lm_head.weight" not in tensors:
         _fail(f"checkpoint {where} has no 'lm_head.weight' and config.json does not set "
               f"tie_word_embeddings")
-    try:
-        load_state(model, tensors, where, allow_missing=_TERNAC_BUFFERS)
-    except ValueError as e:
-        _fail(str(e))
+    check_state(expected, tensors, where, allow_missing=_TERNAC_BUFFERS)
+    model = MatMulFreeLM(config)
+    load_state(model, tensors, where, allow_missing=_TERNAC_BUFFERS)
     return model.set_quant("per_token").eval()
 
 
@@ -418,6 +417,9 @@ def _bitnet_shapes(cfg: dict, where: str) -> dict[str, tuple[int, int]]:
 
     d, inter, n_layers, heads = (need("hidden_size"), need("intermediate_size"),
                                  need("num_hidden_layers"), need("num_attention_heads"))
+    if n_layers > MAX_LAYERS:
+        _fail(f"{where}: config.json num_hidden_layers {n_layers} is more than the {MAX_LAYERS} "
+              f"layers ternac imports")
     kv = cfg.get("num_key_value_heads") or heads
     hd = cfg.get("head_dim") or d // heads
     if not (_is_int(kv) and kv >= 1 and _is_int(hd) and hd >= 1):
@@ -434,6 +436,11 @@ def _bitnet_shapes(cfg: dict, where: str) -> dict[str, tuple[int, int]]:
         shapes[p + "mlp.up_proj.weight"] = (inter, d)
         shapes[p + "mlp.down_proj.weight"] = (d, inter)
     return shapes
+
+
+#: The most layers a BitNet config.json may declare (the largest published BitNet has 30; a
+#: bound, so that a corrupt config cannot make the importer list billions of tensors).
+MAX_LAYERS = 4096
 
 
 def _matches(pattern: str, module: str) -> bool:

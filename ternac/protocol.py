@@ -20,12 +20,14 @@ import binascii
 import enum
 import hashlib
 import json
+from typing import NamedTuple
 
 __all__ = [
     "SYNC_REQUEST", "SYNC_RESPONSE", "PROTOCOL_VERSION", "MAX_WORDS", "WRITE_HEADER_BYTES",
     "WORD_STRIDE", "HOST_ADDR_BITS", "SPACE_BITS", "STATUS_ERROR_FLAGS", "RUN_TAG_SHIFT",
     "STATUS_TAG_SHIFT", "RUN_TAG_BITS",
     "Command", "Reply", "StatusFlag", "Space", "crc16", "encode_frame", "decode_frame",
+    "Received", "FrameReceiver", "check_request",
     "space_limits", "config_hash", "board_config_hash",
     "LinkError", "LinkTimeout", "DeviceError",
 ]
@@ -133,22 +135,188 @@ def encode_frame(code: int, payload: bytes = b"", *, sync: int = SYNC_REQUEST) -
     return bytes([sync]) + body + crc16(body).to_bytes(2, "big")
 
 
+def _head(data: bytes, n: int = 16) -> str:
+    """The first ``n`` bytes of ``data`` in hex, for an error message of bounded length."""
+    return data[:n].hex() + ("..." if len(data) > n else "")
+
+
 def decode_frame(frame: bytes, *, sync: int = SYNC_RESPONSE) -> tuple[int, bytes]:
     """Inverse of :func:`encode_frame` for one complete frame: returns (code, payload).
 
     Raises
     ------
-    LinkError if the sync byte, the length or the CRC is wrong.
+    LinkError (one sentence; at most the first 16 bytes are quoted) if the frame is shorter
+    than the 6 bytes of an empty frame, or its sync byte, length or CRC is wrong.
     """
     frame = bytes(frame)
-    if len(frame) < 6 or frame[0] != sync:
-        raise LinkError(f"not a frame: {frame[:8].hex()}")
+    if len(frame) < 6:
+        raise LinkError(f"a frame has at least 6 bytes, but {len(frame)} arrived "
+                        f"({_head(frame) or 'none'})")
+    if frame[0] != sync:
+        raise LinkError(f"a frame starts with the sync byte {sync:#04x}, not {frame[0]:#04x} "
+                        f"(received {_head(frame)})")
     n = int.from_bytes(frame[2:4], "little")
     if len(frame) != 6 + n:
-        raise LinkError(f"frame length field says {n} payload bytes, frame has {len(frame) - 6}")
+        raise LinkError(f"the frame's length field says {n} payload bytes, but the frame has "
+                        f"{len(frame) - 6}")
     if crc16(frame[1:]) != 0:
-        raise LinkError(f"frame CRC does not check: {frame.hex()}")
+        raise LinkError(f"the frame's CRC does not check (received {_head(frame)})")
     return frame[1], frame[4:4 + n]
+
+
+class Received(NamedTuple):
+    """One frame (or frame header) that :class:`FrameReceiver` has taken off the line.
+
+    ``kind`` is ``"frame"`` (CRC checks), ``"bad_crc"`` (the CRC over code, length and
+    payload does not check) or ``"too_long"`` (the length field exceeds the receiver's
+    buffer; reported straight after the header, with no payload); ``code`` the code byte,
+    ``length`` the length field (u16), ``payload`` the payload bytes (``b""`` for
+    ``too_long``).
+    """
+    kind: str
+    code: int
+    length: int
+    payload: bytes
+
+
+class FrameReceiver:
+    """The device's request parser as a pure-Python reference model: bytes in, frames out.
+
+    It is the receive half of :class:`ternac.hw.hostlink.Hostlink` (states HUNT, CMD, LEN0,
+    LEN1, PAYLOAD, CRC0, CRC1), byte for byte, for a byte stream the device reads without
+    losing a byte (the RTL holds ``rx.ready`` low while it executes and answers):
+
+    * outside a frame, every byte but ``sync`` is skipped;
+    * after ``sync``: the code byte, the length (u16 little-endian); a length above
+      ``max_length`` is reported as ``too_long`` at once and the receiver hunts again (the
+      rest of that frame is skipped as noise, a sync byte in it starting a new frame);
+    * then ``length`` payload bytes and the 2 CRC bytes: ``frame`` if the CRC-16 over code,
+      length, payload and CRC is zero, else ``bad_crc``; then it hunts again. A bad frame's
+      bytes are consumed, never re-scanned for a sync byte;
+    * :meth:`timeout` (no byte for the device's inter-byte timeout) drops a partial frame.
+
+    Parameters
+    ----------
+    sync : int
+        The byte that starts a frame (:data:`SYNC_REQUEST` for the device's receiver).
+    max_length : int
+        The longest payload accepted (bytes); the device's is ``WRITE_HEADER_BYTES + 4 *
+        max_words``.
+
+    Never raises on any input byte; ``feed`` raises ValueError only for a value that is not
+    a byte.
+    """
+
+    _HUNT, _CMD, _LEN0, _LEN1, _PAYLOAD, _CRC0, _CRC1 = range(7)
+
+    def __init__(self, *, sync: int = SYNC_REQUEST,
+                 max_length: int = WRITE_HEADER_BYTES + 4 * MAX_WORDS):
+        if not 0 <= int(sync) <= 0xFF:
+            raise ValueError(f"sync must be a byte, not {sync!r}")
+        if not 0 <= int(max_length) <= 0xFFFF:
+            raise ValueError(f"max_length must be 0 to 65535 bytes, not {max_length!r}")
+        self.sync, self.max_length = int(sync), int(max_length)
+        self._state = self._HUNT
+        self._body = bytearray()      # code, length, payload, CRC of the frame being received
+        self._length = 0
+
+    @property
+    def idle(self) -> bool:
+        """True while no frame is partly received (the device's HUNT state)."""
+        return self._state == self._HUNT
+
+    def timeout(self) -> bool:
+        """The inter-byte timeout: drop a partial frame. Returns whether one was dropped
+        (the device then sets the sticky STATUS flag TIMEOUT)."""
+        dropped = self._state != self._HUNT
+        self._state = self._HUNT
+        self._body.clear()
+        return dropped
+
+    def feed(self, data) -> list[Received]:
+        """Take bytes off the line; returns the frames (and too-long headers) they complete,
+        in order."""
+        out = []
+        for b in bytes(data):
+            got = self._byte(b)
+            if got is not None:
+                out.append(got)
+        return out
+
+    def _byte(self, b: int) -> Received | None:
+        st = self._state
+        if st == self._HUNT:
+            if b == self.sync:
+                self._body.clear()
+                self._state = self._CMD
+            return None
+        self._body.append(b)
+        if st == self._CMD:
+            self._state = self._LEN0
+        elif st == self._LEN0:
+            self._state = self._LEN1
+        elif st == self._LEN1:
+            self._length = n = self._body[1] | (b << 8)
+            if n > self.max_length:
+                self._state = self._HUNT
+                return Received("too_long", self._body[0], n, b"")
+            self._state = self._PAYLOAD if n else self._CRC0
+        elif st == self._PAYLOAD:
+            if len(self._body) == 3 + self._length:
+                self._state = self._CRC0
+        elif st == self._CRC0:
+            self._state = self._CRC1
+        else:   # CRC1: the frame is complete
+            self._state = self._HUNT
+            body = bytes(self._body)
+            kind = "frame" if crc16(body) == 0 else "bad_crc"
+            return Received(kind, body[0], self._length, body[3:3 + self._length])
+        return None
+
+
+def check_request(code: int, payload: bytes, limits: dict, *, max_words: int = MAX_WORDS,
+                  busy: bool = False) -> Reply:
+    """The device's verdict on a request whose CRC checked: ACK or the first named error.
+
+    The checks of :class:`ternac.hw.hostlink.Hostlink` (state CHECK), in its order:
+    BAD_COMMAND (not a :class:`Command`), BAD_LENGTH (IDENTIFY and STATUS: no payload; RUN:
+    0 or 1 byte; WRITE_MEM: the 5 header bytes and 1 to ``max_words`` whole words; READ_MEM:
+    exactly 7 bytes with a count of 1 to ``max_words``), BAD_ADDRESS (WRITE_MEM / READ_MEM:
+    a space byte of 0..3 and ``addr + words <= limits[space]``, every address below
+    2**:data:`HOST_ADDR_BITS`), BUSY (memory access or RUN while ``busy``).
+
+    Parameters
+    ----------
+    limits : dict[int, int]
+        Host addresses of each space (:func:`space_limits`); a space missing from it has 0.
+    """
+    payload = bytes(payload)
+    n = len(payload)
+    try:
+        cmd = Command(code)
+    except ValueError:
+        return Reply.BAD_COMMAND
+    if cmd in (Command.IDENTIFY, Command.STATUS):
+        ok = n == 0
+    elif cmd == Command.RUN:
+        ok = n <= 1
+    elif cmd == Command.WRITE_MEM:
+        ok = (WRITE_HEADER_BYTES + 4 <= n <= WRITE_HEADER_BYTES + 4 * max_words
+              and (n - WRITE_HEADER_BYTES) % 4 == 0)
+    else:
+        ok = n == 7 and 1 <= int.from_bytes(payload[5:7], "little") <= max_words
+    if not ok:
+        return Reply.BAD_LENGTH
+    if cmd in (Command.WRITE_MEM, Command.READ_MEM):
+        space, addr = payload[0], int.from_bytes(payload[1:5], "little")
+        words = ((n - WRITE_HEADER_BYTES) // 4 if cmd == Command.WRITE_MEM
+                 else int.from_bytes(payload[5:7], "little"))
+        if space >= (1 << SPACE_BITS) or addr + words > int(limits.get(space, 0)) \
+                or addr >= (1 << HOST_ADDR_BITS):
+            return Reply.BAD_ADDRESS
+    if busy and cmd in (Command.WRITE_MEM, Command.READ_MEM, Command.RUN):
+        return Reply.BUSY
+    return Reply.ACK
 
 
 def space_limits(cfg) -> dict[int, int]:
