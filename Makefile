@@ -10,7 +10,7 @@ MODEL   ?= digits
 LANES   ?= 8
 JOBS    ?= 2
 
-.PHONY: demo test test-slow bench verilog bitstream program clean venv formal faults report check-report
+.PHONY: demo test test-slow bench verilog bitstream program clean venv formal faults fuzz report check-report
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -71,6 +71,15 @@ FAULT_SEED ?= 1
 faults: $(STAMP)
 	mkdir -p build
 	nice -n 5 $(VPY) -m ternac.sim.faults --seed $(FAULT_SEED) --faults $(FAULTS) --json build/faults.json
+
+# Fuzzing with hypothesis (tests/test_fuzz.py, tests/test_fuzz_rtl.py): the frame parsers
+# (Python model and the RTL receiver co-simulated), the weight-image loader and checkpoint
+# import; 100,000 examples, derandomized (the same every run); `make test` runs the "ci"
+# profile (a few thousand). TERNAC_FUZZ_COUNTS="image=50000" changes a target's count.
+fuzz: $(STAMP)
+	TERNAC_FUZZ_PROFILE=fuzz nice -n 5 $(VPY) -m pytest -n 0 -q -s -p no:cacheprovider \
+	  --hypothesis-show-statistics \
+	  --durations=0 tests/test_fuzz.py tests/test_fuzz_rtl.py
 
 verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)
