@@ -581,9 +581,10 @@ def _bitnet_layer(reader: _Reader, name: str, n: int, k: int, rules: dict, where
     if not w.is_floating_point():
         _fail(f"checkpoint {where}: tensor {name!r} must be floating point for quantization_mode "
               f"'online', not {w.dtype}")
+    w = w.to(torch.float32)       # exact for every float dtype (torch has no float8 isfinite)
     if not bool(torch.isfinite(w).all()):
         _fail(f"checkpoint {where}: tensor {name!r} holds NaN or infinite values")
-    t, inv = ternarize_clamped(w.to(torch.float32))
+    t, inv = ternarize_clamped(w)
     return t.to(torch.int8), 1.0 / float(inv)
 
 

@@ -29,14 +29,10 @@ from amaranth.lib.wiring import In, Out
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from test_fuzz import (CONFIG_HASH, FUZZ_MAX_WORDS, LIMITS, PROFILE, RUN_CYCLES, DeviceModel,
+from test_fuzz import (CONFIG_HASH, COUNTS, FUZZ_MAX_WORDS, LIMITS, PROFILE, RUN_CYCLES, DeviceModel,
                        split_responses, streams)
 from ternac.protocol import SYNC_REQUEST, Command, encode_frame
 
-#: Examples of the co-simulated receiver per profile (one simulation each).
-RTL_COUNTS = {"ci": 300, "fuzz": 12_000}
-if "TERNAC_FUZZ_RTL_COUNT" in __import__("os").environ:     # a quick local run
-    RTL_COUNTS[PROFILE] = int(__import__("os").environ["TERNAC_FUZZ_RTL_COUNT"])
 TIMEOUT_CYCLES = 24
 GAP_CYCLES = TIMEOUT_CYCLES + 4
 SEED = 12
@@ -193,7 +189,7 @@ def test_model_of_the_trailer():
 
 def test_hostlink_rtl_agrees_with_model():
     """REGRESSIONS, then the hypothesis examples, through one simulation of the RTL."""
-    n = RTL_COUNTS[PROFILE]
+    n = COUNTS["rtl"]
     examples = REGRESSIONS + collect_examples(n)
     full = with_trailer(examples)
     expected = model_responses(full)
