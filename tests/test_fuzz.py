@@ -68,9 +68,9 @@ if PROFILE not in ("ci", "fuzz"):
 COUNTS = {
     "ci": {"decode_frame": 300, "receiver": 200, "device": 150, "driver": 150, "image": 300,
            "digits": 80, "vit": 30, "lm": 30, "hgrn": 50, "bitnet": 50, "rtl": 300},
-    "fuzz": {"decode_frame": 30_000, "receiver": 10_000, "device": 6_000, "driver": 12_000,
+    "fuzz": {"decode_frame": 20_000, "receiver": 10_000, "device": 6_000, "driver": 12_000,
              "image": 20_000, "digits": 3_000, "vit": 800, "lm": 800, "hgrn": 1_200,
-             "bitnet": 1_200, "rtl": 15_000},
+             "bitnet": 1_200, "rtl": 25_000},
 }[PROFILE]
 # TERNAC_FUZZ_COUNTS="image=5000,rtl=100" overrides the counts of some targets (a quick run)
 for _item in filter(None, os.environ.get("TERNAC_FUZZ_COUNTS", "").split(",")):
