@@ -166,7 +166,10 @@ class Hostlink(wiring.Component):
         # Status.
         sticky = Signal(3)          # TIMEOUT, RX_FRAMING, RX_OVERRUN
         rejected = Signal(8)
-        run_tag = Signal(RUN_TAG_BITS)  # of the last RUN accepted (0: none since reset)
+        # The tag of the last RUN accepted (0: none since power-up). Kept across a reset,
+        # so a host can tell a RUN that never arrived (the previous tag) from one that a
+        # reset cut short (its tag, neither busy nor done).
+        run_tag = Signal(RUN_TAG_BITS, reset_less=True)
         m.d.sync += sticky.eq(sticky | Cat(self.rx_overrun, self.rx_framing_error, 0))
 
         # One CRC register serves the request (checked) and the response (generated): the
@@ -224,6 +227,9 @@ class Hostlink(wiring.Component):
         # address check is one add and one compare (with n_mem's subtract in front it was
         # the iCEBreaker build's critical path at 36 MHz: 30.6 ns, 23 levels).
         n_req = Signal(len(n_mem))
+        # Registered compares of the length: its low byte (LEN0) against max_len's and 0,
+        # the whole length against 1 (VALIDATE, for RUN in CHECK).
+        lo_gt, lo_zero, len_is1 = Signal(), Signal(), Signal()
         len_ok = Signal()
         with m.Switch(cmd):
             with m.Case(Command.IDENTIFY, Command.STATUS):
@@ -259,20 +265,27 @@ class Hostlink(wiring.Component):
                 with m.If(timed_out):
                     m.next = "HUNT"
                 with m.If(got):
-                    m.d.sync += [length[:8].eq(self.rx.payload), crc.eq(crc_next)]
+                    m.d.sync += [length[:8].eq(self.rx.payload), crc.eq(crc_next),
+                                 lo_gt.eq(self.rx.payload > (max_len & 0xFF)),
+                                 lo_zero.eq(self.rx.payload == 0)]
                     m.next = "LEN1"
             with m.State("LEN1"):
                 m.d.comb += [self.rx.ready.eq(1), receiving.eq(1)]
                 with m.If(timed_out):
                     m.next = "HUNT"
-                full = Cat(length[:8], self.rx.payload)
+                # full = Cat(length[:8], rx.payload) > max_len and == 0, from the low byte's
+                # compares registered in LEN0 and 8-bit compares of the high byte (the 16-bit
+                # compare, in front of every response register's enable, was the iCEBreaker
+                # build's critical path at 36 MHz).
+                hi = self.rx.payload
+                too_long = (hi > (max_len >> 8)) | ((hi == (max_len >> 8)) & lo_gt)
                 with m.If(got):
                     m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0)]
-                    with m.If(full > max_len):
+                    with m.If(too_long):
                         # Too long to buffer: answer now; the rest of the frame is hunted
                         # through as noise.
                         respond(Reply.BAD_LENGTH)
-                    with m.Elif(full == 0):
+                    with m.Elif(lo_zero & (hi == 0)):
                         m.next = "CRC0"
                     with m.Else():
                         m.next = "PAYLOAD"
@@ -307,7 +320,7 @@ class Hostlink(wiring.Component):
                 # the CRC, length and address logic stays off the response path (Fmax).
                 m.d.sync += [bad_crc.eq(crc != 0), bad_cmd.eq(~known), bad_len.eq(~len_ok),
                              bad_addr.eq(is_mem & ~addr_ok), nwords.eq(n_req),
-                             mem_or_run.eq(is_mem | (cmd == Command.RUN))]
+                             mem_or_run.eq(is_mem | (cmd == Command.RUN)), len_is1.eq(length == 1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
                 m.d.sync += [widx.eq(0), bidx.eq(0)]
@@ -333,8 +346,8 @@ class Hostlink(wiring.Component):
                 with m.Else():      # RUN
                     m.d.comb += host.start.eq(1)
                     m.d.sync += [guard.eq(3), run_tag.eq(Mux(
-                        length == 1, run_flags[RUN_TAG_SHIFT:RUN_TAG_SHIFT + RUN_TAG_BITS], 0))]
-                    with m.If(run_flags[0] & (length == 1)):
+                        len_is1, run_flags[RUN_TAG_SHIFT:RUN_TAG_SHIFT + RUN_TAG_BITS], 0))]
+                    with m.If(run_flags[0] & len_is1):
                         respond(Reply.ACK)
                     with m.Else():
                         m.next = "RUN_WAIT"

@@ -241,7 +241,11 @@ async def _start(dut, word_bits: int):
     # The transport idles the RX line high before reset ends, like a real host's UART.
     link = _CountingTransport(CosimTransport(
         dut.uart_rx, dut.uart_tx, baud, byte_timeout_ns=200 * 10 * COSIM_DIVISOR * CLK_NS,
-        run_timeout_ns=100_000_000, resync_ns=2 * 64 * 10 * COSIM_DIVISOR * CLK_NS))
+        run_timeout_ns=100_000_000,
+        # before a retry: the device's partial-frame timeout (64 byte times), the longest
+        # response (262 bytes, whose lost start leaves the rest on the line) and an answer
+        # to a false frame (6 bytes)
+        resync_ns=(64 + 6 + 4 * 64 + 6) * 10 * COSIM_DIVISOR * CLK_NS))
     drv = HostDriver(link, word_bits=word_bits)
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)

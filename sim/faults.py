@@ -78,12 +78,15 @@ SLOW_RUN_CYCLES = 3000
 LIMITS = {0: 80, 1: 24, 2: 16, 3: 32}
 CONFIG_HASH = 0xFA017ED5
 #: The driver's waits (simulated ns): a response byte (longer than the 9 cycles a word
-#: of a 64-word WRITE_MEM), a RUN, and the resynchronisation before a retry (twice the
-#: device's partial-frame timeout, so a false frame started by a stray sync byte has timed
-#: out and been answered).
+#: of a 64-word WRITE_MEM), a RUN, and the resynchronisation before a retry: the device's
+#: partial-frame timeout (a false frame started by a stray sync byte has timed out), the
+#: longest response (a 64-word READ_MEM, 262 bytes: the rest of one whose start was lost
+#: is still on the line) and its 6-byte answer to a false frame. A shorter wait (twice the
+#: timeout, as before) let a retry arrive while the device was still sending: lost, three
+#: times over.
 BYTE_TIMEOUT_NS = 10_000
 RUN_TIMEOUT_NS = 4 * SLOW_RUN_CYCLES * CLK_NS
-RESYNC_NS = 2 * TIMEOUT_CYCLES * CLK_NS + 6 * BYTE_NS
+RESYNC_NS = TIMEOUT_CYCLES * CLK_NS + (6 + 4 * 64 + 6) * BYTE_NS
 #: (direction, kind) of every fault the campaign injects.
 FAULTS = ([("h2d", k) for k in ("bitflip", "drop", "duplicate", "insert", "truncate",
                                 "reset_frame")]
@@ -380,6 +383,7 @@ class BenchTransport:
     def _deliver(self, b):
         i = self.index
         self.index += 1
+        before = len(self.buf)
         f = self.d2h
         if f is not None and i == f.pos and f.kind in ("drop", "duplicate", "insert",
                                                       "truncate"):
@@ -391,10 +395,11 @@ class BenchTransport:
             elif f.kind == "truncate":
                 self.truncating = True
         elif self.truncating and i < self.response_len:
-            pass
+            pass                    # lost: the host never sees it
         else:
             self.buf.append(b)
-        self.event.set()
+        if len(self.buf) != before:     # a dropped byte wakes no reader: it never arrived
+            self.event.set()
 
     # the transport ---------------------------------------------------------------
     async def _send_byte(self, b):

@@ -482,11 +482,12 @@ class HostDriver:
         returns (result, cycles); without, it answers at once and returns None.
 
         Each RUN carries a run tag (1..3, the one after the device's last); when its
-        response is lost or corrupted, STATUS tells whether the device accepted it: its
-        tag there means the RUN ran (the result and cycles are then STATUS's), the
-        previous tag that it did not (it is sent again, up to ``retries`` times). When the
-        device's previous tag is unknown (no STATUS or RUN yet on this driver) or it was
-        reset meanwhile, whether it ran is unknown and :class:`LinkError` says so in one
+        response is lost or corrupted, STATUS tells whether the device accepted it (the
+        device keeps the tag across a reset): its tag there and DONE mean the RUN ran (the
+        result and cycles are then STATUS's), its tag without BUSY or DONE that a reset cut
+        it short (LinkError), the previous tag that it did not arrive (it is sent again, up
+        to ``retries`` times). When the driver has not seen the device's tag yet (no STATUS
+        or RUN on this driver), whether it ran is unknown and LinkError says so in one
         sentence.
         """
         mask = (1 << RUN_TAG_BITS) - 1
@@ -510,22 +511,24 @@ class HostDriver:
                 return int.from_bytes(data[0:4], "little"), int.from_bytes(data[4:8], "little")
             # The response was lost: did the device take this RUN?
             st = yield from self._status()
-            if st.run_tag == tag and before is not None:
+            head = f"the response to RUN was lost or corrupted ({lost})"
+            if before is None:
+                raise type(lost)(f"{head} and this driver has not seen the device's run tag "
+                                 f"yet, so whether it ran is unknown") from None
+            if st.run_tag == tag:
                 if not wait:
                     return None
                 if st.busy:
-                    raise LinkTimeout(f"RUN is still running after the run timeout (its "
-                                      f"response: {lost})") from None
+                    raise LinkTimeout(f"{head} and the device is still running it") from None
+                if not st.done:
+                    raise type(lost)(f"{head} and the device took it but shows it neither "
+                                     f"running nor done: a reset cut it short") from None
                 return st.result, st.cycles
-            if before is None or st.run_tag != before or before == 0:
-                why = ("this driver has not seen the device's run tag yet" if before is None
-                       else "the device reports no RUN accepted since its last reset"
-                       if st.run_tag == 0
-                       else f"the device reports run tag {st.run_tag}, neither the previous "
-                            f"{before} nor this RUN's {tag}")
-                raise type(lost)(f"the response to RUN was lost or corrupted ({lost}) and "
-                                 f"{why}, so whether it ran is unknown") from None
-            # the device still shows the previous tag: this RUN did not run; send it again
+            if st.run_tag != before:
+                raise type(lost)(f"{head} and the device reports run tag {st.run_tag}, neither "
+                                 f"the previous {before} nor this RUN's {tag}, so whether it "
+                                 f"ran is unknown") from None
+            # the device still shows the previous tag: this RUN did not arrive; send it again
         raise type(lost)(f"RUN got no valid response in {self.retries + 1} attempts "
                          f"(last: {lost})") from None
 

@@ -75,7 +75,7 @@ class StatusFlag(enum.IntFlag):
     RX_FRAMING = 0x08    # sticky: a stop bit was 0
     TIMEOUT = 0x10       # sticky: a partial frame was dropped after the inter-byte timeout
     ERROR = 0x20         # the accelerator stopped on an error (until the next RUN)
-    RUN_TAG_LO = 0x40    # bits 6-7: the tag of the last RUN accepted since reset (0: none)
+    RUN_TAG_LO = 0x40    # bits 6-7: the tag of the last RUN accepted (0: none since power-up)
     RUN_TAG_HI = 0x80
 
 
@@ -84,8 +84,10 @@ STATUS_ERROR_FLAGS = (StatusFlag.RX_OVERRUN | StatusFlag.RX_FRAMING | StatusFlag
                       | StatusFlag.ERROR)
 #: A RUN request's flags byte carries a 2-bit run tag (1..3) in bits RUN_TAG_SHIFT..+1,
 #: which the device keeps from the RUN it accepts and reports in the STATUS flags' bits
-#: STATUS_TAG_SHIFT..+1 (0 after a reset). A host whose RUN response was lost asks STATUS:
-#: its own tag there means the RUN ran, the previous one that it did not.
+#: STATUS_TAG_SHIFT..+1 (kept across a reset; 0 only before the first RUN after power-up).
+#: A host whose RUN response was lost asks STATUS: its own tag there means the RUN ran
+#: (done: finished; neither busy nor done: a reset cut it short), the previous one that it
+#: did not.
 RUN_TAG_SHIFT = 1
 STATUS_TAG_SHIFT = 6
 RUN_TAG_BITS = 2

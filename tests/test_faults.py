@@ -170,6 +170,11 @@ def test_lost_run_response_is_resolved_by_the_run_tag():
     drv.status()
     assert drv.run() == (7, 99)
     assert [_run_tag_sent(t.sent[i]) for i in (1, 3)] == [1, 1]
+    # The first RUN after power-up (tag 0 seen): it did not arrive if the tag is still 0.
+    t = Scripted([_status(0), None, _status(0), _ack(result)])
+    drv = HostDriver(t, retries=2)
+    drv.status()
+    assert drv.run() == (7, 99) and len(t.sent) == 4
 
 
 def test_lost_run_response_fails_in_one_sentence_when_unresolvable():
@@ -181,12 +186,21 @@ def test_lost_run_response_fails_in_one_sentence_when_unresolvable():
                                           r"run tag yet, so whether it ran is unknown$") as e:
         drv.run()
     assert len(t.sent) == 2 and _one_sentence(str(e.value))
-    # The device was reset meanwhile (tag 0): unknown too.
+    # The device took it (its tag) but shows it neither running nor done: a reset cut it
+    # short (the device keeps the tag across a reset).
+    t = Scripted([_status(2), None, _status(3, flags=0)])
+    drv = HostDriver(t, retries=2)
+    drv.status()
+    with pytest.raises(LinkError, match="the device took it but shows it neither running "
+                                        "nor done: a reset cut it short$"):
+        drv.run()
+    assert len(t.sent) == 3
+    # A tag that is neither (the device was powered off and on): unknown.
     t = Scripted([_status(2), None, _status(0)])
     drv = HostDriver(t, retries=2)
     drv.status()
-    with pytest.raises(LinkError, match="the device reports no RUN accepted since its last "
-                                        "reset, so whether it ran is unknown"):
+    with pytest.raises(LinkError, match="reports run tag 0, neither the previous 2 nor this "
+                                        "RUN's 3, so whether it ran is unknown$"):
         drv.run()
     assert len(t.sent) == 3
     # A corrupted RUN response (CRC) is as ambiguous as a lost one.
