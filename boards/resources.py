@@ -26,7 +26,7 @@ commit it ran on, the tool versions, the date and the figures. The model, per de
 * DSP: the multipliers of the requantizer, the sequencer (EMBED, SAMPLE) and every vector
   unit come from one shared pool (hw/mulpool.py), so a design's DSP count is that pool's
   slot count, derived from the RTL by elaborating the sequencer (``mulpool`` in the units;
-  the LM and the ViT: 8, the digits: 3); the measured builds of the data predate the pool,
+  the LM and the ViT: 8, the digits: 5); the measured builds of the data predate the pool,
   so :func:`validation` checks their DSPs against the per-unit sums they measured;
 * memories, counted from depth and width: block RAM blocks are the fewest of the device's
   shapes (``facts.FAMILIES[family]["ebr_modes"]``) that cover the memory; the scratchpad
@@ -264,7 +264,10 @@ def _pool_slots(cfg) -> int:
     """The multipliers of the accelerator for ``cfg``: the slots of its one shared
     hw.mulpool.MulPool (one SB_MAC16 / MULT18X18D each), counted by elaborating its
     sequencer with the vector units of ``cfg.vector`` (every client asks for its products
-    while it elaborates). Derived from the RTL, exact: a few seconds for the LM."""
+    while it elaborates). Derived from the RTL, a few seconds for the LM; Yosys reaches it
+    exactly where the pool shares its slots (the LM, the ViT: 8) and may use one fewer
+    where it does not (its ``share`` pass merges the EMBED and SAMPLE products, used in
+    exclusive states: the digits accelerator measures 4 of 5), so an upper bound."""
     from amaranth.hdl import Fragment
 
     from ternac.hw.sequencer import Sequencer

@@ -20,14 +20,19 @@ shifted, in LUTs: the split that Yosys's ``mul2dsp`` would do, written once so t
 chunks can be shared. A slot multiplies two 16-bit operands of a fixed signedness
 (SB_MAC16's ``A_SIGNED`` / ``B_SIGNED`` are parameters): ``ss``, ``su`` (signed x unsigned)
 or ``uu``; a client's chunk of type T goes to the first slot of type T it does not use
-already, so the pool has, per type, the most any one client needs.
+already, so the pool has, per type, the most any one client needs. Slots are chosen when
+the pool elaborates, and shared only when one multiplier a chunk would need more than
+``share_above`` (default :data:`SHARE_ABOVE` = 8, the UP5K's SB_MAC16s): below that, every
+chunk gets its own, with no multiplexer in front of it.
 
 Each slot's operands are the AND-OR of its users' operands, each gated by that user's
 ``en``: the contract is that **at most one client has ``en`` high in any cycle** (the
 sequencer runs one instruction at a time; a unit's ``en`` is "a beat is offered or any of
 its pipeline stages is valid"). A slot with one user takes that user's operands directly.
 The product is combinational; the client registers it (so a stalled client holds its
-product in its own pipeline register, and the pool has no state).
+product in its own pipeline register, and the pool has no state). ``pool.conflict`` is 1
+in any cycle that breaks the contract (for formal harnesses: formal/units.py's sequencer
+task asserts it stays 0).
 
 A unit built on its own (a unit bench, an out-of-context build) makes a private pool with
 itself as the only client; in an accelerator the sequencer makes one pool for all of them
@@ -39,7 +44,8 @@ later raises RuntimeError.
 """
 from __future__ import annotations
 
-from amaranth.hdl import Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed, unsigned
+from amaranth.hdl import (Cat, Const, Elaboratable, Module, Mux, Shape, Signal, Value, signed,
+                          unsigned)
 
 __all__ = ["MulPool", "SLOT_BITS", "MAX_A_BITS", "borrow"]
 
@@ -47,6 +53,10 @@ __all__ = ["MulPool", "SLOT_BITS", "MAX_A_BITS", "borrow"]
 SLOT_BITS = 16
 #: Widest first operand ``a`` of a pooled product (three chunks).
 MAX_A_BITS = 48
+#: Chunk products are shared only when one multiplier each would need more than this:
+#: the iCE40 UP5K's 8 SB_MAC16 (boards/facts.py; hw/ cannot import boards/). Below it, no
+#: operand multiplexers (and Yosys may absorb the operand registers into the DSP).
+SHARE_ABOVE = 8
 
 
 class _Slot:
@@ -58,6 +68,7 @@ class _Slot:
         self.p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
                         name=f"{prefix}_p{index}")
         self.uses = []                         # [(client, a, b)]
+        self.chunk_ps = []                     # the users' product signals
 
 
 class _Client:
@@ -80,12 +91,15 @@ class MulPool(Elaboratable):
 
     Attributes
     ----------
-    n_slots : int         slots (SB_MAC16 on the UP5K) the clients asked for so far
+    n_slots : int         slots (SB_MAC16 on the UP5K) of the elaborated pool
     slot_kinds : list     the signedness of each slot: "ss", "su" or "uu"
+    share_above : int     share slots only when one each would need more (default 8)
     """
 
-    def __init__(self, *, name: str = "mulpool"):
+    def __init__(self, *, name: str = "mulpool", share_above: int = SHARE_ABOVE):
         self._name = name
+        self._share_above = share_above
+        self._chunks: list = []                # (client, kind, a, b, product signal)
         self._slots: list[_Slot] = []
         self._clients: list[_Client] = []
         self._done = False
@@ -93,6 +107,9 @@ class MulPool(Elaboratable):
         # either): no UnusedElaboratable warning for it.
         self._MustUse__silence = True
         self._concurrent: set = set()          # frozensets {name, name}: may run together
+        #: 1 while two clients not declared concurrent are enabled at once: the contract
+        #: broken (nothing in the design reads it; formal harnesses assert it stays 0).
+        self.conflict = Signal(name=f"{name}_conflict")
         # (product signal, its sum of chunk products): assigned when the pool elaborates,
         # so that the pool's module drives every signal it creates.
         self._pending: list = []
@@ -126,7 +143,8 @@ class MulPool(Elaboratable):
                                    f"its client {name!r}: add the pool after its clients")
             # The design is elaborated again (a second conversion): its clients come back
             # in the same order; start over.
-            self._slots, self._clients, self._pending, self._done = [], [], [], False
+            self._slots, self._clients, self._pending, self._chunks = [], [], [], []
+            self._done = False
         c = _Client(self, name, en)
         self._clients.append(c)
         return c
@@ -143,14 +161,34 @@ class MulPool(Elaboratable):
         return s
 
     def _chunk_product(self, client, a: Value, b: Value) -> Value:
-        """One slot: ``a * b`` for operands of at most 16 bits (any signedness)."""
+        """One slot's product ``a * b`` for operands of at most 16 bits (any signedness);
+        the slot is chosen when the pool elaborates (:meth:`_allocate`)."""
         sa, sb = a.shape().signed, b.shape().signed
         if sb and not sa:                      # canonical order: signed operand first
             a, b, sa, sb = b, a, sb, sa
         kind = ("s" if sa else "u") + ("s" if sb else "u")
-        slot = self._slot_for(client, kind)
-        slot.uses.append((client, a, b))
-        return slot.p
+        p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
+                   name=f"{self._name}_{client.name}_c{len(self._chunks)}")
+        self._chunks.append((client, kind, a, b, p))
+        return p
+
+    def _allocate(self) -> None:
+        """Slots for every chunk product: one each when that needs no more than
+        ``share_above`` multipliers (no operand multiplexers: the digits accelerator's 5),
+        else shared, first fit by type (the LM's 21 chunk products on 8 slots)."""
+        self._slots = []
+        for c in self._clients:
+            c.slots = []
+        share = len(self._chunks) > self._share_above
+        for client, kind, a, b, p in self._chunks:
+            if share:
+                slot = self._slot_for(client, kind)
+            else:
+                slot = _Slot(len(self._slots), kind, self._name)
+                self._slots.append(slot)
+                client.slots.append(slot)
+            slot.uses.append((client, a, b))
+            slot.chunk_ps.append(p)
 
     def _product(self, client, a: Value, b: Value, name: str) -> Value:
         if self._done:
@@ -189,6 +227,7 @@ class MulPool(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         self._done = True
+        self._allocate()
         for k, s in enumerate(self._slots):
             a = Signal(s.a_shape, name=f"{self._name}_a{k}")
             b = Signal(s.b_shape, name=f"{self._name}_b{k}")
@@ -208,8 +247,15 @@ class MulPool(Elaboratable):
                     gb = gb | Mux(en, xb.as_unsigned(), 0)
                 m.d.comb += [a.eq(ga), b.eq(gb)]
             m.d.comb += s.p.eq(a * b)
+            m.d.comb += [p.eq(s.p) for p in s.chunk_ps]
         for out, total in self._pending:
             m.d.comb += out.eq(total)
+        clash = []
+        for i, a in enumerate(self._clients):
+            for b in self._clients[i + 1:]:
+                if frozenset((a.name, b.name)) not in self._concurrent:
+                    clash.append(a.en.any() & b.en.any())
+        m.d.comb += self.conflict.eq(Cat(*clash).any() if clash else 0)
         return m
 
 

@@ -90,6 +90,11 @@ def test_pooled_products_are_exact_for_the_enabled_client():
                 got = ctx.get(dut.prods[on][i])
                 assert got == va * vb, (SHAPES[i], va, vb, got)
                 checked[0] += 1
+            assert ctx.get(dut.pool.conflict) == 0
+        # Both enabled at once breaks the contract: the pool's conflict flag says so.
+        ctx.set(dut.en[0], 1)
+        ctx.set(dut.en[1], 1)
+        assert ctx.get(dut.pool.conflict) == 1
 
     sim.add_testbench(bench)
     sim.run()
@@ -110,6 +115,7 @@ def test_slot_count_is_the_most_one_client_needs():
         for sa, sb in shapes:
             m.d.comb += Signal((Signal(sa) * Signal(sb)).shape()).eq(
                 mul(Signal(sa), Signal(sb)))
+    _quiet(pool.elaborate(None))
     # norm: ss (x*x) + uu,su (d*R) + su,ss (y*w) + uu,uu,su (acc*m) = 8; act: 5 of those
     assert pool.n_slots == 8
     assert sorted(pool.slot_kinds) == sorted(["ss", "ss", "su", "su", "su", "uu", "uu", "uu"])
@@ -117,13 +123,31 @@ def test_slot_count_is_the_most_one_client_needs():
 
 
 def test_concurrent_clients_get_disjoint_slots():
-    pool = _quiet(MulPool())
+    pool = _quiet(MulPool(share_above=0))          # share whatever can be shared
     pool.concurrent("requant", "act")
-    for name in ("act", "requant"):
+    for name in ("act", "requant", "embed"):
         mul = pool.client(name, en=1)
         mul(Signal(signed(16)), Signal(unsigned(16)))
+    _quiet(pool.elaborate(None))
     u = pool.usage()
     assert not set(u["act"]) & set(u["requant"]) and pool.n_slots == 2
+    assert set(u["embed"]) <= set(u["act"])        # embed is exclusive with both
+
+
+def test_few_products_get_a_multiplier_each():
+    """Up to SHARE_ABOVE (8, the UP5K's SB_MAC16s) chunk products: one slot each and no
+    operand multiplexers (the digits accelerator: requantizer 2, EMBED 1, SAMPLE 2)."""
+    from ternac.hw.mulpool import SHARE_ABOVE
+    pool = _quiet(MulPool())
+    for name, shapes in (("requant", [(signed(18), unsigned(16))]),
+                         ("embed", [(unsigned(16), unsigned(12))]),
+                         ("sample", [(unsigned(28), unsigned(15))])):
+        mul = pool.client(name, en=1)
+        for sa, sb in shapes:
+            mul(Signal(sa), Signal(sb))
+    _quiet(pool.elaborate(None))
+    assert SHARE_ABOVE == 8 and pool.n_slots == 5
+    assert sorted(i for v in pool.usage().values() for i in v) == list(range(5))
 
 
 def test_a_client_after_the_pool_elaborated_is_refused():

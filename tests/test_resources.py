@@ -102,10 +102,11 @@ def test_lm_on_icebreaker_is_refused_with_its_figures():
 
 
 def test_dsp_is_the_pool_of_the_design():
-    """DSP counted from the RTL: the one multiplier pool's slots (the LM and the ViT 8, the
-    digits accelerator without vector units 3), no unit with DSPs of its own."""
+    """DSP counted from the RTL: the one multiplier pool's slots (the LM and the ViT share
+    8; the digits accelerator's 5 products, no more than the UP5K's 8, get one each), no
+    unit with DSPs of its own."""
     from ternac.config import VIT_CONFIG
-    for cfg, n in ((_lm_config(), 8), (VIT_CONFIG, 8), (AccelConfig(lanes=8), 3)):
+    for cfg, n in ((_lm_config(), 8), (VIT_CONFIG, 8), (AccelConfig(lanes=8), 5)):
         est = estimate(cfg, "icebreaker")
         assert est["resources"]["DSP"] == est["units"]["mulpool"]["DSP"] == n, cfg
         assert all(c["DSP"] == 0 for u, c in est["units"].items() if u != "mulpool")
