@@ -728,6 +728,8 @@ def _sequencer(vector_units=()):
           f"1..{SEQ_K_MAX}; any memory contents) reaches FETCH (next instruction) or IDLE "
           f"(HALT, unknown opcode) within {SEQ_BOUND} cycles, {SEQ_LANES} lanes",
           "busy is low exactly in IDLE",
+          "multiplier pool (hw/mulpool.py): no two clients not declared concurrent are "
+          "enabled in the same cycle (requantizer, EMBED, SAMPLE, the vector unit)",
       ])
 def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                       bound: int = SEQ_BOUND):
@@ -762,6 +764,8 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
             m.d.sync += since.eq(since + 1)
         m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
         m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
+        m.d.comb += Assert(~dut.mulpool.conflict,
+                           "multiplier pool: one client at a time (concurrent pairs apart)")
         m.d.comb += Cover(fsm_state(t, "MATVEC") & (since == 20))
         if vector is not None:
             m.d.comb += Cover(fsm_state(t, "VEC") & (since == 30))
