@@ -166,7 +166,10 @@ class Hostlink(wiring.Component):
         # Status.
         sticky = Signal(3)          # TIMEOUT, RX_FRAMING, RX_OVERRUN
         rejected = Signal(8)
-        run_tag = Signal(RUN_TAG_BITS)  # of the last RUN accepted (0: none since reset)
+        # The tag of the last RUN accepted (0: none since power-up). Kept across a reset,
+        # so a host can tell a RUN that never arrived (the previous tag) from one that a
+        # reset cut short (its tag, neither busy nor done).
+        run_tag = Signal(RUN_TAG_BITS, reset_less=True)
         m.d.sync += sticky.eq(sticky | Cat(self.rx_overrun, self.rx_framing_error, 0))
 
         # One CRC register serves the request (checked) and the response (generated): the
