@@ -484,11 +484,11 @@ class HostDriver:
         Each RUN carries a run tag (1..3, the one after the device's last); when its
         response is lost or corrupted, STATUS tells whether the device accepted it (the
         device keeps the tag across a reset): its tag there and DONE mean the RUN ran (the
-        result and cycles are then STATUS's), its tag without BUSY or DONE that a reset cut
-        it short (LinkError), the previous tag that it did not arrive (it is sent again, up
-        to ``retries`` times). When the driver has not seen the device's tag yet (no STATUS
-        or RUN on this driver), whether it ran is unknown and LinkError says so in one
-        sentence.
+        result and cycles are then STATUS's); its tag without BUSY or DONE that a reset cut
+        it short or cleared its result (LinkError); the previous tag that it never arrived
+        (it is sent again, up to ``retries`` times). When the driver has not seen the
+        device's tag yet (no STATUS or RUN on this driver), whether it ran is unknown and
+        LinkError says so in one sentence.
         """
         mask = (1 << RUN_TAG_BITS) - 1
         for attempt in range(self.retries + 1):
@@ -522,7 +522,8 @@ class HostDriver:
                     raise LinkTimeout(f"{head} and the device is still running it") from None
                 if not st.done:
                     raise type(lost)(f"{head} and the device took it but shows it neither "
-                                     f"running nor done: a reset cut it short") from None
+                                     f"running nor done: a reset cut it short or cleared its "
+                                     f"result") from None
                 return st.result, st.cycles
             if st.run_tag != before:
                 raise type(lost)(f"{head} and the device reports run tag {st.run_tag}, neither "

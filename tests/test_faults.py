@@ -192,7 +192,8 @@ def test_lost_run_response_fails_in_one_sentence_when_unresolvable():
     drv = HostDriver(t, retries=2)
     drv.status()
     with pytest.raises(LinkError, match="the device took it but shows it neither running "
-                                        "nor done: a reset cut it short$"):
+                                        "nor done: a reset cut it short or cleared its "
+                                        "result$"):
         drv.run()
     assert len(t.sent) == 3
     # A tag that is neither (the device was powered off and on): unknown.
