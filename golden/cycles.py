@@ -214,17 +214,20 @@ def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
     """EMBED of one row of ``k`` weight words (``B`` = :func:`weight_word_bits` / 8 bytes a
     word: ``2 * lanes / 8`` for I2, ``lanes / 5`` for T3)::
 
-        3 + 2 + k * (B + 1)       (k >= 1)
+        3 + 2 + 1 + k * B         (k >= 1, B >= 2)
+        3 + 2 + 2 k               (k >= 1, B = 1)
         3 + 2                      (k = 0)
 
     (with ``WIDE``, 16-bit halfwords: ``B / 2`` for ``B``; B even)
 
     Source: hw/sequencer.py states EMB_TOK (1 cycle: the token id, addressed in EXEC, is
-    registered), EMB_ROW (1: the row's word address ``wbase + token * k``), then per word
-    EMB_READ (1: the weight memory reads the word; EMBED reads the memory directly, not
-    through the streamer, so the format only sets ``B``) and EMB_RUN (``B``: one byte a
-    cycle, all ``B`` even past ``n``). The bytes written are ``min(n, k B)``; ``n`` does not
-    change the count.
+    registered), EMB_ROW (1: the row's word address ``wbase + token * k``), EMB_READ (1:
+    the weight memory reads the first word; EMBED reads the memory directly, not through
+    the streamer, so the format only sets ``B``), then EMB_RUN, one byte a cycle, all ``B``
+    of every word even past ``n``: the next word is addressed in the cycle of a word's
+    next-to-last byte, so it is on the read port right after the last one (no bubble);
+    with one byte a word (``B = 1``) each word has its own EMB_READ. The bytes written are
+    ``min(n, k B)``; ``n`` does not change the count.
 
     Raises
     ------
@@ -241,7 +244,9 @@ def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
         nbytes //= 2
     if ins.k == 0:
         return ISSUE_CYCLES + 2
-    return ISSUE_CYCLES + 2 + ins.k * (nbytes + 1)
+    if nbytes == 1:
+        return ISSUE_CYCLES + 2 + 2 * ins.k
+    return ISSUE_CYCLES + 3 + ins.k * nbytes
 
 
 def _one_pass(ins: Instr, latency: int) -> int:

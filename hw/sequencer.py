@@ -665,15 +665,23 @@ class Sequencer(wiring.Component):
                 with m.If(~ol_is0):
                     count_row()
                 with m.If(emb_bend):
-                    m.d.sync += [emb_b.eq(0), emb_bend.eq(emb_bend_first), emb_addr.eq(emb_addr + 1),
+                    m.d.sync += [emb_b.eq(0), emb_bend.eq(emb_bend_first),
                                  f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1)]
+                    with m.If(emb_bend_first):      # one element a word: address the next now
+                        m.d.sync += emb_addr.eq(emb_addr + 1)
                     with m.If(f_jlast):
                         m.d.sync += in_embed.eq(0)
                         m.next = "FETCH"
-                    with m.Else():
+                    with m.Elif(emb_bend_first):
                         m.next = "EMB_READ"
+                    # else the next word is on w_rdata already: its first element next cycle
                 with m.Else():
                     m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_bend_next(emb_b))]
+                    with m.If(emb_bend_next(emb_b)):
+                        # The next element is the word's last (on w_rdata next cycle, read
+                        # at the address held now): address the next word, so that it is
+                        # on w_rdata in the cycle after that one (1-cycle read), no bubble.
+                        m.d.sync += emb_addr.eq(emb_addr + 1)
             with m.State("SMP_RD"):
                 # a_addr, b_addr = aux, aux + 1 (from DECODE): the LFSR state words.
                 m.d.sync += a_addr.eq(a_base)

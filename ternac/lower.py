@@ -12,7 +12,9 @@ Weight memory (words of ``2 * lanes`` bits, from word 0)
 1. every ternary matrix, in order of first use, lane-tiled I2
    (:func:`ternac.golden.packing.tile_lanes`): the weight image's tensors;
 2. every EMBED byte table, one row of ``ceil(d / (lanes / 4))`` words a token
-   (:func:`ternac.golden.packing.embedding_words`);
+   (:func:`ternac.golden.packing.embedding_words`); a table into which the lowering folded
+   the embedding's one elementwise reader (:func:`_fold_embeddings`, the LM's ``R = ADD(E,
+   E)``) as int16 rows of little-endian halfwords, twice the words, read by ``EMBED WIDE``;
 3. the *staged* constant vectors: where a word holds an even number of bytes, each as one
    row of little-endian int16 halfwords loaded before use by one ``EMBED WIDE`` (row index
    0 from the zero word); else as two int8 byte rows ``lo``, ``hi`` with ``w = 256 hi +
@@ -385,6 +387,70 @@ def _epilogues(g: Graph) -> dict[int, bool]:
     return out
 
 
+def _fold_embeddings(g: Graph, cfg: AccelConfig) -> Graph:
+    """Constant folding of a token's first elementwise op into its embedding table.
+
+    An EMBED whose output ``E`` has one reader, an elementwise single-pass op of the
+    registry (``OpSpec.epilogue``: ADD, MUL, SIGMOID, SILU, GELU) whose other operand, if
+    any, is ``E`` or a constant, computes a function of the token id alone: its output row
+    for every token is computed here with the op's own golden function (so it is the same
+    integer on every element) and stored as an int16 table, which one ``EMBED WIDE`` (16-bit
+    halfwords, one a cycle) reads in place of the EMBED and the op. The LM's residual
+    ``R = ADD(E, E; emb_res)``: EMBED (149 cycles at L=32) + ADD (138) become one EMBED WIDE
+    (165); the table takes twice the words of the byte table it replaces (65 x 32 words at
+    L=32 instead of 65 x 16). Only where a weight word holds an even number of bytes (EMBED
+    WIDE's condition, ``cfg.word_bits % 16 == 0``).
+
+    Returns a new Graph (``g`` is not changed); the EMBED nodes it writes carry
+    ``Flag.WIDE`` and their tables (V, d) int16 values; a byte table no EMBED reads any
+    more is dropped.
+    """
+    if cfg.word_bits % 16:
+        return g
+    reads = collections.Counter()
+    for nd in g.nodes:
+        for name in {nd.a, nd.b} - {None}:
+            vec = g.vecs.get(name)
+            reads[vec.parent if vec is not None and vec.kind == "view" else name] += 1
+    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    views = {v.parent for v in g.kinds("view")}
+    nodes, tables = list(g.nodes), dict(g.tables)
+    drop: set[int] = set()
+    for i, nd in enumerate(g.nodes):
+        if nd.op != Op.EMBED or nd.flags & Flag.WIDE or nd.out in keep or nd.out in views:
+            continue
+        if g.vecs[nd.out].kind != "temp" or reads[nd.out] != 1:
+            continue
+        j = next(j for j in range(i + 1, len(g.nodes))
+                 if nd.out in (g.nodes[j].a, g.nodes[j].b))
+        e = g.nodes[j]
+        es = spec(e.op)
+        if not es.epilogue or e.out in views or g.vecs[e.out].kind != "temp":
+            continue
+        others = {e.a, e.b} - {None, nd.out}
+        if any(g.vecs[o].kind != "const" for o in others):
+            continue
+        tab = g.tables[nd.weight].to(torch.int64)
+
+        def val(name):
+            return tab if name == nd.out else g.consts[name].to(torch.int64)[None].expand_as(tab)
+        a = val(e.a)
+        b = val(e.b) if e.b is not None else a
+        rows = torch.as_tensor(es.fn()(a, b, e.params)).to(torch.int64)
+        if rows.shape != tab.shape or bool(((rows < -32768) | (rows > 32767)).any()):
+            continue
+        name = f"{nd.weight}>{e.out}"
+        tables[name] = rows
+        nodes[j] = dataclasses.replace(nd, out=e.out, weight=name, flags=int(Flag.WIDE))
+        drop.add(i)
+    if not drop:
+        return g
+    nodes = [nd for i, nd in enumerate(nodes) if i not in drop]
+    used = {nd.weight for nd in nodes if nd.op == Op.EMBED}
+    return dataclasses.replace(g, nodes=nodes,
+                               tables={k: v for k, v in tables.items() if k in used})
+
+
 def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     """Weight memory, scratch layout and program for one choice of resident constants.
 
@@ -409,7 +475,12 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
                                        nd.flags & int(Flag.RELU | Flag.RAW)))
             words += t
     table_k: dict[str, int] = {}
+    wide_tables = {nd.weight for nd in g.nodes if nd.op == Op.EMBED and nd.flags & Flag.WIDE}
     for name, tab in g.tables.items():
+        if name in wide_tables:        # int16 rows as little-endian byte pairs (EMBED WIDE)
+            v = tab.to(torch.int64)
+            tab = torch.stack([v & 0xFF, (v >> 8) & 0xFF], -1).flatten(1)
+            tab = torch.where(tab >= 128, tab - 256, tab)
         rows, k = embedding_words(tab, byte_lanes)
         table_k[name] = k
         wmap[name] = (len(words), len(rows))
@@ -541,8 +612,9 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
                 b.emit(Op.MATVEC, flags=nd.flags, src=get(nd.a), dst=out_buf(nd.out), n=n,
                        k=k, wbase=wmap[nd.weight][0], m=nd.m, s=nd.s)
         elif nd.op == Op.EMBED:
-            b.emit(Op.EMBED, src=get(nd.a), dst=out_buf(nd.out), n=g.vecs[nd.out].n,
-                   k=table_k[nd.weight], wbase=wmap[nd.weight][0])
+            b.emit(Op.EMBED, flags=nd.flags & int(Flag.WIDE), src=get(nd.a),
+                   dst=out_buf(nd.out), n=g.vecs[nd.out].n, k=table_k[nd.weight],
+                   wbase=wmap[nd.weight][0])
         elif nd.op == Op.ARGMAX:
             src = bufs[nd.a]
             if nd.a not in outs or outs[nd.a][0] != "out":
@@ -627,7 +699,9 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
         e.g. a sampler's LFSR words)
     seed, temperature : recorded in the result (a sampling program)
     fuse : run each requantized MATVEC whose one reader is the next node, an epilogue op
-        of the registry, as that MATVEC's epilogue (golden/isa.py ``epi``; default True)
+        of the registry, as that MATVEC's epilogue (golden/isa.py ``epi``), and fold an
+        EMBED's one elementwise reader into an int16 table read by EMBED WIDE
+        (:func:`_fold_embeddings`); default True
 
     Returns
     -------
@@ -665,6 +739,9 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
                     f"rows of {vec.n}, where a constant row rounds to all zeros (1/{vec.n} is "
                     f"below half an LSB); rows of {vec.n} need at least {need} bits (the ISA's "
                     f"SHIFTMAX writes {SHIFTMAX_OUT_BITS})")
+    graph = g
+    if fuse:      # a token's first elementwise op folded into its embedding table
+        g = _fold_embeddings(g, cfg)
     depth = min(cfg.scratch_depth, ADDR_LIMIT)
     sizes = {name: v.numel() for name, v in g.consts.items()}
     built = _layout(g, cfg, set(sizes), fuse)
@@ -745,7 +822,7 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     return Lowered(program=prog, weight_words=words, image=image, scratch_constants=sconst,
                    inputs=inputs, states=states, outputs=outs, scratch_map=smap,
                    weight_map=wmap, staged=sorted(staged), scratch_words=work_end,
-                   trit_macs=g.trit_macs(), graph=g, cfg=cfg, seed=seed,
+                   trit_macs=g.trit_macs(), graph=graph, cfg=cfg, seed=seed,
                    temperature=temperature)
 
 

@@ -11,6 +11,7 @@ instruction's vector unit.
   the graph evaluation (the unfused one too) on every logit;
 * malformed pairs are refused by the interpreter, the cycle model and check_program.
 """
+import dataclasses
 import random
 
 import pytest
@@ -165,7 +166,8 @@ def test_lm_fused_program_equals_graph():
     im = IntLM.from_checkpoint()
     cfg = lm_config(im)
     g = im.graph()
-    fused, plain = lower(g, cfg), lower(g, cfg, fuse=False)
+    # (the unfused program is one instruction longer: no folded embedding)
+    fused, plain = lower(g, cfg), lower(g, dataclasses.replace(cfg, prog_depth=256), fuse=False)
     n_epi = sum(i.epi for i in fused.program)
     assert n_epi >= 15 and not any(i.epi for i in plain.program)
     toks = [int(t) for t in im.vocab.encode("ROMEO:").tolist()]
@@ -183,18 +185,28 @@ def test_lm_fused_program_equals_graph():
     assert cf < cp
 
 
-@pytest.mark.parametrize("lanes", [8, 32])
-def test_embed_wide_rtl_equals_interpreter(lanes):
-    """EMBED WIDE (a staged int16 constant in one instruction): every halfword of a row of
-    random int16 values, token 1 of a 2-row table, RTL == interpreter, cycles == model."""
+@pytest.mark.parametrize("lanes, wide", [(8, True), (16, True), (32, True), (8, False),
+                                         (32, False), (128, True)])
+def test_embed_rtl_equals_interpreter(lanes, wide):
+    """EMBED (bytes) and EMBED WIDE (int16 halfwords: a staged constant, or a folded
+    embedding table, in one instruction): every element of a row of random values, token 1
+    of a 3-row table, a row that ends inside its last word, RTL == interpreter, cycles ==
+    model. The shapes cover one element a word (WIDE at 8 lanes: a read a word), two (the
+    next word addressed in the cycle of the first) and more."""
     from ternac.golden.packing import embedding_words
-    rng = random.Random(SEED + lanes)
-    n = 21
-    rows = torch.tensor([[rng.randint(-32767, 32767) for _ in range(n)] for _ in range(2)])
-    pair = torch.stack([rows & 0xFF, (rows >> 8) & 0xFF], -1).flatten(1)
-    words, k = embedding_words(torch.where(pair >= 128, pair - 256, pair), 2 * lanes // 2)
+    rng = random.Random(SEED + lanes + wide)
+    n = 21 if lanes < 128 else 45
+    lim = 32767 if wide else 127
+    rows = torch.tensor([[rng.randint(-lim, lim) for _ in range(n)] for _ in range(3)])
+    if wide:
+        pair = torch.stack([rows & 0xFF, (rows >> 8) & 0xFF], -1).flatten(1)
+        words, k = embedding_words(torch.where(pair >= 128, pair - 256, pair), lanes)
+    else:
+        words, k = embedding_words(rows, lanes)
     cfg = AccelConfig(lanes=lanes)
-    prog = [Instr(Op.EMBED, flags=int(Flag.WIDE), src=5, dst=300, n=n, k=k), Instr(Op.HALT)]
+    prog = [Instr(Op.EMBED, flags=int(Flag.WIDE) if wide else 0, src=5, dst=300, n=n, k=k),
+            Instr(Op.HALT)]
+    print(f"EMBED lanes={lanes} wide={wide}: k={k} words a row")
     st = run_program(prog, words, lanes=lanes, scratch_depth=cfg.scratch_depth,
                      out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
                      scratch_init={5: [1]})
@@ -248,3 +260,49 @@ def test_norm_reuse_of_other_values_is_refused():
     with pytest.raises(MachineError, match="reuses the statistics"):
         run_program([Instr(Op.RMSNORM, src=10, aux=300, dst=600, n=8, m=1, s=20, reuse=1),
                      Instr(Op.HALT)], [0], **kw)
+
+
+@pytest.mark.parametrize("lanes", [8, 32])
+def test_folded_embedding_equals_graph(lanes):
+    """A token's first elementwise op folded into its embedding table (the lowering's
+    ``_fold_embeddings``): ``R = ADD(E, E)`` and ``S = SIGMOID(E2)`` become EMBED WIDE of
+    int16 tables, ``E3``, read twice, stays a byte EMBED; the program equals the graph's
+    evaluation on every element for every token, and is shorter in cycles than unfused."""
+    from ternac.golden.graph import Graph, Vec
+    from ternac.lower import lower
+    rng = torch.Generator().manual_seed(SEED + lanes)
+    print(f"seed {SEED + lanes}")
+    V, d = 7, 37
+    g = Graph("fold")
+    tok = g.input("token", 1)
+    for name in ("t1", "t2", "t3"):
+        g.table(name, torch.randint(-127, 128, (V, d), generator=rng))
+    c = g.const("c", torch.randint(-30000, 30000, (d,), generator=rng))
+    E = g.add(Op.EMBED, Vec("E", d, 8), tok, weight="t1")
+    R = g.add(Op.ADD, Vec("R", d, 16), E, E, m=43481, s=13, m2=0, s2=0)
+    g.add(Op.MUL, Vec("Y", d, 16), R, c, m=35034, s=25)
+    E2 = g.add(Op.EMBED, Vec("E2", d, 8), tok, weight="t2")
+    g.add(Op.SIGMOID, Vec("S", d, 16), E2, m=52964, s=10, m2=1, s2=0)
+    E3 = g.add(Op.EMBED, Vec("E3", d, 8), tok, weight="t3")
+    g.add(Op.MUL, Vec("Z", d, 16), E3, E3, m=3000, s=12)
+    g.add(Op.ADD, Vec("Z2", d, 16), E3, c, m=1, s=0, m2=1, s2=2)
+    g.outputs += ["Y", "S", "Z", "Z2", "R"]
+    cfg = AccelConfig(lanes=lanes, vector=("activation", "eltwise"))
+    fused, plain = lower(g, cfg), lower(g, cfg, fuse=False)
+    wide = [i for i in fused.program if i.op == Op.EMBED and i.flags & Flag.WIDE]
+    assert len(wide) == 2 and len(fused.program) == len(plain.program) - 2
+    assert sorted(fused.weight_map) == ["t1>R", "t2>S", "t3"]   # t1, t2 no longer stored
+    env = g.evaluate({"token": torch.arange(V)[:, None]})
+    for lw in (fused, plain):
+        for t in range(V):
+            init = {a: list(v) for a, v in lw.scratch_constants.items()}
+            init[lw.token_addr] = [t]
+            st = run_program(lw.program, lw.weight_words, lanes=lanes,
+                             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                             weight_depth=cfg.weight_depth, scratch_init=init)
+            for name in g.outputs:
+                sp, a, n = lw.outputs[name]
+                assert st.scratch[0, a:a + n].tolist() == env[name][t].tolist(), (name, t)
+    cf, cp = (C.program_cycles(x.program, lanes)["total"] for x in (fused, plain))
+    print(f"lanes {lanes}: folded {cf} cycles, unfolded {cp}")
+    assert cf < cp

@@ -189,8 +189,10 @@ def test_no_instruction_overwrites_an_operand_and_maps(tiny):
         assert [i.op for i in p[-3:]] == [Op.MATVEC, Op.ARGMAX, Op.HALT]
         assert p[-3].flags == Flag.RAW and (p[-2].src, p[-2].n) == (cm.logits_addr, 23)
         assert cm.scratch_constants[cm.state_addrs[1]] == [0] * TINY.attn_size
-        emb = cm.weight_map["embeddings"]
-        assert emb[1] == 23 * 16         # 32 bytes a row, 2 bytes a word at 8 lanes
+        # the embedding with R = ADD(E, E) folded in: int16 rows, 32 halfwords a row, one
+        # a word at 8 lanes (the byte table is no longer stored)
+        emb = cm.weight_map["embeddings>R"]
+        assert emb[1] == 23 * 32 and "embeddings" not in cm.weight_map
 
 
 def test_flagship_shape_fits_the_up5k():
