@@ -46,7 +46,8 @@ stream-modes: $(STAMP)
 # L=128) build/bench/lm-<name>.json: RTL cycles a token, the fraction of the weight-stream
 # bound, Fmax and resources of its board build, tokens/s. The builds go through the sweep's
 # record cache (build/sweep/cache): a re-run with the same inputs builds nothing; a changed
-# tree builds again (the ULX3S L=128 place and route: tens of minutes on 2 cores).
+# tree builds again (the ULX3S L=128 place and route: routing alone did not finish in 10
+# minutes on an unloaded core). BENCH_NO_BUILD=1: no board builds (resources modelled).
 bench: $(STAMP)
 	mkdir -p build/bench
 	$(TERNAC) run digits --backend verilator --lanes 8 --json build/bench/digits_L8.json
@@ -54,7 +55,7 @@ bench: $(STAMP)
 	$(TERNAC) bench numerics --json build/bench/numerics.json
 	$(TERNAC) generate --prompt "ROMEO:" --tokens 64 --backend verilator --json build/bench/generate_L32.json
 	$(VPY) -m ternac.sim.simspeed --tokens 16 --json build/bench/simspeed.json
-	nice -n 5 $(TERNAC) bench lm --out build/bench
+	nice -n 5 $(TERNAC) bench lm --out build/bench $(if $(BENCH_NO_BUILD),--no-build)
 
 # Every formal proof (SymbiYosys from pip; k-induction or BMC per task, see formal/units.py);
 # `make test` runs the fast ones through tests/test_formal.py.
