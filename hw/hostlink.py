@@ -230,6 +230,7 @@ class Hostlink(wiring.Component):
         # Registered compares of the length: its low byte (LEN0) against max_len's and 0,
         # the whole length against 1 (VALIDATE, for RUN in CHECK).
         lo_gt, lo_zero, len_is1 = Signal(), Signal(), Signal()
+        len_m1 = Signal(16)         # length - 1, registered in LEN1 for PAYLOAD's end test
         # RUN's start pulse, registered (CHECK sets it, it reaches the accelerator the next
         # cycle; RUN_WAIT's guard covers the extra cycle): from CHECK's decision straight
         # to the sequencer's enables it was the iCEBreaker build's critical path (29 ns).
@@ -286,7 +287,8 @@ class Hostlink(wiring.Component):
                 hi = self.rx.payload
                 too_long = (hi > (max_len >> 8)) | ((hi == (max_len >> 8)) & lo_gt)
                 with m.If(got):
-                    m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0)]
+                    m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0),
+                                 len_m1.eq(Cat(length[:8], self.rx.payload) - 1)]
                     with m.If(too_long):
                         # Too long to buffer: answer now; the rest of the frame is hunted
                         # through as noise.
@@ -305,7 +307,7 @@ class Hostlink(wiring.Component):
                         m.d.sync += args.word_select(pos[:3], 8).eq(self.rx.payload)
                     with m.If(pos >= WRITE_HEADER_BYTES):
                         m.d.comb += bw.en.eq(1)
-                    with m.If(pos == length - 1):
+                    with m.If(pos == len_m1):
                         m.next = "CRC0"
             with m.State("CRC0"):
                 m.d.comb += [self.rx.ready.eq(1), receiving.eq(1)]
