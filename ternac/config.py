@@ -136,7 +136,8 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: :data:`LM_CONFIG` at 128 lanes with the weights in the ECP5-85F's EBR (the issue-9 ULX3S
 #: configuration): 256-bit words, 4,608 of them (the LM takes 4,360: 3,776 of trits, its
 #: 192- and 65-row matrices padded to whole 128-row tiles, 520 of the int16 embedding
-#: table, 64 of staged constants), 9 x 512 words deep in DP16KD blocks of 512 x 36 bits (72 EBR, derived).
+#: table, 64 of staged constants), 9 x 512 words deep in DP16KD blocks of 512 x 36 bits
+#: (72 EBR, derived).
 LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
 #: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
