@@ -70,6 +70,7 @@ LAYER = {
     "ternac.power": "front",
     "ternac.report": "front",
     "ternac.sweep": "front",
+    "ternac.bench": "front",
     "ternac.simcli": "front",
     # pure data placed below its folder: board and device facts (no imports of the package)
     "ternac.boards.facts": "compiler",
