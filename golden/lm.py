@@ -957,14 +957,20 @@ def expected_shapes(config: LMConfig, where: str = "", *, max_tensors: int | Non
     Raises
     ------
     CheckpointImportError if the model would have more than ``max_tensors`` tensors (a
-    checkpoint's count: a config declaring more layers than its file holds).
+    checkpoint's count: a config declaring more layers than its file holds) or a tensor too
+    large for torch to index.
     """
     if max_tensors is not None and config.num_hidden_layers > max_tensors:
         raise CheckpointImportError(f"checkpoint {where}: its config declares "
                                     f"{config.num_hidden_layers} layers, more than the file's "
                                     f"{max_tensors} tensors")
-    with torch.device("meta"):
-        return {k: tuple(v.shape) for k, v in MatMulFreeLM(config).state_dict().items()}
+    try:
+        with torch.device("meta"):
+            return {k: tuple(v.shape) for k, v in MatMulFreeLM(config).state_dict().items()}
+    except (RuntimeError, OverflowError, MemoryError):   # e.g. 2**31 x 2**31 elements
+        raise CheckpointImportError(f"checkpoint {where}: its config declares tensors too large "
+                                    f"for torch to index (hidden_size {config.hidden_size}, "
+                                    f"intermediate_size {config.intermediate_size})") from None
 
 
 def check_state(expected: dict[str, tuple], tensors: dict[str, torch.Tensor], where: str,

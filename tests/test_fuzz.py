@@ -68,9 +68,9 @@ if PROFILE not in ("ci", "fuzz"):
 COUNTS = {
     "ci": {"decode_frame": 300, "receiver": 200, "device": 150, "driver": 150, "image": 300,
            "digits": 80, "vit": 30, "lm": 30, "hgrn": 50, "bitnet": 50, "rtl": 300},
-    "fuzz": {"decode_frame": 20_000, "receiver": 10_000, "device": 6_000, "driver": 12_000,
-             "image": 20_000, "digits": 3_000, "vit": 800, "lm": 800, "hgrn": 1_200,
-             "bitnet": 1_200, "rtl": 25_000},
+    "fuzz": {"decode_frame": 15_000, "receiver": 10_000, "device": 5_000, "driver": 10_000,
+             "image": 15_000, "digits": 8_000, "vit": 3_000, "lm": 3_000, "hgrn": 4_000,
+             "bitnet": 4_000, "rtl": 25_000},
 }[PROFILE]
 # TERNAC_FUZZ_COUNTS="image=5000,rtl=100" overrides the counts of some targets (a quick run)
 for _item in filter(None, os.environ.get("TERNAC_FUZZ_COUNTS", "").split(",")):
@@ -685,7 +685,11 @@ def _digits_base():
 
 
 def _tmpdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ternac-fuzz-"))
+    import atexit
+    import shutil
+    path = Path(tempfile.mkdtemp(prefix="ternac-fuzz-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 def _write(path: Path, tensors: dict, metadata: dict, draw) -> None:
@@ -828,6 +832,8 @@ def _lm_base():
 LM_CASES = {
     "huge hidden": lambda t, m: (t, _with_config(m, hidden_size=1 << 20,
                                                  intermediate_size=1 << 20)),
+    # meta-device shapes of 2**31 x 2**31 elements: RuntimeError (storage size overflowed)
+    "hidden 2**31": lambda t, m: (t, _with_config(m, hidden_size=1 << 31)),
     "hidden_ratio inf": lambda t, m: (t, _with_config(m, intermediate_size=None,
                                                       hidden_ratio=math.inf)),
     # torch has no isfinite for float8 (NotImplementedError): read exactly as float32 now
@@ -838,6 +844,7 @@ LM_CASES = {
 @fuzz("lm")
 @given(data=st.data(), case=st.none())
 @example(data=None, case="huge hidden")
+@example(data=None, case="hidden 2**31")
 @example(data=None, case="hidden_ratio inf")
 @example(data=None, case="float8 tensor")
 def test_lm_checkpoint(data, case):
@@ -898,6 +905,7 @@ HGRN_CASES = {
         {**c, "hidden_size": 1 << 20, "intermediate_size": 1 << 20},
         {"x" + k: v for k, v in t.items()}),
     "billions of layers": lambda c, t: ({**c, "num_hidden_layers": 10 ** 9}, t),
+    "hidden 2**31": lambda c, t: ({**c, "hidden_size": 1 << 31, "intermediate_size": 1 << 31}, t),
     "float8 tensor": lambda c, t: (c, _retyped(t, "lm_head.weight", torch.float8_e5m2)),
 }
 
@@ -907,6 +915,7 @@ HGRN_CASES = {
 @example(data=None, case="huge hidden, no board")
 @example(data=None, case="huge hidden, renamed tensors")
 @example(data=None, case="billions of layers")
+@example(data=None, case="hidden 2**31")
 @example(data=None, case="float8 tensor")
 def test_hgrn_import(data, case):
     from ternac.golden.lm_import import inspect_checkpoint, load_hf_checkpoint
