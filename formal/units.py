@@ -784,7 +784,8 @@ def sequencer_dot_harness(*, broken: str | None = None):
 
 # --- Multi-pass vector units: Norm (2 passes), Shiftmax (3) --------------------------------
 
-def _multipass_properties(m, dut, t, *, passes, shared, final_only, name):
+def _multipass_properties(m, dut, t, *, passes, shared, final_only, name, skip=None,
+                          unit_skip=None):
     """A unit that streams each vector ``passes`` times and emits one output per element
     of the final pass: the contract on ``o``; outputs only for final-pass elements, one
     each (in flight == the final-pass elements in valid stages: none dropped or doubled).
@@ -792,36 +793,71 @@ def _multipass_properties(m, dut, t, *, passes, shared, final_only, name):
     ``shared``: the valid stages that carry every pass (final-pass elements in them while
     the unit's pass index is the final one); ``final_only``: stages only final-pass
     elements reach. The harness tracks the pass from the ``last`` flags it sends.
+
+    ``skip``: the unit's port that streams a vector once, as its final pass (Norm's
+    ``reuse``). The harness drives it with any value, changed only where the contract
+    lets it change: between vectors (the environment at pass 0 with no beat of the vector
+    sent, every output of the previous vector taken; the sequencer's ``vins`` changes at
+    a vector instruction's start, after the previous one's results are written).
+    ``unit_skip``: the unit's own port, tied to 0 (a broken variant; ``skip`` is then the
+    environment's signal alone).
     """
     drive_sink(m, dut.o, name="o")
     assert_source(m, dut.o, name="o")
     fire = transfers(dut.i)
     p = Signal(range(passes), name="env_pass")         # the pass the environment streams
-    with m.If(fire & dut.i.payload.last):
-        m.d.sync += p.eq(Mux(p == passes - 1, 0, p + 1))
+    mid = Signal(name="env_mid_pass")                  # a beat of this pass sent, not last
     final = p == passes - 1
-    inflight = counter(m, fire & final, dec=transfers(dut.o), bits=6, name="final_inflight")
+    inflight = Signal(6, name="final_inflight")
+    if skip is not None:
+        boundary = (p == 0) & ~mid & (inflight == 0)
+        skip_q = Signal(name="env_skip_held")
+        m.d.comb += skip.eq(Mux(boundary, AnySeq(1), skip_q))
+        m.d.sync += skip_q.eq(skip)
+        if unit_skip is not None:          # the broken variant: the unit never skips
+            m.d.comb += unit_skip.eq(0)
+        final = final | skip
+    with m.If(fire):
+        m.d.sync += mid.eq(~dut.i.payload.last)
+    with m.If(fire & dut.i.payload.last):
+        m.d.sync += p.eq(Mux(final, 0, p + 1))
+    m.d.sync += inflight.eq(inflight + (fire & final) - transfers(dut.o))
     pass_idx = probe(t, "pass_idx")
     in_stream = fsm_state(t, "STREAM", fsm="pass_fsm")
+    in_drain = fsm_state(t, "DRAIN", fsm="pass_fsm")
+    in_work = fsm_state(t, "WORK", fsm="pass_fsm")
+    unit_final = pass_idx == passes - 1
+    if skip is not None:
+        unit_final = unit_final | skip
     m.d.comb += Assert(
-        inflight == Mux(pass_idx == passes - 1, sum(shared), 0) + sum(final_only)
+        inflight == Mux(unit_final, sum(shared), 0) + sum(final_only)
         + dut.o.valid, "one output per final-pass element, none dropped or doubled")
     with m.If(dut.o.valid):
         m.d.comb += Assert(inflight != 0, "o: no output without a final-pass element")
     # induction invariants: the unit's pass index follows the environment's passes (it
     # moves on after the drain and the once-a-vector work), and its FSM is in a state
+    drained_final = Mux(unit_final, 0, pass_idx + 1)   # p after a pass's DRAIN/WORK
     m.d.comb += [
-        Assert(Mux(in_stream, p == pass_idx,
-                   p == Mux(pass_idx == passes - 1, 0, pass_idx + 1)), "inv: pass index"),
+        Assert(Mux(in_stream, p == pass_idx, p == drained_final), "inv: pass index"),
         Assert(pass_idx < passes, "inv: pass index range"),
-        Assert(fsm_state(t, "STREAM", fsm="pass_fsm") | fsm_state(t, "DRAIN", fsm="pass_fsm")
-               | (sum(shared) + sum(final_only) == 0), "inv: pipeline empty in WORK"),
-        Assert((pass_idx == passes - 1) | (sum(final_only) == 0),
+        Assert(in_stream | in_drain | (sum(shared) + sum(final_only) == 0),
+               "inv: pipeline empty in WORK"),
+        Assert(unit_final | (sum(final_only) == 0),
                "inv: final-pass stages empty in other passes"),
-        Assert(~fsm_state(t, "WORK", fsm="pass_fsm") | (pass_idx < passes - 1),
-               "inv: no work after the final pass"),
+        Assert(~in_work | (pass_idx < passes - 1), "inv: no work after the final pass"),
         Assert(fsm_valid(t, fsm="pass_fsm"), "inv: pass FSM state"),
     ]
+    if skip is not None:
+        m.d.comb += [
+            Assert(~skip | ((pass_idx == 0) & ~in_work), "inv: skip only in pass 0, no work"),
+            Assert(~boundary | (in_stream & (pass_idx == 0)
+                                & (sum(shared) + sum(final_only) == 0)),
+                   "inv: idle between vectors"),
+            Assert(~((p == 0) & ~mid) | unit_final | (sum(shared) == 0),
+                   "inv: no earlier pass in flight at a vector's start"),
+        ]
+        m.d.comb += Cover(transfers(dut.o) & skip & past(m, dut.o.valid & ~dut.o.ready,
+                                                          name=f"{name}_cover_stalled"))
 
 
 _MULTIPASS_PROPS = [
@@ -846,16 +882,27 @@ def _shiftmax():
 
 @task("norm", unit="Norm (hw/norm.py), max_len 4", mode="prove", depth=4, fast=True,
       comb=_vec_comb(_norm), properties=_MULTIPASS_PROPS + [
-          "c (bias stream, bias_en): taken under the contract (assumed)"])
+          "c (bias stream, bias_en): taken under the contract (assumed)",
+          "reuse (RMSNORM on the held statistics: one pass, the final one) driven with any "
+          "value, changed only between vectors: the properties above with a vector of one "
+          "pass or of two"])
 def norm_harness(*, broken: str | None = None):
+    """``broken="unstable"``: the output glitches while stalled; ``broken="reuse_dropped"``:
+    the unit's ``reuse`` port tied to 0 while the environment streams a reuse vector once
+    (a unit, or a sequencer, that loses the reuse wire)."""
     def build(m):
-        dut, t = _instantiate(m, _norm(), broken)
+        dut, t = _instantiate(m, _norm(), None if broken == "reuse_dropped" else broken)
         _config(m, dut, ["m", "s", "eps", "mode", "neg", "bias_en", "wide"])
         assume_source(m, dut.i, name="i")
         assume_source(m, dut.c, name="c")
         v = probe_all(t, r"norm_v\d+")
-        _multipass_properties(m, dut, t, passes=2, shared=v[:2], final_only=v[2:],
-                              name="norm")
+        if broken == "reuse_dropped":
+            skip = Signal(name="env_reuse")
+            _multipass_properties(m, dut, t, passes=2, shared=v[:2], final_only=v[2:],
+                                  name="norm", skip=skip, unit_skip=dut.reuse)
+        else:
+            _multipass_properties(m, dut, t, passes=2, shared=v[:2], final_only=v[2:],
+                                  name="norm", skip=dut.reuse)
     return Harness(build, "norm")
 
 

@@ -44,7 +44,8 @@ def test_sequencer_bounded(tmp_path):
 #: (task, cover depth): each harness covers a case deep in the unit's behaviour (a transfer
 #: after a stall with the pipeline full, a tile's last result, a received byte, ...).
 COVERS = [("engine", 10), ("streamer_i2", 12), ("requant", 10), ("eltwise", 14),
-          ("uart_rx", 50), ("dot", 14), ("sequencer_live", 26), ("sequencer_live_dot", 40)]
+          ("uart_rx", 50), ("dot", 14), ("sequencer_live", 26), ("sequencer_live_dot", 40),
+          ("norm", 20)]
 
 
 @pytest.mark.parametrize("name, depth", COVERS)
@@ -66,6 +67,8 @@ BROKEN = [
     ("uart_rx", "unstable", "o: payload stable while stalled", 50),
     ("hostlink_tx", "unstable", "tx: payload stable while stalled", 12),
     ("engine", "narrow", "exact sum", 12),
+    # a reuse vector streamed once to a unit that does not see reuse: it waits for pass 1
+    ("norm", "reuse_dropped", "one output per final-pass element", 20),
 ]
 
 
