@@ -63,7 +63,7 @@ def test_lm_board_backend_without_a_port_is_one_sentence(capsys):
     assert main(["generate", "--backend", "board", "--port", "/dev/ternac-no-such-port",
                  "--tokens", "1", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("ternac: error: the serial port /dev/ternac-no-such-port does "
-                              "not exist")
+    assert err[-1].startswith("ternac: error: no board on the port /dev/ternac-no-such-port: "
+                              "it does not exist")
     assert main(["generate", "--backend", "board", "--tokens", "1", "--quiet"]) == 2
     assert "needs --port" in capsys.readouterr().err
