@@ -372,6 +372,9 @@ def streamer_harness(*, broken: str | None = None):
         # (the I2 FIFO: one entry fewer than FIFO_DEPTH, PackedWeightStreamer.fifo_depth)
         m.d.comb += Assert(level + inflight <= PackedWeightStreamer.FIFO_DEPTH - 1,
                            "inv: FIFO room reserved for the read in flight")
+        rem_zero, rem_one = probe(t, "rem_zero"), probe(t, "rem_one")
+        m.d.comb += Assert((rem_zero == (remaining == 0)) & (rem_one == (remaining == 1)),
+                           "inv: the remaining == 0 / == 1 registers")
     return Harness(build, "streamer_i2")
 
 
