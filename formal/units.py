@@ -19,7 +19,7 @@ import dataclasses
 from typing import Callable
 
 from amaranth.hdl import (Array, Assert, Assume, Cat, Const, Cover, Module, Mux, Signal,
-                          Value, signed)
+                          Value, signed, unsigned)
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -1035,3 +1035,132 @@ def streamer_t3_harness(*, broken: str | None = None):
             m.d.comb += Assert(outstanding == 0, "idle only with nothing outstanding")
     return Harness(build, "streamer_t3")
 
+
+
+# --- Multiplier pool (hw/mulpool.py) -------------------------------------------------------
+
+#: The pool's clients in the harness: name -> the (a, b) operand shapes of its products.
+#: Like the sequencer's: a requantizer ("rq": its accumulator times m, cut into a 16-bit
+#: uu chunk and a 2-bit su chunk, or a 1-bit top chunk: no slot), a fused epilogue's unit ("ep", declared concurrent with
+#: "rq": ss and uu products, one a 1-bit operand), and a client of other instructions
+#: ("em": a 24-bit signed a, an su and an ss chunk; a 40-bit one, three chunks), so that
+#: with sharing on every slot type is shared by two clients, except where the concurrent
+#: pair must stay apart.
+POOL_CLIENTS = {
+    "rq": [(signed(18), unsigned(16)), (signed(17), unsigned(16))],
+    "ep": [(signed(16), signed(16)), (unsigned(16), unsigned(16)), (unsigned(1), signed(9))],
+    "em": [(signed(24), signed(16)), (unsigned(13), signed(16)), (signed(40), unsigned(16))],
+}
+POOL_CONCURRENT = [("rq", "ep")]
+#: The exact-product task at 4-bit slots (hw.mulpool.SLOT_BITS and MAX_A_BITS set for
+#: its elaboration only; the pool's code reads them when it runs): a SAT solver does not
+#: show a 16 x 16 product equal to its chunked sum in reasonable time (no answer in 10 min,
+#: nor with b narrowed to 4 bits, since the slot is still 16 x 16), and the chunking is
+#: the same code at every slot width. The same clients, their shapes scaled by 4 / 16
+#: (one, two and three chunks, a 1-bit operand, top chunks of 2 bits and of 1: no slot).
+POOL_SLOT_SMALL = 4
+POOL_CLIENTS_SMALL = {
+    "rq": [(signed(6), unsigned(4)), (signed(5), unsigned(4))],
+    "ep": [(signed(4), signed(4)), (unsigned(4), unsigned(4)), (unsigned(1), signed(3))],
+    "em": [(signed(6), signed(4)), (unsigned(3), signed(4)), (signed(10), unsigned(4))],
+}
+
+
+def _pool_concurrent(a, b):
+    return (a, b) in POOL_CONCURRENT or (b, a) in POOL_CONCURRENT
+
+
+def mulpool_harness(*, broken: str | None = None, share_above: int = 0,
+                    small: bool = False):
+    """The pool alone, its clients' operands and enables free (AnySeq). The pool has no
+    state (products are combinational: latency 0, each client registers its own), so
+    depth 1 is a proof for every cycle.
+
+    ``small`` False: the routing proof at full width (every slot's operands are those of
+    the one client using it that is enabled alone, so its product is that client's);
+    True: at :data:`POOL_SLOT_SMALL`-bit slots, every product compared with ``a * b``.
+    ``broken="undeclared"``: the pool is not told that "rq" and "ep" run together (they
+    then share a slot)."""
+    from ternac.hw.mulpool import MulPool
+
+    if broken not in (None, "undeclared"):
+        raise ValueError(f"unknown broken variant {broken!r}")
+
+    def build(m):
+        from ternac.hw import mulpool as mp
+        saved = mp.SLOT_BITS, mp.MAX_A_BITS
+        if small:
+            mp.SLOT_BITS, mp.MAX_A_BITS = POOL_SLOT_SMALL, 3 * POOL_SLOT_SMALL
+        try:
+            _mulpool_build(m, MulPool(name="fp", share_above=share_above))
+        finally:
+            mp.SLOT_BITS, mp.MAX_A_BITS = saved
+
+    def _mulpool_build(m, pool):
+        clients = POOL_CLIENTS_SMALL if small else POOL_CLIENTS
+        if broken is None:
+            for a, b in POOL_CONCURRENT:
+                pool.concurrent(a, b)
+        en = {c: Signal(name=f"en_{c}") for c in clients}
+        checks = []
+        for c, shapes in clients.items():
+            m.d.comb += en[c].eq(AnySeq(1))
+            mul = pool.client(c, en=en[c])
+            for k, (sa, sb) in enumerate(shapes):
+                a, b = Signal(sa, name=f"{c}_a{k}"), Signal(sb, name=f"{c}_b{k}")
+                m.d.comb += [a.eq(AnySeq(sa.width)), b.eq(AnySeq(sb.width))]
+                p = Signal((a * b).shape(), name=f"{c}_p{k}")
+                m.d.comb += p.eq(mul(a, b))
+                checks.append((c, k, p, a * b))
+        pt = elaborate_tree(pool)
+        m.submodules.pool = pt                        # after its clients (the pool's rule)
+        n_chunks = len(pool._chunks)
+        if share_above == 0 and pool.n_slots >= n_chunks:
+            raise AssertionError(f"the pool shares no slot ({pool.n_slots} slots, "
+                                 f"{n_chunks} chunk products)")
+        names = list(clients)
+
+        def alone(c):
+            v = en[c]
+            for d in names:
+                if d != c and not _pool_concurrent(c, d):
+                    v = v & ~en[d]
+            return v
+        if small:
+            for c, k, p, ref in checks:
+                with m.If(alone(c)):
+                    m.d.comb += Assert(p == ref, f"{c}: product equals a*b (alone but for "
+                                       "its declared concurrent clients)")
+        else:
+            for k, slot in enumerate(pool._slots):
+                sa, sb = probe(pt, f"fp_a{k}"), probe(pt, f"fp_b{k}")
+                for c, ua, ub in slot.uses:
+                    with m.If(alone(c.name)):
+                        m.d.comb += Assert((sa == ua) & (sb == ub),
+                                           f"{c.name}: slot operands are its own (alone but "
+                                           "for its declared concurrent clients)")
+        clash = [en[a] & en[b] for i, a in enumerate(names) for b in names[i + 1:]
+                 if not _pool_concurrent(a, b)]
+        m.d.comb += Assert(pool.conflict == Cat(*clash).any(),
+                           "conflict iff two clients not declared concurrent are enabled")
+        m.d.comb += Cover(en["rq"] & en["ep"] & (checks[0][2] != 0) & (checks[1][2] != 0))
+    return Harness(build, "mulpool")
+
+
+task("mulpool", unit="MulPool (hw/mulpool.py), slots shared (share_above 0), 3 clients",
+     mode="prove", depth=1, fast=True, properties=[
+         "every slot used by a client that is enabled with no other client but those "
+         "declared concurrent with it multiplies that client's chunk operands (16-bit "
+         "operands, every value; a slot's product is its operands' product by "
+         "construction): the concurrent pair on disjoint slots, the others gated",
+         "conflict is 1 exactly when two clients not declared concurrent are enabled",
+         "(elaboration) slots are shared: fewer slots than chunk products",
+     ])(mulpool_harness)
+task("mulpool_exact", unit=f"MulPool (hw/mulpool.py), shared, {POOL_SLOT_SMALL}-bit slots",
+     mode="prove", depth=1, fast=True, properties=[
+         "every product of a client equals a*b exactly (every value; a of 1 to 10 bits: "
+         "one, two and three chunks, a 1-bit chunk; slots of 4 x 4 bits) in the cycle "
+         "(latency 0) whenever the only other clients enabled are those declared "
+         "concurrent with it",
+         "conflict is 1 exactly when two clients not declared concurrent are enabled",
+     ])(lambda *, broken=None: mulpool_harness(broken=broken, small=True))

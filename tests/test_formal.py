@@ -45,7 +45,7 @@ def test_sequencer_bounded(tmp_path):
 #: after a stall with the pipeline full, a tile's last result, a received byte, ...).
 COVERS = [("engine", 10), ("streamer_i2", 12), ("requant", 10), ("eltwise", 14),
           ("uart_rx", 50), ("dot", 14), ("sequencer_live", 26), ("sequencer_live_dot", 40),
-          ("norm", 20)]
+          ("norm", 20), ("mulpool", 1), ("mulpool_exact", 1)]
 
 
 @pytest.mark.parametrize("name, depth", COVERS)
@@ -69,6 +69,9 @@ BROKEN = [
     ("engine", "narrow", "exact sum", 12),
     # a reuse vector streamed once to a unit that does not see reuse: it waits for pass 1
     ("norm", "reuse_dropped", "one output per final-pass element", 20),
+    # the requantizer and the epilogue's unit not declared concurrent: they share a slot
+    ("mulpool", "undeclared", "rq: slot operands are its own", 1),
+    ("mulpool_exact", "undeclared", "rq: product equals a*b", 1),
 ]
 
 
