@@ -42,7 +42,7 @@ from .resources import FitError
 
 __all__ = ["BuildError", "FitError", "TimingError", "tool_env", "build_board", "check_timing",
            "build_unit", "parse_reports", "unit_names", "OOCWrapper", "check_freq",
-           "check_build_dir", "MAX_FREQ_MHZ"]
+           "check_build_dir", "is_build_folder", "MAX_FREQ_MHZ", "MIN_FREQ_MHZ"]
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -74,6 +74,9 @@ _UTIL = {
 #: The highest clock a build accepts, MHz: above what any fabric of these devices clocks
 #: (iCE40 UP5K and ECP5 logic reach a few hundred MHz at most); a higher --freq is a typo.
 MAX_FREQ_MHZ = 1000.0
+#: The lowest clock a build accepts, MHz: nextpnr fails on a clock period it cannot
+#: represent (``--freq 1e-300`` passed a check of "above 0" and failed in place and route).
+MIN_FREQ_MHZ = 1.0
 
 
 def check_freq(freq_mhz, what: str = "--freq") -> float | None:
@@ -88,8 +91,8 @@ def check_freq(freq_mhz, what: str = "--freq") -> float | None:
         f = float(freq_mhz)
     except (TypeError, ValueError):
         raise ValueError(f"{what} must be a number of MHz, not {freq_mhz!r}") from None
-    if not math.isfinite(f) or f <= 0 or f > MAX_FREQ_MHZ:
-        raise ValueError(f"{what} must be a clock in MHz above 0 and at most "
+    if not math.isfinite(f) or f < MIN_FREQ_MHZ or f > MAX_FREQ_MHZ:
+        raise ValueError(f"{what} must be a clock in MHz from {MIN_FREQ_MHZ:g} to "
                          f"{MAX_FREQ_MHZ:g}, not {freq_mhz!r}")
     return f
 
@@ -101,6 +104,31 @@ def check_build_dir(build_dir) -> None:
         return
     from ternac.errors import check_output_dir
     check_output_dir(str(build_dir), "build folder")
+    # A finished build replaces its folder whole (the old one is deleted): refuse a folder
+    # that holds the user's own files, the current folder or one above it, the repository.
+    real = os.path.realpath(build_dir)
+    cwd = os.path.realpath(os.getcwd())
+    repo = os.path.realpath(REPO)
+    if (real == cwd or cwd.startswith(os.path.join(real, "")) or real == repo
+            or repo.startswith(os.path.join(real, ""))):
+        raise ValueError(f"the build folder {build_dir} is the current folder, one above it "
+                         f"or the repository, which a build would replace whole; name a new "
+                         f"folder")
+    if os.path.isdir(real) and os.listdir(real) and not is_build_folder(real):
+        raise ValueError(f"the build folder {build_dir} holds files that are not a ternac "
+                         f"build (no report.json), which a build would delete; name a new or "
+                         f"empty folder")
+
+
+def is_build_folder(path) -> bool:
+    """Whether ``path`` is a folder a previous ternac build left: it holds the build's
+    ``report.json`` (written last: a JSON object with ``fmax_MHz_achieved``)."""
+    try:
+        with open(os.path.join(path, "report.json"), encoding="utf-8") as f:
+            rep = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(rep, dict) and "fmax_MHz_achieved" in rep
 
 
 class BuildError(RuntimeError):
@@ -364,7 +392,7 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
 
     Raises
     ------
-    ValueError for a bad board, a frequency that is not finite, above 0 and at most
+    ValueError for a bad board, a frequency that is not finite, from MIN_FREQ_MHZ to
     MAX_FREQ_MHZ, a build folder that is a file, or a memory that does not fit;
     FitError (one sentence, before synthesis) for a design that cannot fit, or when place
     and route runs out of cells; BuildError when a tool fails; TimingError when Fmax misses
@@ -608,8 +636,8 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
 
     Raises
     ------
-    ValueError for an unknown unit or device, a frequency that is not finite, above 0 and
-    at most MAX_FREQ_MHZ, or a build folder that is a file; BuildError when a tool fails;
+    ValueError for an unknown unit or device, a frequency that is not finite, from MIN_FREQ_MHZ
+    to MAX_FREQ_MHZ, or a build folder that is a file; BuildError when a tool fails;
     FitError when place and route runs out of cells.
     """
     dev = facts.device(device)

@@ -78,7 +78,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import pathlib
 import sys
@@ -193,9 +192,12 @@ def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool =
         except ValueError as exc:
             raise InputError(f"--lanes: {exc}") from None
     freqs = [None] if not freqs else list(freqs)
+    from ternac.boards.build import check_freq
     for f in freqs:
-        if f is not None and not (math.isfinite(f) and f > 0):
-            raise InputError(f"--freq must be positive and finite MHz, not {f!r}")
+        try:
+            check_freq(f)              # the bounds a board build takes (1e9 MHz was accepted)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     seeds = [None] if not seeds else list(seeds)
     if model == "digits" and seeds != [None]:
         raise InputError("--seed seeds the LM's sampler; the digits model has none, so "

@@ -191,6 +191,16 @@ ROWS = [
      "weight memory", []),
     ("existing-build-kept-on-failure", "build unit engine --freq 0 --build-dir {dir}", 2,
      "--freq", []),
+    ("user-folder-as-build-dir", "build unit engine --build-dir {dir}", 2,
+     "holds files that are not a ternac build", []),
+    ("user-folder-as-board-build-dir", "build --board icebreaker --build-dir {dir}", 2,
+     "holds files that are not a ternac build", []),
+    ("current-folder-as-build-dir", "build unit engine --build-dir .", 2,
+     "is the current folder, one above it or the repository", []),
+    ("parent-folder-as-build-dir", "build unit engine --build-dir ..", 2,
+     "is the current folder, one above it or the repository", []),
+    ("sweep-freq-1e9", "sweep --board icebreaker --lanes 8 --freq 1e9 --no-build", 2,
+     "--freq must be a clock in MHz from 1 to 1000", []),
     # --- an unwritable output ---------------------------------------------------------
     ("unwritable-compile-out", "compile digits --out /sys/ternac-out", 2, "not writable", []),
     ("unwritable-verilog-out", "verilog --out /sys/ternac-out", 2, "not writable", []),
@@ -207,10 +217,10 @@ ROWS = [
      "not writable", []),
     # --- a clock that is not a clock ---------------------------------------------------
     *[(f"unit-freq-{f}", f"build unit engine --freq {f}", 2,
-       "--freq must be a clock in MHz above 0 and at most 1000", [])
-      for f in ("inf", "nan", "0", "-12", "1e9")],
+       "--freq must be a clock in MHz from 1 to 1000", [])
+      for f in ("inf", "nan", "0", "-12", "1e9", "1e-300")],
     *[(f"board-freq-{f}", f"build --board icebreaker --freq {f} --build-dir {{tmp}}/b", 2,
-       "--freq must be a clock in MHz above 0 and at most 1000", ["{tmp}/b"])
+       "--freq must be a clock in MHz from 1 to 1000", ["{tmp}/b"])
       for f in ("inf", "nan", "0", "-12", "1e9")],
     ("freq-not-a-number", "build unit engine --freq fast", 2, "invalid float value", []),
     ("baud-0", "build --board icebreaker --baud 0", 2, "--baud must be a positive rate", []),
@@ -560,3 +570,44 @@ def test_the_digits_recipe_reproduces_the_committed_checkpoint(tmp_path):
     for k in want:
         assert torch.equal(got[k], want[k]), k
     assert f"{r['int_accuracy']:.4f}" == COMMITTED_RECIPE["int_accuracy"] == "0.9694"
+
+
+def test_build_staging_keeps_the_old_folder(tmp_path):
+    """A board or unit build replaces its folder whole only on success (boards/build.py
+    _Staged): a failure after staging leaves the previous build as it was (its own files
+    go to <folder>.failed); a finished build replaces a previous ternac build; a folder of
+    the user's files, the current folder and the repository are refused before any work."""
+    import json
+
+    from ternac.boards.build import REPO as BREPO
+    from ternac.boards.build import _Staged, check_build_dir, is_build_folder
+    final = tmp_path / "b"
+    final.mkdir()
+    (final / "report.json").write_text(json.dumps({"fmax_MHz_achieved": 40.0}))
+    (final / "top.bin").write_text("old")
+    assert is_build_folder(final)
+    check_build_dir(final)                          # a previous build may be replaced
+    with pytest.raises(RuntimeError, match="injected"):
+        with _Staged(final) as stage:
+            (stage.dir / "top.bin").write_text("new")
+            raise RuntimeError("injected after staging")
+    assert (final / "top.bin").read_text() == "old"
+    assert (tmp_path / "b.failed" / "top.bin").read_text() == "new"
+    with _Staged(final) as stage:
+        (stage.dir / "top.bin").write_text("new")
+        stage.finish({"fmax_MHz_achieved": 41.0})
+    assert (final / "top.bin").read_text() == "new" and not (tmp_path / "b.failed").exists()
+    assert sorted(os.listdir(tmp_path)) == ["b"]
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("keep")
+    (user / "report.json").write_text("{\"mine\": 1}")      # not a build's report
+    with pytest.raises(ValueError, match="not a ternac build"):
+        check_build_dir(user)
+    check_build_dir(tmp_path / "new")                # a new folder and an empty one are fine
+    (tmp_path / "empty").mkdir()
+    check_build_dir(tmp_path / "empty")
+    for bad in (os.getcwd(), os.path.dirname(os.getcwd()), str(BREPO)):
+        with pytest.raises(ValueError, match="current folder, one above it or the repository"):
+            check_build_dir(bad)
+    assert (user / "notes.txt").read_text() == "keep"
