@@ -465,11 +465,13 @@ def validation(path=None) -> list[dict]:
     for e in data["entries"]:
         if "board" not in e:
             continue
-        # The data's builds measured the RTL before the multiplier pool: their DSPs are
-        # the per-unit sums (the pool's count is derived from the current RTL instead).
-        est = estimate(_config(e["config"]), e["board"], path=path, pool=False)
+        # A build from before the multiplier pool measured per-unit multipliers (DSP the
+        # per-unit sums); one with ``"mulpool": true`` measured the pool, whose slot count
+        # is derived from the current RTL (:func:`_pool_slots`).
+        pool = bool(e.get("mulpool", False))
+        est = estimate(_config(e["config"]), e["board"], path=path, pool=pool)
         rows.append({"board": e["board"], "model": e.get("model"), "lanes": e["lanes"],
-                     "role": e.get("role"), "command": e["command"],
+                     "role": e.get("role"), "command": e["command"], "mulpool": pool,
                      "figures": compare(est, e["measured"])})
     return rows
 
