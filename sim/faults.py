@@ -499,6 +499,8 @@ class Campaign:
         self.hangs = []
         self.max_op_ns = {}
         self.readbacks = 0
+        self.readback_mismatches = 0    # (read-back, space) pairs that differed from the model
+        self.since_readback = set()     # the fault kinds of the trials since the last read-back
         self.rejected = 0
         cocotb.start_soon(self._monitor())
 
@@ -706,6 +708,7 @@ class Campaign:
         st = await self.probe()
         outside = self.apply_writes(op)
         key = f"{direction}/{kind}"
+        self.since_readback.add(key)
         self.by_op.setdefault(op[0], 0)
         self.by_op[op[0]] += 1
         if st is None:
@@ -774,15 +777,24 @@ class Campaign:
         self.runs, self.rejected = st.result, st.rejected
 
     async def readback(self):
-        """Every memory read back (faults off) and compared with the model."""
+        """Every memory read back (faults off) and compared with the model. Each space that
+        differs is one silent corruption (``readback_mismatches``, in the totals' count);
+        it is also counted in that fault kind's ``readback_mismatches`` when every trial
+        since the previous read-back was of one kind."""
         self.readbacks += 1
+        kinds, self.since_readback = self.since_readback, set()
         for space in SPACES:
             got = await self.drv.read_mem(space, 0, LIMITS[space])
             want = self.model_read(space, 0, LIMITS[space])
             if got != want:
                 bad = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+                self.readback_mismatches += 1
+                if len(kinds) == 1:
+                    s = self.stats[next(iter(kinds))]
+                    s["readback_mismatches"] = s.get("readback_mismatches", 0) + 1
                 self.corruptions.append(f"read-back of space {space} word {bad}: "
-                                        f"{got[bad]:#x}, model {want[bad]:#x}")
+                                        f"{got[bad]:#x}, model {want[bad]:#x} (trial kinds "
+                                        f"since the last read-back: {sorted(kinds) or 'none'})")
 
 
 #: The longest a driver operation may take under one fault (simulated ns): three attempts
@@ -795,6 +807,9 @@ def _summary(c: Campaign) -> dict:
     keys = ("injected", "detected", "recovered", "masked", "failed_clearly",
             "silently_corrupted", "hung")
     totals = {k: sum(s[k] for s in c.stats.values()) for k in keys}
+    # a read-back that differs from the model is a silent corruption, whichever trial did it
+    totals["readback_mismatches"] = c.readback_mismatches
+    totals["silently_corrupted"] += c.readback_mismatches
     return {"totals": totals, "by_fault": c.stats, "by_op": c.by_op,
             "max_op_us": {k: round(v / 1e3, 1) for k, v in c.max_op_ns.items()},
             "errors": dict(sorted(c.errors.items(), key=lambda kv: -kv[1])[:40]),
@@ -803,12 +818,14 @@ def _summary(c: Campaign) -> dict:
 
 
 #: Deliberately broken drivers (tests/test_faults.py: the campaign's checks can fail).
-BROKEN = ("no_crc", "addr_plus_one")
+BROKEN = ("no_crc", "addr_plus_one", "lost_write")
 
 
 def _break_driver(broken):
     """Break the driver in this simulator process: ``no_crc`` accepts a response whatever
-    its CRC; ``addr_plus_one`` writes every WRITE_MEM one address above the one asked."""
+    its CRC; ``addr_plus_one`` writes every WRITE_MEM one address above the one asked;
+    ``lost_write`` breaks the campaign's memory model instead: it loses the set-up's first
+    monitored write batch's last word, so only a read-back can see the difference at once."""
     import ternac.hostdriver as hd
     if broken is None:
         return
@@ -823,6 +840,15 @@ def _break_driver(broken):
         def shifted(self, space, addr, words):
             return write(self, space, addr + 1 if len(words) < LIMITS[space] else addr, words)
         hd.HostDriver._write_mem = shifted
+    elif broken == "lost_write":
+        apply = Campaign.apply_writes
+
+        def lossy(self, op):
+            if self.writes and not getattr(self, "lost", False):
+                self.lost = True
+                self.writes.pop()
+            return apply(self, op)
+        Campaign.apply_writes = lossy
     else:
         raise ValueError(f"unknown broken driver {broken!r}")
 
@@ -1123,7 +1149,8 @@ def main(argv=None) -> int:
     t = rep["totals"]
     print(f"seed {a.seed}: {t['injected']} faults injected, {t['detected']} detected, "
           f"{t['recovered']} recovered, {t['failed_clearly']} failed with a clear error, "
-          f"{t['masked']} masked, {t['silently_corrupted']} silently corrupted, "
+          f"{t['masked']} masked, {t['silently_corrupted']} silently corrupted "
+          f"({t['readback_mismatches']} of them found by a read-back), "
           f"{t['hung']} hung; {rep['wall_s']} s wall, {rep['sim_seconds'] * 1e3:.1f} ms simulated")
     bad = bool(t["silently_corrupted"] or t["hung"])
     if a.board_inputs:

@@ -243,7 +243,9 @@ def test_campaign_slice_no_silent_corruption_no_hang(campaign_slice):
     rep = campaign_slice
     t = rep["totals"]
     assert t["injected"] == SLICE
-    assert t["silently_corrupted"] == 0, rep["corruptions"]
+    # a read-back that differs from the memory model counts as a silent corruption too
+    assert t["silently_corrupted"] == len(rep["corruptions"]) == 0, rep["corruptions"]
+    assert t["readback_mismatches"] == 0, rep["corruptions"]
     assert t["hung"] == 0, rep["hangs"]
     assert set(rep["by_fault"]) == {f"{d}/{k}" for d, k in FAULTS}
     for key, s in rep["by_fault"].items():
@@ -265,6 +267,28 @@ def test_campaign_catches_a_broken_driver(broken, what):
     rep = run_faults(SEED, 52, progress=False, broken=broken)
     assert rep["totals"]["silently_corrupted"] > 0, rep["totals"]
     assert any(what in c for c in rep["corruptions"]), rep["corruptions"][:5]
+
+
+def test_campaign_counts_a_read_back_that_differs(tmp_path, monkeypatch):
+    """A deliberately broken memory model (``lost_write``: the set-up's first write batch
+    loses its last word in the model, not in the device): the set-up's read-back differs,
+    it is counted as a silent corruption in the totals, and ``main`` (``make faults``)
+    exits 1."""
+    import json
+
+    import ternac.sim.faults as faults
+    real = faults.run_faults
+    monkeypatch.setattr(faults, "run_faults", lambda seed, n, progress=True: real(
+        seed, n, progress=False, broken="lost_write"))
+    out = tmp_path / "faults.json"
+    assert faults.main(["--seed", str(SEED), "--faults", "13", "--board-inputs", "0", "--quiet",
+                        "--json", str(out)]) == 1
+    rep = json.loads(out.read_text())
+    assert rep["broken_driver"] == "lost_write"
+    t = rep["totals"]
+    assert t["readback_mismatches"] >= 1, (t, rep["corruptions"][:5])
+    assert any(c.startswith("read-back of space") for c in rep["corruptions"]), rep["corruptions"]
+    assert t["silently_corrupted"] == len(rep["corruptions"]) >= t["readback_mismatches"], t
 
 
 def test_board_slice_real_accelerator_matches_golden_under_faults():
