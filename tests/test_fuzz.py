@@ -403,23 +403,52 @@ def _responses():
                     max_size=4).map(b"".join)
 
 
+def _valid_frames(data: bytes) -> list[bytes]:
+    """Every frame at any offset of ``data`` that the protocol's own decoder accepts (sync
+    byte, length, CRC-16): what the simulated device could have sent intact."""
+    out = []
+    for i in range(len(data)):
+        if data[i] != SYNC_RESPONSE or i + 4 > len(data):
+            continue
+        frame = data[i:i + 6 + int.from_bytes(data[i + 2:i + 4], "little")]
+        try:
+            decode_frame(frame)
+        except LinkError:
+            continue
+        out.append(frame)
+    return out
+
+
 @fuzz("driver")
 @given(op=st.sampled_from(["identify", "check_identity", "status", "run", "run_nowait",
                            "read_mem", "write_mem", "read_scratch", "write_scratch"]),
        data=_responses(), retries=st.integers(0, 2))
 def test_driver_on_any_response(op, data, retries):
     from ternac.hostdriver import HostDriver
-    drv = HostDriver(_Bytes(data), retries=retries)
-    call = {"identify": lambda: drv.identify(), "check_identity": lambda: drv.check_identity(7),
-            "status": lambda: drv.status(), "run": lambda: drv.run(),
-            "run_nowait": lambda: drv.run(wait=False),
-            "read_mem": lambda: drv.read_mem(1, 0, 3), "write_mem": lambda: drv.write_mem(1, 0, [1, 2]),
-            "read_scratch": lambda: drv.read_scratch(0, 2),
-            "write_scratch": lambda: drv.write_scratch(0, [1, -2])}[op]
+
+    def call(drv):
+        return {"identify": lambda: drv.identify(), "check_identity": lambda: drv.check_identity(7),
+                "status": lambda: drv.status(), "run": lambda: drv.run(),
+                "run_nowait": lambda: drv.run(wait=False),
+                "read_mem": lambda: drv.read_mem(1, 0, 3),
+                "write_mem": lambda: drv.write_mem(1, 0, [1, 2]),
+                "read_scratch": lambda: drv.read_scratch(0, 2),
+                "write_scratch": lambda: drv.write_scratch(0, [1, -2])}[op]()
     try:
-        call()
+        got = call(HostDriver(_Bytes(data), retries=retries))
     except LinkError as e:
         one_sentence(e)
+        return
+    # Whatever it returns (or a write's success) must come from one intact frame the device
+    # sent: the same call answered by that frame alone gives the same value. A corrupted
+    # frame (a bad CRC) is never returned as data.
+    answers = []
+    for frame in _valid_frames(data):
+        try:
+            answers.append(call(HostDriver(_Bytes(frame), retries=0)))
+        except LinkError:
+            pass
+    assert got in answers, (op, got, data.hex())
 
 
 # -- the weight image ---------------------------------------------------------------------
@@ -656,6 +685,30 @@ def _ternary(t):
     assert t.dtype == torch.int8 and bool(((t >= -1) & (t <= 1)).all())
 
 
+def _file_tensors(path: Path) -> dict:
+    """What a safetensors file holds, read by safetensors itself (a file a loader accepted
+    must parse)."""
+    from safetensors.torch import load
+    return load(path.read_bytes())
+
+
+def _same_state(model, held: dict) -> None:
+    """Every tensor the file holds is the model's tensor of that name, element for element
+    (the loaders read float32, exact for every float dtype they accept)."""
+    state = model.state_dict()
+    for k, v in held.items():
+        assert k in state, k
+        assert torch.equal(state[k].detach().cpu().to(torch.float32), v.to(torch.float32)), k
+
+
+def _same_trits(t, gamma, want_t, want_gamma) -> None:
+    """Loaded (t, gamma) equal the file's trits and scale (or their documented quantization):
+    every trit compared, gamma to float32 rounding."""
+    _ternary(t)
+    assert t.shape == want_t.shape and torch.equal(t, want_t.to(torch.int8))
+    assert math.isclose(gamma, float(want_gamma), rel_tol=1e-6), (gamma, float(want_gamma))
+
+
 class _Case:
     """A lazily built base checkpoint, shared by the examples of one target."""
     _cache: dict = {}
@@ -703,6 +756,12 @@ def _retyped(tensors: dict, key: str, dtype) -> dict:
     return {**tensors, key: tensors[key].to(dtype)}
 
 
+def _with_value(tensors: dict, key: str, value, index: int = 0) -> dict:
+    t = tensors[key].clone()
+    t.view(-1)[index] = value
+    return {**tensors, key: t}
+
+
 #: Checkpoints that failed before a fix (each became an @example): a name -> (base name,
 #: function of the base's (tensors, metadata or config) returning the mutated pair).
 DIGITS_CASES = {
@@ -713,6 +772,13 @@ DIGITS_CASES = {
     "float8 latent": ("latent", lambda t, m: (_retyped(t, "layers.0.weight",
                                                        torch.float8_e4m3fn), m)),
     "dims 1e400": ("trits", lambda t, m: (t, {**m, "dims": "[1e400]"})),
+    # a stored trit that is not one must be refused, not clamped
+    "trit 2": ("trits", lambda t, m: (_with_value(t, "layers.0.trits", 2), m)),
+    "trit -3 int16": ("trits", lambda t, m: (_with_value(_retyped(t, "layers.1.trits", torch.int16),
+                                                         "layers.1.trits", -3), m)),
+    "trit 2.0 float": ("trits", lambda t, m: (_with_value(_retyped(t, "layers.0.trits",
+                                                                   torch.float32),
+                                                          "layers.0.trits", 2.0), m)),
 }
 
 
@@ -724,6 +790,9 @@ DIGITS_CASES = {
 @example(data=None, case="float8 trits")
 @example(data=None, case="float8 latent")
 @example(data=None, case="dims 1e400")
+@example(data=None, case="trit 2")
+@example(data=None, case="trit -3 int16")
+@example(data=None, case="trit 2.0 float")
 def test_digits_checkpoint(data, case):
     from ternac.golden.mlp import load_checkpoint
     bases, md = _Case.get("digits", _digits_base)
@@ -742,9 +811,16 @@ def test_digits_checkpoint(data, case):
     _write(p, tensors, md, draw)
 
     def check(ckpt):
-        for layer in ckpt.layers:
-            _ternary(layer.trits)
+        from ternac.golden import numerics
+        held = _file_tensors(p)
+        for i, layer in enumerate(ckpt.layers):
             assert math.isfinite(layer.gamma) and layer.act_scale > 0
+            assert layer.act_scale == float(held[f"layers.{i}.act_scale"].to(torch.float32))
+            if f"layers.{i}.trits" in held:     # trit form: the stored trits and gamma
+                want = (held[f"layers.{i}.trits"], held[f"layers.{i}.gamma"].to(torch.float32))
+            else:                               # latent form: their absmean quantization
+                want = numerics.absmean_ternarize(held[f"layers.{i}.weight"].to(torch.float32))
+            _same_trits(layer.trits, layer.gamma, *want)
     _expect_import_error(lambda: load_checkpoint(p), check, must_fail=case not in (None, "float8 tensor"))
 
 
@@ -813,7 +889,8 @@ def test_vit_checkpoint(data, case):
             meta = draw(st.sampled_from([{}, {"format": "x"}, {**meta, "recipe": "["}]))
     p = _FOLDER / "vit.safetensors"
     _write(p, tensors, meta, draw)
-    _expect_import_error(lambda: load_checkpoint(p), must_fail=case not in (None, "float8 tensor"))
+    _expect_import_error(lambda: load_checkpoint(p), lambda out: _same_state(out[0], _file_tensors(p)),
+                         must_fail=case not in (None, "float8 tensor"))
 
 
 def _lm_base():
@@ -864,7 +941,8 @@ def test_lm_checkpoint(data, case):
                 st.sampled_from(["", "1", '["a"]', '"abcde"', "[1, 2, 3, 4, 5]", "x"]))
     p = _FOLDER / "lm.safetensors"
     _write(p, tensors, md, draw)
-    _expect_import_error(lambda: load_checkpoint(p), must_fail=case not in (None, "float8 tensor"))
+    _expect_import_error(lambda: load_checkpoint(p), lambda out: _same_state(out[0], _file_tensors(p)),
+                         must_fail=case not in (None, "float8 tensor"))
 
 
 def _hgrn_base():
@@ -933,14 +1011,19 @@ def test_hgrn_import(data, case):
     board = None if case is not None else draw(st.sampled_from(["up5k", None]))
 
     def check(imp):
-        for t, gamma in imp.layers.values():
-            _ternary(t)
-            assert math.isfinite(gamma)
+        from ternac.golden.lm import ternarize_clamped
+        held = _file_tensors(folder / "model.safetensors")
+        assert imp.layers
+        for name, (t, gamma) in imp.layers.items():
+            # the reference's rule on the stored latent weight (float32, as loaded)
+            want_t, k = ternarize_clamped(held[name + ".weight"].to(torch.float32))
+            _same_trits(t, gamma, want_t, 1.0 / float(k))
     if case is not None or draw(st.booleans()):
         _expect_import_error(lambda: inspect_checkpoint(folder, board), check,
                              must_fail=case not in (None, "float8 tensor"))
     else:
-        _expect_import_error(lambda: load_hf_checkpoint(folder, board))
+        _expect_import_error(lambda: load_hf_checkpoint(folder, board),
+                             lambda model: _same_state(model, _file_tensors(folder / "model.safetensors")))
 
 
 def _bitnet_base():
@@ -991,6 +1074,13 @@ BITNET_CASES = {
     # online latent weights in float8: NotImplementedError (isfinite); read as float32 now
     "float8 latent": ("float", lambda c, t: (c, _retyped(t, "model.layers.0.mlp.up_proj.weight",
                                                           torch.float8_e4m3fn))),
+    # a stored trit that is not one (offline trits; a packed 2-bit field of 3) is refused
+    "trit 2": ("trits", lambda c, t: (c, _with_value(t, "model.layers.0.mlp.up_proj.weight", 2.0))),
+    "trit -2": ("trits", lambda c, t: (c, _with_value(t, "model.layers.0.self_attn.k_proj.weight",
+                                                       -2.0, 5))),
+    "packed 3": ("packed", lambda c, t: (c, _with_value(t, "model.layers.0.mlp.down_proj.weight",
+                                                         int(t["model.layers.0.mlp.down_proj.weight"]
+                                                             .view(-1)[0]) | 3))),
 }
 
 
@@ -999,6 +1089,9 @@ BITNET_CASES = {
 @example(data=None, case="billions of layers")
 @example(data=None, case="uint32 trits")
 @example(data=None, case="float8 latent")
+@example(data=None, case="trit 2")
+@example(data=None, case="trit -2")
+@example(data=None, case="packed 3")
 def test_bitnet_import(data, case):
     from ternac.golden.lm_import import inspect_checkpoint, load_bitnet_trits
     cfg, layouts = _Case.get("bitnet", _bitnet_base)
@@ -1024,9 +1117,23 @@ def test_bitnet_import(data, case):
     allow = True if case is not None else draw(st.sampled_from([True, True, True, False]))
 
     def check(imp):
-        for t, gamma in imp.layers.values():
-            _ternary(t)
+        from ternac.golden.lm import ternarize_clamped
+        from ternac.golden.lm_import import unpack_hf_bitnet
+        held = _file_tensors(folder / "model.safetensors")
+        assert imp.layers
+        for name, (t, gamma) in imp.layers.items():
             assert math.isfinite(gamma) and gamma > 0
+            w, scale = held[name], held.get(name[:-len("weight")] + "weight_scale")
+            if w.dtype == torch.uint8:          # packed: transformers' 2-bit fields, minus 1
+                want_t = unpack_hf_bitnet(w, t.shape[0])
+            elif scale is not None:             # offline trits, used as stored
+                want_t = w
+            else:                               # online: WeightQuant of the latent weight
+                want_t, k = ternarize_clamped(w.to(torch.float32))
+                scale = 1.0 / k
+            if scale is not None and imp.math["linear_class"] == "bitlinear":  # divides by it
+                scale = 1.0 / float(scale.to(torch.float32).reshape(-1)[0])
+            _same_trits(t, gamma, want_t, torch.as_tensor(scale).to(torch.float32).reshape(-1)[0])
     if case is not None or draw(st.booleans()):
         _expect_import_error(lambda: inspect_checkpoint(folder, board, allow_unsupported=allow),
                              check, must_fail=case not in (None, "float8 latent"))
