@@ -736,7 +736,7 @@ def _sequencer(vector_units=()):
       ])
 def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                       bound: int = SEQ_BOUND):
-    from ternac.golden.isa import INSTR_BITS, Op
+    from ternac.golden.isa import INSTR_BITS, Flag, Op
 
     def build(m):
         units = ()
@@ -745,7 +745,8 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
         elif vector == "eltwise":
             from ternac.hw.eltwise import EltMode
             units = [(_eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL})]
-        dut, t = _instantiate(m, _sequencer(units), broken)
+        dut, t = _instantiate(m, _sequencer(units),
+                              None if broken == "any_epilogue" else broken)
         m.d.comb += dut.start.eq(AnySeq(1))
         # The memories respond one cycle after the address with any contents (weights,
         # activations, probabilities, token ids); the program holds instructions the ISA
@@ -759,6 +760,25 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
         m.d.comb += Assume((ins.n >= 1) & (ins.n <= SEQ_N_MAX) & (ins.k >= 1)
                            & (ins.k <= SEQ_K_MAX), "program: n, k within the bounds")
         m.d.sync += dut.prog_data.eq(ins.as_value())
+        if vector == "eltwise":
+            # A MATVEC with ``epi`` (golden/isa.py; golden.interpreter refuses others): not
+            # RAW, and the next word (on prog_data in EPI_DEC) an epilogue op of its n.
+            cur = instr_layout(probe(t, "ins"))
+            nxt = instr_layout(dut.prog_data)
+            with m.If(fsm_state(t, "EXEC") & (cur.op == Op.MATVEC) & cur.epi):
+                m.d.comb += Assume(~cur.flags[Flag.RAW.bit_length() - 1],
+                                   "program: an epilogue's MATVEC is requantized")
+            with m.If(fsm_state(t, "EPI_DEC") & (broken != "any_epilogue")):
+                m.d.comb += Assume(((nxt.op == Op.ADD) | (nxt.op == Op.MUL))
+                                   & (nxt.n == cur.n),
+                                   "program: a MATVEC's epilogue is ADD or MUL of its n")
+            fused = Signal(name="fused_matvec")
+            with m.If(fsm_state(t, "EPI_DEC")):
+                m.d.sync += fused.eq(1)
+            with m.Elif(fsm_state(t, "FETCH")):
+                m.d.sync += fused.eq(0)
+            # the fused pair completes (its rows through the requantizer and the unit)
+            m.d.comb += Cover(fused & fsm_state(t, "FETCH"))
         waiting = fsm_state(t, "FETCH") | fsm_state(t, "IDLE")
         since = Signal(range(bound + 2), name="cycles_in_instruction")
         with m.If(waiting):
@@ -771,7 +791,7 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                            "multiplier pool: one client at a time (concurrent pairs apart)")
         m.d.comb += Cover(fsm_state(t, "MATVEC") & (since == 20))
         if vector is not None:
-            m.d.comb += Cover(fsm_state(t, "VEC") & (since == 30))
+            m.d.comb += Cover(fsm_state(t, "VEC") & (since == (30 if vector == "dot" else 10)))
     return Harness(build, "sequencer_live")
 
 
@@ -783,6 +803,21 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
       ])
 def sequencer_dot_harness(*, broken: str | None = None):
     return sequencer_harness(broken=broken, vector="dot", bound=56)
+
+
+@task("sequencer_live_epi", unit="Sequencer (hw/sequencer.py) with the Eltwise unit (ADD, MUL) "
+      "as a MATVEC epilogue", mode="bmc", depth=60, fast=False, properties=[
+          f"bounded liveness as sequencer_live, with epilogue-fused MATVECs: every instruction "
+          f"(n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}), a MATVEC with epi and its ADD or MUL "
+          f"epilogue as one, reaches FETCH or IDLE within {SEQ_BOUND} cycles",
+          "multiplier pool: the requantizer and the epilogue's unit (declared concurrent) "
+          "with no other client enabled at once",
+      ])
+def sequencer_epi_harness(*, broken: str | None = None):
+    """``broken="any_epilogue"``: the program's precondition dropped (the word after a
+    MATVEC with epi may be any instruction, which golden.interpreter refuses): the RTL then
+    waits for rows no unit produces, and liveness must fail."""
+    return sequencer_harness(broken=broken, vector="eltwise")
 
 
 # --- Multi-pass vector units: Norm (2 passes), Shiftmax (3) --------------------------------

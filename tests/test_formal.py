@@ -45,7 +45,7 @@ def test_sequencer_bounded(tmp_path):
 #: after a stall with the pipeline full, a tile's last result, a received byte, ...).
 COVERS = [("engine", 10), ("streamer_i2", 12), ("requant", 10), ("eltwise", 14),
           ("uart_rx", 50), ("dot", 14), ("sequencer_live", 26), ("sequencer_live_dot", 40),
-          ("norm", 20), ("mulpool", 1), ("mulpool_exact", 1)]
+          ("norm", 20), ("mulpool", 1), ("mulpool_exact", 1), ("sequencer_live_epi", 24)]
 
 
 @pytest.mark.parametrize("name, depth", COVERS)
@@ -83,6 +83,18 @@ def test_broken_unit_fails(name, variant, broken_property, depth, tmp_path):
     assert res.status == "FAIL", res.summary()
     assert any(broken_property in f for f in res.failed), res.failed
     assert "step" in res.trace and len(res.trace.splitlines()) >= 2   # the counterexample
+
+
+@pytest.mark.slow
+def test_epilogue_liveness_can_fail(tmp_path):
+    """A MATVEC with epi whose next word is not an epilogue op (golden.interpreter refuses
+    the program) waits for rows no unit produces: the bounded liveness of
+    sequencer_live_epi is reported failing (BMC 50 cycles, ~75 s: make test-slow)."""
+    res = run_task(TASKS["sequencer_live_epi"], workdir=tmp_path, variant="any_epilogue",
+                   mode="bmc", depth=50)
+    print(res.summary())
+    assert res.status == "FAIL", res.summary()
+    assert "every instruction completes in the bound" in res.failed, res.failed
 
 
 class _ValidWaitsForReady(wiring.Component):
