@@ -183,8 +183,10 @@ def _build(bc: BenchConfig, lanes: int, *, build: bool, cache_dir, work_dir,
 
 def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build: bool = True,
                  cache_dir="build/sweep/cache", work_dir="build/sweep/work",
-                 progress: bool = True) -> dict:
-    """Bench one configuration (module docstring); returns its JSON object.
+                 progress: bool = True, text=None) -> dict:
+    """Bench one configuration (module docstring); returns its JSON object. ``text``: the
+    LM's corpus (None: golden.shakespeare_data.DEFAULT_TEXT), checked against the
+    checkpoint's corpus_sha256 (ternac.runner.check_corpus).
 
     Raises
     ------
@@ -201,7 +203,13 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
         raise InputError(f"{bc.config!r} is not an AccelConfig in ternac.config")
     _say(f"{bc.name}: lowering the LM for {bc.config} ({cfg.lanes} lanes, "
          f"{cfg.weight_format.upper()}) ...", progress)
-    intlm = IntLM.from_checkpoint(None)
+    from ternac.errors import CheckpointError, one_line
+    from ternac.runner import check_corpus
+    check_corpus(None, text)
+    try:
+        intlm = IntLM.from_checkpoint(None, text_path=text)
+    except ValueError as exc:
+        raise CheckpointError(one_line(exc)) from None
     cm = compile_lm(intlm, cfg)
     trits = int(intlm.config.n_ternary)
     padded = sum(int(e.count) for e in cm.image.tensors)
@@ -258,7 +266,7 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
 
 def bench_lm(names=None, *, out_dir="build/bench", tokens: int = 2, prompt_len: int = 2,
              build: bool = True, cache_dir="build/sweep/cache", work_dir="build/sweep/work",
-             progress: bool = True) -> list[dict]:
+             progress: bool = True, text=None) -> list[dict]:
     """Bench the configurations ``names`` (default all of :data:`CONFIGS`, in order), one
     after another; writes ``<out_dir>/lm-<name>.json`` for each and returns the objects.
 
@@ -273,12 +281,15 @@ def bench_lm(names=None, *, out_dir="build/bench", tokens: int = 2, prompt_len: 
             raise InputError(f"unknown bench configuration {n!r}; choose from "
                              f"{', '.join(_BY_NAME)}")
     check_output_dir(out_dir, "bench output folder")
+    from ternac.runner import check_corpus
+    check_corpus(None, text)           # before any work: a missing corpus is one sentence
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reps = []
     for n in names:
         rep = bench_config(_BY_NAME[n], tokens=tokens, prompt_len=prompt_len, build=build,
-                           cache_dir=cache_dir, work_dir=work_dir, progress=progress)
+                           cache_dir=cache_dir, work_dir=work_dir, progress=progress,
+                           text=text)
         path = out / f"lm-{n}.json"
         write_json(path, rep)
         reps.append(rep)
@@ -320,6 +331,9 @@ def add_bench_lm_parser(bsub):
                    help="no board build: resources from the estimate (modelled), no Fmax")
     b.add_argument("--cache", default="build/sweep/cache", metavar="DIR",
                    help="the sweep's record cache (default build/sweep/cache)")
+    b.add_argument("--text", default=None, metavar="PATH",
+                   help="the LM's corpus (default ../shared/data/tinyshakespeare.txt; must be "
+                        "the one the checkpoint was trained on)")
     b.set_defaults(func=bench_lm_main)
     return b
 
@@ -329,8 +343,11 @@ def bench_lm_main(args) -> int:
     from ternac.errors import InputError
     if not 1 <= args.tokens <= 64:
         raise InputError(f"--tokens must be from 1 to 64, not {args.tokens}")
+    if args.text is not None and not str(args.text).strip():
+        raise InputError("the --text path is empty; give a path or leave the option out for "
+                         "the default corpus")
     reps = bench_lm(args.config, out_dir=args.out, tokens=args.tokens,
-                    build=not args.no_build, cache_dir=args.cache)
+                    build=not args.no_build, cache_dir=args.cache, text=args.text)
     for rep in reps:
         print(_line(rep))
     bad = [r["name"] for r in reps if not r["matches_golden"] or r["build"]["status"] == "error"]

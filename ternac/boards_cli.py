@@ -147,6 +147,9 @@ def build_main(args) -> int:
     try:
         # Every argument checked before compiling or any tool starts.
         check_output_file(getattr(args, "json", None), "JSON output", make_folder=True)
+        from ternac.errors import check_distinct
+        check_distinct([("JSON output", getattr(args, "json", None))],
+                       [("checkpoint", getattr(args, "checkpoint", None))])
         check_freq(args.freq)
         check_build_dir(args.build_dir)
         baud = getattr(args, "baud", _facts.DEFAULT_BAUD)

@@ -43,7 +43,8 @@ import os
 import sys
 
 from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
-                           check_output_dir, check_output_file, one_line, write_json)
+                           check_distinct, check_output_dir, check_output_file, one_line,
+                           write_json)
 from ternac.runner import BACKENDS, RTLFailed, run_digits
 from ternac.runner import accel_config as _config
 from ternac.runner import default_checkpoint as _default_checkpoint
@@ -56,6 +57,21 @@ COMPILE_MODELS = ("digits", "shakespeare", "vit-digits")
 
 
 # ----------------------------------------------------------------------------- helpers
+
+def _model_inputs(model: str, checkpoint, text=None, image=None) -> list[tuple[str, str]]:
+    """The files a command on ``model`` reads, as ``(what, path)`` for
+    :func:`ternac.errors.check_distinct`: the checkpoint (the shipped one when None), the
+    weight image, the LM's corpus (the default one when None)."""
+    folder = os.path.dirname(_default_checkpoint())
+    default = {"digits": _default_checkpoint(),
+               "vit-digits": os.path.join(folder, "vit_digits.safetensors"),
+               "shakespeare": os.path.join(folder, "shakespeare.safetensors")}[model]
+    ins = [("checkpoint", checkpoint or default), ("weight image", image)]
+    if model == "shakespeare":
+        from ternac.golden.shakespeare_data import DEFAULT_TEXT
+        ins.append(("corpus", text or str(DEFAULT_TEXT)))
+    return ins
+
 
 def _write_json(path: str, obj: dict) -> None:
     write_json(path, obj)
@@ -124,13 +140,19 @@ def _print_report(r: dict) -> None:
 
 def _cmd_run(args) -> int:
     check_output_file(args.json, "JSON output", make_folder=True)
+    check_distinct([("JSON output", args.json)],
+                   _model_inputs(args.model, args.checkpoint, image=args.image))
+    from ternac.runner import check_image_file
+    check_image_file(args.image)
     if args.model == "vit-digits":
         from ternac.runner import run_vit_digits
         if args.image is not None:
             raise InputError("--image applies to the digits MLP only; the ViT runs its checkpoint")
         report = run_vit_digits(args.backend, checkpoint=args.checkpoint, limit=args.limit,
                                 build_dir=args.build_dir, progress=not args.quiet,
-                                port=args.port, board=args.board, lanes=args.lanes)
+                                port=args.port, board=args.board, lanes=args.lanes,
+                                weight_depth=args.weight_depth,
+                                scratch_depth=args.scratch_depth)
     else:
         report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
                             image=args.image, limit=args.limit, build_dir=args.build_dir,
@@ -165,15 +187,36 @@ def _train_out(args) -> str:
     before training; raises InputError (one sentence)."""
     out = args.out or TRAIN_OUT[args.model]
     check_output_file(out, "checkpoint output", make_folder=True)
-    committed = os.path.join(os.path.dirname(_default_checkpoint()), "")
-    if (os.path.abspath(out).startswith(committed) and os.path.exists(out)
+    check_distinct([("checkpoint output", out)],
+                   [("training text", getattr(args, "text", None))])
+    # realpath: a link to checkpoints/ (or to a file in it) is the committed folder.
+    committed = os.path.join(os.path.realpath(os.path.dirname(_default_checkpoint())), "")
+    if (os.path.realpath(out).startswith(committed) and os.path.exists(out)
             and not getattr(args, "force", False)):
         raise InputError(f"{out} is a committed checkpoint; pass --force to write over it, or "
                          f"--out another path")
     return out
 
 
+#: The training options that apply to one model only (the others train on the CPU from
+#: the digits data, by epochs): given for another model they are refused, not ignored.
+TRAIN_ONLY = {"--text": ("text", "shakespeare"), "--steps": ("steps", "shakespeare"),
+              "--device": ("device", "shakespeare")}
+
+
+def _check_train_options(args) -> None:
+    """Refuse a training option that the model does not take. Raises InputError."""
+    for opt, (attr, model) in TRAIN_ONLY.items():
+        if getattr(args, attr, None) is not None and args.model != model:
+            raise InputError(f"{opt} applies to training the {model} model only; the "
+                             f"{args.model} recipe would ignore it, so leave it out")
+    if args.model == "shakespeare" and getattr(args, "epochs_given", False):
+        raise InputError("--epochs does not apply to training the shakespeare model; give "
+                         "--steps")
+
+
 def _cmd_train(args) -> int:
+    _check_train_options(args)
     out = _train_out(args)
     if args.model == "shakespeare":
         return _train_shakespeare(args, out)
@@ -235,10 +278,11 @@ def _train_shakespeare(args, out: str) -> int:
     from ternac.golden import lm
     if args.text is not None and not os.path.isfile(args.text):
         raise InputError(f"the training text {args.text} does not exist or is not a file")
-    train_device(args.device)
+    device = args.device or "cpu"
+    train_device(device)
     try:
         r = lm.train_shakespeare(args.text, out, seed=args.seed,
-                                 steps=args.steps or lm.DEFAULT_STEPS, device=args.device,
+                                 steps=args.steps or lm.DEFAULT_STEPS, device=device,
                                  progress=not args.quiet)
     except ValueError as exc:
         raise InputError(one_line(exc)) from None
@@ -254,16 +298,11 @@ def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratc
     """Lower ``model`` (digits or shakespeare) for ``lanes`` lanes: (Lowered, model name)."""
     from ternac.lower import compile_checkpoint
     if model == "shakespeare":
-        import dataclasses
-
         from ternac.config import LM_CONFIG
         from ternac.golden.lm_int import IntLM
         from ternac.lower import compile_lm
-        cfg = dataclasses.replace(LM_CONFIG, lanes=lanes)
-        if weight_depth:
-            cfg = dataclasses.replace(cfg, weight_depth=weight_depth)
-        if scratch_depth:
-            cfg = dataclasses.replace(cfg, scratch_depth=scratch_depth)
+        from ternac.runner import model_config
+        cfg = model_config(LM_CONFIG, lanes, weight_depth, scratch_depth)
         from ternac.runner import check_corpus
         check_corpus(checkpoint, text)
         try:
@@ -272,16 +311,15 @@ def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratc
             raise CheckpointError(one_line(exc)) from None
         return compile_lm(intlm, cfg)
     if model == "vit-digits":
-        import dataclasses
-
         from ternac.config import VIT_CONFIG
         from ternac.golden.vit import IntViT
         from ternac.lower import lower
+        from ternac.runner import model_config
+        cfg = model_config(VIT_CONFIG, lanes, weight_depth, scratch_depth)
         try:
             im = IntViT.from_checkpoint(checkpoint)
         except ValueError as exc:
             raise CheckpointError(one_line(exc)) from None
-        cfg = dataclasses.replace(VIT_CONFIG, lanes=lanes)
         return lower(im.graph(), cfg)
     cfg = _config(lanes, weight_depth, scratch_depth)
     return compile_checkpoint(checkpoint or _default_checkpoint(), cfg)
@@ -294,6 +332,10 @@ def _cmd_compile(args) -> int:
     if args.json:
         from ternac.errors import check_output_file
         check_output_file(args.json, "--json")
+    owned = ("weights.tnac", "program.txt", "program.hex", "memory.hex", "scratch.hex")
+    check_distinct([*(("output file", os.path.join(args.out, n)) for n in owned),
+                    ("JSON output", args.json)],
+                   _model_inputs(args.model, args.checkpoint, text=args.text))
     if args.lanes is None:
         args.lanes = 32 if args.model == "shakespeare" else 8
     if args.text is not None and args.model != "shakespeare":
@@ -301,9 +343,7 @@ def _cmd_compile(args) -> int:
     c = _compile_model(args.model, args.lanes, args.checkpoint, args.weight_depth,
                        args.scratch_depth, text=args.text)
     cfg = c.cfg
-    paths = _write_staged(args.out, lambda d: write_compiled(c, d),
-                          owned=("weights.tnac", "program.txt", "program.hex", "memory.hex",
-                                 "scratch.hex"))
+    paths = _write_staged(args.out, lambda d: write_compiled(c, d), owned=owned)
     pred = program_cycles(c.program, cfg.lanes)
     print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight words of "
           f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
@@ -358,6 +398,8 @@ def _cmd_image_info(args) -> int:
 
     from ternac.golden.image import CRC_BYTES, VERSION, read_image
     from ternac.golden.isa import Flag
+    from ternac.runner import check_image_file
+    check_image_file(args.path)
     img = read_image(args.path)
     with open(args.path, "rb") as f:
         f.seek(-CRC_BYTES, os.SEEK_END)
@@ -459,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shakespeare: the corpus (default ../shared/data/tinyshakespeare.txt)")
     p.add_argument("--steps", type=_positive, default=None,
                    help="shakespeare: optimizer steps (default: those of the committed checkpoint)")
-    p.add_argument("--device", default="cpu", help="shakespeare: torch device (cpu or cuda)")
+    p.add_argument("--device", default=None,
+                   help="shakespeare: torch device (cpu or cuda; default cpu)")
     p.add_argument("--seed", type=_seed, default=0, help="seed, 0 to 2^32 - 1 (default 0)")
     p.add_argument("--epochs", type=_positive, default=None,
                    help="training epochs (default: those of the committed checkpoint)")

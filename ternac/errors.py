@@ -11,7 +11,7 @@ from ternac.golden.errors import CheckpointImportError, ImageError
 
 __all__ = ["ImageError", "CompileError", "CheckpointError", "InputError", "BackendError",
            "USER_ERRORS", "one_line", "check_output_file", "check_output_dir", "write_json",
-           "staged_folder", "replace_folder"]
+           "staged_folder", "replace_folder", "check_distinct"]
 
 
 class CompileError(ValueError):
@@ -70,6 +70,27 @@ def check_output_file(path, what: str = "output", *, make_folder: bool = False) 
                          f"not a folder")
     if not _writable(folder):
         raise InputError(f"the folder {folder} of the {what} {path} is not writable")
+
+
+def check_distinct(outputs, inputs=()) -> None:
+    """Refuse, before any work, an output that would overwrite one of the command's inputs
+    or another of its outputs: ``outputs`` and ``inputs`` are ``(what, path)`` pairs (a
+    path None or empty is skipped), compared by ``os.path.realpath`` (a symbolic link to
+    an input is that input). Raises InputError (one sentence) naming both."""
+    import os
+    seen: list[tuple[str, str, str]] = []
+    for what, path in inputs:
+        if path is not None and str(path).strip():
+            seen.append((what, str(path), os.path.realpath(path)))
+    for what, path in outputs:
+        if path is None or not str(path).strip():
+            continue
+        real = os.path.realpath(path)
+        for other, opath, oreal in seen:
+            if real == oreal:
+                raise InputError(f"the {what} {path} is the same file as the {other} {opath}, "
+                                 f"which it would overwrite; write it to another path")
+        seen.append((what, str(path), real))
 
 
 def _writable(folder) -> bool:

@@ -104,8 +104,12 @@ class TokenPrinter:
 
 
 def generate_main(args) -> int:
-    from ternac.errors import check_output_file
+    from ternac.errors import check_distinct, check_output_file
     check_output_file(args.json, "JSON output", make_folder=True)
+    from ternac.cli import _model_inputs
+    check_distinct([("JSON output", args.json)],
+                   _model_inputs("shakespeare", args.checkpoint,
+                                 text=getattr(args, "text", None)))
     stream = TokenPrinter(args.prompt, args.tokens)
     try:
         r = generate(args.prompt, args.tokens, args.backend, args.checkpoint,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 
 from ternac.errors import BackendError, CheckpointError, InputError, one_line
@@ -54,6 +55,22 @@ def default_checkpoint() -> str:
     return str(DEFAULT_CHECKPOINT)
 
 
+def check_image_file(path) -> None:
+    """Refuse a weight image path that exists but is not a regular file (``/dev/zero`` was
+    read for ever, a FIFO hung); a missing path or a folder is left to
+    :func:`ternac.golden.image.read_image`, which names it. Raises InputError."""
+    import stat
+    if path is None or not str(path).strip():
+        return
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise InputError(f"the weight image {path} is not a file (a device, FIFO or socket); "
+                         f"give the path of a .tnac file")
+
+
 def accel_config(lanes: int, weight_depth: int | None = None,
                  scratch_depth: int | None = None):
     """An :class:`ternac.config.AccelConfig` of ``lanes`` lanes, with the given memory depths
@@ -66,6 +83,20 @@ def accel_config(lanes: int, weight_depth: int | None = None,
         kw["scratch_depth"] = scratch_depth
     try:
         return AccelConfig(**kw)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def model_config(base, lanes: int | None = None, weight_depth: int | None = None,
+                 scratch_depth: int | None = None):
+    """``base`` (a model's :class:`ternac.config.AccelConfig`, e.g. VIT_CONFIG or LM_CONFIG)
+    with the given lanes and memory depths (None: the model's own). Raises InputError (one
+    sentence) for a value the configuration rejects (``--lanes 7`` was a traceback)."""
+    import dataclasses
+    kw = {k: v for k, v in (("lanes", lanes), ("weight_depth", weight_depth),
+                            ("scratch_depth", scratch_depth)) if v is not None}
+    try:
+        return dataclasses.replace(base, **kw)
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -132,6 +163,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
     img = None
     if image is not None:
         from ternac.golden.image import read_image
+        check_image_file(image)
         img = read_image(image)
         if lanes is None:
             lanes = img.lanes
@@ -297,7 +329,8 @@ def _run_verilator(compiled, inputs, build_dir, progress):
 def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | None = None,
                    build_dir: str | None = None, progress: bool = True,
                    port: str | None = None, board: str = "icebreaker",
-                   lanes: int | None = None) -> dict:
+                   lanes: int | None = None, weight_depth: int | None = None,
+                   scratch_depth: int | None = None) -> dict:
     """Run the ternary ViT (golden/vit.py) on the digits test split on one backend and
     compare every logit with its integer golden model (the evaluation of its graph).
 
@@ -326,6 +359,7 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    cfg = model_config(VIT_CONFIG, lanes, weight_depth, scratch_depth)
     try:
         model, _ = load_checkpoint(checkpoint)
     except ValueError as exc:
@@ -338,7 +372,6 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
     golden_logits = g.evaluate(feeds)["logits"]
     with torch.no_grad():
         float_logits = model(dequantize_pixels(x))
-    cfg = VIT_CONFIG if lanes is None else dataclasses.replace(VIT_CONFIG, lanes=lanes)
     compiled = lower(g, cfg)
     fixed_end = compiled.scratch_map["work"][0]
     blocks = torch.zeros(x.shape[0], fixed_end, dtype=torch.int64)
@@ -381,7 +414,9 @@ def check_corpus(checkpoint=None, text=None) -> str | None:
     "equal to the integer golden model" would be equal to that other model.
 
     Returns the sha256 checked, or None when the checkpoint records none (an imported
-    checkpoint) or cannot be read (its loader then names what is wrong).
+    checkpoint: a ternac LM checkpoint without it gets a one-line warning on stderr that
+    the corpus was not checked) or cannot be read or is another model's (its loader then
+    names what is wrong).
 
     Raises
     ------
@@ -390,18 +425,25 @@ def check_corpus(checkpoint=None, text=None) -> str | None:
     import hashlib
     from pathlib import Path
 
-    from ternac.golden.lm import DEFAULT_CHECKPOINT
+    from ternac.golden.lm import CHECKPOINT_FORMAT, DEFAULT_CHECKPOINT
     from ternac.golden.shakespeare_data import DEFAULT_TEXT
     ckpt = str(DEFAULT_CHECKPOINT if checkpoint is None else checkpoint)
     try:
         from safetensors import safe_open
         with safe_open(ckpt, "pt") as f:
-            want = (f.metadata() or {}).get("corpus_sha256")
+            meta = f.metadata() or {}
     except Exception:       # not a safetensors file (or missing): its loader says so
         return None
-    if not want:
-        return None
+    want = meta.get("corpus_sha256")
     path = Path(DEFAULT_TEXT if text is None else text)
+    if not want and meta.get("format") != CHECKPOINT_FORMAT:
+        return None         # not an LM checkpoint of this format: its loader says what it is
+    if not want:
+        # Keep working (a checkpoint written before the hash was recorded), but say so.
+        print(f"ternac: warning: the checkpoint {ckpt} records no corpus_sha256, so the "
+              f"corpus {path} could not be checked against the text it was trained on",
+              file=sys.stderr)
+        return None
     if not path.is_file():
         raise InputError(f"the corpus {path} does not exist or is not a file; the LM is "
                          f"calibrated on it: pass --text PATH")

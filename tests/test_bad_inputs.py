@@ -16,7 +16,8 @@ existing file (content ``keep``), ``{dir}`` an existing folder holding ``old.txt
 ``{digits_nontern}``, ``{digits_10in}`` digits checkpoints with an attention tensor, a
 non-ternary trit and 10 inputs, ``{image_cut}`` / ``{image_crc}`` the digits weight image
 cut in half / with one bit flipped, ``{image_l16}`` the digits image packed for 16 lanes,
-``{ckpt_cut}`` the digits checkpoint cut to a third.
+``{ckpt_cut}`` the digits checkpoint cut to a third, ``{ckpt_link}`` a symbolic link to
+checkpoints/, ``{fifo}`` a named pipe.
 """
 from __future__ import annotations
 
@@ -191,6 +192,61 @@ ROWS = [
      "weight memory", []),
     ("existing-build-kept-on-failure", "build unit engine --freq 0 --build-dir {dir}", 2,
      "--freq", []),
+    ("json-over-default-checkpoint", "run digits --backend golden --quiet --limit 2 --json "
+     "checkpoints/digits.safetensors", 2, "is the same file as the checkpoint", []),
+    ("json-over-given-checkpoint",
+     "run digits --backend golden --quiet --limit 2 --checkpoint {file} --json {file}", 2,
+     "is the same file as the checkpoint", []),
+    ("json-over-vit-checkpoint", "run vit-digits --backend golden --quiet --limit 2 --json "
+     "checkpoints/vit_digits.safetensors", 2, "is the same file as the checkpoint", []),
+    ("json-over-image", "run digits --backend golden --quiet --image {file} --json {file}", 2,
+     "is the same file as the weight image", []),
+    ("json-over-corpus", "generate --tokens 2 --quiet --text {file} --json {file}", 2,
+     "is the same file as the corpus", []),
+    ("json-over-lm-checkpoint", "generate --tokens 2 --quiet --json "
+     "checkpoints/shakespeare.safetensors", 2, "is the same file as the checkpoint", []),
+    ("compile-json-in-out", "compile digits --out {dir} --json {dir}/weights.tnac", 2,
+     "is the same file as the output file", ["{dir}/weights.tnac"]),
+    ("compile-json-over-checkpoint", "compile digits --out {tmp}/o --checkpoint {file} "
+     "--json {file}", 2, "is the same file as the checkpoint", ["{tmp}/o"]),
+    ("build-json-over-checkpoint", "build --board icebreaker --checkpoint {file} --json {file}",
+     2, "is the same file as the checkpoint", []),
+    ("train-out-over-text", "train shakespeare --quiet --steps 1 --text {file} --out {file}",
+     2, "is the same file as the training text", []),
+    ("train-out-through-link", "train digits --quiet --epochs 1 --out "
+     "{ckpt_link}/digits.safetensors", 2, "is a committed checkpoint; pass --force", []),
+    ("device-image-info", "image info /dev/zero", 2, "is not a file", []),
+    ("device-image", "run digits --backend golden --quiet --limit 2 --image /dev/zero", 2,
+     "is not a file", []),
+    ("fifo-image-info", "image info {fifo}", 2, "is not a file", []),
+    ("fifo-image", "run digits --backend golden --quiet --limit 2 --image {fifo}", 2,
+     "is not a file", []),
+    ("lanes-7-vit-compile", "compile vit-digits --lanes 7 --out {tmp}/o", 2, "multiple of 4",
+     ["{tmp}/o"]),
+    ("lanes-7-lm-compile", "compile shakespeare --lanes 7 --out {tmp}/o", 2, "multiple of 4",
+     ["{tmp}/o"]),
+    ("lanes-7-vit-run", "run vit-digits --backend golden --quiet --lanes 7", 2,
+     "multiple of 4", []),
+    ("too-big-vit-weights", "run vit-digits --backend golden --quiet --limit 2 "
+     "--weight-depth 16", 2, "but the weight memory holds 16", []),
+    ("too-big-vit-scratch", "run vit-digits --backend golden --quiet --limit 2 "
+     "--scratch-depth 16", 2, "but the scratchpad holds 16", []),
+    ("too-big-vit-compile", "compile vit-digits --weight-depth 16 --out {tmp}/o", 2,
+     "but the weight memory holds 16", ["{tmp}/o"]),
+    ("bench-lm-missing-text", "bench lm --no-build --text {tmp}/none.txt --out {tmp}/b", 2,
+     "does not exist or is not a file; the LM is calibrated on it: pass --text PATH",
+     ["{tmp}/b"]),
+    ("bench-lm-other-text", "bench lm --no-build --text {file} --out {tmp}/b", 2,
+     "is not the one", ["{tmp}/b"]),
+    ("train-digits-lm-options", "train digits --quiet --device meta --text {file} --steps 5 "
+     "--out {tmp}/d.st", 2, "applies to training the shakespeare model only",
+     ["{tmp}/d.st"]),
+    ("train-vit-device", "train vit-digits --quiet --device nosuch --out {tmp}/v.st", 2,
+     "--device applies to training the shakespeare model only", ["{tmp}/v.st"]),
+    ("train-vit-steps", "train vit-digits --quiet --steps 3 --out {tmp}/v.st", 2,
+     "--steps applies to training the shakespeare model only", ["{tmp}/v.st"]),
+    ("train-lm-epochs", "train shakespeare --quiet --epochs 3 --out {tmp}/s.st", 2,
+     "--epochs does not apply to training the shakespeare model", ["{tmp}/s.st"]),
     ("user-folder-as-build-dir", "build unit engine --build-dir {dir}", 2,
      "holds files that are not a ternac build", []),
     ("user-folder-as-board-build-dir", "build --board icebreaker --build-dir {dir}", 2,
@@ -333,6 +389,8 @@ def fixtures(tmp_path_factory):
     flipped = bytearray(img)
     flipped[len(img) // 2] ^= 0x10
     (base / "crc.tnac").write_bytes(bytes(flipped))
+    os.symlink(os.path.join(REPO, "checkpoints"), base / "ckpt-link")
+    os.mkfifo(base / "fifo")
     raw = open(os.path.join(REPO, "checkpoints", "digits.safetensors"), "rb").read()
     (base / "cut.safetensors").write_bytes(raw[:len(raw) // 3])
     changed = base / "changed.txt"
@@ -344,7 +402,8 @@ def fixtures(tmp_path_factory):
             "digits_nontern": str(base / "nontern.safetensors"),
             "digits_10in": str(base / "in10.safetensors"), "changed": str(changed),
             "image_cut": str(base / "cut.tnac"), "image_crc": str(base / "crc.tnac"),
-            "ckpt_cut": str(base / "cut.safetensors"), "image_l16": str(base / "l16.tnac")}
+            "ckpt_cut": str(base / "cut.safetensors"), "image_l16": str(base / "l16.tnac"),
+            "ckpt_link": str(base / "ckpt-link"), "fifo": str(base / "fifo")}
 
 
 def _argv(cmd, subs) -> list[str]:
@@ -611,3 +670,40 @@ def test_build_staging_keeps_the_old_folder(tmp_path):
         with pytest.raises(ValueError, match="current folder, one above it or the repository"):
             check_build_dir(bad)
     assert (user / "notes.txt").read_text() == "keep"
+
+
+def test_checkpoint_without_corpus_hash_warns(tmp_path, capsys):
+    """An LM checkpoint that records no corpus_sha256 (an imported one) cannot have its
+    corpus checked: check_corpus says so in one warning line on stderr and goes on."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ternac.runner import check_corpus
+    src = os.path.join(REPO, "checkpoints", "shakespeare.safetensors")
+    with safe_open(src, "pt") as f:
+        md = {k: v for k, v in (f.metadata() or {}).items() if k != "corpus_sha256"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    bare = tmp_path / "bare.safetensors"
+    save_file(tensors, str(bare), metadata=md)
+    text = tmp_path / "t.txt"
+    text.write_text("any text")
+    assert check_corpus(str(bare), str(text)) is None
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ternac: warning: ") and \
+        "could not be checked" in lines[0], lines
+    assert check_corpus(src, CORPUS) if os.path.isfile(CORPUS) else True
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_bench_lm_without_the_corpus(tmp_path, monkeypatch, capsys):
+    """`ternac bench lm --no-build` where the default corpus is missing: one sentence naming
+    --text (an option bench lm has), no traceback, no output folder."""
+    import ternac.golden.shakespeare_data as sd
+    from ternac.cli import main
+    monkeypatch.setattr(sd, "DEFAULT_TEXT", tmp_path / "absent.txt")
+    assert main(["bench", "lm", "--no-build", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "absent.txt does not exist" in lines[0] and \
+        "pass --text PATH" in lines[0], err
+    assert not (tmp_path / "b").exists()
