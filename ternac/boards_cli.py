@@ -228,6 +228,36 @@ def build_main(args) -> int:
     return 0
 
 
+#: What a bitstream of each family holds near its start, checked on the project's own
+#: builds: icepack's top.bin starts FF 00 00 FF (an empty comment) and has the sync word
+#: 7E AA 99 7E at byte 4; ecppack's top.bit starts FF 00, a comment ("Part: LFE5U-85F-..."),
+#: then the preamble FF FF BD B3 (at byte 29).
+BITSTREAM_SYNC = {"ice40": (b"\x7e\xaa\x99\x7e", "the iCE40 sync word 7EAA997E"),
+                  "ecp5": (b"\xff\xff\xbd\xb3", "the ECP5 preamble FFFFBDB3")}
+#: How far into the file the sync word may lie (the comment before it is short).
+BITSTREAM_HEAD = 4096
+
+
+def check_bitstream(path, board: str) -> str | None:
+    """Why the file ``path`` is not a bitstream for ``board`` (one sentence), or None: it
+    must be non-empty and hold its family's sync word (:data:`BITSTREAM_SYNC`) within the
+    first :data:`BITSTREAM_HEAD` bytes, so a text file, a checkpoint or the other board's
+    bitstream is refused before a programmer starts."""
+    dev = _facts.board(board).dev
+    sync, what = BITSTREAM_SYNC[dev.family]
+    try:
+        with open(path, "rb") as f:
+            head = f.read(BITSTREAM_HEAD)
+    except OSError as exc:
+        return f"the bitstream {path} cannot be read: {(exc.strerror or str(exc)).lower()}"
+    if not head:
+        return f"the bitstream {path} is empty"
+    if sync not in head:
+        return (f"the bitstream {path} is not one for the {dev.name}: its first {len(head)} "
+                f"bytes lack {what}")
+    return None
+
+
 def program_main(args) -> int:
     """``ternac program --board B [--bitstream P] [--flash] [--dry-run]``."""
     from ternac.boards.program import ProgramError, default_bitstream, program
@@ -246,6 +276,9 @@ def program_main(args) -> int:
         # A dry run too: the command it prints would fail.
         return _error(f"no bitstream at {path}: run `ternac build --board {args.board}"
                       + ("" if lanes == 8 else f" --lanes {lanes}") + "` first")
+    bad = check_bitstream(path, args.board)
+    if bad:
+        return _error(bad)
     try:
         program(args.board, bitstream,
                 dry_run=getattr(args, "dry_run", False), flash=getattr(args, "flash", False),

@@ -17,7 +17,8 @@ existing file (content ``keep``), ``{dir}`` an existing folder holding ``old.txt
 non-ternary trit and 10 inputs, ``{image_cut}`` / ``{image_crc}`` the digits weight image
 cut in half / with one bit flipped, ``{image_l16}`` the digits image packed for 16 lanes,
 ``{ckpt_cut}`` the digits checkpoint cut to a third, ``{ckpt_link}`` a symbolic link to
-checkpoints/, ``{fifo}`` a named pipe.
+checkpoints/, ``{fifo}`` a named pipe, ``{empty}`` an empty file, ``{ice40_bin}`` /
+``{ecp5_bit}`` files that start like an iCE40 / ECP5 bitstream.
 """
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(REPO), "shared", "data", "tinyshakespeare.txt")
 LONG_PROMPT = "a" * 10_001
 TWO64, TWO32 = 1 << 64, 1 << 32
+#: The first bytes of the project's own bitstreams (build/icebreaker-L8/top.bin from
+#: icepack, build/ulx3s-shakespeare/top.bit from ecppack).
+ICE40_HEAD = bytes.fromhex("ff0000ff7eaa997e")
+ECP5_HEAD = b"\xff\x00Part: LFE5U-85F-6CABGA381\x00\xff\xff\xff\xbd\xb3"
 
 # (id, argv, exit code, fragment of the message, paths that must not exist afterwards)
 # Grouped by the kind of mistake; the id names the case.
@@ -247,6 +252,17 @@ ROWS = [
      "--steps applies to training the shakespeare model only", ["{tmp}/v.st"]),
     ("train-lm-epochs", "train shakespeare --quiet --epochs 3 --out {tmp}/s.st", 2,
      "--epochs does not apply to training the shakespeare model", ["{tmp}/s.st"]),
+    ("text-as-bitstream", "program --board icebreaker --bitstream {file} --dry-run", 2,
+     "is not one for the iCE40 UP5K: its first 4 bytes lack the iCE40 sync word", []),
+    ("checkpoint-as-bitstream", "program --board icebreaker --bitstream "
+     "checkpoints/digits.safetensors --dry-run", 2, "lack the iCE40 sync word 7EAA997E", []),
+    ("empty-bitstream-file", "program --board icebreaker --bitstream {empty} --dry-run", 2,
+     "is empty", []),
+    ("ice40-bitstream-for-ulx3s", "program --board ulx3s --bitstream {ice40_bin} --dry-run",
+     2, "is not one for the ECP5-85F: its first 152 bytes lack the ECP5 preamble", []),
+    ("ecp5-bitstream-for-icebreaker",
+     "program --board icebreaker --bitstream {ecp5_bit} --dry-run", 2,
+     "lack the iCE40 sync word", []),
     ("user-folder-as-build-dir", "build unit engine --build-dir {dir}", 2,
      "holds files that are not a ternac build", []),
     ("user-folder-as-board-build-dir", "build --board icebreaker --build-dir {dir}", 2,
@@ -391,6 +407,10 @@ def fixtures(tmp_path_factory):
     (base / "crc.tnac").write_bytes(bytes(flipped))
     os.symlink(os.path.join(REPO, "checkpoints"), base / "ckpt-link")
     os.mkfifo(base / "fifo")
+    (base / "empty.bin").write_bytes(b"")
+    # The starts of real bitstreams (boards/ builds): icepack's and ecppack's.
+    (base / "ice40.bin").write_bytes(ICE40_HEAD + bytes(144))
+    (base / "ecp5.bit").write_bytes(ECP5_HEAD + bytes(144))
     raw = open(os.path.join(REPO, "checkpoints", "digits.safetensors"), "rb").read()
     (base / "cut.safetensors").write_bytes(raw[:len(raw) // 3])
     changed = base / "changed.txt"
@@ -403,7 +423,9 @@ def fixtures(tmp_path_factory):
             "digits_10in": str(base / "in10.safetensors"), "changed": str(changed),
             "image_cut": str(base / "cut.tnac"), "image_crc": str(base / "crc.tnac"),
             "ckpt_cut": str(base / "cut.safetensors"), "image_l16": str(base / "l16.tnac"),
-            "ckpt_link": str(base / "ckpt-link"), "fifo": str(base / "fifo")}
+            "ckpt_link": str(base / "ckpt-link"), "fifo": str(base / "fifo"),
+            "empty": str(base / "empty.bin"), "ice40_bin": str(base / "ice40.bin"),
+            "ecp5_bit": str(base / "ecp5.bit")}
 
 
 def _argv(cmd, subs) -> list[str]:
@@ -707,3 +729,23 @@ def test_bench_lm_without_the_corpus(tmp_path, monkeypatch, capsys):
     assert len(lines) == 1 and "absent.txt does not exist" in lines[0] and \
         "pass --text PATH" in lines[0], err
     assert not (tmp_path / "b").exists()
+
+
+def test_bitstream_signatures():
+    """check_bitstream takes a file that starts like the family's bitstream (and a real
+    build's, where one is under build/) and refuses the other family's."""
+    from ternac.boards_cli import check_bitstream
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        ice, ecp = os.path.join(d, "a.bin"), os.path.join(d, "b.bit")
+        open(ice, "wb").write(ICE40_HEAD + bytes(100))
+        open(ecp, "wb").write(ECP5_HEAD + bytes(100))
+        assert check_bitstream(ice, "icebreaker") is None
+        assert check_bitstream(ecp, "ulx3s") is None
+        assert "lack the ECP5 preamble" in check_bitstream(ice, "ulx3s")
+        assert "lack the iCE40 sync word" in check_bitstream(ecp, "icebreaker")
+    for board, rel in (("icebreaker", "build/icebreaker-L8/top.bin"),
+                       ("ulx3s", "build/ulx3s-shakespeare/top.bit")):
+        real = os.path.join(REPO, rel)
+        if os.path.isfile(real):
+            assert check_bitstream(real, board) is None, real

@@ -168,6 +168,9 @@ def test_cli_parsers_and_user_errors(capsys, tmp_path):
     assert a.func(a) == 2                     # a dry run refuses a missing bitstream too
     assert "no bitstream at" in capsys.readouterr().err
     bit.write_bytes(b"\0")
+    assert a.func(a) == 2                     # not a bitstream: no ECP5 preamble
+    assert "lack the ECP5 preamble" in capsys.readouterr().err
+    bit.write_bytes(b"\xff\x00\x00\xff\xff\xff\xbd\xb3" + bytes(16))   # ecppack's start
     assert a.func(a) == 0
     assert capsys.readouterr().out.strip().endswith(f"-b ulx3s -m {bit}")
 

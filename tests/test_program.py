@@ -29,7 +29,9 @@ def fakes(tmp_path, monkeypatch):
     for var in ("OPENFPGALOADER", "ICEPROG", "FAKE_RC", "FAKE_MSG"):
         monkeypatch.delenv(var, raising=False)
     bit = tmp_path / "top.bin"
-    bit.write_bytes(b"\x00" * 16)
+    # Starts like an icepack bitstream (sync word) and holds the ECP5 preamble: the CLI
+    # checks both families' signatures (ternac.boards_cli.check_bitstream).
+    bit.write_bytes(bytes.fromhex("ff0000ff7eaa997e") + b"\xff\xff\xbd\xb3" + bytes(16))
 
     def add(name):
         p = bindir / name
