@@ -193,6 +193,8 @@ ROWS = [
      "checkpoints/digits.safetensors", 2, "is a committed checkpoint; pass --force", []),
     ("committed-lm-checkpoint", "train shakespeare --quiet --steps 1 --out "
      "checkpoints/shakespeare.safetensors", 2, "is a committed checkpoint", []),
+    # These two fail at an argument check, before any output is touched; a failure after
+    # staging: test_unit_build_failing_after_staging_keeps_the_previous_build.
     ("existing-out-kept-on-failure", "compile digits --weight-depth 16 --out {dir}", 2,
      "weight memory", []),
     ("existing-build-kept-on-failure", "build unit engine --freq 0 --build-dir {dir}", 2,
@@ -749,3 +751,37 @@ def test_bitstream_signatures():
         real = os.path.join(REPO, rel)
         if os.path.isfile(real):
             assert check_bitstream(real, board) is None, real
+
+
+def test_unit_build_failing_after_staging_keeps_the_previous_build(tmp_path, monkeypatch,
+                                                                    capsys):
+    """`ternac build unit engine --build-dir D` past every argument check, failing in a tool
+    (injected: the plan runner raises BuildError after the wrapper's cost is staged): D, a
+    previous build, is as it was, the failed build's files are in D.failed, exit 1 (a tool
+    failure, not bad input). The
+    same command on a folder of the user's files is refused before any work."""
+    import json
+
+    import ternac.boards.build as build
+    from ternac.cli import main
+    prev = tmp_path / "D"
+    prev.mkdir()
+    (prev / "report.json").write_text(json.dumps({"fmax_MHz_achieved": 50.0}))
+    (prev / "top.bin").write_text("old")
+
+    def fail(plan, build_dir, name, progress, log_dir=None):
+        raise build.BuildError(f"synthesis (yosys) failed (injected); see {log_dir}/yosys.log")
+    monkeypatch.setattr(build, "_run_plan", fail)
+    assert main(["build", "unit", "engine", "--build-dir", str(prev)]) == 1
+    err = capsys.readouterr().err
+    assert "injected" in err and "Traceback" not in err, err
+    assert sorted(os.listdir(prev)) == ["report.json", "top.bin"]
+    assert (prev / "top.bin").read_text() == "old"
+    assert (tmp_path / "D.failed" / "wrapper.json").is_file()
+    assert not [p for p in os.listdir(tmp_path) if p.endswith((".partial", ".old"))]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["build", "unit", "engine", "--build-dir", str(mine)]) == 2
+    assert "not a ternac build" in capsys.readouterr().err
+    assert os.listdir(mine) == ["notes.txt"]
