@@ -370,8 +370,9 @@ def decode_image(data: bytes, source: str = "weight image") -> WeightImage:
 def read_image(path: str | os.PathLike) -> WeightImage:
     """Read and check a weight image file.
 
-    Checks, in order: the file exists and is readable; the header is complete; magic,
-    version, format, lanes and word width; the file length against the header; the CRC32;
+    Checks, in order: the file exists, is a regular file (not a device or FIFO, checked
+    before it is opened) and is readable; the header is complete; magic, version, format,
+    lanes and word width; the file length against the header; the CRC32;
     every tensor's word count against its shape and its span within the payload (no
     overlap); m, s and flags ranges; every payload word decodes (no I2 code 0b10, no T3 byte
     above 242) and padding rows are zero.
@@ -384,7 +385,13 @@ def read_image(path: str | os.PathLike) -> WeightImage:
     ------
     ImageError (a ValueError) with one sentence naming the file and the first failed check.
     """
+    import stat
     try:
+        # Before open(): a FIFO blocks in open, a device (/dev/zero) reads for ever.
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise ImageError(f"weight image {os.fspath(path)} is not a file (a device, FIFO "
+                             f"or socket)")
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError:

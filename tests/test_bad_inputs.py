@@ -785,3 +785,15 @@ def test_unit_build_failing_after_staging_keeps_the_previous_build(tmp_path, mon
     assert main(["build", "unit", "engine", "--build-dir", str(mine)]) == 2
     assert "not a ternac build" in capsys.readouterr().err
     assert os.listdir(mine) == ["notes.txt"]
+
+
+def test_read_image_refuses_a_device_and_a_fifo(tmp_path):
+    """golden.image.read_image itself (not only the CLI) refuses a path that is not a regular
+    file before opening it: /dev/zero read for ever, a FIFO blocked in open()."""
+    from ternac.golden.errors import ImageError
+    from ternac.golden.image import read_image
+    fifo = tmp_path / "p"
+    os.mkfifo(fifo)
+    for p in ("/dev/zero", str(fifo)):
+        with pytest.raises(ImageError, match="is not a file"):
+            read_image(p)
