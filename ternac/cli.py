@@ -48,6 +48,7 @@ from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputErro
 from ternac.runner import BACKENDS, RTLFailed, run_digits
 from ternac.runner import accel_config as _config
 from ternac.runner import default_checkpoint as _default_checkpoint
+from ternac.runner import model_inputs as _model_inputs
 
 __all__ = ["main", "build_parser", "run_digits"]
 
@@ -57,21 +58,6 @@ COMPILE_MODELS = ("digits", "shakespeare", "vit-digits")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def _model_inputs(model: str, checkpoint, text=None, image=None) -> list[tuple[str, str]]:
-    """The files a command on ``model`` reads, as ``(what, path)`` for
-    :func:`ternac.errors.check_distinct`: the checkpoint (the shipped one when None), the
-    weight image, the LM's corpus (the default one when None)."""
-    folder = os.path.dirname(_default_checkpoint())
-    default = {"digits": _default_checkpoint(),
-               "vit-digits": os.path.join(folder, "vit_digits.safetensors"),
-               "shakespeare": os.path.join(folder, "shakespeare.safetensors")}[model]
-    ins = [("checkpoint", checkpoint or default), ("weight image", image)]
-    if model == "shakespeare":
-        from ternac.golden.shakespeare_data import DEFAULT_TEXT
-        ins.append(("corpus", text or str(DEFAULT_TEXT)))
-    return ins
-
 
 def _write_json(path: str, obj: dict) -> None:
     write_json(path, obj)

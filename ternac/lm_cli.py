@@ -106,7 +106,7 @@ class TokenPrinter:
 def generate_main(args) -> int:
     from ternac.errors import check_distinct, check_output_file
     check_output_file(args.json, "JSON output", make_folder=True)
-    from ternac.cli import _model_inputs
+    from ternac.runner import model_inputs as _model_inputs
     check_distinct([("JSON output", args.json)],
                    _model_inputs("shakespeare", args.checkpoint,
                                  text=getattr(args, "text", None)))

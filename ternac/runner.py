@@ -750,3 +750,18 @@ def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_tok
                  on_step=None if on_token is None else
                  (lambda rec: on_token(rec["result"]) if rec["step"] + 1 >= len(ids) else None))
     return res["logits"], res["tokens"][len(ids):], res["cycles"]
+
+
+def model_inputs(model: str, checkpoint, text=None, image=None) -> list[tuple[str, str]]:
+    """The files a command on ``model`` reads, as ``(what, path)`` for
+    :func:`ternac.errors.check_distinct`: the checkpoint (the shipped one when None), the
+    weight image, the LM's corpus (the default one when None)."""
+    folder = os.path.dirname(default_checkpoint())
+    default = {"digits": default_checkpoint(),
+               "vit-digits": os.path.join(folder, "vit_digits.safetensors"),
+               "shakespeare": os.path.join(folder, "shakespeare.safetensors")}[model]
+    ins = [("checkpoint", checkpoint or default), ("weight image", image)]
+    if model == "shakespeare":
+        from ternac.golden.shakespeare_data import DEFAULT_TEXT
+        ins.append(("corpus", text or str(DEFAULT_TEXT)))
+    return ins
