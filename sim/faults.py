@@ -104,12 +104,17 @@ def _stub_accelerator():
     from amaranth.lib.wiring import In, Out
 
     class StubAccelerator(wiring.Component):
-        """Host-port model of ``hw.top.Accelerator``: four 32-bit memories of
-        :data:`LIMITS` words (SCRATCH keeps 16 bits, sign-extended on read), and a run of
-        RUN_CYCLES (SLOW_RUN_CYCLES while ``slow``) whose result counts the runs since
-        reset."""
+        """Host-port model of ``hw.top.Accelerator``: four 32-bit memories of ``limits``
+        words (SCRATCH keeps 16 bits, sign-extended on read, where ``signed_scratch``), and
+        a run of ``run_cycles`` (``slow_run_cycles`` while ``slow``) whose result counts
+        the runs since reset. The one stub behind the host link in the fault campaign,
+        tests/test_hostlink.py and tests/test_fuzz_rtl.py."""
 
-        def __init__(self):
+        def __init__(self, limits=None, run_cycles=RUN_CYCLES, slow_run_cycles=SLOW_RUN_CYCLES,
+                     signed_scratch=True):
+            self._limits = dict(LIMITS if limits is None else limits)
+            self._run, self._slow_run = int(run_cycles), int(slow_run_cycles)
+            self._signed = bool(signed_scratch)
             super().__init__({
                 "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
                 "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
@@ -123,21 +128,22 @@ def _stub_accelerator():
             with m.If(self.host_re):
                 m.d.sync += rsel.eq(self.host_space)
             datas = []
-            for space, depth in LIMITS.items():
+            for space, depth in self._limits.items():
                 m.submodules[f"mem{space}"] = mem = Memory(shape=32, depth=depth, init=[])
                 rd, wr = mem.read_port(), mem.write_port()
                 hit = (self.host_space == space) & ~self.busy
                 m.d.comb += [rd.addr.eq(self.host_addr), wr.addr.eq(self.host_addr),
                              wr.data.eq(self.host_wdata), wr.en.eq(self.host_we & hit)]
-                datas.append(rd.data[:16].as_signed() if space == 0 else rd.data)
+                datas.append(rd.data[:16].as_signed() if space == 0 and self._signed
+                             else rd.data)
             with m.Switch(rsel):
-                for space in LIMITS:
+                for i, space in enumerate(self._limits):
                     with m.Case(space):
-                        m.d.comb += self.host_rdata.eq(datas[space])
-            left = Signal(range(SLOW_RUN_CYCLES + 1))
+                        m.d.comb += self.host_rdata.eq(datas[i])
+            left = Signal(range(max(self._run, self._slow_run) + 1))
             with m.If(self.start & ~self.busy):
                 m.d.sync += [self.busy.eq(1), self.done.eq(0), self.cycles.eq(0),
-                             left.eq(Mux(self.slow, SLOW_RUN_CYCLES, RUN_CYCLES) - 1)]
+                             left.eq(Mux(self.slow, self._slow_run, self._run) - 1)]
             with m.Elif(self.busy):
                 m.d.sync += [self.cycles.eq(self.cycles + 1), left.eq(left - 1)]
                 with m.If(left == 0):
@@ -148,10 +154,11 @@ def _stub_accelerator():
     return StubAccelerator
 
 
-def StubAccelerator():
-    """A new stub accelerator (see ``_stub_accelerator``; Amaranth is imported lazily so the
+def StubAccelerator(**kw):
+    """A new stub accelerator (see ``_stub_accelerator``; keywords ``limits``,
+    ``run_cycles``, ``slow_run_cycles``, ``signed_scratch``; Amaranth is imported lazily so the
     cocotb side of this module does not load it)."""
-    return _stub_accelerator()()
+    return _stub_accelerator()(**kw)
 
 
 def FaultBench(device="stub", *, cfg=None, program_words=(), weight_words=(),

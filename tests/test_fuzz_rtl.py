@@ -22,9 +22,8 @@ bytes, the model's and the RTL's responses); that example is then added to
 """
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,44 +44,13 @@ REGRESSIONS: list[list] = [
 ]
 
 
-class BenchAccelerator(wiring.Component):
-    """The accelerator's host port as the model sees it: four 32-bit memories of LIMITS
-    words, a run of RUN_CYCLES cycles whose result counts the runs."""
-
-    def __init__(self):
-        super().__init__({
-            "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
-            "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
-            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
-            "result": Out(32), "cycles": Out(32),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        rsel = Signal(2)
-        with m.If(self.host_re):
-            m.d.sync += rsel.eq(self.host_space)
-        datas = []
-        for space, depth in LIMITS.items():
-            m.submodules[f"mem{space}"] = mem = Memory(shape=32, depth=depth, init=[])
-            rd, wr = mem.read_port(), mem.write_port()
-            hit = (self.host_space == space) & ~self.busy
-            m.d.comb += [rd.addr.eq(self.host_addr), wr.addr.eq(self.host_addr),
-                         wr.data.eq(self.host_wdata), wr.en.eq(self.host_we & hit)]
-            datas.append(rd.data)
-        with m.Switch(rsel):
-            for space in LIMITS:
-                with m.Case(space):
-                    m.d.comb += self.host_rdata.eq(datas[space])
-        left = Signal(range(RUN_CYCLES + 1))
-        with m.If(self.start & ~self.busy):
-            m.d.sync += [self.busy.eq(1), self.done.eq(0), self.cycles.eq(0),
-                         left.eq(RUN_CYCLES - 1)]
-        with m.Elif(self.busy):
-            m.d.sync += [self.cycles.eq(self.cycles + 1), left.eq(left - 1)]
-            with m.If(left == 0):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1), self.result.eq(self.result + 1)]
-        return m
+def BenchAccelerator():
+    """The accelerator's host port as the model sees it: the stub of sim/faults.py with
+    four 32-bit memories of LIMITS words (SCRATCH read back as stored, not sign-extended)
+    and a run of RUN_CYCLES cycles whose result counts the runs."""
+    from ternac.sim.faults import StubAccelerator
+    return StubAccelerator(limits=LIMITS, run_cycles=RUN_CYCLES, slow_run_cycles=RUN_CYCLES,
+                           signed_scratch=False)
 
 
 class HostlinkFuzzBench(wiring.Component):

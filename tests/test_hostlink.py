@@ -7,9 +7,8 @@ import binascii
 import random
 
 import pytest
-from amaranth import Module, Mux, Signal
+from amaranth import Module
 from amaranth.lib import wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ternac.hw.hostlink import UARTHostlink, connect_accelerator
@@ -183,45 +182,13 @@ def test_serial_transport_reads_and_times_out():
 
 # -- RTL bench --------------------------------------------------------------------------
 
-class FakeAccelerator(wiring.Component):
-    """Host-port model of hw.top.Accelerator: four 32-bit memories (SCRATCH keeps 16 bits,
-    sign-extended on read) and a run of RUN_CYCLES (SLOW_RUN_CYCLES while ``slow``) whose
-    result counts the runs."""
-
-    def __init__(self):
-        super().__init__({
-            "host_addr": In(20), "host_space": In(2), "host_wdata": In(32),
-            "host_we": In(1), "host_re": In(1), "host_rdata": Out(32),
-            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
-            "result": Out(32), "cycles": Out(32), "slow": In(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        rsel = Signal(2)
-        with m.If(self.host_re):
-            m.d.sync += rsel.eq(self.host_space)
-        datas = []
-        for space, depth in LIMITS.items():
-            m.submodules[f"mem{space}"] = mem = Memory(shape=32, depth=depth, init=[])
-            rd, wr = mem.read_port(), mem.write_port()
-            hit = (self.host_space == space) & ~self.busy
-            m.d.comb += [rd.addr.eq(self.host_addr), wr.addr.eq(self.host_addr),
-                         wr.data.eq(self.host_wdata), wr.en.eq(self.host_we & hit)]
-            datas.append(rd.data[:16].as_signed() if space == 0 else rd.data)
-        with m.Switch(rsel):
-            for space in LIMITS:
-                with m.Case(space):
-                    m.d.comb += self.host_rdata.eq(datas[space])
-        left = Signal(range(SLOW_RUN_CYCLES + 1))
-        with m.If(self.start & ~self.busy):
-            m.d.sync += [self.busy.eq(1), self.done.eq(0), self.cycles.eq(0),
-                         left.eq(Mux(self.slow, SLOW_RUN_CYCLES, RUN_CYCLES) - 1)]
-        with m.Elif(self.busy):
-            m.d.sync += [self.cycles.eq(self.cycles + 1), left.eq(left - 1)]
-            with m.If(left == 0):
-                m.d.sync += [self.busy.eq(0), self.done.eq(1), self.result.eq(self.result + 1)]
-        return m
+def FakeAccelerator():
+    """The host-port stub of sim/faults.py (four 32-bit memories of LIMITS words, SCRATCH
+    16-bit sign-extended on read, a run of RUN_CYCLES, SLOW_RUN_CYCLES while ``slow``,
+    whose result counts the runs)."""
+    from ternac.sim.faults import StubAccelerator
+    return StubAccelerator(limits=LIMITS, run_cycles=RUN_CYCLES,
+                           slow_run_cycles=SLOW_RUN_CYCLES)
 
 
 class HostlinkBench(wiring.Component):
