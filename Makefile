@@ -86,7 +86,7 @@ verilog: $(STAMP)
 	$(TERNAC) verilog --out build/verilog --lanes $(LANES)
 
 bitstream: $(STAMP)
-	$(TERNAC) build --board $(BOARD) --model $(MODEL) --lanes $(LANES) $(if $(FREQ),--freq $(FREQ))
+	$(TERNAC) build --board $(BOARD) --model $(MODEL) --lanes $(LANES) $(if $(FREQ),--freq $(FREQ)) $(if $(PNR_SEED),--pnr-seed $(PNR_SEED))
 
 program: $(STAMP)
 	$(TERNAC) program --board $(BOARD) --lanes $(LANES)

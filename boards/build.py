@@ -318,9 +318,28 @@ def check_timing(parsed: dict, constrained_mhz: float, *, where: str, report=Non
         report if report is not None else parsed)
 
 
-def _build_kwargs(family: str, name: str) -> dict:
+#: nextpnr's placement seeds a build accepts (its ``--seed``, a C int).
+PNR_SEED_MAX = 2**31 - 1
+
+
+def check_pnr_seed(seed) -> int | None:
+    """``seed`` as nextpnr's placement seed: None (nextpnr's default) or an int from 1 to
+    :data:`PNR_SEED_MAX`. Raises ValueError (one sentence) for anything else."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 1 <= seed <= PNR_SEED_MAX:
+        raise ValueError(f"--pnr-seed must be a whole number from 1 to {PNR_SEED_MAX}, "
+                         f"not {seed!r}")
+    return seed
+
+
+def _build_kwargs(family: str, name: str, pnr_seed: int | None = None) -> dict:
+    """The Amaranth build options: Yosys's stat, nextpnr's report, and nextpnr's placement
+    seed when one is given (``--seed``: another seed is another placement; on the UP5K a
+    placement the router cannot finish can route with another seed)."""
+    seed = "" if pnr_seed is None else f" --seed {int(pnr_seed)}"
     kw = {"script_after_synth": f"tee -q -o {name}.stat.json stat -json",
-          "nextpnr_opts": f"--report {name}.report.json --timing-allow-fail"}
+          "nextpnr_opts": f"--report {name}.report.json --timing-allow-fail{seed}"}
     if facts.FAMILIES[family]["synth_opts"]:
         kw["synth_opts"] = facts.FAMILIES[family]["synth_opts"]
     return kw
@@ -361,7 +380,8 @@ class _Staged:
 
 def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: float | None = None,
                 baud: int = facts.DEFAULT_BAUD, build_dir=None, progress: bool = True,
-                extra: dict | None = None, check_fit: bool = True) -> dict:
+                extra: dict | None = None, check_fit: bool = True,
+                pnr_seed: int | None = None) -> dict:
     """Synthesize, place and route and pack the ``board`` top for ``cfg`` and a program.
 
     Parameters
@@ -384,6 +404,8 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     check_fit : bool
         Refuse, before synthesis, a design whose estimate (``boards/resources.py``) exceeds
         the device (by more than ``resources.MARGIN``).
+    pnr_seed : int or None
+        nextpnr's placement seed (:func:`check_pnr_seed`; None: nextpnr's default).
 
     Returns
     -------
@@ -402,6 +424,7 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     from .resources import check_fit as _check_fit
     b = facts.board(board)
     freq_mhz = check_freq(freq_mhz)
+    pnr_seed = check_pnr_seed(pnr_seed)
     check_build_dir(build_dir)
     _check_weight_memory(b, cfg)
     try:
@@ -428,13 +451,14 @@ def build_board(board: str, cfg, program_words, weight_words=(), *, freq_mhz: fl
     t0 = time.perf_counter()
     top = getattr(mod, b.top)(cfg, program_words, weight_words, freq_mhz=freq_mhz, baud=baud)
     plat = mod.platform()
-    plan = plat.prepare(top, "top", **_build_kwargs(family, "top"))
+    plan = plat.prepare(top, "top", **_build_kwargs(family, "top", pnr_seed))
     times = {"elaborate_s": round(time.perf_counter() - t0, 2)}
     with _Staged(build_dir) as stage:
         times.update(_run_plan(plan, stage.dir, "top", progress, log_dir=stage.failed))
         parsed = parse_reports(stage.dir, family)
         report = _board_report(b, cfg, top, parsed, est, times, len(program_words),
                                len(weight_words), baud, build_dir, extra, t_all)
+        report["pnr_seed"] = pnr_seed        # nextpnr's placement seed (None: its default)
         stage.finish(report)
     res = parsed["resources"]
     achieved = report["fmax_MHz_achieved"]
@@ -623,7 +647,7 @@ def _make_unit(name: str, cfg):
 
 
 def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None = None,
-               build_dir=None, progress: bool = True) -> dict:
+               build_dir=None, progress: bool = True, pnr_seed: int | None = None) -> dict:
     """Build one unit out of context on ``device`` for its cost: resources and Fmax.
 
     Timing is reported, not enforced (a unit's Fmax is the figure sought); the clock is
@@ -646,6 +670,7 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
     family = dev.family
     freq_mhz = check_freq(freq_mhz)
     freq_mhz = dev.ooc_mhz if freq_mhz is None else freq_mhz
+    pnr_seed = check_pnr_seed(pnr_seed)
     check_build_dir(build_dir)
     unit = _make_unit(name, cfg)
     build_dir = pathlib.Path(build_dir or REPO / "build" / "units" /
@@ -654,7 +679,7 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
     _progress(f"unit {name} (L={cfg.lanes}) out of context on {dev.key} ...", progress)
     wrap = OOCWrapper(unit, clk_resource=b.clock, freq_mhz=freq_mhz, reset_resource=b.button)
     plat = mod.platform()
-    plan = plat.prepare(wrap, "top", **_build_kwargs(family, "top"))
+    plan = plat.prepare(wrap, "top", **_build_kwargs(family, "top", pnr_seed))
     with _Staged(build_dir) as stage:
         # The wrapper's cost first, so that it stays beside the logs if place and route fails.
         write_json(stage.dir / "wrapper.json", _wrapper_cost(wrap))
@@ -662,6 +687,7 @@ def build_unit(name: str, cfg, *, device: str = "up5k", freq_mhz: float | None =
         parsed = parse_reports(stage.dir, family)
         times["total_s"] = round(time.perf_counter() - t_all, 2)
         report = _unit_report(name, dev, cfg, wrap, parsed, times, freq_mhz)
+        report["pnr_seed"] = pnr_seed        # nextpnr's placement seed (None: its default)
         stage.finish(report)
     res = parsed["resources"]
     _progress(f"unit {name}: LUT {res['LUT']['used']}, FF {res['FF']['used']} (wrapper: "

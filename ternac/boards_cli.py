@@ -60,6 +60,9 @@ def add_build_parser(sub):
     p.add_argument("--freq", type=float, default=None,
                    help=f"clock in MHz (board default: {clocks}; units: {units})")
     p.add_argument("--baud", type=int, default=_facts.DEFAULT_BAUD, help="host-link baud rate")
+    p.add_argument("--pnr-seed", type=int, default=None,
+                   help="nextpnr's placement seed (default nextpnr's own); another seed is "
+                        "another placement, e.g. when routing does not finish")
     p.add_argument("--no-fit-check", action="store_true",
                    help="run synthesis even when the resource estimate says the design "
                         "cannot fit the device")
@@ -140,7 +143,7 @@ def build_main(args) -> int:
     estimate cannot fit the device is refused before synthesis (exit 2).
     """
     from ternac.boards.build import (BuildError, FitError, TimingError, build_board, build_unit,
-                                     check_build_dir, check_freq)
+                                     check_build_dir, check_freq, check_pnr_seed)
     from ternac.boards.resources import NoEstimate
     from ternac.errors import USER_ERRORS, one_line
     from ternac.errors import check_output_file
@@ -151,6 +154,7 @@ def build_main(args) -> int:
         check_distinct([("JSON output", getattr(args, "json", None))],
                        [("checkpoint", getattr(args, "checkpoint", None))])
         check_freq(args.freq)
+        check_pnr_seed(getattr(args, "pnr_seed", None))
         check_build_dir(args.build_dir)
         baud = getattr(args, "baud", _facts.DEFAULT_BAUD)
         if baud is not None and baud < 1:
@@ -173,7 +177,8 @@ def build_main(args) -> int:
             # A unit as the model's build carries it (shakespeare: 32 lanes, fan-in 256, ...).
             report = build_unit(name, _model_config(model, args.lanes),
                                 device=getattr(args, "device", "up5k"),
-                                freq_mhz=args.freq, build_dir=args.build_dir)
+                                freq_mhz=args.freq, build_dir=args.build_dir,
+                                pnr_seed=getattr(args, "pnr_seed", None))
         else:
             if not getattr(args, "board", None):
                 return _error("say which board to build for: " + " or ".join(
@@ -194,7 +199,8 @@ def build_main(args) -> int:
                                  baud=getattr(args, "baud", _facts.DEFAULT_BAUD),
                                  build_dir=build_dir,
                                  extra={"model": getattr(args, "model", "digits")},
-                                 check_fit=not getattr(args, "no_fit_check", False))
+                                 check_fit=not getattr(args, "no_fit_check", False),
+                                 pnr_seed=getattr(args, "pnr_seed", None))
     except TimingError as e:
         if getattr(args, "json", None):
             _write_json(args.json, e.report)

@@ -298,6 +298,9 @@ ROWS = [
       for f in ("inf", "nan", "0", "-12", "1e9")],
     ("freq-not-a-number", "build unit engine --freq fast", 2, "invalid float value", []),
     ("baud-0", "build --board icebreaker --baud 0", 2, "--baud must be a positive rate", []),
+    *[(f"pnr-seed-{v}", f"build unit engine --pnr-seed {v} --build-dir {{tmp}}/b", 2,
+       "--pnr-seed must be a whole number from 1 to 2147483647", ["{tmp}/b"])
+      for v in ("0", "-1", "2147483648")],
     # --- seeds that would wrap onto another seed ------------------------------------
     ("train-seed-2^32", f"train digits --quiet --seed {TWO32} --out {{tmp}}/d.st", 2,
      "outside 0 to 2^32 - 1", ["{tmp}/d.st"]),

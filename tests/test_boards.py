@@ -273,3 +273,15 @@ def test_bench_numerics_writes_through_the_atomic_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(bn, "run", never)
     with pytest.raises(InputError, match="is a directory"):
         bn.main(str(tmp_path))
+
+
+def test_pnr_seed_reaches_nextpnr_only_when_given():
+    """``--pnr-seed N`` is nextpnr's ``--seed N`` (another placement); without it nextpnr
+    keeps its own default, so existing builds and the sweep's cache keys do not change."""
+    from ternac.boards.build import _build_kwargs, check_pnr_seed
+    assert "--seed" not in _build_kwargs("ice40", "top")["nextpnr_opts"]
+    assert _build_kwargs("ice40", "top", 3)["nextpnr_opts"].endswith("--timing-allow-fail --seed 3")
+    assert check_pnr_seed(None) is None and check_pnr_seed(2**31 - 1) == 2**31 - 1
+    for bad in (0, -1, 2**31, True, 1.5, "3"):
+        with pytest.raises(ValueError, match="--pnr-seed must be a whole number"):
+            check_pnr_seed(bad)
