@@ -19,7 +19,7 @@ import pytest
 import torch
 from amaranth.hdl import UnusedElaboratable
 
-from ternac.config import AccelConfig, HostSpace
+from ternac.config import AccelConfig
 from ternac.golden import cycles as C
 from ternac.golden.interpreter import run_program
 from ternac.golden.isa import Flag, Instr, Op, encode_program
@@ -53,36 +53,9 @@ def _compiled(model: str, lanes: int | None = None, *, sample: bool = False, see
 
 def _pysim_cycles(cfg, program, weight_words=(), scratch=None):
     """Run ``program`` once on the Accelerator in Amaranth's simulator; ``(cycles, result)``
-    as the RTL reports them (its ``cycles`` and ``result`` outputs)."""
-    from amaranth.sim import Simulator
-    from ternac.hw.top import Accelerator
-    top = Accelerator(cfg, weight_words=list(weight_words), program_words=encode_program(program))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    out = {}
-
-    async def bench(ctx):
-        for addr, vals in (scratch or {}).items():
-            ctx.set(top.host_space, HostSpace.SCRATCH)
-            ctx.set(top.host_we, 1)
-            for k, v in enumerate(vals):
-                ctx.set(top.host_addr, addr + k)
-                ctx.set(top.host_wdata, int(v) & 0xFFFFFFFF)
-                await ctx.tick()
-            ctx.set(top.host_we, 0)
-        ctx.set(top.start, 1)
-        await ctx.tick()
-        ctx.set(top.start, 0)
-        for _ in range(100_000):
-            await ctx.tick()
-            if ctx.get(top.done) and not ctx.get(top.busy):
-                break
-        assert ctx.get(top.done), "the program did not finish"
-        assert not ctx.get(top.error)
-        out["cycles"], out["result"] = ctx.get(top.cycles), ctx.get(top.result)
-
-    sim.add_testbench(bench)
-    sim.run()
+    as the RTL reports them (its ``cycles`` and ``result`` outputs; sim/pysim.py)."""
+    from ternac.sim.pysim import run_program_pysim
+    out = run_program_pysim(cfg, program, weight_words, scratch)
     return out["cycles"], out["result"]
 
 

@@ -31,7 +31,7 @@ from ternac.golden import cycles as C
 from ternac.golden import intops, ops, vecops
 from ternac.golden.graph import Graph, GraphError, Vec
 from ternac.golden.interpreter import MachineError, run_program
-from ternac.golden.isa import Flag, Instr, Op, encode_program
+from ternac.golden.isa import Flag, Instr, Op
 from ternac.golden.numerics import dyadic, round_half_up_shift
 from ternac.golden.widths import dot_acc_width
 from ternac.lower import lower
@@ -303,44 +303,11 @@ def test_lowering_checks_dot_row_length_against_max_vector():
 
 def _pysim(cfg, program, scratch, read):
     """Run ``program`` once on the Accelerator in Amaranth's simulator: scratch words
-    ``read = (addr, n)`` and the RTL's cycle counter after the run."""
-    from amaranth.sim import Simulator
-    from ternac.hw.top import Accelerator
-    top = Accelerator(cfg, weight_words=[], program_words=encode_program(program))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    out = {}
-
-    async def bench(ctx):
-        ctx.set(top.host_space, HostSpace.SCRATCH)
-        ctx.set(top.host_we, 1)
-        for addr, vals in scratch.items():
-            for j, v in enumerate(vals):
-                ctx.set(top.host_addr, addr + j)
-                ctx.set(top.host_wdata, int(v) & 0xFFFFFFFF)
-                await ctx.tick()
-        ctx.set(top.host_we, 0)
-        ctx.set(top.start, 1)
-        await ctx.tick()
-        ctx.set(top.start, 0)
-        for _ in range(50_000):
-            await ctx.tick()
-            if ctx.get(top.done) and not ctx.get(top.busy):
-                break
-        assert ctx.get(top.done) and not ctx.get(top.error), "the program did not finish"
-        out["cycles"] = ctx.get(top.cycles)
-        words = []
-        ctx.set(top.host_re, 1)
-        for j in range(read[1]):
-            ctx.set(top.host_addr, read[0] + j)
-            await ctx.tick()
-            words.append(ctx.get(top.host_rdata))
-        ctx.set(top.host_re, 0)
-        out["words"] = [w - (1 << 32) if w >> 31 else w for w in words]
-
-    sim.add_testbench(bench)
-    sim.run()
-    return out
+    ``read = (addr, n)`` and the RTL's cycle counter after the run (sim/pysim.py)."""
+    from ternac.sim.pysim import run_program_pysim
+    out = run_program_pysim(cfg, program, (), scratch, [(HostSpace.SCRATCH, *read)],
+                            max_cycles=50_000)
+    return {"cycles": out["cycles"], "words": out["words"][0]}
 
 
 def test_accelerator_dot_equals_interpreter_and_cycle_model():

@@ -21,7 +21,7 @@ from ternac.config import AccelConfig, HostSpace
 from ternac.errors import CompileError
 from ternac.golden import cycles as C
 from ternac.golden.interpreter import MachineError, run_program
-from ternac.golden.isa import Flag, Instr, Op, encode_program
+from ternac.golden.isa import Flag, Instr, Op
 from ternac.golden.packing import tile_lanes
 
 SEED = 90210
@@ -31,46 +31,12 @@ SRC, AUX, DST = 40, 400, 700
 
 def _pysim(cfg, program, weight_words, scratch, read):
     """Run ``program`` on the Accelerator in Amaranth's simulator after writing ``scratch``
-    ({addr: [words]}); returns (cycles, [scratch words in ``read`` = (addr, n)])."""
-    from amaranth.sim import Simulator
-    from ternac.hw.top import Accelerator
-    top = Accelerator(cfg, weight_words=list(weight_words), program_words=encode_program(program))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    out = {}
-
-    async def bench(ctx):
-        ctx.set(top.host_space, HostSpace.SCRATCH)
-        ctx.set(top.host_we, 1)
-        for addr, vals in scratch.items():
-            for k, v in enumerate(vals):
-                ctx.set(top.host_addr, addr + k)
-                ctx.set(top.host_wdata, int(v) & 0xFFFFFFFF)
-                await ctx.tick()
-        ctx.set(top.host_we, 0)
-        ctx.set(top.start, 1)
-        await ctx.tick()
-        ctx.set(top.start, 0)
-        for _ in range(50_000):
-            await ctx.tick()
-            if ctx.get(top.done) and not ctx.get(top.busy):
-                break
-        assert ctx.get(top.done) and not ctx.get(top.error)
-        out["cycles"] = ctx.get(top.cycles)
-        words = []
-        a, n = read
-        ctx.set(top.host_space, HostSpace.SCRATCH)
-        for k in range(n):
-            ctx.set(top.host_addr, a + k)
-            ctx.set(top.host_re, 1)
-            await ctx.tick()
-            ctx.set(top.host_re, 0)
-            words.append(ctx.get(top.host_rdata))
-        out["words"] = words
-
-    sim.add_testbench(bench)
-    sim.run()
-    return out["cycles"], out["words"]
+    ({addr: [words]}); returns (cycles, [scratch words in ``read`` = (addr, n)], raw 32-bit)
+    (sim/pysim.py)."""
+    from ternac.sim.pysim import run_program_pysim
+    out = run_program_pysim(cfg, program, weight_words, scratch,
+                            [(HostSpace.SCRATCH, *read)], max_cycles=50_000, signed=False)
+    return out["cycles"], out["words"][0]
 
 
 def _signed16(v: int) -> int:

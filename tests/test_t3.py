@@ -31,7 +31,7 @@ from ternac.golden import cycles as C
 from ternac.golden import numerics as nm
 from ternac.golden.image import Format, decode_image, encode_image
 from ternac.golden.interpreter import run_program
-from ternac.golden.isa import Flag, Instr, Op, encode_program
+from ternac.golden.isa import Flag, Instr, Op
 from ternac.golden.packing import embedding_words, tile_lanes, tile_lanes_t3
 
 SEED = 5151
@@ -178,48 +178,9 @@ def test_lowering_picks_t3_and_digits_interpreter_equals_golden():
 def _pysim(cfg, program, weights, scratch, reads):
     """Run ``program`` once on the Accelerator in Amaranth's simulator with the weight
     memory initialised to ``weights``; returns the RTL's cycle counter and the words of
-    each ``(space, addr, n)`` in ``reads`` after the run."""
-    from amaranth.sim import Simulator
-    from ternac.hw.top import Accelerator
-    top = Accelerator(cfg, weight_words=list(weights), program_words=encode_program(program))
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    out = {}
-
-    async def bench(ctx):
-        ctx.set(top.host_space, HostSpace.SCRATCH)
-        ctx.set(top.host_we, 1)
-        for addr, vals in scratch.items():
-            for j, v in enumerate(vals):
-                ctx.set(top.host_addr, addr + j)
-                ctx.set(top.host_wdata, int(v) & 0xFFFFFFFF)
-                await ctx.tick()
-        ctx.set(top.host_we, 0)
-        ctx.set(top.start, 1)
-        await ctx.tick()
-        ctx.set(top.start, 0)
-        for _ in range(100_000):
-            await ctx.tick()
-            if ctx.get(top.done) and not ctx.get(top.busy):
-                break
-        assert ctx.get(top.done) and not ctx.get(top.error), "the program did not finish"
-        out["cycles"] = ctx.get(top.cycles)
-        out["words"] = []
-        for space, addr, n in reads:
-            words = []
-            ctx.set(top.host_space, space)
-            ctx.set(top.host_re, 1)
-            for j in range(n):
-                ctx.set(top.host_addr, addr + j)
-                await ctx.tick()
-                w = ctx.get(top.host_rdata)
-                words.append(w - (1 << 32) if w >> 31 else w)
-            ctx.set(top.host_re, 0)
-            out["words"].append(words)
-
-    sim.add_testbench(bench)
-    sim.run()
-    return out
+    each ``(space, addr, n)`` in ``reads`` after the run (sim/pysim.py)."""
+    from ternac.sim.pysim import run_program_pysim
+    return run_program_pysim(cfg, program, weights, scratch, reads)
 
 
 def _single_cases():
