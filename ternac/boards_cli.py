@@ -212,6 +212,10 @@ def build_main(args) -> int:
     except BuildError as e:
         return _error(e, 1)
     except (ValueError, *USER_ERRORS) as e:
+        # E.g. a UART divisor or a PLL the board top's constructor refuses: the top and its
+        # memories were made but never elaborated; dropped without UnusedElaboratable.
+        from ternac.cliargs import forget_unused_design
+        forget_unused_design(e)
         return _error(one_line(e))
     if getattr(args, "json", None):
         _write_json(args.json, report)

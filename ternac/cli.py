@@ -585,16 +585,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.epochs is None:
             from ternac.golden.mlp import DEFAULT_EPOCHS
             args.epochs = DEFAULT_EPOCHS
+    from ternac.cliargs import forget_unused_design
     try:
         return args.func(args)
     except USER_ERRORS as exc:
         print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
+        forget_unused_design(exc)   # the design the error stopped: no UnusedElaboratable
         return 2
     except OSError as exc:
         # A path that cannot be written or read, a full disk (checked up front where the
         # command knows its paths; this is the net for the rest): one sentence, no
         # traceback, and the staged writers have left the old output as it was.
         print(f"ternac: error: cannot use {one_line(exc)}", file=sys.stderr)
+        forget_unused_design(exc)
         return 2
     except RTLFailed as exc:
         print(f"ternac: error: the RTL simulation failed: {exc}", file=sys.stderr)

@@ -72,6 +72,7 @@ LAYER = {
     "ternac.sweep": "front",
     "ternac.bench": "front",
     "ternac.simcli": "front",
+    "ternac.cliargs": "front",
     # pure data placed below its folder: board and device facts (no imports of the package)
     "ternac.boards.facts": "compiler",
 }

@@ -1,0 +1,111 @@
+"""Argument types and the error path shared by the ``ternac`` command lines.
+
+* :func:`whole` and :func:`number` -- argparse ``type=`` factories for integer and real
+  options, with a checked range: a bad value is one sentence naming the option and the
+  range (``--lanes must be a whole number from 4 to 128, not 'eight'``), not argparse's
+  ``invalid int value: 'eight'``. :func:`range_message` is that sentence, for the checks
+  an API makes of the same option (one wording for both).
+* :func:`forget_unused_design` -- on the error path of a command, drop the Amaranth
+  components the error stopped before elaboration, silently.
+
+The CLI's parser (:class:`ternac.cli.Parser`) prints a type's message as ``ternac: error:
+<message> (see ternac CMD --help)``, exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+__all__ = ["whole", "number", "range_message", "forget_unused_design"]
+
+
+def _num(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _range_text(lo, hi, above: bool = False) -> str:
+    if lo is not None and hi is not None:
+        return (f"above {_num(lo)} and at most {_num(hi)}" if above
+                else f"from {_num(lo)} to {_num(hi)}")
+    if lo is not None:
+        return f"above {_num(lo)}" if above else f"of at least {_num(lo)}"
+    return f"of at most {_num(hi)}"
+
+
+def range_message(option: str, value, lo=None, hi=None, *, noun: str = "a whole number",
+                  why: str = "", above: bool = False) -> str:
+    """The sentence for ``value`` of ``option`` outside ``lo .. hi`` (inclusive; None: no
+    bound; ``above``: strictly above ``lo``) or not a number: ``"--epochs must be a whole
+    number from 1 to 10000 (why), not '1e9'"``. ``value`` is quoted as typed (a string) or
+    as given (a number)."""
+    bounds = "" if lo is None and hi is None else " " + _range_text(lo, hi, above)
+    return (f"{option} must be {noun}{bounds}" + (f" ({why})" if why else "")
+            + f", not {value!r}")
+
+
+def whole(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = ""):
+    """An argparse ``type=`` for an integer option: the text as an ``int`` in
+    ``lo .. hi`` (inclusive; None: unbounded). Anything else (not an integer, ``1e3``,
+    ``0x10``, out of range) raises ``argparse.ArgumentTypeError`` with
+    :func:`range_message`'s sentence."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text, 10)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(range_message(option, text, lo, hi, why=why)) \
+                from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(range_message(option, text, lo, hi, why=why))
+        return v
+    parse.__name__ = "whole number"         # what argparse would name the type
+    return parse
+
+
+def number(option: str, lo: float | None = None, hi: float | None = None, *,
+           noun: str = "a number", why: str = "", above: bool = False):
+    """An argparse ``type=`` for a real option: the text as a finite ``float`` in
+    ``lo .. hi`` (inclusive; with ``above``, strictly above ``lo``). ``nan``, ``inf``, a
+    word or a value out of range raises ``argparse.ArgumentTypeError`` with
+    :func:`range_message`'s sentence (``noun`` names the quantity: ``"a clock in MHz"``)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except (TypeError, ValueError):
+            v = math.nan
+        bad = (not math.isfinite(v) or (lo is not None and (v <= lo if above else v < lo))
+               or (hi is not None and v > hi))
+        if bad:
+            raise argparse.ArgumentTypeError(range_message(option, text, lo, hi, noun=noun,
+                                                           why=why, above=above))
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def forget_unused_design(exc: BaseException) -> None:
+    """Drop, silently, the Amaranth components that the user error ``exc`` stopped before
+    they were elaborated (a board top whose UART divisor or PLL is refused in its
+    constructor): the locals of the frames ``exc`` (and the exceptions chained to it)
+    passed through are cleared and collected with Amaranth's ``UnusedElaboratable``
+    warning ignored, so the error's one sentence is all that is printed. Only for the
+    error path of a command: in a run that goes on, the warning means a component built
+    and forgotten (a bug) and is left alone. Does nothing if Amaranth was not loaded."""
+    if "amaranth" not in sys.modules:
+        return
+    import gc
+    import traceback
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        seen, todo = set(), [exc]
+        while todo:
+            e = todo.pop()
+            if e is None or id(e) in seen:
+                continue
+            seen.add(id(e))
+            traceback.clear_frames(e.__traceback__)
+            todo += [e.__context__, e.__cause__]
+        gc.collect()
