@@ -32,7 +32,7 @@ class Activation(wiring.Component):
     0. ``x = -a`` with ``neg`` (golden.isa Flag.NEG), else ``x = a`` (17 bits signed);
     1. ``e = shift_exp(|x|)`` (8 stages; exp gain ``m, s``);
     2. ``sig+ = (2^30 + (d >> 1)) // d`` with ``d = 2^15 + e``: a pipelined restoring
-       divider, 16 quotient bits, ``steps_per_stage`` bits a stage;
+       divider, 16 quotient bits, ``steps_per_stage`` bits a stage (default 2: 8 stages);
     3. ``sig = sig+`` for ``x >= 0``, else ``2^15 - sig+``; in [0, 2^15];
     4. ``p = sig`` (SIGMOID) or ``p = x * sig`` (SILU, GELU; 33 bits signed);
        ``y = requantize(p, m2, s2)`` (``p * m2`` 49 bits) saturated to int8 [-127, 127],
@@ -40,7 +40,8 @@ class Activation(wiring.Component):
        ``wide = 0``).
 
     Throughput one element a cycle (the whole pipeline stalls while ``o`` is not ready);
-    latency ``14 + ceil(16 / steps_per_stage)`` cycles (30 with one step a stage). No state
+    latency ``14 + ceil(16 / steps_per_stage)`` cycles (22 with the default two steps a
+    stage, 30 with one). No state
     across elements: ``passes = 1`` and ``last`` is ignored. Products (16 x 16 slots of
     :mod:`hw.mulpool`, one SB_MAC16 each): ``|x| * m``, the shift-exp core's ``r * S``
     (10 x 16), ``x * sig`` (16 x 16: ``x`` is kept in 16 bits, |x| <= 32767) and ``p * m2``
@@ -77,7 +78,7 @@ class Activation(wiring.Component):
     #: This unit's client name in a shared hw.mulpool.MulPool.
     pool_client = "activation"
 
-    def __init__(self, *, steps_per_stage: int = 1, pool=None):
+    def __init__(self, *, steps_per_stage: int = 2, pool=None):
         self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(steps_per_stage, int) and 1 <= steps_per_stage <= SIG_FRAC_BITS + 1):
             raise ValueError(f"steps_per_stage must be an integer in 1..{SIG_FRAC_BITS + 1}, "
