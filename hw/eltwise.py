@@ -35,7 +35,8 @@ class Eltwise(wiring.Component):
     Throughput one element a cycle; latency 7 cycles; no state across elements
     (``passes = 1``, ``last`` ignored). Products on 16 x 16 slots of :mod:`hw.mulpool`
     (one SB_MAC16 each): ``a * b`` (1), ``X * m`` with ``X = +-(a * b)`` (MUL) or ``+-a``
-    (ADD), 32 x 16 (2), ``b * m2`` (1), 4 slots; one barrel shifter by ``s`` for both modes.
+    (ADD), 32 x 16 (2), ``b * m2`` (1), 4 slots; one barrel shifter by ``s`` for both modes
+    and one by ``s2``, both on the pool's shared shifters (``mul.shift``).
 
     Parameters
     ----------
@@ -101,8 +102,8 @@ class Eltwise(wiring.Component):
         # |X m| < 2^30 2^16: 47 bits signed
         xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm")
         y = pipe.reg(y, name="y")
-        rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx")
-        ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry")
+        rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx", halve=mul.shift)
+        ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry", halve=mul.shift)
         total = pipe.reg(rx + Mux(mul_mode, 0, ry), signed(len(xm) + 1), name="sum")
         for _ in range(5):
             v = pipe.reg(v, name="v")

@@ -38,6 +38,16 @@ A unit built on its own (a unit bench, an out-of-context build) makes a private 
 itself as the only client; in an accelerator the sequencer makes one pool for all of them
 (:func:`hw.vector_units.vector_units_for`).
 
+The pool also shares barrel shifters the same way: ``mul.shift(v, s)`` is
+:func:`hw.vector.rhu_halve` ``(2v) >> s`` by a run-time ``s`` (the expensive half of a
+round-half-up shift, e.g. the output tails of Norm, Activation and Eltwise), on a *shifter
+slot* that clients which never run together share (same ``en`` contract, same concurrency
+declarations; a client's shifts go, widest first, to the first slot it does not use
+already). A shifter slot is as wide as its widest user; a slot with one user is that
+user's own shifter (a unit's private pool: each of its shifts its own). Shifters are shared
+whatever ``share_above`` says: the multiplexer in front of a shared one costs about two
+LUT4 a bit, a barrel shifter about one a bit per shift-amount bit.
+
 Order: every client registers its products while it elaborates, so the pool must be
 elaborated after all its clients (added as a submodule after them); a product asked for
 later raises RuntimeError.
@@ -81,6 +91,12 @@ class _Client:
         this client's slots of the pool. Combinational; register it in the client."""
         return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul")
 
+    def shift(self, v, s, *, name: str | None = None) -> Value:
+        """``(2 v) >> s`` exactly (:func:`hw.vector.rhu_halve` by a run-time ``s``): shape
+        ``len(v) + 1`` bits of ``v``'s signedness; ``s`` unsigned. Combinational, on a
+        shifter slot of the pool; register it in the client."""
+        return self._pool._shift(self, Value.cast(v), Value.cast(s), name or "shift")
+
 
 class MulPool(Elaboratable):
     """Shared 16 x 16 multipliers; see the module docstring for the contract.
@@ -113,6 +129,18 @@ class MulPool(Elaboratable):
         # (product signal, its sum of chunk products): assigned when the pool elaborates,
         # so that the pool's module drives every signal it creates.
         self._pending: list = []
+        self._shifts: list = []                # (client, v, s, out signal)
+        self._shift_slots: list = []           # [[(client, v, s, out), ...], ...]
+
+    @property
+    def n_shift_slots(self) -> int:
+        """Barrel shifters of the elaborated pool (:meth:`_Client.shift`)."""
+        return len(self._shift_slots)
+
+    def shift_usage(self) -> dict:
+        """``{client name: [shifter slot index, ...]}`` of the elaborated pool."""
+        return {c.name: [k for k, sl in enumerate(self._shift_slots)
+                         if any(u[0] is c for u in sl)] for c in self._clients}
 
     @property
     def n_slots(self) -> int:
@@ -144,6 +172,7 @@ class MulPool(Elaboratable):
             # The design is elaborated again (a second conversion): its clients come back
             # in the same order; start over.
             self._slots, self._clients, self._pending, self._chunks = [], [], [], []
+            self._shifts, self._shift_slots = [], []
             self._done = False
         c = _Client(self, name, en)
         self._clients.append(c)
@@ -190,6 +219,39 @@ class MulPool(Elaboratable):
             slot.uses.append((client, a, b))
             slot.chunk_ps.append(p)
 
+    def _shift(self, client, v: Value, s: Value, name: str) -> Value:
+        if self._done:
+            raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
+                               f"{client.name!r} asked for a shift: add the pool after "
+                               f"its clients")
+        if s.shape().signed:
+            raise ValueError(f"{client.name}: a shift amount is unsigned")
+        out = Signal(Shape(len(v) + 1, v.shape().signed),
+                     name=f"{self._name}_{client.name}_{name}")
+        self._shifts.append((client, v, s, out))
+        return out
+
+    @staticmethod
+    def _shift_width(v: Value) -> int:
+        """Signed bits that hold ``v`` (one more for an unsigned one)."""
+        return len(v) + (0 if v.shape().signed else 1)
+
+    def _allocate_shifts(self) -> None:
+        """Shifter slots: each client's shifts, widest first, into the first slot it does
+        not use already and no client concurrent with it uses."""
+        self._shift_slots = []
+        for c in self._clients:
+            mine = [u for u in self._shifts if u[0] is c]
+            mine.sort(key=lambda u: -self._shift_width(u[1]))
+            for u in mine:
+                for sl in self._shift_slots:
+                    if not any(o[0] is c or frozenset((c.name, o[0].name)) in self._concurrent
+                               for o in sl):
+                        sl.append(u)
+                        break
+                else:
+                    self._shift_slots.append([u])
+
     def _product(self, client, a: Value, b: Value, name: str) -> Value:
         if self._done:
             raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
@@ -228,6 +290,30 @@ class MulPool(Elaboratable):
         m = Module()
         self._done = True
         self._allocate()
+        self._allocate_shifts()
+        for k, sl in enumerate(self._shift_slots):
+            if len(sl) == 1:
+                _, v, s, out = sl[0]
+                m.d.comb += out.eq((v << 1) >> s)
+                continue
+            # AND-OR of the users' operands (each sign- or zero-extended to the slot's
+            # signed width and gated by its client's enable), one shifter, and each user
+            # takes the low len(v) + 1 bits: the same integer, as (2v) >> s fits them.
+            w = max(self._shift_width(v) for _, v, _, _ in sl)
+            sw = max(len(s) for _, _, s, _ in sl)
+            gv, gs = Const(0, w), Const(0, sw)
+            for u, (c, v, s, _) in enumerate(sl):
+                xv = Signal(signed(w), name=f"{self._name}_sv{k}_{c.name}{u}")
+                m.d.comb += xv.eq(v)
+                en = c.en.any()
+                gv = gv | Mux(en, xv.as_unsigned(), 0)
+                gs = gs | Mux(en, s, 0)
+            sv = Signal(signed(w), name=f"{self._name}_sv{k}")
+            ss = Signal(sw, name=f"{self._name}_ss{k}")
+            res = Signal(signed(w + 1), name=f"{self._name}_sr{k}")
+            m.d.comb += [sv.eq(gv), ss.eq(gs), res.eq((sv << 1) >> ss)]
+            for _, v, _, out in sl:
+                m.d.comb += out.eq(res[:len(out)])
         for k, s in enumerate(self._slots):
             a = Signal(s.a_shape, name=f"{self._name}_a{k}")
             b = Signal(s.b_shape, name=f"{self._name}_b{k}")

@@ -46,7 +46,8 @@ class Norm(wiring.Component):
        saturated to int8 [-127, 127] or, with ``wide``, int16 [-32767, 32767]. Four
        products on 16 x 16 slots of :mod:`hw.mulpool` (one SB_MAC16 each): ``x*x`` /
        ``N*x`` (1; ``x`` in 16 bits, |x| <= 32767), ``d'*R`` (2), ``w*y`` (16 x 24: 2),
-       ``acc*m`` (40 x 16: 3), 8 slots.
+       ``acc*m`` (40 x 16: 3), 8 slots. The three barrel shifts (by ``t``, by the ``y``
+       shift and the output tail's by ``s``) are on the pool's shared shifters.
 
     The affine bias (32 bits, golden ``NORM_BIAS_BITS``) does not fit the 16-bit ``b`` field,
     which carries the weight, so it has its own stream ``c``, read only while ``bias_en``
@@ -201,11 +202,12 @@ class Norm(wiring.Component):
         s1_eff = Mux(rms, 0, S1)
         v = advance(v2 & final)
         d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
-        d = rhu_pipelined(m, pipe, d, t, name="norm_d1")
+        d = rhu_pipelined(m, pipe, d, t, name="norm_d1", halve=mul.shift)
         v = advance(v, 2)
         dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR")
         v = advance(v)
-        y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y")
+        y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
+                          halve=mul.shift)
         v = advance(v, 2)
         w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
@@ -219,7 +221,7 @@ class Norm(wiring.Component):
         am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm")
         v = advance(v)
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
-                           name="norm_out")
+                           name="norm_out", halve=mul.shift)
         v = advance(v)
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]

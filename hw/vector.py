@@ -147,15 +147,19 @@ def saturate_sym(m, v, wide, *, out_bits: int = OPERAND_BITS, name: str = "sat")
     return out
 
 
-def rhu_pipelined(m, pipe: Pipe, v, s, *, shape=None, name: str = "rhu") -> Signal:
+def rhu_pipelined(m, pipe: Pipe, v, s, *, shape=None, name: str = "rhu",
+                  halve=None) -> Signal:
     """:func:`rhu` by a run-time shift ``s`` in two pipeline stages (for Fmax on iCE40).
 
     Stage 1 registers ``t = floor(2v / 2^s)`` (the barrel shifter), stage 2 registers
     ``(t + 1) >> 1`` (the incrementer). Returns the stage-2 register, of ``shape`` (default
     the shape of ``v``; a narrower one where the caller knows the result fits).
+    ``halve(v, s)``, if given, forms the barrel shift (a :mod:`hw.mulpool` client's
+    ``shift``, a shifter shared with units that never run at once); default
+    :func:`rhu_halve`.
     """
     v = Value.cast(v)
-    t = pipe.reg(rhu_halve(v, s), name=f"{name}_t")
+    t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
     return pipe.reg(rhu_round(t), v.shape() if shape is None else shape, name=name)
 
 
@@ -172,7 +176,7 @@ def _le_minus_2k(t, k: int) -> Value:
 
 
 def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
-                 name: str = "out") -> Signal:
+                 name: str = "out", halve=None) -> Signal:
     """``sat(rhu(v, s))`` (golden.numerics ``requantize`` after its product, or Shiftmax's
     clamp): one pipeline stage, then combinational logic for the caller's output register.
 
@@ -186,9 +190,13 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
     iff ``t >= 2^b - 1``, ``< -(2^(b-1) - 1)`` iff ``t <= -2^b`` (b = 8 or 16; b =
     out_bits + 1 unsigned), written as AND/OR reductions, so no carry chain is as wide
     as ``v``.
+
+    ``halve(v, s)``, if given, forms the barrel shift (a :mod:`hw.mulpool` client's
+    ``shift``: the units' tails share one, as they never run at once); default
+    :func:`rhu_halve`.
     """
     v = Value.cast(v)
-    t = pipe.reg(rhu_halve(v, s), name=f"{name}_t")
+    t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
     low = Signal(out_bits, name=f"{name}_low")
     m.d.comb += low.eq(rhu_round(t[:out_bits + 1]))
     if wide is None:
@@ -240,8 +248,9 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     ``golden.intops.OPS["shift_exp"]``; a register every carry chain or multiplier, for Fmax
     on iCE40.
 
-    ``mul(x, y)``, if given, forms the two products (a :mod:`hw.mulpool` client);
-    default ``x * y``.
+    ``mul(x, y)``, if given, forms the two products (a :mod:`hw.mulpool` client; its
+    ``shift`` then forms the two barrel shifts, on the pool's shared shifters); default
+    ``x * y`` and :func:`rhu_halve`.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
@@ -249,9 +258,10 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     """
     F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
     u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
+    halve = getattr(mul, "shift", None) or rhu_halve
     mul = mul or (lambda x, y: x * y)     # or a hw.mulpool client (both products 16 x 16)
     prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
-    t = pipe.reg((prod << 1) >> gain_s, name="exp_t")
+    t = pipe.reg(halve(prod, gain_s), name="exp_t")
     # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
     over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
     u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
@@ -268,7 +278,7 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     q2 = pipe.reg(q1, name="exp_q")
     mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
     qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
-    return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e")
+    return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e", halve=halve)
 
 
 def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1, skip=0):

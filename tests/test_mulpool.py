@@ -177,9 +177,107 @@ def test_a_design_elaborated_twice_gets_the_same_pool():
                     weight_depth=cfg.weight_depth, vector_units=vector_units_for(cfg))
     Fragment.get(seq, None)
     n, usage = seq.mulpool.n_slots, seq.mulpool.usage()
+    shifts = seq.mulpool.shift_usage()
     Fragment.get(seq, None)
     # The LM's sequencer borrows every multiplier from one pool of 8 (= the UP5K's
-    # SB_MAC16s): the Norm unit needs all 8, the others fewer of the same slots.
+    # SB_MAC16s): the Norm unit needs all 8 (its square on a client of its own where the
+    # sequencer tees into it), the others fewer of the same slots.
     assert n == seq.mulpool.n_slots == 8 and seq.mulpool.usage() == usage
-    assert len(usage["norm"]) == 8 and {"requant", "embed", "sample", "activation",
-                                        "eltwise"} <= set(usage)
+    norm = set(usage["norm"]) | set(usage.get("norm_sq", []))
+    assert len(norm) == 8 and {"requant", "embed", "sample", "activation",
+                               "eltwise"} <= set(usage)
+    # Three shifters serve the Norm's three shifts and the other units' (their tails on
+    # one, the widest first).
+    assert seq.mulpool.shift_usage() == shifts and seq.mulpool.n_shift_slots == 3
+    assert shifts["norm"] == [0, 1, 2] and shifts["activation"] == [0, 1, 2]
+    assert shifts["eltwise"] == [0, 1]
+
+
+#: (v shape, s shape) of the barrel shifts the units borrow: Norm's tail (57 bits), the
+#: Activation's and Eltwise's (47), Norm's y (45), the shift-exp core's unsigned 32- and
+#: 27-bit ones, Norm's d by its small t, Eltwise's b * m2 (33).
+SHIFTS = [(signed(57), unsigned(6)), (signed(47), unsigned(6)), (signed(45), unsigned(6)),
+          (unsigned(32), unsigned(6)), (unsigned(27), unsigned(5)), (signed(26), unsigned(3)),
+          (signed(33), unsigned(6))]
+
+
+class _ShiftBench(Elaboratable):
+    """Three clients on one shared pool, each asking for a different subset of SHIFTS."""
+
+    PICK = [[0, 3, 4], [1, 2, 5], [1, 6]]
+
+    def __init__(self):
+        self.pool = MulPool(name="ts", share_above=0)
+        self.en = [Signal(name=f"en{c}") for c in range(3)]
+        self.ops = [[(Signal(SHIFTS[i][0], name=f"v{c}_{i}"), Signal(SHIFTS[i][1],
+                                                                    name=f"s{c}_{i}"))
+                     for i in pick] for c, pick in enumerate(self.PICK)]
+        self.outs = [[None] * len(p) for p in self.PICK]
+
+    def elaborate(self, platform):
+        m = Module()
+        for c in range(3):
+            cl = self.pool.client(f"c{c}", en=self.en[c])
+            for j, (v, s) in enumerate(self.ops[c]):
+                o = Signal((v << 1).shape(), name=f"o{c}_{j}")
+                m.d.comb += o.eq(cl.shift(v, s))
+                self.outs[c][j] = o
+        m.submodules.pool = self.pool
+        return m
+
+
+def test_shared_shifts_are_exact_for_the_enabled_client():
+    """Every shift of the enabled client equals (2v) >> s (Python's floor shift) while the
+    other clients' operands change too; the three clients share three shifter slots."""
+    rng = random.Random(SEED)
+    print(f"seed={SEED}")
+    dut = _ShiftBench()
+    sim = Simulator(dut)
+    checked = [0]
+
+    async def bench(ctx):
+        for trial in range(90):
+            on = trial % 3
+            for c in range(3):
+                ctx.set(dut.en[c], int(c == on))
+            want = []
+            for c in range(3):
+                for j, (v, s) in enumerate(dut.ops[c]):
+                    vv = rng.choice(_values(rng, v.shape(), 3))
+                    sv = rng.randint(0, (1 << len(s)) - 1)
+                    ctx.set(v, vv)
+                    ctx.set(s, sv)
+                    if c == on:
+                        want.append((j, vv, sv))
+            for j, vv, sv in want:
+                got = ctx.get(dut.outs[on][j])
+                assert got == (2 * vv) >> sv, (dut.PICK[on][j], vv, sv, got)
+                checked[0] += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert checked[0] == 30 * sum(len(p) for p in dut.PICK)
+    # Widest first, first fit: the most shifts any client asks for.
+    assert dut.pool.n_shift_slots == 3
+    u = dut.pool.shift_usage()
+    assert u["c0"] == [0, 1, 2] and u["c1"] == [0, 1, 2] and u["c2"] == [0, 1]
+
+
+def test_concurrent_clients_get_their_own_shifters():
+    pool = _quiet(MulPool(share_above=0))
+    pool.concurrent("requant", "act")
+    for name in ("act", "requant", "embed"):
+        pool.client(name, en=1).shift(Signal(signed(40)), Signal(6))
+    _quiet(pool.elaborate(None))
+    u = pool.shift_usage()
+    assert pool.n_shift_slots == 2 and u["act"] != u["requant"] and u["embed"] == u["act"]
+
+
+def test_one_client_gets_a_shifter_a_shift():
+    """A unit's private pool: its shifts run at once (different pipeline stages)."""
+    pool = _quiet(MulPool())
+    cl = pool.client("a", en=1)
+    for w in (40, 20, 30):
+        cl.shift(Signal(signed(w)), Signal(6))
+    _quiet(pool.elaborate(None))
+    assert pool.n_shift_slots == 3 and pool.shift_usage()["a"] == [0, 1, 2]
