@@ -32,6 +32,22 @@ __all__ = ["add_build_parser", "add_program_parser", "build_main", "program_main
            "BOARD_CHOICES", "DEVICE_CHOICES"]
 
 from ternac.boards import facts as _facts
+from ternac.cliargs import BAUD_MAX, BAUD_MIN, check_baud, number, whole
+from ternac.cliargs import baud as _baud
+from ternac.cliargs import lanes as _lanes
+
+
+def _freq(text: str) -> float:
+    """``--freq``: a clock in MHz from boards.build's MIN_FREQ_MHZ to MAX_FREQ_MHZ (the
+    message is check_freq's; boards.build, with Amaranth, is loaded only when given)."""
+    from ternac.boards.build import MAX_FREQ_MHZ, MIN_FREQ_MHZ
+    return number("--freq", MIN_FREQ_MHZ, MAX_FREQ_MHZ, noun="a clock in MHz")(text)
+
+
+def _pnr_seed(text: str) -> int:
+    """``--pnr-seed``: 1 to boards.build's PNR_SEED_MAX (check_pnr_seed's message)."""
+    from ternac.boards.build import PNR_SEED_MAX
+    return whole("--pnr-seed", 1, PNR_SEED_MAX)(text)
 
 #: From boards/facts.py (the one board table).
 BOARD_CHOICES = tuple(_facts.BOARDS)
@@ -49,18 +65,22 @@ def add_build_parser(sub):
     p.add_argument("--board", choices=BOARD_CHOICES, help="board to build the bitstream for")
     p.add_argument("--device", choices=DEVICE_CHOICES, default="up5k",
                    help="device of a unit build (default up5k)")
-    p.add_argument("--model", default="digits", choices=("digits", "shakespeare"),
+    p.add_argument("--model", default="digits", choices=("digits", "shakespeare", "vit-digits"),
                    help="model baked in, or whose configuration a unit is built with "
-                        "(default digits; shakespeare needs --lanes 32)")
-    p.add_argument("--lanes", type=int, default=8, help="lanes L (default 8)")
+                        "(default digits; shakespeare needs --lanes 32; vit-digits is "
+                        "compiled for 8 lanes, VIT_CONFIG)")
+    p.add_argument("--lanes", type=_lanes, default=8, help="lanes L (default 8)")
     clocks = ", ".join(f"{b.name} {b.default_mhz:g}"
                        + (" from the PLL" if b.default_mhz != b.osc_mhz else "")
                        for b in _facts.BOARDS.values())
     units = ", ".join(f"{d.ooc_mhz:g} on {k}" for k, d in _facts.DEVICES.items())
-    p.add_argument("--freq", type=float, default=None,
+    p.add_argument("--freq", type=_freq, default=None,
                    help=f"clock in MHz (board default: {clocks}; units: {units})")
-    p.add_argument("--baud", type=int, default=_facts.DEFAULT_BAUD, help="host-link baud rate")
-    p.add_argument("--pnr-seed", type=int, default=None,
+    p.add_argument("--baud", type=_baud, default=None,
+                   help=f"host-link baud rate of a board build, {BAUD_MIN} to {BAUD_MAX} "
+                        f"(default {_facts.DEFAULT_BAUD}); the board backend of run and "
+                        f"generate must be given the same")
+    p.add_argument("--pnr-seed", type=_pnr_seed, default=None,
                    help="nextpnr's placement seed (default nextpnr's own); another seed is "
                         "another placement, e.g. when routing does not finish")
     p.add_argument("--no-fit-check", action="store_true",
@@ -80,7 +100,7 @@ def add_program_parser(sub):
     p.add_argument("--board", choices=BOARD_CHOICES, required=True)
     p.add_argument("--bitstream", default=None,
                    help="bitstream (default: build/<board>-L<lanes>/top.bin or top.bit)")
-    p.add_argument("--lanes", type=int, default=8, help="lanes of the default bitstream")
+    p.add_argument("--lanes", type=_lanes, default=8, help="lanes of the default bitstream")
     p.add_argument("--flash", action="store_true",
                    help="ULX3S: write the SPI flash instead of SRAM (iCEBreaker: always flash)")
     p.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
@@ -111,8 +131,15 @@ def _model_config(model: str, lanes: int):
                              f"{', '.join(map(str, LM_CONFIGS))} lanes, not {lanes}; pass "
                              f"--lanes 32 (40: T3 weights, 128: the ULX3S)")
         return LM_CONFIGS[lanes]
+    if model == "vit-digits":
+        from ternac.config import VIT_CONFIG
+        if lanes != VIT_CONFIG.lanes:
+            raise ValueError(f"the vit-digits model is compiled for {VIT_CONFIG.lanes} lanes "
+                             f"(VIT_CONFIG), not {lanes}; pass --lanes {VIT_CONFIG.lanes}")
+        return VIT_CONFIG
     if model != "digits":
-        raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare")
+        raise ValueError(f"unknown model {model!r}; the boards build: digits, shakespeare, "
+                         f"vit-digits")
     return AccelConfig(lanes=lanes)
 
 
@@ -126,6 +153,11 @@ def _compile(model: str, lanes: int, checkpoint: str | None):
         from ternac.runner import check_corpus
         check_corpus(checkpoint, None)
         return compile_lm(IntLM.from_checkpoint(checkpoint), cfg)
+    if model == "vit-digits":
+        # The digits ViT (golden/vit.py): its graph lowered for VIT_CONFIG (REPEAT loops).
+        from ternac.golden.vit import IntViT
+        from ternac.lower import lower
+        return lower(IntViT.from_checkpoint(checkpoint).graph(), cfg)
     from ternac.lower import compile_checkpoint
     if checkpoint is None:
         from ternac.golden.mlp import DEFAULT_CHECKPOINT
@@ -156,9 +188,9 @@ def build_main(args) -> int:
         check_freq(args.freq)
         check_pnr_seed(getattr(args, "pnr_seed", None))
         check_build_dir(args.build_dir)
-        baud = getattr(args, "baud", _facts.DEFAULT_BAUD)
-        if baud is not None and baud < 1:
-            raise ValueError(f"--baud must be a positive rate in bit/s, not {baud}")
+        baud = getattr(args, "baud", None)
+        if baud is not None:
+            check_baud(baud)
         if getattr(args, "checkpoint", None) is not None and not str(args.checkpoint).strip():
             raise ValueError("the --checkpoint path is empty; give a path or leave the option "
                              "out for the shipped checkpoint")
@@ -171,6 +203,9 @@ def build_main(args) -> int:
             return _error(f"`ternac build {' '.join(target)}` is not a build target; use "
                           f"`ternac build --board B` or `ternac build unit NAME`")
         name = target[1]
+    if name and getattr(args, "baud", None) is not None:
+        return _error("--baud applies to a board build (--board B); a unit is built out of "
+                      "context without the board's host link")
     try:
         model = getattr(args, "model", "digits")
         if name:
@@ -196,7 +231,7 @@ def build_main(args) -> int:
                     "" if args.lanes == 32 else f"-L{args.lanes}"))
             report = build_board(args.board, compiled.cfg, compiled.program_words,
                                  compiled.weight_words, freq_mhz=args.freq,
-                                 baud=getattr(args, "baud", _facts.DEFAULT_BAUD),
+                                 baud=getattr(args, "baud", None) or _facts.DEFAULT_BAUD,
                                  build_dir=build_dir,
                                  extra={"model": getattr(args, "model", "digits")},
                                  check_fit=not getattr(args, "no_fit_check", False),

@@ -3,9 +3,10 @@
 Subcommands::
 
     ternac train digits [--seed S] [--epochs E] [--out PATH]
-    ternac run digits --backend {golden,interp,verilator} [--lanes L] [--checkpoint PATH]
-                      [--image PATH] [--json FILE] [--limit N] [--build-dir DIR]
-                      [--weight-depth W] [--scratch-depth D]
+    ternac run {digits,vit-digits} --backend {golden,interp,verilator,cosim,board} [--lanes L]
+                      [--checkpoint PATH] [--image PATH] [--json FILE] [--limit N]
+                      [--build-dir DIR] [--weight-depth W] [--scratch-depth D]
+                      [--port P] [--baud B] [--board B]
     ternac compile digits [--lanes L] --out DIR [--checkpoint PATH]
     ternac verilog --out DIR [--lanes L] [--checkpoint PATH]
     ternac bench numerics [--json FILE]
@@ -42,6 +43,8 @@ import argparse
 import os
 import sys
 
+from ternac.cliargs import lanes as _lanes
+from ternac.cliargs import whole
 from ternac.errors import (USER_ERRORS, BackendError, CheckpointError, InputError,
                            check_distinct, check_output_dir, check_output_file, one_line,
                            write_json)
@@ -138,12 +141,13 @@ def _cmd_run(args) -> int:
                                 build_dir=args.build_dir, progress=not args.quiet,
                                 port=args.port, board=args.board, lanes=args.lanes,
                                 weight_depth=args.weight_depth,
-                                scratch_depth=args.scratch_depth)
+                                scratch_depth=args.scratch_depth, baud=args.baud)
     else:
         report = run_digits(args.backend, lanes=args.lanes, checkpoint=args.checkpoint,
                             image=args.image, limit=args.limit, build_dir=args.build_dir,
                             weight_depth=args.weight_depth, scratch_depth=args.scratch_depth,
-                            progress=not args.quiet, port=args.port, board=args.board)
+                            progress=not args.quiet, port=args.port, board=args.board,
+                            baud=args.baud)
     _print_report(report)
     if "attention_cycle_share" in report:
         print(f"  attention share       {report['attention_cycle_share']:.3f} of the modelled "
@@ -413,7 +417,14 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         cmd = self.prog.removeprefix("ternac").strip()
         where = f" (see ternac {cmd} --help)" if cmd else " (see ternac --help)"
-        self.exit(2, f"ternac: error: {' '.join(message.split())}{where}\n")
+        message = " ".join(message.split())
+        # A type of ternac.cliargs names its option itself ("--lanes must be ..."): drop
+        # argparse's "argument --lanes: " before it.
+        head, sep, rest = message.partition(": ")
+        if sep and head.startswith("argument ") and any(
+                rest.startswith(name + " ") for name in head.split()[1].split("/")):
+            message = rest
+        self.exit(2, f"ternac: error: {message}{where}\n")
 
 
 #: Seeds of the torch recipes: torch.manual_seed takes up to 64 bits, but its CPU generator
@@ -423,17 +434,17 @@ class Parser(argparse.ArgumentParser):
 SEED_MAX = (1 << 32) - 1
 
 
-def _seed(text: str) -> int:
-    """A training seed: an integer from 0 to 2^32 - 1 (each gives its own run)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= v <= SEED_MAX:
-        raise argparse.ArgumentTypeError(f"{text} is outside 0 to 2^32 - 1 = {SEED_MAX} (torch's "
-                                         f"CPU generator keeps 32 bits of a seed, so any "
-                                         f"other seed would repeat one of these)")
-    return v
+#: A training seed: an integer from 0 to 2^32 - 1 (each gives its own run).
+_seed = whole("--seed", 0, SEED_MAX, why="2^32 - 1: torch's CPU generator keeps 32 bits of "
+                                         "a seed, so any other seed would repeat one of these")
+#: Caps on training length (a typo such as --epochs 10000000 would run for days): about
+#: 25 and 170 times the ViT's and the digits' recipes (golden.vit / golden.mlp
+#: DEFAULT_EPOCHS: 400 and 60), about 100 times the LM's (golden.lm.DEFAULT_STEPS: 9444).
+EPOCHS_MAX = 10_000
+STEPS_MAX = 1_000_000
+_epochs = whole("--epochs", 1, EPOCHS_MAX, why="the recipes train 60 epochs for digits and "
+                                               "400 for vit-digits")
+_steps = whole("--steps", 1, STEPS_MAX, why="the shakespeare recipe trains 9444 steps")
 
 
 #: Path arguments that an empty string must not silently turn into their default.
@@ -458,20 +469,13 @@ def check_paths(args) -> None:
         check_output_dir(args.build_dir, "build folder")
 
 
-def _positive(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return v
-
-
 def _memory_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weight-depth", type=_positive, default=None, metavar="W",
-                   help="weight memory depth in words (default: AccelConfig's, 4096)")
-    p.add_argument("--scratch-depth", type=_positive, default=None, metavar="D",
+    # AccelConfig takes depths from 1 to 2^20 words.
+    p.add_argument("--weight-depth", type=whole("--weight-depth", 1, 1 << 20), default=None,
+                   metavar="W", help="weight memory depth in words (default: AccelConfig's, "
+                                     "4096)")
+    p.add_argument("--scratch-depth", type=whole("--scratch-depth", 1, 1 << 20), default=None,
+                   metavar="D",
                    help="scratchpad depth in 16-bit words (default: AccelConfig's, 1024)")
 
 
@@ -485,13 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", choices=MODELS + ("shakespeare",))
     p.add_argument("--text", default=None,
                    help="shakespeare: the corpus (default ../shared/data/tinyshakespeare.txt)")
-    p.add_argument("--steps", type=_positive, default=None,
-                   help="shakespeare: optimizer steps (default: those of the committed checkpoint)")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help=f"shakespeare: optimizer steps, 1 to {STEPS_MAX} (default: those of the "
+                        f"committed checkpoint, 9444)")
     p.add_argument("--device", default=None,
                    help="shakespeare: torch device (cpu or cuda; default cpu)")
     p.add_argument("--seed", type=_seed, default=0, help="seed, 0 to 2^32 - 1 (default 0)")
-    p.add_argument("--epochs", type=_positive, default=None,
-                   help="training epochs (default: those of the committed checkpoint)")
+    p.add_argument("--epochs", type=_epochs, default=None,
+                   help=f"training epochs, 1 to {EPOCHS_MAX} (default: those of the committed "
+                        f"checkpoint: 60 digits, 400 vit-digits)")
     p.add_argument("--out", default=None,
                    help="checkpoint to write (default: build/<model>.safetensors; the "
                         "committed checkpoints/ are written only with --force)")
@@ -503,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the test split on a backend and compare with golden")
     p.add_argument("model", choices=MODELS)
     p.add_argument("--backend", choices=BACKENDS, required=True)
-    p.add_argument("--lanes", type=int, default=None,
+    p.add_argument("--lanes", type=_lanes, default=None,
                    help="lanes L (default 8, or the weight image's)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (default: "
                                                       "checkpoints/digits.safetensors)")
@@ -511,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run this weight image (ternac compile) instead of the checkpoint's "
                         "weights; the checkpoint stays the golden reference")
     p.add_argument("--json", default=None, metavar="FILE", help="write the report as JSON")
-    p.add_argument("--limit", type=_positive, default=None, metavar="N",
+    p.add_argument("--limit", type=whole("--limit", 1), default=None, metavar="N",
                    help="only the first N test images")
     p.add_argument("--build-dir", default=None,
                    help="root of the Verilator builds (default: sim.runner's, shared with the "
@@ -524,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="compile a model to a weight image and a program")
     p.add_argument("model", choices=COMPILE_MODELS)
-    p.add_argument("--lanes", type=int, default=None,
+    p.add_argument("--lanes", type=_lanes, default=None,
                    help="lanes (default 8 for digits, 32 for shakespeare)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--checkpoint", default=None)
@@ -538,7 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verilog", help="write Verilog for the top and each unit")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--lanes", type=int, default=8)
+    p.add_argument("--lanes", type=_lanes, default=8, help="lanes L (default 8)")
     p.add_argument("--checkpoint", default=None)
     _memory_args(p)
     p.set_defaults(func=_cmd_verilog)

@@ -17,7 +17,8 @@ import argparse
 import math
 import sys
 
-__all__ = ["whole", "number", "range_message", "forget_unused_design"]
+__all__ = ["whole", "number", "range_message", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
+           "baud", "check_baud", "lanes"]
 
 
 def _num(v) -> str:
@@ -81,6 +82,29 @@ def number(option: str, lo: float | None = None, hi: float | None = None, *,
         return v
     parse.__name__ = "number"
     return parse
+
+
+#: The ``type=`` of every ``--lanes`` option: a whole number here; the lane counts a model
+#: takes are ternac.config.AccelConfig's check (its message names them).
+lanes = whole("--lanes", None, None, why="a multiple of 4 from 4 to 128; T3 weights: of 5 "
+                                         "from 5 to 80")
+
+#: Host-link baud rates a command takes (``build --baud``, ``run``/``generate --backend
+#: board --baud``): from the slowest standard rate to the fastest of the boards' USB UARTs
+#: (the iCEBreaker's FTDI FT2232H: 12 Mbaud; the ULX3S's FT231X: 3 Mbaud). A board build
+#: also needs its clock to give a UART divisor of at least 4 (ternac.hw.uart.uart_divisor).
+BAUD_MIN, BAUD_MAX = 300, 12_000_000
+_BAUD_WHY = "bit/s; the boards' USB UARTs run up to 12 Mbaud"
+#: The ``type=`` of every ``--baud`` option.
+baud = whole("--baud", BAUD_MIN, BAUD_MAX, why=_BAUD_WHY)
+
+
+def check_baud(value) -> int:
+    """``value`` as a host-link baud rate (an int from BAUD_MIN to BAUD_MAX), for callers
+    that did not parse it with :data:`baud`. Raises ValueError with the same sentence."""
+    if isinstance(value, bool) or not isinstance(value, int) or not BAUD_MIN <= value <= BAUD_MAX:
+        raise ValueError(range_message("--baud", value, BAUD_MIN, BAUD_MAX, why=_BAUD_WHY))
+    return value
 
 
 def forget_unused_design(exc: BaseException) -> None:

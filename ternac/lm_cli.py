@@ -1,7 +1,8 @@
 """The language-model commands of the ``ternac`` CLI.
 
     ternac generate --prompt "ROMEO:" --tokens 64
-                    --backend {golden,interp,verilator,cosim,board} [--port P] [--board B]
+                    --backend {golden,interp,verilator,cosim,board} [--port P] [--baud B]
+                    [--board B]
                     [--seed S [--temperature T]] [--checkpoint PATH] [--text PATH]
                     [--json FILE]
     ternac train shakespeare [--text PATH] [--steps N] [--device cpu|cuda] [--out PATH]
@@ -23,8 +24,10 @@ from __future__ import annotations
 
 import sys
 
+from ternac.cliargs import number, whole
 from ternac.runner import BACKENDS as LM_BACKENDS
-from ternac.runner import generate
+from ternac.runner import (MAX_TOKENS, SEED_MAX, SEED_MIN, SEED_WHY, TEMPERATURE_MAX,
+                           TEMPERATURE_MIN, TEMPERATURE_WHY, generate)
 
 __all__ = ["add_lm_parsers", "add_board_args", "generate_main", "generate", "TokenPrinter"]
 
@@ -37,13 +40,17 @@ def add_lm_parsers(sub) -> None:
     """Add ``generate`` to an argparse subparsers object."""
     p = sub.add_parser("generate", help="generate text with the ternary MatMul-free LM")
     p.add_argument("--prompt", default="ROMEO:", help="prompt text (default ROMEO:)")
-    p.add_argument("--tokens", type=int, default=64, help="characters to generate (default 64)")
+    p.add_argument("--tokens", type=whole("--tokens", 1, MAX_TOKENS), default=64,
+                   help=f"characters to generate, 1 to {MAX_TOKENS} (default 64)")
     p.add_argument("--backend", choices=LM_BACKENDS, default="golden")
-    p.add_argument("--seed", type=int, default=None,
-                   help="sample with the LFSR sampler from this seed, 1 to 2^32 - 1 "
-                        "(default: greedy)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sampling temperature, > 0 (default 1.0; needs --seed)")
+    p.add_argument("--seed", type=whole("--seed", SEED_MIN, SEED_MAX, why=SEED_WHY),
+                   default=None, help="sample with the LFSR sampler from this seed, 1 to "
+                                      "2^32 - 1 (default: greedy)")
+    p.add_argument("--temperature", default=None,
+                   type=number("--temperature", TEMPERATURE_MIN, TEMPERATURE_MAX,
+                               why=TEMPERATURE_WHY),
+                   help=f"sampling temperature, {TEMPERATURE_MIN:g} to {TEMPERATURE_MAX:g} "
+                        f"(default 1.0; needs --seed)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint (default checkpoints/shakespeare.safetensors)")
     p.add_argument("--text", default=None, metavar="PATH",
@@ -58,11 +65,18 @@ def add_lm_parsers(sub) -> None:
 
 
 def add_board_args(p) -> None:
-    """``--port`` and ``--board``, where the cosim and board backends run (``ternac run``
-    and ``ternac generate``); the boards are those of ternac.boards.facts."""
-    from ternac.boards.facts import BOARDS
+    """``--port``, ``--baud`` and ``--board``, where the cosim and board backends run
+    (``ternac run`` and ``ternac generate``); the boards are those of ternac.boards.facts,
+    ``--baud`` takes what ``ternac build --baud`` takes (ternac.cliargs.baud)."""
+    from ternac.boards.facts import BOARDS, DEFAULT_BAUD
+    from ternac.cliargs import BAUD_MAX, BAUD_MIN
+    from ternac.cliargs import baud as baud_type
     p.add_argument("--port", default=None,
                    help="serial port of the board (backend board), e.g. /dev/ttyUSB1")
+    p.add_argument("--baud", type=baud_type, default=None,
+                   help=f"backend board: the host link's baud rate, {BAUD_MIN} to {BAUD_MAX}, "
+                        f"the one the bitstream was built with (ternac build --baud; default "
+                        f"{DEFAULT_BAUD}); the cosim backend's UART runs at a fixed clock / 4")
     p.add_argument("--board", choices=tuple(BOARDS), default="icebreaker",
                    help="board of the cosim and board backends (default icebreaker)")
 
@@ -118,7 +132,7 @@ def generate_main(args) -> int:
                      temperature=getattr(args, "temperature", None),
                      port=getattr(args, "port", None),
                      board=getattr(args, "board", "icebreaker"), on_token=stream,
-                     text=getattr(args, "text", None))
+                     text=getattr(args, "text", None), baud=getattr(args, "baud", None))
     finally:
         streamed = stream.finish()
     if not streamed:                # cosim and board: the text comes with the report

@@ -26,10 +26,11 @@ import time
 
 from ternac.errors import BackendError, CheckpointError, InputError, one_line
 
-__all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "SEED_MIN", "SEED_MAX", "RTLFailed",
+__all__ = ["BACKENDS", "MAX_TOKENS", "MAX_PROMPT", "SEED_MIN", "SEED_MAX", "TEMPERATURE_MIN",
+           "TEMPERATURE_MAX", "RTLFailed", "check_temperature",
            "default_checkpoint", "accel_config", "run_digits", "run_compiled", "run_vit_digits",
-           "check_corpus", "check_lfsr_seed", "check_prompt", "check_port", "load_lm",
-           "generate"]
+           "check_corpus", "check_lfsr_seed", "check_prompt", "check_port", "check_link_baud",
+           "load_lm", "generate"]
 
 #: Every backend a model runs on.
 BACKENDS = ("golden", "interp", "verilator", "cosim", "board")
@@ -40,6 +41,14 @@ MAX_PROMPT = 10_000
 #: a zero state never changes, so seeds 1 .. 2^32 - 1 are the ones that differ (a seed
 #: outside would wrap onto one of them: 0 onto 1, 2^32 onto 1, 2^32 + 1 onto 1).
 SEED_MIN, SEED_MAX = 1, (1 << 32) - 1
+SEED_WHY = "the sampler's 32-bit LFSR state; a zero state never changes"
+#: Sampling temperatures ``generate --temperature`` takes: ``p ~ exp(logit / T)`` is folded
+#: into SHIFTMAX's exp gain (golden/lm_int.py sample_gain). For the committed LM every T
+#: below ~4e-5 clamps the gain (only the top logit is drawn: greedy) and every T above
+#: ~1.6e5 rounds every exponent argument to 0 (uniform; above ~1e19 the gain has no dyadic
+#: at all), so the accepted range lies well inside where T changes the draws.
+TEMPERATURE_MIN, TEMPERATURE_MAX = 0.001, 1000.0
+TEMPERATURE_WHY = "p ~ exp(logit / T); for greedy decoding leave out --seed"
 #: Prompts at least this long show a progress bar of the prompt's steps on stderr (the
 #: golden model feeds ~20 tokens a second on this machine: 10,000 take ~9 minutes).
 PROMPT_BAR_MIN = 256
@@ -124,7 +133,8 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
                image: str | None = None, limit: int | None = None,
                build_dir: str | None = None, weight_depth: int | None = None,
                scratch_depth: int | None = None, progress: bool = True,
-               port: str | None = None, board: str = "icebreaker") -> dict:
+               port: str | None = None, board: str = "icebreaker",
+               baud: int | None = None) -> dict:
     """Run the digits test split (360 images) on one backend and compare with golden.
 
     The reference is always the integer golden model (``golden.mlp.int_forward``) of the
@@ -147,6 +157,7 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_link_baud(backend, baud)
     checkpoint = checkpoint or default_checkpoint()
     ckpt, layers = load_model(checkpoint)
     x, y_te = load_test_split(limit)
@@ -186,7 +197,8 @@ def run_digits(backend: str, lanes: int | None = None, checkpoint: str | None = 
         logits, results = run_logits.tolist(), argmax(run_logits).tolist()
     else:
         logits, results, cycles = run_compiled(backend, compiled, x, build_dir=build_dir,
-                                               progress=progress, port=port, board=board)
+                                               progress=progress, port=port, board=board,
+                                               baud=baud)
     seconds = time.perf_counter() - t0
     return _digits_report(backend, cfg, checkpoint, image, labels, golden_logits,
                           float_logits, logits, results, cycles, useful_macs(compiled.shapes),
@@ -239,7 +251,7 @@ def _digits_report(backend, cfg, checkpoint, image, labels, golden_logits, float
 
 
 def run_compiled(backend: str, compiled, x, *, build_dir=None, progress: bool = True,
-                 port: str | None = None, board: str = "icebreaker"):
+                 port: str | None = None, board: str = "icebreaker", baud: int | None = None):
     """Run a lowered one-shot program (a classifier: input vectors in, logits out) on
     ``backend`` (any of :data:`BACKENDS` but golden) for every input.
 
@@ -249,6 +261,8 @@ def run_compiled(backend: str, compiled, x, *, build_dir=None, progress: bool = 
         its ``input_addr`` (scratch word where an input vector is written), ``logits_addr``
         and ``n_logits`` (the logits in OUT) are used
     x : (B, n) integer tensor, the input vectors (int8 activations or 16-bit scratch words)
+    baud : the board backend's host-link rate in bit/s (None: boards.facts.DEFAULT_BAUD,
+        115200); it must be the one the board's bitstream was built with
 
     Returns
     -------
@@ -285,8 +299,32 @@ def run_compiled(backend: str, compiled, x, *, build_dir=None, progress: bool = 
         check_port(port)
         from ternac.session import run_digits_on_board
         return run_digits_on_board(compiled, x.tolist(), port=port, board=board,
-                                   progress=progress)
+                                   baud=_link_baud(baud), progress=progress)
     raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS[1:])}")
+
+
+def check_link_baud(backend: str, baud) -> None:
+    """Refuse, before any work, a ``--baud`` outside the host-link rates
+    (:func:`ternac.cliargs.check_baud`) or given to a backend without a serial link: only
+    the board backend talks to a UART at a chosen rate (the co-simulated board's runs at a
+    fixed clock / 4, sim/board_cosim.py). None (not given) passes. Raises InputError."""
+    if baud is None:
+        return
+    from ternac.cliargs import check_baud
+    try:
+        check_baud(baud)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if backend != "board":
+        why = ("its simulated UART runs at a fixed clock / 4" if backend == "cosim"
+               else "it has no host link")
+        raise InputError(f"--baud applies to the board backend only; the {backend} backend "
+                         f"would ignore it ({why})")
+
+
+def _link_baud(baud) -> int:
+    from ternac.boards.facts import DEFAULT_BAUD
+    return DEFAULT_BAUD if baud is None else baud
 
 
 def check_port(port) -> None:
@@ -330,7 +368,7 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
                    build_dir: str | None = None, progress: bool = True,
                    port: str | None = None, board: str = "icebreaker",
                    lanes: int | None = None, weight_depth: int | None = None,
-                   scratch_depth: int | None = None) -> dict:
+                   scratch_depth: int | None = None, baud: int | None = None) -> dict:
     """Run the ternary ViT (golden/vit.py) on the digits test split on one backend and
     compare every logit with its integer golden model (the evaluation of its graph).
 
@@ -359,6 +397,7 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_link_baud(backend, baud)
     cfg = model_config(VIT_CONFIG, lanes, weight_depth, scratch_depth)
     try:
         model, _ = load_checkpoint(checkpoint)
@@ -387,7 +426,8 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
         logits, results = golden_logits.tolist(), argmax(golden_logits).tolist()
     else:
         logits, results, cycles = run_compiled(backend, view, blocks, build_dir=build_dir,
-                                               progress=progress, port=port, board=board)
+                                               progress=progress, port=port, board=board,
+                                               baud=baud)
     seconds = time.perf_counter() - t0
     rep = _digits_report(backend, cfg, checkpoint, None, y_te.tolist(), golden_logits,
                          float_logits, logits, results, cycles, compiled.trit_macs, seconds,
@@ -487,10 +527,27 @@ def check_lfsr_seed(seed) -> int | None:
     SEED_MAX, each a distinct sampler state. Raises InputError (one sentence)."""
     if seed is None:
         return None
-    if not (isinstance(seed, int) and SEED_MIN <= seed <= SEED_MAX):
-        raise InputError(f"--seed must be from {SEED_MIN} to {SEED_MAX} (the sampler's 32-bit "
-                         f"LFSR state; a zero state never changes), not {seed}")
+    if isinstance(seed, bool) or not (isinstance(seed, int) and SEED_MIN <= seed <= SEED_MAX):
+        from ternac.cliargs import range_message
+        raise InputError(range_message("--seed", seed, SEED_MIN, SEED_MAX, why=SEED_WHY))
     return seed
+
+
+def check_temperature(temperature) -> float:
+    """``temperature`` as the sampling temperature: a finite number from TEMPERATURE_MIN to
+    TEMPERATURE_MAX (None: 1.0). Raises InputError (one sentence naming the range; a
+    temperature of 1e300 was blamed on a 'requantization scale')."""
+    if temperature is None:
+        return 1.0
+    try:
+        t = float(temperature)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and TEMPERATURE_MIN <= t <= TEMPERATURE_MAX):
+        from ternac.cliargs import range_message
+        raise InputError(range_message("--temperature", temperature, TEMPERATURE_MIN,
+                                       TEMPERATURE_MAX, noun="a number", why=TEMPERATURE_WHY))
+    return t
 
 
 def load_lm(checkpoint=None, seed=None, temperature=1.0, text=None):
@@ -525,7 +582,8 @@ def load_lm(checkpoint=None, seed=None, temperature=1.0, text=None):
 def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
              progress: bool = True, seed: int | None = None,
              temperature: float | None = None, port: str | None = None,
-             board: str = "icebreaker", on_token=None, text=None) -> dict:
+             board: str = "icebreaker", on_token=None, text=None,
+             baud: int | None = None) -> dict:
     """Generate ``n`` characters after ``prompt`` on ``backend``; returns the ``ternac
     generate`` JSON report (keys in ``ternac/lm_cli.py``'s docstring).
 
@@ -548,29 +606,29 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
 
     Raises
     ------
-    InputError for an empty prompt, n < 1, a character outside the vocabulary, a
-    temperature without a seed or not positive and finite; the checkpoint loaders' errors
+    InputError for an empty prompt, n outside 1 .. MAX_TOKENS, a character outside the
+    vocabulary, a temperature without a seed or outside TEMPERATURE_MIN .. TEMPERATURE_MAX
+    (:func:`check_temperature`); the checkpoint loaders' errors
     for a bad checkpoint; BackendError (one sentence) from the board backend.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if not prompt:
         raise InputError("the prompt is empty; give at least one character")
-    if n < 1 or n > MAX_TOKENS:
-        raise InputError(f"--tokens must be from 1 to {MAX_TOKENS}, not {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > MAX_TOKENS:
+        from ternac.cliargs import range_message
+        raise InputError(range_message("--tokens", n, 1, MAX_TOKENS))
     if len(prompt) > MAX_PROMPT:
         raise InputError(f"the prompt has {len(prompt)} characters; at most {MAX_PROMPT} "
                          f"are accepted")
+    check_link_baud(backend, baud)
     if backend == "board":
         check_port(port)
     check_lfsr_seed(seed)
     check_prompt(checkpoint, prompt)
     if temperature is not None and seed is None:
         raise InputError("--temperature applies to sampling; give --seed too")
-    if temperature is None:
-        temperature = 1.0
-    if not (temperature > 0 and math.isfinite(temperature)):
-        raise InputError(f"--temperature must be positive and finite, not {temperature}")
+    temperature = check_temperature(temperature)
     sample = seed is not None
     import sys
     t_load = time.perf_counter()
@@ -636,7 +694,7 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
                 "about 1-3 minutes on 2 cores; cached after, by a hash of the Verilog) ...")
         logits, new, cycles = _lm_backend(backend, cm, ids, n, build_dir=build_dir,
                                           progress=progress, port=port, board=board,
-                                          on_token=emit)
+                                          on_token=emit, baud=baud)
         t_backend = time.perf_counter() - t1
         say(f"[check] the integer golden model, the same {steps} steps ...")
         golden_new = run_golden(bar=(steps, "[check] golden"))
@@ -712,7 +770,8 @@ def _stage_printer(progress: bool):
     return say
 
 
-def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_token=None):
+def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_token=None,
+                baud=None):
     """The lowered LM on ``backend`` (not golden) for ``len(ids) + n - 1`` steps, each
     result fed back after the prompt: (logits a step, the new token ids, cycles a step or
     None). ``on_token(id)`` is called with each new id as it comes (interp, verilator)."""
@@ -740,7 +799,8 @@ def _lm_backend(backend, cm, ids, n, *, build_dir, progress, port, board, on_tok
             res = run_lm_cosim(cm, ids, n, board=board, build_dir=build_dir, progress=progress)
         else:
             from ternac.session import run_lm_on_board
-            res = run_lm_on_board(cm, ids, n, port=port, board=board, progress=progress)
+            res = run_lm_on_board(cm, ids, n, port=port, board=board, baud=_link_baud(baud),
+                                  progress=progress)
         return res["logits"], res["tokens"][len(ids):], res["cycles"]
     from ternac.sim.accel import run_lm
     res = run_lm(cm.cfg, cm.weight_words, cm.program_words, cm.scratch_constants,

@@ -34,6 +34,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(REPO), "shared", "data", "tinyshakespeare.txt")
 LONG_PROMPT = "a" * 10_001
 TWO64, TWO32 = 1 << 64, 1 << 32
+#: The message of a training seed outside 0 .. 2^32 - 1 (or not a number).
+TRAIN_SEED = "--seed must be a whole number from 0 to 4294967295 (2^32 - 1: torch's CPU generator"
 #: The first bytes of the project's own bitstreams (build/icebreaker-L8/top.bin from
 #: icepack, build/ulx3s-shakespeare/top.bit from ecppack).
 ICE40_HEAD = bytes.fromhex("ff0000ff7eaa997e")
@@ -139,9 +141,11 @@ ROWS = [
      "but the scratchpad holds 16", []),
     ("too-big-board", "build --board icebreaker --lanes 64", 2, "cannot fit", []),
     ("weight-depth-0", "run digits --backend golden --weight-depth 0", 2,
-     "'0' must be at least 1", []),
+     "--weight-depth must be a whole number from 1 to 1048576, not '0'", []),
+    ("weight-depth-2^20+1", "compile digits --weight-depth 1048577 --out {tmp}/o", 2,
+     "--weight-depth must be a whole number from 1 to 1048576, not '1048577'", ["{tmp}/o"]),
     ("scratch-depth-negative", "compile digits --scratch-depth -1 --out {tmp}/o", 2,
-     "'-1' must be at least 1", ["{tmp}/o"]),
+     "--scratch-depth must be a whole number from 1 to 1048576, not '-1'", ["{tmp}/o"]),
     ("too-wide-spram", "build --board icebreaker --lanes 64 --no-fit-check --build-dir {tmp}/b",
      2, "use at most 32 lanes on the iCEBreaker", ["{tmp}/b"]),
     # --- lanes that do not divide a width, or no lanes -------------------------------
@@ -296,26 +300,51 @@ ROWS = [
     *[(f"board-freq-{f}", f"build --board icebreaker --freq {f} --build-dir {{tmp}}/b", 2,
        "--freq must be a clock in MHz from 1 to 1000", ["{tmp}/b"])
       for f in ("inf", "nan", "0", "-12", "1e9")],
-    ("freq-not-a-number", "build unit engine --freq fast", 2, "invalid float value", []),
-    ("baud-0", "build --board icebreaker --baud 0", 2, "--baud must be a positive rate", []),
+    ("freq-not-a-number", "build unit engine --freq fast", 2,
+     "--freq must be a clock in MHz from 1 to 1000, not 'fast'", []),
+    *[(f"baud-{b}", f"build --board icebreaker --baud {b} --build-dir {{tmp}}/b", 2,
+       f"--baud must be a whole number from 300 to 12000000 (bit/s; the boards' USB UARTs run "
+       f"up to 12 Mbaud), not '{b}'", ["{tmp}/b"]) for b in ("0", "-1", "99999999", "fast")],
+    ("pnr-seed-text", "build unit engine --pnr-seed x --build-dir {tmp}/b", 2,
+     "--pnr-seed must be a whole number from 1 to 2147483647, not 'x'", ["{tmp}/b"]),
+    # --- --baud: the board backend's host-link rate (a build's too), nowhere else -----
+    ("unit-baud", "build unit engine --baud 9600 --build-dir {tmp}/b", 2,
+     "--baud applies to a board build (--board B)", ["{tmp}/b"]),
+    ("run-baud-cosim", "run digits --backend cosim --quiet --baud 9600 --build-dir {tmp}/b", 2,
+     "--baud applies to the board backend only; the cosim backend would ignore it (its "
+     "simulated UART runs at a fixed clock / 4)", ["{tmp}/b"]),
+    ("run-baud-golden", "run vit-digits --backend golden --quiet --baud 9600", 2,
+     "--baud applies to the board backend only; the golden backend would ignore it", []),
+    ("lm-baud-cosim", "generate --backend cosim --quiet --tokens 2 --baud 9600", 2,
+     "--baud applies to the board backend only; the cosim backend", []),
+    ("lm-baud-interp", "generate --backend interp --quiet --tokens 2 --baud 9600", 2,
+     "the interp backend would ignore it (it has no host link)", []),
+    ("run-baud-0", "run digits --backend board --quiet --baud 0 --port {tmp}/ttyUSB9", 2,
+     "--baud must be a whole number from 300 to 12000000", []),
+    ("lm-baud-huge", "generate --backend board --quiet --baud 20000000 --port {tmp}/ttyUSB9",
+     2, "--baud must be a whole number from 300 to 12000000", []),
+    ("run-baud-port-absent", "run digits --backend board --quiet --limit 2 --baud 9600 "
+     "--port {tmp}/ttyUSB9", 2, "no board on the port", []),
     *[(f"pnr-seed-{v}", f"build unit engine --pnr-seed {v} --build-dir {{tmp}}/b", 2,
        "--pnr-seed must be a whole number from 1 to 2147483647", ["{tmp}/b"])
       for v in ("0", "-1", "2147483648")],
     # --- seeds that would wrap onto another seed ------------------------------------
     ("train-seed-2^32", f"train digits --quiet --seed {TWO32} --out {{tmp}}/d.st", 2,
-     "outside 0 to 2^32 - 1", ["{tmp}/d.st"]),
+     TRAIN_SEED, ["{tmp}/d.st"]),
     ("train-seed-2^64", f"train digits --quiet --seed {TWO64} --out {{tmp}}/d.st", 2,
-     "outside 0 to 2^32 - 1", ["{tmp}/d.st"]),
+     TRAIN_SEED, ["{tmp}/d.st"]),
     ("train-seed-negative", "train digits --quiet --seed -1 --out {tmp}/d.st", 2,
-     "outside 0 to 2^32 - 1", ["{tmp}/d.st"]),
+     TRAIN_SEED, ["{tmp}/d.st"]),
     ("train-lm-seed-2^32+1", f"train shakespeare --quiet --seed {TWO32 + 1} --out {{tmp}}/s.st", 2,
-     "outside 0 to 2^32 - 1", ["{tmp}/s.st"]),
+     TRAIN_SEED, ["{tmp}/s.st"]),
     ("train-vit-seed-negative", "train vit-digits --quiet --seed -5 --out {tmp}/v.st", 2,
-     "outside 0 to 2^32 - 1", ["{tmp}/v.st"]),
-    ("train-seed-text", "train digits --seed one", 2, "'one' is not an integer", []),
+     TRAIN_SEED, ["{tmp}/v.st"]),
+    ("train-seed-text", "train digits --seed one", 2, TRAIN_SEED, []),
     *[(f"sample-seed-{name}", f"generate --tokens 2 --quiet --seed {v}", 2,
-       "--seed must be from 1 to 4294967295", [])
-      for name, v in (("0", 0), ("2^32", TWO32), ("2^32+1", TWO32 + 1), ("-1", -1))],
+       f"--seed must be a whole number from 1 to 4294967295 (the sampler's 32-bit LFSR state; "
+       f"a zero state never changes), not '{v}'", [])
+      for name, v in (("0", 0), ("2^32", TWO32), ("2^32+1", TWO32 + 1), ("-1", -1),
+                      ("text", "x"), ("float", "1.5"))],
     ("sim-seed-negative", "sim engine --quiet --seed -1", 2, "--seed must be 0 or more", []),
     # --- a device that cannot train -------------------------------------------------
     *[(f"device-{d}", f"train shakespeare --quiet --steps 1 --device {d} --out {{tmp}}/s.st",
@@ -335,27 +364,46 @@ ROWS = [
      "2 character(s) the model has no token for", []),
     ("long-prompt", ["generate", "--prompt", LONG_PROMPT, "--quiet"], 2,
      "at most 10000 are accepted", []),
-    ("tokens-0", "generate --tokens 0 --quiet", 2, "--tokens must be from 1 to", []),
-    ("tokens-huge", "generate --tokens 100000000 --quiet", 2, "--tokens must be from 1 to", []),
+    *[(f"tokens-{name}", f"generate --tokens {v} --quiet", 2,
+       f"--tokens must be a whole number from 1 to 10000, not '{v}'", [])
+      for name, v in (("0", "0"), ("huge", "100000000"), ("text", "many"))],
     ("temperature-without-seed", "generate --temperature 0.5 --quiet", 2, "give --seed too",
      []),
     *[(f"temperature-{t}", f"generate --seed 3 --temperature {t} --quiet", 2,
-       "--temperature must be positive and finite", []) for t in ("0", "-1", "nan", "inf")],
+       f"--temperature must be a number from 0.001 to 1000 (p ~ exp(logit / T); for greedy "
+       f"decoding leave out --seed), not '{t}'", [])
+      for t in ("0", "-1", "nan", "inf", "1e300", "1e-300", "1001", "warm")],
+    # argparse takes "-inf" after a space for an option, so it is given with "=".
+    ("temperature=-inf", ["generate", "--seed", "3", "--temperature=-inf", "--quiet"], 2,
+     "--temperature must be a number from 0.001 to 1000", []),
     # --- other arguments ------------------------------------------------------------
-    ("limit-0", "run digits --backend golden --limit 0", 2, "must be at least 1", []),
+    ("limit-0", "run digits --backend golden --limit 0", 2,
+     "--limit must be a whole number of at least 1, not '0'", []),
+    ("limit-text", "run digits --backend golden --limit all", 2,
+     "--limit must be a whole number of at least 1, not 'all'", []),
     ("image-for-vit", "run vit-digits --backend golden --image {file}", 2,
      "--image applies to the digits MLP only", []),
-    ("epochs-0", "train digits --epochs 0 --out {tmp}/d.st", 2, "must be at least 1",
-     ["{tmp}/d.st"]),
-    ("steps-0", "train shakespeare --steps 0 --out {tmp}/s.st", 2, "must be at least 1",
-     ["{tmp}/s.st"]),
+    *[(f"epochs-{name}-{m}", f"train {m} --quiet --epochs {v} --out {{tmp}}/d.st", 2,
+       f"--epochs must be a whole number from 1 to 10000 (the recipes train 60 epochs for "
+       f"digits and 400 for vit-digits), not '{v}'", ["{tmp}/d.st"])
+      for m in ("digits", "vit-digits") for name, v in (("0", "0"), ("huge", "10000000"))],
+    ("epochs-text", "train digits --quiet --epochs ten --out {tmp}/d.st", 2,
+     "--epochs must be a whole number from 1 to 10000", ["{tmp}/d.st"]),
+    *[(f"steps-{name}", f"train shakespeare --quiet --steps {v} --out {{tmp}}/s.st", 2,
+       f"--steps must be a whole number from 1 to 1000000 (the shakespeare recipe trains 9444 "
+       f"steps), not '{v}'", ["{tmp}/s.st"])
+      for name, v in (("0", "0"), ("huge", "10000000"), ("float", "1e6"))],
     ("sim-stall-1", "sim engine --stall 1 --quiet", 2, "--stall must be a probability", []),
     ("sim-seed-text", "sim engine --seed x --quiet", 2, "--seed must be an integer", []),
     ("no-command", "", 2, "required: COMMAND", []),
     ("no-backend", "run digits", 2, "the following arguments are required: --backend", []),
     ("no-out", "compile digits", 2, "the following arguments are required: --out", []),
-    ("lanes-not-a-number", "run digits --backend golden --lanes eight", 2,
-     "invalid int value", []),
+    *[(f"lanes-not-a-number-{cmd.split()[0]}", f"{cmd} --lanes eight", 2,
+       "--lanes must be a whole number (a multiple of 4 from 4 to 128; T3 weights: of 5 from 5 "
+       "to 80), not 'eight'", [])
+      for cmd in ("run digits --backend golden", "compile digits --out {tmp}/o",
+                  "verilog --out {tmp}/v", "build unit engine", "program --board icebreaker "
+                  "--dry-run")],
     ("lm-unit-lanes", "build unit engine --model shakespeare --lanes 8", 2,
      "the shakespeare model is compiled for", []),
     ("folder-bench-json", "bench numerics --json {dir}", 2, "is a directory", []),
@@ -481,7 +529,7 @@ def test_the_catalogue_is_large():
 
 def test_console_script_says_one_line(tmp_path):
     """Through a real process: an argparse error and a CLI error are one line each."""
-    for args, says in ((["train", "digits", "--seed", str(TWO64)], "outside 0 to 2^32 - 1"),
+    for args, says in ((["train", "digits", "--seed", str(TWO64)], TRAIN_SEED),
                        (["build", "unit", "engine", "--freq", "nan"], "--freq must be")):
         r = subprocess.run([sys.executable, "-m", "ternac.cli", *args], capture_output=True,
                            text=True, cwd=REPO, timeout=300)

@@ -323,3 +323,74 @@ def test_train(tmp_path, capsys):
                  "--limit", "20"]) == 0
     assert main(["train", "digits", "--out", str(tmp_path), "--quiet"]) == 2
     assert "is a directory" in _one_error_line(capsys.readouterr().err)
+
+
+# ----------------------------------------------------------------------------- the board link
+
+@pytest.mark.parametrize("argv, baud", [
+    (["run", "digits", "--limit", "2"], 115200),
+    (["run", "digits", "--limit", "2", "--baud", "9600"], 9600),
+    (["run", "vit-digits", "--limit", "1", "--baud", "230400"], 230400),
+    (["generate", "--tokens", "1", "--baud", "1000000"], 1000000),
+])
+def test_board_backend_takes_the_baud(argv, baud, monkeypatch, capsys):
+    """`--backend board --baud B` opens the board's port at B (the rate its bitstream was
+    built with, `ternac build --baud B`); without --baud at the build's default, 115200. The
+    session is replaced by one that records its rate and reports no board."""
+    import ternac.session as session
+    from ternac.errors import BackendError
+    seen = []
+
+    def fake(*a, baud, **kw):
+        seen.append(baud)
+        raise BackendError("no board (test session)")
+    monkeypatch.setattr(session, "run_digits_on_board", fake)
+    monkeypatch.setattr(session, "run_lm_on_board", fake)
+    assert main([*argv, "--backend", "board", "--port", "loop://", "--quiet"]) == 2
+    assert seen == [baud]
+    assert _one_error_line(capsys.readouterr().err) == "ternac: error: no board (test session)"
+
+
+# ----------------------------------------------------------------------------- argument types
+
+def test_argument_types_name_the_option_and_range():
+    """ternac.cliargs: an integer or real option outside its range, or not a number, is one
+    sentence naming the option and the range; the parser prints it without argparse's
+    'argument --x:' and 'invalid int value'."""
+    import argparse
+
+    from ternac.cliargs import number, range_message, whole
+    t = whole("--n", 1, 10)
+    assert t("10") == 10 and t("1") == 1
+    for bad in ("0", "11", "x", "1.5", "1e3", "0x5", ""):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            t(bad)
+        assert str(e.value) == f"--n must be a whole number from 1 to 10, not {bad!r}"
+    assert whole("--n", 1)("99999999999") == 99999999999
+    f = number("--t", 0.5, 2, noun="a clock in MHz")
+    assert f("2") == 2.0
+    for bad in ("nan", "inf", "-inf", "0.49", "2.01", "fast"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"^--t must be a clock in MHz "
+                                                             r"from 0\.5 to 2, not "):
+            f(bad)
+    assert range_message("--x", 7, 1, None, why="w") == "--x must be a whole number of at " \
+                                                        "least 1 (w), not 7"
+    r = _ternac("run", "digits", "--backend", "golden", "--lanes", "eight")
+    line = _one_error_line(r.stderr)
+    assert r.returncode == 2 and line.startswith("ternac: error: --lanes must be a whole") \
+        and "invalid int value" not in line and "argument --lanes" not in line
+
+
+def test_training_caps_name_the_recipes():
+    """The --epochs/--steps messages quote the recipes' own lengths (golden's defaults)."""
+    from ternac.cli import EPOCHS_MAX, STEPS_MAX, _epochs, _steps
+    from ternac.golden import lm, mlp, vit
+    import argparse
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        _epochs(str(EPOCHS_MAX + 1))
+    assert f"{mlp.DEFAULT_EPOCHS} epochs for digits and {vit.DEFAULT_EPOCHS} for vit-digits" \
+        in str(e.value) and EPOCHS_MAX >= 10 * vit.DEFAULT_EPOCHS
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        _steps(str(STEPS_MAX + 1))
+    assert f"trains {lm.DEFAULT_STEPS} steps" in str(e.value) and STEPS_MAX >= 10 * lm.DEFAULT_STEPS
+    assert _epochs(str(EPOCHS_MAX)) == EPOCHS_MAX and _steps("1") == 1

@@ -18,7 +18,7 @@ def _ternac(*args):
 @pytest.mark.parametrize("args,says", [
     (["generate", "--tokens", "2", "--checkpoint", "checkpoints/digits.safetensors"],
      "format"),
-    (["generate", "--tokens", "100000000"], "--tokens must be from 1 to"),
+    (["generate", "--tokens", "100000000"], "--tokens must be a whole number from 1 to 10000"),
     (["run", "digits", "--backend", "golden", "--limit", "2", "--json", "/proc/x/y.json"],
      "cannot create the folder"),
     (["run", "digits", "--backend", "golden", "--limit", "2", "--json", ""], "path is empty"),
