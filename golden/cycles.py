@@ -56,7 +56,7 @@ __all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "REQUANT_LATENCY",
            "argmax_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
            "norm_normalize_steps",
-           "norm_data", "sample_data", "instr_cycles", "program_cycles"]
+           "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
 
 #: FETCH + DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
 ISSUE_CYCLES = 3
@@ -307,9 +307,33 @@ def norm_data(x: Sequence[int], *, layernorm: bool, neg: bool = False) -> dict:
     return {"normalize_steps": norm_normalize_steps(n * s2 - s1 * s1), "s1_abs": abs(s1)}
 
 
+def _norm_steps_bound(n: int, bound: str) -> int:
+    """The NORMALIZE steps of :func:`norm_cycles`'s data-free bound (``"max"`` or ``"min"``)."""
+    if bound == "min":
+        return 0
+    return max(norm_normalize_steps(1), norm_normalize_steps(n * n * _NORM_X ** 2))
+
+
+def _matvec_drain_after_last_write(ins: Instr, lanes: int, epilogue_latency: int) -> int:
+    """Cycles a MATVEC with an epilogue runs after its last row's result is written:
+    ``max(0, L - r - R - U)`` (the engine still draining padding lanes; :func:`matvec_cycles`:
+    the last row is written in cycle ``c + 1 + r + R + U``, the state exits in ``c + L + 1 +
+    d``)."""
+    L = int(lanes)
+    return max(0, L - (ins.n - 1) % L - REQUANT_LATENCY - int(epilogue_latency))
+
+
+def norm_work_cycles(n: int, *, normalize_steps: int, s1_abs: int = 0) -> int:
+    """Cycles from a RMSNORM / LAYERNORM's last pass-0 beat to the first cycle its pass 1
+    can take a beat: ``bits(n) + bits(|S1|) + steps + 2 W + 11`` (hw/vector.py
+    pass_control DRAIN, 3 cycles, then hw/norm.py's work FSM, as in :func:`norm_cycles`).
+    The same whether pass 0 came from the instruction itself or from a tee (golden/isa.py)."""
+    return _bits(n) + _bits(s1_abs) + int(normalize_steps) + 2 * _NORM_W + 11
+
+
 def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
                 normalize_steps: int | None = None, s1_abs: int | None = None,
-                bound: str = "max") -> int:
+                bound: str = "max", wait: int = 0) -> int:
     """RMSNORM / LAYERNORM of ``n`` elements on the Norm unit (2 passes)::
 
         3 + 2 n + bits(n) + bits(|S1|) + steps + 2 W + 10 + latency     (n >= 1)
@@ -336,7 +360,10 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     and ``S1 = 0``.
 
     With ``ins.reuse`` (RMSNORM on the statistics the unit holds): pass 1 alone, ``3 + n +
-    latency`` (hw/vector.py pass_control with ``skip``), data-independent.
+    latency`` (hw/vector.py pass_control with ``skip``), data-independent; ``3 + wait + n +
+    latency`` where the statistics come from a tee (golden/isa.py) whose work the first
+    beat waits for (``wait`` cycles past the VEC state's first: :func:`program_cycles`
+    works it out from the tee's last beat and :func:`norm_work_cycles`).
 
     Raises
     ------
@@ -347,10 +374,9 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     if n == 0:
         return ISSUE_CYCLES + 1
     if ins.reuse:
-        return ISSUE_CYCLES + n + latency
+        return ISSUE_CYCLES + max(0, int(wait)) + n + latency
     if normalize_steps is None:
-        normalize_steps = (max(norm_normalize_steps(1), norm_normalize_steps(n * n * _NORM_X ** 2))
-                           if bound == "max" else 0)
+        normalize_steps = _norm_steps_bound(n, bound)
     if ins.op == Op.RMSNORM:
         s1_abs = 0
     elif s1_abs is None:
@@ -524,6 +550,10 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
       ``per_instr`` (list of cycles, one an instruction executed; an epilogue's 0, its
       MATVEC's entry the pair's). The kind of every figure is *modelled*.
 
+    A tee (golden/isa.py) is followed in time: its RMSNORM's first beat waits until
+    :func:`norm_work_cycles` after the tee's last beat (``wait`` of :func:`norm_cycles`),
+    counted from the cycles of the instructions between them.
+
     Raises
     ------
     ValueError if the program has no HALT, or as :func:`instr_cycles`.
@@ -536,12 +566,16 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     issued = 0
     exact = True
     epilogue = False          # this instruction is the previous MATVEC's epilogue
+    t_hi = t_lo = 0           # the cycle this instruction starts at (upper, lower bound)
+    tee = None                # (cycle of a tee's last beat, upper, lower): golden/isa.py tee
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
         if epilogue:
             hi = lo = 0           # counted in its MATVEC's formula
         else:
+            teed = ins.op == Op.MATVEC and ins.epi and pc + 1 < len(program) and \
+                program[pc + 1].tee
             if ins.op == Op.MATVEC and ins.epi:
                 if pc + 1 >= len(program) or not _spec(program[pc + 1].op).epilogue:
                     raise ValueError(f"instruction {pc} is a MATVEC with an epilogue, but the "
@@ -549,11 +583,32 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                 unit = _spec(program[pc + 1].op).unit
                 lat = (latencies or {}).get(unit)
                 d["epilogue_latency"] = UNIT_TIMING[unit][1] if lat is None else lat
+            waits = {}
+            if tee is not None and ins.op == Op.RMSNORM and ins.reuse and ins.n:
+                # Pass 1 of the tee's RMSNORM: its first beat waits for the unit's work.
+                for key, t, a, bnd in (("hi", t_hi, tee[0], "max"), ("lo", t_lo, tee[1], "min")):
+                    steps = d.get("normalize_steps")
+                    if steps is None:
+                        steps = _norm_steps_bound(ins.n, bnd)
+                    ready = a + norm_work_cycles(ins.n, normalize_steps=steps)
+                    waits[key] = ready - (t + ISSUE_CYCLES)
+                tee = None
             issued += 1
             hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                              weight_format=weight_format, **d)
+                              weight_format=weight_format, **d, **(
+                                  {"wait": waits["hi"]} if waits else {}))
             lo = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                              weight_format=weight_format, **{**d, "bound": "min"})
+                              weight_format=weight_format, **{**d, "bound": "min"}, **(
+                                  {"wait": waits["lo"]} if waits else {}))
+            if ins.tee or teed:
+                # The tee's last beat: the cycle its last result is written (a MATVEC's
+                # epilogue may write it before the engine drains its padding lanes).
+                gap = 0
+                if teed:
+                    gap = _matvec_drain_after_last_write(ins, lanes, d["epilogue_latency"])
+                tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)
+        t_hi += hi
+        t_lo += lo
         epilogue = ins.op == Op.MATVEC and bool(ins.epi)
         if lo != hi:
             exact = False

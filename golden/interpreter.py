@@ -131,6 +131,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     executed = 0
     vec_ops = vector_ops()
     last_norm = None          # ((n, flags), a) of the last RMSNORM: what ``reuse`` reuses
+    tee_pc = None             # a tee (golden/isa.py) whose RMSNORM has not run yet
     while True:
         if pc >= len(prog):
             raise MachineError(f"the program ran past its last instruction ({len(prog)}) "
@@ -138,7 +139,21 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         ins = prog[pc]
         executed += 1
         if ins.op == Op.HALT:
+            if tee_pc is not None:
+                raise MachineError(f"the program halts at {pc} with the tee of instruction "
+                                   f"{tee_pc} not followed by its RMSNORM")
             break
+        if ins.tee or ins.tee8:
+            if ins.op not in (Op.ADD, Op.MUL) or not ins.tee:
+                raise MachineError(f"instruction {pc} ({ins}) sets tee/tee8, which only an ADD "
+                                   f"or MUL (tee) may (golden/isa.py)")
+            if tee_pc is not None:
+                raise MachineError(f"instruction {pc} ({ins}) tees while the tee of "
+                                   f"instruction {tee_pc} still waits for its RMSNORM")
+        if tee_pc is not None and ins.op in vec_ops and spec(ins.op).unit == "norm" and not (
+                ins.op == Op.RMSNORM and ins.reuse):
+            raise MachineError(f"instruction {pc} ({ins}) uses the Norm unit after the tee of "
+                               f"instruction {tee_pc}, but is not an RMSNORM reusing it")
         if ins.op == Op.MATVEC and ins.epi:
             # A MATVEC and its epilogue (golden/isa.py): one operation, two instructions.
             nxt = prog[pc + 1] if pc + 1 < len(prog) else None
@@ -156,6 +171,15 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                    f"{ins.src}..{ins.src + ins.k - 1}, which the ISA does not "
                                    f"define")
             _vector(nxt, pc + 1, scratch, a=y)
+            if (nxt.tee or nxt.tee8) and (nxt.op not in (Op.ADD, Op.MUL) or not nxt.tee
+                                          or tee_pc is not None):
+                raise MachineError(f"instruction {pc + 1} ({nxt}) sets tee/tee8 on an op other "
+                                   f"than ADD or MUL, tee8 without tee, or tees while the tee "
+                                   f"of instruction {tee_pc} still waits for its RMSNORM")
+            if nxt.tee:
+                last_norm = ((nxt.n, int(Flag.OUT8) if nxt.tee8 else 0),
+                             scratch[:, nxt.dst:nxt.dst + nxt.n].clone())
+                tee_pc = pc + 1
             executed += 1
             pc += 1
         elif ins.op == Op.MATVEC:
@@ -178,6 +202,12 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             _vector(ins, pc, scratch)
             if spec(ins.op).unit == "norm":
                 last_norm = ((ins.n, ins.flags), a_in) if ins.op == Op.RMSNORM else None
+                tee_pc = None
+            elif ins.tee:
+                # The tee's statistics: those of the RMSNORM that reuses them (OUT8 if tee8).
+                last_norm = ((ins.n, int(Flag.OUT8) if ins.tee8 else 0),
+                             scratch[:, ins.dst:ins.dst + ins.n].clone())
+                tee_pc = pc
         elif ins.op == Op.SAMPLE:
             result = _sample(ins, pc, scratch)
         elif ins.op == Op.EMBED:

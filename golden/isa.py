@@ -37,6 +37,13 @@ read; the lowering sets it to the MATVEC's ``src``). The pair executes as one op
 accumulates) and the program continues after the second instruction. The result must
 not overlap the MATVEC's input, and ``b`` is either disjoint from the result or the same
 words (in place).
+A *tee* (``tee = 1`` on an ADD or MUL, standalone or a MATVEC's epilogue): the result
+``y`` is written as usual and also streams into the Norm unit as pass 0 (the statistics
+``N``, ``S2``) of an RMSNORM, which the unit then completes (the between-pass work) while
+the program goes on. The next Norm-unit instruction must be an RMSNORM with ``reuse`` of
+those same ``n`` values (``scratch[dst : dst + n]`` unchanged) and flags ``OUT8`` if
+``tee8`` else none; it runs pass 1 alone (its first beat waits for the unit's work). No
+other tee, Norm-unit instruction or HALT may come between the two.
 MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
 scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
 
@@ -54,7 +61,8 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
 ``GELU``      as SILU (the gain (m, s) carries 1.702)
 ``RMSNORM``   y = int_rmsnorm(a, weight=b, bias=0, m, s, eps=0)         (2 passes; with
               ``reuse``: 1 pass, the Norm unit applying the statistics it holds from the
-              previous RMSNORM, whose ``a`` must be the same values, ``n`` and flags)
+              previous RMSNORM, whose ``a`` must be the same values, ``n`` and flags, or
+              from a ``tee``, below)
 ``LAYERNORM`` y = int_layernorm(a, weight=b, bias=0, m, s, eps=0)       (2 passes)
 ``SHIFTMAX``  y = shiftmax_q(a, m, s, out_bits=15)                      (3 passes)
 ``ADD``       y = sat(rhu(a * m, s) + rhu(b * m2, s2))
@@ -108,7 +116,9 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("s", 6),        # dyadic shift (golden.numerics.S_BITS)
     ("epi", 1),      # MATVEC: the next instruction is its epilogue (see the module docstring)
     ("reuse", 1),    # RMSNORM: reuse the statistics of the previous RMSNORM (same a)
-    ("rsvd", 14),
+    ("tee", 1),      # ADD/MUL: the result also streams into the Norm unit's pass 0
+    ("tee8", 1),     # with tee: the RMSNORM that reuses those statistics has OUT8
+    ("rsvd", 12),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -157,6 +167,8 @@ class Instr:
     s: int = 0
     epi: int = 0
     reuse: int = 0
+    tee: int = 0
+    tee8: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:

@@ -96,6 +96,10 @@ class Norm(wiring.Component):
     passes = 2
     #: This unit's client name in a shared hw.mulpool.MulPool.
     pool_client = "norm"
+    #: The client of the square ``x*x`` / ``N*x`` alone (enabled with any beat, as
+    #: ``pool_client`` is only with a final-pass beat): a sequencer that tees another unit's
+    #: results into pass 0 declares it concurrent with that unit (hw/sequencer.py).
+    pool_client_sq = "norm_sq"
     #: Cycles from an accepted beat of the final pass to its output (no stalls).
     latency = 13
 
@@ -165,7 +169,11 @@ class Norm(wiring.Component):
         # Eight 16 x 16 products on hw.mulpool slots (x*x or N*x: ss; d'*R: uu + su; w*y:
         # su + ss; acc*m: uu + uu + su), borrowed while a beat is offered or in the pipeline.
         active = Signal(name="norm_active")
-        mul = borrow(m, self.mulpool, self.pool_client, active)
+        active_final = Signal(name="norm_active_final")   # only pass-1 beats use d'R, wy, acc m
+        if self.mulpool is not None:
+            self.mulpool.concurrent(self.pool_client, self.pool_client_sq)
+        mul = borrow(m, self.mulpool, self.pool_client, active_final)
+        mul_sq = borrow(m, self.mulpool, self.pool_client_sq, active)
         pass_idx, accept, work_start, new_vector = pass_control(
             m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done,
             skip=self.reuse)
@@ -184,7 +192,8 @@ class Norm(wiring.Component):
             m.d.sync += N.eq(N + 1)
         # x in 16 bits for the product: |x| <= 32767 (the unit's contract); the sums keep 17.
         x16 = x1[:OPERAND_BITS].as_signed()
-        sq2 = pipe.reg(mul(x16, Mux(final, n_held, x16), name="sq"), signed(sq_bits), name="sq")
+        sq2 = pipe.reg(mul_sq(x16, Mux(final, n_held, x16), name="sq"), signed(sq_bits),
+                       name="sq")
         x2 = pipe.reg(x1, name="x")
         v2 = pipe.reg(v1, name="v")
         with m.If(ce & v2 & ~final):
@@ -228,7 +237,8 @@ class Norm(wiring.Component):
         with m.Elif(self.o.ready):
             # Stalled by a missing bias word, not by the output: the output still drains.
             m.d.sync += self.o.valid.eq(0)
-        m.d.comb += [busy.eq(Cat(*valids).any()), active.eq(busy | self.i.valid)]
+        m.d.comb += [busy.eq(Cat(*valids).any()), active.eq(busy | self.i.valid),
+                     active_final.eq(active & final)]
 
         # Between the passes: V, its normalization, isqrt, the division (sequential).
         acc = Signal(unsigned(v_bits))                # V; the multiplications never overshoot

@@ -183,6 +183,19 @@ class Sequencer(wiring.Component):
             # A unit that runs a MATVEC's epilogue works while the requantizer does.
             if any(getattr(op_spec(op), "epilogue", False) for op in opmodes):
                 pool.concurrent("requant", unit.pool_client)
+        # Tee (golden/isa.py ``tee``): an Eltwise result also streams into the Norm unit's
+        # pass 0, whose square then runs beside the Eltwise unit (and, in a MATVEC's
+        # epilogue, the requantizer) on a slot of its own (hw/norm.py ``pool_client_sq``).
+        norm_unit = next((u for u, om in self._vector_units
+                          if Op.RMSNORM in om and hasattr(u, "reuse")), None)
+        tee_unit = next((u for u, om in self._vector_units if Op.MUL in om or Op.ADD in om), None)
+        tees = norm_unit is not None and tee_unit is not None
+        if tees:
+            pool.concurrent(norm_unit.pool_client_sq, tee_unit.pool_client)
+            pool.concurrent(norm_unit.pool_client_sq, "requant")
+        tee_on = Signal()       # this instruction tees (its results into the Norm unit)
+        tee_pend = Signal()     # a tee's RMSNORM has not finished yet
+        nrm_wide = Signal()     # the Norm unit's int16 output (~OUT8 of its RMSNORM)
         emb_mul_en, smp_mul_en = Signal(), Signal()
         emb_mul = pool.client("embed", en=emb_mul_en)
         smp_mul = pool.client("sample", en=smp_mul_en)
@@ -447,10 +460,17 @@ class Sequencer(wiring.Component):
             # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
             if hasattr(unit, "m2"):
                 m.d.comb += [unit.m2.eq(vins.wbase[:16]), unit.s2.eq(vins.k[:6])]
-            if hasattr(unit, "neg"):
-                m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG))
-            if hasattr(unit, "wide"):
-                m.d.comb += unit.wide.eq(~_flag(vins, Flag.OUT8))
+            if unit is norm_unit and tees:
+                # A tee's pass 0 is the Eltwise result as written (no NEG); the output width
+                # (used at the end of the between-pass work, which may finish while other
+                # instructions run) is the tee's RMSNORM's, registered with the tee.
+                m.d.comb += [unit.neg.eq(_flag(vins, Flag.NEG) & ~tee_on),
+                             unit.wide.eq(nrm_wide)]
+            else:
+                if hasattr(unit, "neg"):
+                    m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG))
+                if hasattr(unit, "wide"):
+                    m.d.comb += unit.wide.eq(~_flag(vins, Flag.OUT8))
             if hasattr(unit, "c"):
                 m.d.comb += unit.c.valid.eq(0)
             if hasattr(unit, "eps"):
@@ -458,7 +478,8 @@ class Sequencer(wiring.Component):
             if hasattr(unit, "bias_en"):
                 m.d.comb += unit.bias_en.eq(0)
             if hasattr(unit, "reuse"):
-                m.d.comb += unit.reuse.eq(vins.reuse)
+                # A tee's RMSNORM streams pass 1 after the unit's own work (not ``skip``).
+                m.d.comb += unit.reuse.eq(vins.reuse & ~tee_pend if tees else vins.reuse)
             if any(op_spec(op).epilogue for op in opmodes):
                 # An epilogue unit: fed from the requantizer while a fused MATVEC runs.
                 m.d.comb += [
@@ -466,6 +487,15 @@ class Sequencer(wiring.Component):
                     unit.i.payload.b.eq(Mux(fuse, ep_b, x_b).as_signed()),
                     unit.i.payload.last.eq(x_last & ~fuse),
                     unit.i.valid.eq(((in_vec & x_valid) | (fuse & requant.o.valid)) & sel),
+                ]
+            elif unit is norm_unit and tees:
+                # Pass 0 teed from the Eltwise unit's results as they are written (the Norm
+                # unit is then streaming pass 0 and always ready: its output is idle).
+                m.d.comb += [
+                    unit.i.payload.a.eq(Mux(tee_on, tee_unit.o.payload.y, x_a.as_signed())),
+                    unit.i.payload.b.eq(x_b.as_signed()),
+                    unit.i.payload.last.eq(Mux(tee_on, ol_is1, x_last)),
+                    unit.i.valid.eq((in_vec & x_valid & sel) | (tee_on & tee_unit.o.valid)),
                 ]
             else:
                 m.d.comb += [
@@ -541,11 +571,28 @@ class Sequencer(wiring.Component):
         m.d.comb += [p_in.eq(self.scr_rdata), rem_next.eq(sacc - p_reg),
                      hit.eq(rem_small & (sacc[:16] < p_reg))]
 
+        if tees:
+            norm_ops = [op for u, om in self._vector_units if u is norm_unit for op in om]
+            norm_sel = next(sel for u, _, sel in unit_decode if u is norm_unit)
+            rms_mode = next(om for u, om in self._vector_units if u is norm_unit)[Op.RMSNORM]
+
+            def tee_decode(is_norm=None):
+                """In DECODE / EPI_DEC: a tee (pd.tee) sets the Norm unit up for its pass 0
+                (RMSNORM mode, the output width of the RMSNORM that follows); a Norm-unit op
+                sets that width from its own OUT8."""
+                with m.If(pd.tee):
+                    m.d.sync += [tee_on.eq(1), tee_pend.eq(1), nrm_wide.eq(~pd.tee8)]
+                    if hasattr(norm_unit, "mode"):
+                        m.d.sync += norm_unit.mode.eq(rms_mode)
+                if is_norm is not None:
+                    with m.Elif(is_norm):
+                        m.d.sync += nrm_wide.eq(~_flag(pd, Flag.OUT8))
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
-                                 self.cycles.eq(0)]
+                                 self.cycles.eq(0), tee_on.eq(0), tee_pend.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.next = "DECODE"
@@ -578,6 +625,8 @@ class Sequencer(wiring.Component):
                                 m.d.sync += sel.eq(1)
                                 if hasattr(unit, "mode"):
                                     m.d.sync += unit.mode.eq(mode)
+                if tees:
+                    tee_decode(is_norm=Cat(*(pd.op == op for op in norm_ops)).any())
                 m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(ins.op):
@@ -626,6 +675,8 @@ class Sequencer(wiring.Component):
                                         m.d.sync += sel.eq(1)
                                         if hasattr(unit, "mode"):
                                             m.d.sync += unit.mode.eq(mode)
+                    if tees:
+                        tee_decode()
                     m.next = "MATVEC"
             with m.State("MATVEC"):
                 if epi_ops:
@@ -636,7 +687,7 @@ class Sequencer(wiring.Component):
                             m.d.sync += ep_waddr.eq(ep_waddr + 1)
                 # Done once every row is written and the engine has drained its padding lanes.
                 with m.If(rows_done & ~engine.o.valid):
-                    m.d.sync += [in_matvec.eq(0), fuse.eq(0)]
+                    m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0)]
                     m.next = "FETCH"
             with m.State("EMB_TOK"):
                 m.d.sync += tok.eq(self.scr_rdata)
@@ -741,7 +792,10 @@ class Sequencer(wiring.Component):
                     m.d.sync += w_addr.eq(w_addr + 1)
                     count_row()
                 with m.If(ol_is0 | (ol_is1 & vo_valid)):
-                    m.d.sync += in_vec.eq(0)
+                    m.d.sync += [in_vec.eq(0), tee_on.eq(0)]
+                    if tees:
+                        with m.If(norm_sel):        # a tee's RMSNORM is done
+                            m.d.sync += tee_pend.eq(0)
                     m.next = "FETCH"
             with m.State("ARGMAX"):
                 m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),

@@ -648,6 +648,51 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     return b, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero
 
 
+def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
+    """Norm statistics gathered in the producer's epilogue (golden/isa.py ``tee``): a full
+    RMSNORM (no ``reuse``, flags none or OUT8) whose input ``scratch[src : src + n]`` was last
+    written, as a whole, by an ADD or MUL (standalone or a MATVEC's epilogue) becomes a
+    ``reuse`` RMSNORM of that producer's tee (``tee8`` = the RMSNORM's OUT8), when no
+    Norm-unit instruction and no write to those words comes between the two. The RTL then
+    runs the RMSNORM's pass 0 on the producer's results as they are written, and its
+    between-pass work while the program goes on; the results are unchanged."""
+    prog = list(prog)
+
+    def writes(ins):
+        """Scratch words [lo, hi) the instruction writes, None for none, "?" if unknown."""
+        if ins.op == Op.MATVEC:
+            return None if (ins.epi or ins.flags & Flag.RAW) else (ins.dst, ins.dst + ins.n)
+        if ins.op in (Op.ARGMAX, Op.HALT):
+            return None
+        if ins.op == Op.SAMPLE:
+            return (ins.aux, ins.aux + 2)
+        if ins.op == Op.EMBED:
+            return (ins.dst, ins.dst + ins.n)
+        try:
+            sp = spec(ins.op)
+        except KeyError:
+            return "?"
+        return (ins.dst, ins.dst + sp.out_rows(ins.n, ins.k)) if sp.vector else "?"
+
+    for i, ins in enumerate(prog):
+        if (ins.op != Op.RMSNORM or ins.reuse or ins.n < 1
+                or ins.flags not in (0, int(Flag.OUT8))):
+            continue
+        lo, hi = ins.src, ins.src + ins.n
+        for j in range(i - 1, -1, -1):
+            p = prog[j]
+            w = writes(p)
+            if w == "?" or p.tee or (p.op in (Op.RMSNORM, Op.LAYERNORM)):
+                break
+            if w is None or w[1] <= lo or hi <= w[0]:
+                continue
+            if p.op in (Op.ADD, Op.MUL) and p.dst == lo and p.n == ins.n:
+                prog[j] = dataclasses.replace(p, tee=1, tee8=int(bool(ins.flags & Flag.OUT8)))
+                prog[i] = dataclasses.replace(ins, reuse=1)
+            break
+    return prog
+
+
 def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     """Check a program against a configuration: its length, the vector units it needs, the
     vector lengths its units are sized for, and every ISA field.
@@ -670,6 +715,11 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                f"{s.in_len(ins.n, ins.k)} elements, "
                                f"more than the {cfg.max_vector} the vector units are sized for "
                                f"(max_vector)")
+        if (ins.tee or ins.tee8) and (ins.op not in (Op.ADD, Op.MUL) or not ins.tee
+                                      or "norm" not in cfg.vector):
+            raise CompileError(f"instruction {idx} ({s.name}) sets tee/tee8, which only an ADD "
+                               f"or MUL (tee) on an accelerator with the 'norm' unit may "
+                               f"(golden/isa.py)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -787,6 +837,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
             f"{len(words) - n_trit - n_tab} of staged constants), but the weight memory holds "
             f"{cfg.weight_depth} (weight_depth)")
     prog = b.program()
+    if fuse:      # RMSNORM statistics teed from their producer (golden/isa.py tee)
+        prog = _tee_norms(prog)
     check_program(prog, cfg)
 
     sconst: dict[int, list[int]] = {}

@@ -272,3 +272,105 @@ def test_folded_embedding_equals_graph(lanes):
     cf, cp = (C.program_cycles(x.program, lanes)["total"] for x in (fused, plain))
     print(f"lanes {lanes}: folded {cf} cycles, unfolded {cp}")
     assert cf < cp
+
+
+def _tee_cases():
+    # (lanes, fused with a MATVEC, instructions between the tee and its RMSNORM, out8, n)
+    return [(8, False, 0, True, 37), (8, False, 1, False, 16), (8, True, 0, True, 13),
+            (32, True, 0, True, 13), (8, True, 1, True, 24)]
+
+
+@pytest.mark.parametrize("case", _tee_cases(), ids=lambda c: f"L{c[0]}-{'mv' if c[1] else 'vec'}"
+                         f"-gap{c[2]}-{'out8' if c[3] else 'wide'}-n{c[4]}")
+def test_norm_tee_rtl_equals_interpreter_and_model(case):
+    """A tee (golden/isa.py): MUL (standalone, or a MATVEC's epilogue, with padding lanes
+    at 32 lanes) streaming its results into the Norm unit's pass 0, optionally a SIGMOID
+    between, then the RMSNORM reusing those statistics and a second reuse of them: every
+    result word RTL == interpreter == the program without the tee, cycles == model (the
+    RMSNORM's wait for the unit's work included)."""
+    lanes, fused, gap, out8, n = case
+    seed = SEED + 7 * n + lanes + 2 * gap + fused
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    cfg = AccelConfig(lanes=lanes, vector=("activation", "eltwise", "norm"))
+    k = 19
+    t = torch.tensor([[rng.choice((-1, 0, 0, 1)) for _ in range(k)] for _ in range(n)])
+    words = tile_lanes(t, lanes) if fused else []
+    x = [rng.randint(-127, 127) for _ in range(k)]
+    a = [rng.randint(-3000, 3000) for _ in range(n)]
+    b = [rng.randint(-3000, 3000) for _ in range(n)]
+    w1 = [rng.randint(-32512, 32512) for _ in range(n)]
+    w2 = [rng.randint(-32512, 32512) for _ in range(n)]
+    fl = int(Flag.OUT8) if out8 else 0
+    Y, N1, N2, S = 820, 870, 920, 970
+    mul = Instr(Op.MUL, src=SRC, aux=AUX, dst=Y, n=n, m=3000, s=9, tee=1, tee8=int(out8))
+    prog = ([Instr(Op.MATVEC, flags=int(Flag.WIDE), src=SRC, n=n, k=k, m=40000, s=9, epi=1)]
+            if fused else [])
+    prog += [dataclasses.replace(mul, src=SRC if fused else 100)]
+    prog += [Instr(Op.SIGMOID, src=AUX, dst=S, n=n, m=30000, s=12, wbase=1)] * gap
+    prog += [Instr(Op.RMSNORM, flags=fl, src=Y, aux=DST, dst=N1, n=n, m=40000,
+                   s=33 if out8 else 40, reuse=1),
+             Instr(Op.RMSNORM, flags=fl, src=Y, aux=DST + n, dst=N2, n=n, m=50000,
+                   s=33 if out8 else 40, reuse=1),
+             Instr(Op.HALT)]
+    init = {SRC: x, 100: a, AUX: b, DST: w1 + w2}
+    kw = dict(lanes=lanes, scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+              weight_depth=max(cfg.weight_depth, len(words)), scratch_init=init)
+    st = run_program(prog, words, **kw)
+    # the same without the tee (a full RMSNORM): the same results
+    plain = [dataclasses.replace(i, tee=0, tee8=0) for i in prog]
+    first = next(j for j, i in enumerate(plain) if i.op == Op.RMSNORM)
+    plain[first] = dataclasses.replace(plain[first], reuse=0)
+    st2 = run_program(plain, words, **kw)
+    assert torch.equal(st.scratch, st2.scratch)
+    want = [st.scratch[0, r:r + n].tolist() for r in (Y, N1, N2)]
+    got = []
+    for r in (Y, N1, N2):
+        cycles, g = _pysim(cfg, prog, words, init, (r, n))
+        got.append([_signed16(v) for v in g])
+    assert got == want
+    data = {first: C.norm_data(want[0], layernorm=False)}
+    model = C.program_cycles(prog, lanes, data=data)
+    unteed = C.program_cycles(plain, lanes, data=data)
+    print(f"tee {case}: measured {cycles} cycles, modelled {model['total']}, without the tee "
+          f"{unteed['total']}; RMSNORM {model['per_instr'][first]}")
+    assert model["exact"] and model["total"] == cycles
+    assert model["total"] < unteed["total"]
+
+
+def test_norm_tee_misuse_is_refused():
+    kw = dict(lanes=8, scratch_depth=1024, out_depth=16, weight_depth=1,
+              scratch_init={10: list(range(1, 12))})
+    mul = Instr(Op.MUL, src=10, aux=10, dst=100, n=8, m=1, s=4, tee=1, tee8=1)
+    rms = Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=100, aux=300, dst=600, n=8, m=1, s=20,
+                reuse=1)
+    run_program([mul, rms, Instr(Op.HALT)], [0], **kw)          # the well-formed pair
+    bad = {
+        "halts": [mul, Instr(Op.HALT)],
+        "full RMSNORM": [mul, dataclasses.replace(rms, reuse=0), Instr(Op.HALT)],
+        "two tees": [mul, dataclasses.replace(mul, dst=200), rms, Instr(Op.HALT)],
+        "tee on SIGMOID": [Instr(Op.SIGMOID, src=10, dst=100, n=8, tee=1), rms, Instr(Op.HALT)],
+        "flags": [dataclasses.replace(mul, tee8=0), rms, Instr(Op.HALT)],
+        "values": [mul, Instr(Op.ADD, src=10, aux=10, dst=100, n=8, m=1, wbase=1), rms,
+                   Instr(Op.HALT)],
+    }
+    for what, prog in bad.items():
+        with pytest.raises(MachineError):
+            run_program(prog, [0], **kw)
+            print(f"not refused: {what}")
+    from ternac.lower import check_program
+    with pytest.raises(CompileError, match="tee"):
+        check_program([Instr(Op.SIGMOID, dst=100, n=8, tee=1), Instr(Op.HALT)],
+                      AccelConfig(lanes=8, vector=("activation", "norm")))
+
+
+def test_lm_tees_every_full_norm():
+    """The committed LM: every RMSNORM reuses statistics (none streams its own pass 0), 13
+    of them from a tee of the MUL that writes their input."""
+    from ternac.golden.lm_int import IntLM
+    from ternac.lower import compile_lm
+    cm = compile_lm(IntLM.from_checkpoint(None))
+    norms = [i for i in cm.program if i.op == Op.RMSNORM]
+    tees = [i for i in cm.program if i.tee]
+    assert all(i.reuse for i in norms) and len(tees) == 13
+    assert all(i.op == Op.MUL and i.tee8 for i in tees)
