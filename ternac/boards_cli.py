@@ -192,8 +192,10 @@ def build_main(args) -> int:
         if baud is not None:
             check_baud(baud)
         if getattr(args, "checkpoint", None) is not None and not str(args.checkpoint).strip():
-            raise ValueError("the --checkpoint path is empty; give a path or leave the option "
-                             "out for the shipped checkpoint")
+            from ternac.runner import model_inputs
+            shipped = model_inputs(getattr(args, "model", "digits"), None)[0][1]
+            raise ValueError(f"the --checkpoint path is empty; give a path or leave the option "
+                             f"out for the committed checkpoint {os.path.relpath(shipped)}")
     except ValueError as e:
         return _error(one_line(e))
     target = list(getattr(args, "target", None) or [])
@@ -312,8 +314,8 @@ def program_main(args) -> int:
                       f"build/<board>-L<lanes>), not {lanes}")
     bitstream = getattr(args, "bitstream", None)
     if bitstream is not None and not str(bitstream).strip():
-        return _error("the --bitstream path is empty; give a path or leave the option out for "
-                      "the default")
+        return _error(f"the --bitstream path is empty; give a path or leave the option out for "
+                      f"{os.path.relpath(default_bitstream(args.board, lanes))}")
     path = bitstream or default_bitstream(args.board, lanes)
     if os.path.isdir(path):
         return _error(f"the bitstream {path} is a folder, not a bitstream file")

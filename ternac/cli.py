@@ -452,17 +452,73 @@ PATH_ARGS = ("checkpoint", "image", "text", "out", "json", "build_dir", "bitstre
              "path")
 
 
+def _rel(path) -> str:
+    """``path`` relative to the working folder (as a user would type it)."""
+    return os.path.relpath(str(path))
+
+
+def when_left_out(name: str, args) -> str:
+    """What leaving the path option ``--name`` out does in the command of ``args``, as the
+    end of a sentence: its default named (``for the committed checkpoint
+    checkpoints/digits.safetensors``), or what happens without it (``to write no JSON
+    report``), or that the command needs it."""
+    cmd = getattr(args, "command", None)
+    model = getattr(args, "model", None) or "digits"
+    if cmd in ("generate", "bench"):
+        model = "shakespeare"
+    elif cmd == "verilog":
+        model = "digits"
+    board, lanes = getattr(args, "board", None), getattr(args, "lanes", None)
+    if name == "checkpoint":
+        return (f"leave the option out for the committed checkpoint "
+                f"{_rel(_model_inputs(model, None)[0][1])}")
+    if name == "image":
+        return "leave the option out to run the checkpoint's own weights"
+    if name == "text":
+        from ternac.golden.shakespeare_data import DEFAULT_TEXT
+        return f"leave the option out for the corpus {_rel(DEFAULT_TEXT)}"
+    if name == "json":
+        return "leave the option out to write no JSON report"
+    if name == "waves":
+        return "leave the option out to record no waveform"
+    if name == "bitstream":
+        from ternac.boards.program import default_bitstream
+        return f"leave the option out for {_rel(default_bitstream(board, lanes or 8))}"
+    if name == "out":
+        if cmd == "train":
+            return f"leave the option out for {TRAIN_OUT[model]}"
+        if cmd == "bench":
+            return "leave the option out for build/bench"
+        if cmd == "sweep":
+            return f"leave the option out for build/sweep/{board}-{model}"
+        return "the command needs it: give the folder to write into"
+    if name == "build_dir":
+        if cmd == "build":
+            target = getattr(args, "target", None) or []
+            if len(target) == 2:
+                return (f"leave the option out for build/units/{target[1]}-"
+                        f"{getattr(args, 'device', 'up5k')}-L{lanes}")
+            return ("leave the option out for build/" + (f"{board}-L{lanes}" if model == "digits"
+                    else f"{board}-{model}" + ("" if lanes == 32 else f"-L{lanes}")))
+        if cmd == "report":
+            return "leave the option out for the board build's own folder under build/"
+        return "leave the option out for the shared Verilator builds in build/sim"
+    return "leave the option out for its default (see --help)"
+
+
 def check_paths(args) -> None:
     """Refuse a path argument given as an empty string (``--checkpoint ""`` would otherwise
     run the default checkpoint), and a ``--build-dir`` that is a file or cannot be made.
-    Raises InputError."""
+    The message says what leaving the option out does (:func:`when_left_out`). Raises
+    InputError."""
     for name in PATH_ARGS:
         v = getattr(args, name, None)
         if isinstance(v, str) and not v.strip():
             if name == "path":
                 raise InputError("the path is empty; give the path of a file")
-            raise InputError(f"the --{name.replace('_', '-')} path is empty; give a path or "
-                             f"leave the option out for the default")
+            hint = when_left_out(name, args)
+            raise InputError(f"the --{name.replace('_', '-')} path is empty; "
+                             + (f"give a path or {hint}" if hint.startswith("leave") else hint))
     if getattr(args, "build_dir", None):
         # Every command's build root (Verilator builds, bitstreams): a folder, or one that
         # can be made, checked before the Verilog is generated.
