@@ -65,6 +65,12 @@ class Norm(wiring.Component):
     max_len : int, 1..4096   longest vector (sizes the sums and the count)
     pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
         one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
+    affine : bool   True (default): the bias stream ``c`` and the integer ``eps``, as above;
+        False: only what the ISA's LAYERNORM / RMSNORM use (bias 0, eps 0: the sequencer
+        ties ``bias_en`` and ``eps`` to 0): ``bias_en``, ``eps`` and ``c`` are ignored
+        (``c.ready`` is 0), ``V`` is sized without ``NORM_EPS_MAX`` (47 bits instead of 55
+        at ``max_len`` 256) and ``acc`` without the 32-bit bias. Same integers and cycles
+        for every ISA input.
 
     Members
     -------
@@ -103,12 +109,13 @@ class Norm(wiring.Component):
     #: Cycles from an accepted beat of the final pass to its output (no stalls).
     latency = 13
 
-    def __init__(self, *, max_len: int = NORM_N_MAX, pool=None):
+    def __init__(self, *, max_len: int = NORM_N_MAX, pool=None, affine: bool = True):
         self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(max_len, int) and 1 <= max_len <= NORM_N_MAX):
             raise ValueError(f"Norm max_len must be an integer in 1..{NORM_N_MAX}, "
                              f"not {max_len!r}")
         self._max_len = max_len
+        self._affine = bool(affine)
         super().__init__({
             "i": In(stream.Signature(VEC_IN)),
             "c": In(stream.Signature(signed(NORM_BIAS_BITS))),
@@ -136,7 +143,8 @@ class Norm(wiring.Component):
         n_bits = bits_for(NL)
         s1_bits = bits_for(NL * X) + 1                # signed
         s2_bits = bits_for(NL * X * X)
-        v_bits = bits_for(NL * NL * X * X + NORM_EPS_MAX)
+        affine = self._affine
+        v_bits = bits_for(NL * NL * X * X + (NORM_EPS_MAX if affine else 0))
         k_min = (2 * W - v_bits) // 2                 # most negative normalization shift
         t_max = -min(k_min, 0)
         sq_bits = bits_for(max(X * X, NL * X)) + 1    # x*x (pass 0) or N*x (pass 1), signed
@@ -145,7 +153,7 @@ class Norm(wiring.Component):
         # |y| <= 2^(G+6) (1 + 2^-14): 24 bits signed at G = 16 (golden OPS["norm"]["y"])
         y_bits = NORM_Y_FRAC_BITS_MAX + 8
         wy_bits = NORM_WEIGHT_BITS + y_bits - 1       # |w y| < 2^15 2^22 (1 + 2^-14)
-        acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1
+        acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1 if affine else wy_bits
 
         m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W)
         m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits)
@@ -222,10 +230,14 @@ class Norm(wiring.Component):
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
         wy = pipe.reg(mul(y, w, name="wy"), signed(wy_bits), name="wy")
         v = advance(v)
-        m.d.comb += [need_c.eq(v & self.bias_en),
-                     self.c.ready.eq(need_c & (~self.o.valid | self.o.ready))]
-        bias = Mux(self.bias_en, self.c.payload, 0)
-        acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
+        if affine:
+            m.d.comb += [need_c.eq(v & self.bias_en),
+                         self.c.ready.eq(need_c & (~self.o.valid | self.o.ready))]
+            bias = Mux(self.bias_en, self.c.payload, 0)
+            acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
+        else:                               # bias 0: c is never read (need_c stays 0)
+            m.d.comb += self.c.ready.eq(0)
+            acc_e = pipe.reg(wy, signed(acc_bits), name="acc")
         v = advance(v)
         am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm")
         v = advance(v)
@@ -249,7 +261,7 @@ class Norm(wiring.Component):
         with m.FSM(name="work"):
             with m.State("IDLE"):
                 with m.If(work_start):
-                    m.d.sync += [acc.eq(self.eps), mcand.eq(S2), mplier.eq(N)]
+                    m.d.sync += [acc.eq(self.eps if affine else 0), mcand.eq(S2), mplier.eq(N)]
                     m.next = "MUL_N_S2"
             with m.State("MUL_N_S2"):          # acc += N * S2
                 with m.If(mplier == 0):

@@ -28,7 +28,8 @@ __all__ = ["UNIT_TABLE", "VECTOR_UNIT_NAMES", "unit_ops", "vector_units_for"]
 UNIT_TABLE: dict = {
     "activation": (lambda cfg, pool=None: Activation(pool=pool),
                    {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}),
-    "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool),
+    # affine=False: the ISA's norms have bias 0 and eps 0 (the sequencer ties them off).
+    "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool, affine=False),
              {Op.RMSNORM: NormMode.RMSNORM, Op.LAYERNORM: NormMode.LAYERNORM}),
     "eltwise": (lambda cfg, pool=None: Eltwise(pool=pool),
                 {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),

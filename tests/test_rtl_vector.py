@@ -354,6 +354,23 @@ def test_norm_every_element(norm_model, run):
                 assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
 
 
+@pytest.fixture(scope="module")
+def norm_isa_model():
+    return _build(Norm(max_len=MAX_LEN, affine=False), "norm_isa_bench")
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_norm_without_affine_every_element(norm_isa_model, run):
+    """The accelerators' Norm (``affine=False``: bias and eps 0, as the ISA has them,
+    hw/vector_units.py) on every ISA segment, with the same cycle bound."""
+    rng = random.Random(SEED + 2)
+    segs = _norm_isa_segments(rng)
+    res = _run(norm_isa_model, segs, run, side_src="c")
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none" and seg["long"]:
+            assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
+
+
 # --- Eltwise ------------------------------------------------------------------------------
 
 def _eltwise_segments():
