@@ -138,10 +138,13 @@ class Hostlink(wiring.Component):
         bw = buf.write_port()
         br = buf.read_port()
 
-        # Request registers.
+        # Request registers. A frame longer than max_len is answered in LEN1 and never
+        # reaches PAYLOAD or VALIDATE, so the length and the payload position need only
+        # max_len's bits (9 at 64 words) past LEN1, not the protocol's 16.
+        lb = max(max_len.bit_length(), 9)
         cmd = Signal(8)
-        length = Signal(16)
-        pos = Signal(16)
+        length = Signal(lb)
+        pos = Signal(lb)
         args = Signal(56)           # first 7 payload bytes: space, addr, count / flags
         space_b, addr, count = args[0:8], args[8:40], args[40:56]
         run_flags = args[0:8]
@@ -158,8 +161,9 @@ class Hostlink(wiring.Component):
 
         # Response registers.
         rcode = Signal(8)
-        rlen = Signal(16)
-        rleft = Signal(16)          # payload bytes still to send
+        # Payload bytes still to send; also the length sent in R_LEN0/R_LEN1 (nothing
+        # changes it before R_PAY). A response carries at most 4 max_words bytes.
+        rleft = Signal(max((4 * nmax).bit_length(), 8))
         rsh = Signal(80)            # payload, sent least significant byte first
         reading = Signal()          # payload comes from host-port reads (READ_MEM)
 
@@ -193,7 +197,7 @@ class Hostlink(wiring.Component):
         ]
 
         def respond(code, nbytes=0, payload=None, read=False):
-            stmts = [rcode.eq(code), rlen.eq(nbytes), rleft.eq(nbytes), reading.eq(read),
+            stmts = [rcode.eq(code), rleft.eq(nbytes), reading.eq(read),
                      widx.eq(0), bidx.eq(0)]
             if payload is not None:
                 stmts.append(rsh.eq(payload))
@@ -230,7 +234,7 @@ class Hostlink(wiring.Component):
         # Registered compares of the length: its low byte (LEN0) against max_len's and 0,
         # the whole length against 1 (VALIDATE, for RUN in CHECK).
         lo_gt, lo_zero, len_is1 = Signal(), Signal(), Signal()
-        len_m1 = Signal(16)         # length - 1, registered in LEN1 for PAYLOAD's end test
+        len_m1 = Signal(lb)         # length - 1, registered in LEN1 for PAYLOAD's end test
         # RUN's start pulse, registered (CHECK sets it, it reaches the accelerator the next
         # cycle; RUN_WAIT's guard covers the extra cycle): from CHECK's decision straight
         # to the sequencer's enables it was the iCEBreaker build's critical path (29 ns).
@@ -288,7 +292,7 @@ class Hostlink(wiring.Component):
                 too_long = (hi > (max_len >> 8)) | ((hi == (max_len >> 8)) & lo_gt)
                 with m.If(got):
                     m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0),
-                                 len_m1.eq(Cat(length[:8], self.rx.payload) - 1)]
+                                 len_m1.eq(Cat(length[:8], self.rx.payload)[:lb] - 1)]
                     with m.If(too_long):
                         # Too long to buffer: answer now; the rest of the frame is hunted
                         # through as noise.
@@ -400,12 +404,12 @@ class Hostlink(wiring.Component):
                     m.d.sync += crc.eq(crc_next)
                     m.next = "R_LEN0"
             with m.State("R_LEN0"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(rlen[:8]), tx_phase.eq(1)]
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(rleft[:8]), tx_phase.eq(1)]
                 with m.If(self.tx.ready):
                     m.d.sync += crc.eq(crc_next)
                     m.next = "R_LEN1"
             with m.State("R_LEN1"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(rlen[8:]), tx_phase.eq(1)]
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(rleft[8:]), tx_phase.eq(1)]
                 with m.If(self.tx.ready):
                     m.d.sync += crc.eq(crc_next)
                     with m.If(rleft == 0):
