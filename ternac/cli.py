@@ -114,6 +114,10 @@ def _print_report(r: dict) -> None:
     if r["backend"] == "golden" and not r["image"]:
         print(f"  logit mismatches      {r['mismatches']} of {n} samples (the golden backend is "
               f"the integer golden model itself: nothing else ran to compare with)")
+    elif r["backend"] == "golden":
+        print(f"  logit mismatches      {r['mismatches']} of {n} samples (every logit of the "
+              f"weight image's integer golden model compared with the checkpoint's); argmax "
+              f"mismatches {r['argmax_mismatches']}")
     else:
         print(f"  logit mismatches      {r['mismatches']} of {n} samples (every logit compared "
               f"with the integer golden model); argmax mismatches {r['argmax_mismatches']}")
@@ -156,11 +160,27 @@ def _cmd_run(args) -> int:
         _write_json(args.json, report)
         print(f"  wrote {args.json}")
     if report["mismatches"] or report["argmax_mismatches"]:
-        print(f"ternac: {report['backend']} disagrees with the integer golden model on "
-              f"{max(report['mismatches'], report['argmax_mismatches'])} samples",
-              file=sys.stderr)
+        print(f"ternac: {disagreement(report)}", file=sys.stderr)
         return 1
     return 0
+
+
+def disagreement(r: dict) -> str:
+    """The sentence for a ``ternac run`` report whose backend differed from the reference,
+    naming the two models compared: the integer golden model of the checkpoint is always
+    the reference; the other side is the backend running the checkpoint's compiled
+    weights or the weight image, or (golden backend with --image) the integer golden model
+    of the image's own trits and scales."""
+    n = max(r["mismatches"], r["argmax_mismatches"])
+    ref = f"the integer golden model of the checkpoint {_rel(r['checkpoint'])}"
+    if r["backend"] == "golden" and r["image"]:
+        return (f"the integer golden model of the weight image {r['image']} disagrees with "
+                f"{ref} on {n} of {r['samples']} samples (the image holds other trits or "
+                f"scales than the checkpoint)")
+    runs = (f"running the weight image {r['image']}" if r["image"]
+            else "running the checkpoint's compiled weights")
+    return (f"the {r['backend']} backend {runs} disagrees with {ref} on {n} of "
+            f"{r['samples']} samples")
 
 
 # ----------------------------------------------------------------------------- others

@@ -160,6 +160,11 @@ def generate_main(args) -> int:
         write_json(args.json, r)
         print(f"-- wrote {args.json}")
     if not r["matches_golden"] or r["logit_mismatches"]:
-        print("ternac: the backend disagrees with the integer golden model", file=sys.stderr)
+        what = [f"{r['logit_mismatches']} of {r['steps']} steps with a logit mismatch"
+                if r["logit_mismatches"] else None,
+                None if r["matches_golden"] else "another text"]
+        print(f"ternac: the {r['backend']} backend running the lowered program disagrees with "
+              f"the integer golden model of the checkpoint ("
+              + ", ".join(w for w in what if w) + ")", file=sys.stderr)
         return 1
     return 0

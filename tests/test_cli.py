@@ -133,6 +133,30 @@ def test_run_reports_disagreement(tmp_path, compiled8, monkeypatch):
                  str(compiled8 / "weights.tnac"), "--quiet"]) == 0
 
 
+def test_disagreement_names_the_two_models(tmp_path, compiled8, capsys):
+    """The exit-1 sentence says which two models differ: with --image on the golden backend,
+    the image's integer golden model against the checkpoint's (it said 'golden disagrees
+    with the integer golden model'); on another backend, that backend running the image."""
+    img = tmp_path / "w.tnac"
+    pos = HEADER_BYTES + 3 * TENSOR_BYTES + 28 * 2
+    _tampered(compiled8 / "weights.tnac", img, pos, lambda v: 0x55, fix_crc=True)
+    _tampered(img, img, pos + 1, lambda v: 0x55, fix_crc=True)
+    ref = "the integer golden model of the checkpoint checkpoints/digits.safetensors"
+    for backend, who in (("golden", f"the integer golden model of the weight image {img}"),
+                         ("interp", f"the interp backend running the weight image {img}")):
+        assert main(["run", "digits", "--backend", backend, "--image", str(img), "--limit",
+                     "40", "--quiet"]) == 1
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"ternac: {who} disagrees with {ref} on ")
+        assert lines[0].split(" on ")[-1].endswith("of 40 samples" if backend == "interp" else
+                                                   "(the image holds other trits or scales "
+                                                   "than the checkpoint)")
+        assert "golden disagrees" not in err
+        assert (backend == "golden") == ("every logit of the weight image's integer golden "
+                                         "model compared with the checkpoint's" in out)
+
+
 @pytest.mark.slow
 def test_run_verilator_real(tmp_path):
     js = tmp_path / "v.json"
@@ -394,3 +418,19 @@ def test_training_caps_name_the_recipes():
         _steps(str(STEPS_MAX + 1))
     assert f"trains {lm.DEFAULT_STEPS} steps" in str(e.value) and STEPS_MAX >= 10 * lm.DEFAULT_STEPS
     assert _epochs(str(EPOCHS_MAX)) == EPOCHS_MAX and _steps("1") == 1
+
+
+def test_generate_disagreement_names_the_backend(monkeypatch, capsys):
+    """generate's exit-1 sentence names the backend and what differed (it said 'the backend
+    disagrees with the integer golden model')."""
+    import ternac.lm_cli as lm_cli
+    rep = {"prompt": "A", "text": "bc", "golden_text": "bd", "backend": "interp",
+           "sampler": "greedy", "seed": None, "temperature": None, "compared": True,
+           "matches_golden": False, "tokens": 2, "steps": 2, "logit_mismatches": 1,
+           "cycles_per_token": None}
+    monkeypatch.setattr(lm_cli, "generate", lambda *a, **kw: dict(rep))
+    assert main(["generate", "--backend", "interp", "--tokens", "2", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["ternac: the interp backend running the lowered program disagrees with the "
+                   "integer golden model of the checkpoint (1 of 2 steps with a logit "
+                   "mismatch, another text)"]
