@@ -203,6 +203,11 @@ _CELL_WORDS = {"ICESTORM_LC": "logic cells (LUT4 + FF)", "ICESTORM_RAM": "EBR bl
                "MULT18X18D": "multipliers", "TRELLIS_SLICE": "slices"}
 
 
+#: Yosys block cells by kind, for the resource use a failed place and route names.
+_YOSYS_BLOCKS = {"EBR": ("SB_RAM40_4K", "DP16KD", "PDPW16KD"), "SPRAM": ("SB_SPRAM256KA",),
+                 "DSP": ("SB_MAC16", "MULT18X18D")}
+
+
 def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str,
              log_dir: pathlib.Path) -> str:
     """One sentence for a failed tool: the design does not fit, or the tool's first error."""
@@ -220,7 +225,11 @@ def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str
             cells = (stat.get("design") or {}).get("num_cells_by_type", {})
             luts = cells.get("SB_LUT4", cells.get("LUT4", 0))
             ffs = sum(v for k, v in cells.items() if k.startswith(("SB_DFF", "TRELLIS_FF")))
-            used = f" (Yosys mapped {luts} LUT4s and {ffs} FFs)"
+            blocks = ", ".join(f"{sum(cells.get(c, 0) for c in cs)} {kind}"
+                               for kind, cs in _YOSYS_BLOCKS.items()
+                               if any(c in cells for c in cs))
+            used = (f" (Yosys mapped {luts} LUT4s, {ffs} FFs" + (f", {blocks}" if blocks else "")
+                    + ")")
         except (OSError, ValueError):
             pass
         return (f"the design does not fit the device: place and route ran out of "

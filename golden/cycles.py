@@ -46,14 +46,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 
-from .isa import Flag, Instr, Op
+from .isa import Flag, Instr, Op, expand_program
 from .ops import REGISTRY as _REG, spec as _spec
 from .tritcode import t3_word_bits
 from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
 
 __all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "REQUANT_LATENCY",
            "WEIGHT_FORMATS", "weight_word_bits", "CYCLES", "halt_cycles", "matvec_cycles",
-           "argmax_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
+           "argmax_cycles", "repeat_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
            "norm_normalize_steps",
            "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
@@ -131,6 +131,16 @@ def halt_cycles(ins: Instr) -> int:
 
     Source: hw/sequencer.py, EXEC ``Case(Op.HALT)``. An unknown opcode costs the same
     (``Default``, which also raises ``error``).
+    """
+    return ISSUE_CYCLES
+
+
+def repeat_cycles(ins: Instr) -> int:
+    """REPEAT: ``3`` cycles (FETCH, DECODE, EXEC; EXEC loads the loop registers), once; its
+    body's instructions cost their own formulas in every iteration (each is fetched again:
+    the wrap to the body's first instruction is the pc update of DECODE, no extra cycle).
+
+    Source: hw/sequencer.py, EXEC ``Case(Op.REPEAT)`` and the pc update in DECODE/EPI_DEC.
     """
     return ISSUE_CYCLES
 
@@ -487,6 +497,7 @@ CYCLES: dict[Op, Callable[..., int]] = {
     Op.SHIFTMAX: shiftmax_cycles,
     Op.DOT: dot_cycles,
     Op.DOTT: dot_cycles,
+    Op.REPEAT: repeat_cycles,
 }
 
 #: The vector unit whose latency each vector formula takes (hw/vector_units.py).
@@ -529,13 +540,14 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
 
     Parameters
     ----------
-    program : list of Instr, executed straight through (the ISA has no branches) up to
-        and including the first HALT
+    program : list of Instr, executed straight through up to and including the first
+        HALT, every REPEAT unrolled (golden.isa.expand_program; the ISA has no branches)
     lanes : int, the accelerator's L
     weight_format : ``"i2"`` (default) or ``"t3"``, the accelerator's weight format
         (``AccelConfig.weight_format``)
     latencies : optional ``{unit: latency}`` overriding :data:`UNIT_TIMING`
-    data : optional ``{instruction index: {keyword: value}}`` with the data-dependent
+    data : optional ``{instruction index: {keyword: value}}`` (the index in the unrolled
+        stream, which is the program's own index where it has no REPEAT) with the data-dependent
         counts of RMSNORM/LAYERNORM (:func:`norm_data`) and SAMPLE (``hit``); an
         instruction without them is counted by its bound
 
@@ -547,8 +559,10 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
       ``exact`` (bool), ``by_op`` ({opcode name: cycles, issue cycles included}, summing to
       ``total``), ``count`` ({opcode name: instructions}), ``issue`` (the FETCH/DECODE/EXEC
       cycles within ``total``: 3 an instruction issued; an epilogue is not issued),
-      ``per_instr`` (list of cycles, one an instruction executed; an epilogue's 0, its
-      MATVEC's entry the pair's). The kind of every figure is *modelled*.
+      ``per_instr`` (list of cycles, one an instruction of the unrolled stream; an
+      epilogue's 0, its MATVEC's entry the pair's; a REPEAT's 3 cycles are in ``by_op``,
+      ``count``, ``issue`` and the totals, not in this list). The kind of every figure is
+      *modelled*.
 
     A tee (golden/isa.py) is followed in time: its RMSNORM's first beat waits until
     :func:`norm_work_cycles` after the tee's last beat (``wait`` of :func:`norm_cycles`),
@@ -559,6 +573,11 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     ValueError if the program has no HALT, or as :func:`instr_cycles`.
     """
     data = data or {}
+    stream = expand_program(program)
+    stop = stream[-1][0] if stream else -1
+    repeats = sum(1 for i in list(program)[:stop + 1] if i.op == Op.REPEAT)
+    n_prog = len(program)
+    program = [i for _, i in stream]
     by_op: dict[str, int] = {}
     count: dict[str, int] = {}
     per_instr: list[int] = []
@@ -619,7 +638,12 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         if op == Op.HALT:
             break
     else:
-        raise ValueError(f"the program of {len(program)} instructions has no HALT, so the "
+        raise ValueError(f"the program of {n_prog} instructions has no HALT, so the "
                          f"RTL never finishes it")
-    return {"total": sum(per_instr), "total_min": total_min, "exact": exact, "by_op": by_op,
-            "count": count, "issue": ISSUE_CYCLES * issued, "per_instr": per_instr}
+    if repeats:
+        by_op["REPEAT"] = repeat_cycles(Instr(Op.REPEAT)) * repeats
+        count["REPEAT"] = repeats
+    rep = ISSUE_CYCLES * repeats
+    return {"total": sum(per_instr) + rep, "total_min": total_min + rep, "exact": exact,
+            "by_op": by_op, "count": count, "issue": ISSUE_CYCLES * (issued + repeats),
+            "per_instr": per_instr}

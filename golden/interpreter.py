@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import Flag, Instr, Op, decode_program
+from .isa import Flag, Instr, Op, decode_program, expand_program
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
@@ -50,7 +50,8 @@ class MachineState:
     scratch : (B, scratch_depth) int64 tensor, values in the signed 16-bit range
     out : (B, out_depth) int64 tensor, values in the signed 32-bit range
     result : (B,) int64 tensor, the ARGMAX register (0 if no ARGMAX ran)
-    executed : int, instructions executed including the HALT
+    executed : int, instructions executed including the HALT (a REPEAT's body once an
+        iteration, the REPEAT itself once)
     """
     scratch: torch.Tensor
     out: torch.Tensor
@@ -102,7 +103,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     Raises
     ------
     MachineError (a ValueError) if the program runs past its end without HALT, reads or
-    writes outside a memory, uses an undefined flag, or an initial value does not fit;
+    writes outside a memory, uses an undefined flag, holds a REPEAT the ISA refuses
+    (golden.isa.expand_program), or an initial value does not fit;
     ValueError from :func:`golden.isa.decode` on an unknown opcode or from
     :func:`golden.image.words_to_trits` on an invalid weight word.
     """
@@ -127,14 +129,23 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
     out = torch.zeros(b, out_depth, dtype=torch.int64)
     result = torch.zeros(b, dtype=torch.int64)
 
+    # REPEAT (golden/isa.py) runs its body as the unrolled stream of expand_program; ``pc``
+    # below counts that stream (the instruction index of a program without REPEAT).
+    try:
+        stream = expand_program(prog)
+    except ValueError as exc:
+        raise MachineError(str(exc)) from None
+    n_prog = len(prog)
+    stop = stream[-1][0] if stream else -1
+    executed = sum(1 for i in prog[:stop + 1] if i.op == Op.REPEAT)
+    prog = [i for _, i in stream]
     pc = 0
-    executed = 0
     vec_ops = vector_ops()
     last_norm = None          # ((n, flags), a) of the last RMSNORM: what ``reuse`` reuses
     tee_pc = None             # a tee (golden/isa.py) whose RMSNORM has not run yet
     while True:
         if pc >= len(prog):
-            raise MachineError(f"the program ran past its last instruction ({len(prog)}) "
+            raise MachineError(f"the program ran past its last instruction ({n_prog}) "
                                f"without a HALT")
         ins = prog[pc]
         executed += 1

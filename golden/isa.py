@@ -91,6 +91,32 @@ saturates the result to int8 [-127, 127] instead of int16 [-32767, 32767]; ``NEG
               by column: ``scratch[dst + j] = sat(rhu(sum_{i<k} a[i] * b[i*n + j] * m, s))``.
               With ``a`` the Q15 probabilities over k tokens and ``b`` the token-major V of
               a head (k rows of n = d_head), this is ``P.V`` without a transposed copy.
+
+Loops: REPEAT
+-------------
+``REPEAT``    ``n`` = count (iterations, >= 1), ``k`` = body length (instructions, >= 1),
+              ``src``, ``dst``, ``aux`` = the stride table: strides 1, 2 and 3, each a
+              12-bit two's complement integer (a field value ``v`` is the stride ``v`` if
+              ``v < 2048``, else ``v - 4096``: 4095 is -1). Every other field is 0.
+              The next ``k`` instructions (the *body*) execute ``n`` times; then the program
+              continues after the body. In iteration ``r`` (from 0) a body instruction
+              executes with each address field ``f`` in (``src``, ``dst``, ``aux``,
+              ``wbase``) replaced by ``(f + r * stride[e]) mod 2^w`` (``w`` the field's width:
+              12 or 20 bits; ``stride[0] = 0``), where ``e`` is that field's 2-bit selector
+              in the body instruction's ``rsel`` (src bits [1:0], dst [3:2], aux [5:4], wbase
+              [7:6]; :data:`RSEL_FIELDS`). Every other field is used as written. The
+              REPEAT itself executes once; it is the program's only control flow.
+              Refused (golden.interpreter raises, the lowering never emits; the RTL's
+              behaviour is undefined): a count or body length of 0; a body that runs past the
+              program's end or holds a REPEAT (no nesting) or a HALT; a body whose last
+              instruction is a MATVEC with ``epi`` (the pair must be inside one body); a
+              non-zero ``rsel`` outside a body or a non-zero field of a REPEAT other than
+              those named. Execution order is the *unrolled* program
+              (:func:`expand_program`): every rule above between consecutive instructions
+              (an epilogue, ``reuse``, ``tee``) applies to that order, and the cycles of a
+              REPEAT program are those of its unrolled stream plus 3 a REPEAT
+              (golden/cycles.py). The lowering's post-pass
+              (ternac.lower.compress_program) finds such runs in the unrolled program.
 """
 from __future__ import annotations
 
@@ -98,7 +124,8 @@ import dataclasses
 import enum
 
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
-           "encode_program", "decode_program"]
+           "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
+           "stride_field", "rsel_of", "expand_program", "repeat_word"]
 
 INSTR_BITS = 128
 
@@ -118,7 +145,8 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("reuse", 1),    # RMSNORM: reuse the statistics of the previous RMSNORM (same a)
     ("tee", 1),      # ADD/MUL: the result also streams into the Norm unit's pass 0
     ("tee8", 1),     # with tee: the RMSNORM that reuses those statistics has OUT8
-    ("rsvd", 12),
+    ("rsel", 8),     # REPEAT body: stride selectors, src [1:0] dst [3:2] aux [5:4] wbase [7:6]
+    ("rsvd", 4),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -140,6 +168,7 @@ class Op(enum.IntEnum):
     SAMPLE = 12
     DOT = 13
     DOTT = 14
+    REPEAT = 15
 
 
 class Flag(enum.IntFlag):
@@ -169,6 +198,7 @@ class Instr:
     reuse: int = 0
     tee: int = 0
     tee8: int = 0
+    rsel: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:
@@ -220,3 +250,116 @@ def encode_program(prog: list[Instr]) -> list[int]:
 def decode_program(words: list[int]) -> list[Instr]:
     """Decode 128-bit words into instructions."""
     return [decode(w) for w in words]
+
+
+#: The address fields a REPEAT body instruction may advance, in the order of their 2-bit
+#: selectors in ``rsel`` (bits [1:0], [3:2], [5:4], [7:6]).
+RSEL_FIELDS: tuple[str, ...] = ("src", "dst", "aux", "wbase")
+#: Entries of a REPEAT's stride table (in its src, dst and aux fields; selector 0 = none).
+REPEAT_STRIDES = 3
+_STRIDE_BITS = 12
+_FIELD_W = dict(FIELDS)
+
+
+def stride_value(field_value: int) -> int:
+    """The signed stride a REPEAT's 12-bit stride-table field holds (two's complement)."""
+    v = int(field_value) & ((1 << _STRIDE_BITS) - 1)
+    return v - (1 << _STRIDE_BITS) if v >= 1 << (_STRIDE_BITS - 1) else v
+
+
+def stride_field(stride: int) -> int:
+    """The 12-bit field value of a signed stride in [-2048, 2047].
+
+    Raises
+    ------
+    ValueError for a stride outside that range.
+    """
+    if not -(1 << (_STRIDE_BITS - 1)) <= int(stride) < 1 << (_STRIDE_BITS - 1):
+        raise ValueError(f"REPEAT stride {stride!r} is outside [-2048, 2047]")
+    return int(stride) & ((1 << _STRIDE_BITS) - 1)
+
+
+def rsel_of(selectors: dict) -> int:
+    """The ``rsel`` value of ``{field: entry}`` (fields of :data:`RSEL_FIELDS`, entries 0..3)."""
+    v = 0
+    for i, f in enumerate(RSEL_FIELDS):
+        e = int(selectors.get(f, 0))
+        if not 0 <= e <= REPEAT_STRIDES:
+            raise ValueError(f"stride selector {e!r} of {f} is outside 0..{REPEAT_STRIDES}")
+        v |= e << (2 * i)
+    return v
+
+
+def repeat_word(count: int, body: int, strides=()) -> Instr:
+    """A REPEAT of ``body`` instructions ``count`` times with the signed ``strides`` (up to
+    :data:`REPEAT_STRIDES`, entries 1, 2, 3 in order).
+
+    Raises
+    ------
+    ValueError for more than three strides or one outside [-2048, 2047].
+    """
+    strides = list(strides)
+    if len(strides) > REPEAT_STRIDES:
+        raise ValueError(f"a REPEAT holds at most {REPEAT_STRIDES} strides, not {len(strides)}")
+    vals = [stride_field(s) for s in strides] + [0] * (REPEAT_STRIDES - len(strides))
+    return Instr(Op.REPEAT, n=int(count), k=int(body), src=vals[0], dst=vals[1], aux=vals[2])
+
+
+def expand_program(program) -> list[tuple[int, Instr]]:
+    """The execution order of a program: ``[(pc, instruction as executed)]`` up to and
+    including the first HALT (or the last instruction, if it runs off the end), with every
+    REPEAT unrolled (the REPEAT words themselves left out; a body instruction's address
+    fields advanced as the module docstring says and its ``rsel`` cleared). A program
+    without REPEAT comes back as it is (``pc`` = its index).
+
+    Raises
+    ------
+    ValueError naming the instruction, for a REPEAT the ISA refuses (module docstring).
+    """
+    prog = list(program)
+    out: list[tuple[int, Instr]] = []
+    pc = 0
+    while pc < len(prog):
+        ins = prog[pc]
+        if ins.op == Op.REPEAT:
+            count, body = ins.n, ins.k
+            bad = [f for f, _ in FIELDS
+                   if f not in ("op", "src", "dst", "aux", "n", "k") and getattr(ins, f)]
+            if bad:
+                raise ValueError(f"instruction {pc} ({ins}) is a REPEAT with field {bad[0]} "
+                                 f"set; a REPEAT holds only n, k, src, dst and aux")
+            if count < 1 or body < 1:
+                raise ValueError(f"instruction {pc} ({ins}) is a REPEAT of {body} instructions "
+                                 f"{count} times; both must be >= 1")
+            if pc + body >= len(prog):
+                raise ValueError(f"instruction {pc} ({ins}) repeats {body} instructions, past "
+                                 f"the program's end ({len(prog)} instructions)")
+            strides = [0, stride_value(ins.src), stride_value(ins.dst), stride_value(ins.aux)]
+            block = prog[pc + 1:pc + 1 + body]
+            for j, b in enumerate(block):
+                if b.op in (Op.REPEAT, Op.HALT):
+                    raise ValueError(f"instruction {pc + 1 + j} ({b}) is a {b.op.name} inside "
+                                     f"the body of the REPEAT at {pc}, which the ISA refuses")
+            if block[-1].op == Op.MATVEC and block[-1].epi:
+                raise ValueError(f"the body of the REPEAT at {pc} ends with a MATVEC with an "
+                                 f"epilogue (instruction {pc + body}); the pair must be inside "
+                                 f"one body")
+            for r in range(count):
+                for j, b in enumerate(block):
+                    f = {}
+                    for i, name in enumerate(RSEL_FIELDS):
+                        e = (b.rsel >> (2 * i)) & 3
+                        if e:
+                            w = _FIELD_W[name]
+                            f[name] = (getattr(b, name) + r * strides[e]) % (1 << w)
+                    out.append((pc + 1 + j, dataclasses.replace(b, rsel=0, **f)))
+            pc += 1 + body
+            continue
+        if ins.rsel:
+            raise ValueError(f"instruction {pc} ({ins}) has stride selectors (rsel) outside "
+                             f"a REPEAT body")
+        out.append((pc, ins))
+        if ins.op == Op.HALT:
+            break
+        pc += 1
+    return out

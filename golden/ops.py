@@ -191,6 +191,9 @@ register(OpSpec(Op.SAMPLE, "ternac.golden.sampler:sample_index", "sequencer",
                 "result = LFSR draw from Q15 probabilities; LFSR state in scratch[aux:aux+2]", vector=False, passes=2, out_bits=lambda f: 32,
                 out_rows=lambda n, k: 0))
 register(OpSpec(Op.HALT, None, "sequencer", "stop; raise done", vector=False, out_rows=lambda n, k: 0))
+register(OpSpec(Op.REPEAT, None, "sequencer", "run the next k instructions n times, their "
+                "address fields advanced by strides a selector picks (golden/isa.py)",
+                vector=False, out_rows=lambda n, k: 0))
 
 # --- Vector ops ------------------------------------------------------------------------------
 register(OpSpec(Op.SIGMOID, _V + "sigmoid", "activation",

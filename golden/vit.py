@@ -37,8 +37,10 @@ Integer dataflow (one image; R_t int16 residual at ``res_scale``; t < T tokens, 
 
 Every int16 intermediate's scale is ``2 * absmax / 32767`` of the float model over the
 training split (as golden.lm_int); attention scores likewise. The per-token and per-head
-addressing is unrolled by the graph builder: the program is straight-line (no loop
-instruction), and its length is reported by ``ternac compile``.
+addressing is unrolled by the graph builder; the lowering's post-pass
+(``ternac.lower.compress_program``) folds the per-token and per-head runs into REPEAT loops
+(golden/isa.py): 633 instructions unrolled, 125 in the program memory for the committed
+model (``ternac compile`` reports the count).
 
 Source: Dosovitskiy et al. 2021 (ViT), Li & Gu 2023 (I-ViT: integer-only ViT with Shiftmax,
 ShiftGELU, I-LayerNorm), Ma et al. 2024 (BitNet b1.58 absmean trits).

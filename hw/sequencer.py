@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.golden.isa import FIELDS, INSTR_BITS, Flag, Op
+from ternac.golden.isa import FIELDS, INSTR_BITS, RSEL_FIELDS, Flag, Op
 from ternac.golden.ops import spec as op_spec
 from ternac.golden.sampler import U_BITS as SAMPLE_U_BITS, lfsr_leap
 from ternac.golden.tritcode import t3_word_bits
@@ -204,8 +204,41 @@ class Sequencer(wiring.Component):
 
         pc = Signal(range(self._prog_depth))
         ins = Signal(instr_layout)
-        pd = Signal(instr_layout)           # the word on the program memory's output
-        m.d.comb += [self.prog_addr.eq(pc), pd.as_value().eq(self.prog_data)]
+        raw_pd = Signal(instr_layout)       # the word on the program memory's output
+        pd = Signal(instr_layout)           # that word with the REPEAT offsets added
+        m.d.comb += [self.prog_addr.eq(pc), raw_pd.as_value().eq(self.prog_data)]
+        # REPEAT (golden/isa.py): the body's pc range, the iterations left after the current
+        # one, the stride table (sign-extended to 20 bits) and one offset register an entry
+        # (r * stride mod 2^20). DECODE and EPI_DEC add the offset a field's rsel selects to
+        # the word on prog_data, so every address the operation registers is the iteration's
+        # (the adders sit between the program memory and the DECODE registers, as the
+        # decode of the word did before; no operation state sees them).
+        rp_active = Signal()
+        rp_left = Signal(dict(FIELDS)["n"])
+        rp_first = Signal(range(self._prog_depth))
+        rp_last = Signal(range(self._prog_depth))
+        rp_stride = [Signal(20, name=f"rp_stride{e}") for e in (1, 2, 3)]
+        rp_off = [Signal(20, name=f"rp_off{e}") for e in (1, 2, 3)]
+        m.d.comb += pd.as_value().eq(raw_pd.as_value())
+        for i, name in enumerate(RSEL_FIELDS):
+            sel = raw_pd.rsel[2 * i:2 * i + 2]
+            off = Mux(sel[1], Mux(sel[0], rp_off[2], rp_off[1]), Mux(sel[0], rp_off[0], 0))
+            fld = getattr(pd, name)
+            m.d.comb += fld.eq((getattr(raw_pd, name) + off)[:len(fld)])
+        rp_wrap = Signal()          # the word being decoded is the body's last
+        m.d.comb += rp_wrap.eq(rp_active & (pc == rp_last))
+
+        def step_pc():
+            """pc past the word decoded now: the body's first word again at the end of an
+            iteration with iterations left (offsets advanced), else the next word."""
+            with m.If(rp_wrap & (rp_left != 0)):
+                m.d.sync += [pc.eq(rp_first), rp_left.eq(rp_left - 1)]
+                m.d.sync += [o.eq(o + st) for o, st in zip(rp_off, rp_stride)]
+            with m.Else():
+                m.d.sync += pc.eq(pc + 1)
+                with m.If(rp_wrap):
+                    m.d.sync += rp_active.eq(0)
+                    m.d.sync += [o.eq(0) for o in rp_off]
         raw = _flag(ins, Flag.RAW)
         m.d.comb += [requant.m.eq(ins.m), requant.s.eq(ins.s), requant.relu.eq(_flag(ins, Flag.RELU)),
                      requant.wide.eq(_flag(ins, Flag.WIDE))]
@@ -592,7 +625,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
-                                 self.cycles.eq(0), tee_on.eq(0), tee_pend.eq(0)]
+                                 self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0)]
+                    m.d.sync += [o.eq(0) for o in rp_off]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.next = "DECODE"
@@ -600,8 +634,7 @@ class Sequencer(wiring.Component):
                 # Register the instruction and what its operation derives from it.
                 n_pos = pd.n != 0
                 m.d.sync += [
-                    ins.as_value().eq(self.prog_data), vins.as_value().eq(self.prog_data),
-                    pc.eq(pc + 1),
+                    ins.as_value().eq(pd.as_value()), vins.as_value().eq(pd.as_value()),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
                     w_addr.eq(pd.dst),
@@ -627,6 +660,7 @@ class Sequencer(wiring.Component):
                                     m.d.sync += unit.mode.eq(mode)
                 if tees:
                     tee_decode(is_norm=Cat(*(pd.op == op for op in norm_ops)).any())
+                step_pc()
                 m.next = "EXEC"
             with m.State("EXEC"):
                 with m.Switch(ins.op):
@@ -654,6 +688,14 @@ class Sequencer(wiring.Component):
                         with m.Case(*vec_ops):
                             m.d.sync += in_vec.eq(1)
                             m.next = "VEC"
+                    with m.Case(Op.REPEAT):
+                        # pc is the body's first word (DECODE stepped past the REPEAT).
+                        m.d.sync += [rp_active.eq(1), rp_left.eq(ins.n - 1), rp_first.eq(pc),
+                                     rp_last.eq(pc + ins.k - 1)]
+                        m.d.sync += [st.eq(f.as_signed()) for st, f in
+                                     zip(rp_stride, (ins.src, ins.dst, ins.aux))]
+                        m.d.sync += [o.eq(0) for o in rp_off]
+                        m.next = "FETCH"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
@@ -664,7 +706,8 @@ class Sequencer(wiring.Component):
                 with m.State("EPI_DEC"):
                     # The MATVEC's first cycle (its datapath runs on in_matvec, n >= 1): the
                     # epilogue, the word at pc, is on prog_data now; register it, step past.
-                    m.d.sync += [vins.as_value().eq(self.prog_data), pc.eq(pc + 1),
+                    step_pc()
+                    m.d.sync += [vins.as_value().eq(pd.as_value()),
                                  ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux), fuse.eq(1)]
                     for unit, opmodes, sel in unit_decode:
                         m.d.sync += sel.eq(0)

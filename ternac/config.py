@@ -144,10 +144,11 @@ LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608)
 LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}
 
 #: The accelerator of the digits ViT (golden/vit.py): 8 lanes, the vector units attention
-#: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its unrolled program (634
-#: instructions for the committed d=48 model) in a 640-word program memory, 5,136 weight
-#: words, vectors up to 64 elements.
+#: needs (LayerNorm, GELU, ADD, Shiftmax, DOT/DOTT), its program with REPEAT loops over
+#: heads and tokens (125 instructions for the committed d=48 model, 633 unrolled;
+#: ternac.lower.compress_program) in a 256-word program memory (8 EBR of 256 x 16 on the
+#: UP5K, its fewest for 128-bit words), 5,136 weight words, vectors up to 64 elements.
 VIT_CONFIG = AccelConfig(lanes=8, weight_depth=8192, scratch_depth=4096, out_depth=16,
-                         prog_depth=640, max_fan_in=128,
+                         prog_depth=256, max_fan_in=128,
                          vector=("activation", "norm", "eltwise", "shiftmax", "dot"),
                          max_vector=64)

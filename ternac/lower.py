@@ -219,15 +219,26 @@ class Lowered:
         sc.update(self.lfsr_words(seed))
         return dataclasses.replace(self, scratch_constants=sc, seed=int(seed))
 
+    @property
+    def unrolled(self) -> list:
+        """The program as it executes: every REPEAT unrolled (golden.isa.expand_program)."""
+        from ternac.golden.isa import expand_program
+        return [i for _, i in expand_program(self.program)]
+
     def op_counts(self) -> dict[str, int]:
-        """Instructions a run by opcode name (HALT included)."""
-        return dict(collections.Counter(Op(i.op).name for i in self.program))
+        """Instructions a run by opcode name (HALT included; a REPEAT's body counted once an
+        iteration, the REPEAT once)."""
+        c = collections.Counter(Op(i.op).name for i in self.unrolled)
+        reps = sum(1 for i in self.program if i.op == Op.REPEAT)
+        if reps:
+            c["REPEAT"] = reps
+        return dict(c)
 
     def vector_elements(self) -> dict[str, int]:
         """Elements streamed by the vector units a run, by opcode (``passes * in_len``, from
         the op registry; EMBED: bytes written; SAMPLE: its two passes)."""
         out: dict[str, int] = collections.Counter()
-        for i in self.program:
+        for i in self.unrolled:
             s = spec(i.op)
             if i.op in (Op.MATVEC, Op.ARGMAX, Op.HALT):
                 continue
@@ -704,6 +715,11 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     if len(prog) > cfg.prog_depth:
         raise CompileError(f"the program has {len(prog)} instructions, more than the "
                            f"{cfg.prog_depth} the program memory holds (prog_depth)")
+    from ternac.golden.isa import expand_program
+    try:        # the REPEAT rules (golden/isa.py): counts, bodies, nesting, rsel
+        expand_program(prog)
+    except ValueError as exc:
+        raise CompileError(str(exc)) from None
     for idx, ins in enumerate(prog):
         s = spec(ins.op)
         if s.vector and s.unit not in cfg.vector:
@@ -738,7 +754,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
 
 def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
           seed: int | None = None, temperature: float | None = None,
-          fuse: bool = True) -> Lowered:
+          fuse: bool = True, repeat: bool = True) -> Lowered:
     """Lower a model graph for one accelerator configuration.
 
     Parameters
@@ -752,6 +768,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
         of the registry, as that MATVEC's epilogue (golden/isa.py ``epi``), and fold an
         EMBED's one elementwise reader into an int16 table read by EMBED WIDE
         (:func:`_fold_embeddings`); default True
+    repeat : compress the program with REPEAT loops (:func:`compress_program`; the
+        program then unrolls to the straight-line one); default True
 
     Returns
     -------
@@ -839,6 +857,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     prog = b.program()
     if fuse:      # RMSNORM statistics teed from their producer (golden/isa.py tee)
         prog = _tee_norms(prog)
+    if repeat:    # runs of strided copies as REPEAT loops (golden/isa.py REPEAT)
+        prog = compress_program(prog)
     check_program(prog, cfg)
 
     sconst: dict[int, list[int]] = {}
@@ -1149,3 +1169,131 @@ def run_tokens(cm: Lowered, tokens: Sequence[int], scratch: torch.Tensor | None 
         mem = st.scratch if cm.logits_in_scratch else st.out
         yield (mem[0, cm.logits_addr:cm.logits_addr + cm.n_logits].clone(),
                int(st.result[0]), scratch)
+
+
+# ---------------------------------------------------------------------------------------
+# Post-pass: REPEAT loops (golden/isa.py ``REPEAT``)
+# ---------------------------------------------------------------------------------------
+
+#: The address fields a REPEAT advances and their widths (golden.isa.RSEL_FIELDS).
+_ADDR_FIELDS = tuple((f, _FIELD_BITS[f]) for f in ("src", "dst", "aux", "wbase"))
+#: The fields that must be equal in every iteration of a body instruction.
+_FIXED_FIELDS = tuple(f for f, _ in FIELDS if f not in ("src", "dst", "aux", "wbase"))
+
+
+def _signed_delta(a: int, b: int, bits: int) -> int | None:
+    """``b - a`` modulo ``2^bits`` as a REPEAT stride in [-2048, 2047], else None."""
+    d = (b - a) % (1 << bits)
+    if d >= 1 << (bits - 1):
+        d -= 1 << bits
+    return d if -2048 <= d < 2048 else None
+
+
+def compress_program(prog: Sequence[Instr], *, max_body: int = 64) -> list[Instr]:
+    """Compress a straight-line program with REPEAT loops (golden/isa.py): every run of
+    ``c >= 2`` consecutive copies of a body of ``p`` instructions that differ only in their
+    address fields (src, dst, aux, wbase), each by a constant stride a copy, with at most
+    three distinct non-zero strides in the run, becomes ``REPEAT c, p`` and the first copy
+    (the fields' stride selectors set). The runs are chosen to give the fewest
+    instructions (dynamic programming over the program: cost ``1 + p`` for a run, 1 for an
+    instruction left alone). No model knowledge: the pass sees instructions only.
+
+    Kept whole: a MATVEC and its epilogue (a body never ends with an ``epi`` MATVEC nor
+    starts at an epilogue); never in a body: HALT, REPEAT, an instruction with ``rsel``
+    set. The result unrolls (golden.isa.expand_program) to exactly ``prog`` up to its
+    HALT, so it computes the same on every backend; checked here.
+
+    Parameters
+    ----------
+    prog : list of Instr, straight-line (no REPEAT), ending in HALT
+    max_body : int, the longest body tried (instructions)
+
+    Returns
+    -------
+    list of Instr, at most ``len(prog)`` long
+
+    Raises
+    ------
+    AssertionError if the compressed program does not unroll to ``prog`` (a bug here).
+    """
+    from ternac.golden.isa import REPEAT_STRIDES, expand_program, repeat_word, rsel_of
+
+    prog = list(prog)
+    n = len(prog)
+    fixed = [tuple(getattr(i, f) for f in _FIXED_FIELDS) for i in prog]
+    addr = [tuple(getattr(i, f) for f, _ in _ADDR_FIELDS) for i in prog]
+    ok = [i.op not in (Op.HALT, Op.REPEAT) and not i.rsel for i in prog]
+    pair_head = [i.op == Op.MATVEC and bool(i.epi) for i in prog]   # i, i + 1 a pair
+
+    def run(i: int, p: int):
+        """(count, strides per body word and field, stride table) of the longest run of
+        copies of prog[i:i+p] from i, or None."""
+        if i + 2 * p > n or (i and pair_head[i - 1]) or pair_head[i + p - 1]:
+            return None
+        if not all(ok[i:i + p]):
+            return None
+        deltas, table = [], []
+        for j in range(p):
+            a, b = i + j, i + p + j
+            if fixed[a] != fixed[b]:
+                return None
+            row = []
+            for (f, bits), x, y in zip(_ADDR_FIELDS, addr[a], addr[b]):
+                d = _signed_delta(x, y, bits)
+                if d is None:
+                    return None
+                if d and d not in table:
+                    table.append(d)
+                    if len(table) > REPEAT_STRIDES:
+                        return None
+                row.append(d)
+            deltas.append(row)
+        c = 2
+        while i + (c + 1) * p <= n:
+            base = i + c * p
+            good = True
+            for j in range(p):
+                a = i + j
+                if fixed[base + j] != fixed[a] or not ok[base + j]:
+                    good = False
+                    break
+                if any(y != (x + c * d) % (1 << bits) for (f, bits), x, y, d in
+                       zip(_ADDR_FIELDS, addr[a], addr[base + j], deltas[j])):
+                    good = False
+                    break
+            if not good:
+                break
+            c += 1
+        return c, deltas, table
+
+    # best[i]: fewest words for prog[i:]; choice[i]: (p, c, deltas, table) or None.
+    best = [0] * (n + 1)
+    choice: list = [None] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        best[i], choice[i] = best[i + 1] + 1, None
+        for p in range(1, min(max_body, (n - i) // 2) + 1):
+            r = run(i, p)
+            if r is None:
+                continue
+            cmax, deltas, table = r
+            for c in range(2, cmax + 1):
+                if (1 + p) + best[i + c * p] < best[i]:
+                    best[i], choice[i] = 1 + p + best[i + c * p], (p, c, deltas, table)
+    out: list[Instr] = []
+    i = 0
+    while i < n:
+        ch = choice[i]
+        if ch is None:
+            out.append(prog[i])
+            i += 1
+            continue
+        p, c, deltas, table = ch
+        out.append(repeat_word(c, p, table))
+        for j in range(p):
+            sel = {f: table.index(d) + 1 for (f, _), d in zip(_ADDR_FIELDS, deltas[j]) if d}
+            out.append(dataclasses.replace(prog[i + j], rsel=rsel_of(sel)))
+        i += c * p
+    stop = next((k for k, ins in enumerate(prog) if ins.op == Op.HALT), n - 1)
+    assert [ins for _, ins in expand_program(out)] == prog[:stop + 1], \
+        "compress_program: the compressed program does not unroll to the original"
+    return out
