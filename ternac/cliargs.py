@@ -2,8 +2,9 @@
 
 * :func:`whole` and :func:`number` -- argparse ``type=`` factories for integer and real
   options, with a checked range: a bad value is one sentence naming the option and the
-  range (``--lanes must be a whole number from 4 to 128, not 'eight'``), not argparse's
-  ``invalid int value: 'eight'``. :func:`range_message` is that sentence, for the checks
+  range (``--tokens must be a whole number from 1 to 10000, not 'many'``), not argparse's
+  ``argument --tokens: invalid int value: 'many'``; also :data:`lanes` and :data:`baud`,
+  the type of every ``--lanes`` and ``--baud``. :func:`range_message` is that sentence, for the checks
   an API makes of the same option (one wording for both).
 * :func:`forget_unused_design` -- on the error path of a command, drop the Amaranth
   components the error stopped before elaboration, silently.
