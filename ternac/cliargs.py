@@ -4,8 +4,10 @@
   options, with a checked range: a bad value is one sentence naming the option and the
   range (``--tokens must be a whole number from 1 to 10000, not 'many'``), not argparse's
   ``argument --tokens: invalid int value: 'many'``; also :data:`lanes` and :data:`baud`,
-  the type of every ``--lanes`` and ``--baud``. :func:`range_message` is that sentence, for the checks
-  an API makes of the same option (one wording for both).
+  the type of every ``--lanes`` and ``--baud``; :func:`whole_list` for a comma-separated
+  list of them (``--cpu-batches 1,64``). :func:`range_message` is that sentence, for the
+  checks an API makes of the same option (one wording for both). :func:`usable_cpus`: the
+  CPUs this process may run on (the cap of the CPU-count options).
 * :func:`forget_unused_design` -- on the error path of a command, drop the Amaranth
   components the error stopped before elaboration, silently.
 
@@ -16,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
-__all__ = ["whole", "number", "range_message", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
+__all__ = ["whole", "whole_list", "usable_cpus", "number", "range_message", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
            "baud", "check_baud", "lanes"]
 
 
@@ -62,6 +65,40 @@ def whole(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = 
         return v
     parse.__name__ = "whole number"         # what argparse would name the type
     return parse
+
+
+def whole_list(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = ""):
+    """An argparse ``type=`` for a comma-separated list of integers (``"1,64"``): a tuple
+    of ints, each in ``lo .. hi`` as :func:`whole` takes them, in the order given, repeats
+    dropped. An empty list or any item :func:`whole` refuses raises
+    ``argparse.ArgumentTypeError``: ``"--cpu-batches must be comma-separated whole numbers
+    from 1 to 65536, not '1,x'"`` (the text as typed)."""
+    item = whole(option, lo, hi)
+
+    def parse(text: str) -> tuple[int, ...]:
+        out = []
+        try:
+            for t in str(text).split(","):
+                v = item(t.strip())
+                if v not in out:
+                    out.append(v)
+        except argparse.ArgumentTypeError:
+            out = []
+        if not out:
+            raise argparse.ArgumentTypeError(range_message(
+                option, text, lo, hi, noun="comma-separated whole numbers", why=why))
+        return tuple(out)
+    parse.__name__ = "list of whole numbers"
+    return parse
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where the
+    platform has none), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def number(option: str, lo: float | None = None, hi: float | None = None, *,

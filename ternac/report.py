@@ -49,6 +49,9 @@ import shlex
 import sys
 import time
 
+from ternac import cliargs
+from ternac.cliargs import range_message, whole, whole_list
+
 __all__ = ["add_report_parser", "report_main", "make_report", "write_report", "render_html",
            "render_markdown", "fmt", "MODELS", "SCHEMA"]
 
@@ -66,6 +69,24 @@ class ReportError(Exception):
 # Command line
 # ---------------------------------------------------------------------------------------
 
+#: The most Verilator runs (LM tokens or digits inferences) one report makes.
+RTL_RUNS_MAX = 64
+#: The largest CPU baseline batch: the digits workloads hold 64 steps of int64 and float32
+#: inputs, 48 KiB a batch element (3 GiB at 65536).
+CPU_BATCH_MAX = 65536
+_RTL_WHY = "Verilator runs, each compared with golden"
+_tokens = whole("--tokens", 1, RTL_RUNS_MAX, why=_RTL_WHY)
+_inferences = whole("--inferences", 1, RTL_RUNS_MAX, why=_RTL_WHY)
+_cpu_batches = whole_list("--cpu-batches", 1, CPU_BATCH_MAX,
+                          why="batch sizes of the CPU baseline")
+
+
+def _check_runs(option: str, value) -> None:
+    """``value`` of ``--tokens``/``--inferences`` for an API caller: the parser's sentence."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= RTL_RUNS_MAX:
+        raise ReportError(range_message(option, value, 1, RTL_RUNS_MAX, why=_RTL_WHY))
+
+
 def add_report_parser(sub):
     """Add ``report`` to an argparse subparsers object; sets ``func=report_main``."""
     from ternac.boards_cli import BOARD_CHOICES
@@ -77,12 +98,16 @@ def add_report_parser(sub):
     p.add_argument("--build-dir", default=None,
                    help="build folder with report.json (default build/<board>-shakespeare or "
                         "build/<board>-L<L>); built first when it has none")
-    p.add_argument("--lanes", type=int, default=None, help="lanes (digits default 8; the LM 32)")
-    p.add_argument("--tokens", type=int, default=4, help="LM tokens run on the RTL (default 4)")
-    p.add_argument("--inferences", type=int, default=4, help="digits run on the RTL (default 4)")
+    p.add_argument("--lanes", type=cliargs.lanes, default=None, help="lanes (digits default 8; the LM 32)")
+    p.add_argument("--tokens", type=_tokens, default=4,
+                   help=f"LM tokens run on the RTL (default 4, at most {RTL_RUNS_MAX})")
+    p.add_argument("--inferences", type=_inferences, default=4,
+                   help=f"digits run on the RTL (default 4, at most {RTL_RUNS_MAX})")
     p.add_argument("--fallback", action="store_true",
                    help="if the model does not fit the board, report the best board it builds for")
-    p.add_argument("--cpu-batches", default="1,64", help="CPU baseline batches (default 1,64)")
+    p.add_argument("--cpu-batches", type=_cpu_batches, default=(1, 64), metavar="B,B,...",
+                   help=f"CPU baseline batch sizes, comma-separated (default 1,64; each at "
+                        f"most {CPU_BATCH_MAX})")
     p.add_argument("--no-cpu", action="store_true", help="skip the CPU baseline")
     p.add_argument("--keep-waves", action="store_true",
                    help="keep the VCD of the traced run (hundreds of MB for a token)")
@@ -102,19 +127,16 @@ def report_main(args) -> int:
         out = pathlib.Path(args.out)
         if out.exists() and not out.is_dir():
             raise ReportError(f"the output folder {out} exists and is not a folder")
+        if args.model in MODELS:
+            _lanes_for(args.model, args.lanes)      # before the folder is made
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ReportError(f"the output folder {out} cannot be made: {e.strerror or e}") from None
-        batches = tuple(int(b) for b in str(args.cpu_batches).split(",") if b.strip())
-        if not batches or min(batches) < 1:
-            raise ReportError(f"--cpu-batches needs positive integers, not {args.cpu_batches!r}")
-        for name in ("tokens", "inferences"):
-            if not 1 <= getattr(args, name) <= 64:
-                raise ReportError(f"--{name} must be from 1 to 64, not {getattr(args, name)}")
         rep = make_report(args.board, args.model, build_dir=args.build_dir, lanes=args.lanes,
                           tokens=args.tokens, inferences=args.inferences,
-                          fallback=args.fallback, cpu_batches=None if args.no_cpu else batches,
+                          fallback=args.fallback,
+                          cpu_batches=None if args.no_cpu else args.cpu_batches,
                           keep_waves=args.keep_waves,
                           command="ternac report " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
         paths = write_report(rep, args.out)
@@ -140,12 +162,26 @@ def _default_build_dir(board: str, model: str, lanes: int) -> pathlib.Path:
     return REPO / "build" / (f"{board}-{model}" if model != "digits" else f"{board}-L{lanes}")
 
 
+def _lanes_for(model: str, lanes: int | None) -> int:
+    """``lanes``, or the model's default (the LM 32, digits 8) for None. Raises ReportError
+    (boards_cli._model_config's sentence) for a lane count the model is not built with, so
+    that it is not reported as a model that does not fit."""
+    from ternac.boards_cli import _model_config
+    lanes = (32 if model == "shakespeare" else 8) if lanes is None else lanes
+    try:
+        _model_config(model, lanes)
+    except ValueError as e:
+        raise ReportError(" ".join(str(e).split())) from None
+    return lanes
+
+
 def _fits(board: str, model: str, lanes: int) -> str | None:
     """None if the resource estimate says ``model`` fits ``board``, else why not."""
     from ternac.boards.resources import check_fit, estimate
     from ternac.boards_cli import _model_config
+    cfg = _model_config(model, lanes)       # a bad lane count: ValueError, not a misfit
     try:
-        check_fit(estimate(_model_config(model, lanes), board))
+        check_fit(estimate(cfg, board))
     except Exception as e:      # FitError (a ValueError-like user error) or ValueError
         if type(e).__name__ in ("FitError", "ValueError"):
             return " ".join(str(e).split())
@@ -288,8 +324,9 @@ def make_report(board: str, model: str, *, build_dir=None, lanes=None, tokens: i
 
     Raises
     ------
-    ReportError (one sentence) for an unknown model, a model that does not fit (without
-    ``fallback``) or an unreadable build report; the runners' user errors.
+    ReportError (one sentence) for an unknown model, a lane count the model is not built
+    with, ``tokens``/``inferences`` outside 1 .. RTL_RUNS_MAX, a model that does not fit
+    (without ``fallback``) or an unreadable build report; the runners' user errors.
     """
     from ternac.boards.facts import BOARDS
     inject = dict(inject or {})
@@ -297,8 +334,10 @@ def make_report(board: str, model: str, *, build_dir=None, lanes=None, tokens: i
         raise ReportError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if board not in BOARDS:
         raise ReportError(f"unknown board {board!r}; choose one of {', '.join(BOARDS)}")
+    _check_runs("--tokens", tokens)
+    _check_runs("--inferences", inferences)
     lm = model == "shakespeare"
-    lanes = lanes or (32 if lm else 8)
+    lanes = _lanes_for(model, lanes)
     t_start = time.perf_counter()
     notes = []
     if "build" in inject:

@@ -439,6 +439,24 @@ ROWS = [
     ("lm-unit-lanes", "build unit engine --model shakespeare --lanes 8", 2,
      "the shakespeare model is compiled for", []),
     ("folder-bench-json", "bench numerics --json {dir}", 2, "is a directory", []),
+    # --- report's whole-number and list options (ternac.cliargs types): refused before
+    # the output folder is made
+    *[(f"report-cpu-batches-{name}", ["report", "--board", "icebreaker", "--model", "digits",
+                                      "--out", "{tmp}/r", "--cpu-batches", v], 2,
+       f"--cpu-batches must be comma-separated whole numbers from 1 to 65536 (batch sizes of "
+       f"the CPU baseline), not '{v}'", ["{tmp}/r"])
+      for name, v in (("text", "1,x"), ("0", "0"), ("empty", ""), ("huge", "1,1000000"))],
+    *[(f"report-{opt}-{v}", f"report --board icebreaker --model digits --out {{tmp}}/r "
+       f"--{opt} {v}", 2, f"--{opt} must be a whole number from 1 to 64 (Verilator runs, each "
+       f"compared with golden), not '{v}'", ["{tmp}/r"])
+      for opt in ("tokens", "inferences") for v in ("x", "0", "65")],
+    ("report-lanes-text", "report --board icebreaker --model digits --out {tmp}/r --lanes x",
+     2, "--lanes must be a whole number (a multiple of 4 from 4 to 128", ["{tmp}/r"]),
+    # A lane count the model is not built with is that, not a model that does not fit.
+    ("report-lanes-0", "report --board icebreaker --model digits --out {tmp}/r --lanes 0", 2,
+     "error: lanes must be a multiple of 4 from 4 to 128, not 0", ["{tmp}/r"]),
+    ("report-lm-lanes-8", "report --board ulx3s --model shakespeare --out {tmp}/r --lanes 8",
+     2, "error: the shakespeare model is compiled for 32, 40, 128 lanes, not 8", ["{tmp}/r"]),
 ]
 
 
@@ -880,3 +898,18 @@ def test_read_image_refuses_a_device_and_a_fifo(tmp_path):
     for p in ("/dev/zero", str(fifo)):
         with pytest.raises(ImageError, match="is not a file"):
             read_image(p)
+
+
+def test_whole_list_type():
+    """ternac.cliargs.whole_list: a comma-separated list of whole numbers in a range, in the
+    order given, repeats dropped; anything else is whole()'s range sentence for the list."""
+    import argparse
+
+    from ternac.cliargs import whole_list
+    t = whole_list("--b", 1, 100, why="w")
+    assert t("64,1") == (64, 1) and t(" 1, 64 ,1") == (1, 64) and t("100") == (100,)
+    for bad in ("", ",", "1,", "1,,2", "0", "101", "1,x", "1.5", "1e2", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            t(bad)
+        assert str(e.value) == f"--b must be comma-separated whole numbers from 1 to 100 (w), " \
+                               f"not {bad!r}"
