@@ -43,6 +43,8 @@ import pathlib
 import sys
 import time
 
+from ternac.cliargs import range_message, whole
+
 __all__ = ["BenchConfig", "CONFIGS", "bench_config", "bench_lm", "add_bench_lm_parser",
            "bench_lm_main"]
 
@@ -272,9 +274,20 @@ def bench_lm(names=None, *, out_dir="build/bench", tokens: int = 2, prompt_len: 
 
     Raises
     ------
-    InputError for an unknown configuration name or an output folder that cannot be made.
+    InputError for ``tokens`` outside 1 .. TOKENS_MAX, an empty ``text`` path, an unknown
+    configuration name, a missing or other corpus, or an output folder that cannot be made.
     """
     from ternac.errors import InputError, check_output_dir, write_json
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= TOKENS_MAX:
+        raise InputError(range_message("--tokens", tokens, 1, TOKENS_MAX, why=_TOKENS_WHY))
+    if text is not None and not str(text).strip():
+        # The CLI refuses an empty --text before it gets here (cli.check_paths); an API
+        # caller gets the same sentence.
+        import os
+
+        from ternac.golden.shakespeare_data import DEFAULT_TEXT
+        raise InputError(f"the --text path is empty; give a path or leave the option out for "
+                         f"the corpus {os.path.relpath(str(DEFAULT_TEXT))}")
     names = list(names or [c.name for c in CONFIGS])
     for n in names:
         if n not in _BY_NAME:
@@ -317,6 +330,13 @@ def _line(rep: dict) -> str:
             + ("" if rep["matches_golden"] else "; RTL DIFFERS FROM GOLDEN"))
 
 
+#: The most tokens one configuration generates on the RTL (a Verilator run, every logit
+#: compared with golden).
+TOKENS_MAX = 64
+_TOKENS_WHY = "tokens generated on the RTL in Verilator, every logit compared with golden"
+_tokens = whole("--tokens", 1, TOKENS_MAX, why=_TOKENS_WHY)
+
+
 def add_bench_lm_parser(bsub):
     """Add ``lm`` to the ``ternac bench`` subparsers; sets ``func=bench_lm_main``."""
     b = bsub.add_parser("lm", help="the LM per board configuration: RTL cycles a token, the "
@@ -326,7 +346,8 @@ def add_bench_lm_parser(bsub):
                    help="a configuration (repeat; default all)")
     b.add_argument("--out", default="build/bench", metavar="DIR",
                    help="folder of the lm-<name>.json files (default build/bench)")
-    b.add_argument("--tokens", type=int, default=2, help="tokens generated on the RTL (2)")
+    b.add_argument("--tokens", type=_tokens, default=2,
+                   help=f"tokens generated on the RTL (default 2, at most {TOKENS_MAX})")
     b.add_argument("--no-build", action="store_true",
                    help="no board build: resources from the estimate (modelled), no Fmax")
     b.add_argument("--cache", default="build/sweep/cache", metavar="DIR",
@@ -340,12 +361,6 @@ def add_bench_lm_parser(bsub):
 
 def bench_lm_main(args) -> int:
     """``ternac bench lm``; returns the exit code (module docstring)."""
-    from ternac.errors import InputError
-    if not 1 <= args.tokens <= 64:
-        raise InputError(f"--tokens must be from 1 to 64, not {args.tokens}")
-    if args.text is not None and not str(args.text).strip():
-        raise InputError("the --text path is empty; give a path or leave the option out for "
-                         "the default corpus")
     reps = bench_lm(args.config, out_dir=args.out, tokens=args.tokens,
                     build=not args.no_build, cache_dir=args.cache, text=args.text)
     for rep in reps:

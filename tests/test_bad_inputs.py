@@ -455,6 +455,10 @@ ROWS = [
     # A lane count the model is not built with is that, not a model that does not fit.
     ("report-lanes-0", "report --board icebreaker --model digits --out {tmp}/r --lanes 0", 2,
      "error: lanes must be a multiple of 4 from 4 to 128, not 0", ["{tmp}/r"]),
+    *[(f"bench-lm-tokens-{v}", f"bench lm --no-build --tokens {v} --out {{tmp}}/b", 2,
+       f"--tokens must be a whole number from 1 to 64 (tokens generated on the RTL in "
+       f"Verilator, every logit compared with golden), not '{v}'", ["{tmp}/b"])
+      for v in ("0", "65", "two")],
     ("report-lm-lanes-8", "report --board ulx3s --model shakespeare --out {tmp}/r --lanes 8",
      2, "error: the shakespeare model is compiled for 32, 40, 128 lanes, not 8", ["{tmp}/r"]),
 ]

@@ -2,6 +2,7 @@
 Verilator RTL (the LM_CONFIG build test_lm_rtl.py also uses), every figure labelled, the
 record found again in the sweep's cache; bad arguments one sentence, exit 2."""
 import json
+import os
 
 import pytest
 
@@ -39,10 +40,37 @@ def test_bench_lm_without_build_and_cache(tmp_path, capsys):
     assert (cache / f"{b['key']}.json").is_file()
 
 
+TOKENS = ("--tokens must be a whole number from 1 to 64 (tokens generated on the RTL in "
+          "Verilator, every logit compared with golden), not ")
+
+
 @pytest.mark.parametrize("argv, msg", [
-    (["--tokens", "0"], "--tokens must be from 1 to 64, not 0"),
+    (["--tokens", "0"], TOKENS + "'0' (see ternac bench lm --help)"),
+    (["--tokens", "65"], TOKENS + "'65' (see ternac bench lm --help)"),
+    (["--tokens", "two"], TOKENS + "'two' (see ternac bench lm --help)"),
 ])
 def test_bench_lm_bad_arguments(argv, msg, tmp_path, capsys):
-    assert main(["bench", "lm", "--out", str(tmp_path), *argv]) == 2
+    with pytest.raises(SystemExit) as e:            # the parser's type refuses it
+        main(["bench", "lm", "--out", str(tmp_path / "b"), *argv])
+    assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == f"ternac: error: {msg}"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"tokens": 0}, TOKENS + "0"),
+    ({"tokens": True}, TOKENS + "True"),
+    ({"text": ""}, "the --text path is empty; give a path or leave the option out for the "
+                   "corpus "),
+])
+def test_bench_lm_api_bad_arguments(kw, msg, tmp_path):
+    """bench_lm refuses what the parser would, with the parser's sentence; an empty corpus
+    path names the default corpus (cli.when_left_out's words), not 'the default corpus'."""
+    from ternac.errors import InputError
+    from ternac.golden.shakespeare_data import DEFAULT_TEXT
+    with pytest.raises(InputError) as e:
+        bench.bench_lm(out_dir=tmp_path / "b", build=False, progress=False, **kw)
+    assert str(e.value).startswith(msg) and not (tmp_path / "b").exists()
+    if "text" in kw:
+        assert str(e.value) == msg + os.path.relpath(str(DEFAULT_TEXT))
