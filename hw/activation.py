@@ -1,4 +1,6 @@
 """Activation: integer sigmoid, SiLU and ShiftGELU on the shared shift-exp core."""
+from functools import partial
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -129,7 +131,7 @@ class Activation(wiring.Component):
         # x in 16 bits: |x| <= 32767 (the unit's contract), so x * sig is one 16 x 16 slot.
         x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
         a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
-        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul)
+        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v)
         v = vdelay(v, SHIFT_EXP_STAGES)
         x = pipe.delay(x, SHIFT_EXP_STAGES, name="x")
 
@@ -151,11 +153,14 @@ class Activation(wiring.Component):
         # |x sig| <= 2^15 2^15: p in 32 bits signed; |p m2| < 2^30 2^16: 47 bits
         p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, mul(x, sig, name="xsig")),
                      signed(2 * OPERAND_BITS), name="p")
+        v = vdelay(v, 1)
+        # p * m2 is 0 for a bubble (valid=): the tail's shift is a zero_idle one, ORed into
+        # the pool's shared shifter without a gate.
         p_m = pipe.reg(mul(p, self.m2, name="pm2"), signed(2 * OPERAND_BITS + M_BITS - 1),
-                       name="pm")
+                       name="pm", valid=v)
         y = rhu_sat_tail(m, pipe, p_m, self.s2, out_bits=OPERAND_BITS, wide=self.wide,
-                         name="act_out", halve=mul.shift)
-        v = vdelay(v, 3)
+                         name="act_out", halve=partial(mul.shift, zero_idle=True))
+        v = vdelay(v, 2)
         m.d.comb += active.eq(Cat(self.i.valid, *valids).any())
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(y)]

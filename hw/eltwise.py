@@ -1,4 +1,6 @@
 """Eltwise: elementwise add / multiply of two int16 vectors with dyadic rescaling."""
+from functools import partial
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -98,14 +100,20 @@ class Eltwise(wiring.Component):
         xn = Signal(signed(2 * W), name="elt_xn")
         m.d.comb += xn.eq(xs ^ self.neg.replicate(2 * W))
         x = pipe.reg(xn + self.neg, signed(2 * W), name="x")  # |X| <= 2^30
-        y = pipe.reg(mul(b, self.m2, name="bm2"), signed(2 * W + 1), name="y")
+        # The two shifted terms are 0 for a bubble (valid=): zero_idle shifts, ORed into
+        # the pool's shared shifters without a gate.
+        y = pipe.reg(mul(b, self.m2, name="bm2"), signed(2 * W + 1), name="y", valid=v)
+        v = pipe.reg(v, name="v")
+        valids.append(v)
         # |X m| < 2^30 2^16: 47 bits signed
-        xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm")
+        xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm",
+                      valid=v)
         y = pipe.reg(y, name="y")
-        rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx", halve=mul.shift)
-        ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry", halve=mul.shift)
+        shift0 = partial(mul.shift, zero_idle=True)
+        rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx", halve=shift0)
+        ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry", halve=shift0)
         total = pipe.reg(rx + Mux(mul_mode, 0, ry), signed(len(xm) + 1), name="sum")
-        for _ in range(5):
+        for _ in range(4):
             v = pipe.reg(v, name="v")
             valids.append(v)
         m.d.comb += active.eq(Cat(self.i.valid, *valids).any())

@@ -1,4 +1,6 @@
 """Norm: integer LayerNorm / RMSNorm over a streamed vector, two passes."""
+from functools import partial
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -221,10 +223,13 @@ class Norm(wiring.Component):
         d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
         d = rhu_pipelined(m, pipe, d, t, name="norm_d1", halve=mul.shift)
         v = advance(v, 2)
-        dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR")
+        # d'R and acc*m are 0 for a bubble (valid=): their shifts are zero_idle ones, ORed
+        # into the pool's shared shifters without a gate.
+        shift0 = partial(mul.shift, zero_idle=True)
+        dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR", valid=v)
         v = advance(v)
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
-                          halve=mul.shift)
+                          halve=shift0)
         v = advance(v, 2)
         w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
@@ -239,10 +244,11 @@ class Norm(wiring.Component):
             m.d.comb += self.c.ready.eq(0)
             acc_e = pipe.reg(wy, signed(acc_bits), name="acc")
         v = advance(v)
-        am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm")
+        am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm",
+                      valid=v)
         v = advance(v)
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
-                           name="norm_out", halve=mul.shift)
+                           name="norm_out", halve=shift0)
         v = advance(v)
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]

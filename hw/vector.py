@@ -61,9 +61,15 @@ class Pipe:
         self._m, self._ce, self._prefix = m, ce, prefix
         self._count = 0
 
-    def reg(self, value, shape=None, *, name: str | None = None) -> Signal:
+    def reg(self, value, shape=None, *, name: str | None = None, valid=None) -> Signal:
+        """A register of ``value`` (of ``shape``, default its own) loaded on ``ce``; with
+        ``valid`` (the valid bit of the beat ``value`` belongs to), loaded with 0 for a
+        bubble, so it is 0 whenever its stage holds no beat (a hw.mulpool ``zero_idle``
+        operand; the flip-flops' synchronous reset, no LUT)."""
         value = Value.cast(value)
         shape = value.shape() if shape is None else Shape.cast(shape)
+        if valid is not None:
+            value = Mux(valid, value, 0)
         self._count += 1
         sig = Signal(shape, name=f"{self._prefix}_{name or 'r'}{self._count}")
         with self._m.If(self._ce):
@@ -236,7 +242,7 @@ def priority_encode(m, v, *, name: str = "msb") -> Signal:
 SHIFT_EXP_STAGES = 8
 
 
-def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
+def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Signal:
     """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
 
     ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, a DSP) ->
@@ -250,7 +256,8 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
 
     ``mul(x, y)``, if given, forms the two products (a :mod:`hw.mulpool` client; its
     ``shift`` then forms the two barrel shifts, on the pool's shared shifters); default
-    ``x * y`` and :func:`rhu_halve`.
+    ``x * y`` and :func:`rhu_halve`. ``valid``, if given, is the valid bit of ``a``'s beat:
+    the product register is then 0 for a bubble and its shift a ``zero_idle`` one.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
@@ -260,8 +267,12 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None) -> Signal:
     u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
     halve = getattr(mul, "shift", None) or rhu_halve
     mul = mul or (lambda x, y: x * y)     # or a hw.mulpool client (both products 16 x 16)
-    prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod")
-    t = pipe.reg(halve(prod, gain_s), name="exp_t")
+    prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod",
+                    valid=valid)
+    if valid is not None and halve is not rhu_halve:
+        t = pipe.reg(halve(prod, gain_s, zero_idle=True), name="exp_t")
+    else:
+        t = pipe.reg(halve(prod, gain_s), name="exp_t")
     # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
     over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
     u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
