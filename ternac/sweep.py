@@ -84,6 +84,7 @@ import sys
 import time
 
 from ternac.boards import facts as _facts
+from ternac.cliargs import usable_cpus, whole
 from ternac.errors import InputError, check_output_dir, one_line, write_json
 
 __all__ = ["Point", "MODELS", "STATUSES", "FRONT_ONLY", "TOOL_PACKAGES", "parse_list",
@@ -1094,8 +1095,12 @@ def add_sweep_parser(sub):
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: a new local instance)")
-    p.add_argument("--num-cpus", type=int, default=2,
-                   help="CPUs of the local Ray instance (default 2)")
+    cpus = usable_cpus()
+    p.add_argument("--num-cpus", type=whole("--num-cpus", 1, cpus, why=(
+                       f"CPUs of the local Ray instance, a point running on each; this "
+                       f"machine has {cpus}")), default=min(2, cpus),
+                   help=f"CPUs of the local Ray instance (default {min(2, cpus)}, at most "
+                        f"this machine's {cpus}; not used with --address)")
     p.add_argument("--no-build", action="store_true",
                    help="skip synthesis and place and route: LUTs from the pre-synthesis "
                         "estimate, no Fmax (the lowering and the RTL simulation still run)")
@@ -1118,8 +1123,6 @@ def sweep_main(args) -> int:
     seeds = parse_list(args.seed, int, "--seed") if args.seed else None
     points = grid(args.board, args.model, lanes, freqs, seeds, build=not args.no_build,
                   energy=not args.no_energy)
-    if args.num_cpus < 1:
-        raise InputError(f"--num-cpus must be at least 1, not {args.num_cpus}")
     if args.checkpoint is not None and not os.path.isfile(args.checkpoint):
         raise InputError(f"the checkpoint {args.checkpoint} does not exist or is not a file")
     out = args.out or os.path.join("build", "sweep", f"{args.board}-{args.model}")

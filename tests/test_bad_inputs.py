@@ -30,6 +30,8 @@ import sys
 
 import pytest
 
+from ternac.cliargs import usable_cpus
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(os.path.dirname(REPO), "shared", "data", "tinyshakespeare.txt")
 LONG_PROMPT = "a" * 10_001
@@ -459,6 +461,11 @@ ROWS = [
        f"--tokens must be a whole number from 1 to 64 (tokens generated on the RTL in "
        f"Verilator, every logit compared with golden), not '{v}'", ["{tmp}/b"])
       for v in ("0", "65", "two")],
+    *[(f"sweep-num-cpus-{name}", f"sweep --board icebreaker --no-build --num-cpus {v} "
+       f"--out {{tmp}}/s --cache {{tmp}}/c", 2, f"--num-cpus must be a whole number from 1 to "
+       f"{usable_cpus()} (CPUs of the local Ray instance, a point running on each; this "
+       f"machine has {usable_cpus()}), not '{v}'", ["{tmp}/s", "{tmp}/c"])
+      for name, v in (("0", "0"), ("text", "two"), ("above-the-machine", usable_cpus() + 1))],
     ("report-lm-lanes-8", "report --board ulx3s --model shakespeare --out {tmp}/r --lanes 8",
      2, "error: the shakespeare model is compiled for 32, 40, 128 lanes, not 8", ["{tmp}/r"]),
 ]

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from ternac import sweep
+from ternac.cliargs import usable_cpus
 from ternac.sweep import Point
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -239,12 +240,18 @@ def test_pareto_front():
     (["--freq", "1e9"], "--freq must be a clock in MHz from 1"),
     (["--seed", "1"], "--seed seeds the LM's sampler"),
     (["--checkpoint", "/nonexistent.safetensors"], "does not exist"),
-    (["--num-cpus", "0"], "--num-cpus must be at least 1"),
+    (["--num-cpus", "0"], "--num-cpus must be a whole number from 1 to "),
+    (["--num-cpus", "two"], "--num-cpus must be a whole number from 1 to "),
+    (["--num-cpus", str(usable_cpus() + 1)], f"--num-cpus must be a whole number from 1 to "
+                                             f"{usable_cpus()} (CPUs of the local Ray instance"),
 ])
 def test_bad_arguments_are_one_sentence(argv, words, capsys, tmp_path):
     from ternac.cli import main
-    code = main(["sweep", "--board", "icebreaker", "--no-build", "--out", str(tmp_path / "o"),
-                 "--cache", str(tmp_path / "c"), *argv])
+    try:
+        code = main(["sweep", "--board", "icebreaker", "--no-build", "--out",
+                     str(tmp_path / "o"), "--cache", str(tmp_path / "c"), *argv])
+    except SystemExit as e:             # an argument type (ternac.cliargs) refused it
+        code = e.code
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("ternac: error: ") and words in err and err.count("\n") == 1
