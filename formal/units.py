@@ -712,7 +712,7 @@ SEQ_LANES = 4
 SEQ_DEPTH = 16
 SEQ_N_MAX = 8                       # output length of an instruction (n), at most
 SEQ_K_MAX = 4                       # fan-in / row length (k), at most
-#: Cycles from leaving FETCH (or IDLE) to the next FETCH (or IDLE) that every instruction
+#: Cycles from leaving DECODE (or IDLE) to the next DECODE (or IDLE) that every instruction
 #: of n <= SEQ_N_MAX, k <= SEQ_K_MAX must meet (MATVEC: ceil(n/L)*k + L + the
 #: requantizer's latency; SAMPLE 2n + 6; ARGMAX n + 2; EMBED 2k + 3; all well inside).
 SEQ_BOUND = 40
@@ -728,7 +728,7 @@ def _sequencer(vector_units=()):
 @task("sequencer_live", unit="Sequencer (hw/sequencer.py), no vector units", mode="bmc",
       depth=60, fast=False, properties=[
           f"bounded liveness: every instruction (any opcode; n in 1..{SEQ_N_MAX}, k in "
-          f"1..{SEQ_K_MAX}; any memory contents) reaches FETCH (next instruction) or IDLE "
+          f"1..{SEQ_K_MAX}; any memory contents) reaches DECODE (next instruction) or IDLE "
           f"(HALT, unknown opcode) within {SEQ_BOUND} cycles, {SEQ_LANES} lanes",
           "busy is low exactly in IDLE",
           "multiplier pool (hw/mulpool.py): no two clients not declared concurrent are "
@@ -775,11 +775,12 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
             fused = Signal(name="fused_matvec")
             with m.If(fsm_state(t, "EPI_DEC")):
                 m.d.sync += fused.eq(1)
-            with m.Elif(fsm_state(t, "FETCH")):
+            with m.Elif(fsm_state(t, "DECODE")):
                 m.d.sync += fused.eq(0)
             # the fused pair completes (its rows through the requantizer and the unit)
-            m.d.comb += Cover(fused & fsm_state(t, "FETCH"))
-        waiting = fsm_state(t, "FETCH") | fsm_state(t, "IDLE")
+            m.d.comb += Cover(fused & fsm_state(t, "DECODE"))
+        # (an operation state goes straight to DECODE: FETCH only follows IDLE)
+        waiting = fsm_state(t, "DECODE") | fsm_state(t, "IDLE")
         since = Signal(range(bound + 2), name="cycles_in_instruction")
         with m.If(waiting):
             m.d.sync += since.eq(0)
@@ -798,7 +799,7 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
 @task("sequencer_live_dot", unit="Sequencer (hw/sequencer.py) with the Dot vector unit (DOT)",
       mode="bmc", depth=60, fast=False, properties=[
           f"bounded liveness as sequencer_live, with the segmented vector path: every "
-          f"instruction (n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}) reaches FETCH or IDLE within 56 "
+          f"instruction (n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}) reaches DECODE or IDLE within 56 "
           "cycles (DOT: 3 + n k + 6)",
       ])
 def sequencer_dot_harness(*, broken: str | None = None):
@@ -809,7 +810,7 @@ def sequencer_dot_harness(*, broken: str | None = None):
       "as a MATVEC epilogue", mode="bmc", depth=60, fast=False, properties=[
           f"bounded liveness as sequencer_live, with epilogue-fused MATVECs: every instruction "
           f"(n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}), a MATVEC with epi and its ADD or MUL "
-          f"epilogue as one, reaches FETCH or IDLE within {SEQ_BOUND} cycles",
+          f"epilogue as one, reaches DECODE or IDLE within {SEQ_BOUND} cycles",
           "multiplier pool: the requantizer and the epilogue's unit (declared concurrent) "
           "with no other client enabled at once",
       ])

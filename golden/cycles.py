@@ -2,15 +2,18 @@
 
 Pure Python (no torch, no Amaranth). Every formula is read off the RTL (hw/sequencer.py and
 the units it drives) and counts what the sequencer's ``cycles`` output counts: the cycles
-with ``busy`` high, from the first FETCH after ``start`` to the EXEC of HALT. The IDLE
+with ``busy`` high, from the FETCH after ``start`` to the EXEC of HALT. The IDLE
 cycle in which ``start`` is taken is not counted (it clears the counter), so a program's
-count is exactly the sum of its instructions' counts; there is no other start-up cost.
+count is exactly :data:`START_CYCLES` (that one FETCH, which puts ``pc`` = 0 on the program
+memory's address) plus the sum of its instructions' counts.
 
-Every instruction costs :data:`ISSUE_CYCLES` = 3 (the sequencer's FETCH, DECODE and EXEC
-states, one cycle each: FETCH puts ``pc`` on the program memory's address, DECODE
-registers the 128-bit word, EXEC dispatches on the opcode) plus the cycles of its own
-states before the sequencer returns to FETCH. Each formula below returns the whole,
-issue cycles included; HALT is the issue cycles alone (EXEC drops ``busy``).
+Every instruction costs :data:`ISSUE_CYCLES` = 2 (the sequencer's DECODE and EXEC states,
+one cycle each: DECODE registers the 128-bit word, EXEC dispatches on the opcode) plus the
+cycles of its own states before the sequencer goes to DECODE again: the next word is
+already on the program memory's output then (pc changes only at the end of DECODE, so it
+is addressed from EXEC on), so no instruction but the first needs a FETCH. Each formula
+below returns the whole, issue cycles included; HALT is the issue cycles alone (EXEC drops
+``busy``).
 
 Formulas are plain functions keyed by opcode in :data:`CYCLES`, each taking the
 :class:`~ternac.golden.isa.Instr` and, as keyword-only arguments, the accelerator
@@ -35,7 +38,7 @@ Calling convention for every formula (so an op registry can hold them as ``cycle
 op's data keywords (``normalize_steps``, ``s1_abs``, ``hit``); :func:`instr_cycles` passes
 each function only the keywords it declares.
 
-Source: hw/sequencer.py (FSM IDLE -> FETCH -> DECODE -> EXEC -> op state -> FETCH),
+Source: hw/sequencer.py (FSM IDLE -> FETCH -> DECODE -> EXEC -> op state -> DECODE),
 hw/streamer.py, hw/engine.py, hw/requant.py, hw/activation.py, hw/eltwise.py, hw/norm.py,
 hw/shiftmax.py, hw/divider.py, hw/dot.py, hw/vector.py (pass_control). Checked against the
 RTL by tests/test_cycles.py (single ops in Amaranth's simulator, whole programs in
@@ -51,15 +54,17 @@ from .ops import REGISTRY as _REG, spec as _spec
 from .tritcode import t3_word_bits
 from .widths import NORM_ISQRT_BITS, SM_RECIP_FRAC_BITS
 
-__all__ = ["ISSUE_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "REQUANT_LATENCY",
+__all__ = ["ISSUE_CYCLES", "START_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "REQUANT_LATENCY",
            "WEIGHT_FORMATS", "weight_word_bits", "CYCLES", "halt_cycles", "matvec_cycles",
            "argmax_cycles", "repeat_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
            "norm_normalize_steps",
            "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
 
-#: FETCH + DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
-ISSUE_CYCLES = 3
+#: DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
+ISSUE_CYCLES = 2
+#: The FETCH after ``start`` (pc = 0 addressed): once a run, counted in the first instruction.
+START_CYCLES = 1
 
 #: Weight formats of the streamer (golden.image.Format: I2_TILED, T3).
 WEIGHT_FORMATS = ("i2", "t3")
@@ -127,7 +132,7 @@ def _check_bound(bound: str) -> None:
 
 
 def halt_cycles(ins: Instr) -> int:
-    """HALT: ``3`` cycles (FETCH, DECODE, EXEC; EXEC drops ``busy`` and raises ``done``).
+    """HALT: ``2`` cycles (DECODE, EXEC; EXEC drops ``busy`` and raises ``done``).
 
     Source: hw/sequencer.py, EXEC ``Case(Op.HALT)``. An unknown opcode costs the same
     (``Default``, which also raises ``error``).
@@ -136,7 +141,7 @@ def halt_cycles(ins: Instr) -> int:
 
 
 def repeat_cycles(ins: Instr) -> int:
-    """REPEAT: ``3`` cycles (FETCH, DECODE, EXEC; EXEC loads the loop registers), once; its
+    """REPEAT: ``2`` cycles (DECODE, EXEC; EXEC loads the loop registers), once; its
     body's instructions cost their own formulas in every iteration (each is fetched again:
     the wrap to the body's first instruction is the pc update of DECODE, no extra cycle).
 
@@ -149,8 +154,8 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
                   epilogue_latency: int | None = None) -> int:
     """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
 
-        3 + 3 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
-        3 + 1                                             (n = 0)
+        2 + 3 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
+        2 + 1                                             (n = 0)
 
     with ``W`` = :data:`STREAMER_LATENCY` (2 for I2, 3 for T3) and, if the result is
     requantized (not RAW), ``d = max(0, R - L + r)``, ``R`` = :data:`REQUANT_LATENCY` = 4,
@@ -211,7 +216,7 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
 
 
 def argmax_cycles(ins: Instr) -> int:
-    """ARGMAX over ``n`` words of the output buffer: ``3 + n + 1`` (``3 + 1`` for n = 0).
+    """ARGMAX over ``n`` words of the output buffer: ``2 + n + 1`` (``2 + 1`` for n = 0).
 
     Source: hw/sequencer.py state ARGMAX: word ``j`` is addressed in cycle ``j`` and
     compared in cycle ``j + 1`` (1-cycle read latency); the state exits in the cycle that
@@ -224,9 +229,9 @@ def embed_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2") -> int:
     """EMBED of one row of ``k`` weight words (``B`` = :func:`weight_word_bits` / 8 bytes a
     word: ``2 * lanes / 8`` for I2, ``lanes / 5`` for T3)::
 
-        3 + 2 + 1 + k * B         (k >= 1, B >= 2)
-        3 + 2 + 2 k               (k >= 1, B = 1)
-        3 + 2                      (k = 0)
+        2 + 2 + 1 + k * B         (k >= 1, B >= 2)
+        2 + 2 + 2 k               (k >= 1, B = 1)
+        2 + 2                      (k = 0)
 
     (with ``WIDE``, 16-bit halfwords: ``B / 2`` for ``B``; B even)
 
@@ -266,7 +271,7 @@ def _one_pass(ins: Instr, latency: int) -> int:
 
 
 def activation_cycles(ins: Instr, *, latency: int = UNIT_TIMING["activation"][1]) -> int:
-    """SIGMOID / SILU / GELU on the Activation unit: ``3 + n + latency`` (``3 + 1`` for
+    """SIGMOID / SILU / GELU on the Activation unit: ``2 + n + latency`` (``2 + 1`` for
     n = 0); latency 22 in the RTL.
 
     Source: hw/sequencer.py state VEC: ``scratch[src]`` is addressed in EXEC, so element
@@ -280,7 +285,7 @@ def activation_cycles(ins: Instr, *, latency: int = UNIT_TIMING["activation"][1]
 
 
 def eltwise_cycles(ins: Instr, *, latency: int = UNIT_TIMING["eltwise"][1]) -> int:
-    """ADD / MUL on the Eltwise unit: ``3 + n + latency`` (``3 + 1`` for n = 0); latency 7.
+    """ADD / MUL on the Eltwise unit: ``2 + n + latency`` (``2 + 1`` for n = 0); latency 7.
 
     Source: as :func:`activation_cycles`; hw/eltwise.py ``Eltwise.latency`` = 7.
     """
@@ -346,13 +351,13 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
                 bound: str = "max", wait: int = 0) -> int:
     """RMSNORM / LAYERNORM of ``n`` elements on the Norm unit (2 passes)::
 
-        3 + 2 n + bits(n) + bits(|S1|) + steps + 2 W + 10 + latency     (n >= 1)
-        3 + 1                                                            (n = 0)
+        2 + 2 n + bits(n) + bits(|S1|) + steps + 2 W + 10 + latency     (n >= 1)
+        2 + 1                                                            (n = 0)
 
     with ``W = 16`` (isqrt and divider bits, golden.widths.NORM_ISQRT_BITS), latency 13,
     ``bits(v)`` the bit length (0 for 0), ``S1 = sum x`` (0 for RMSNorm) and ``steps`` =
     :func:`norm_normalize_steps` of the variance word (:func:`norm_data` computes both).
-    For n = 128, RMSNorm: ``3 + 319 + steps``.
+    For n = 128, RMSNorm: ``2 + 319 + steps``.
 
     Source (cycles from the first of the VEC state): pass 0 streams ``n`` beats (cycles
     ``0 .. n-1``); hw/vector.py pass_control DRAIN waits for the 2 pass-0 stages to empty
@@ -369,8 +374,8 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     brings the largest down) and ``|S1| <= n 2^15`` (LayerNorm); ``bound="min"``: 0 steps
     and ``S1 = 0``.
 
-    With ``ins.reuse`` (RMSNORM on the statistics the unit holds): pass 1 alone, ``3 + n +
-    latency`` (hw/vector.py pass_control with ``skip``), data-independent; ``3 + wait + n +
+    With ``ins.reuse`` (RMSNORM on the statistics the unit holds): pass 1 alone, ``2 + n +
+    latency`` (hw/vector.py pass_control with ``skip``), data-independent; ``2 + wait + n +
     latency`` where the statistics come from a tee (golden/isa.py) whose work the first
     beat waits for (``wait`` cycles past the VEC state's first: :func:`program_cycles`
     works it out from the tee's last beat and :func:`norm_work_cycles`).
@@ -398,8 +403,8 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
 def shiftmax_cycles(ins: Instr, *, latency: int = UNIT_TIMING["shiftmax"][1]) -> int:
     """SHIFTMAX of ``n`` elements on the Shiftmax unit (3 passes)::
 
-        3 + 3 n + 3 + (10 + 3) + Q + latency     (n >= 1; = 3 + 3 n + 45 in the RTL)
-        3 + 1                                    (n = 0)
+        2 + 3 n + 3 + (10 + 3) + Q + latency     (n >= 1; = 2 + 3 n + 45 in the RTL)
+        2 + 1                                    (n = 0)
 
     with ``Q = 16`` (quotient bits of the one division, golden.widths.SM_RECIP_FRAC_BITS +
     1) and latency 13. Data-independent.
@@ -419,13 +424,13 @@ def shiftmax_cycles(ins: Instr, *, latency: int = UNIT_TIMING["shiftmax"][1]) ->
 
 
 def sample_cycles(ins: Instr, *, hit: int | None = None, bound: str = "max") -> int:
-    """SAMPLE over ``n >= 1`` Q15 probabilities: ``3 + n + 6 + h``, ``h`` in ``[0, n - 1]``.
+    """SAMPLE over ``n >= 1`` Q15 probabilities: ``2 + n + 6 + h``, ``h`` in ``[0, n - 1]``.
 
     ``h`` is the index at which the cumulative sum first exceeds the threshold, which is
     the drawn index (the result register); when no index does, the scan ends at ``n - 1``
     and the result is 0. So with ``hit`` = the drawn index the count is exact except in
     that no-hit case (then pass ``hit=n - 1``). Without ``hit``: ``bound="max"`` gives
-    ``h = n - 1`` (``3 + 2 n + 5``), ``"min"`` gives ``h = 0``.
+    ``h = n - 1`` (``2 + 2 n + 5``), ``"min"`` gives ``h = 0``.
 
     Source: hw/sequencer.py states SMP_RD (1: address the LFSR words), SMP_LD (1: step the
     LFSR), SMP_P1 (``n``: sum the probabilities), SMP_THR (1: scale the draw), SMP_P2
@@ -449,7 +454,7 @@ def sample_cycles(ins: Instr, *, hit: int | None = None, bound: str = "max") -> 
 
 
 def dot_cycles(ins: Instr, *, latency: int = UNIT_TIMING["dot"][1]) -> int:
-    """DOT of ``n`` rows of ``k`` on the Dot unit: ``3 + n k + latency`` (``3 + 1`` for
+    """DOT of ``n`` rows of ``k`` on the Dot unit: ``2 + n k + latency`` (``2 + 1`` for
     n = 0); latency 6 in the RTL. Data-independent.
 
     Source: as :func:`activation_cycles`, with the ``n k`` elements of the one pass
@@ -558,9 +563,10 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
       upper bound), ``total_min`` (int, the lower bound; equal to ``total`` when exact),
       ``exact`` (bool), ``by_op`` ({opcode name: cycles, issue cycles included}, summing to
       ``total``), ``count`` ({opcode name: instructions}), ``issue`` (the FETCH/DECODE/EXEC
-      cycles within ``total``: 3 an instruction issued; an epilogue is not issued),
+      cycles within ``total``: 2 an instruction issued, an epilogue not, and the one FETCH
+      after start, :data:`START_CYCLES`, which ``per_instr[0]`` includes),
       ``per_instr`` (list of cycles, one an instruction of the unrolled stream; an
-      epilogue's 0, its MATVEC's entry the pair's; a REPEAT's 3 cycles are in ``by_op``,
+      epilogue's 0, its MATVEC's entry the pair's; a REPEAT's 2 cycles are in ``by_op``,
       ``count``, ``issue`` and the totals, not in this list). The kind of every figure is
       *modelled*.
 
@@ -640,10 +646,19 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     else:
         raise ValueError(f"the program of {n_prog} instructions has no HALT, so the "
                          f"RTL never finishes it")
+    if per_instr:       # the FETCH after start, in the first instruction's count
+        per_instr[0] += START_CYCLES
+        total_min += START_CYCLES
+        first = Op(program[0].op).name
+        by_op[first] = by_op.get(first, 0) + START_CYCLES
+        issued_start = START_CYCLES
+    else:
+        issued_start = 0
     if repeats:
         by_op["REPEAT"] = repeat_cycles(Instr(Op.REPEAT)) * repeats
         count["REPEAT"] = repeats
     rep = ISSUE_CYCLES * repeats
     return {"total": sum(per_instr) + rep, "total_min": total_min + rep, "exact": exact,
-            "by_op": by_op, "count": count, "issue": ISSUE_CYCLES * (issued + repeats),
+            "by_op": by_op, "count": count,
+            "issue": ISSUE_CYCLES * (issued + repeats) + issued_start,
             "per_instr": per_instr}

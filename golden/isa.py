@@ -114,7 +114,7 @@ Loops: REPEAT
               those named. Execution order is the *unrolled* program
               (:func:`expand_program`): every rule above between consecutive instructions
               (an epilogue, ``reuse``, ``tee``) applies to that order, and the cycles of a
-              REPEAT program are those of its unrolled stream plus 3 a REPEAT
+              REPEAT program are those of its unrolled stream plus 2 a REPEAT
               (golden/cycles.py). The lowering's post-pass
               (ternac.lower.compress_program) finds such runs in the unrolled program.
 """

@@ -628,6 +628,9 @@ class Sequencer(wiring.Component):
                                  self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0)]
                     m.d.sync += [o.eq(0) for o in rp_off]
                     m.next = "FETCH"
+            # FETCH only after start: prog_addr is pc (combinational) and pc changes only at
+            # the edge that ends DECODE or EPI_DEC, so from the cycle after EXEC on the word
+            # at pc is on prog_data; every operation state goes straight to DECODE.
             with m.State("FETCH"):
                 m.next = "DECODE"
             with m.State("DECODE"):
@@ -695,7 +698,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += [st.eq(f.as_signed()) for st, f in
                                      zip(rp_stride, (ins.src, ins.dst, ins.aux))]
                         m.d.sync += [o.eq(0) for o in rp_off]
-                        m.next = "FETCH"
+                        m.next = "DECODE"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
@@ -731,7 +734,7 @@ class Sequencer(wiring.Component):
                 # Done once every row is written and the engine has drained its padding lanes.
                 with m.If(rows_done & ~engine.o.valid):
                     m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0)]
-                    m.next = "FETCH"
+                    m.next = "DECODE"
             with m.State("EMB_TOK"):
                 m.d.sync += tok.eq(self.scr_rdata)
                 m.next = "EMB_ROW"
@@ -743,7 +746,7 @@ class Sequencer(wiring.Component):
                              emb_bend.eq(emb_bend_first), emb_b.eq(0)]
                 with m.If(k_zero):
                     m.d.sync += in_embed.eq(0)
-                    m.next = "FETCH"
+                    m.next = "DECODE"
                 with m.Else():
                     m.next = "EMB_READ"
             with m.State("EMB_READ"):
@@ -765,7 +768,7 @@ class Sequencer(wiring.Component):
                         m.d.sync += emb_addr.eq(emb_addr + 1)
                     with m.If(f_jlast):
                         m.d.sync += in_embed.eq(0)
-                        m.next = "FETCH"
+                        m.next = "DECODE"
                     with m.Elif(emb_bend_first):
                         m.next = "EMB_READ"
                     # else the next word is on w_rdata already: its first element next cycle
@@ -824,7 +827,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += [self.scr_waddr.eq(ins.aux + 1), self.scr_wdata.eq(lfsr[16:]),
                              self.scr_wen.eq(1)]
                 m.d.sync += self.result.eq(sidx)
-                m.next = "FETCH"
+                m.next = "DECODE"
             with m.State("VEC"):
                 m.d.comb += [
                     self.scr_waddr.eq(w_addr),
@@ -839,13 +842,13 @@ class Sequencer(wiring.Component):
                     if tees:
                         with m.If(norm_sel):        # a tee's RMSNORM is done
                             m.d.sync += tee_pend.eq(0)
-                    m.next = "FETCH"
+                    m.next = "DECODE"
             with m.State("ARGMAX"):
                 m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),
                              ajd.eq(idx), a_end.eq(idx == f_len_m1), a_first.eq(idx == 0)]
                 with m.If((adv & a_end) | n_zero):
                     m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
-                    m.next = "FETCH"
+                    m.next = "DECODE"
         # One-hot state encoding (Yosys's fsm_encoding attribute): the next-state logic of
         # twenty states, each entered from one or two others, is then a few gates a state
         # flip-flop instead of a binary decode behind every exit condition. Amaranth 0.5 has

@@ -192,10 +192,12 @@ def test_program_cycles_breakdown_and_errors():
     prog = [Instr(Op.MATVEC, n=10, k=64), Instr(Op.ARGMAX, n=10), Instr(Op.HALT),
             Instr(Op.ARGMAX, n=99)]                          # after HALT: not executed
     r = C.program_cycles(prog, 8)
-    assert r["per_instr"] == [C.matvec_cycles(prog[0], lanes=8), 3 + 11, 3]
-    assert r["by_op"] == {"MATVEC": r["per_instr"][0], "ARGMAX": 14, "HALT": 3}
+    # (the FETCH after start in the first instruction's count)
+    I = C.ISSUE_CYCLES
+    assert r["per_instr"] == [C.matvec_cycles(prog[0], lanes=8) + C.START_CYCLES, I + 11, I]
+    assert r["by_op"] == {"MATVEC": r["per_instr"][0], "ARGMAX": I + 11, "HALT": I}
     assert sum(r["by_op"].values()) == r["total"] == r["total_min"] and r["exact"]
-    assert r["count"] == {"MATVEC": 1, "ARGMAX": 1, "HALT": 1} and r["issue"] == 9
+    assert r["count"] == {"MATVEC": 1, "ARGMAX": 1, "HALT": 1} and r["issue"] == 3 * I + C.START_CYCLES
     with pytest.raises(ValueError, match="no HALT"):
         C.program_cycles(prog[:2], 8)
     with pytest.raises(ValueError, match="never finishes"):

@@ -291,8 +291,10 @@ def _step_data(program, words, cfg, scratch):
             data[pc] = C.norm_data(x, layernorm=ins.op == Op.LAYERNORM,
                                    neg=bool(ins.flags & Flag.NEG))
         # a MATVEC with its epilogue; a reuse RMSNORM alone as the same op without reuse
-        step = ([ins, program[pc + 1]] if ins.op == Op.MATVEC and ins.epi
-                else [dataclasses.replace(ins, reuse=0)])
+        # (a tee, golden/isa.py, alone: without it)
+        step = ([ins, dataclasses.replace(program[pc + 1], tee=0, tee8=0)]
+                if ins.op == Op.MATVEC and ins.epi
+                else [dataclasses.replace(ins, reuse=0, tee=0, tee8=0)])
         st = run_program(step + [Instr(Op.HALT)], words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=scratch,
