@@ -23,7 +23,7 @@ are.
 
 Exit codes: 0 every element equal to golden; 1 a difference, a contract violation or a
 failing bench; 2 bad input (an unknown unit, a --stall outside [0, 1), a --seed that is not
-an integer, a --waves path that cannot be written or does not end in .vcd or .fst), one
+a whole number from 0 to 2^32 - 1, a --waves path that cannot be written or does not end in .vcd or .fst), one
 sentence on stderr.
 """
 from __future__ import annotations
@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 
+from ternac.cliargs import range_message, whole
 from ternac.errors import InputError, check_output_file
 
 __all__ = ["UNITS", "add_sim_parser", "sim_main", "run_unit", "fst_available"]
@@ -48,17 +49,25 @@ DEFAULT_STALL = 0.3
 INT16 = (1 << 15) - 1
 
 
+#: Seeds of the benches: random.Random takes any int >= 0 without wrapping, so the bound
+#: is the CLI's other seeds' (train, generate, sweep): 32 bits.
+SEED_MAX = (1 << 32) - 1
+_SEED_WHY = "a negative seed would give the inputs and stalls of its absolute value"
+_seed = whole("--seed", 0, SEED_MAX, why=_SEED_WHY)
+
+
 def add_sim_parser(sub) -> None:
-    """Add ``sim`` to an argparse subparsers object (the values are checked by
-    :func:`sim_main`, so a bad one is one sentence)."""
+    """Add ``sim`` to an argparse subparsers object (``--seed`` is checked by its type,
+    the other values by :func:`sim_main`, so a bad one is one sentence)."""
     p = sub.add_parser("sim", help="run one unit's cocotb bench against golden, optionally "
                                    "writing a waveform (VCD/FST)")
     p.add_argument("unit", metavar="UNIT", help=f"one of {', '.join(UNITS)}")
     p.add_argument("--waves", default=None, metavar="FILE",
                    help="write a waveform of every signal (FILE.vcd, or FILE.fst where "
                         "Verilator's FST writer builds) for GTKWave or Surfer")
-    p.add_argument("--seed", default=str(DEFAULT_SEED),
-                   help=f"seed of the inputs and the stalls (default {DEFAULT_SEED})")
+    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
+                   help=f"seed of the inputs and the stalls, 0 to 2^32 - 1 (default "
+                        f"{DEFAULT_SEED})")
     p.add_argument("--stall", default=None, metavar="P",
                    help=f"probability of a stall cycle on valid and on ready, 0 <= P < 1 "
                         f"(default {DEFAULT_STALL}; the top has none)")
@@ -512,13 +521,6 @@ def run_unit(unit: str, *, seed: int = DEFAULT_SEED, stall: float | None = None,
             "build": str(bdir), "error": error, "wall_seconds": round(seconds, 3)}
 
 
-def _int(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be an integer, not {text!r}") from None
-
-
 def _float(text: str | None, what: str) -> float | None:
     if text is None:
         return None
@@ -534,11 +536,11 @@ def sim_main(args) -> int:
     # cocotb's WAVES variable (e.g. from `make sim WAVES=1`) would trace every build and
     # run of this process; only --waves says what is traced here.
     os.environ.pop("WAVES", None)
-    seed = _int(args.seed, "--seed")
-    if seed < 0:
-        # random.Random(-n) is random.Random(n): a negative seed would repeat its opposite.
-        raise InputError(f"--seed must be 0 or more (a negative seed gives the inputs and "
-                         f"stalls of its absolute value), not {seed}")
+    seed = args.seed
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        # Not from the parser (its type checked it). random.Random(-n) is random.Random(n):
+        # a negative seed would repeat its opposite.
+        raise InputError(range_message("--seed", seed, 0, SEED_MAX, why=_SEED_WHY))
     stall = _float(args.stall, "--stall")
     if stall is not None and not (0.0 <= stall < 1.0):
         raise InputError(f"--stall must be a probability from 0 up to (not including) 1, "

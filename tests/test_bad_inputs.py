@@ -379,7 +379,10 @@ ROWS = [
        f"a zero state never changes), not '{v}'", [])
       for name, v in (("0", 0), ("2^32", TWO32), ("2^32+1", TWO32 + 1), ("-1", -1),
                       ("text", "x"), ("float", "1.5"))],
-    ("sim-seed-negative", "sim engine --quiet --seed -1", 2, "--seed must be 0 or more", []),
+    *[(f"sim-seed-{name}", f"sim engine --quiet --seed {v}", 2,
+       f"--seed must be a whole number from 0 to 4294967295 (a negative seed would give the "
+       f"inputs and stalls of its absolute value), not '{v}'", [])
+      for name, v in (("negative", -1), ("2^32", TWO32), ("text", "x"))],
     # --- a device that cannot train -------------------------------------------------
     *[(f"device-{d}", f"train shakespeare --quiet --steps 1 --device {d} --out {{tmp}}/s.st",
        2, say, ["{tmp}/s.st"])
@@ -428,7 +431,6 @@ ROWS = [
        f"steps), not '{v}'", ["{tmp}/s.st"])
       for name, v in (("0", "0"), ("huge", "10000000"), ("float", "1e6"))],
     ("sim-stall-1", "sim engine --stall 1 --quiet", 2, "--stall must be a probability", []),
-    ("sim-seed-text", "sim engine --seed x --quiet", 2, "--seed must be an integer", []),
     ("no-command", "", 2, "required: COMMAND", []),
     ("no-backend", "run digits", 2, "the following arguments are required: --backend", []),
     ("no-out", "compile digits", 2, "the following arguments are required: --out", []),

@@ -107,7 +107,10 @@ def _ternac(*args):
     (["engine", "--stall", "1"], "--stall must be a probability"),
     (["engine", "--stall", "-0.1"], "--stall must be a probability"),
     (["engine", "--stall", "often"], "--stall must be a number"),
-    (["engine", "--seed", "x"], "--seed must be an integer"),
+    *[(["engine", "--seed", v], f"--seed must be a whole number from 0 to 4294967295 (a "
+                                f"negative seed would give the inputs and stalls of its "
+                                f"absolute value), not '{v}'")
+      for v in ("x", "-1", "4294967296", "1.5")],
     (["engine", "--waves", "/proc/ternac/no/such.vcd"], "cannot create the folder"),
     (["engine", "--waves", "waves.ghw"], "must end in .vcd or .fst"),
     (["top", "--stall", "0.2"], "the top's host port has no valid/ready"),
