@@ -276,20 +276,23 @@ def test_folded_embedding_equals_graph(lanes):
 
 
 def _tee_cases():
-    # (lanes, fused with a MATVEC, instructions between the tee and its RMSNORM, out8, n)
-    return [(8, False, 0, True, 37), (8, False, 1, False, 16), (8, True, 0, True, 13),
-            (32, True, 0, True, 13), (8, True, 1, True, 24)]
+    # (lanes, fused with a MATVEC, instructions between the tee and its RMSNORM, out8, n, op):
+    # two SIGMOIDs between: the unit's work is done before the RMSNORM starts (no wait)
+    return [(8, False, 0, True, 37, "MUL"), (8, False, 1, False, 16, "MUL"),
+            (8, True, 0, True, 13, "MUL"), (32, True, 0, True, 13, "MUL"),
+            (8, True, 1, True, 24, "MUL"), (8, False, 2, True, 16, "ADD"),
+            (8, True, 0, False, 20, "ADD"), (8, False, 0, True, 1, "MUL")]
 
 
 @pytest.mark.parametrize("case", _tee_cases(), ids=lambda c: f"L{c[0]}-{'mv' if c[1] else 'vec'}"
-                         f"-gap{c[2]}-{'out8' if c[3] else 'wide'}-n{c[4]}")
+                         f"-gap{c[2]}-{'out8' if c[3] else 'wide'}-n{c[4]}-{c[5]}")
 def test_norm_tee_rtl_equals_interpreter_and_model(case):
-    """A tee (golden/isa.py): MUL (standalone, or a MATVEC's epilogue, with padding lanes
-    at 32 lanes) streaming its results into the Norm unit's pass 0, optionally a SIGMOID
-    between, then the RMSNORM reusing those statistics and a second reuse of them: every
+    """A tee (golden/isa.py): MUL or ADD (standalone, or a MATVEC's epilogue, with padding
+    lanes at 32 lanes) streaming its results into the Norm unit's pass 0, SIGMOIDs between
+    or none, then the RMSNORM reusing those statistics and a second reuse of them: every
     result word RTL == interpreter == the program without the tee, cycles == model (the
     RMSNORM's wait for the unit's work included)."""
-    lanes, fused, gap, out8, n = case
+    lanes, fused, gap, out8, n, op = case
     seed = SEED + 7 * n + lanes + 2 * gap + fused
     print(f"seed {seed}")
     rng = random.Random(seed)
@@ -304,7 +307,8 @@ def test_norm_tee_rtl_equals_interpreter_and_model(case):
     w2 = [rng.randint(-32512, 32512) for _ in range(n)]
     fl = int(Flag.OUT8) if out8 else 0
     Y, N1, N2, S = 820, 870, 920, 970
-    mul = Instr(Op.MUL, src=SRC, aux=AUX, dst=Y, n=n, m=3000, s=9, tee=1, tee8=int(out8))
+    mul = Instr(Op[op], src=SRC, aux=AUX, dst=Y, n=n, tee=1, tee8=int(out8),
+                **(dict(m=3000, s=9) if op == "MUL" else dict(m=3, s=1, wbase=5, k=3)))
     prog = ([Instr(Op.MATVEC, flags=int(Flag.WIDE), src=SRC, n=n, k=k, m=40000, s=9, epi=1)]
             if fused else [])
     prog += [dataclasses.replace(mul, src=SRC if fused else 100)]
