@@ -125,6 +125,8 @@ KINDS = {
 
 _DEFAULT_CPU_BATCHES = (1, 16, 128, 1024)
 _DEFAULT_GPU_BATCHES = (1, 64, 1024, 8192, 65536, 262144, 1048576)
+#: The largest batch ``python -m ternac.baselines --batches`` takes: the GPU default's.
+BATCH_MAX = max(_DEFAULT_GPU_BATCHES)
 #: Largest |int8 activation| times the largest fan-in must stay below 2^24 for a float32
 #: GEMM to be exact.
 _F32_EXACT = 1 << 24
@@ -996,36 +998,56 @@ def main(argv=None) -> int:
 
     Exit 0 on success, 2 (one sentence on stderr) on bad input or when the device is absent.
     """
+    from ternac.cliargs import drop_argument_prefix, number, usable_cpus, whole, whole_list
+
+    class Parser(argparse.ArgumentParser):
+        # An argument error is one line, as the ternac CLI's (ternac.cli.Parser).
+        def error(self, message: str):
+            self.exit(2, f"ternac: error: {drop_argument_prefix(message)} (see {self.prog} "
+                         f"--help)\n")
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m ternac.baselines",
-                                 description="Measure the PyTorch baselines (tokens/s, inferences/s, "
-                                             "GPU power) of the flagship LM and the digits MLP.")
+    cpus = usable_cpus()
+    ap = Parser(prog="python -m ternac.baselines",
+                description="Measure the PyTorch baselines (tokens/s, inferences/s, "
+                            "GPU power) of the flagship LM and the digits MLP.")
     ap.add_argument("where", choices=("cpu", "gpu"))
     ap.add_argument("--out", default=None, help="JSON file to write")
     ap.add_argument("--device", default="cuda", help="torch CUDA device for 'gpu' (default cuda)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--batches", default=None, help="comma-separated batch sizes")
-    ap.add_argument("--warmup", type=int, default=None)
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--block-s", type=float, default=None, help="target seconds of one timed block")
-    ap.add_argument("--max-step-s", type=float, default=None)
-    ap.add_argument("--threads", default=None,
+    ap.add_argument("--batches", default=None, metavar="B,B,...",
+                    type=whole_list("--batches", 1, BATCH_MAX,
+                                    why="LM streams or digits images a step"),
+                    help=f"comma-separated batch sizes, each at most {BATCH_MAX}")
+    ap.add_argument("--warmup", type=whole("--warmup", 0, 1000, why="untimed steps a point"),
+                    default=None)
+    ap.add_argument("--repeats", type=whole("--repeats", 1, 1000, why="timed blocks a point"),
+                    default=None)
+    ap.add_argument("--block-s", type=number("--block-s", 0, 60, noun="a time in seconds",
+                                             why="the target length of one timed block"),
+                    default=None, help="target seconds of one timed block")
+    ap.add_argument("--max-step-s", type=number("--max-step-s", 0, 3600, above=True,
+                                                noun="a time in seconds",
+                                                why="a batch whose probe step takes longer is "
+                                                    "skipped"), default=None)
+    ap.add_argument("--threads", default=None, metavar="T,T,...",
+                    type=whole_list("--threads", 1, cpus,
+                                    why=f"torch.set_num_threads values; this machine has "
+                                        f"{cpus} CPUs"),
                     help="comma-separated CPU thread counts to measure at (cpu only; default 1 and torch's default)")
     ap.add_argument("--text", default=None, help="tinyshakespeare corpus for the integer LM's calibration")
-    ap.add_argument("--calib-chars", type=int, default=None)
+    ap.add_argument("--calib-chars", default=None,
+                    type=whole("--calib-chars", 1, 1_000_000,
+                               why="the first characters of the corpus's training split, "
+                                   "the integer LM's calibration; default 2000"))
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
     command = "python -m ternac.baselines " + shlex.join(argv)
     kw = {"workloads": [w.strip() for w in a.workloads.split(",") if w.strip()],
           "command": command, "text_path": a.text, "calib_chars": a.calib_chars,
           "progress": not a.quiet}
-    try:
-        if a.batches is not None:
-            kw["batches"] = [int(b) for b in a.batches.split(",") if b.strip()]
-    except ValueError:
-        print(f"ternac: error: --batches must be comma-separated integers, not {a.batches!r}",
-              file=sys.stderr)
-        return 2
+    if a.batches is not None:
+        kw["batches"] = list(a.batches)
     for k in ("warmup", "repeats", "block_s", "max_step_s"):
         if getattr(a, k) is not None:
             kw[k] = getattr(a, k)
@@ -1034,13 +1056,7 @@ def main(argv=None) -> int:
             from ternac.errors import check_output_file
             check_output_file(a.out, "JSON output", make_folder=True)
         if a.where == "cpu":
-            th = None
-            if a.threads is not None:
-                try:
-                    th = [int(t) for t in a.threads.split(",") if t.strip()]
-                except ValueError:
-                    raise InputError(f"--threads must be comma-separated integers, not {a.threads!r}") from None
-            r = measure_cpu(threads=th, **kw)
+            r = measure_cpu(threads=None if a.threads is None else list(a.threads), **kw)
         else:
             r = measure_gpu(device=a.device, **kw)
         if a.out is not None:

@@ -8,6 +8,8 @@
   list of them (``--cpu-batches 1,64``). :func:`range_message` is that sentence, for the
   checks an API makes of the same option (one wording for both). :func:`usable_cpus`: the
   CPUs this process may run on (the cap of the CPU-count options).
+* :func:`drop_argument_prefix` -- an argparse error of such a type as the type's sentence
+  (for a parser's ``error``: ternac.cli.Parser's rule, and ``python -m ternac.baselines``).
 * :func:`forget_unused_design` -- on the error path of a command, drop the Amaranth
   components the error stopped before elaboration, silently.
 
@@ -21,7 +23,8 @@ import math
 import os
 import sys
 
-__all__ = ["whole", "whole_list", "usable_cpus", "number", "range_message", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
+__all__ = ["whole", "whole_list", "usable_cpus", "number", "range_message",
+           "drop_argument_prefix", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
            "baud", "check_baud", "lanes"]
 
 
@@ -143,6 +146,18 @@ def check_baud(value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not BAUD_MIN <= value <= BAUD_MAX:
         raise ValueError(range_message("--baud", value, BAUD_MIN, BAUD_MAX, why=_BAUD_WHY))
     return value
+
+
+def drop_argument_prefix(message: str) -> str:
+    """An argparse error ``message`` on one line, without argparse's ``argument --x: ``
+    before a message that names its option itself (this module's types: ``argument
+    --warmup: --warmup must be ...`` is ``--warmup must be ...``)."""
+    message = " ".join(message.split())
+    head, sep, rest = message.partition(": ")
+    if sep and head.startswith("argument ") and any(
+            rest.startswith(name + " ") for name in head.split()[1].split("/")):
+        return rest
+    return message
 
 
 def forget_unused_design(exc: BaseException) -> None:

@@ -472,6 +472,52 @@ ROWS = [
      2, "error: the shakespeare model is compiled for 32, 40, 128 lanes, not 8", ["{tmp}/r"]),
 ]
 
+#: ``python -m ternac.baselines`` (its own parser, one line as the CLI's): the same shape of
+#: row, run through ternac.baselines.main; none of them measures anything.
+BASELINE_ROWS = [
+    ("baselines-warmup-text", "cpu --warmup x --out {tmp}/b.json", 2,
+     "--warmup must be a whole number from 0 to 1000 (untimed steps a point), not 'x'",
+     ["{tmp}/b.json"]),
+    ("baselines-repeats-0", "cpu --repeats 0 --out {tmp}/b.json", 2,
+     "--repeats must be a whole number from 1 to 1000 (timed blocks a point), not '0'",
+     ["{tmp}/b.json"]),
+    ("baselines-block-s-negative", "cpu --block-s=-1 --out {tmp}/b.json", 2,
+     "--block-s must be a time in seconds from 0 to 60", ["{tmp}/b.json"]),
+    ("baselines-max-step-s-0", "gpu --max-step-s 0 --out {tmp}/b.json", 2,
+     "--max-step-s must be a time in seconds above 0 and at most 3600", ["{tmp}/b.json"]),
+    *[(f"baselines-batches-{name}", f"cpu --batches {v} --out {{tmp}}/b.json", 2,
+       f"--batches must be comma-separated whole numbers from 1 to 1048576 (LM streams or "
+       f"digits images a step), not '{v}'", ["{tmp}/b.json"])
+      for name, v in (("text", "1,x"), ("0", "0"), ("huge", "1048577"))],
+    *[(f"baselines-threads-{name}", f"cpu --threads {v} --out {{tmp}}/b.json", 2,
+       f"--threads must be comma-separated whole numbers from 1 to {usable_cpus()} "
+       f"(torch.set_num_threads values; this machine has {usable_cpus()} CPUs), not '{v}'",
+       ["{tmp}/b.json"])
+      for name, v in (("text", "one"), ("0", "0"), ("above-the-machine", usable_cpus() + 1))],
+    ("baselines-calib-chars-0", "cpu --calib-chars 0 --out {tmp}/b.json", 2,
+     "--calib-chars must be a whole number from 1 to 1000000", ["{tmp}/b.json"]),
+    ("baselines-unknown-option", "cpu --bogus", 2, "unrecognized arguments: --bogus", []),
+]
+
+
+@pytest.mark.parametrize("row", BASELINE_ROWS, ids=[r[0] for r in BASELINE_ROWS])
+def test_bad_baselines_input(row, tmp_path, capsys, monkeypatch):
+    name, cmd, code, says, absent = row
+    monkeypatch.chdir(REPO)
+    subs = {"tmp": str(tmp_path)}
+    from ternac.baselines import main
+    try:
+        rc = main(_argv(cmd, subs))
+    except SystemExit as exc:           # argparse
+        rc = exc.code
+    out, err = capsys.readouterr()
+    assert rc == code, f"{name}: exit {rc}\nstdout {out}\nstderr {err}"
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ternac: error: "), err
+    assert says in lines[0] and lines[0].endswith("(see python -m ternac.baselines --help)")
+    for p in absent:
+        assert not os.path.exists(p.format(**subs)), f"{name} created {p.format(**subs)}"
+
 
 def _ids():
     return [r[0] for r in ROWS]
