@@ -149,22 +149,29 @@ class Graph:
         token-major K matrix of a head, one row a token."""
         return self._new(Vec(name, n, bits, scale, "temp"))
 
-    def view(self, name: str, parent: str, offset: int, n: int) -> str:
-        """The slice ``parent[offset:offset + n]`` as a vector of its own (same bits and
-        scale). Nodes may write the views of a ``temp`` parent one by one (each view once)
-        and read the parent whole.
+    def view(self, name: str, parent: str, offset: int, n: int, bits: int | None = None,
+             scale: float | None = None) -> str:
+        """The slice ``parent[offset:offset + n]`` as a vector of its own (the parent's bits
+        and scale unless given). Nodes may write the views of a ``temp`` parent one by one
+        (each view once) and read the parent whole. Views of an ``input`` parent may be
+        read, and written as work space once the input is no longer read (the host writes
+        the input again before the next run; the lowering keeps the input's fixed
+        address, so such a view costs no scratch of its own). A view's value in
+        :meth:`evaluate`'s result is the parent's slice at the end of the run.
 
         Raises
         ------
-        GraphError for an unknown or non-temp parent or a slice outside it.
+        GraphError for an unknown parent, one neither temp nor input, or a slice outside it.
         """
         p = self._vec(parent)
-        if p.kind != "temp":
-            raise GraphError(f"view {name!r}: its parent {parent!r} is a {p.kind} vector, not a temp")
+        if p.kind not in ("temp", "input"):
+            raise GraphError(f"view {name!r}: its parent {parent!r} is a {p.kind} vector, not a "
+                             f"temp or an input")
         if not (0 <= offset and n >= 1 and offset + n <= p.n):
             raise GraphError(f"view {name!r}: [{offset}, {offset + n}) is outside {parent!r} "
                              f"of {p.n} elements")
-        return self._new(Vec(name, n, p.bits, p.scale, "view", parent, offset))
+        return self._new(Vec(name, n, p.bits if bits is None else bits,
+                             p.scale if scale is None else scale, "view", parent, offset))
 
     def weight(self, name: str, trits: torch.Tensor, gamma: float = 0.0,
                act_scale: float = 0.0) -> str:

@@ -420,12 +420,23 @@ class IntViT:
     def from_checkpoint(cls, path=None) -> "IntViT":
         return cls(load_checkpoint(path)[0])
 
-    def graph(self):
-        """The model graph of one image: inputs ``p0`` .. ``p15`` (the 2x2 patches, 4 int8
-        pixels each, :meth:`feeds`); output ``logits`` (RAW int32), ARGMAX the class. Node
-        for node the module docstring's dataflow."""
-        if self._graph is not None:
-            return self._graph
+    def graph(self, lowmem: bool = True):
+        """The model graph of one image: input ``px``, the 64 int8 pixels in patch order
+        (patch ``t`` is the view ``p{t}``, 4 pixels; :meth:`feeds`); output ``logits`` (RAW
+        int32), ARGMAX the class. Node for node the module docstring's dataflow.
+
+        ``lowmem`` picks the schedule (the integers are the same either way; tests/test_vit.py
+        checks every logit): False, token-major: every LayerNorm once, all heads' K and V
+        live together (the scratch map's top is 3,684 words for the committed model); True
+        (default), head-major, sized for the iCEBreaker's 2,304-word scratchpad (9 EBR a
+        copy): a block runs head by head, computing K_h and V_h for every token and then
+        each query's attention on that head, so one head's K and V are live, not all; the
+        LayerNorm of a token is recomputed where it is needed (twice a head) instead of
+        kept for every token; the per-(head, token) work vectors (X, Q, scores,
+        probabilities) live in the input's 64 words, which nothing reads after the patch
+        embedding. It costs the recomputed LayerNorms' cycles."""
+        if self._graph is not None and self._graph[0] == lowmem:
+            return self._graph[1]
         from .graph import Graph, Vec
         from .isa import Flag, Op
         from .lm_int import norm_consts
@@ -435,8 +446,15 @@ class IntViT:
         OUT8, WIDE, RAW = int(Flag.OUT8), int(Flag.WIDE), int(Flag.RAW)
         res = _scale(self.absmax["res"])
         g = Graph(name="vit-digits")
-        # One int8 input vector a patch (the host writes the image's pixels in patch order).
-        pin = [g.input(f"p{t}", c.patch_dim, bits=8, scale=INPUT_SCALE) for t in range(c.n_patches)]
+        # The image's pixels in patch order, one input; patch t is a view of it.
+        px = g.input("px", c.n_patches * c.patch_dim, bits=8, scale=INPUT_SCALE)
+        pin = [g.view(f"p{t}", px, t * c.patch_dim, c.patch_dim) for t in range(c.n_patches)]
+        work = [0]
+
+        def scratch_view(what, off, n, bits, scale):
+            """A work vector in the input's words (lowmem): a fresh view each write."""
+            work[0] += 1
+            return g.view(f"{what}~{work[0]}", px, off, n, bits=bits, scale=scale)
 
         def tern(name, w, rows=None):
             t, gamma = numerics.absmean_ternarize(w.detach())
@@ -453,11 +471,11 @@ class IntViT:
             o = out if isinstance(out, str) and out in g.vecs else Vec(out, n, bits, out_scale)
             return g.add(Op.MATVEC, o, x, weight=wn, m=mm, s=ss, flags=flags)
 
-        def layernorm(x, ln, name, out_scale):
+        def layernorm(x, ln, name, out_scale, out=None):
             nm = norm_consts(name, ln.weight, out_scale, 8)
             if name not in g.consts:
                 g.const(name, nm.weight, 16)
-            return g.add(Op.LAYERNORM, Vec(name + ".out" + x, d, 8, out_scale), x, name,
+            return g.add(Op.LAYERNORM, out or Vec(name + ".out" + x, d, 8, out_scale), x, name,
                          m=nm.m, s=nm.s, flags=OUT8)
 
         # --- embedding: patches, class token, positions ----------------------------------
@@ -465,16 +483,22 @@ class IntViT:
         pos_scale = max(float(pos.abs().max()), 1e-6) / numerics.ACT_MAX
         g.table("pos", torch.clamp(torch.round(pos / pos_scale), -127, 127))
         pm, ps = numerics.dyadic(pos_scale / res)
+        # lowmem: the residual stream is one buffer, token t at t d, updated in place (each
+        # version a view), so every token's residual is at a constant stride.
+        rbuf = g.buffer("R", T * d, 16, res) if lowmem else None
+
+        def rvec(name, t):
+            return g.view(name, rbuf, t * d, d) if lowmem else Vec(name, d, 16, res)
         R = []
         for t in range(T):
             idx = g.const(f"idx{t}", torch.tensor([t]), 16)
             P = g.add(Op.EMBED, Vec(f"P{t}", d, 8, pos_scale), idx, weight="pos")
             if t == 0:
-                R.append(g.add(Op.ADD, Vec("R0.0", d, 16, res), P, P, m=pm, s=ps, m2=0, s2=0))
+                R.append(g.add(Op.ADD, rvec("R0.0", 0), P, P, m=pm, s=ps, m2=0, s2=0))
             else:
                 E = matvec(pin[t - 1], "patch", m.patch.weight, INPUT_SCALE, res, f"E{t}", WIDE,
                            bits=16)
-                R.append(g.add(Op.ADD, Vec(f"R{t}.0", d, 16, res), E, P, m=1, s=0, m2=pm, s2=ps))
+                R.append(g.add(Op.ADD, rvec(f"R{t}.0", t), E, P, m=1, s=0, m2=pm, s2=ps))
         # --- blocks -----------------------------------------------------------------------
         for li, blk in enumerate(m.blocks):
             p = f"blocks.{li}."
@@ -483,32 +507,74 @@ class IntViT:
             act = float(blk.qkv.act_scale)
             sq, sk, sv = (float(f.scale) for f in blk.fq)
             sc = _scale(self.absmax[p + "scores"])
-            X = [layernorm(R[t], blk.ln1, p + "ln1", act) for t in range(T)]
-            for h in range(H):
-                for nm in ("K", "V"):
-                    g.buffer(f"{p}{nm}{h}", T * dh, 8)
-            for t in range(T):
-                for h in range(H):
-                    for j, (nm, s_) in enumerate((("K", sk), ("V", sv))):
-                        rows = slice((j + 1) * d + h * dh, (j + 1) * d + (h + 1) * dh)
-                        v = g.view(f"{p}{nm}{h}[{t}]", f"{p}{nm}{h}", t * dh, dh)
-                        matvec(X[t], f"{p}{nm.lower()}{h}", blk.qkv.weight, act, s_, v, 0,
-                               rows=rows)
             so = float(blk.o.act_scale)
             s1m, s1s = numerics.dyadic(sq * sk / math.sqrt(dh) / sc)
             gm, gs = intops.exp_gain(sc)
             cm, cs = numerics.dyadic(2.0 ** -15 * sv / so)
+
+            def kv(h, t, x):
+                for j, (nm, s_) in enumerate((("K", sk), ("V", sv))):
+                    rows = slice((j + 1) * d + h * dh, (j + 1) * d + (h + 1) * dh)
+                    v = g.view(f"{p}{nm}{h}[{t}]", f"{p}{nm}{h}", t * dh, dh)
+                    matvec(x, f"{p}{nm.lower()}{h}", blk.qkv.weight, act, s_, v, 0, rows=rows)
+
+            def attend(h, t, x, ctx, qname=None, sname=None, aname=None):
+                """Query t on head h: C_t[h] = the words ctx = (buffer, offset) + h dh."""
+                q = matvec(x, f"{p}q{h}", blk.qkv.weight, act, sq, qname or f"{p}Q{h},{t}", 0,
+                           rows=slice(h * dh, (h + 1) * dh))
+                S = g.add(Op.DOT, sname or Vec(f"{p}S{h},{t}", T, 16, sc), q, f"{p}K{h}",
+                          m=s1m, s=s1s, k=dh)
+                A = g.add(Op.SHIFTMAX, aname or Vec(f"{p}A{h},{t}", T, 15, 2.0 ** -15), S,
+                          m=gm, s=gs)
+                g.add(Op.DOTT, g.view(f"{p}C{t}[{h}]", ctx[0], ctx[1] + h * dh, dh), A,
+                      f"{p}V{h}", m=cm, s=cs, k=T, flags=OUT8)
+
+            for h in range(H):
+                for nm in ("K", "V"):
+                    g.buffer(f"{p}{nm}{h}", T * dh, 8)
+            if lowmem:
+                # One buffer for every query's context, allocated whole at the first DOTT,
+                # so no context lands in a hole a head's K or V leaves (the allocator is
+                # first-fit) and the next head's K and V take their predecessors' words.
+                cb = g.buffer(f"{p}C", len(queries) * d, 8, so)
+                ctxs = {t: (cb, i * d) for i, t in enumerate(queries)}
+            else:
+                ctxs = {t: (g.buffer(f"{p}C{t}", d, 8, so), 0) for t in queries}
+            if lowmem:
+                # A block of one query (the last) keeps every token's LayerNorm (its context
+                # is one token's, so the X buffer fits where the contexts would be); the
+                # others recompute it where they need it, into the input's words.
+                keep = len(queries) == 1
+                if keep:
+                    xb = g.buffer(f"{p}X", T * d, 8, act)
+                    X = [layernorm(R[t], blk.ln1, p + "ln1", act,
+                                   out=g.view(f"{p}X{t}", xb, t * d, d)) for t in range(T)]
+
+                def ln1(t):
+                    if keep:
+                        return X[t]
+                    return layernorm(R[t], blk.ln1, p + "ln1", act,
+                                     out=scratch_view(f"{p}X{t}", 0, d, 8, act))
+                for h in range(H):
+                    for t in range(T):
+                        kv(h, t, ln1(t))
+                    for t in queries:
+                        attend(h, t, ln1(t), ctxs[t],
+                               qname=scratch_view(f"{p}Q{h},{t}", d, dh, 8, sq),
+                               sname=scratch_view(f"{p}S{h},{t}", 0, T, 16, sc),
+                               aname=scratch_view(f"{p}A{h},{t}", T, T, 15, 2.0 ** -15))
+            else:
+                X = [layernorm(R[t], blk.ln1, p + "ln1", act) for t in range(T)]
+                for t in range(T):
+                    for h in range(H):
+                        kv(h, t, X[t])
+                for t in queries:
+                    for h in range(H):
+                        attend(h, t, X[t], ctxs[t])
             newR = list(R)
             for t in queries:
-                ctx = g.buffer(f"{p}C{t}", d, 8, so)
-                for h in range(H):
-                    q = matvec(X[t], f"{p}q{h}", blk.qkv.weight, act, sq, f"{p}Q{h},{t}", 0,
-                               rows=slice(h * dh, (h + 1) * dh))
-                    S = g.add(Op.DOT, Vec(f"{p}S{h},{t}", T, 16, sc), q, f"{p}K{h}", m=s1m, s=s1s,
-                              k=dh)
-                    A = g.add(Op.SHIFTMAX, Vec(f"{p}A{h},{t}", T, 15, 2.0 ** -15), S, m=gm, s=gs)
-                    g.add(Op.DOTT, g.view(f"{p}C{t}[{h}]", ctx, h * dh, dh), A, f"{p}V{h}",
-                          m=cm, s=cs, k=T, flags=OUT8)
+                cb, off = ctxs[t]
+                ctx = g.view(f"{p}C{t}", cb, off, d) if lowmem else cb
                 O = matvec(ctx, f"{p}o", blk.o.weight, so, res, f"{p}O{t}", WIDE, bits=16)
                 R1 = g.add(Op.ADD, Vec(f"R{t}.{li}a", d, 16, res), R[t], O, m=1, s=0, m2=1, s2=0)
                 X2 = layernorm(R1, blk.ln2, p + "ln2", float(blk.fc1.act_scale))
@@ -521,7 +587,7 @@ class IntViT:
                 G = g.add(Op.GELU, Vec(f"{p}G{t}", c.mlp, 8, s2_), U, m=em, s=es, m2=am, s2=as_,
                           flags=OUT8)
                 D = matvec(G, f"{p}fc2", blk.fc2.weight, s2_, res, f"{p}D{t}", WIDE, bits=16)
-                newR[t] = g.add(Op.ADD, Vec(f"R{t}.{li}b", d, 16, res), R1, D, m=1, s=0, m2=1,
+                newR[t] = g.add(Op.ADD, rvec(f"R{t}.{li}b", t), R1, D, m=1, s=0, m2=1,
                                 s2=0)
             R = newR
         xf = layernorm(R[0], m.lnf, "lnf", float(m.head.act_scale))
@@ -529,13 +595,14 @@ class IntViT:
         logits = g.add(Op.MATVEC, Vec("logits", c.n_classes, 32), xf, weight=wn, flags=RAW)
         g.add(Op.ARGMAX, None, logits)
         g.outputs = [logits]
-        self._graph = g
+        self._graph = (lowmem, g)
         return g
 
     def feeds(self, x_int8: torch.Tensor) -> dict:
-        """The graph's inputs for (B, 64) int8 pixels: ``p{t}`` the t-th 2x2 patch."""
+        """The graph's input for (B, 64) int8 pixels: ``px``, (B, 64), the 2x2 patches in
+        order (patch ``t`` at ``4 t``)."""
         pt = patches(torch.as_tensor(x_int8).to(torch.int64), self.cfg)
-        return {f"p{t}": pt[:, t] for t in range(self.cfg.n_patches)}
+        return {"px": pt.reshape(pt.shape[0], -1)}
 
     def forward(self, x_int8: torch.Tensor) -> torch.Tensor:
         """(B, 64) int8 pixels -> (B, n_classes) int64 logits (raw accumulators)."""
@@ -565,7 +632,7 @@ def unit_errors(im: IntViT, x_int8: torch.Tensor) -> dict:
     """
     from .isa import Op
 
-    g = im.graph()
+    g = im.graph(lowmem=False)   # every vector its own (the lowmem schedule reuses words)
     env = g.evaluate(im.feeds(x_int8))
     sm_mass, sm_err, ge_err, ln_err = [], [], [], []
     for nd in g.nodes:
