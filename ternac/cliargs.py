@@ -32,22 +32,25 @@ def _num(v) -> str:
     return str(v) if isinstance(v, int) else f"{v:g}"
 
 
-def _range_text(lo, hi, above: bool = False) -> str:
+def _range_text(lo, hi, above: bool = False, below: bool = False) -> str:
     if lo is not None and hi is not None:
+        if below:
+            return (f"above {_num(lo)} and below {_num(hi)}" if above
+                    else f"from {_num(lo)} up to (not including) {_num(hi)}")
         return (f"above {_num(lo)} and at most {_num(hi)}" if above
                 else f"from {_num(lo)} to {_num(hi)}")
     if lo is not None:
         return f"above {_num(lo)}" if above else f"of at least {_num(lo)}"
-    return f"of at most {_num(hi)}"
+    return f"below {_num(hi)}" if below else f"of at most {_num(hi)}"
 
 
 def range_message(option: str, value, lo=None, hi=None, *, noun: str = "a whole number",
-                  why: str = "", above: bool = False) -> str:
+                  why: str = "", above: bool = False, below: bool = False) -> str:
     """The sentence for ``value`` of ``option`` outside ``lo .. hi`` (inclusive; None: no
-    bound; ``above``: strictly above ``lo``) or not a number: ``"--epochs must be a whole
-    number from 1 to 10000 (why), not '1e9'"``. ``value`` is quoted as typed (a string) or
-    as given (a number)."""
-    bounds = "" if lo is None and hi is None else " " + _range_text(lo, hi, above)
+    bound; ``above``: strictly above ``lo``; ``below``: strictly below ``hi``) or not a
+    number: ``"--epochs must be a whole number from 1 to 10000 (why), not '1e9'"``.
+    ``value`` is quoted as typed (a string) or as given (a number)."""
+    bounds = "" if lo is None and hi is None else " " + _range_text(lo, hi, above, below)
     return (f"{option} must be {noun}{bounds}" + (f" ({why})" if why else "")
             + f", not {value!r}")
 
@@ -105,21 +108,22 @@ def usable_cpus() -> int:
 
 
 def number(option: str, lo: float | None = None, hi: float | None = None, *,
-           noun: str = "a number", why: str = "", above: bool = False):
+           noun: str = "a number", why: str = "", above: bool = False, below: bool = False):
     """An argparse ``type=`` for a real option: the text as a finite ``float`` in
-    ``lo .. hi`` (inclusive; with ``above``, strictly above ``lo``). ``nan``, ``inf``, a
-    word or a value out of range raises ``argparse.ArgumentTypeError`` with
-    :func:`range_message`'s sentence (``noun`` names the quantity: ``"a clock in MHz"``)."""
+    ``lo .. hi`` (inclusive; with ``above``, strictly above ``lo``; with ``below``, strictly
+    below ``hi``). ``nan``, ``inf``, a word or a value out of range raises
+    ``argparse.ArgumentTypeError`` with :func:`range_message`'s sentence (``noun`` names
+    the quantity: ``"a clock in MHz"``)."""
     def parse(text: str) -> float:
         try:
             v = float(text)
         except (TypeError, ValueError):
             v = math.nan
         bad = (not math.isfinite(v) or (lo is not None and (v <= lo if above else v < lo))
-               or (hi is not None and v > hi))
+               or (hi is not None and (v >= hi if below else v > hi)))
         if bad:
             raise argparse.ArgumentTypeError(range_message(option, text, lo, hi, noun=noun,
-                                                           why=why, above=above))
+                                                           why=why, above=above, below=below))
         return v
     parse.__name__ = "number"
     return parse

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from ternac.cliargs import range_message, whole
+from ternac.cliargs import number, range_message, whole
 from ternac.errors import InputError, check_output_file
 
 __all__ = ["UNITS", "add_sim_parser", "sim_main", "run_unit", "fst_available"]
@@ -54,11 +54,14 @@ INT16 = (1 << 15) - 1
 SEED_MAX = (1 << 32) - 1
 _SEED_WHY = "a negative seed would give the inputs and stalls of its absolute value"
 _seed = whole("--seed", 0, SEED_MAX, why=_SEED_WHY)
+_STALL = {"lo": 0, "hi": 1, "noun": "a probability", "below": True}
+_stall = number("--stall", **_STALL)
 
 
 def add_sim_parser(sub) -> None:
-    """Add ``sim`` to an argparse subparsers object (``--seed`` is checked by its type,
-    the other values by :func:`sim_main`, so a bad one is one sentence)."""
+    """Add ``sim`` to an argparse subparsers object (``--seed`` and ``--stall`` are checked
+    by their types, the unit and the paths by :func:`run_unit`, so a bad one is one
+    sentence)."""
     p = sub.add_parser("sim", help="run one unit's cocotb bench against golden, optionally "
                                    "writing a waveform (VCD/FST)")
     p.add_argument("unit", metavar="UNIT", help=f"one of {', '.join(UNITS)}")
@@ -68,7 +71,7 @@ def add_sim_parser(sub) -> None:
     p.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
                    help=f"seed of the inputs and the stalls, 0 to 2^32 - 1 (default "
                         f"{DEFAULT_SEED})")
-    p.add_argument("--stall", default=None, metavar="P",
+    p.add_argument("--stall", type=_stall, default=None, metavar="P",
                    help=f"probability of a stall cycle on valid and on ready, 0 <= P < 1 "
                         f"(default {DEFAULT_STALL}; the top has none)")
     p.add_argument("--build-dir", default=None,
@@ -475,9 +478,8 @@ def run_unit(unit: str, *, seed: int = DEFAULT_SEED, stall: float | None = None,
         raise InputError(f"unknown unit {unit!r}; choose one of {', '.join(UNITS)}")
     if stall is None:
         stall = 0.0 if unit == "top" else DEFAULT_STALL
-    if not (0.0 <= stall < 1.0):
-        raise InputError(f"--stall must be a probability from 0 up to (not including) 1, "
-                         f"not {stall:g}")
+    if isinstance(stall, bool) or not isinstance(stall, (int, float)) or not 0 <= stall < 1:
+        raise InputError(range_message("--stall", stall, **_STALL))
     if unit == "top" and stall:
         raise InputError("--stall applies to the stream units; the top's host port has no "
                          "valid/ready to stall")
@@ -521,16 +523,6 @@ def run_unit(unit: str, *, seed: int = DEFAULT_SEED, stall: float | None = None,
             "build": str(bdir), "error": error, "wall_seconds": round(seconds, 3)}
 
 
-def _float(text: str | None, what: str) -> float | None:
-    if text is None:
-        return None
-    try:
-        v = float(text)
-    except ValueError:
-        raise InputError(f"{what} must be a number, not {text!r}") from None
-    return v
-
-
 def sim_main(args) -> int:
     """``ternac sim``: prints the bench's result line and the waveform's path."""
     # cocotb's WAVES variable (e.g. from `make sim WAVES=1`) would trace every build and
@@ -541,11 +533,7 @@ def sim_main(args) -> int:
         # Not from the parser (its type checked it). random.Random(-n) is random.Random(n):
         # a negative seed would repeat its opposite.
         raise InputError(range_message("--seed", seed, 0, SEED_MAX, why=_SEED_WHY))
-    stall = _float(args.stall, "--stall")
-    if stall is not None and not (0.0 <= stall < 1.0):
-        raise InputError(f"--stall must be a probability from 0 up to (not including) 1, "
-                         f"not {args.stall}")
-    r = run_unit(args.unit, seed=seed, stall=stall, waves=args.waves,
+    r = run_unit(args.unit, seed=seed, stall=args.stall, waves=args.waves,
                  build_dir=args.build_dir, progress=not args.quiet)
     n = r["notes"]
     tail = []

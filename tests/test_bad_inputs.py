@@ -430,7 +430,9 @@ ROWS = [
        f"--steps must be a whole number from 1 to 1000000 (the shakespeare recipe trains 9444 "
        f"steps), not '{v}'", ["{tmp}/s.st"])
       for name, v in (("0", "0"), ("huge", "10000000"), ("float", "1e6"))],
-    ("sim-stall-1", "sim engine --stall 1 --quiet", 2, "--stall must be a probability", []),
+    *[(f"sim-stall-{v}", f"sim engine --stall {v} --quiet", 2,
+       f"--stall must be a probability from 0 up to (not including) 1, not '{v}'", [])
+      for v in ("1", "often", "nan", "inf")],
     ("no-command", "", 2, "required: COMMAND", []),
     ("no-backend", "run digits", 2, "the following arguments are required: --backend", []),
     ("no-out", "compile digits", 2, "the following arguments are required: --out", []),
@@ -972,3 +974,21 @@ def test_whole_list_type():
             t(bad)
         assert str(e.value) == f"--b must be comma-separated whole numbers from 1 to 100 (w), " \
                                f"not {bad!r}"
+
+
+def test_number_below():
+    """ternac.cliargs.number(below=True): the upper bound excluded, and said so."""
+    import argparse
+
+    from ternac.cliargs import number, range_message
+    t = number("--p", 0, 1, noun="a probability", below=True)
+    assert t("0") == 0.0 and t("0.999") == 0.999
+    for bad in ("1", "1.5", "-0.1", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError) as e:
+            t(bad)
+        assert str(e.value) == f"--p must be a probability from 0 up to (not including) 1, " \
+                               f"not {bad!r}"
+    assert range_message("--x", 3, None, 2, noun="a number", below=True) == \
+        "--x must be a number below 2, not 3"
+    assert range_message("--x", 3, 0, 2, noun="a number", above=True, below=True) == \
+        "--x must be a number above 0 and below 2, not 3"

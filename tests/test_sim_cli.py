@@ -106,7 +106,10 @@ def _ternac(*args):
     (["nosuch"], "unknown unit 'nosuch'; choose one of streamer, engine"),
     (["engine", "--stall", "1"], "--stall must be a probability"),
     (["engine", "--stall", "-0.1"], "--stall must be a probability"),
-    (["engine", "--stall", "often"], "--stall must be a number"),
+    (["engine", "--stall", "often"], "--stall must be a probability from 0 up to (not "
+                                     "including) 1, not 'often'"),
+    (["engine", "--stall", "nan"], "--stall must be a probability from 0 up to (not "
+                                   "including) 1, not 'nan'"),
     *[(["engine", "--seed", v], f"--seed must be a whole number from 0 to 4294967295 (a "
                                 f"negative seed would give the inputs and stalls of its "
                                 f"absolute value), not '{v}'")
