@@ -148,7 +148,7 @@ LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}
 #: heads and tokens (99 instructions for the committed d=48 model, 726 unrolled, in its
 #: head-major schedule; ternac.lower.compress_program) in a 256-word program memory (8 EBR
 #: of 256 x 16 on the UP5K, its fewest for 128-bit words), a 2,304-word scratchpad (9 EBR
-#: a copy, 18 for the two read ports; the schedule's live peak is 2,289 words), 5,952
+#: a copy, 18 for the two read ports; the schedule's live peak is 2,289 words), 5,378
 #: weight words (one SPRAM), vectors up to 64 elements: 29 of the UP5K's 30 EBR with the
 #: output buffer (2) and the host link's (1).
 VIT_CONFIG = AccelConfig(lanes=8, weight_depth=8192, scratch_depth=2304, out_depth=16,
