@@ -4,8 +4,8 @@
   options, with a checked range: a bad value is one sentence naming the option and the
   range (``--tokens must be a whole number from 1 to 10000, not 'many'``), not argparse's
   ``argument --tokens: invalid int value: 'many'``; also :data:`lanes` and :data:`baud`,
-  the type of every ``--lanes`` and ``--baud``; :func:`whole_list` for a comma-separated
-  list of them (``--cpu-batches 1,64``). :func:`range_message` is that sentence, for the
+  the type of every ``--lanes`` and ``--baud``; :func:`whole_list` and :func:`number_list`
+  for a comma-separated list of them (``--cpu-batches 1,64``). :func:`range_message` is that sentence, for the
   checks an API makes of the same option (one wording for both). :func:`usable_cpus`: the
   CPUs this process may run on (the cap of the CPU-count options).
 * :func:`drop_argument_prefix` -- an argparse error of such a type as the type's sentence
@@ -23,7 +23,7 @@ import math
 import os
 import sys
 
-__all__ = ["whole", "whole_list", "usable_cpus", "number", "range_message",
+__all__ = ["whole", "whole_list", "number_list", "usable_cpus", "number", "range_message",
            "drop_argument_prefix", "forget_unused_design", "BAUD_MIN", "BAUD_MAX",
            "baud", "check_baud", "lanes"]
 
@@ -73,15 +73,9 @@ def whole(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = 
     return parse
 
 
-def whole_list(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = ""):
-    """An argparse ``type=`` for a comma-separated list of integers (``"1,64"``): a tuple
-    of ints, each in ``lo .. hi`` as :func:`whole` takes them, in the order given, repeats
-    dropped. An empty list or any item :func:`whole` refuses raises
-    ``argparse.ArgumentTypeError``: ``"--cpu-batches must be comma-separated whole numbers
-    from 1 to 65536, not '1,x'"`` (the text as typed)."""
-    item = whole(option, lo, hi)
-
-    def parse(text: str) -> tuple[int, ...]:
+def _list_of(item, message):
+    # item: the type of one element; message(text): the sentence for a bad list.
+    def parse(text: str) -> tuple:
         out = []
         try:
             for t in str(text).split(","):
@@ -91,10 +85,32 @@ def whole_list(option: str, lo: int | None = 1, hi: int | None = None, *, why: s
         except argparse.ArgumentTypeError:
             out = []
         if not out:
-            raise argparse.ArgumentTypeError(range_message(
-                option, text, lo, hi, noun="comma-separated whole numbers", why=why))
+            raise argparse.ArgumentTypeError(message(text))
         return tuple(out)
+    return parse
+
+
+def whole_list(option: str, lo: int | None = 1, hi: int | None = None, *, why: str = ""):
+    """An argparse ``type=`` for a comma-separated list of integers (``"1,64"``): a tuple
+    of ints, each in ``lo .. hi`` as :func:`whole` takes them, in the order given, repeats
+    dropped. An empty list or any item :func:`whole` refuses raises
+    ``argparse.ArgumentTypeError``: ``"--cpu-batches must be comma-separated whole numbers
+    from 1 to 65536, not '1,x'"`` (the text as typed)."""
+    parse = _list_of(whole(option, lo, hi), lambda text: range_message(
+        option, text, lo, hi, noun="comma-separated whole numbers", why=why))
     parse.__name__ = "list of whole numbers"
+    return parse
+
+
+def number_list(option: str, lo: float | None = None, hi: float | None = None, *,
+                noun: str = "numbers", why: str = "", above: bool = False):
+    """An argparse ``type=`` for a comma-separated list of reals (``"12,24.5"``): a tuple of
+    floats, each as :func:`number` takes it, in the order given, repeats dropped; else
+    ``argparse.ArgumentTypeError``: ``"--freq must be comma-separated clocks in MHz from 1
+    to 1000, not '12,1e9'"`` (``noun``: what the items are, plural)."""
+    parse = _list_of(number(option, lo, hi, above=above), lambda text: range_message(
+        option, text, lo, hi, noun="comma-separated " + noun, why=why, above=above))
+    parse.__name__ = "list of numbers"
     return parse
 
 
@@ -131,8 +147,8 @@ def number(option: str, lo: float | None = None, hi: float | None = None, *,
 
 #: The ``type=`` of every ``--lanes`` option: a whole number here; the lane counts a model
 #: takes are ternac.config.AccelConfig's check (its message names them).
-lanes = whole("--lanes", None, None, why="a multiple of 4 from 4 to 128; T3 weights: of 5 "
-                                         "from 5 to 80")
+LANES_WHY = "a multiple of 4 from 4 to 128; T3 weights: of 5 from 5 to 80"
+lanes = whole("--lanes", None, None, why=LANES_WHY)
 
 #: Host-link baud rates a command takes (``build --baud``, ``run``/``generate --backend
 #: board --baud``): from the slowest standard rate to the fastest of the boards' USB UARTs

@@ -84,10 +84,10 @@ import sys
 import time
 
 from ternac.boards import facts as _facts
-from ternac.cliargs import usable_cpus, whole
+from ternac.cliargs import LANES_WHY, number_list, usable_cpus, whole, whole_list
 from ternac.errors import InputError, check_output_dir, one_line, write_json
 
-__all__ = ["Point", "MODELS", "STATUSES", "FRONT_ONLY", "TOOL_PACKAGES", "parse_list",
+__all__ = ["Point", "MODELS", "STATUSES", "FRONT_ONLY", "TOOL_PACKAGES",
            "grid", "tool_versions", "source_hash", "file_sha256", "point_key", "run_point",
            "run_sweep", "pareto", "plot", "add_sweep_parser", "sweep_main"]
 
@@ -154,24 +154,6 @@ class Point:
         return s + (f" seed {self.seed}" if self.seed is not None else "")
 
 
-def parse_list(text: str, kind, what: str) -> list:
-    """``"8,16,32"`` as ``[8, 16, 32]`` (``kind`` int or float), in the order given, without
-    repeats. Raises InputError (one sentence) for an empty list or an item ``kind`` rejects."""
-    items = [t.strip() for t in str(text).split(",")]
-    if not any(items):
-        raise InputError(f"{what} is empty; give a comma-separated list such as 8,16,32")
-    out = []
-    for t in items:
-        try:
-            v = kind(t)
-        except ValueError:
-            raise InputError(f"{what} holds {t!r}, which is not "
-                             f"{'an integer' if kind is int else 'a number'}") from None
-        if v not in out:
-            out.append(v)
-    return out
-
-
 def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool = True,
          energy: bool = True) -> list[Point]:
     """Every combination of ``lanes`` x ``freqs`` (MHz; None: the board's default clock) x
@@ -180,7 +162,8 @@ def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool =
     Raises
     ------
     InputError (one sentence) for an unknown board or model, a lane count AccelConfig
-    rejects, a clock that is not positive and finite, or seeds for the digits model.
+    rejects, a clock outside a board build's (boards.build.check_freq), seeds for the
+    digits model or a seed outside 1 .. 2^32 - 1 (runner.check_lfsr_seed).
     """
     from ternac.config import AccelConfig
     if board not in _facts.BOARDS:
@@ -203,9 +186,9 @@ def grid(board: str, model: str, lanes, freqs=None, seeds=None, *, build: bool =
     if model == "digits" and seeds != [None]:
         raise InputError("--seed seeds the LM's sampler; the digits model has none, so "
                          "leave --seed out")
+    from ternac.runner import check_lfsr_seed
     for s in seeds:
-        if s is not None and not (0 <= s < (1 << 32)):
-            raise InputError(f"--seed must be from 0 to 2**32 - 1, not {s}")
+        check_lfsr_seed(s)      # 1 .. 2^32 - 1: 0 would sample as seed 1 does
     default = _facts.board(board).default_mhz
     return [Point(board, model, int(L), float(default if f is None else f), s, build, energy)
             for L in lanes for f in freqs for s in seeds]
@@ -1080,18 +1063,29 @@ def plot(summary: dict, path) -> dict:
 
 # ----------------------------------------------------------------------------- the CLI
 
+def _freqs(text: str) -> tuple[float, ...]:
+    """``--freq``: clocks in MHz from boards.build's MIN_FREQ_MHZ to MAX_FREQ_MHZ, the
+    bounds of a board build (boards.build, with Amaranth, is loaded only when given)."""
+    from ternac.boards.build import MAX_FREQ_MHZ, MIN_FREQ_MHZ
+    return number_list("--freq", MIN_FREQ_MHZ, MAX_FREQ_MHZ, noun="clocks in MHz")(text)
+
+
 def add_sweep_parser(sub):
     """Add ``sweep`` to an argparse subparsers object; sets ``func=sweep_main``."""
     p = sub.add_parser("sweep", help="sweep lanes/clock/seed design points as Ray tasks "
                                      "(lower, build, simulate, report) with a Pareto plot")
     p.add_argument("--board", choices=tuple(_facts.BOARDS), required=True)
     p.add_argument("--model", choices=MODELS, default="digits")
-    p.add_argument("--lanes", default="8,16,32", help="comma-separated lane counts "
-                                                      "(default 8,16,32)")
-    p.add_argument("--freq", default=None, help="comma-separated clocks in MHz (default: "
-                                                 "the board's)")
-    p.add_argument("--seed", default=None,
-                   help="comma-separated LM sampler seeds (default: greedy decoding)")
+    from ternac.runner import SEED_MAX, SEED_MIN, SEED_WHY
+    p.add_argument("--lanes", default=(8, 16, 32), metavar="L,L,...",
+                   type=whole_list("--lanes", None, None, why=LANES_WHY),
+                   help="comma-separated lane counts (default 8,16,32)")
+    p.add_argument("--freq", default=None, type=_freqs, metavar="MHZ,MHZ,...",
+                   help="comma-separated clocks in MHz (default: the board's)")
+    p.add_argument("--seed", default=None, metavar="S,S,...",
+                   type=whole_list("--seed", SEED_MIN, SEED_MAX, why=SEED_WHY),
+                   help="comma-separated LM sampler seeds, 1 to 2^32 - 1 (default: greedy "
+                        "decoding)")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped one)")
     p.add_argument("--address", default=None,
                    help="Ray cluster address (default: a new local instance)")
@@ -1118,9 +1112,9 @@ def add_sweep_parser(sub):
 
 def sweep_main(args) -> int:
     """``ternac sweep``: parse the lists, run :func:`run_sweep`, print a table."""
-    lanes = parse_list(args.lanes, int, "--lanes")
-    freqs = parse_list(args.freq, float, "--freq") if args.freq else None
-    seeds = parse_list(args.seed, int, "--seed") if args.seed else None
+    lanes = list(args.lanes)
+    freqs = list(args.freq) if args.freq else None
+    seeds = list(args.seed) if args.seed else None
     points = grid(args.board, args.model, lanes, freqs, seeds, build=not args.no_build,
                   energy=not args.no_energy)
     if args.checkpoint is not None and not os.path.isfile(args.checkpoint):

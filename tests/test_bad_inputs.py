@@ -311,8 +311,17 @@ ROWS = [
      "is the current folder, one above it or the repository", []),
     ("parent-folder-as-build-dir", "build unit engine --build-dir ..", 2,
      "is the current folder, one above it or the repository", []),
-    ("sweep-freq-1e9", "sweep --board icebreaker --lanes 8 --freq 1e9 --no-build", 2,
-     "--freq must be a clock in MHz from 1 to 1000", []),
+    *[(f"sweep-freq-{v}", f"sweep --board icebreaker --lanes 8 --freq {v} --no-build --out "
+       f"{{tmp}}/s --cache {{tmp}}/c", 2, f"--freq must be comma-separated clocks in MHz from "
+       f"1 to 1000, not '{v}'", ["{tmp}/s", "{tmp}/c"]) for v in ("1e9", "12,fast")],
+    ("sweep-lanes-text", "sweep --board icebreaker --lanes 8,eight --no-build --out {tmp}/s "
+     "--cache {tmp}/c", 2, "--lanes must be comma-separated whole numbers (a multiple of 4 "
+     "from 4 to 128; T3 weights: of 5 from 5 to 80), not '8,eight'", ["{tmp}/s", "{tmp}/c"]),
+    *[(f"sweep-seed-{name}", f"sweep --board ulx3s --model shakespeare --lanes 32 --seed {v} "
+       f"--no-build --out {{tmp}}/s --cache {{tmp}}/c", 2, f"--seed must be comma-separated "
+       f"whole numbers from 1 to 4294967295 (the sampler's 32-bit LFSR state; a zero state "
+       f"never changes), not '{v}'", ["{tmp}/s", "{tmp}/c"])
+      for name, v in (("0", "0"), ("2^32", f"1,{TWO32}"), ("text", "x"))],
     # --- an unwritable output ---------------------------------------------------------
     ("unwritable-compile-out", "compile digits --out /sys/ternac-out", 2, "not writable", []),
     ("unwritable-verilog-out", "verilog --out /sys/ternac-out", 2, "not writable", []),

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -234,10 +235,16 @@ def test_pareto_front():
 
 @pytest.mark.parametrize("argv, words", [
     (["--lanes", "6"], "lanes must be a multiple of 4"),
-    (["--lanes", "8,x"], "--lanes holds 'x'"),
-    (["--lanes", ","], "--lanes is empty"),
-    (["--freq", "-3"], "--freq must be a clock in MHz from 1"),
-    (["--freq", "1e9"], "--freq must be a clock in MHz from 1"),
+    (["--lanes", "8,x"], "--lanes must be comma-separated whole numbers (a multiple of 4 from "
+                         "4 to 128; T3 weights: of 5 from 5 to 80), not '8,x'"),
+    (["--lanes", ","], "--lanes must be comma-separated whole numbers"),
+    (["--freq", "-3"], "--freq must be comma-separated clocks in MHz from 1 to 1000, not '-3'"),
+    (["--freq", "1e9"], "--freq must be comma-separated clocks in MHz from 1 to 1000"),
+    (["--freq", "12,fast"], "--freq must be comma-separated clocks in MHz from 1 to 1000"),
+    # Seed 0 samples as seed 1 does (golden/sampler.seed_state): refused, as generate does.
+    (["--model", "shakespeare", "--seed", "0,1"], "--seed must be comma-separated whole "
+     "numbers from 1 to 4294967295 (the sampler's 32-bit LFSR state; a zero state never "
+     "changes), not '0,1'"),
     (["--seed", "1"], "--seed seeds the LM's sampler"),
     (["--checkpoint", "/nonexistent.safetensors"], "does not exist"),
     (["--num-cpus", "0"], "--num-cpus must be a whole number from 1 to "),
@@ -256,6 +263,17 @@ def test_bad_arguments_are_one_sentence(argv, words, capsys, tmp_path):
     assert code == 2
     assert err.startswith("ternac: error: ") and words in err and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_grid_refuses_what_the_parser_does():
+    """grid (the API) checks lanes, clocks and seeds with the CLI's sentences."""
+    from ternac.errors import InputError
+    for kw, says in (({"lanes": [6]}, "--lanes: lanes must be a multiple of 4"),
+                     ({"freqs": [1e9]}, "--freq must be a clock in MHz from 1 to 1000"),
+                     ({"seeds": [0]}, "--seed must be a whole number from 1 to 4294967295"),
+                     ({"seeds": [1 << 32]}, "--seed must be a whole number from 1 to")):
+        with pytest.raises(InputError, match=re.escape(says)):
+            sweep.grid("ulx3s", "shakespeare", kw.pop("lanes", [32]), **kw)
 
 
 def test_grid_order_and_defaults():
