@@ -31,8 +31,8 @@ and the PNG plots (resources against the device, cycles by op, throughput and en
 every baseline on log axes).
 
 Exit codes: 0 done; 1 the RTL disagreed with the golden model or a build missed timing;
-2 a user error (unknown board or model, a model that does not fit, an unusable folder), one
-sentence on stderr.
+2 a user error (unknown board or model, an option outside its range, a lane count the model
+is not built with, a model that does not fit, an unusable folder), one sentence on stderr.
 """
 from __future__ import annotations
 

@@ -166,6 +166,22 @@ def test_model_that_does_not_fit_is_one_sentence(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("kw, says", [
+    ({"tokens": 0}, "--tokens must be a whole number from 1 to 64 (Verilator runs, each "
+                    "compared with golden), not 0"),
+    ({"inferences": 65}, "--inferences must be a whole number from 1 to 64"),
+    ({"inferences": 1.5}, "--inferences must be a whole number from 1 to 64"),
+    ({"lanes": 6}, "lanes must be a multiple of 4 from 4 to 128, not 6"),
+    ({"lanes": 0}, "lanes must be a multiple of 4 from 4 to 128, not 0"),
+])
+def test_make_report_refuses_what_the_parser_does(kw, says):
+    """The API takes the CLI's ranges, in its sentences; a bad lane count is that (lanes 0
+    was the default, 6 'does not fit'), before any build or run."""
+    with pytest.raises(R.ReportError) as e:
+        R.make_report("icebreaker", "digits", progress=False, **kw)
+    assert str(e.value).startswith(says) and "does not fit" not in str(e.value)
+
+
 def test_fallback_board():
     board, note = R._board_for("icebreaker", "shakespeare", 32, True)
     assert board == "ulx3s" and note["asked"] == "icebreaker" and note["reason"]
