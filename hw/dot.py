@@ -1,4 +1,6 @@
 """Dot: rows of an activation-by-activation dot product with a dyadic requant (DOT)."""
+from functools import partial
+
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -31,8 +33,9 @@ class Dot(wiring.Component):
     beat is lost): input register; the product ``a * b`` (24 bits, a 16x8 product: one
     16 x 16 slot of :mod:`hw.mulpool`, an SB_MAC16 / MULT18X18); the accumulator (one adder, ``acc + (p ^ neg) + neg``, cleared
     by the first beat of a row); ``acc * m`` (``acc_bits + 17`` bits, two or three
-    slots for ``acc_bits`` up to 32 / 35, used once a row); the rounding shift by ``s``; the saturating output
-    register. Throughput one beat a cycle, rows back to back with no bubble; latency 6
+    slots for ``acc_bits`` up to 32 / 35, used once a row; 0 between rows); the rounding
+    shift by ``s`` (its barrel shifter one of the pool's shared ones, ``mul.shift``); the
+    saturating output register. Throughput one beat a cycle, rows back to back with no bubble; latency 6
     cycles from a row's last beat to its result; ``passes = 1``.
 
     Parameters
@@ -108,10 +111,13 @@ class Dot(wiring.Component):
         v3 = pipe.reg(v2 & last2, name="v")
 
         # Requantize the finished row (acc holds it while v3): acc * m, round, saturate.
-        xm = pipe.reg(mul(acc, self.m, name="accm"), signed(A + M_BITS + 1), name="xm")
+        # xm is 0 unless it holds a row's product (valid=), so its barrel shift is a
+        # zero_idle one on the pool's shared shifters (ORed in without a gate).
+        xm = pipe.reg(mul(acc, self.m, name="accm"), signed(A + M_BITS + 1), name="xm",
+                      valid=v3)
         v4 = pipe.reg(v3, name="v")
         out = rhu_sat_tail(m, pipe, xm, self.s, out_bits=OPERAND_BITS, wide=self.wide,
-                           name="dot_out")
+                           name="dot_out", halve=partial(mul.shift, zero_idle=True))
         v5 = pipe.reg(v4, name="v")
         m.d.comb += active.eq(Cat(self.i.valid, v1, v2, v3, v4, v5).any())
         with m.If(ce):

@@ -1,4 +1,6 @@
 """Shiftmax: integer softmax over a streamed vector, :func:`golden.intops.shiftmax` bit for bit."""
+from functools import partial
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -35,7 +37,8 @@ class Shiftmax(wiring.Component):
     0 and 1, 20 cycles of division, and the 13-cycle latency from a beat of pass 2 to its
     output). Three products on 16 x 16 slots of :mod:`hw.mulpool`
     (one SB_MAC16 each): ``a * m`` and ``r * S`` (the shift-exp core's quadratic, 10 x 16
-    bits) and ``e * R``.
+    bits) and ``e * R``; its three barrel shifts (the shift-exp core's two and the output
+    tail's by ``L + 15 - out_bits``) on the pool's shared shifters (``mul.shift``).
 
     Parameters
     ----------
@@ -132,7 +135,9 @@ class Shiftmax(wiring.Component):
         a = pipe.reg(mx - x, unsigned(OPERAND_BITS), name="a")
         v = pipe.reg(v, name="v")
         valids.append(v)
-        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul)
+        # The shift-exp core's product and e * R are 0 for a bubble (valid=), so their barrel
+        # shifts are zero_idle ones on the pool's shared shifters (ORed in without a gate).
+        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v)
         for _ in range(SHIFT_EXP_STAGES):
             v = pipe.reg(v, name="v")
             valids.append(v)
@@ -140,10 +145,12 @@ class Shiftmax(wiring.Component):
             m.d.sync += T.eq(T + e)
 
         # Pass 2: p = min(rhu(e * R, L + 15 - out_bits), 2^out_bits - 1).
-        eR = pipe.reg(mul(e, R, name="eR"), unsigned(K + 1 + r_bits), name="eR")
-        v = pipe.reg(v & (pass_idx == 2), name="v")
+        v2 = v & (pass_idx == 2)
+        eR = pipe.reg(mul(e, R, name="eR"), unsigned(K + 1 + r_bits), name="eR", valid=v2)
+        v = pipe.reg(v2, name="v")
         valids.append(v)
-        p = rhu_sat_tail(m, pipe, eR, shift, out_bits=OB, name="p")
+        p = rhu_sat_tail(m, pipe, eR, shift, out_bits=OB, name="p",
+                         halve=partial(mul.shift, zero_idle=True))
         v = pipe.reg(v, name="v")
         valids.append(v)
         with m.If(ce):

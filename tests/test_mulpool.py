@@ -328,3 +328,146 @@ def test_zero_idle_shifts_are_exact_while_idle_operands_are_zero():
     sim.add_testbench(bench)
     sim.run()
     assert pool.n_shift_slots == 1 and bad[0] == 1
+
+
+# --- A unit's shifts on shared shifters, watched by a spy client -------------------------
+
+class _Spy(Elaboratable):
+    """A second client on every shifter slot of ``owner.unit``: enabled exactly while the
+    unit is not (so the pair keeps the one-client-at-a-time contract), each of its shifts
+    as wide as the slot it shares. Elaborated after the unit, before the pool."""
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def elaborate(self, platform):
+        m = Module()
+        o = self.owner
+        unit = next(c for c in o.pool._clients if c.name == o.unit.pool_client)
+        m.d.comb += o.spy_en.eq(~unit.en.any())
+        cl = o.pool.client("spy", en=o.spy_en)
+        widths = sorted((o.pool._shift_width(v) for c, v, _, _ in o.pool._shifts
+                         if c is unit), reverse=True)
+        for k, w in enumerate(widths):
+            v, s = Signal(signed(w), name=f"spy_v{k}"), Signal(6, name=f"spy_s{k}")
+            o.spy.append((v, s, cl.shift(v, s, name=f"spy{k}")))
+        return m
+
+
+class _Spied(Elaboratable):
+    """``unit`` (built on ``pool``) with a :class:`_Spy` on each of its shifters."""
+
+    def __init__(self, unit, pool):
+        self.unit, self.pool = unit, pool
+        self.spy_en = Signal()
+        self.spy = []                                   # [(v, s, out)] once elaborated
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = self.unit
+        m.submodules.spy = _Spy(self)
+        m.submodules.pool = self.pool
+        return m
+
+
+def _dot_case(rng):
+    """One DOT problem and its ports: (ports, beats [(a, b, last)], expected rows)."""
+    import torch
+    from ternac.golden import vecops
+    from ternac.golden.isa import Flag, Instr, Op
+    k, n = rng.choice([(1, 1), (7, 3), (16, 2), (3, 5)])
+    big = rng.random() < 0.5
+    a = [rng.choice([32767, -32768, rng.randint(-32768, 32767)]) if big
+         else rng.randint(-127, 127) for _ in range(k)]
+    b = [rng.randint(-127, 127) for _ in range(n * k)]
+    flags = rng.choice([0, Flag.OUT8, Flag.NEG, Flag.NEG | Flag.OUT8])
+    mm, ss = rng.choice([(1, 0), (65535, 0), (40000, 20), (65535, 63), (rng.randint(1, 65535),
+                                                                         rng.randint(0, 40))])
+    ins = Instr(op=Op.DOT, flags=int(flags), m=mm, s=ss, k=k)
+    want = vecops.vector_op(ins, torch.tensor(a), torch.tensor(b)).tolist()
+    beats = [(a[i], b[j * k + i], int(i == k - 1)) for j in range(n) for i in range(k)]
+    ports = {"m": mm, "s": ss, "neg": int(bool(flags & Flag.NEG)),
+             "wide": int(not flags & Flag.OUT8)}
+    return ports, beats, want
+
+
+def _shiftmax_case(rng, out_bits):
+    import torch
+    from ternac.golden import intops
+    from ternac.hw.shiftmax import Shiftmax
+    n = rng.choice([1, 2, 5, 12])
+    xs = [rng.choice([127, -127, rng.randint(-127, 127), rng.randint(-3, 3)]) for _ in range(n)]
+    neg = rng.randint(0, 1)
+    mm, ss = intops.exp_gain(rng.choice([8 / 127, 1e-4, 20.0, 0.3]))
+    want = intops.shiftmax_q(torch.tensor([-x for x in xs] if neg else xs), mm, ss,
+                             out_bits).tolist()
+    beats = [(x, 0, int(j == n - 1)) for _ in range(Shiftmax.passes) for j, x in enumerate(xs)]
+    return {"m": mm, "s": ss, "neg": neg}, beats, want
+
+
+@pytest.mark.parametrize("which", ["dot", "shiftmax"])
+def test_unit_shifts_on_shared_shifters_leave_them_clean_while_idle(which):
+    """Dot / Shiftmax on a pool whose every shifter they share with a spy client enabled
+    whenever the unit is not (random input gaps and output stalls, seeded): the unit's rows
+    equal golden (golden.vecops DOT, golden.intops.shiftmax_q) through the shared shifters,
+    and the spy's shifts are exact in every cycle it is enabled, so the unit's zero_idle
+    operands (registers cleared for a bubble) are 0 whenever it is idle."""
+    from ternac.hw.dot import Dot
+    from ternac.hw.shiftmax import Shiftmax
+    seed = SEED + (7 if which == "dot" else 8)
+    rng = random.Random(seed)
+    print(f"seed={seed}")
+    pool = MulPool(name="sp")
+    if which == "dot":
+        unit = Dot(max_len=16, pool=pool)
+        cases = [_dot_case(rng) for _ in range(14)]
+    else:
+        unit = Shiftmax(out_bits=15, max_len=16, pool=pool)
+        cases = [_shiftmax_case(rng, 15) for _ in range(10)]
+    dut = _Spied(unit, pool)
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    got, spied = [], [0]
+
+    async def bench(ctx):
+        for ports, beats, want in cases:
+            for name, val in ports.items():
+                ctx.set(getattr(unit, name), val)
+            outs, j, offer = [], 0, False
+            idle = rng.choice([0, 3, 25])               # a gap before the vector
+            while len(outs) < len(want):
+                for v, s, _ in dut.spy:
+                    lo, hi = _lim(v.shape())
+                    ctx.set(v, rng.choice([lo, hi, -1, rng.randint(lo, hi)]))
+                    ctx.set(s, rng.randint(0, 63))
+                if not offer and j < len(beats) and idle <= 0:
+                    offer = rng.random() < 0.7           # valid held once raised
+                idle -= 1
+                if offer:
+                    a, b, last = beats[j]
+                    ctx.set(unit.i.payload.a, a)
+                    ctx.set(unit.i.payload.b, b)
+                    ctx.set(unit.i.payload.last, last)
+                ctx.set(unit.i.valid, int(offer))
+                ctx.set(unit.o.ready, int(rng.random() < 0.7))
+                if ctx.get(dut.spy_en):
+                    spied[0] += 1
+                    for v, s, out in dut.spy:
+                        vv, sv = ctx.get(v), ctx.get(s)
+                        assert ctx.get(out) == (2 * vv) >> sv, (vv, sv, ctx.get(out))
+                if offer and ctx.get(unit.i.ready):
+                    j, offer = j + 1, False
+                if ctx.get(unit.o.valid) and ctx.get(unit.o.ready):
+                    y = ctx.get(unit.o.payload.y)
+                    outs.append(y - (1 << 16) if which == "dot" and y >= 1 << 15 else y)
+                await ctx.tick()
+            ctx.set(unit.i.valid, 0)
+            got.append((outs, want))
+
+    sim.add_testbench(bench)
+    sim.run()
+    u = pool.shift_usage()
+    assert u["spy"] == u[unit.pool_client] and len(u["spy"]) == (1 if which == "dot" else 3)
+    for outs, want in got:
+        assert outs == want
+    assert spied[0] > 50, spied[0]
