@@ -19,6 +19,8 @@
 Nothing here states a numeric rule of its own: each function names the golden function it
 implements, and its widths come from :mod:`golden.intops` / :mod:`golden.widths`.
 """
+from functools import partial
+
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
@@ -257,7 +259,8 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Sign
     ``mul(x, y)``, if given, forms the two products (a :mod:`hw.mulpool` client; its
     ``shift`` then forms the two barrel shifts, on the pool's shared shifters); default
     ``x * y`` and :func:`rhu_halve`. ``valid``, if given, is the valid bit of ``a``'s beat:
-    the product register is then 0 for a bubble and its shift a ``zero_idle`` one.
+    the product register and the mantissa ``M`` are then 0 for a bubble and both barrel
+    shifts ``zero_idle`` ones.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
@@ -287,7 +290,16 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Sign
     q1 = pipe.reg(q, name="exp_q")
     rs = pipe.reg(mul(r1, slope), unsigned(F + bits_for(s_max)), name="exp_rs")
     q2 = pipe.reg(q1, name="exp_q")
-    mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
+    if valid is not None and halve is not rhu_halve:
+        # The valid bit of rs's beat (registers that repeat the caller's delay of ``valid``:
+        # Yosys merges the equal flip-flops): mant is 0 for a bubble, a zero_idle shift.
+        v_rs = valid
+        for _ in range(5):                     # prod, t, u, slope, rs
+            v_rs = pipe.reg(v_rs, name="exp_v")
+        mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant", valid=v_rs)
+        halve = partial(halve, zero_idle=True)
+    else:
+        mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
     qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
     return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e", halve=halve)
 

@@ -405,11 +405,33 @@ def _shiftmax_case(rng, out_bits):
     return {"m": mm, "s": ss, "neg": neg}, beats, want
 
 
-@pytest.mark.parametrize("which", ["dot", "shiftmax"])
+def _activation_case(rng):
+    """One SIGMOID / SILU / GELU vector (golden.vecops) and the Activation's ports."""
+    import torch
+    from ternac.golden import intops, vecops
+    from ternac.golden.isa import Flag, Instr, Op
+    from ternac.hw.activation import ActMode
+    op = rng.choice([Op.SIGMOID, Op.SILU, Op.GELU])
+    flags = rng.choice([0, Flag.OUT8, Flag.NEG, Flag.NEG | Flag.OUT8])
+    scale = rng.choice([8 / 127, 64 / 32767, 30.0])
+    mm, ss = intops.exp_gain(scale, intops.GELU_ALPHA if op == Op.GELU else 1.0)
+    m2, s2 = intops.act_out_multiplier(scale, rng.choice([8 / 127, 1e-3, 1.0]))
+    ins = Instr(op=op, flags=int(flags), m=mm, s=ss, wbase=m2, k=s2)
+    lim = 127 if rng.random() < 0.5 else 32767
+    xs = [rng.choice([lim, -lim, 0, rng.randint(-lim, lim)]) for _ in range(rng.randint(1, 9))]
+    want = vecops.vector_op(ins, torch.tensor(xs), torch.zeros(len(xs), dtype=torch.int64))
+    mode = {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}[op]
+    ports = {"m": mm, "s": ss, "m2": m2, "s2": s2, "mode": mode.value,
+             "neg": int(bool(flags & Flag.NEG)), "wide": int(not flags & Flag.OUT8)}
+    return ports, [(x, 0, int(j == len(xs) - 1)) for j, x in enumerate(xs)], want.tolist()
+
+
+@pytest.mark.parametrize("which", ["dot", "shiftmax", "activation"])
 def test_unit_shifts_on_shared_shifters_leave_them_clean_while_idle(which):
-    """Dot / Shiftmax on a pool whose every shifter they share with a spy client enabled
-    whenever the unit is not (random input gaps and output stalls, seeded): the unit's rows
-    equal golden (golden.vecops DOT, golden.intops.shiftmax_q) through the shared shifters,
+    """Dot / Shiftmax / Activation on a pool whose every shifter they share with a spy client
+    enabled whenever the unit is not (random input gaps and output stalls, seeded): the
+    unit's results equal golden (golden.vecops DOT, SIGMOID / SILU / GELU,
+    golden.intops.shiftmax_q) through the shared shifters,
     and the spy's shifts are exact in every cycle it is enabled, so the unit's zero_idle
     operands (registers cleared for a bubble) are 0 whenever it is idle."""
     from ternac.hw.dot import Dot
@@ -421,6 +443,10 @@ def test_unit_shifts_on_shared_shifters_leave_them_clean_while_idle(which):
     if which == "dot":
         unit = Dot(max_len=16, pool=pool)
         cases = [_dot_case(rng) for _ in range(14)]
+    elif which == "activation":
+        from ternac.hw.activation import Activation
+        unit = Activation(pool=pool)
+        cases = [_activation_case(rng) for _ in range(12)]
     else:
         unit = Shiftmax(out_bits=15, max_len=16, pool=pool)
         cases = [_shiftmax_case(rng, 15) for _ in range(10)]
@@ -459,7 +485,7 @@ def test_unit_shifts_on_shared_shifters_leave_them_clean_while_idle(which):
                     j, offer = j + 1, False
                 if ctx.get(unit.o.valid) and ctx.get(unit.o.ready):
                     y = ctx.get(unit.o.payload.y)
-                    outs.append(y - (1 << 16) if which == "dot" and y >= 1 << 15 else y)
+                    outs.append(y - (1 << 16) if which != "shiftmax" and y >= 1 << 15 else y)
                 await ctx.tick()
             ctx.set(unit.i.valid, 0)
             got.append((outs, want))
@@ -468,6 +494,8 @@ def test_unit_shifts_on_shared_shifters_leave_them_clean_while_idle(which):
     sim.run()
     u = pool.shift_usage()
     assert u["spy"] == u[unit.pool_client] and len(u["spy"]) == (1 if which == "dot" else 3)
+    assert set(pool._zero_idle) == {id(o) for c, _, _, o in pool._shifts
+                                    if c.name == unit.pool_client}     # every one of them
     for outs, want in got:
         assert outs == want
     assert spied[0] > 50, spied[0]
