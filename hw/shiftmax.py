@@ -22,8 +22,9 @@ class Shiftmax(wiring.Component):
     :func:`golden.intops.shiftmax_q` / :func:`~golden.intops.shiftmax` at any ``out_bits``
     (``m, s = golden.intops.exp_gain(scale)``):
 
-    1. pass 0: ``x = -a`` with ``neg`` (Flag.NEG), else ``a`` (registered); ``mx = max x``
-       (nothing goes further down the pipeline);
+    1. pass 0: ``x = ~a = -a - 1`` with ``neg`` (Flag.NEG: 16 bits, and every ``mx - x``
+       below is that of ``-a``), else ``a`` (registered); ``mx = max x`` (nothing goes
+       further down the pipeline);
     2. pass 1: ``e = shift_exp(mx - x)`` (8 stages), ``T += e`` (``bits(max_len * 2^15)``
        bits: 28 for 4096);
     3. between passes 1 and 2: ``L = floor(log2 T)`` (a priority encoder, registered) and
@@ -107,7 +108,7 @@ class Shiftmax(wiring.Component):
         m.d.comb += ce.eq(~self.o.valid | self.o.ready)
         pipe = Pipe(m, ce, "sm")
 
-        mx = Signal(signed(OPERAND_BITS + 1), init=-(1 << OPERAND_BITS))
+        mx = Signal(signed(OPERAND_BITS), init=-(1 << (OPERAND_BITS - 1)))
         T = Signal(t_bits)
         R = Signal(r_bits)
         shift = Signal(range(num_bits + 1))         # L + 15 - out_bits
@@ -123,13 +124,14 @@ class Shiftmax(wiring.Component):
         pass_idx, accept, work_start, new_vector = pass_control(
             m, passes=self.passes, i=self.i, ce=ce, pipe_busy=busy, work_done=work_done)
 
-        # Register x = +-a first; pass 0 takes the row maximum from that register (nothing
-        # goes further down the pipeline), passes 1 and 2 compute a = mx - x in [0, 2^16 - 1].
+        # Register x = a, or ~a = -a - 1 for NEG (no carry chain; the offset cancels in
+        # mx - x), first; pass 0 takes the row maximum from that register (nothing goes
+        # further down the pipeline), passes 1 and 2 compute a = mx - x in [0, 2^16 - 1].
         v_max = pipe.reg(accept & (pass_idx == 0), name="vmax")
         v = pipe.reg(accept & (pass_idx != 0), name="v")
         valids += [v_max, v]
-        x = pipe.reg(Mux(self.neg, -self.i.payload.a, self.i.payload.a),
-                     signed(OPERAND_BITS + 1), name="x")
+        x = pipe.reg(Mux(self.neg, ~self.i.payload.a, self.i.payload.a),
+                     signed(OPERAND_BITS), name="x")
         with m.If(ce & v_max & (x > mx)):
             m.d.sync += mx.eq(x)
         a = pipe.reg(mx - x, unsigned(OPERAND_BITS), name="a")
@@ -178,5 +180,5 @@ class Shiftmax(wiring.Component):
         m.d.comb += work_done.eq((pass_idx == 0) | (work_running & ~div_start & ~div.busy))
 
         with m.If(new_vector):
-            m.d.sync += [mx.eq(-(1 << OPERAND_BITS)), T.eq(0)]
+            m.d.sync += [mx.eq(-(1 << (OPERAND_BITS - 1))), T.eq(0)]
         return m
