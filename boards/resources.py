@@ -236,15 +236,20 @@ def memory_blocks(depth: int, width: int, family: str) -> int:
 
 def memories(cfg, board: str) -> dict:
     """The accelerator's memories on ``board``: ``{name: {depth, width, copies, EBR, SPRAM}}``
-    (hw/top.py: scratchpad with two read ports, output buffer, program, weights; the host
-    link's frame buffer is part of the ``hostlink`` unit's measured cost)."""
+    (hw/top.py: the scratchpad, a copy a read port, the one of port a only
+    ``scratch_a_depth`` deep when that is set (``scratch_a``); output buffer of
+    ``out_bits``-bit words; program; weights; the host link's frame buffer is part of the
+    ``hostlink`` unit's measured cost)."""
     b = _board(board)
     fam = b.family
     out = {}
-    for name, depth, width, copies in (
-            ("scratch", cfg.scratch_depth, SCRATCH_BITS, 2),
-            ("out", cfg.out_depth, OUT_WORD_BITS, 1),
-            ("prog", cfg.prog_depth, INSTR_BITS, 1)):
+    window = cfg.scratch_a_window
+    scratch = ([("scratch", cfg.scratch_depth, SCRATCH_BITS, 2)] if window == cfg.scratch_depth
+               else [("scratch", cfg.scratch_depth, SCRATCH_BITS, 1),
+                     ("scratch_a", window, SCRATCH_BITS, 1)])
+    for name, depth, width, copies in scratch + [
+            ("out", cfg.out_depth, cfg.out_bits, 1),
+            ("prog", cfg.prog_depth, INSTR_BITS, 1)]:
         out[name] = {"depth": depth, "width": width, "copies": copies,
                      "EBR": copies * memory_blocks(depth, width, fam), "SPRAM": 0}
     w = {"depth": cfg.weight_depth, "width": cfg.word_bits, "copies": 1, "EBR": 0, "SPRAM": 0}

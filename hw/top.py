@@ -18,7 +18,9 @@ __all__ = ["Accelerator"]
 class Accelerator(wiring.Component):
     """The ternac NPU for one :class:`~ternac.config.AccelConfig`.
 
-    Memories: scratchpad (``scratch_depth`` x 16 bit), output buffer (``out_depth`` x 32 bit),
+    Memories: scratchpad (``scratch_depth`` x 16 bit; with ``scratch_a_depth`` below it, port
+    a reads a second copy of only ``[0, scratch_a_depth)``), output buffer (``out_depth`` x
+    ``out_bits``, read back sign-extended to 32),
     program (``prog_depth`` x 128 bit, initialised with ``program_words``) and weights
     (``weight_depth`` x ``cfg.word_bits`` bit: ``2*lanes`` for I2, ``8*lanes/5`` for T3,
     ``cfg.weight_format``; initialised with ``weight_words``; a board may pass its own
@@ -70,7 +72,12 @@ class Accelerator(wiring.Component):
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
             vector_units=self._vector_units, weight_format=cfg.weight_format)
         m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS, depth=cfg.scratch_depth, init=[])
-        m.submodules.outbuf = outbuf = Memory(shape=32, depth=cfg.out_depth, init=[])
+        # Port a's window (AccelConfig.scratch_a_depth): a copy of [0, window) of its own.
+        window = cfg.scratch_a_window
+        if window < cfg.scratch_depth:
+            m.submodules.scratch_a = scratch_a = Memory(shape=SCRATCH_BITS, depth=window,
+                                                        init=[])
+        m.submodules.outbuf = outbuf = Memory(shape=cfg.out_bits, depth=cfg.out_depth, init=[])
         m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
         m.submodules.weights = wmem = self._weight_memory
 
@@ -89,20 +96,35 @@ class Accelerator(wiring.Component):
         word, slc = addr[stride_bits:], addr[:stride_bits]
 
         scr_r, scr_w = scratch.read_port(), scratch.write_port()
-        scr_r2 = scratch.read_port()
-        m.d.comb += [scr_r2.addr.eq(seq.scr_raddr2), seq.scr_rdata2.eq(scr_r2.data)]
+        scr_r2 = scratch.read_port() if window == cfg.scratch_depth else None
+        if scr_r2 is not None:
+            # One memory, two read ports (Yosys builds a copy for each): port a and the host
+            # read scr_r, port b reads scr_r2.
+            m.d.comb += [scr_r2.addr.eq(seq.scr_raddr2), seq.scr_rdata2.eq(scr_r2.data),
+                         scr_r.addr.eq(Mux(busy, seq.scr_raddr, addr)),
+                         seq.scr_rdata.eq(scr_r.data)]
+        else:
+            # The full copy serves port b and the host; the window's copy serves port a
+            # (its address taken modulo its width: the compiler keeps port a's reads inside
+            # the window, ternac.lower.check_program). Writes go to both where they can.
+            scr_ra, scr_wa = scratch_a.read_port(), scratch_a.write_port()
+            m.d.comb += [scr_r.addr.eq(Mux(busy, seq.scr_raddr2, addr)),
+                         seq.scr_rdata2.eq(scr_r.data),
+                         scr_ra.addr.eq(seq.scr_raddr), seq.scr_rdata.eq(scr_ra.data),
+                         scr_wa.addr.eq(scr_w.addr), scr_wa.data.eq(scr_w.data),
+                         scr_wa.en.eq(scr_w.en & (scr_w.addr < window))]
         out_r, out_w = outbuf.read_port(), outbuf.write_port()
         prg_r, prg_w = prog.read_port(), prog.write_port(granularity=32)
 
         m.d.comb += [
-            scr_r.addr.eq(Mux(busy, seq.scr_raddr, addr)),
-            seq.scr_rdata.eq(scr_r.data),
             scr_w.addr.eq(Mux(busy, seq.scr_waddr, addr)),
             scr_w.data.eq(Mux(busy, seq.scr_wdata, self.host_wdata)),
             scr_w.en.eq(Mux(busy, seq.scr_wen, self.host_we & (space == Space.SCRATCH))),
 
+            # Words of out_bits (AccelConfig.out_bits): the low bits written, read back
+            # sign-extended to 32.
             out_r.addr.eq(Mux(busy, seq.out_raddr, addr)),
-            seq.out_rdata.eq(out_r.data),
+            seq.out_rdata.eq(out_r.data.as_signed()),
             out_w.addr.eq(Mux(busy, seq.out_waddr, addr)),
             out_w.data.eq(Mux(busy, seq.out_wdata, self.host_wdata)),
             out_w.en.eq(Mux(busy, seq.out_wen, self.host_we & (space == Space.OUT))),
@@ -145,7 +167,7 @@ class Accelerator(wiring.Component):
             with m.Case(Space.SCRATCH):
                 m.d.comb += self.host_rdata.eq(scr_r.data.as_signed())
             with m.Case(Space.OUT):
-                m.d.comb += self.host_rdata.eq(out_r.data)
+                m.d.comb += self.host_rdata.eq(out_r.data.as_signed())
             with m.Case(Space.PROG):
                 m.d.comb += self.host_rdata.eq(prg_r.data.word_select(rslc, 32))
             with m.Case(Space.WEIGHTS):

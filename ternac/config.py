@@ -53,6 +53,22 @@ class AccelConfig:
         bits, golden.packing.tile_lanes) or ``"t3"`` (5 trits a byte, words of
         ``8 * lanes / 5`` bits, golden.packing.tile_lanes_t3; decoded by a ROM a byte in
         EBR): 40 lanes of T3 read the 64-bit word that feeds 32 lanes of I2.
+    scratch_a_depth : int or None
+        The *window* of the scratchpad's port a, ``[0, scratch_a_depth)`` in 16-bit words
+        (None, the default: ``scratch_depth``, the whole scratchpad). The scratchpad is two
+        copies, one a read port (iCE40/ECP5 block RAM has one read port a block): port a
+        (the operand fetcher's ``a``: a vector op's ``src`` operand, MATVEC's activations,
+        EMBED's index, SAMPLE's probabilities and first LFSR word) reads a copy that holds
+        only the window; port b (the ``b`` operand: ``aux``, the epilogue's ``b``, RMSNORM's
+        weight, SAMPLE's second LFSR word) and the host port read the full copy. Every write
+        goes to both copies where the window covers it. The compiler places whatever port
+        a reads inside the window and ternac.lower.check_program refuses a program that
+        reads outside it; the ISA's semantics do not change.
+    out_bits : int
+        Bits of an output-buffer word, 16 to 32 (default 32): a RAW MATVEC's accumulators,
+        stored in the low ``out_bits`` bits and read back sign-extended, so exact for
+        fan-ins with ``golden.widths.acc_width(k) <= out_bits`` (check_program refuses
+        others); 16 halves the buffer's block RAM.
 
     Raises
     ------
@@ -68,6 +84,8 @@ class AccelConfig:
     vector: tuple = ()
     max_vector: int = 256
     weight_format: str = "i2"
+    scratch_a_depth: int | None = None
+    out_bits: int = 32
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
@@ -92,6 +110,13 @@ class AccelConfig:
             v = getattr(self, name)
             if not (isinstance(v, int) and 1 <= v <= (1 << 20)):
                 raise ValueError(f"{name} must be an integer from 1 to 2**20, not {v!r}")
+        a = self.scratch_a_depth
+        if a is not None and not (isinstance(a, int) and not isinstance(a, bool)
+                                  and 1 <= a <= self.scratch_depth):
+            raise ValueError(f"scratch_a_depth must be None or an integer from 1 to "
+                             f"scratch_depth ({self.scratch_depth}), not {a!r}")
+        if not (isinstance(self.out_bits, int) and 16 <= self.out_bits <= 32):
+            raise ValueError(f"out_bits must be an integer from 16 to 32, not {self.out_bits!r}")
 
     @property
     def word_bits(self) -> int:
@@ -114,6 +139,12 @@ class AccelConfig:
         """32-bit host slices a weight word."""
         return -(-self.word_bits // 32)
 
+    @property
+    def scratch_a_window(self) -> int:
+        """Words of port a's scratch window, ``[0, scratch_a_window)``: ``scratch_a_depth``,
+        or ``scratch_depth`` when that is None."""
+        return self.scratch_depth if self.scratch_a_depth is None else self.scratch_a_depth
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -123,9 +154,16 @@ UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
 
 #: The accelerator the flagship shakespeare model (d=128, 3 layers, GLU 192, 65 symbols)
 #: is compiled for: 32 lanes fed by the UP5K's four 16-bit SPRAM ports (64-bit words),
-#: the whole SPRAM as weight memory, the ISA's largest scratchpad, fan-in up to 256
-#: (17-bit accumulators).
-LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=4096,
+#: the whole SPRAM as weight memory, fan-in up to 256 (17-bit accumulators). Its memories
+#: fit the UP5K's 30 EBR (boards/resources.py memories(), in 256 x 16 blocks): a 3,840-word
+#: scratchpad (15 EBR; 11 of the norm weights are staged from the weight memory, 3 more
+#: than at 4,096 words) whose port a reads a copy of only its first 1,280 words (5 EBR;
+#: scratch_a_depth: the token, the zero word, the 384 words of state and the 768 of work
+#: vectors port a reads), 16-bit output words (1 EBR: the logits' fan-in of 128 needs 15
+#: bits), the 256 x 128-bit program (8 EBR: 128-bit words take 8 blocks at any depth up
+#: to 256), and the host link's frame buffer (1): 30.
+LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=3840,
+                        scratch_a_depth=1280, out_bits=16,
                         out_depth=128, prog_depth=256, max_fan_in=256,
                         vector=("activation", "norm", "eltwise"), max_vector=256)
 #: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program.

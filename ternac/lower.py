@@ -61,13 +61,13 @@ def _registry():
     return _REGISTRY
 from ternac.golden.packing import embedding_words, tile_lanes, tile_lanes_t3
 from ternac.golden.sampler import seed_state, split_state
-from ternac.golden.widths import SHIFTMAX_OUT_BITS, shiftmax_min_out_bits
+from ternac.golden.widths import SHIFTMAX_OUT_BITS, acc_width, shiftmax_min_out_bits
 
 __all__ = ["CompileError", "Lowered", "Compiled", "CompiledLM", "lower", "compile_mlp",
            "compile_lm", "lm_config", "LM_CONFIG", "LM_SAMPLE_CONFIG", "UP5K_SPRAM_WORDS",
            "TOKEN_ADDR", "ZERO_ADDR", "STATE_ADDR", "split_bytes", "run_tokens",
            "load_model", "compile_checkpoint", "compile_image", "layers_from_image",
-           "write_compiled", "useful_macs", "check_program"]
+           "write_compiled", "useful_macs", "check_program", "port_a_reads"]
 
 _FIELD_BITS = dict(FIELDS)
 #: Scratch addresses the ISA can name (12-bit src/dst/aux fields).
@@ -276,12 +276,13 @@ Compiled = CompiledLM = Lowered
 
 class _Buf:
     """A scratch vector of the program: fixed (an address) or a work vector (allocated)."""
-    __slots__ = ("name", "n", "addr", "fixed", "first", "last")
+    __slots__ = ("name", "n", "addr", "fixed", "first", "last", "read_a")
 
     def __init__(self, name: str, n: int, addr: int | None = None):
         self.name, self.n, self.addr = name, n, addr
         self.fixed = addr is not None
         self.first = self.last = None
+        self.read_a = False     # read through the scratchpad's port a (port_a_reads)
 
 
 class _View:
@@ -310,6 +311,11 @@ class _Builder:
             elif v is not None:
                 fields[key] = int(v)
         idx = len(self.items)
+        # What port a reads (port_a_reads): src, and SAMPLE's aux (its first LFSR word).
+        for key in ("src", "aux") if op == Op.SAMPLE else ("src",):
+            v = ops.get(key)
+            if v is not None:
+                (v.base if isinstance(v, _View) else v).read_a = True
         # Reads first: a buffer read and written by one instruction (never allowed for
         # temps) is caught by the write check. A view's liveness is its parent's: from
         # the first write of any of its views to the last read.
@@ -330,20 +336,25 @@ class _Builder:
             v.last = idx
         self.items.append((dict(op=op, **fields), ops))
 
-    def allocate(self, base: int) -> int:
-        """Give every work vector an address >= base; returns the end of the work area."""
+    def allocate(self, base: int, keep=None, around=()) -> int:
+        """Give every work vector (those ``keep(v)`` is true of, default all) an address
+        >= base, clear of the vectors of ``around`` (placed before) live at the same time;
+        returns the end of the work area."""
         live: list[_Buf] = []
         end = base
         by_first = collections.defaultdict(list)
         for v in self.temps:
             if v.first is None:
                 continue   # never written: a vector of the graph the program does not need
+            if keep is not None and not keep(v):
+                continue
             by_first[v.first].append(v)
         for idx in range(len(self.items)):
             live = [v for v in live if v.last >= idx]
             for v in by_first.get(idx, ()):
                 addr = base
-                for u in sorted(live, key=lambda u: u.addr):
+                near = [u for u in around if u.first <= v.last and u.last >= v.first]
+                for u in sorted(live + near, key=lambda u: u.addr):
                     if addr + v.n <= u.addr:
                         break
                     addr = max(addr, u.addr + u.n)
@@ -654,7 +665,30 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             if not buf.fixed:     # keep a scratch output alive to the end of the program
                 buf.last = len(b.items)
     b.emit(Op.HALT)
-    work_end = b.allocate(fixed_end)
+    if cfg.scratch_a_window < cfg.scratch_depth:
+        # Port a sees only [0, scratch_a_window) (AccelConfig.scratch_a_depth): what it reads
+        # low. Inputs, zero and state stay first (their addresses are the program's
+        # interface); then the resident constants port a reads, the work vectors it reads
+        # (allocated among themselves), the work vectors only port b reads (in the room
+        # those leave, or above), and last the constants only port b reads (norm weights,
+        # the multipliers of MUL's b).
+        consts = [fixed[name] for name in g.consts if name in fixed]
+        addr = fixed_end - sum(c.n for c in consts)
+        for c in consts:
+            if c.read_a:
+                c.addr = addr
+                addr += c.n
+        fixed_end = addr
+        a_end = b.allocate(fixed_end, keep=lambda v: v.read_a)
+        placed = [v for v in b.temps if v.read_a and v.first is not None]
+        addr = max(a_end, b.allocate(fixed_end, keep=lambda v: not v.read_a, around=placed))
+        for c in consts:
+            if not c.read_a:
+                c.addr = addr
+                addr += c.n
+        work_end = addr
+    else:
+        work_end = b.allocate(fixed_end)
     outs = {k: (sp, bufs[k].addr if a is None else a, n) for k, (sp, a, n) in outs.items()}
     return b, words, wmap, tensors, fixed, staged, fixed_end, work_end, outs, zero
 
@@ -717,7 +751,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                            f"{cfg.prog_depth} the program memory holds (prog_depth)")
     from ternac.golden.isa import expand_program
     try:        # the REPEAT rules (golden/isa.py): counts, bodies, nesting, rsel
-        expand_program(prog)
+        stream = expand_program(prog)
     except ValueError as exc:
         raise CompileError(str(exc)) from None
     for idx, ins in enumerate(prog):
@@ -750,6 +784,45 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
         encode(ins)
+        if (ins.op == Op.MATVEC and ins.flags & Flag.RAW and ins.k >= 1
+                and acc_width(ins.k) > cfg.out_bits):
+            raise CompileError(f"instruction {idx} (MATVEC RAW) writes accumulators of fan-in "
+                               f"{ins.k} ({acc_width(ins.k)} bits), wider than the "
+                               f"{cfg.out_bits}-bit words of the output buffer (out_bits)")
+    window = cfg.scratch_a_window
+    prev = None
+    for pc, ins in stream:        # port a's window, in execution order (REPEAT unrolled)
+        for lo, hi in port_a_reads(ins, prev):
+            if hi > window:
+                raise CompileError(f"instruction {pc} ({spec(ins.op).name}) reads scratch "
+                                   f"[{lo}, {hi}) through port a, outside its window [0, "
+                                   f"{window}) (scratch_a_depth)")
+        prev = ins
+
+
+def port_a_reads(ins: Instr, prev: Instr | None = None) -> list[tuple[int, int]]:
+    """The scratch words ``[lo, hi)`` an instruction reads through the scratchpad's port a
+    (the operand fetcher's ``a``, hw/sequencer.py; AccelConfig.scratch_a_depth): a vector
+    op's ``src`` operand (``in_len`` words; not an epilogue's, whose ``a`` is the MATVEC's
+    rows: ``prev`` is the instruction executed before), MATVEC's activations (``k`` words
+    at ``src``), EMBED's index (``src``), SAMPLE's probabilities (``n`` at ``src``) and its
+    first LFSR word (``aux``). Port b reads the rest (``aux`` operands, the epilogue's
+    ``b``, RMSNORM's weight, SAMPLE's ``aux + 1``)."""
+    op = ins.op
+    if op == Op.MATVEC:
+        return [(ins.src, ins.src + ins.k)] if ins.k and ins.n else []
+    if op == Op.EMBED:
+        return [(ins.src, ins.src + 1)]
+    if op == Op.SAMPLE:
+        return [(ins.aux, ins.aux + 1)] + ([(ins.src, ins.src + ins.n)] if ins.n else [])
+    try:
+        s = spec(op)
+    except KeyError:
+        return []
+    if not s.vector or (prev is not None and prev.op == Op.MATVEC and prev.epi):
+        return []
+    n = s.in_len(ins.n, ins.k)
+    return [(ins.src, ins.src + n)] if n > 0 and ins.n > 0 else []
 
 
 def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
@@ -1118,10 +1191,11 @@ def compile_lm(intlm, cfg: AccelConfig = LM_CONFIG, sample: bool = False, *,
 
 
 def lm_config(intlm, *, lanes: int = 32, scratch_depth: int = 4096,
-              sample: bool = False) -> AccelConfig:
-    """The smallest AccelConfig of ``lanes`` lanes and ``scratch_depth`` words that holds
-    ``intlm``: weight_depth, prog_depth, out_depth, max_fan_in, the vector units the program
-    uses and max_vector = its longest summing vector.
+              sample: bool = False, scratch_a_depth: int | None = None) -> AccelConfig:
+    """The smallest AccelConfig of ``lanes`` lanes and ``scratch_depth`` words (port a's
+    window ``scratch_a_depth``, default the whole scratchpad) that holds ``intlm``:
+    weight_depth, prog_depth, out_depth, max_fan_in, the vector units the program uses and
+    max_vector = its longest summing vector.
 
     Raises
     ------
@@ -1130,11 +1204,13 @@ def lm_config(intlm, *, lanes: int = 32, scratch_depth: int = 4096,
     from ternac.golden.ops import VECTOR_UNITS
 
     big = AccelConfig(lanes=lanes, weight_depth=1 << 20, scratch_depth=scratch_depth,
+                      scratch_a_depth=scratch_a_depth,
                       out_depth=max(1, intlm.config.vocab_size), prog_depth=1 << 20,
                       max_fan_in=1 << 20, vector=VECTOR_UNITS, max_vector=1 << 20)
     cm = compile_lm(intlm, big, sample)
     used = {spec(i.op).unit for i in cm.program if spec(i.op).vector}
     return AccelConfig(lanes=lanes, weight_depth=len(cm.weight_words), scratch_depth=scratch_depth,
+                       scratch_a_depth=scratch_a_depth,
                        out_depth=intlm.config.vocab_size, prog_depth=len(cm.program),
                        max_fan_in=max(w.shape[1] for w in cm.graph.weights.values()),
                        vector=tuple(u for u in VECTOR_UNITS if u in used),

@@ -202,7 +202,8 @@ def test_flagship_shape_fits_the_up5k():
     assert len(cm.weight_words) <= UP5K_SPRAM_WORDS and cm.scratch_words <= 4096
     assert cm.trit_macs == SHAKESPEARE_CONFIG.n_ternary == 426_112
     assert len(cm.program) <= LM_CONFIG.prog_depth
-    assert lm_config(im).weight_depth == len(cm.weight_words)
+    assert lm_config(im, scratch_depth=LM_CONFIG.scratch_depth,
+                     scratch_a_depth=LM_CONFIG.scratch_a_depth).weight_depth == len(cm.weight_words)
     _check_equal(im, cm, ids[:3].tolist())
 
 
