@@ -125,7 +125,10 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
-                 vector_units=(), weight_format="i2"):
+                 vector_units=(), weight_format="i2", ops=None):
+        # The operations built (None: every golden.isa.Op); a vector op also needs its unit.
+        # An absent opcode halts with ``error`` as an unknown one (and builds no logic).
+        self._ops = frozenset(Op) if ops is None else frozenset(Op(op) for op in ops)
         self._vector_units = list(vector_units)
         # The multiplier pool (hw/mulpool.py) the vector units share, one per accelerator
         # (hw.vector_units.vector_units_for), or a pool of the sequencer's own.
@@ -138,6 +141,8 @@ class Sequencer(wiring.Component):
             for op in opmodes:
                 if not isinstance(op, Op):
                     raise TypeError(f"vector unit op {op!r} is not a golden.isa.Op")
+        self._vector_units = [(u, {op: md for op, md in om.items() if op in self._ops})
+                              for u, om in self._vector_units]
         if weight_format not in PackedWeightStreamer.FORMATS:
             raise ValueError(f"weight format must be one of "
                              f"{', '.join(PackedWeightStreamer.FORMATS)}, not {weight_format!r}")
@@ -197,8 +202,9 @@ class Sequencer(wiring.Component):
         tee_pend = Signal()     # a tee's RMSNORM has not finished yet
         nrm_wide = Signal()     # the Norm unit's int16 output (~OUT8 of its RMSNORM)
         emb_mul_en, smp_mul_en = Signal(), Signal()
-        emb_mul = pool.client("embed", en=emb_mul_en)
-        smp_mul = pool.client("sample", en=smp_mul_en)
+        has = self._ops             # the operations built (absent ones halt with error)
+        emb_mul = pool.client("embed", en=emb_mul_en) if Op.EMBED in has else None
+        smp_mul = pool.client("sample", en=smp_mul_en) if Op.SAMPLE in has else None
         m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=sa_bits,
                                                      pool=pool)
 
@@ -220,17 +226,21 @@ class Sequencer(wiring.Component):
         rp_stride = [Signal(20, name=f"rp_stride{e}") for e in (1, 2, 3)]
         rp_off = [Signal(20, name=f"rp_off{e}") for e in (1, 2, 3)]
         m.d.comb += pd.as_value().eq(raw_pd.as_value())
-        for i, name in enumerate(RSEL_FIELDS):
-            sel = raw_pd.rsel[2 * i:2 * i + 2]
-            off = Mux(sel[1], Mux(sel[0], rp_off[2], rp_off[1]), Mux(sel[0], rp_off[0], 0))
-            fld = getattr(pd, name)
-            m.d.comb += fld.eq((getattr(raw_pd, name) + off)[:len(fld)])
         rp_wrap = Signal()          # the word being decoded is the body's last
-        m.d.comb += rp_wrap.eq(rp_active & (pc == rp_last))
+        if Op.REPEAT in has:
+            for i, name in enumerate(RSEL_FIELDS):
+                sel = raw_pd.rsel[2 * i:2 * i + 2]
+                off = Mux(sel[1], Mux(sel[0], rp_off[2], rp_off[1]), Mux(sel[0], rp_off[0], 0))
+                fld = getattr(pd, name)
+                m.d.comb += fld.eq((getattr(raw_pd, name) + off)[:len(fld)])
+            m.d.comb += rp_wrap.eq(rp_active & (pc == rp_last))
 
         def step_pc():
             """pc past the word decoded now: the body's first word again at the end of an
             iteration with iterations left (offsets advanced), else the next word."""
+            if Op.REPEAT not in has:
+                m.d.sync += pc.eq(pc + 1)
+                return
             with m.If(rp_wrap & (rp_left != 0)):
                 m.d.sync += [pc.eq(rp_first), rp_left.eq(rp_left - 1)]
                 m.d.sync += [o.eq(o + st) for o, st in zip(rp_off, rp_stride)]
@@ -271,12 +281,15 @@ class Sequencer(wiring.Component):
         with m.Switch(pd.op):
             # SAMPLE and ARGMAX count their n elements, EMBED its k words and n bytes, with
             # the fetcher's element counter and the row counter (idle in those ops).
-            with m.Case(Op.SAMPLE):
-                m.d.comb += [d_smp.eq(1), d_len.eq(pd.n)]
-            with m.Case(Op.ARGMAX):
-                m.d.comb += d_len.eq(pd.n)
-            with m.Case(Op.EMBED):
-                m.d.comb += [d_len.eq(pd.k), d_rows.eq(pd.n)]
+            if Op.SAMPLE in has:
+                with m.Case(Op.SAMPLE):
+                    m.d.comb += [d_smp.eq(1), d_len.eq(pd.n)]
+            if Op.ARGMAX in has:
+                with m.Case(Op.ARGMAX):
+                    m.d.comb += d_len.eq(pd.n)
+            if Op.EMBED in has:
+                with m.Case(Op.EMBED):
+                    m.d.comb += [d_len.eq(pd.k), d_rows.eq(pd.n)]
             with m.Case(Op.MATVEC):
                 m.d.comb += [d_mv.eq(1), d_len.eq(pd.k), d_rows.eq(pd.n), d_passes.eq(1)]
             for unit, opmodes in self._vector_units:
@@ -676,29 +689,33 @@ class Sequencer(wiring.Component):
                                 m.next = "MATVEC"
                         else:
                             m.next = "MATVEC"
-                    with m.Case(Op.SAMPLE):
-                        m.next = "SMP_RD"
-                    with m.Case(Op.EMBED):
-                        # scr_raddr is a_addr = src here: the token id.
-                        m.d.sync += in_embed.eq(1)
-                        m.next = "EMB_TOK"
-                    with m.Case(Op.ARGMAX):
-                        # a_addr = src is read now: out[src] is in `value` in ARGMAX cycle 1.
-                        m.d.sync += [idx.eq(0), adv.eq(0), bidx.eq(0), best.eq(0),
-                                     a_addr.eq(a_addr + 1)]
-                        m.next = "ARGMAX"
+                    if Op.SAMPLE in has:
+                        with m.Case(Op.SAMPLE):
+                            m.next = "SMP_RD"
+                    if Op.EMBED in has:
+                        with m.Case(Op.EMBED):
+                            # scr_raddr is a_addr = src here: the token id.
+                            m.d.sync += in_embed.eq(1)
+                            m.next = "EMB_TOK"
+                    if Op.ARGMAX in has:
+                        with m.Case(Op.ARGMAX):
+                            # a_addr = src is read now: out[src] is in `value` in ARGMAX cycle 1.
+                            m.d.sync += [idx.eq(0), adv.eq(0), bidx.eq(0), best.eq(0),
+                                         a_addr.eq(a_addr + 1)]
+                            m.next = "ARGMAX"
                     if vec_ops:
                         with m.Case(*vec_ops):
                             m.d.sync += in_vec.eq(1)
                             m.next = "VEC"
-                    with m.Case(Op.REPEAT):
-                        # pc is the body's first word (DECODE stepped past the REPEAT).
-                        m.d.sync += [rp_active.eq(1), rp_left.eq(ins.n - 1), rp_first.eq(pc),
-                                     rp_last.eq(pc + ins.k - 1)]
-                        m.d.sync += [st.eq(f.as_signed()) for st, f in
-                                     zip(rp_stride, (ins.src, ins.dst, ins.aux))]
-                        m.d.sync += [o.eq(0) for o in rp_off]
-                        m.next = "DECODE"
+                    if Op.REPEAT in has:
+                        with m.Case(Op.REPEAT):
+                            # pc is the body's first word (DECODE stepped past the REPEAT).
+                            m.d.sync += [rp_active.eq(1), rp_left.eq(ins.n - 1), rp_first.eq(pc),
+                                         rp_last.eq(pc + ins.k - 1)]
+                            m.d.sync += [st.eq(f.as_signed()) for st, f in
+                                         zip(rp_stride, (ins.src, ins.dst, ins.aux))]
+                            m.d.sync += [o.eq(0) for o in rp_off]
+                            m.next = "DECODE"
                     with m.Case(Op.HALT):
                         m.d.sync += [self.busy.eq(0), self.done.eq(1)]
                         m.next = "IDLE"
@@ -735,99 +752,101 @@ class Sequencer(wiring.Component):
                 with m.If(rows_done & ~engine.o.valid):
                     m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0)]
                     m.next = "DECODE"
-            with m.State("EMB_TOK"):
-                m.d.sync += tok.eq(self.scr_rdata)
-                m.next = "EMB_ROW"
-            with m.State("EMB_ROW"):
-                m.d.comb += emb_mul_en.eq(1)
-                # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
-                # out_left / ol_is0: bytes still to write (n; the row may be longer).
-                m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)),
-                             emb_bend.eq(emb_bend_first), emb_b.eq(0)]
-                with m.If(k_zero):
-                    m.d.sync += in_embed.eq(0)
-                    m.next = "DECODE"
-                with m.Else():
-                    m.next = "EMB_READ"
-            with m.State("EMB_READ"):
-                # The word at emb_addr is on w_rdata from the next cycle on (held address).
-                m.next = "EMB_RUN"
-            with m.State("EMB_RUN"):
-                m.d.comb += [
-                    self.scr_waddr.eq(w_addr),
-                    self.scr_wdata.eq(emb_byte),
-                    self.scr_wen.eq(~ol_is0),
-                ]
-                m.d.sync += w_addr.eq(w_addr + 1)
-                with m.If(~ol_is0):
-                    count_row()
-                with m.If(emb_bend):
-                    m.d.sync += [emb_b.eq(0), emb_bend.eq(emb_bend_first),
-                                 f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1)]
-                    with m.If(emb_bend_first):      # one element a word: address the next now
-                        m.d.sync += emb_addr.eq(emb_addr + 1)
-                    with m.If(f_jlast):
+            if Op.EMBED in has:
+                with m.State("EMB_TOK"):
+                    m.d.sync += tok.eq(self.scr_rdata)
+                    m.next = "EMB_ROW"
+                with m.State("EMB_ROW"):
+                    m.d.comb += emb_mul_en.eq(1)
+                    # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
+                    # out_left / ol_is0: bytes still to write (n; the row may be longer).
+                    m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)),
+                                 emb_bend.eq(emb_bend_first), emb_b.eq(0)]
+                    with m.If(k_zero):
                         m.d.sync += in_embed.eq(0)
                         m.next = "DECODE"
-                    with m.Elif(emb_bend_first):
+                    with m.Else():
                         m.next = "EMB_READ"
-                    # else the next word is on w_rdata already: its first element next cycle
-                with m.Else():
-                    m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_bend_next(emb_b))]
-                    with m.If(emb_bend_next(emb_b)):
-                        # The next element is the word's last (on w_rdata next cycle, read
-                        # at the address held now): address the next word, so that it is
-                        # on w_rdata in the cycle after that one (1-cycle read), no bubble.
-                        m.d.sync += emb_addr.eq(emb_addr + 1)
-            with m.State("SMP_RD"):
-                # a_addr, b_addr = aux, aux + 1 (from DECODE): the LFSR state words.
-                m.d.sync += a_addr.eq(a_base)
-                m.next = "SMP_LD"
-            with m.State("SMP_LD"):
-                # The state words are on the read ports; prime pass 1 with p[0].
-                m.d.sync += [lfsr.eq(lfsr_next), idx.eq(0),
-                             a_addr.eq(Mux(f_len_is1, a_base, a_base + 1)), sacc.eq(0),
-                             sidx.eq(0)]
-                m.next = "SMP_P1"
-            with m.State("SMP_P1"):
-                # Reads p[idx + 1], or p[0] again for pass 2 at the last element.
-                m.d.sync += sacc.eq(sacc + p_in)
-                with m.If(f_jlast):
-                    # This cycle reads p[0] (for p_reg in THR); THR reads p[1].
-                    m.d.sync += [idx.eq(0), f_jleft.eq(f_len_m1), f_jlast.eq(f_len_is1),
-                                 a_addr.eq(a_base + 1)]
-                    m.next = "SMP_THR"
-                with m.Else():
-                    m.d.sync += [idx.eq(idx + 1), f_jleft.eq(f_jleft - 1),
-                                 f_jlast.eq(f_jleft == 1),
-                                 a_addr.eq(Mux(f_jleft == 1, a_base, a_addr + 1))]
-            with m.State("SMP_THR"):
-                m.d.comb += smp_mul_en.eq(1)
-                thr = smp_mul(lfsr[32 - SAMPLE_U_BITS:], sacc[:28], name="thr") >> SAMPLE_U_BITS
-                m.d.sync += [sacc.eq(thr), rem_small.eq(thr[16:] == 0),
-                             p_reg.eq(p_in), a_addr.eq(a_addr + 1)]
-                m.next = "SMP_P2"
-            with m.State("SMP_P2"):
-                # Tests p[idx] (p_reg) while p[idx + 1] arrives and p[idx + 2] is read.
-                m.d.sync += [sacc.eq(rem_next), rem_small.eq(rem_next[16:] == 0),
-                             p_reg.eq(p_in), idx.eq(idx + 1),
-                             f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1),
-                             a_addr.eq(a_addr + 1)]
-                with m.If(hit):
-                    m.d.sync += sidx.eq(idx)
-                    m.next = "SMP_WB"
-                with m.Elif(f_jlast):
-                    m.d.sync += sidx.eq(0)
-                    m.next = "SMP_WB"
-            with m.State("SMP_WB"):
-                m.d.comb += [self.scr_waddr.eq(ins.aux), self.scr_wdata.eq(lfsr[:16]),
-                             self.scr_wen.eq(1)]
-                m.next = "SMP_WB2"
-            with m.State("SMP_WB2"):
-                m.d.comb += [self.scr_waddr.eq(ins.aux + 1), self.scr_wdata.eq(lfsr[16:]),
-                             self.scr_wen.eq(1)]
-                m.d.sync += self.result.eq(sidx)
-                m.next = "DECODE"
+                with m.State("EMB_READ"):
+                    # The word at emb_addr is on w_rdata from the next cycle on (held address).
+                    m.next = "EMB_RUN"
+                with m.State("EMB_RUN"):
+                    m.d.comb += [
+                        self.scr_waddr.eq(w_addr),
+                        self.scr_wdata.eq(emb_byte),
+                        self.scr_wen.eq(~ol_is0),
+                    ]
+                    m.d.sync += w_addr.eq(w_addr + 1)
+                    with m.If(~ol_is0):
+                        count_row()
+                    with m.If(emb_bend):
+                        m.d.sync += [emb_b.eq(0), emb_bend.eq(emb_bend_first),
+                                     f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1)]
+                        with m.If(emb_bend_first):      # one element a word: address the next now
+                            m.d.sync += emb_addr.eq(emb_addr + 1)
+                        with m.If(f_jlast):
+                            m.d.sync += in_embed.eq(0)
+                            m.next = "DECODE"
+                        with m.Elif(emb_bend_first):
+                            m.next = "EMB_READ"
+                        # else the next word is on w_rdata already: its first element next cycle
+                    with m.Else():
+                        m.d.sync += [emb_b.eq(emb_b + 1), emb_bend.eq(emb_bend_next(emb_b))]
+                        with m.If(emb_bend_next(emb_b)):
+                            # The next element is the word's last (on w_rdata next cycle, read
+                            # at the address held now): address the next word, so that it is
+                            # on w_rdata in the cycle after that one (1-cycle read), no bubble.
+                            m.d.sync += emb_addr.eq(emb_addr + 1)
+            if Op.SAMPLE in has:
+                with m.State("SMP_RD"):
+                    # a_addr, b_addr = aux, aux + 1 (from DECODE): the LFSR state words.
+                    m.d.sync += a_addr.eq(a_base)
+                    m.next = "SMP_LD"
+                with m.State("SMP_LD"):
+                    # The state words are on the read ports; prime pass 1 with p[0].
+                    m.d.sync += [lfsr.eq(lfsr_next), idx.eq(0),
+                                 a_addr.eq(Mux(f_len_is1, a_base, a_base + 1)), sacc.eq(0),
+                                 sidx.eq(0)]
+                    m.next = "SMP_P1"
+                with m.State("SMP_P1"):
+                    # Reads p[idx + 1], or p[0] again for pass 2 at the last element.
+                    m.d.sync += sacc.eq(sacc + p_in)
+                    with m.If(f_jlast):
+                        # This cycle reads p[0] (for p_reg in THR); THR reads p[1].
+                        m.d.sync += [idx.eq(0), f_jleft.eq(f_len_m1), f_jlast.eq(f_len_is1),
+                                     a_addr.eq(a_base + 1)]
+                        m.next = "SMP_THR"
+                    with m.Else():
+                        m.d.sync += [idx.eq(idx + 1), f_jleft.eq(f_jleft - 1),
+                                     f_jlast.eq(f_jleft == 1),
+                                     a_addr.eq(Mux(f_jleft == 1, a_base, a_addr + 1))]
+                with m.State("SMP_THR"):
+                    m.d.comb += smp_mul_en.eq(1)
+                    thr = smp_mul(lfsr[32 - SAMPLE_U_BITS:], sacc[:28], name="thr") >> SAMPLE_U_BITS
+                    m.d.sync += [sacc.eq(thr), rem_small.eq(thr[16:] == 0),
+                                 p_reg.eq(p_in), a_addr.eq(a_addr + 1)]
+                    m.next = "SMP_P2"
+                with m.State("SMP_P2"):
+                    # Tests p[idx] (p_reg) while p[idx + 1] arrives and p[idx + 2] is read.
+                    m.d.sync += [sacc.eq(rem_next), rem_small.eq(rem_next[16:] == 0),
+                                 p_reg.eq(p_in), idx.eq(idx + 1),
+                                 f_jleft.eq(f_jleft - 1), f_jlast.eq(f_jleft == 1),
+                                 a_addr.eq(a_addr + 1)]
+                    with m.If(hit):
+                        m.d.sync += sidx.eq(idx)
+                        m.next = "SMP_WB"
+                    with m.Elif(f_jlast):
+                        m.d.sync += sidx.eq(0)
+                        m.next = "SMP_WB"
+                with m.State("SMP_WB"):
+                    m.d.comb += [self.scr_waddr.eq(ins.aux), self.scr_wdata.eq(lfsr[:16]),
+                                 self.scr_wen.eq(1)]
+                    m.next = "SMP_WB2"
+                with m.State("SMP_WB2"):
+                    m.d.comb += [self.scr_waddr.eq(ins.aux + 1), self.scr_wdata.eq(lfsr[16:]),
+                                 self.scr_wen.eq(1)]
+                    m.d.sync += self.result.eq(sidx)
+                    m.next = "DECODE"
             with m.State("VEC"):
                 m.d.comb += [
                     self.scr_waddr.eq(w_addr),
@@ -843,12 +862,13 @@ class Sequencer(wiring.Component):
                         with m.If(norm_sel):        # a tee's RMSNORM is done
                             m.d.sync += tee_pend.eq(0)
                     m.next = "DECODE"
-            with m.State("ARGMAX"):
-                m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),
-                             ajd.eq(idx), a_end.eq(idx == f_len_m1), a_first.eq(idx == 0)]
-                with m.If((adv & a_end) | n_zero):
-                    m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
-                    m.next = "DECODE"
+            if Op.ARGMAX in has:
+                with m.State("ARGMAX"):
+                    m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),
+                                 ajd.eq(idx), a_end.eq(idx == f_len_m1), a_first.eq(idx == 0)]
+                    with m.If((adv & a_end) | n_zero):
+                        m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
+                        m.next = "DECODE"
         # One-hot state encoding (Yosys's fsm_encoding attribute): the next-state logic of
         # twenty states, each entered from one or two others, is then a few gates a state
         # flip-flop instead of a binary decode behind every exit condition. Amaranth 0.5 has

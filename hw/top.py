@@ -70,7 +70,7 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
-            vector_units=self._vector_units, weight_format=cfg.weight_format)
+            vector_units=self._vector_units, weight_format=cfg.weight_format, ops=cfg.op_set)
         m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS, depth=cfg.scratch_depth, init=[])
         # Port a's window (AccelConfig.scratch_a_depth): a copy of [0, window) of its own.
         window = cfg.scratch_a_window

@@ -13,7 +13,8 @@ from ternac.golden.widths import acc_width
 from ternac.protocol import Space
 
 __all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "LM_T3_CONFIG",
-           "LM_ULX3S_CONFIG", "LM_CONFIGS", "UP5K_SPRAM_WORDS", "VIT_CONFIG"]
+           "LM_ULX3S_CONFIG", "LM_CONFIGS", "LM_OPS", "LM_SAMPLE_OPS", "UP5K_SPRAM_WORDS",
+           "VIT_CONFIG", "VIT_OPS"]
 
 #: The host port's address spaces: defined by the host-link protocol (the name is kept for
 #: existing callers).
@@ -53,6 +54,13 @@ class AccelConfig:
         bits, golden.packing.tile_lanes) or ``"t3"`` (5 trits a byte, words of
         ``8 * lanes / 5`` bits, golden.packing.tile_lanes_t3; decoded by a ROM a byte in
         EBR): 40 lanes of T3 read the 64-bit word that feeds 32 lanes of I2.
+    ops : tuple of str or None
+        The operations the sequencer is built with: names of ``golden.isa.Op`` (stored in
+        opcode order), or None (default) for every one. A board build for one model takes
+        the ops of the programs it runs (:data:`LM_OPS`, :data:`VIT_OPS`), so the sequencer
+        carries no logic for the others (hw/sequencer.py): on such a build an absent opcode
+        halts with ``error`` as an unknown one does, and ternac.lower.check_program refuses
+        a program that uses one. A vector op also needs its unit in ``vector``.
     scratch_a_depth : int or None
         The *window* of the scratchpad's port a, ``[0, scratch_a_depth)`` in 16-bit words
         (None, the default: ``scratch_depth``, the whole scratchpad). The scratchpad is two
@@ -72,8 +80,8 @@ class AccelConfig:
 
     Raises
     ------
-    ValueError for a lane count or depth outside the accepted range, or an unknown weight
-    format.
+    ValueError for a lane count or depth outside the accepted range, an unknown weight
+    format, or ``ops`` naming an unknown operation or leaving out HALT or MATVEC.
     """
     lanes: int = 8
     weight_depth: int = 4096
@@ -84,11 +92,27 @@ class AccelConfig:
     vector: tuple = ()
     max_vector: int = 256
     weight_format: str = "i2"
+    ops: tuple | None = None
     scratch_a_depth: int | None = None
     out_bits: int = 32
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
+        if self.ops is not None:
+            from ternac.golden.isa import Op
+            if isinstance(self.ops, str) or not all(isinstance(o, str) for o in self.ops):
+                raise ValueError(f"ops must be None or a tuple of operation names, not "
+                                 f"{self.ops!r}")
+            bad = [o for o in self.ops if o not in Op.__members__]
+            if bad:
+                raise ValueError(f"unknown operation {bad[0]!r} in ops; choose from "
+                                 f"{', '.join(Op.__members__)}")
+            missing = [o for o in ("HALT", "MATVEC") if o not in self.ops]
+            if missing:
+                raise ValueError(f"ops must include {' and '.join(missing)} (every program "
+                                 f"ends with HALT; the sequencer is built around MATVEC)")
+            object.__setattr__(self, "ops", tuple(sorted(set(self.ops),
+                                                         key=lambda o: Op[o].value)))
         from ternac.golden.ops import VECTOR_UNITS as known
 
         for name in self.vector:
@@ -145,12 +169,31 @@ class AccelConfig:
         or ``scratch_depth`` when that is None."""
         return self.scratch_depth if self.scratch_a_depth is None else self.scratch_a_depth
 
+    @property
+    def op_set(self) -> frozenset:
+        """The operations built, as a frozenset of ``golden.isa.Op`` (all of them when
+        ``ops`` is None)."""
+        from ternac.golden.isa import Op
+        return frozenset(Op) if self.ops is None else frozenset(Op[o] for o in self.ops)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 #: 64-bit words in the four SB_SPRAM256KA of the iCE40 UP5K (4 x 256 Kbit).
 UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
+
+#: The operations of the LM's greedy program (ternac.lower.compile_lm on LM_CONFIG, the
+#: same at 40 lanes T3 and 128 lanes; tests/test_ops_config.py checks they are exactly the
+#: program's): no SAMPLE, SHIFTMAX, REPEAT, GELU, LAYERNORM, DOT, DOTT.
+LM_OPS = ("HALT", "MATVEC", "ARGMAX", "SIGMOID", "SILU", "RMSNORM", "ADD", "MUL", "EMBED")
+#: The operations of the LM's sampling program (SHIFTMAX and SAMPLE for ARGMAX), with ARGMAX
+#: kept so the sampling accelerator also runs the greedy program.
+LM_SAMPLE_OPS = LM_OPS + ("SHIFTMAX", "SAMPLE")
+#: The operations of the digits ViT's program (ternac.lower.lower of golden/vit.py's graph on
+#: VIT_CONFIG; checked as :data:`LM_OPS`): no SAMPLE, SIGMOID, SILU, RMSNORM, MUL.
+VIT_OPS = ("HALT", "MATVEC", "ARGMAX", "GELU", "LAYERNORM", "SHIFTMAX", "ADD", "EMBED", "DOT",
+           "DOTT", "REPEAT")
 
 #: The accelerator the flagship shakespeare model (d=128, 3 layers, GLU 192, 65 symbols)
 #: is compiled for: 32 lanes fed by the UP5K's four 16-bit SPRAM ports (64-bit words),
@@ -165,9 +208,11 @@ UP5K_SPRAM_WORDS = 4 * 256 * 1024 // 64
 LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=3840,
                         scratch_a_depth=1280, out_bits=16,
                         out_depth=128, prog_depth=256, max_fan_in=256,
-                        vector=("activation", "norm", "eltwise"), max_vector=256)
-#: :data:`LM_CONFIG` with the Shiftmax unit: the accelerator of the sampling program.
-LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",))
+                        vector=("activation", "norm", "eltwise"), max_vector=256, ops=LM_OPS)
+#: :data:`LM_CONFIG` with the Shiftmax unit and SAMPLE: the accelerator of the sampling
+#: program.
+LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",),
+                                       ops=LM_SAMPLE_OPS)
 #: :data:`LM_CONFIG` with T3 weights: 40 lanes from the same four 16-bit SPRAM ports
 #: (64-bit words of 8 T3 bytes), the issue-9 L=40 T3 configuration.
 LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
@@ -192,4 +237,4 @@ LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}
 VIT_CONFIG = AccelConfig(lanes=8, weight_depth=8192, scratch_depth=2304, out_depth=16,
                          prog_depth=256, max_fan_in=128,
                          vector=("activation", "norm", "eltwise", "shiftmax", "dot"),
-                         max_vector=64)
+                         max_vector=64, ops=VIT_OPS)

@@ -739,8 +739,8 @@ def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
 
 
 def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
-    """Check a program against a configuration: its length, the vector units it needs, the
-    vector lengths its units are sized for, and every ISA field.
+    """Check a program against a configuration: its length, the operations and vector units
+    it needs, the vector lengths its units are sized for, and every ISA field.
 
     Raises
     ------
@@ -754,8 +754,13 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         stream = expand_program(prog)
     except ValueError as exc:
         raise CompileError(str(exc)) from None
+    built = cfg.op_set
     for idx, ins in enumerate(prog):
         s = spec(ins.op)
+        if ins.op not in built:
+            raise CompileError(f"instruction {idx} ({s.name}) is an operation the accelerator "
+                               f"is built without (AccelConfig.ops: "
+                               f"{', '.join(cfg.ops)}), so it would halt with an error")
         if s.vector and s.unit not in cfg.vector:
             raise CompileError(f"instruction {idx} ({s.name}) needs the {s.unit!r} vector "
                                f"unit, but the configuration builds only "

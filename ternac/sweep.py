@@ -350,7 +350,8 @@ def _lower_lm(point: Point, ckpt_path, corpus_path):
             raise InputError(f"{point.config!r} is not an AccelConfig of {point.lanes} lanes "
                              f"in ternac.config")
         if sample and "shiftmax" not in cfg.vector:
-            cfg = dataclasses.replace(cfg, vector=cfg.vector + ("shiftmax",))
+            cfg = dataclasses.replace(cfg, vector=cfg.vector + ("shiftmax",),
+                                      ops=cfg.ops and cfg.ops + ("SHIFTMAX", "SAMPLE"))
     else:
         cfg = lm_config(intlm, lanes=point.lanes, sample=sample)
     cm = compile_lm(intlm, cfg, sample, seed=point.seed or 0)
