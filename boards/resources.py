@@ -245,13 +245,22 @@ def memories(cfg, board: str) -> dict:
     out = {}
     window = cfg.scratch_a_window
     scratch = ([("scratch", cfg.scratch_depth, SCRATCH_BITS, 2)] if window == cfg.scratch_depth
-               else [("scratch", cfg.scratch_depth, SCRATCH_BITS, 1),
-                     ("scratch_a", window, SCRATCH_BITS, 1)])
+               else [("scratch_a", window, SCRATCH_BITS, 1)])
     for name, depth, width, copies in scratch + [
             ("out", cfg.out_depth, cfg.out_bits, 1),
             ("prog", cfg.prog_depth, INSTR_BITS, 1)]:
         out[name] = {"depth": depth, "width": width, "copies": copies,
                      "EBR": copies * memory_blocks(depth, width, fam), "SPRAM": 0}
+    if window < cfg.scratch_depth:
+        # The full copy in banks of SCRATCH_BANK words (hw/memory.py BankedMemory), each
+        # mapped on its own (Yosys maps an unbanked 3,840 x 16 on 16 iCE40 blocks of
+        # 2048 x 2, measured, not on 15).
+        from ternac.hw.top import SCRATCH_BANK
+        full, rest = divmod(cfg.scratch_depth, SCRATCH_BANK)
+        banks = [SCRATCH_BANK] * full + ([rest] if rest else [])
+        out["scratch"] = {"depth": cfg.scratch_depth, "width": SCRATCH_BITS, "copies": 1,
+                          "EBR": sum(memory_blocks(d, SCRATCH_BITS, fam) for d in banks),
+                          "SPRAM": 0}
     w = {"depth": cfg.weight_depth, "width": cfg.word_bits, "copies": 1, "EBR": 0, "SPRAM": 0}
     if b.weights == "spram":
         sd, sw = FAMILIES[fam]["spram"]

@@ -8,7 +8,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["WeightMemory", "weight_memory_signature"]
+__all__ = ["BankedMemory", "WeightMemory", "weight_memory_signature"]
 
 
 def weight_memory_signature(word_bits: int, depth: int) -> wiring.Signature:
@@ -70,4 +70,59 @@ class WeightMemory(wiring.Component):
             wr.data.eq(self.wdata),
             wr.en.eq(self.wen),
         ]
+        return m
+
+
+class BankedMemory(wiring.Component):
+    """A ``depth`` x ``width`` memory (1-cycle read latency, one read and one write port, no
+    initial contents) built as banks of ``bank`` words (a power of two; the last bank holds
+    the rest), so that synthesis maps each bank on its own: Yosys (memory_libmap, iCE40)
+    maps a 3,840 x 16 memory on 16 SB_RAM40_4K in their 2048 x 2 shape (measured) where 15
+    of 256 x 16 suffice; as banks of 1,024 it takes 4 + 4 + 4 + 3 = 15.
+
+    Members
+    -------
+    raddr : In(range(depth)), rdata : Out(width)   the word at the previous cycle's raddr
+    waddr : In(range(depth)), wdata : In(width), wen : In(1)
+
+    Raises
+    ------
+    ValueError if ``bank`` is not a power of two.
+    """
+
+    def __init__(self, *, width: int, depth: int, bank: int = 1024):
+        if bank < 1 or bank & (bank - 1):
+            raise ValueError(f"bank must be a power of two, not {bank!r}")
+        self._width, self._depth, self._bank = width, depth, bank
+        super().__init__({"raddr": In(range(depth)), "rdata": Out(width),
+                          "waddr": In(range(depth)), "wdata": In(width), "wen": In(1)})
+
+    @property
+    def banks(self) -> list[int]:
+        """Depths of the banks, in address order."""
+        full, rest = divmod(self._depth, self._bank)
+        return [self._bank] * full + ([rest] if rest else [])
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self._bank.bit_length() - 1
+        banks = self.banks
+        sel = Signal(range(len(banks)))
+        m.d.sync += sel.eq(self.raddr[bits:])
+        datas = []
+        for i, d in enumerate(banks):
+            mem = Memory(shape=self._width, depth=d, init=[])
+            m.submodules[f"bank{i}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [rd.addr.eq(self.raddr[:bits]), wr.addr.eq(self.waddr[:bits]),
+                         wr.data.eq(self.wdata),
+                         wr.en.eq(self.wen & (self.waddr[bits:] == i))]
+            datas.append(rd.data)
+        if len(datas) == 1:
+            m.d.comb += self.rdata.eq(datas[0])
+        else:
+            with m.Switch(sel):
+                for i, d in enumerate(datas):
+                    with m.Case(i):
+                        m.d.comb += self.rdata.eq(d)
         return m

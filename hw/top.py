@@ -1,5 +1,7 @@
 """Accelerator: the sequencer and its datapath with the scratchpad, output buffer, program
 and weight memories, and a host port (the testbench, or a board's UART host link)."""
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -9,10 +11,13 @@ from ternac.golden.isa import INSTR_BITS
 from ternac.golden.widths import SCRATCH_BITS
 from ternac.config import AccelConfig
 from ternac.protocol import HOST_ADDR_BITS, SPACE_BITS, WORD_STRIDE, Space
-from .memory import WeightMemory
+from .memory import BankedMemory, WeightMemory
 from .sequencer import Sequencer
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "SCRATCH_BANK"]
+
+#: Words of a bank of the scratchpad's full copy when port a has a window (BankedMemory).
+SCRATCH_BANK = 1024
 
 
 class Accelerator(wiring.Component):
@@ -70,13 +75,20 @@ class Accelerator(wiring.Component):
         m.submodules.seq = seq = Sequencer(
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
-            vector_units=self._vector_units, weight_format=cfg.weight_format, ops=cfg.op_set)
-        m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS, depth=cfg.scratch_depth, init=[])
-        # Port a's window (AccelConfig.scratch_a_depth): a copy of [0, window) of its own.
+            vector_units=self._vector_units, weight_format=cfg.weight_format)
+        # Port a's window (AccelConfig.scratch_a_depth): a copy of [0, window) of its own,
+        # and the full copy in banks (hw/memory.py BankedMemory: what Yosys maps on the
+        # fewest iCE40 blocks).
         window = cfg.scratch_a_window
         if window < cfg.scratch_depth:
+            m.submodules.scratch = scratch = BankedMemory(width=SCRATCH_BITS,
+                                                          depth=cfg.scratch_depth,
+                                                          bank=SCRATCH_BANK)
             m.submodules.scratch_a = scratch_a = Memory(shape=SCRATCH_BITS, depth=window,
                                                         init=[])
+        else:
+            m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS,
+                                                    depth=cfg.scratch_depth, init=[])
         m.submodules.outbuf = outbuf = Memory(shape=cfg.out_bits, depth=cfg.out_depth, init=[])
         m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
         m.submodules.weights = wmem = self._weight_memory
@@ -95,9 +107,9 @@ class Accelerator(wiring.Component):
         stride_bits = WORD_STRIDE.bit_length() - 1
         word, slc = addr[stride_bits:], addr[:stride_bits]
 
-        scr_r, scr_w = scratch.read_port(), scratch.write_port()
-        scr_r2 = scratch.read_port() if window == cfg.scratch_depth else None
-        if scr_r2 is not None:
+        if window == cfg.scratch_depth:
+            scr_r, scr_w = scratch.read_port(), scratch.write_port()
+            scr_r2 = scratch.read_port()
             # One memory, two read ports (Yosys builds a copy for each): port a and the host
             # read scr_r, port b reads scr_r2.
             m.d.comb += [scr_r2.addr.eq(seq.scr_raddr2), seq.scr_rdata2.eq(scr_r2.data),
@@ -107,6 +119,8 @@ class Accelerator(wiring.Component):
             # The full copy serves port b and the host; the window's copy serves port a
             # (its address taken modulo its width: the compiler keeps port a's reads inside
             # the window, ternac.lower.check_program). Writes go to both where they can.
+            scr_r = SimpleNamespace(addr=scratch.raddr, data=scratch.rdata)
+            scr_w = SimpleNamespace(addr=scratch.waddr, data=scratch.wdata, en=scratch.wen)
             scr_ra, scr_wa = scratch_a.read_port(), scratch_a.write_port()
             m.d.comb += [scr_r.addr.eq(Mux(busy, seq.scr_raddr2, addr)),
                          seq.scr_rdata2.eq(scr_r.data),

@@ -106,13 +106,18 @@ def test_raw_matvec_wider_than_out_bits_refused():
 
 # ------------------------------------------------------------------------------ the RTL
 
-def test_rtl_small_window_equals_interpreter():
+@pytest.mark.parametrize("depth, hi", [(96, 64), (1100, 1040)], ids=["one-bank", "two-banks"])
+def test_rtl_small_window_equals_interpreter(depth, hi):
     """MATVEC, ADD, RMSNORM, MUL, a MATVEC with an ADD epilogue, a RAW MATVEC into 16-bit
-    out words and ARGMAX on a 96-word scratchpad whose port a sees 32: every b operand and
-    the RMSNORM weight above the window (written by the host, by the program, or by both),
-    every a inside; every scratch word, every out word and the result equal the
-    interpreter's."""
+    out words and ARGMAX on a scratchpad whose port a sees 32 words (96 words; and 1,100,
+    whose full copy is two banks of hw/top.py's SCRATCH_BANK = 1024, with the b operands in
+    the second): every b operand and the RMSNORM weight above the window (written by the
+    host, by the program, or by both), every a inside; every scratch word, every out word
+    and the result equal the interpreter's."""
+    from ternac.hw.top import SCRATCH_BANK
     from ternac.sim.pysim import run_program_pysim
+    assert (depth > SCRATCH_BANK) == (hi > SCRATCH_BANK)
+    cfg = dataclasses.replace(SMALL, scratch_depth=depth)
     rng = random.Random(SEED)
     print("seed", SEED)
     n, k = 8, 8
@@ -124,34 +129,35 @@ def test_rtl_small_window_equals_interpreter():
     b1, b2, b3 = 0, len(w1), len(w1) + len(w2)
     prog = [
         Instr(Op.MATVEC, src=0, dst=8, n=n, k=k, wbase=b1, m=40000, s=16),
-        Instr(Op.ADD, src=8, aux=64, dst=16, n=n, m=1, wbase=1),
-        Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=16, aux=72, dst=80, n=n, m=40000, s=21),
-        Instr(Op.MUL, src=8, aux=80, dst=88, n=n, m=40000, s=16),
+        Instr(Op.ADD, src=8, aux=hi, dst=16, n=n, m=1, wbase=1),
+        Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=16, aux=hi + 8, dst=hi + 16, n=n,
+              m=40000, s=21),
+        Instr(Op.MUL, src=8, aux=hi + 16, dst=hi + 24, n=n, m=40000, s=16),
         Instr(Op.MATVEC, src=0, n=n, k=k, wbase=b2, m=50000, s=16, epi=1),
-        Instr(Op.ADD, src=0, aux=88, dst=24, n=n, m=1, wbase=1),
+        Instr(Op.ADD, src=0, aux=hi + 24, dst=24, n=n, m=1, wbase=1),
         Instr(Op.MUL, src=24, aux=24, dst=40, n=n, m=40000, s=29),   # the window's top words
         Instr(Op.MATVEC, flags=int(Flag.RAW), src=0, dst=0, n=n, k=k, wbase=b3),
         Instr(Op.ARGMAX, src=0, n=n),
         Instr(Op.HALT),
     ]
-    check_program(prog, SMALL)
+    check_program(prog, cfg)
     x = [rng.randint(-127, 127) for _ in range(n)]
     bvec = [rng.randint(-3000, 3000) for _ in range(n)]
     wnorm = [rng.randint(1, 120) for _ in range(n)]
-    scratch = {0: x, 64: bvec, 72: wnorm}
-    st = run_program(prog, words, lanes=SMALL.lanes, scratch_depth=SMALL.scratch_depth,
+    scratch = {0: x, hi: bvec, hi + 8: wnorm}
+    st = run_program(prog, words, lanes=SMALL.lanes, scratch_depth=depth,
                      out_depth=SMALL.out_depth, scratch_init=scratch)
-    out = run_program_pysim(SMALL, prog, words, scratch,
-                            [(HostSpace.SCRATCH, 0, SMALL.scratch_depth),
+    out = run_program_pysim(cfg, prog, words, scratch,
+                            [(HostSpace.SCRATCH, 0, depth),
                              (HostSpace.OUT, 0, n)], max_cycles=5_000)
-    want_scr = [int(v) for v in st.scratch.flatten()[:SMALL.scratch_depth]]
+    want_scr = [int(v) for v in st.scratch.flatten()[:depth]]
     assert out["words"][0] == want_scr
     want_out = [int(v) for v in st.out.flatten()[:n]]
     assert out["words"][1] == want_out
     assert max(abs(v) for v in want_out) > 0
     assert out["result"] == int(st.result.flatten()[0])
     # The results above the window are not all zero (else b from the full copy is untested).
-    assert any(want_scr[80:96])
+    assert any(want_scr[hi + 16:hi + 32])
 
 
 # ------------------------------------------------------------------------ the LM's layout
