@@ -57,6 +57,7 @@ import math
 import pathlib
 
 from ternac.golden.isa import INSTR_BITS
+from ternac.golden.tritcode import T3_ENTRY_BITS, T3_TRITS_PER_BYTE
 from ternac.golden.widths import SCRATCH_BITS
 
 from .facts import BOARDS, DEVICES, FAMILIES, board as _board, device as _device
@@ -261,6 +262,14 @@ def memories(cfg, board: str) -> dict:
         out["scratch"] = {"depth": cfg.scratch_depth, "width": SCRATCH_BITS, "copies": 1,
                           "EBR": sum(memory_blocks(d, SCRATCH_BITS, fam) for d in banks),
                           "SPRAM": 0}
+    if cfg.weight_format == "t3":
+        # The streamer's T3 decode ROMs (hw/streamer.py, decode="ebr"): 256 x T3_ENTRY_BITS,
+        # one ROM a byte pair with two read ports: a true-dual-port block on ECP5, one block
+        # a read port (a byte) on iCE40, whose SB_RAM40_4K has one read port.
+        nbytes = cfg.lanes // T3_TRITS_PER_BYTE
+        copies = nbytes if fam == "ice40" else -(-nbytes // 2)
+        out["t3_decode"] = {"depth": 256, "width": T3_ENTRY_BITS, "copies": copies,
+                            "EBR": copies * memory_blocks(256, T3_ENTRY_BITS, fam), "SPRAM": 0}
     w = {"depth": cfg.weight_depth, "width": cfg.word_bits, "copies": 1, "EBR": 0, "SPRAM": 0}
     if b.weights == "spram":
         sd, sw = FAMILIES[fam]["spram"]
