@@ -214,17 +214,21 @@ class Sequencer(wiring.Component):
         pd = Signal(instr_layout)           # that word with the REPEAT offsets added
         m.d.comb += [self.prog_addr.eq(pc), raw_pd.as_value().eq(self.prog_data)]
         # REPEAT (golden/isa.py): the body's pc range, the iterations left after the current
-        # one, the stride table (sign-extended to 20 bits) and one offset register an entry
-        # (r * stride mod 2^20). DECODE and EPI_DEC add the offset a field's rsel selects to
-        # the word on prog_data, so every address the operation registers is the iteration's
-        # (the adders sit between the program memory and the DECODE registers, as the
-        # decode of the word did before; no operation state sees them).
+        # one, the stride table (sign-extended to rp_bits) and one offset register an entry
+        # (r * stride mod 2^rp_bits). DECODE and EPI_DEC add the offset a field's rsel selects
+        # to the word on prog_data, so every address the operation registers is the
+        # iteration's (the adders sit between the program memory and the DECODE registers,
+        # as the decode of the word did before; no operation state sees them). rp_bits: the
+        # bits of a field anything reads (src, dst, aux: 12; wbase: the weight port's
+        # wa_bits, and [15:0] as a vector unit's m2), so the sums above are never seen.
+        wa_bits = len(self.w_raddr)
+        rp_bits = max(16, wa_bits, *(w for f, w in FIELDS if f in RSEL_FIELDS and f != "wbase"))
         rp_active = Signal()
         rp_left = Signal(dict(FIELDS)["n"])
         rp_first = Signal(range(self._prog_depth))
         rp_last = Signal(range(self._prog_depth))
-        rp_stride = [Signal(20, name=f"rp_stride{e}") for e in (1, 2, 3)]
-        rp_off = [Signal(20, name=f"rp_off{e}") for e in (1, 2, 3)]
+        rp_stride = [Signal(rp_bits, name=f"rp_stride{e}") for e in (1, 2, 3)]
+        rp_off = [Signal(rp_bits, name=f"rp_off{e}") for e in (1, 2, 3)]
         m.d.comb += pd.as_value().eq(raw_pd.as_value())
         rp_wrap = Signal()          # the word being decoded is the body's last
         if Op.REPEAT in has:
@@ -388,7 +392,9 @@ class Sequencer(wiring.Component):
             m.d.comb += self.scr_raddr2.eq(b_addr)
 
         # --- MATVEC -------------------------------------------------------------------
-        cmd_base = Signal(20)
+        # Weight addresses as wide as the weight port (wa_bits): the streamer's and EMBED's
+        # addresses reach the memory only through it, so the bits above are never seen.
+        cmd_base = Signal(wa_bits)
         cmd_left = Signal(_CNT + 1)   # rows not yet commanded
         cmd_pend = Signal()
         # The write pointer, dst + index: the row draining from the engine (MATVEC, where the
@@ -560,7 +566,7 @@ class Sequencer(wiring.Component):
         # --- EMBED: a row of raw bytes read from the weight memory directly --------------
         bpw = self._word_bits // 8
         tok = Signal(SCRATCH_BITS)
-        emb_addr = Signal(20)
+        emb_addr = Signal(wa_bits)
         emb_b = Signal(range(max(bpw, 2)))
         emb_bend = Signal()            # emb_b == bpw - 1
         k_zero = Signal()
