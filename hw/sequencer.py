@@ -125,7 +125,7 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
-                 vector_units=(), weight_format="i2", ops=None):
+                 vector_units=(), weight_format="i2", ops=None, out_bits=32):
         # The operations built (None: every golden.isa.Op); a vector op also needs its unit.
         # An absent opcode halts with ``error`` as an unknown one (and builds no logic).
         self._ops = frozenset(Op) if ops is None else frozenset(Op(op) for op in ops)
@@ -150,6 +150,9 @@ class Sequencer(wiring.Component):
         self._word_bits = t3_word_bits(lanes) if weight_format == "t3" else 2 * lanes
         self._lanes = lanes
         self._acc_bits = acc_bits
+        # Bits of an output-buffer word (AccelConfig.out_bits): out_rdata is that word
+        # sign-extended to 32, so ARGMAX compares its low out_bits bits only.
+        self._out_bits = out_bits
         self._weight_depth = weight_depth
         self._prog_depth = prog_depth
         super().__init__({
@@ -481,15 +484,16 @@ class Sequencer(wiring.Component):
         adv = Signal()
         a_end = Signal()         # ajd == n - 1
         n_zero = Signal()
-        best = Signal(signed(32))
+        ob = self._out_bits
+        best = Signal(signed(ob))
         bidx = Signal(_CNT)
         # The word of index ajd, registered from the read port (the reads start in EXEC, a
         # cycle ahead), so the compare starts at a register; kept inverted, so that
-        # "value > best" is the sign of best + ~value + 1: one 33-bit carry chain from two
-        # registers (the carry-in as a low bit), with no inverter in front of it.
-        value_n = Signal(32)
-        m.d.sync += value_n.eq(~self.out_rdata)
-        gt = Signal(34)
+        # "value > best" is the sign of best + ~value + 1: one (out_bits + 1)-bit carry chain
+        # from two registers (the carry-in as a low bit), with no inverter in front of it.
+        value_n = Signal(ob)
+        m.d.sync += value_n.eq(~self.out_rdata[:ob])
+        gt = Signal(ob + 2)
         m.d.comb += gt.eq(Cat(1, best, best[-1]) + Cat(1, value_n, value_n[-1]))
         a_first = Signal()       # ajd == 0
         take_max = adv & (a_first | gt[-1])     # first, or value > best

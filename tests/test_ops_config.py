@@ -109,3 +109,63 @@ def test_rtl_specialized_build_halts_with_error_on_absent_op(ins):
     bare = dataclasses.replace(SMALL, ops=("HALT", "MATVEC"))
     with pytest.raises(AssertionError, match="ended with the error flag set"):
         run_program_pysim(bare, prog, [0x34], scratch, max_cycles=200)
+
+
+# ------------------------------------------- ARGMAX on out_bits-bit words (hw/sequencer.py)
+
+def _argmax_rtl(cfg, values):
+    """ARGMAX over ``values`` written to OUT by the host (their low ``cfg.out_bits`` bits
+    kept, read back sign-extended) on hw.top.Accelerator(cfg), Amaranth's simulator; returns
+    the result register."""
+    from amaranth.sim import Simulator
+
+    from ternac.config import HostSpace
+    from ternac.golden.isa import encode_program
+    from ternac.hw.top import Accelerator
+    top = Accelerator(cfg, program_words=encode_program(
+        [Instr(Op.ARGMAX, src=0, n=len(values)), Instr(Op.HALT)]))
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    out = {}
+
+    async def bench(ctx):
+        ctx.set(top.host_space, HostSpace.OUT)
+        ctx.set(top.host_we, 1)
+        for a, v in enumerate(values):
+            ctx.set(top.host_addr, a)
+            ctx.set(top.host_wdata, v & 0xFFFFFFFF)
+            await ctx.tick()
+        ctx.set(top.host_we, 0)
+        ctx.set(top.start, 1)
+        await ctx.tick()
+        ctx.set(top.start, 0)
+        for _ in range(4 * len(values) + 20):
+            await ctx.tick()
+            if ctx.get(top.done):
+                break
+        assert ctx.get(top.done) and not ctx.get(top.error)
+        out["result"] = ctx.get(top.result)
+
+    sim.add_testbench(bench)
+    sim.run()
+    return out["result"]
+
+
+@pytest.mark.parametrize("out_bits", [16, 20, 32])
+def test_rtl_argmax_on_narrow_out_words(out_bits):
+    """The compare is out_bits wide: random words over the whole signed range of out_bits,
+    the extremes and ties (the first index wins), equal to the argmax of the words as the
+    host reads them back (sign-extended)."""
+    import random
+    seed = 5
+    print("seed", seed)
+    rng = random.Random(seed)
+    lo, hi = -(1 << (out_bits - 1)), (1 << (out_bits - 1)) - 1
+    cfg = AccelConfig(lanes=4, weight_depth=16, scratch_depth=64, out_depth=32, prog_depth=8,
+                      max_fan_in=16, out_bits=out_bits, ops=("HALT", "MATVEC", "ARGMAX"))
+    cases = [[lo, lo + 1, -1, 0], [hi - 1, lo, hi, hi, 0], [-5, -5, -7],
+             [rng.randint(lo, hi) for _ in range(24)],
+             [rng.choice((lo, -1, 0, 1, hi)) for _ in range(24)]]
+    for vals in cases:
+        want = max(range(len(vals)), key=lambda i: (vals[i], -i))
+        assert _argmax_rtl(cfg, vals) == want, vals
