@@ -189,7 +189,12 @@ def _run_plan(plan, build_dir: pathlib.Path, name: str, progress: bool,
         if proc.returncode != 0:
             msg = _failure(phase, proc.stdout + proc.stderr, build_dir, tool, name,
                            log_dir or build_dir)
-            raise (FitError if msg.startswith("the design does not fit") else BuildError)(msg)
+            if msg.startswith("the design does not fit"):
+                exc = FitError(msg)
+                # What Yosys mapped (measured), for a record of a design that does not fit.
+                exc.synthesized = synthesized_cells(build_dir, name)
+                raise exc
+            raise BuildError(msg)
         key = PHASE_KEYS.get(tool, f"{tool}_s")
         times[key] = round(times.get(key, 0) + dt, 2)
         _progress(f"{phase} done in {dt:.1f} s", progress)
@@ -206,6 +211,23 @@ _CELL_WORDS = {"ICESTORM_LC": "logic cells (LUT4 + FF)", "ICESTORM_RAM": "EBR bl
 #: Yosys block cells by kind, for the resource use a failed place and route names.
 _YOSYS_BLOCKS = {"EBR": ("SB_RAM40_4K", "DP16KD", "PDPW16KD"), "SPRAM": ("SB_SPRAM256KA",),
                  "DSP": ("SB_MAC16", "MULT18X18D")}
+
+
+def synthesized_cells(build_dir: pathlib.Path, name: str) -> dict | None:
+    """``{LUT, FF, EBR, SPRAM, DSP}`` (ints) from the Yosys ``stat -json`` of a build
+    (``<name>.stat.json`` in ``build_dir``): measured after synthesis, before place and
+    route (iCE40: SB_LUT4, SB_DFF*; ECP5: LUT4, TRELLIS_FF); None when there is no readable
+    stat file."""
+    try:
+        stat = json.loads((build_dir / f"{name}.stat.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cells = (stat.get("design") or {}).get("num_cells_by_type", {}) if isinstance(stat, dict) else {}
+    out = {"LUT": cells.get("SB_LUT4", cells.get("LUT4", 0)),
+           "FF": sum(v for k, v in cells.items() if k.startswith(("SB_DFF", "TRELLIS_FF")))}
+    for kind, cs in _YOSYS_BLOCKS.items():
+        out[kind] = sum(cells.get(c, 0) for c in cs)
+    return out
 
 
 def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str,

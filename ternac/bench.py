@@ -15,9 +15,11 @@ iCEBreaker at 40 lanes with T3 weights, the ULX3S at 128 lanes) one JSON file
   *derived*;
 * ``build``: achieved Fmax, the clock constrained, timing met, critical path, LUT / FF /
   DSP / EBR / SPRAM (used, available) from that configuration's board build
-  (``boards.build.build_board``: Yosys + nextpnr), *measured*; when the fit check refuses
-  the design before synthesis (or place and route runs out of cells) ``build.refused``
-  holds the sentence and ``resources`` the pre-synthesis estimate, *modelled*;
+  (``boards.build.build_board``: Yosys + nextpnr), *measured*; a build runs synthesis even
+  where the pre-synthesis estimate says the design cannot fit, so when place and route
+  runs out of cells ``build.refused`` holds the sentence and ``resources`` what Yosys
+  mapped, *measured (Yosys synthesis)*; with ``--no-build`` ``resources`` is the estimate,
+  *modelled*;
 * ``tokens_per_s`` = constrained clock / cycles per token (only when timing is met) and
   ``tokens_per_s_at_fmax`` = achieved Fmax / cycles: *derived*;
 * ``targets``: issue 9's targets for the configuration (*requested*) and whether each
@@ -149,8 +151,10 @@ def _build(bc: BenchConfig, lanes: int, *, build: bool, cache_dir, work_dir,
            progress: bool) -> dict:
     """The board build of ``bc`` through the sweep's cached records."""
     from ternac.sweep import Point, run_sweep
+    # fit_check=False: a configuration the estimate refuses is still synthesized, so its
+    # record holds what Yosys mapped (measured) rather than the estimate alone.
     point = Point(bc.board, "shakespeare", lanes, float(bc.freq_MHz), build=build,
-                  energy=False, config=bc.config)
+                  energy=False, config=bc.config, fit_check=not build)
     s = run_sweep([point], cache_dir=cache_dir, work_dir=work_dir, progress=progress,
                   in_process=True, command=None)
     rec = s["points"][0]
@@ -165,12 +169,17 @@ def _build(bc: BenchConfig, lanes: int, *, build: bool, cache_dir, work_dir,
            "sweep_cycles_per_token": rec.get("cycles_per_token"),
            "sweep_matches_golden": rec.get("matches_golden"),
            "estimate": est.get("resources"), "refused": None}
+    cap = est.get("capacity") or {}
     if b.get("resources"):
         out["resources"] = {k: v for k, v in b["resources"].items()
                             if k in ("LUT", "FF", "DSP", "EBR", "SPRAM")}
         out["resources_kind"] = "measured"
+    elif rec.get("synthesized"):
+        out["resources"] = {k: {"used": v, "available": cap.get(k)}
+                            for k, v in rec["synthesized"].items()}
+        out["resources_kind"] = ("measured (Yosys synthesis; place and route ran out of "
+                                 "cells)")
     elif est.get("resources"):
-        cap = est.get("capacity") or {}
         out["resources"] = {k: {"used": v, "available": cap.get(k)}
                             for k, v in est["resources"].items()}
         out["resources_kind"] = "modelled (boards/resources.py, before synthesis)"

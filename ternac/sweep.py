@@ -132,6 +132,10 @@ class Point:
     energy : bool        trace the RTL run and apply the power model (False: a plain RTL
                          run, no energy figure; ``--no-energy`` or no power model here)
     baud : int           host-link baud rate of the board build
+    fit_check : bool     refuse a point the estimate says cannot fit before synthesis (True,
+                         the sweep's default); False: synthesize anyway, so a design that
+                         does not fit gets its measured Yosys figures (``synthesized``);
+                         left out of the key when True, so older records keep theirs
     config : str or None the LM only: the name of an AccelConfig in ``ternac.config`` to
                          lower for (``LM_CONFIG``, ``LM_T3_CONFIG``, ``LM_ULX3S_CONFIG``:
                          what ``ternac build`` and ``ternac bench lm`` use); None: the
@@ -147,6 +151,7 @@ class Point:
     energy: bool = True
     baud: int = _facts.DEFAULT_BAUD
     config: str | None = None
+    fit_check: bool = True
 
     @property
     def name(self) -> str:
@@ -291,6 +296,8 @@ def point_key(point: Point, inputs: dict) -> str:
     pt = dataclasses.asdict(point)
     if pt.get("config") is None:
         pt.pop("config", None)
+    if pt.get("fit_check", True):
+        pt.pop("fit_check", None)
     blob = json.dumps({"record_version": RECORD_VERSION, "point": pt,
                        "inputs": inputs}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -552,9 +559,11 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
             check_fit(est)
         except FitError as exc:
             rec["LUT"], rec["LUT_kind"] = est["resources"]["LUT"], "modelled"
-            # (the sweep has no --no-fit-check of ``ternac build``: its advice is dropped)
-            why = one_line(exc).replace(", or pass --no-fit-check to run synthesis anyway", "")
-            return done("does_not_fit", f"before synthesis: {why}")
+            if p.fit_check or not p.build:
+                # (the sweep has no --no-fit-check of ``ternac build``: its advice is dropped)
+                why = one_line(exc).replace(", or pass --no-fit-check to run synthesis anyway",
+                                            "")
+                return done("does_not_fit", f"before synthesis: {why}")
 
     # 3. the board build.
     status, reason = "ok", None
@@ -573,6 +582,10 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
         except FitError as exc:
             if est is not None:
                 rec["LUT"], rec["LUT_kind"] = est["resources"]["LUT"], "modelled"
+            syn = getattr(exc, "synthesized", None)
+            if syn:
+                rec["synthesized"] = syn
+                rec["LUT"], rec["LUT_kind"] = syn["LUT"], "measured (Yosys, before place and route)"
             return done("does_not_fit", f"place and route: {one_line(exc)}")
         except BuildError as exc:
             return done("error", f"board build: {one_line(exc)}")

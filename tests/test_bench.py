@@ -74,3 +74,28 @@ def test_bench_lm_api_bad_arguments(kw, msg, tmp_path):
     assert str(e.value).startswith(msg) and not (tmp_path / "b").exists()
     if "text" in kw:
         assert str(e.value) == msg + os.path.relpath(str(DEFAULT_TEXT))
+
+
+def test_synthesized_cells_reads_what_yosys_mapped(tmp_path):
+    """A build that place and route cannot fit keeps Yosys's measured cell counts
+    (boards.build.synthesized_cells), which bench lm reports instead of the estimate."""
+    import json
+    from ternac.boards.build import synthesized_cells
+    assert synthesized_cells(tmp_path, "top") is None           # no stat file
+    (tmp_path / "top.stat.json").write_text("{not json")
+    assert synthesized_cells(tmp_path, "top") is None
+    cells = {"SB_LUT4": 7374, "SB_DFF": 4000, "SB_DFFE": 783, "SB_RAM40_4K": 30,
+             "SB_SPRAM256KA": 4, "SB_MAC16": 8, "SB_CARRY": 900}
+    (tmp_path / "top.stat.json").write_text(json.dumps({"design": {"num_cells_by_type": cells}}))
+    assert synthesized_cells(tmp_path, "top") == {"LUT": 7374, "FF": 4783, "EBR": 30,
+                                                   "SPRAM": 4, "DSP": 8}
+
+
+def test_fit_check_false_changes_the_key_and_true_keeps_older_keys():
+    """Point.fit_check is left out of the key when True (older records keep theirs)."""
+    import dataclasses
+    from ternac.sweep import Point, point_key
+    p = Point("icebreaker", "shakespeare", 32, 24.0, config="LM_CONFIG")
+    inputs = {"checkpoint": "c", "corpus": "t", "tools": {}, "source": "s"}
+    assert point_key(p, inputs) == point_key(dataclasses.replace(p, fit_check=True), inputs)
+    assert point_key(p, inputs) != point_key(dataclasses.replace(p, fit_check=False), inputs)
