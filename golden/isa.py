@@ -322,6 +322,11 @@ def expand_program(program) -> list[tuple[int, Instr]]:
     while pc < len(prog):
         ins = prog[pc]
         if ins.op == Op.REPEAT:
+            if pc > 0 and prog[pc - 1].op == Op.MATVEC and prog[pc - 1].epi:
+                # The sequencer decodes the word after an epilogue MATVEC as its epilogue.
+                raise ValueError(f"instruction {pc} ({ins}) is a REPEAT right after a MATVEC "
+                                 f"with an epilogue (instruction {pc - 1}); the epilogue must "
+                                 f"be the next word in the program")
             count, body = ins.n, ins.k
             bad = [f for f, _ in FIELDS
                    if f not in ("op", "src", "dst", "aux", "n", "k") and getattr(ins, f)]

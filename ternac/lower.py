@@ -754,6 +754,9 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         stream = expand_program(prog)
     except ValueError as exc:
         raise CompileError(str(exc)) from None
+    if not stream or stream[-1][1].op != Op.HALT:
+        # The interpreter refuses it; the sequencer would run on past the last word.
+        raise CompileError(f"the program of {len(prog)} instructions never reaches a HALT")
     built = cfg.op_set
     for idx, ins in enumerate(prog):
         s = spec(ins.op)
@@ -935,7 +938,7 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     prog = b.program()
     if fuse:      # RMSNORM statistics teed from their producer (golden/isa.py tee)
         prog = _tee_norms(prog)
-    if repeat:    # runs of strided copies as REPEAT loops (golden/isa.py REPEAT)
+    if repeat and Op.REPEAT in cfg.op_set:   # strided runs as REPEAT loops (golden/isa.py)
         prog = compress_program(prog)
     check_program(prog, cfg)
 
@@ -1270,7 +1273,8 @@ def _signed_delta(a: int, b: int, bits: int) -> int | None:
     return d if -2048 <= d < 2048 else None
 
 
-def compress_program(prog: Sequence[Instr], *, max_body: int = 64) -> list[Instr]:
+def compress_program(prog: Sequence[Instr], *, max_body: int = 64,
+                     max_count: int | None = None) -> list[Instr]:
     """Compress a straight-line program with REPEAT loops (golden/isa.py): every run of
     ``c >= 2`` consecutive copies of a body of ``p`` instructions that differ only in their
     address fields (src, dst, aux, wbase), each by a constant stride a copy, with at most
@@ -1288,6 +1292,8 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64) -> list[Instr
     ----------
     prog : list of Instr, straight-line (no REPEAT), ending in HALT
     max_body : int, the longest body tried (instructions)
+    max_count : int or None, the most copies one REPEAT runs (None: 4,095, all its ``n``
+        field holds); a longer run is split
 
     Returns
     -------
@@ -1295,12 +1301,20 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64) -> list[Instr
 
     Raises
     ------
+    ValueError if ``prog`` already holds a REPEAT or stride selectors (not straight-line);
     AssertionError if the compressed program does not unroll to ``prog`` (a bug here).
+    A run longer than REPEAT's count field holds (4,095) is split.
     """
     from ternac.golden.isa import REPEAT_STRIDES, expand_program, repeat_word, rsel_of
 
     prog = list(prog)
     n = len(prog)
+    for k, ins in enumerate(prog):
+        if ins.op == Op.REPEAT or ins.rsel:
+            raise ValueError(f"compress_program takes a straight-line program, but instruction "
+                             f"{k} ({ins.op.name}) is a REPEAT or has stride selectors")
+    field_max = (1 << _FIELD_BITS["n"]) - 1       # REPEAT's count is its n field
+    count_max = field_max if max_count is None else min(max_count, field_max)
     fixed = [tuple(getattr(i, f) for f in _FIXED_FIELDS) for i in prog]
     addr = [tuple(getattr(i, f) for f, _ in _ADDR_FIELDS) for i in prog]
     ok = [i.op not in (Op.HALT, Op.REPEAT) and not i.rsel for i in prog]
@@ -1330,7 +1344,7 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64) -> list[Instr
                 row.append(d)
             deltas.append(row)
         c = 2
-        while i + (c + 1) * p <= n:
+        while i + (c + 1) * p <= n and c < count_max:
             base = i + c * p
             good = True
             for j in range(p):

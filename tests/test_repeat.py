@@ -202,3 +202,60 @@ def test_vit_program_fits_and_unrolls_to_the_straight_line_one():
     assert len(rep.program) <= VIT_CONFIG.prog_depth < len(flat.program)
     assert rep.unrolled == flat.program
     assert rep.op_counts()["REPEAT"] == sum(i.op == Op.REPEAT for i in rep.program)
+
+
+# -- found by the tester (session 3) -----------------------------------------------------
+
+_SMALL = AccelConfig(lanes=4, weight_depth=64, scratch_depth=512, out_depth=16, prog_depth=32,
+                     max_fan_in=16, vector=("eltwise",), max_vector=64)
+
+
+def test_repeat_right_after_an_epilogue_matvec_is_refused():
+    """The sequencer decodes the word after an epilogue MATVEC as its epilogue, so a REPEAT
+    there is refused (it hung the RTL while the interpreter paired it in unrolled order)."""
+    prog = [Instr(Op.MATVEC, src=0, n=8, k=8, m=3, s=2, epi=1), repeat_word(1, 1),
+            Instr(Op.ADD, src=0, dst=300, aux=200, n=8, m=1, wbase=1), Instr(Op.HALT)]
+    with pytest.raises(ValueError, match="right after a MATVEC with an epilogue"):
+        expand_program(prog)
+    with pytest.raises(CompileError, match="right after a MATVEC with an epilogue"):
+        check_program(prog, _SMALL)
+
+
+def test_compress_splits_runs_longer_than_the_count_field():
+    """A run longer than a REPEAT's count may be is split (the count is capped at the n
+    field's 4,095 by default: 5,000 copies came out as one REPEAT of 5,000, which does not
+    encode); shown with a cap of 3 on 10 copies, and the default cap checked on 4,097."""
+    prog = [Instr(Op.ARGMAX, n=1)] * 10 + [Instr(Op.HALT)]
+    out = compress_program(prog, max_count=3)
+    reps = [i for i in out if i.op == Op.REPEAT]
+    assert reps and max(i.n for i in reps) == 3
+    assert [i for _, i in expand_program(out)] == prog
+    check_program(out, dataclasses.replace(_SMALL, vector=(), ops=None))
+    long = [Instr(Op.ARGMAX, n=1)] * 4097 + [Instr(Op.HALT)]
+    out = compress_program(long, max_body=1)
+    assert max(i.n for i in out if i.op == Op.REPEAT) == 4095
+    assert [i for _, i in expand_program(out)] == long
+
+
+def test_compress_refuses_a_program_that_already_loops():
+    prog = compress_program([Instr(Op.ARGMAX, n=1)] * 3 + [Instr(Op.HALT)])
+    with pytest.raises(ValueError, match="straight-line"):
+        compress_program(prog)
+
+
+def test_check_program_refuses_a_program_without_halt():
+    with pytest.raises(CompileError, match="never reaches a HALT"):
+        check_program([Instr(Op.ARGMAX, n=1), Instr(Op.ARGMAX, n=1)],
+                      dataclasses.replace(_SMALL, prog_depth=2))
+
+
+def test_lowering_without_repeat_in_the_build_does_not_loop():
+    """A build without REPEAT (AccelConfig.ops) gets the unrolled program, not a refusal of
+    the lowering's own output."""
+    from ternac.config import VIT_CONFIG, VIT_OPS
+    from ternac.golden.vit import IntViT
+    from ternac.lower import lower
+    cfg = dataclasses.replace(VIT_CONFIG, ops=tuple(o for o in VIT_OPS if o != "REPEAT"),
+                              prog_depth=1024)
+    low = lower(IntViT.from_checkpoint().graph(), cfg)
+    assert all(i.op != Op.REPEAT for i in low.program)
