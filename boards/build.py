@@ -227,7 +227,34 @@ def synthesized_cells(build_dir: pathlib.Path, name: str) -> dict | None:
            "FF": sum(v for k, v in cells.items() if k.startswith(("SB_DFF", "TRELLIS_FF")))}
     for kind, cs in _YOSYS_BLOCKS.items():
         out[kind] = sum(cells.get(c, 0) for c in cs)
+    lc = packed_logic_cells(build_dir, name)
+    if lc is not None:
+        out["LC"] = lc[0]
     return out
+
+
+#: nextpnr's packed logic-cell type per family: an iCE40 ICESTORM_LC is one LUT4 + one FF
+#: (+ carry); an ECP5 TRELLIS_COMB one LUT4.
+_LC_CELLS = ("ICESTORM_LC", "TRELLIS_COMB")
+
+
+def packed_logic_cells(build_dir: pathlib.Path, name: str) -> tuple[int, int] | None:
+    """``(used, available)`` logic cells after nextpnr's packer, read from its log
+    (``<name>.tim`` in ``build_dir``, the "Device utilisation" lines): measured, and written
+    even when placement then fails, so a design that does not fit still says how many cells
+    it needs. On the iCE40 a flip-flop shares a cell with a LUT4 only when that LUT4 drives
+    nothing else, so this exceeds both the LUT4 and the FF count of Yosys. None when there
+    is no log or no such line."""
+    import re
+    try:
+        log = (build_dir / f"{name}.tim").read_text(errors="replace")
+    except OSError:
+        return None
+    for cell in _LC_CELLS:
+        hit = re.search(rf"\b{cell}:\s+(\d+)/\s*(\d+)", log)
+        if hit:
+            return int(hit.group(1)), int(hit.group(2))
+    return None
 
 
 def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str,
@@ -241,7 +268,10 @@ def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str
             or re.search(r"Failed to expand region .* of \d+ (\w+?)s\b", log))
     if full:
         cell = full.group(1)
-        used = ""
+        said = []
+        lc = packed_logic_cells(build_dir, name) if cell in _LC_CELLS else None
+        if lc is not None:
+            said.append(f"the packer needed {lc[0]:,} of the {lc[1]:,} there are")
         try:
             stat = json.loads((build_dir / f"{name}.stat.json").read_text())
             cells = (stat.get("design") or {}).get("num_cells_by_type", {})
@@ -250,10 +280,10 @@ def _failure(phase: str, log: str, build_dir: pathlib.Path, tool: str, name: str
             blocks = ", ".join(f"{sum(cells.get(c, 0) for c in cs)} {kind}"
                                for kind, cs in _YOSYS_BLOCKS.items()
                                if any(c in cells for c in cs))
-            used = (f" (Yosys mapped {luts} LUT4s, {ffs} FFs" + (f", {blocks}" if blocks else "")
-                    + ")")
+            said.append(f"Yosys mapped {luts} LUT4s, {ffs} FFs" + (f", {blocks}" if blocks else ""))
         except (OSError, ValueError):
             pass
+        used = f" ({'; '.join(said)})" if said else ""
         return (f"the design does not fit the device: place and route ran out of "
                 f"{_CELL_WORDS.get(cell, cell)}{used}; use fewer lanes or smaller memories "
                 f"(log: {logfile})")

@@ -91,6 +91,27 @@ def test_synthesized_cells_reads_what_yosys_mapped(tmp_path):
                                                    "SPRAM": 4, "DSP": 8}
 
 
+def test_packed_logic_cells_come_from_the_packer_log(tmp_path):
+    """A design that does not fit still says how many logic cells the packer needed (an
+    ICESTORM_LC is one LUT4 + one FF: more than either Yosys count), from nextpnr's log."""
+    import json
+    from ternac.boards.build import _failure, packed_logic_cells, synthesized_cells
+    assert packed_logic_cells(tmp_path, "top") is None           # no log
+    (tmp_path / "top.tim").write_text("Info: Packing LUT-FFs..\n")
+    assert packed_logic_cells(tmp_path, "top") is None           # no utilisation line
+    (tmp_path / "top.tim").write_text(
+        "Info: Device utilisation:\nInfo: \t         ICESTORM_LC:   10122/   5280   191%\n"
+        "Info: \t        ICESTORM_RAM:      30/     30   100%\n")
+    assert packed_logic_cells(tmp_path, "top") == (10122, 5280)
+    cells = {"SB_LUT4": 7374, "SB_DFF": 4783, "SB_MAC16": 8}
+    (tmp_path / "top.stat.json").write_text(json.dumps({"design": {"num_cells_by_type": cells}}))
+    assert synthesized_cells(tmp_path, "top")["LC"] == 10122
+    log = "ERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'"
+    msg = _failure("place and route", log, tmp_path, "nextpnr-ice40", "top", tmp_path)
+    assert "ran out of logic cells" in msg and "needed 10,122 of the 5,280" in msg
+    assert "Yosys mapped 7374 LUT4s, 4783 FFs, 8 DSP" in msg
+
+
 def test_fit_check_false_changes_the_key_and_true_keeps_older_keys():
     """Point.fit_check is left out of the key when True (older records keep theirs)."""
     import dataclasses
