@@ -266,51 +266,74 @@ def engine_harness(*, broken: str | None = None, lanes: int = ENG_LANES,
             m.d.sync += nb.eq(Mux(beat.last, 0, nb + 1))
 
         # Shadow accumulators in a width that cannot overflow, and the expected results of
-        # the tile being drained.
+        # the finished tiles not yet drained, oldest first (q0: the one on ``o``; q1: one
+        # that ended while q0 drains, waiting in the accumulators).
         sh = [Signal(signed(WIDE), name=f"sh{l}") for l in range(L)]
-        exp = [Signal(signed(WIDE), name=f"exp{l}") for l in range(L)]
+        q0 = [Signal(signed(WIDE), name=f"exp{l}") for l in range(L)]
+        q1 = [Signal(signed(WIDE), name=f"next{l}") for l in range(L)]
+        pop = transfers(dut.o) & dut.o.payload.last
+        tiles = counter(m, fire & beat.last, dec=pop, bits=2, name="tiles_pending")
         for l in range(L):
             term = Mux(beat.nz[l], Mux(beat.neg[l], -beat.x, beat.x), 0)
+            new = sh[l] + term
             with m.If(fire):
-                m.d.sync += sh[l].eq(Mux(beat.last, 0, sh[l] + term))
-                with m.If(beat.last):
-                    m.d.sync += exp[l].eq(sh[l] + term)
+                m.d.sync += sh[l].eq(Mux(beat.last, 0, new))
+            with m.If(fire & beat.last):
+                with m.If((tiles == 0) | ((tiles == 1) & pop)):
+                    m.d.sync += q0[l].eq(new)
+                with m.Else():
+                    m.d.sync += q1[l].eq(new)
+                    with m.If(pop):
+                        m.d.sync += q0[l].eq(q1[l])
+            with m.Elif(pop):
+                m.d.sync += q0[l].eq(q1[l])
 
-        tiles = counter(m, fire & beat.last, dec=transfers(dut.o) & dut.o.payload.last,
-                        bits=2, name="tiles_pending")
         oi = Signal(range(L), name="out_lane")
         with m.If(transfers(dut.o)):
             m.d.sync += oi.eq(Mux(oi == L - 1, 0, oi + 1))
-        exp_arr = Array(exp)
+        q0_arr = Array(q0)
         with m.If(dut.o.valid):
             m.d.comb += [
-                Assert(dut.o.payload.acc == exp_arr[oi], "o: result equals the exact sum"),
+                Assert(dut.o.payload.acc == q0_arr[oi], "o: result equals the exact sum"),
                 Assert(dut.o.payload.last == (oi == L - 1), "o: last on lane L-1"),
-                Assert(tiles == 1, "o: results only of an accepted tile"),
+                Assert(tiles >= 1, "o: results only of an accepted tile"),
             ]
-        m.d.comb += Assert(tiles <= 1, "no tile dropped or duplicated")
+        m.d.comb += Assert(tiles <= 2, "no tile dropped or duplicated")
         stalled = past(m, dut.o.valid & ~dut.o.ready, name="cover_stalled")
         m.d.comb += Cover(transfers(dut.o) & dut.o.payload.last & stalled
                           & (dut.o.payload.acc != 0))
 
-        # No overflow: every accumulator register holds the exact sum (its value, read as
-        # a signed W-bit number, equals the wide shadow).
+        # No overflow: within a tile every accumulator register holds the exact partial
+        # sum (its value, read as a signed W-bit number, equals the wide shadow); after
+        # the tile's last beat, the exact result until the shift register takes it.
         accs = probe_all(t, r"acc\d+")
+        first, held = probe(t, "first"), probe(t, "held")
+        newest = [Mux(tiles == 2, q1[l], q0[l]) for l in range(L)]
         for l in range(L):
-            m.d.comb += Assert(accs[l] == sh[l], f"acc{l}: no overflow (equals the exact sum)")
-        # Induction invariants: a tile's partial sums are bounded by its beats; the output
-        # shift register holds the remaining expected results.
+            with m.If(nb != 0):
+                m.d.comb += Assert(accs[l] == sh[l],
+                                   f"acc{l}: no overflow (equals the exact sum)")
+            with m.If(held):
+                m.d.comb += Assert(accs[l] == newest[l],
+                                   f"acc{l}: holds the exact sum of the finished tile")
+        # Induction invariants: a tile's partial sums are bounded by its beats; the tile
+        # in the shift register (if any) is q0, its remaining results in order.
         for l in range(L):
             m.d.comb += Assert((sh[l] <= ACT_MAX * nb) & (sh[l] >= -ACT_MAX * nb),
                                "inv: partial sum bounded")
         m.d.comb += Assert(nb < K, "inv: beat count")
+        m.d.comb += Assert(first == (nb == 0), "inv: first beat of a tile")
+        m.d.comb += Assert(~held | ((nb == 0) & (tiles >= 1)), "inv: held tile")
+        draining = Signal(2, name="draining")             # tiles in the shift register
+        m.d.comb += draining.eq(tiles - held)
+        m.d.comb += Assert(draining <= 1, "inv: one tile in the shift register")
         pending = probe(t, "pending")
         outs = probe_all(t, r"out\d+")
-        m.d.comb += Assert(pending == Mux(tiles == 1, L - oi, 0), "inv: pending results")
-        m.d.comb += Assert((tiles == 1) | (oi == 0), "inv: no lane index between tiles")
+        m.d.comb += Assert(pending == Mux(draining == 1, L - oi, 0), "inv: pending results")
+        m.d.comb += Assert((draining == 1) | (oi == 0), "inv: no lane index between tiles")
         for j in range(L):
             with m.If(j < pending):
-                m.d.comb += Assert(outs[j] == exp_arr[(L - pending + j)[:len(oi)]],
+                m.d.comb += Assert(outs[j] == q0_arr[(L - pending + j)[:len(oi)]],
                                    "inv: shift register holds the expected results")
     return Harness(build, "engine")
 

@@ -154,7 +154,7 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
                   epilogue_latency: int | None = None) -> int:
     """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
 
-        2 + 3 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
+        2 + 4 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
         2 + 1                                             (n = 0)
 
     with ``W`` = :data:`STREAMER_LATENCY` (2 for I2, 3 for T3) and, if the result is
@@ -173,17 +173,19 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
       the engine in cycle ``2 + W``;
     * one beat a cycle: the next tile's command is accepted in the cycle of the current
       one's last read, so weights stream without a bubble (hw/streamer.py);
-    * a tile's last beat must wait until the engine's output shift register has drained
-      the previous tile's ``L`` results (hw/engine.py ``draining_done``), so tiles after
-      the first take ``max(k, L)`` cycles each (the beat register takes the next beat in
-      the cycle the engine takes one, so it adds no bubble); the last beat of tile ``T - 1``
-      fires in cycle ``c = 1 + W + k + (T - 1) max(k, L)``;
-    * the last tile drains ``L`` results, one a cycle, in cycles ``c + 1 .. c + L``; the
-      state exits in the first cycle with the engine empty (``~o.valid``, cycle ``c + L +
-      1``) and every row written. RAW rows are written as they leave the engine;
-      requantized ones ``R`` cycles later (hw/requant.py), so the last row, which leaves in
-      cycle ``c + 1 + r``, is written in cycle ``c + 1 + r + R``: ``d`` cycles past the
-      drain.
+    * a tile's sums go from the engine's accumulators to its output shift register the
+      cycle after its last beat, once the shift register has drained the previous tile's
+      ``L`` results; until then the next tile's first beat waits (hw/engine.py ``held``,
+      ``free``), so tiles after the first take ``max(k, L)`` cycles each (the beat
+      register takes the next beat in the cycle the engine takes one, so it adds no
+      bubble); the last beat of tile ``T - 1`` fires in cycle ``c = 1 + W + k + (T - 1)
+      max(k, L)``;
+    * the last tile's sums reach the shift register in cycle ``c + 1`` and drain ``L``
+      results, one a cycle, in cycles ``c + 2 .. c + L + 1``; the state exits in the first
+      cycle with the engine empty (``~o.valid``, cycle ``c + L + 2``) and every row
+      written. RAW rows are written as they leave the engine; requantized ones ``R``
+      cycles later (hw/requant.py), so the last row, which leaves in cycle ``c + 2 + r``,
+      is written in cycle ``c + 2 + r + R``: ``d`` cycles past the drain.
 
     With an epilogue (``ins.epi``; ``epilogue_latency`` = ``U``, the latency of the next
     instruction's vector unit, :data:`UNIT_TIMING`) the formula is the whole pair's: the
@@ -211,7 +213,7 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     tiles = -(-n // L)
     tail = REQUANT_LATENCY + (int(epilogue_latency) if ins.epi and epilogue_latency else 0)
     d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
-    return (ISSUE_CYCLES + 3 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
+    return (ISSUE_CYCLES + 4 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
             + L + d)
 
 
@@ -332,7 +334,7 @@ def _norm_steps_bound(n: int, bound: str) -> int:
 def _matvec_drain_after_last_write(ins: Instr, lanes: int, epilogue_latency: int) -> int:
     """Cycles a MATVEC with an epilogue runs after its last row's result is written:
     ``max(0, L - r - R - U)`` (the engine still draining padding lanes; :func:`matvec_cycles`:
-    the last row is written in cycle ``c + 1 + r + R + U``, the state exits in ``c + L + 1 +
+    the last row is written in cycle ``c + 2 + r + R + U``, the state exits in ``c + L + 2 +
     d``)."""
     L = int(lanes)
     return max(0, L - (ins.n - 1) % L - REQUANT_LATENCY - int(epilogue_latency))
