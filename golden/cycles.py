@@ -97,12 +97,12 @@ def _check_format(weight_format: str) -> None:
 #: ``{unit: (passes, latency)}`` of the RTL vector units: ``passes`` the times the sequencer
 #: streams a vector through the unit, ``latency`` the cycles from an accepted beat of the
 #: final pass to its output (no stalls). hw/activation.py ``Activation().latency``
-#: (``1 + SHIFT_EXP_STAGES + ceil((SIG_FRAC_BITS + 1) / steps_per_stage) + 5``, two steps
-#: a stage: 22), hw/eltwise.py ``Eltwise.latency``, hw/norm.py ``Norm.latency``, hw/shiftmax.py
+#: (``1 + SHIFT_EXP_STAGES + ceil((SIG_FRAC_BITS - 1) / steps_per_stage) + 5``, two steps
+#: a stage: 21), hw/eltwise.py ``Eltwise.latency``, hw/norm.py ``Norm.latency``, hw/shiftmax.py
 #: (1 input register, 1 for ``mx - x``, 8 of shift-exp, ``e * R``, the rounding stage and the
 #: output register: 13), hw/dot.py ``Dot.latency``. tests/test_cycles.py checks these
 #: against the hw classes (tests/test_dot.py the Dot unit's).
-_LATENCY = {"activation": 22, "eltwise": 7, "norm": 13, "shiftmax": 13, "dot": 6}
+_LATENCY = {"activation": 21, "eltwise": 7, "norm": 13, "shiftmax": 13, "dot": 6}
 #: (passes come from the op registry, golden.ops, the one place they are stated.)
 UNIT_TIMING: dict[str, tuple[int, int]] = {
     unit: (next(sp.passes for sp in _REG.values() if sp.unit == unit), lat)
@@ -274,14 +274,14 @@ def _one_pass(ins: Instr, latency: int) -> int:
 
 def activation_cycles(ins: Instr, *, latency: int = UNIT_TIMING["activation"][1]) -> int:
     """SIGMOID / SILU / GELU on the Activation unit: ``2 + n + latency`` (``2 + 1`` for
-    n = 0); latency 22 in the RTL.
+    n = 0); latency 21 in the RTL.
 
     Source: hw/sequencer.py state VEC: ``scratch[src]`` is addressed in EXEC, so element
     ``j`` enters the unit in cycle ``j`` of VEC (the unit is always ready: its output is
     never stalled); the state exits in the cycle the last output is written, ``latency``
     cycles after the last element enters. hw/activation.py ``Activation.latency``: 1 input
-    register, 8 shift-exp stages, 8 divider stages (two quotient bits each), 5 to the
-    output.
+    register, 8 shift-exp stages (the last one the division's first), 7 divider stages
+    (two quotient bits each), 5 to the output.
     """
     return _one_pass(ins, latency)
 

@@ -1,18 +1,18 @@
 """Activation: integer sigmoid, SiLU and ShiftGELU on the shared shift-exp core."""
 from functools import partial
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.widths import EXP_FRAC_BITS, SIG_FRAC_BITS
 from ternac.golden.widths import M_BITS, S_BITS
-from .divider import pipelined_divide
+from .divider import pipelined_divide_carried
 from .mulpool import borrow
-from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_sat_tail,
-                     shift_exp)
+from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_round,
+                     rhu_sat_tail, shift_exp)
 
-__all__ = ["ActMode", "Activation"]
+__all__ = ["ActMode", "Activation", "sigmoid_division"]
 
 
 class ActMode(enum.Enum, shape=2):
@@ -33,8 +33,11 @@ class Activation(wiring.Component):
 
     0. ``x = -a`` with ``neg`` (golden.isa Flag.NEG), else ``x = a`` (17 bits signed);
     1. ``e = shift_exp(|x|)`` (8 stages; exp gain ``m, s``);
-    2. ``sig+ = (2^30 + (d >> 1)) // d`` with ``d = 2^15 + e``: a pipelined restoring
-       divider, 16 quotient bits, ``steps_per_stage`` bits a stage (default 2: 8 stages);
+    2. ``sig+ = (2^30 + (d >> 1)) // d`` with ``d = 2^15 + e``: 2^15 for ``e = 0``, else
+       ``2^14 + q`` with ``q`` the 14 low quotient bits of a pipelined restoring divider
+       (:func:`hw.divider.pipelined_divide_carried`: only ``e[14:0]`` travels, the
+       dividend's low bits are bits of it), ``steps_per_stage`` bits a stage (default 2:
+       7 stages);
     3. ``sig = sig+`` for ``x >= 0``, else ``2^15 - sig+``; in [0, 2^15];
     4. ``p = sig`` (SIGMOID) or ``p = x * sig`` (SILU, GELU; 33 bits signed);
        ``y = requantize(p, m2, s2)`` (``p * m2`` 49 bits) saturated to int8 [-127, 127],
@@ -42,8 +45,8 @@ class Activation(wiring.Component):
        ``wide = 0``).
 
     Throughput one element a cycle (the whole pipeline stalls while ``o`` is not ready);
-    latency ``14 + ceil(16 / steps_per_stage)`` cycles (22 with the default two steps a
-    stage, 30 with one). No state
+    latency ``14 + ceil(14 / steps_per_stage)`` cycles (21 with the default two steps a
+    stage, 28 with one). No state
     across elements: ``passes = 1`` and ``last`` is ignored. Products (16 x 16 slots of
     :mod:`hw.mulpool`, one SB_MAC16 each): ``|x| * m``, the shift-exp core's ``r * S``
     (10 x 16), ``x * sig`` (16 x 16: ``x`` is kept in 16 bits, |x| <= 32767) and ``p * m2``
@@ -53,7 +56,7 @@ class Activation(wiring.Component):
     Parameters
     ----------
     steps_per_stage : int, 1..16   quotient bits a divider stage (fewer stages and flip-flops,
-        a longer combinational path). Default 2: two chained 18-bit restoring steps a stage;
+        a longer combinational path). Default 2: two chained 17-bit restoring steps a stage;
         against one step a stage, Yosys 0.70 synth_ice40 maps the LM's Activation to 132
         fewer LUT4 and about 470 fewer flip-flops (the divider's remainder, divisor and
         quotient registers and the delay of ``x`` through 8 fewer stages; measured 2026-12-01)
@@ -103,7 +106,7 @@ class Activation(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from an accepted input to its output (no stalls)."""
-        return 1 + SHIFT_EXP_STAGES + -(-(SIG_FRAC_BITS + 1) // self._sps) + 5
+        return 1 + SHIFT_EXP_STAGES + -(-(SIG_FRAC_BITS - 1) // self._sps) + 5
 
     def elaborate(self, platform):
         m = Module()
@@ -131,19 +134,11 @@ class Activation(wiring.Component):
         # x in 16 bits: |x| <= 32767 (the unit's contract), so x * sig is one 16 x 16 slot.
         x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
         a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
-        e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v)
-        v = vdelay(v, SHIFT_EXP_STAGES)
-        x = pipe.delay(x, SHIFT_EXP_STAGES, name="x")
-
-        # sig+ = (2^30 + (d >> 1)) // d, d = 2^15 + e in [2^15, 2^16]: 16 quotient bits,
-        # and (2^30 + (d >> 1)) >> 16 = 2^14 < d, the divider's precondition.
-        d = Signal(unsigned(K + 2), name="act_d")
-        num = Signal(unsigned(B + K + 1), name="act_num")
-        m.d.comb += [d.eq((1 << K) + e), num.eq((1 << (B + K)) + (d >> 1))]
-        sig_pos, stages = pipelined_divide(m, pipe, num, d, q_bits=B + 1,
-                                           steps_per_stage=self._sps)
-        v = vdelay(v, stages)
-        x = pipe.delay(x, stages, name="x")
+        # The shift-exp core's last stage (e = rhu_round(t)) is the division's first.
+        t = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
+        sig_pos, stages = sigmoid_division(m, pipe, t, steps_per_stage=self._sps)
+        v = vdelay(v, SHIFT_EXP_STAGES - 1 + stages)
+        x = pipe.delay(x, SHIFT_EXP_STAGES - 1 + stages, name="x")
 
         sig = pipe.reg(Mux(x >= 0, sig_pos, (1 << B) - sig_pos), unsigned(B + 1), name="sig")
         v = vdelay(v, 1)
@@ -165,3 +160,42 @@ class Activation(wiring.Component):
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(y)]
         return m
+
+
+def sigmoid_division(m, pipe, t, *, steps_per_stage: int = 2):
+    """``sig+ = (2^30 + (d >> 1)) // d`` with ``d = 2^15 + e``, ``e = rhu_round(t)``
+    (golden.intops._sigmoid_core, ``e`` in [0, 2^15]), pipelined.
+
+    ``t`` is the shift-exp core's last register (hw.vector.shift_exp ``round_last=False``:
+    ``e = (t + 1) >> 1``, 0 iff ``t`` is 0). The first stage forms ``e`` and registers what
+    the division needs of it; then ``ceil(14 / steps_per_stage)`` stages of
+    :func:`hw.divider.pipelined_divide_carried`.
+
+    Returns
+    -------
+    (sig_pos, stages): ``sig+`` (16 bits unsigned, combinational after the last register)
+    and the number of pipeline registers from ``t`` to it.
+    """
+    K, B = EXP_FRAC_BITS, SIG_FRAC_BITS
+    e = Signal(unsigned(K + 1), name="act_e")
+    m.d.comb += e.eq(rhu_round(t))
+    # sig+ = N // d with N = 2^30 + (d >> 1), d = 2^15 + e (golden.intops._sigmoid_core).
+    # e = 0: d = 2^15, sig+ = 2^15 (z below). Otherwise N / d is in [2^14, 2^15), so
+    # sig+ = 2^14 + q with q = (N - 2^14 d) // d < 2^14: 14 quotient bits. The partial
+    # remainder with those 14 bits to come is (N - 2^14 d) >> 14 = 2^16 + (d >> 15) - d
+    # = 2^15 + 1 - e (< d: the precondition), and the dividend's low 14 bits are
+    # (d >> 1)[0:14] = e[1:15]: bits of the divisor, which travels anyway. For e < 2^15
+    # the divisor is 2^15 + e[14:0], so only e[14:0] travels; e = 2^15 (d = 2^16) gives
+    # e[14:0] = 0, remainder 1 (mod 2^16): q = 0 and sig+ = 2^14, its right value.
+    # tests/test_rtl_units.py runs every e in [0, 2^15] through this division.
+    z = pipe.reg(t == 0, name="z")                         # e = 0
+    den = pipe.reg(e[:K], unsigned(K), name="den")
+    rem0 = pipe.reg(((1 << K) + 1 - e)[:K + 1], unsigned(K + 1), name="rem0")
+    q, stages = pipelined_divide_carried(
+        m, pipe, rem0, den, q_bits=B - 1, steps_per_stage=steps_per_stage,
+        divisor=lambda dn: Cat(dn, Const(1, 1)),          # 2^15 + e[14:0]
+        num_bit=lambda j, dn: dn[K - 1 - j])               # e[14 - j]
+    z = pipe.delay(z, stages, name="z")
+    sig_pos = Signal(unsigned(B + 1), name="act_sig_pos")
+    m.d.comb += sig_pos.eq(Mux(z, 1 << B, Cat(q, Const(1, 1))))   # 2^15, or 2^14 + q
+    return sig_pos, 1 + stages

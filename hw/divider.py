@@ -3,7 +3,8 @@
 * :class:`SeqDivider`: ``num // den``, restoring, one quotient bit a cycle (the one
   division a vector of Shiftmax and the norms);
 * :func:`pipelined_divide`: the same restoring division unrolled into pipeline stages
-  (one division an element: the sigmoid family);
+  (one division an element); :func:`pipelined_divide_carried`, the same where the
+  dividend's low bits are bits of the divisor, which travels anyway (the sigmoid family);
 * :class:`SeqIsqrt`: ``floor(sqrt(v))`` digit by digit, one result bit a cycle
   (:func:`golden.intops.isqrt`).
 
@@ -14,7 +15,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["SeqDivider", "SeqIsqrt", "pipelined_divide"]
+__all__ = ["SeqDivider", "SeqIsqrt", "pipelined_divide", "pipelined_divide_carried"]
 
 
 class SeqDivider(wiring.Component):
@@ -150,3 +151,46 @@ def pipelined_divide(m, pipe, num, den, *, q_bits: int, steps_per_stage: int = 1
             d = pipe.reg(d, unsigned(D), name="div_den")
         stages += 1
     return lo, stages
+
+
+def pipelined_divide_carried(m, pipe, rem, den, *, q_bits: int, divisor, num_bit,
+                             steps_per_stage: int = 1):
+    """A restoring division in ``ceil(q_bits / steps_per_stage)`` pipeline stages whose
+    dividend's low bits are a function of the divisor (so they need no register of their
+    own): the form of :class:`hw.activation.Activation`'s sigmoid division.
+
+    The division is that of :func:`pipelined_divide` after its first step: ``rem`` (a
+    Value, ``R`` bits unsigned) is the partial remainder with the dividend's low
+    ``q_bits`` bits still to come, and step ``j`` (0 first) brings down the bit
+    ``num_bit(j, den)``; ``divisor(den)`` is the divisor (``R`` bits at most) built from the
+    carried bits ``den`` (registered through ``pipe`` while steps remain). Each step is the
+    restoring one: ``trial = 2 rem + bit``, ``q_j = trial >= divisor``, ``rem = trial -
+    divisor`` if ``q_j``, else ``trial``. Precondition (the caller's): ``rem < divisor``
+    at the start, so every remainder stays below the divisor (``R`` bits) and the
+    quotient fits ``q_bits``. Per stage, the registers are the remainder (``R`` bits),
+    the quotient bits found so far (no dividend bits) and, while steps remain, ``den``.
+
+    Returns
+    -------
+    (q, stages): the quotient (``q_bits`` unsigned, MSB the first step's), valid
+    ``stages`` registers after ``rem``/``den``, and the number of pipeline registers added.
+    """
+    Q = q_bits
+    R = len(rem)
+    d = den
+    q = None
+    stages, done = 0, 0
+    while done < Q:
+        dv = divisor(d)
+        for _ in range(min(steps_per_stage, Q - done)):
+            trial = Cat(num_bit(done, d), rem)
+            ge = trial >= dv
+            rem = Mux(ge, trial - dv, trial)[:R]
+            q = ge if q is None else Cat(ge, q)
+            done += 1
+        if done < Q:
+            rem = pipe.reg(rem, unsigned(R), name="div_rem")
+            d = pipe.reg(d, name="div_den")
+        q = pipe.reg(q, unsigned(done), name="div_q")
+        stages += 1
+    return q, stages

@@ -244,7 +244,8 @@ def priority_encode(m, v, *, name: str = "msb") -> Signal:
 SHIFT_EXP_STAGES = 8
 
 
-def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Signal:
+def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
+              round_last: bool = True) -> Signal:
     """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
 
     ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, a DSP) ->
@@ -261,6 +262,10 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Sign
     ``x * y`` and :func:`rhu_halve`. ``valid``, if given, is the valid bit of ``a``'s beat:
     the product register and the mantissa ``M`` are then 0 for a bubble and both barrel
     shifts ``zero_idle`` ones.
+
+    ``round_last`` False: the last stage is left to the caller, who gets the register
+    before it, ``t = floor(2M / 2^(q + 11))`` (7 stages; ``e = rhu_round(t)``, 0 iff
+    ``t`` is 0), to form ``e`` and what it needs of ``e`` in one stage of its own.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
@@ -301,6 +306,8 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None) -> Sign
     else:
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
     qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
+    if not round_last:
+        return pipe.reg((halve or rhu_halve)(mant, qs), name="exp_e_t")
     return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e", halve=halve)
 
 

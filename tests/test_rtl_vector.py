@@ -266,6 +266,53 @@ def test_activation_every_element(activation_model, run):
             assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
 
 
+@pytest.mark.parametrize("sps", [1, 2, 3])
+def test_sigmoid_division_every_e(sps):
+    """hw.activation.sigmoid_division (Amaranth simulator): for every e in [0, 2^15] (the
+    shift-exp core's whole range), fed as t = 2e or 2e - 1 (both round to e), sig+ ==
+    (2^30 + (d >> 1)) // d with d = 2^15 + e (golden.intops._sigmoid_core), one a cycle
+    with random clock-enable stalls (seed printed); fails with the e = 0 case or the
+    e = 2^15 remainder dropped, or a dividend bit misplaced."""
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+    from ternac.hw.activation import sigmoid_division
+    from ternac.hw.vector import Pipe
+    seed = SEED + sps
+    print(f"seed {seed}")
+    es = list(range((1 << 15) + 1))
+    ts = [2 * e - (e & 1 if e else 0) for e in es]          # 2e or 2e - 1
+    m = Module()
+    ce, vin, t_in = Signal(), Signal(), Signal(28)
+    pipe = Pipe(m, ce, "t")
+    t = pipe.reg(t_in)
+    v = pipe.reg(vin)
+    sig_pos, stages = sigmoid_division(m, pipe, t, steps_per_stage=sps)
+    assert stages == 1 + -(-14 // sps)
+    v = pipe.delay(v, stages)
+    rng = random.Random(seed)
+    got = []
+
+    async def bench(ctx):
+        k = 0
+        while len(got) < len(ts):
+            stall = rng.random() < 0.2
+            ctx.set(ce, 0 if stall else 1)
+            ctx.set(vin, int(k < len(ts)))
+            ctx.set(t_in, ts[k] if k < len(ts) else 0)
+            if not stall and ctx.get(v):
+                got.append(ctx.get(sig_pos))
+            await ctx.tick()
+            k += 0 if stall else 1
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    want = [((1 << 30) + (((1 << 15) + e) >> 1)) // ((1 << 15) + e) for e in es]
+    bad = [(e, g, w) for e, g, w in zip(es, got, want) if g != w]
+    assert len(got) == len(want) and not bad, f"{len(bad)} wrong, first {bad[:3]}"
+
+
 # --- Norm ---------------------------------------------------------------------------------
 
 def _norm_vectors(rng):
