@@ -68,10 +68,12 @@ START_CYCLES = 1
 
 #: Weight formats of the streamer (golden.image.Format: I2_TILED, T3).
 WEIGHT_FORMATS = ("i2", "t3")
-#: Cycles from a weight command accepted by the PackedWeightStreamer to its first word in
-#: the streamer's FIFO, by format: the memory read, and for T3 the registered ROM decode
-#: (hw/streamer.py ``PackedWeightStreamer.LATENCY``; tests/test_t3.py checks the two agree).
-STREAMER_LATENCY = {"i2": 2, "t3": 3}
+#: Cycles from a weight command accepted by the PackedWeightStreamer to the cycle before
+#: its first word is valid on the streamer's output, by format: I2 the read issue (the
+#: word is on the memory's output the cycle after), T3 also the memory read and the
+#: registered ROM decode into its FIFO (hw/streamer.py ``PackedWeightStreamer.LATENCY``;
+#: tests/test_t3.py checks the two agree).
+STREAMER_LATENCY = {"i2": 1, "t3": 3}
 #: Cycles from an accumulator accepted by the Requantizer to its int8/int16 result: the
 #: product, the barrel shift, the increment and saturation tests, the selection
 #: (hw/requant.py ``Requantizer.LATENCY``).
@@ -157,7 +159,7 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
         2 + 4 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
         2 + 1                                             (n = 0)
 
-    with ``W`` = :data:`STREAMER_LATENCY` (2 for I2, 3 for T3) and, if the result is
+    with ``W`` = :data:`STREAMER_LATENCY` (1 for I2, 3 for T3) and, if the result is
     requantized (not RAW), ``d = max(0, R - L + r)``, ``R`` = :data:`REQUANT_LATENCY` = 4,
     ``r = (n - 1) mod L`` the lane of the last row (so ``d = 3`` when ``n`` is a multiple of
     ``L``, 2 or 1 when it is one or two short of one, else 0); RAW: ``d = 0``.
@@ -165,9 +167,9 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     Where the terms come from (cycles counted from the first cycle of the MATVEC state):
 
     * the weight command of tile 0 is accepted in cycle 0 (hw/streamer.py, ``cmd.ready``
-      while idle), the first read issues in cycle 1, the word lands in the streamer's FIFO
-      ``W`` cycles after the command (1-cycle weight memory; T3 adds the registered ROM
-      decode) and is valid at the FIFO's output the cycle after, where it joins its
+      while idle), the first read issues in cycle 1 and the word is valid at the
+      streamer's output in cycle ``W + 1`` (I2: on the 1-cycle weight memory's output; T3:
+      after the registered ROM decode and the streamer's FIFO), where it joins its
       activation in the sequencer's beat register (the operand fetcher reads
       ``scratch[src]`` from EXEC on, well ahead, hw/sequencer.py): the first beat enters
       the engine in cycle ``2 + W``;

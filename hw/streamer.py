@@ -1,6 +1,6 @@
 """PackedWeightStreamer: packed weight words (I2 or T3) from the weight memory to decoded
 trit lanes."""
-from amaranth.hdl import Module, Signal, Cat
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -27,18 +27,23 @@ class PackedWeightStreamer(wiring.Component):
 
     Each accepted command streams ``count`` words from ``base`` upwards. The next command is
     accepted as soon as the current one has issued its last read, so consecutive commands
-    (and every tile edge inside one command) stream without a bubble. A FIFO behind the
-    read pipeline absorbs backpressure at full rate: a read is issued only when the FIFO has
-    room for it and for every read still in the pipeline, so the pipeline never stalls and
-    ``o`` holds its payload while valid and not ready (it is the FIFO's head).
+    (and every tile edge inside one command) stream without a bubble. A buffer behind the
+    read pipeline absorbs backpressure at full rate: a read is issued only when the buffer
+    has room for it and for every read still in the pipeline (decided from flip-flops, so
+    no ``o.ready`` reaches the read address), and ``o`` holds its payload while valid and
+    not ready.
 
     Formats (``fmt``):
 
     * ``"i2"`` (default): words of ``2 * lanes`` bits, :func:`golden.packing.tile_lanes`.
-      Decode is two wires a trit (bit ``2l`` = nz, ``2l+1`` = neg). 3-entry FIFO: one
-      read in flight + 2 (below); a fourth entry cost 2L + 1 FFs and a quarter of the
-      read mux for nothing (iCE40, L = 8: 146 -> 126 LUT4; L = 32: 295 -> 227, Yosys).
-      Latency: 2 cycles from command to first word (memory, FIFO).
+      Decode is two wires a trit (bit ``2l`` = nz, ``2l+1`` = neg). The buffer is the
+      weight memory's own output register and one skid register of ``2 L + 1`` bits:
+      ``o`` is the skid register when full, else the memory's word, and a word the sink
+      does not take stays on the memory's output by reading its address again (the
+      weights are written only while the streamer is idle), so a read is issued whenever
+      not both are full. Latency: 1 cycle from command to first word (the memory read).
+      This replaced a 3-entry FIFO (the read in flight + 2) whose 3 (2 L + 1) flip-flops,
+      fed by the SPRAM, each took an iCE40 logic cell of their own (LM, L = 32: 195).
     * ``"t3"``: words of ``8 * lanes / 5`` bits (``B = lanes / 5`` bytes),
       :func:`golden.packing.tile_lanes_t3`; ``lanes`` a multiple of 5 (40 lanes = 64-bit
       words = the UP5K's four 16-bit SPRAM ports). Each byte addresses a 256 x 10 ROM
@@ -48,7 +53,8 @@ class PackedWeightStreamer(wiring.Component):
       as I2. The ROM read is a registered stage, so latency is 3 cycles; the FIFO stays at
       4 words, as a FIFO of (pipeline stages + 2) entries never runs dry while the sink is
       ready and words remain (here 2 reads in flight + 2; a fifth entry would also push Yosys to map the
-      FIFO into 6 EBR instead of flip-flops). The ROMs come in pairs: one ``Memory`` with two read ports serves bytes
+      FIFO into 6 EBR instead of flip-flops; the I2 skid scheme would need the ROM
+      stage to hold its word too). The ROMs come in pairs: one ``Memory`` with two read ports serves bytes
       ``2j`` and ``2j+1`` (``ceil(B / 2)`` memories). On ECP5 a pair is one true-dual-port
       EBR (DP16KD); the iCE40 SB_RAM40_4K has one read port, so Yosys builds one EBR a read
       port: ``B`` EBR (8 for 40 lanes). ``decode="lut"`` reads the same table through
@@ -68,7 +74,8 @@ class PackedWeightStreamer(wiring.Component):
     cmd : In(stream.Signature(StreamCmd))
     o : Out(stream.Signature(trit_layout(lanes)))
     mem_raddr : Out(range(depth))         to the weight memory's read address
-    mem_rdata : In(word_bits)             from the weight memory (1-cycle latency);
+    mem_rdata : In(word_bits)             from the weight memory (1-cycle latency: the
+                                          word at the previous cycle's ``mem_raddr``);
                                           ``2 * lanes`` (I2) or ``8 * lanes / 5`` (T3) bits
     idle : Out(1)                         no command in flight and nothing buffered
 
@@ -78,10 +85,10 @@ class PackedWeightStreamer(wiring.Component):
     a multiple of 5.
     """
 
-    #: FIFO entries (T3); I2 has one fewer (:attr:`fifo_depth`).
+    #: FIFO entries (T3); I2 has a skid register instead (:attr:`fifo_depth`).
     FIFO_DEPTH = 4
     #: Cycles from an accepted command to its first word on ``o``, by format.
-    LATENCY = {"i2": 2, "t3": 3}
+    LATENCY = {"i2": 1, "t3": 3}
     FORMATS = ("i2", "t3")
     DECODES = ("ebr", "lut")
 
@@ -122,14 +129,15 @@ class PackedWeightStreamer(wiring.Component):
 
     @property
     def fifo_depth(self) -> int:
-        """FIFO entries: 3 (I2), 4 (T3), the reads in flight (1, 2) + 2: enough that the
-        FIFO never runs dry while the sink is ready and words remain (its room is reserved
-        from registered counts, so no ready reaches the read address)."""
-        return self.FIFO_DEPTH - (self._fmt == "i2")
+        """Buffer entries behind the memory: 1 (I2: the skid register; the memory's
+        output register holds a second word), 4 (T3: the reads in flight, 2, + 2): enough
+        that ``o`` never runs dry while the sink is ready and words remain (room is
+        reserved from registered state, so no ready reaches the read address)."""
+        return 1 if self._fmt == "i2" else self.FIFO_DEPTH
 
     @property
     def latency(self) -> int:
-        """Cycles from an accepted command to its first word on ``o``: 2 (I2), 3 (T3)."""
+        """Cycles from an accepted command to its first word on ``o``: 1 (I2), 3 (T3)."""
         return self.LATENCY[self._fmt]
 
     def elaborate(self, platform):
@@ -137,12 +145,21 @@ class PackedWeightStreamer(wiring.Component):
             return self._elaborate_t3(platform)
         m = Module()
         L = self._lanes
-        m.submodules.fifo = fifo = SyncFIFO(width=2 * L + 1, depth=self.fifo_depth)
 
         addr = Signal(ADDR_BITS)
         remaining = Signal(ADDR_BITS + 1)
-        inflight = Signal()          # a read issued last cycle lands in the FIFO this cycle
-        inflight_last = Signal()
+        # The read pipeline is the weight memory's own output register (``mem_rdata``: the
+        # word read last cycle, ``s_valid``) and one skid register behind it (``f``). ``o``
+        # shows the skid register when it is full, else the memory's word (so a word is on
+        # ``o`` the cycle after its read); a word the sink does not take moves into the
+        # skid register if that is free, or stays on the memory's output: the memory then
+        # reads the same address again (``last_addr``), which returns the same word (the
+        # weights are written only while the streamer is idle).
+        s_valid = Signal()            # mem_rdata holds a word not yet taken or moved
+        s_last = Signal()
+        f = Signal(2 * L + 1)         # the skid register: nz, neg, last
+        f_valid = Signal()
+        last_addr = Signal(len(self.mem_raddr))   # the address of the word on mem_rdata
 
         # remaining == 0 and == 1 as registers beside it, so cmd.ready (which the sequencer's
         # command registers hang on) is a few gates from flip-flops: decoded from the
@@ -150,10 +167,12 @@ class PackedWeightStreamer(wiring.Component):
         rem_zero = Signal(init=1)
         rem_one = Signal()
 
-        # Only issue a read if the FIFO will have room for it even if nothing drains.
-        room = (fifo.level + inflight) < self.fifo_depth
+        # Issue a read only if the word on the memory's output leaves it this cycle whatever
+        # the sink does (there is none, or the skid register is free to take it): decided
+        # from flip-flops alone, so no ready reaches the read address. Two words of buffer
+        # (the memory's and the skid register) keep one word a cycle under any stalls.
         issue = Signal()
-        m.d.comb += issue.eq(~rem_zero & room)
+        m.d.comb += issue.eq(~rem_zero & ~(s_valid & f_valid))
         issue_last = issue & rem_one
 
         # Accept the next command while idle or in the cycle the last read of the current one
@@ -167,21 +186,32 @@ class PackedWeightStreamer(wiring.Component):
             m.d.sync += [addr.eq(addr + 1), remaining.eq(remaining - 1),
                          rem_zero.eq(rem_one), rem_one.eq(remaining == 2)]
 
-        m.d.comb += self.mem_raddr.eq(addr)
-        m.d.sync += [inflight.eq(issue), inflight_last.eq(issue_last)]
+        raddr = Signal.like(self.mem_raddr)
+        m.d.comb += [raddr.eq(Mux(issue, addr, last_addr)), self.mem_raddr.eq(raddr)]
+        m.d.sync += last_addr.eq(raddr)
 
         # I2 decode: bit 0 of each trit is "nonzero", bit 1 is "negate".
         word = self.mem_rdata
-        nz = Cat(word[2 * l] for l in range(L))
-        neg = Cat(word[2 * l + 1] for l in range(L))
+        s_word = Cat(Cat(word[2 * l] for l in range(L)), Cat(word[2 * l + 1] for l in range(L)),
+                     s_last)
+        take = self.o.valid & self.o.ready
         m.d.comb += [
-            fifo.w_data.eq(Cat(nz, neg, inflight_last)),
-            fifo.w_en.eq(inflight),
-            self.o.payload.as_value().eq(fifo.r_data),
-            self.o.valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.o.ready),
-            self.idle.eq(rem_zero & ~inflight & ~fifo.r_rdy),
+            self.o.payload.as_value().eq(Mux(f_valid, f, s_word)),
+            self.o.valid.eq(f_valid | s_valid),
+            self.idle.eq(rem_zero & ~s_valid & ~f_valid),
         ]
+        # The memory's word moves into the skid register when it is not taken from the
+        # memory's output (skid register empty, sink not ready) or when the skid register's
+        # word is taken (full, sink ready); it stays only while both are full and stalled.
+        move = s_valid & Mux(f_valid, take, ~take)
+        with m.If(move):
+            m.d.sync += f.eq(s_word)
+        m.d.sync += [
+            f_valid.eq(Mux(f_valid, ~take | s_valid, move)),
+            s_valid.eq(issue | (s_valid & f_valid & ~take)),
+        ]
+        with m.If(issue):
+            m.d.sync += s_last.eq(issue_last)
         return m
 
     def _elaborate_t3(self, platform):

@@ -273,7 +273,7 @@ def test_streamer_t3_parameters():
     assert st.word_bits == 64 and st.latency == 3 and st.fifo_depth == 4
     assert len(st.mem_rdata) == 64 and len(st.o.payload.nz) == 40
     i2 = PackedWeightStreamer(lanes=32, depth=16)
-    assert i2.word_bits == 64 and i2.latency == 2 and i2.fifo_depth == 3
+    assert i2.word_bits == 64 and i2.latency == 1 and i2.fifo_depth == 1
 
 
 # --- The protocol monitor ----------------------------------------------------------------
