@@ -33,6 +33,8 @@ class SeqDivider(wiring.Component):
     Parameters
     ----------
     num_bits, den_bits, q_bits : int  widths of the dividend, divisor and quotient (unsigned)
+    den_held : bool   the caller holds ``den`` from ``start`` until ``busy`` falls (a
+        register of its own, e.g. :class:`SeqIsqrt`'s ``r``): no copy is registered here
 
     Members
     -------
@@ -43,7 +45,7 @@ class SeqDivider(wiring.Component):
     q : Out(q_bits)
     """
 
-    def __init__(self, *, num_bits: int, den_bits: int, q_bits: int):
+    def __init__(self, *, num_bits: int, den_bits: int, q_bits: int, den_held: bool = False):
         for name, v in (("num_bits", num_bits), ("den_bits", den_bits), ("q_bits", q_bits)):
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
@@ -51,6 +53,7 @@ class SeqDivider(wiring.Component):
             raise ValueError(f"a {num_bits}-bit dividend cannot give a {q_bits}-bit quotient of "
                              f"a {den_bits}-bit divisor: need num_bits <= den_bits + q_bits")
         self._nb, self._db, self._qb = num_bits, den_bits, q_bits
+        self._den_held = bool(den_held)
         super().__init__({"start": In(1), "num": In(num_bits), "den": In(den_bits),
                           "busy": Out(1), "q": Out(q_bits)})
 
@@ -59,14 +62,15 @@ class SeqDivider(wiring.Component):
         D, Q = self._db, self._qb
         rem = Signal(D)
         lo = Signal(Q)            # dividend bits still to come (top), quotient bits (bottom)
-        den = Signal(D)
+        den = self.den if self._den_held else Signal(D)
         count = Signal(range(Q + 1))
         trial = Signal(D + 1)
         m.d.comb += [trial.eq(Cat(lo[Q - 1], rem)), self.q.eq(lo), self.busy.eq(count != 0)]
         ge = trial >= den
         with m.If(self.start & ~self.busy):
-            m.d.sync += [rem.eq(self.num >> Q), lo.eq(self.num[:Q]), den.eq(self.den),
-                         count.eq(Q)]
+            m.d.sync += [rem.eq(self.num >> Q), lo.eq(self.num[:Q]), count.eq(Q)]
+            if not self._den_held:
+                m.d.sync += den.eq(self.den)
         with m.Elif(self.busy):
             m.d.sync += [rem.eq(Mux(ge, trial - den, trial)), lo.eq(Cat(ge, lo[:Q - 1])),
                          count.eq(count - 1)]

@@ -158,7 +158,9 @@ class Norm(wiring.Component):
         acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1 if affine else wy_bits
 
         m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W)
-        m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits)
+        # den_held: the divisor is isqrt.r, which holds from the isqrt's end to its next start
+        m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits,
+                                            den_held=True)
         rms = self.mode == NormMode.RMSNORM
 
         N = Signal(range(NL + 1))
@@ -202,12 +204,17 @@ class Norm(wiring.Component):
             m.d.sync += N.eq(N + 1)
         # x in 16 bits for the product: |x| <= 32767 (the unit's contract); the sums keep 17.
         x16 = x1[:OPERAND_BITS].as_signed()
+        # No reset (a bubble's product is never read): the register folds into the
+        # SB_MAC16 where the slot is this client's alone (the LM's pool: measured).
         sq2 = pipe.reg(mul_sq(x16, Mux(final, n_held, x16), name="sq"), signed(sq_bits),
-                       name="sq")
-        x2 = pipe.reg(x1, name="x")
+                       name="sq", reset_less=True)
         v2 = pipe.reg(v1, name="v")
+        # S1 sums x at stage 1, S2 sums x^2 at stage 2: both are complete once the pass
+        # has drained, and x needs no second register.
+        with m.If(ce & v1 & ~final):
+            m.d.sync += S1.eq(S1 + x1)
         with m.If(ce & v2 & ~final):
-            m.d.sync += [S1.eq(S1 + x2), S2.eq(S2 + sq2)]
+            m.d.sync += S2.eq(S2 + sq2)
 
         # Pass 1: d = N x - S1, d' = rhu(d, t), y = rhu((d' R) << Z, 30 + Z - G - max(k, 0)).
         valids = [v1, v2]
@@ -241,15 +248,21 @@ class Norm(wiring.Component):
             bias = Mux(self.bias_en, self.c.payload, 0)
             acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
         else:                               # bias 0: c is never read (need_c stays 0)
+            # acc = w y: no stage of its own; the stage goes to the 16-bit output below
+            # (the same latency), not to a 39-bit copy of w y.
             m.d.comb += self.c.ready.eq(0)
-            acc_e = pipe.reg(wy, signed(acc_bits), name="acc")
-        v = advance(v)
+            acc_e = wy
+        if affine:
+            v = advance(v)
         am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm",
                       valid=v)
         v = advance(v)
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
                            name="norm_out", halve=shift0)
         v = advance(v)
+        if not affine:
+            out = pipe.reg(out, name="out")
+            v = advance(v)
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]
         with m.Elif(self.o.ready):

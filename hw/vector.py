@@ -63,17 +63,26 @@ class Pipe:
         self._m, self._ce, self._prefix = m, ce, prefix
         self._count = 0
 
-    def reg(self, value, shape=None, *, name: str | None = None, valid=None) -> Signal:
+    def reg(self, value, shape=None, *, name: str | None = None, valid=None,
+            reset_less: bool = False) -> Signal:
         """A register of ``value`` (of ``shape``, default its own) loaded on ``ce``; with
         ``valid`` (the valid bit of the beat ``value`` belongs to), loaded with 0 for a
         bubble, so it is 0 whenever its stage holds no beat (a hw.mulpool ``zero_idle``
-        operand; the flip-flops' synchronous reset, no LUT)."""
+        operand; the flip-flops' synchronous reset, no LUT).
+
+        ``reset_less``: no domain reset (a data register whose value in a bubble nobody
+        reads): Yosys's synth_ice40 -dsp folds a register straight from a product into the
+        SB_MAC16's output register only without a synchronous reset (measured, Yosys 0.70),
+        so it takes no logic cell."""
         value = Value.cast(value)
         shape = value.shape() if shape is None else Shape.cast(shape)
         if valid is not None:
+            if reset_less:
+                raise ValueError("a register cleared for a bubble (valid=) has a reset")
             value = Mux(valid, value, 0)
         self._count += 1
-        sig = Signal(shape, name=f"{self._prefix}_{name or 'r'}{self._count}")
+        sig = Signal(shape, name=f"{self._prefix}_{name or 'r'}{self._count}",
+                     reset_less=reset_less)
         with self._m.If(self._ce):
             self._m.d.sync += sig.eq(value)
         return sig
