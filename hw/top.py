@@ -2,7 +2,7 @@
 and weight memories, and a host port (the testbench, or a board's UART host link)."""
 from types import SimpleNamespace
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -154,17 +154,20 @@ class Accelerator(wiring.Component):
             seq.w_rdata.eq(wmem.rdata),
         ]
 
-        # WEIGHTS writes: stage 32-bit slices, write the whole word with its last slice.
+        # WEIGHTS writes: stage the 32-bit slices before the last, write the whole word with
+        # its last slice (which goes to the memory straight from host_wdata). A slice's
+        # stage loads host_wdata itself under its own enable: no multiplexer, and nothing
+        # staged for the last slice (it was never read: 32 flip-flops and 2 x 32 LUT4s on
+        # the LM's 64-bit words).
         slices = -(-cfg.word_bits // 32)
-        stage = Signal(32 * slices)
         wr_weights = host & self.host_we & (space == Space.WEIGHTS)
-        merged = Signal(32 * slices)
-        m.d.comb += merged.eq(stage)
-        for k in range(slices):
-            with m.If(slc == k):
-                m.d.comb += merged.word_select(k, 32).eq(self.host_wdata)
-        with m.If(wr_weights):
-            m.d.sync += stage.eq(merged)
+        staged = []
+        for k in range(slices - 1):
+            st = Signal(32, name=f"stage{k}")
+            with m.If(wr_weights & (slc == k)):
+                m.d.sync += st.eq(self.host_wdata)
+            staged.append(st)
+        merged = Cat(*staged, self.host_wdata)
         m.d.comb += [
             wmem.waddr.eq(word),
             wmem.wdata.eq(merged[:cfg.word_bits]),
