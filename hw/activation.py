@@ -1,6 +1,4 @@
 """Activation: integer sigmoid, SiLU and ShiftGELU on the shared shift-exp core."""
-from functools import partial
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -110,7 +108,7 @@ class Activation(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        K, B = EXP_FRAC_BITS, SIG_FRAC_BITS
+        B = SIG_FRAC_BITS
         X = OPERAND_BITS + 1                       # x = +-a: 17 bits signed
         ce = Signal()
         m.d.comb += [ce.eq(~self.o.valid | self.o.ready), self.i.ready.eq(ce)]
@@ -135,8 +133,8 @@ class Activation(wiring.Component):
         x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
         a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
         # The shift-exp core's last stage (e = rhu_round(t)) is the division's first.
-        t = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
-        sig_pos, stages = sigmoid_division(m, pipe, t, steps_per_stage=self._sps)
+        t, e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
+        sig_pos, stages = sigmoid_division(m, pipe, t, e, steps_per_stage=self._sps)
         v = vdelay(v, SHIFT_EXP_STAGES - 1 + stages)
         x = pipe.delay(x, SHIFT_EXP_STAGES - 1 + stages, name="x")
 
@@ -154,7 +152,7 @@ class Activation(wiring.Component):
         p_m = pipe.reg(mul(p, self.m2, name="pm2"), signed(2 * OPERAND_BITS + M_BITS - 1),
                        name="pm", valid=v)
         y = rhu_sat_tail(m, pipe, p_m, self.s2, out_bits=OPERAND_BITS, wide=self.wide,
-                         name="act_out", halve=partial(mul.shift, zero_idle=True))
+                         name="act_out", halve=mul.shifter(zero_idle=True))
         v = vdelay(v, 2)
         m.d.comb += active.eq(Cat(self.i.valid, *valids).any())
         with m.If(ce):
@@ -162,14 +160,18 @@ class Activation(wiring.Component):
         return m
 
 
-def sigmoid_division(m, pipe, t, *, steps_per_stage: int = 2):
+def sigmoid_division(m, pipe, t, e_reg=None, *, steps_per_stage: int = 2):
     """``sig+ = (2^30 + (d >> 1)) // d`` with ``d = 2^15 + e``, ``e = rhu_round(t)``
     (golden.intops._sigmoid_core, ``e`` in [0, 2^15]), pipelined.
 
     ``t`` is the shift-exp core's last register (hw.vector.shift_exp ``round_last=False``:
     ``e = (t + 1) >> 1``, 0 iff ``t`` is 0). The first stage forms ``e`` and registers what
     the division needs of it; then ``ceil(14 / steps_per_stage)`` stages of
-    :func:`hw.divider.pipelined_divide_carried`.
+    :func:`hw.divider.pipelined_divide_carried`. ``e_reg``, if given, is ``e`` already
+    registered (a pool shifter slot's rounding register, one stage after ``t``): its low
+    bits are then the divisor's and the remainder is formed from ``t`` with a carry chain
+    of its own (no second incrementer on ``t``: one feeding two registers packs with
+    neither).
 
     Returns
     -------
@@ -177,8 +179,6 @@ def sigmoid_division(m, pipe, t, *, steps_per_stage: int = 2):
     and the number of pipeline registers from ``t`` to it.
     """
     K, B = EXP_FRAC_BITS, SIG_FRAC_BITS
-    e = Signal(unsigned(K + 1), name="act_e")
-    m.d.comb += e.eq(rhu_round(t))
     # sig+ = N // d with N = 2^30 + (d >> 1), d = 2^15 + e (golden.intops._sigmoid_core).
     # e = 0: d = 2^15, sig+ = 2^15 (z below). Otherwise N / d is in [2^14, 2^15), so
     # sig+ = 2^14 + q with q = (N - 2^14 d) // d < 2^14: 14 quotient bits. The partial
@@ -189,8 +189,18 @@ def sigmoid_division(m, pipe, t, *, steps_per_stage: int = 2):
     # e[14:0] = 0, remainder 1 (mod 2^16): q = 0 and sig+ = 2^14, its right value.
     # tests/test_rtl_units.py runs every e in [0, 2^15] through this division.
     z = pipe.reg(t == 0, name="z")                         # e = 0
-    den = pipe.reg(e[:K], unsigned(K), name="den")
-    rem0 = pipe.reg(((1 << K) + 1 - e)[:K + 1], unsigned(K + 1), name="rem0")
+    if e_reg is None:
+        e = Signal(unsigned(K + 1), name="act_e")
+        m.d.comb += e.eq(rhu_round(t))
+        den = pipe.reg(e[:K], unsigned(K), name="den")
+        rem0 = pipe.reg(((1 << K) + 1 - e)[:K + 1], unsigned(K + 1), name="rem0")
+    else:
+        den = Signal(unsigned(K), name="act_den")
+        m.d.comb += den.eq(e_reg[:K])
+        # 2^15 + 1 - e with e = (t >> 1) + t[0]: ~(t >> 1) + 2^15 + 2 - t[0] (mod 2^16),
+        # i.e. ~(t >> 1) + (2^15 + 1) with carry-in ~t[0].
+        rem0 = pipe.reg((~(t >> 1)[:K + 1] + ((1 << K) + 1) + ~t[0])[:K + 1],
+                        unsigned(K + 1), name="rem0")
     q, stages = pipelined_divide_carried(
         m, pipe, rem0, den, q_bits=B - 1, steps_per_stage=steps_per_stage,
         divisor=lambda dn: Cat(dn, Const(1, 1)),          # 2^15 + e[14:0]

@@ -1,6 +1,4 @@
 """Eltwise: elementwise add / multiply of two int16 vectors with dyadic rescaling."""
-from functools import partial
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -109,7 +107,7 @@ class Eltwise(wiring.Component):
         xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm",
                       valid=v)
         y = pipe.reg(y, name="y")
-        shift0 = partial(mul.shift, zero_idle=True)
+        shift0 = mul.shifter(zero_idle=True)
         rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx", halve=shift0)
         ry = rhu_pipelined(m, pipe, y, self.s2, name="elt_ry", halve=shift0)
         total = pipe.reg(rx + Mux(mul_mode, 0, ry), signed(len(xm) + 1), name="sum")

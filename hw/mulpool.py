@@ -91,6 +91,34 @@ class _Client:
         this client's slots of the pool. Combinational; register it in the client."""
         return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul")
 
+    def shifter(self, *, zero_idle: bool = False) -> "_Shifter":
+        """This client's handle on the pool's shifters (see :class:`_Shifter`): called, the
+        combinational :meth:`shift`; ``.reg(...)``, the shift registered on the slot's own
+        register (:meth:`shift_reg`)."""
+        return _Shifter(self, zero_idle)
+
+    def shift_reg(self, v, s, *, ce, name: str | None = None, zero_idle: bool = False,
+                  rounded: bool = False):
+        """:meth:`shift` registered once, on ``ce`` (the client's pipeline clock enable), in
+        the shifter slot's own register, shared by the slot's registered users: ``t`` (of
+        :meth:`shift`'s shape), one stage after ``v, s``; with ``rounded``, also ``r =
+        (t + 1) >> 1`` (hw.vector.rhu_round, of ``t``'s shape) one more stage later, as
+        ``(t, r)``.
+
+        The slot's registers load in every cycle except when an enabled registered user's
+        ``ce`` is low, so while this client is enabled they hold exactly what registers of
+        its own would (at most one client of a slot is enabled: the pool's contract); while
+        it is not, they hold other clients' words, which only its bubbles see (an enabled
+        client's pipeline holds all its beats). The registers have no reset. One register
+        (and incrementer) a slot, not one a client: Yosys merges equal registers only where
+        the clients' clock enables are equal, and one incrementer feeding two clients'
+        registers packs with neither (measured, the LM: 80 flip-flops without a LUT)."""
+        t = self.shift(v, s, name=name, zero_idle=zero_idle)
+        tr = Signal(t.shape(), name=f"{t.name}_t")
+        rr = Signal(t.shape(), name=f"{t.name}_r") if rounded else None
+        self._pool._shift_regs[id(t)] = (self, Value.cast(ce), tr, rr)
+        return (tr, rr) if rounded else tr
+
     def shift(self, v, s, *, name: str | None = None, zero_idle: bool = False) -> Value:
         """``(2 v) >> s`` exactly (:func:`hw.vector.rhu_halve` by a run-time ``s``): shape
         ``len(v) + 1`` bits of ``v``'s signedness; ``s`` unsigned. Combinational, on a
@@ -102,6 +130,23 @@ class _Client:
         LUT4 a bit fewer where three clients share a slot)."""
         return self._pool._shift(self, Value.cast(v), Value.cast(s), name or "shift",
                                  bool(zero_idle))
+
+
+class _Shifter:
+    """A client's shifter handle (:meth:`_Client.shifter`): ``sh(v, s)`` is
+    :meth:`_Client.shift`; ``sh.reg(v, s, ce=, rounded=)`` is :meth:`_Client.shift_reg`,
+    both with the handle's ``zero_idle``. hw.vector's rhu_pipelined / rhu_sat_tail /
+    shift_exp take one as ``halve`` and then use the registered form."""
+
+    def __init__(self, client: _Client, zero_idle: bool):
+        self.client, self.zero_idle = client, bool(zero_idle)
+
+    def __call__(self, v, s, *, name: str | None = None) -> Value:
+        return self.client.shift(v, s, name=name, zero_idle=self.zero_idle)
+
+    def reg(self, v, s, *, ce, name: str | None = None, rounded: bool = False):
+        return self.client.shift_reg(v, s, ce=ce, name=name, zero_idle=self.zero_idle,
+                                     rounded=rounded)
 
 
 class MulPool(Elaboratable):
@@ -138,6 +183,7 @@ class MulPool(Elaboratable):
         self._shifts: list = []                # (client, v, s, out signal)
         self._shift_slots: list = []           # [[(client, v, s, out), ...], ...]
         self._zero_idle: set = set()           # id(out) of shifts whose v is 0 while idle
+        self._shift_regs: dict = {}            # id(out): (client, ce, t, r) of shift_reg
 
     @property
     def n_shift_slots(self) -> int:
@@ -180,6 +226,7 @@ class MulPool(Elaboratable):
             # in the same order; start over.
             self._slots, self._clients, self._pending, self._chunks = [], [], [], []
             self._shifts, self._shift_slots, self._zero_idle = [], [], set()
+            self._shift_regs = {}
             self._done = False
         c = _Client(self, name, en)
         self._clients.append(c)
@@ -261,6 +308,31 @@ class MulPool(Elaboratable):
                 else:
                     self._shift_slots.append([u])
 
+    def _slot_registers(self, m, k: int, sl: list, value: Value) -> None:
+        """The registers of shifter slot ``k`` for its :meth:`_Client.shift_reg` users:
+        ``value`` (the slot's shift, the exact integer of whichever user is enabled)
+        registered, and rounded and registered; each user takes the low bits of its width
+        (the same integers: each user's shift fits its own width, and the low bits of
+        ``(t + 1) >> 1`` depend only on the low bits of ``t``)."""
+        regs = [(out, self._shift_regs[id(out)]) for _, _, _, out in sl
+                if id(out) in self._shift_regs]
+        if not regs:
+            return
+        # Hold only while an enabled registered user stalls.
+        hold = Cat(*[c.en.any() & ~ce for _, (c, ce, _, _) in regs]).any()
+        t = Signal(value.shape(), name=f"{self._name}_st{k}", reset_less=True)
+        with m.If(~hold):
+            m.d.sync += t.eq(value)
+        r = None
+        if any(rr is not None for _, (_, _, _, rr) in regs):
+            r = Signal(value.shape(), name=f"{self._name}_st{k}r", reset_less=True)
+            with m.If(~hold):
+                m.d.sync += r.eq((t + 1) >> 1)
+        for out, (_, _, tr, rr) in regs:
+            m.d.comb += tr.eq(t[:len(tr)])
+            if rr is not None:
+                m.d.comb += rr.eq(r[:len(rr)])
+
     def _product(self, client, a: Value, b: Value, name: str) -> Value:
         if self._done:
             raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
@@ -304,6 +376,7 @@ class MulPool(Elaboratable):
             if len(sl) == 1:
                 _, v, s, out = sl[0]
                 m.d.comb += out.eq((v << 1) >> s)
+                self._slot_registers(m, k, sl, out)
                 continue
             # AND-OR of the users' operands (each sign- or zero-extended to the slot's
             # signed width and gated by its client's enable), one shifter, and each user
@@ -323,6 +396,7 @@ class MulPool(Elaboratable):
             ss = Signal(sw, name=f"{self._name}_ss{k}")
             res = Signal(signed(w + 1), name=f"{self._name}_sr{k}")
             m.d.comb += [sv.eq(gv), ss.eq(gs), res.eq((sv << 1) >> ss)]
+            self._slot_registers(m, k, sl, res)
             for _, v, _, out in sl:
                 m.d.comb += out.eq(res[:len(out)])
         for k, s in enumerate(self._slots):

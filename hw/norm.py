@@ -1,6 +1,4 @@
 """Norm: integer LayerNorm / RMSNorm over a streamed vector, two passes."""
-from functools import partial
-
 from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -228,11 +226,11 @@ class Norm(wiring.Component):
         s1_eff = Mux(rms, 0, S1)
         v = advance(v2 & final)
         d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
-        d = rhu_pipelined(m, pipe, d, t, name="norm_d1", halve=mul.shift)
+        d = rhu_pipelined(m, pipe, d, t, name="norm_d1", halve=mul.shifter())
         v = advance(v, 2)
         # d'R and acc*m are 0 for a bubble (valid=): their shifts are zero_idle ones, ORed
         # into the pool's shared shifters without a gate.
-        shift0 = partial(mul.shift, zero_idle=True)
+        shift0 = mul.shifter(zero_idle=True)
         dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR", valid=v)
         v = advance(v)
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",

@@ -19,8 +19,6 @@
 Nothing here states a numeric rule of its own: each function names the golden function it
 implements, and its widths come from :mod:`golden.intops` / :mod:`golden.widths`.
 """
-from functools import partial
-
 from amaranth.hdl import Cat, Const, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data
 
@@ -62,6 +60,11 @@ class Pipe:
     def __init__(self, m, ce, prefix: str):
         self._m, self._ce, self._prefix = m, ce, prefix
         self._count = 0
+
+    @property
+    def ce(self):
+        """The clock enable every register of this pipeline loads on."""
+        return self._ce
 
     def reg(self, value, shape=None, *, name: str | None = None, valid=None,
             reset_less: bool = False) -> Signal:
@@ -176,8 +179,23 @@ def rhu_pipelined(m, pipe: Pipe, v, s, *, shape=None, name: str = "rhu",
     :func:`rhu_halve`.
     """
     v = Value.cast(v)
+    shape = v.shape() if shape is None else Shape.cast(shape)
+    if hasattr(halve, "reg"):
+        # A pool shifter (hw.mulpool _Shifter): both stages on the slot's own registers.
+        _, r = halve.reg(v, s, ce=pipe.ce, name=name, rounded=True)
+        out = Signal(shape, name=name)
+        m.d.comb += out.eq(r)
+        return out
     t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
-    return pipe.reg(rhu_round(t), v.shape() if shape is None else shape, name=name)
+    return pipe.reg(rhu_round(t), shape, name=name)
+
+
+def _shift_reg(pipe: Pipe, halve, v, s, name: str) -> Value:
+    """``reg(halve(v, s))``: the barrel shift registered, on a pool shifter slot's own
+    register when ``halve`` is a hw.mulpool shifter handle (``.reg``), else in ``pipe``."""
+    if hasattr(halve, "reg"):
+        return halve.reg(v, s, ce=pipe.ce, name=name)
+    return pipe.reg((halve or rhu_halve)(v, s), name=name)
 
 
 def _ge_2k_minus_1(t, k: int) -> Value:
@@ -213,7 +231,7 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
     :func:`rhu_halve`.
     """
     v = Value.cast(v)
-    t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
+    t = _shift_reg(pipe, halve, v, s, f"{name}_t")
     low = Signal(out_bits, name=f"{name}_low")
     m.d.comb += low.eq(rhu_round(t[:out_bits + 1]))
     if wide is None:
@@ -272,9 +290,11 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     the product register and the mantissa ``M`` are then 0 for a bubble and both barrel
     shifts ``zero_idle`` ones.
 
-    ``round_last`` False: the last stage is left to the caller, who gets the register
-    before it, ``t = floor(2M / 2^(q + 11))`` (7 stages; ``e = rhu_round(t)``, 0 iff
-    ``t`` is 0), to form ``e`` and what it needs of ``e`` in one stage of its own.
+    ``round_last`` False: the last stage is left to the caller, who gets ``(t, e)``:
+    the register before it, ``t = floor(2M / 2^(q + 11))`` (7 stages; ``rhu_round(t)`` is
+    the result, 0 iff ``t`` is 0), and with a pool, ``e``, that rounding registered on the
+    shifter slot (8 stages; None without a pool), to form what it needs of ``e`` in one
+    stage of its own.
 
     The golden function clamps the power-of-two shift ``q`` at 17; here the unclamped
     ``q = u >> 10`` (at most 31) is used, which gives the same integer: ``M <= 2^26``, so
@@ -282,18 +302,25 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     """
     F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
     u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
-    halve = getattr(mul, "shift", None) or rhu_halve
+    pooled = hasattr(mul, "shifter")
+    halve = mul.shifter(zero_idle=valid is not None) if pooled else rhu_halve
     mul = mul or (lambda x, y: x * y)     # or a hw.mulpool client (both products 16 x 16)
     prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod",
                     valid=valid)
-    if valid is not None and halve is not rhu_halve:
-        t = pipe.reg(halve(prod, gain_s, zero_idle=True), name="exp_t")
+    # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
+    if pooled:
+        # The rounding (t + 1) >> 1 registered on the shifter slot (its one incrementer, no
+        # second copy for the clamp: one incrementer feeding two registers packs with
+        # neither), the clamp test registered here: u is those two registers' mux.
+        t, t_round = halve.reg(prod, gain_s, ce=pipe.ce, name="exp_t", rounded=True)
+        over = pipe.reg(t[u_bits + 1:].any() | t[:u_bits + 1].all(), name="exp_over")
+        u = Signal(unsigned(u_bits), name="exp_u")
+        m.d.comb += u.eq(Mux(over, EXP_ARG_FP_MAX, t_round[:u_bits]))
     else:
         t = pipe.reg(halve(prod, gain_s), name="exp_t")
-    # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
-    over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
-    u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
-                 name="exp_u")
+        over = t[u_bits + 1:].any() | t[:u_bits + 1].all()
+        u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
+                     name="exp_u")
     r, q = u[:F], u[F:]
     nr = ~r                                                            # 1023 - r, 10 bits
     s_max = (1 << (K - F - 1 + P)) + C * ((1 << F) - 1)
@@ -304,19 +331,20 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     q1 = pipe.reg(q, name="exp_q")
     rs = pipe.reg(mul(r1, slope), unsigned(F + bits_for(s_max)), name="exp_rs")
     q2 = pipe.reg(q1, name="exp_q")
-    if valid is not None and halve is not rhu_halve:
+    if valid is not None and pooled:
         # The valid bit of rs's beat (registers that repeat the caller's delay of ``valid``:
         # Yosys merges the equal flip-flops): mant is 0 for a bubble, a zero_idle shift.
         v_rs = valid
         for _ in range(5):                     # prod, t, u, slope, rs
             v_rs = pipe.reg(v_rs, name="exp_v")
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant", valid=v_rs)
-        halve = partial(halve, zero_idle=True)
     else:
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
     qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
     if not round_last:
-        return pipe.reg((halve or rhu_halve)(mant, qs), name="exp_e_t")
+        if pooled:
+            return halve.reg(mant, qs, ce=pipe.ce, name="exp_e_t", rounded=True)
+        return pipe.reg(halve(mant, qs), name="exp_e_t"), None
     return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e", halve=halve)
 
 

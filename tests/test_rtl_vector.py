@@ -266,18 +266,20 @@ def test_activation_every_element(activation_model, run):
             assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
 
 
-@pytest.mark.parametrize("sps", [1, 2, 3])
-def test_sigmoid_division_every_e(sps):
+@pytest.mark.parametrize("sps, e_reg", [(1, False), (2, False), (3, False), (2, True)])
+def test_sigmoid_division_every_e(sps, e_reg):
     """hw.activation.sigmoid_division (Amaranth simulator): for every e in [0, 2^15] (the
     shift-exp core's whole range), fed as t = 2e or 2e - 1 (both round to e), sig+ ==
     (2^30 + (d >> 1)) // d with d = 2^15 + e (golden.intops._sigmoid_core), one a cycle
-    with random clock-enable stalls (seed printed); fails with the e = 0 case or the
-    e = 2^15 remainder dropped, or a dividend bit misplaced."""
+    with random clock-enable stalls (seed printed); ``e_reg``: with e given registered
+    (as a pool shifter slot's rounding register gives it) and the remainder formed from t;
+    fails with the e = 0 case or the e = 2^15 remainder dropped, or a dividend bit
+    misplaced."""
     from amaranth.hdl import Module, Signal
     from amaranth.sim import Simulator
     from ternac.hw.activation import sigmoid_division
-    from ternac.hw.vector import Pipe
-    seed = SEED + sps
+    from ternac.hw.vector import Pipe, rhu_round
+    seed = SEED + sps + 10 * e_reg
     print(f"seed {seed}")
     es = list(range((1 << 15) + 1))
     ts = [2 * e - (e & 1 if e else 0) for e in es]          # 2e or 2e - 1
@@ -286,7 +288,8 @@ def test_sigmoid_division_every_e(sps):
     pipe = Pipe(m, ce, "t")
     t = pipe.reg(t_in)
     v = pipe.reg(vin)
-    sig_pos, stages = sigmoid_division(m, pipe, t, steps_per_stage=sps)
+    er = pipe.reg(rhu_round(t), 16) if e_reg else None
+    sig_pos, stages = sigmoid_division(m, pipe, t, er, steps_per_stage=sps)
     assert stages == 1 + -(-14 // sps)
     v = pipe.delay(v, stages)
     rng = random.Random(seed)
