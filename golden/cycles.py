@@ -58,7 +58,7 @@ __all__ = ["ISSUE_CYCLES", "START_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "R
            "WEIGHT_FORMATS", "weight_word_bits", "CYCLES", "halt_cycles", "matvec_cycles",
            "argmax_cycles", "repeat_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
-           "norm_normalize_steps",
+           "norm_normalize_steps", "prologue_cycles",
            "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
 
 #: DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
@@ -217,6 +217,38 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
     return (ISSUE_CYCLES + 4 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
             + L + d)
+
+
+def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = "i2",
+                    norm_latency: int = 13, epilogue_latency: int | None = None,
+                    wait: int = 0) -> int:
+    """A prologue RMSNORM (golden/isa.py ``pro``) and its MATVEC (with its epilogue, if
+    ``mv.epi``), run as one operation: with ``A = max(3, 2 + wait)`` and ``N`` the Norm
+    unit's latency (13)::
+
+        A + N + 2 + k + (T - 1) * max(k, L) + L + d
+
+    (``T``, ``d`` as :func:`matvec_cycles`), against ``2 + wait + n + N`` plus
+    :func:`matvec_cycles` run one after the other.
+
+    Source: hw/sequencer.py: DECODE (cycle 0) registers the RMSNORM and starts its reads;
+    EXEC (1) issues the first; PRO_DEC (2) registers the MATVEC (the weight command of
+    tile 0 is accepted in cycle 3); the Norm unit takes the fetched words from the skid
+    buffer from cycle 3 on (``A``; a tee's RMSNORM waits for the unit's work as a plain one:
+    its first beat in cycle ``2 + wait``, :func:`norm_cycles`), one a cycle; result ``j``
+    leaves the unit ``N`` cycles after its beat and fires tile 0's beat ``j`` in that
+    cycle (the weight words are in the streamer's FIFO long before), so beat 0 fires in
+    cycle ``A + N``, where a plain MATVEC's fires in its state's cycle ``1 + W``
+    (:func:`matvec_cycles`); from there on the two run alike (tiles 1.. read the results
+    back from ``dst``). Checked on the RTL by tests/test_prologue.py (one and several
+    tiles, k > L, RAW, an epilogue, a tee's wait).
+    """
+    L = int(lanes)
+    _check_format(weight_format)
+    base = matvec_cycles(mv, lanes=L, weight_format=weight_format,
+                         epilogue_latency=epilogue_latency)
+    first = max(3, 2 + int(wait)) + int(norm_latency)
+    return base - (ISSUE_CYCLES + 1 + STREAMER_LATENCY[weight_format]) + first
 
 
 def argmax_cycles(ins: Instr) -> int:
@@ -595,6 +627,7 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     issued = 0
     exact = True
     epilogue = False          # this instruction is the previous MATVEC's epilogue
+    pro_mv = None             # (upper, lower) of the MATVEC of the prologue just counted
     t_hi = t_lo = 0           # the cycle this instruction starts at (upper, lower bound)
     tee = None                # (cycle of a tee's last beat, upper, lower): golden/isa.py tee
     for pc, ins in enumerate(program):
@@ -602,6 +635,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         d = dict(data.get(pc, {}))
         if epilogue:
             hi = lo = 0           # counted in its MATVEC's formula
+        elif pro_mv is not None:
+            hi, lo = pro_mv       # the MATVEC's share of its prologue's formula
+            pro_mv = None
         else:
             teed = ins.op == Op.MATVEC and ins.epi and pc + 1 < len(program) and \
                 program[pc + 1].tee
@@ -623,13 +659,43 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     waits[key] = ready - (t + ISSUE_CYCLES)
                 tee = None
             issued += 1
-            hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                              weight_format=weight_format, **d, **(
-                                  {"wait": waits["hi"]} if waits else {}))
-            lo = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                              weight_format=weight_format, **{**d, "bound": "min"}, **(
-                                  {"wait": waits["lo"]} if waits else {}))
-            if ins.tee or teed:
+            if ins.op == Op.RMSNORM and ins.pro:
+                # A prologue (golden/isa.py): the RMSNORM, its MATVEC (and the MATVEC's
+                # epilogue) as one; the RMSNORM's share is what it delays the MATVEC by.
+                mv = program[pc + 1] if pc + 1 < len(program) else None
+                if mv is None or mv.op != Op.MATVEC:
+                    raise ValueError(f"instruction {pc} is a RMSNORM with a prologue, but the "
+                                     f"next instruction is not a MATVEC")
+                u_lat = None
+                if mv.epi:
+                    if pc + 2 >= len(program) or not _spec(program[pc + 2].op).epilogue:
+                        raise ValueError(f"instruction {pc + 1} is a MATVEC with an epilogue, "
+                                         f"but the next instruction is not an epilogue op")
+                    unit = _spec(program[pc + 2].op).unit
+                    lat = (latencies or {}).get(unit)
+                    u_lat = UNIT_TIMING[unit][1] if lat is None else lat
+                n_lat = (latencies or {}).get("norm")
+                n_lat = UNIT_TIMING["norm"][1] if n_lat is None else n_lat
+                teed = bool(mv.epi) and bool(program[pc + 2].tee)
+                kw = dict(lanes=lanes, weight_format=weight_format, norm_latency=n_lat,
+                          epilogue_latency=u_lat)
+                hi = prologue_cycles(ins, mv, wait=waits.get("hi", 0), **kw)
+                lo = prologue_cycles(ins, mv, wait=waits.get("lo", 0), **kw)
+                mvc = matvec_cycles(mv, lanes=lanes, weight_format=weight_format,
+                                    epilogue_latency=u_lat)
+                if teed:
+                    gap = _matvec_drain_after_last_write(mv, lanes, u_lat)
+                    tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)
+                pro_mv = (mvc, mvc)
+                hi, lo = hi - mvc, lo - mvc
+            else:
+                hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
+                                  weight_format=weight_format, **d, **(
+                                      {"wait": waits["hi"]} if waits else {}))
+                lo = instr_cycles(ins, lanes=lanes, latencies=latencies,
+                                  weight_format=weight_format, **{**d, "bound": "min"}, **(
+                                      {"wait": waits["lo"]} if waits else {}))
+            if ins.tee or teed and not (ins.op == Op.RMSNORM and ins.pro):
                 # The tee's last beat: the cycle its last result is written (a MATVEC's
                 # epilogue may write it before the engine drains its padding lanes).
                 gap = 0

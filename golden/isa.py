@@ -44,6 +44,12 @@ the program goes on. The next Norm-unit instruction must be an RMSNORM with ``re
 those same ``n`` values (``scratch[dst : dst + n]`` unchanged) and flags ``OUT8`` if
 ``tee8`` else none; it runs pass 1 alone (its first beat waits for the unit's work). No
 other tee, Norm-unit instruction or HALT may come between the two.
+A *prologue* (``pro = 1`` on a ``reuse`` RMSNORM with ``OUT8``): the next instruction is a
+MATVEC with ``src`` = the RMSNORM's ``dst``, ``k`` = its ``n`` (at least :data:`PRO_MIN_K`)
+and ``n >= 1``; the pair (with the MATVEC's epilogue, a triple) executes as one operation:
+the RTL feeds the Norm unit's results straight into the lanes as tile 0's activations
+while it writes them to ``dst`` as usual, where tiles 1.. read them. The results are those
+of the two instructions run one after the other.
 MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
 scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
 
@@ -125,9 +131,14 @@ import enum
 
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
-           "stride_field", "rsel_of", "expand_program", "repeat_word"]
+           "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K"]
 
 INSTR_BITS = 128
+
+#: The smallest fan-in of a MATVEC behind a prologue RMSNORM (``pro``): tile 1 reads the
+#: Norm unit's results back from scratch right after the unit has taken its last input,
+#: while up to its pipeline depth (14 stages) of results are still in flight.
+PRO_MIN_K = 32
 
 #: (name, width in bits), least significant first.
 FIELDS: tuple[tuple[str, int], ...] = (
@@ -146,7 +157,8 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("tee", 1),      # ADD/MUL: the result also streams into the Norm unit's pass 0
     ("tee8", 1),     # with tee: the RMSNORM that reuses those statistics has OUT8
     ("rsel", 8),     # REPEAT body: stride selectors, src [1:0] dst [3:2] aux [5:4] wbase [7:6]
-    ("rsvd", 4),
+    ("pro", 1),      # RMSNORM: the next instruction is a MATVEC taking its result (prologue)
+    ("rsvd", 3),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -199,6 +211,7 @@ class Instr:
     tee: int = 0
     tee8: int = 0
     rsel: int = 0
+    pro: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:
@@ -322,6 +335,10 @@ def expand_program(program) -> list[tuple[int, Instr]]:
     while pc < len(prog):
         ins = prog[pc]
         if ins.op == Op.REPEAT:
+            if pc > 0 and prog[pc - 1].op == Op.RMSNORM and prog[pc - 1].pro:
+                raise ValueError(f"instruction {pc} ({ins}) is a REPEAT right after a RMSNORM "
+                                 f"with a prologue (instruction {pc - 1}); its MATVEC must be "
+                                 f"the next word in the program")
             if pc > 0 and prog[pc - 1].op == Op.MATVEC and prog[pc - 1].epi:
                 # The sequencer decodes the word after an epilogue MATVEC as its epilogue.
                 raise ValueError(f"instruction {pc} ({ins}) is a REPEAT right after a MATVEC "
@@ -345,6 +362,10 @@ def expand_program(program) -> list[tuple[int, Instr]]:
                 if b.op in (Op.REPEAT, Op.HALT):
                     raise ValueError(f"instruction {pc + 1 + j} ({b}) is a {b.op.name} inside "
                                      f"the body of the REPEAT at {pc}, which the ISA refuses")
+            if block[-1].op == Op.RMSNORM and block[-1].pro:
+                raise ValueError(f"the body of the REPEAT at {pc} ends with a RMSNORM with a "
+                                 f"prologue (instruction {pc + body}); the pair must be inside "
+                                 f"one body")
             if block[-1].op == Op.MATVEC and block[-1].epi:
                 raise ValueError(f"the body of the REPEAT at {pc} ends with a MATVEC with an "
                                  f"epilogue (instruction {pc + body}); the pair must be inside "

@@ -59,6 +59,14 @@ class Sequencer(wiring.Component):
       that instruction in the MATVEC's first cycle, while the first weight command
       issues; its ``b`` is read at ``aux + j`` through the second scratch port as row ``j``
       enters the requantizer and delayed to meet it), whose results go to its ``dst``.
+    * Prologue (``pro`` on a reuse RMSNORM, golden/isa.py): the RMSNORM and the MATVEC
+      after it as one operation. DECODE and EXEC start the RMSNORM's reads as for VEC;
+      state PRO_DEC registers the MATVEC (the word at pc) while the Norm unit keeps the
+      RMSNORM's configuration (``vins``); in state PRO the Norm unit's results are tile 0's
+      activations (one beat each, in the cycle a result leaves the unit) and are written
+      to the RMSNORM's ``dst`` (``ep_waddr``), which the fetcher reads back for tiles 1..
+      (its pattern is the MATVEC's from its first wrap on); then EPI_DEC (an epilogue) or
+      MATVEC.
     * ``ARGMAX``: ``n + 2`` cycles over the output buffer; ties go to the smaller index.
     * ``EMBED``: the row of raw bytes at ``wbase + token * k`` read from the weight memory
       directly (not through the streamer, so it is the same in I2 and T3), one word at a
@@ -201,6 +209,12 @@ class Sequencer(wiring.Component):
         if tees:
             pool.concurrent(norm_unit.pool_client_sq, tee_unit.pool_client)
             pool.concurrent(norm_unit.pool_client_sq, "requant")
+        # Prologue (golden/isa.py ``pro``): a reuse RMSNORM's results are tile 0's activations
+        # of the MATVEC after it (and are written to its dst, which tiles 1.. read back).
+        pro_ok = norm_unit is not None and Op.RMSNORM in self._ops and Op.MATVEC in self._ops
+        pro_feed = Signal()     # the fetcher's words go to the Norm unit (the RMSNORM's pass)
+        pro_t0 = Signal()       # tile 0 of the MATVEC: its beats take the Norm unit's results
+        pro_last = Signal()     # the next tile-0 beat is the last (beats counted in idx)
         tee_on = Signal()       # this instruction tees (its results into the Norm unit)
         tee_pend = Signal()     # a tee's RMSNORM has not finished yet
         nrm_wide = Signal()     # the Norm unit's int16 output (~OUT8 of its RMSNORM)
@@ -424,16 +438,30 @@ class Sequencer(wiring.Component):
         bt_valid = Signal()
         bt = Signal(engine_in_layout(L))
         bt_ready = ~bt_valid | engine.i.ready
-        up_valid = in_matvec & mv_valid & streamer.o.valid
+        if pro_ok:
+            # A prologue's tile 0: the activation is the Norm unit's result (OUT8: int8).
+            src_valid = Mux(pro_t0, norm_unit.o.valid, mv_valid)
+            src_x = Mux(pro_t0, norm_unit.o.payload.y[:8], mv_x)
+            src_last = Mux(pro_t0, pro_last, mv_last)
+        else:
+            src_valid, src_x, src_last = mv_valid, mv_x, mv_last
+        up_valid = in_matvec & src_valid & streamer.o.valid
         m.d.comb += [
-            streamer.o.ready.eq(in_matvec & mv_valid & bt_ready),
+            streamer.o.ready.eq(in_matvec & src_valid & bt_ready),
             engine.i.valid.eq(bt_valid),
             engine.i.payload.eq(bt),
         ]
         with m.If(bt_ready):
-            m.d.sync += [bt_valid.eq(up_valid), bt.x.eq(mv_x), bt.nz.eq(streamer.o.payload.nz),
-                         bt.neg.eq(streamer.o.payload.neg), bt.last.eq(mv_last)]
+            m.d.sync += [bt_valid.eq(up_valid), bt.x.eq(src_x), bt.nz.eq(streamer.o.payload.nz),
+                         bt.neg.eq(streamer.o.payload.neg), bt.last.eq(src_last)]
         fire = up_valid & bt_ready
+        pro_fire = Signal()     # a tile-0 beat of a prologue (the Norm unit's result) fires
+        pro_take = Signal()     # the Norm unit takes a fetched word (the RMSNORM's pass)
+        if pro_ok:
+            m.d.comb += [pro_fire.eq(fire & pro_t0),
+                         pro_take.eq(pro_feed & mv_valid & norm_unit.i.ready)]
+            with m.If(pro_take & mv_last):
+                m.d.sync += pro_feed.eq(0)
 
         # Writeback: lane results in order; rows past n are padding and dropped.
         m.d.comb += [
@@ -551,7 +579,15 @@ class Sequencer(wiring.Component):
                     unit.i.payload.a.eq(Mux(tee_on, tee_unit.o.payload.y, x_a.as_signed())),
                     unit.i.payload.b.eq(x_b.as_signed()),
                     unit.i.payload.last.eq(Mux(tee_on, ol_is1, x_last)),
-                    unit.i.valid.eq((in_vec & x_valid & sel) | (tee_on & tee_unit.o.valid)),
+                    unit.i.valid.eq((in_vec & x_valid & sel) | (tee_on & tee_unit.o.valid)
+                                    | (pro_feed & mv_valid)),
+                ]
+            elif unit is norm_unit:
+                m.d.comb += [
+                    unit.i.payload.a.eq(x_a.as_signed()),
+                    unit.i.payload.b.eq(x_b.as_signed()),
+                    unit.i.payload.last.eq(x_last),
+                    unit.i.valid.eq((in_vec & x_valid & sel) | (pro_feed & mv_valid)),
                 ]
             else:
                 m.d.comb += [
@@ -560,12 +596,17 @@ class Sequencer(wiring.Component):
                     unit.i.payload.last.eq(x_last),
                     unit.i.valid.eq(in_vec & x_valid & sel),
                 ]
+            # Never stalled, a prologue's Norm unit included (so it has no pipeline enable
+            # logic): in tile 0 every result meets its weight word and a ready engine, since
+            # the engine is empty (the previous MATVEC exits once it has drained) and the
+            # streamer's FIFO holds tile 0's words from cycle 6 of the pair on (the first
+            # result leaves the unit in cycle 16 or later) and streams one a cycle.
             m.d.comb += unit.o.ready.eq(1)
             with m.If(sel & unit.i.valid & unit.i.ready & in_vec):
                 m.d.comb += vfire.eq(1)
             with m.If(sel & unit.o.valid):
                 m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
-        m.d.comb += take.eq(fire | vfire)
+        m.d.comb += take.eq((fire & ~pro_t0) | vfire | pro_take)
 
         # --- EMBED: a row of raw bytes read from the weight memory directly --------------
         bpw = self._word_bits // 8
@@ -648,7 +689,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
-                                 self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0)]
+                                 self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0),
+                                 pro_feed.eq(0), pro_t0.eq(0)]
                     m.d.sync += [o.eq(0) for o in rp_off]
                     m.next = "FETCH"
             # FETCH only after start: prog_addr is pc (combinational) and pc changes only at
@@ -663,7 +705,7 @@ class Sequencer(wiring.Component):
                     ins.as_value().eq(pd.as_value()), vins.as_value().eq(pd.as_value()),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
-                    w_addr.eq(pd.dst),
+                    w_addr.eq(pd.dst), ep_waddr.eq(pd.dst),
                     f_active.eq((d_mv | d_vec) & n_pos), f_mv.eq(d_mv), f_col.eq(d_col),
                     f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
                     f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
@@ -715,8 +757,20 @@ class Sequencer(wiring.Component):
                             m.next = "ARGMAX"
                     if vec_ops:
                         with m.Case(*vec_ops):
-                            m.d.sync += in_vec.eq(1)
-                            m.next = "VEC"
+                            if pro_ok:
+                                # A prologue RMSNORM (golden/isa.py pro): its MATVEC next.
+                                with m.If(ins.pro):
+                                    # idx counts tile 0's beats (idle in a MATVEC, as in
+                                    # ARGMAX); f_len_m1 = n - 1 = the MATVEC's k - 1.
+                                    m.d.sync += [pro_feed.eq(1), idx.eq(0),
+                                                 pro_last.eq(f_len_is1)]
+                                    m.next = "PRO_DEC"
+                                with m.Else():
+                                    m.d.sync += in_vec.eq(1)
+                                    m.next = "VEC"
+                            else:
+                                m.d.sync += in_vec.eq(1)
+                                m.next = "VEC"
                     if Op.REPEAT in has:
                         with m.Case(Op.REPEAT):
                             # pc is the body's first word (DECODE stepped past the REPEAT).
@@ -751,6 +805,50 @@ class Sequencer(wiring.Component):
                     if tees:
                         tee_decode()
                     m.next = "MATVEC"
+            if pro_ok:
+                with m.State("PRO_DEC"):
+                    # The RMSNORM's pass streams (its reads started in EXEC; the Norm unit
+                    # keeps its configuration, vins); the MATVEC, the word at pc, is on
+                    # prog_data: register it as DECODE does, its fetch pattern taking over
+                    # the fetcher from its first wrap (tile 1 reads a_base = its src; k is
+                    # the RMSNORM's n, so the element counters run on), and step past it.
+                    # (The same expressions as DECODE's, so these registers gain an enable,
+                    # not a multiplexer input; ep_waddr, the Norm results' write pointer,
+                    # holds the RMSNORM's dst from DECODE.)
+                    n_pos = pd.n != 0
+                    m.d.sync += [
+                        ins.as_value().eq(pd.as_value()), a_base.eq(pd.src), w_addr.eq(pd.dst),
+                        f_mv.eq(d_mv), f_col.eq(d_col),
+                        f_sleft.eq(Mux(d_mv, pd.n, d_segs)),
+                        f_slast.eq(Mux(d_mv, pd.n <= L, d_segs == 1)),
+                        f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
+                        out_left.eq(d_rows), ol_is0.eq(d_rows == 0), ol_is1.eq(d_rows == 1),
+                        n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
+                        cmd_base.eq(pd.wbase), cmd_left.eq(pd.n), cmd_pend.eq(d_mv & n_pos),
+                        dr_left.eq(pd.n), in_range.eq(n_pos),
+                        pro_t0.eq(1), in_matvec.eq(1),
+                    ]
+                    step_pc()
+                    m.next = "PRO"
+                with m.State("PRO"):
+                    # Tile 0: each Norm result is a beat's activation and is written to the
+                    # RMSNORM's dst (ep_waddr; no MATVEC row is written before tile 0 ends).
+                    m.d.comb += [self.scr_waddr.eq(ep_waddr),
+                                 self.scr_wdata.eq(norm_unit.o.payload.y),
+                                 self.scr_wen.eq(pro_fire)]
+                    with m.If(pro_fire):
+                        nxt_idx = idx + 1
+                        m.d.sync += [ep_waddr.eq(ep_waddr + 1), idx.eq(nxt_idx),
+                                     pro_last.eq(nxt_idx[:_CNT] == f_len_m1)]
+                        with m.If(pro_last):
+                            m.d.sync += [pro_t0.eq(0), tee_pend.eq(0)]
+                            if epi_ops:
+                                with m.If(ins.epi):
+                                    m.next = "EPI_DEC"
+                                with m.Else():
+                                    m.next = "MATVEC"
+                            else:
+                                m.next = "MATVEC"
             with m.State("MATVEC"):
                 if epi_ops:
                     with m.If(fuse):

@@ -51,7 +51,7 @@ from ternac.errors import CheckpointError, CompileError
 from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
-from ternac.golden.isa import FIELDS, Flag, Instr, Op, encode, encode_program
+from ternac.golden.isa import PRO_MIN_K, FIELDS, Flag, Instr, Op, encode, encode_program
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import REGISTRY as _REGISTRY, spec
@@ -738,6 +738,31 @@ def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
     return prog
 
 
+def prologue_ok(cfg: AccelConfig) -> bool:
+    """Whether the accelerator runs a prologue RMSNORM (golden/isa.py ``pro``) fused with
+    its MATVEC: it has the Norm unit and builds RMSNORM and MATVEC (hw/sequencer.py
+    PRO_DEC / PRO). Elsewhere a ``pro`` program would still compute the same, but the
+    lowering does not emit one and check_program refuses it (its cycles would differ)."""
+    ops = cfg.op_set
+    return "norm" in cfg.vector and Op.RMSNORM in ops and Op.MATVEC in ops
+
+
+def _pro_norms(prog: Sequence[Instr]) -> list[Instr]:
+    """Prologues (golden/isa.py ``pro``): a ``reuse`` RMSNORM with OUT8 whose next
+    instruction is a MATVEC reading its result (``src`` = its ``dst``, ``k`` = its ``n``
+    >= PRO_MIN_K, ``n >= 1``) runs with that MATVEC as one operation: the Norm unit's
+    results stream into the lanes as tile 0's activations (and are written to ``dst`` as
+    before, for tiles 1..). The results are unchanged."""
+    prog = list(prog)
+    for i, ins in enumerate(prog[:-1]):
+        mv = prog[i + 1]
+        if (ins.op == Op.RMSNORM and ins.reuse and ins.flags == int(Flag.OUT8)
+                and ins.n >= PRO_MIN_K and mv.op == Op.MATVEC and mv.src == ins.dst
+                and mv.k == ins.n and mv.n >= 1):
+            prog[i] = dataclasses.replace(ins, pro=1)
+    return prog
+
+
 def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     """Check a program against a configuration: its length, the operations and vector units
     it needs, the vector lengths its units are sized for, and every ISA field.
@@ -778,6 +803,18 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
             raise CompileError(f"instruction {idx} ({s.name}) sets tee/tee8, which only an ADD "
                                f"or MUL (tee) on an accelerator with the 'norm' unit may "
                                f"(golden/isa.py)")
+        if ins.pro:
+            nxt = prog[idx + 1] if idx + 1 < len(prog) else None
+            if not prologue_ok(cfg):
+                raise CompileError(f"instruction {idx} ({s.name}) sets pro, but the "
+                                   f"accelerator has no prologue (it needs the 'norm' unit "
+                                   f"and the RMSNORM and MATVEC operations)")
+            if (ins.op != Op.RMSNORM or not ins.reuse or ins.flags != int(Flag.OUT8)
+                    or nxt is None or nxt.op != Op.MATVEC or nxt.src != ins.dst
+                    or nxt.k != ins.n or nxt.n < 1 or nxt.k < PRO_MIN_K):
+                raise CompileError(f"instruction {idx} ({s.name}) sets pro, which only a "
+                                   f"reuse RMSNORM with OUT8 followed by a MATVEC of src = "
+                                   f"its dst and k = its n >= {PRO_MIN_K} may (golden/isa.py)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -938,6 +975,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     prog = b.program()
     if fuse:      # RMSNORM statistics teed from their producer (golden/isa.py tee)
         prog = _tee_norms(prog)
+        if prologue_ok(cfg):    # RMSNORM results straight into the lanes (golden/isa.py pro)
+            prog = _pro_norms(prog)
     if repeat and Op.REPEAT in cfg.op_set:   # strided runs as REPEAT loops (golden/isa.py)
         prog = compress_program(prog)
     check_program(prog, cfg)
@@ -1318,7 +1357,9 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64,
     fixed = [tuple(getattr(i, f) for f in _FIXED_FIELDS) for i in prog]
     addr = [tuple(getattr(i, f) for f, _ in _ADDR_FIELDS) for i in prog]
     ok = [i.op not in (Op.HALT, Op.REPEAT) and not i.rsel for i in prog]
-    pair_head = [i.op == Op.MATVEC and bool(i.epi) for i in prog]   # i, i + 1 a pair
+    # i, i + 1 a pair: a MATVEC and its epilogue, a prologue RMSNORM and its MATVEC
+    pair_head = [(i.op == Op.MATVEC and bool(i.epi)) or (i.op == Op.RMSNORM and bool(i.pro))
+                 for i in prog]
 
     def run(i: int, p: int):
         """(count, strides per body word and field, stride table) of the longest run of

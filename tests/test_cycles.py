@@ -80,7 +80,7 @@ def _step_data(program, weight_words, cfg, scratch: torch.Tensor):
         # (a tee, golden/isa.py, alone: without it; its RMSNORM runs as a reuse-free one)
         pair = ([ins, dataclasses.replace(program[pc + 1], tee=0, tee8=0)]
                 if ins.op == Op.MATVEC and ins.epi
-                else [dataclasses.replace(ins, reuse=0, tee=0, tee8=0)])
+                else [dataclasses.replace(ins, reuse=0, tee=0, tee8=0, pro=0)])
         st = run_program(pair + [Instr(Op.HALT)], weight_words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=scratch)
