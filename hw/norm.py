@@ -1,5 +1,5 @@
 """Norm: integer LayerNorm / RMSNorm over a streamed vector, two passes."""
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -71,6 +71,10 @@ class Norm(wiring.Component):
         (``c.ready`` is 0), ``V`` is sized without ``NORM_EPS_MAX`` (47 bits instead of 55
         at ``max_len`` 256) and ``acc`` without the 32-bit bias. Same integers and cycles
         for every ISA input.
+    layernorm : bool   True (default): both modes; False: RMSNorm alone (a build whose
+        programs hold no LAYERNORM, ``AccelConfig.ops``: hw/vector_units.py): no ``S1``
+        and none of its arithmetic (``mode`` is ignored and taken as RMSNORM); the same
+        integers and cycles for every RMSNORM.
 
     Members
     -------
@@ -109,13 +113,15 @@ class Norm(wiring.Component):
     #: Cycles from an accepted beat of the final pass to its output (no stalls).
     latency = 13
 
-    def __init__(self, *, max_len: int = NORM_N_MAX, pool=None, affine: bool = True):
+    def __init__(self, *, max_len: int = NORM_N_MAX, pool=None, affine: bool = True,
+                 layernorm: bool = True):
         self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         if not (isinstance(max_len, int) and 1 <= max_len <= NORM_N_MAX):
             raise ValueError(f"Norm max_len must be an integer in 1..{NORM_N_MAX}, "
                              f"not {max_len!r}")
         self._max_len = max_len
         self._affine = bool(affine)
+        self._layernorm = bool(layernorm)
         super().__init__({
             "i": In(stream.Signature(VEC_IN)),
             "c": In(stream.Signature(signed(NORM_BIAS_BITS))),
@@ -159,10 +165,11 @@ class Norm(wiring.Component):
         # den_held: the divisor is isqrt.r, which holds from the isqrt's end to its next start
         m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits,
                                             den_held=True)
-        rms = self.mode == NormMode.RMSNORM
+        ln = self._layernorm                          # LayerNorm built (else RMSNorm alone)
+        rms = (self.mode == NormMode.RMSNORM) if ln else Const(1)
 
         N = Signal(range(NL + 1))
-        S1 = Signal(signed(s1_bits))
+        S1 = Signal(signed(s1_bits)) if ln else Const(0, signed(s1_bits))
         S2 = Signal(unsigned(s2_bits))
         k = Signal(signed(bits_for(max(t_max, W)) + 1))
         t = Signal(range(t_max + 1))                  # max(-k, 0)
@@ -209,8 +216,9 @@ class Norm(wiring.Component):
         v2 = pipe.reg(v1, name="v")
         # S1 sums x at stage 1, S2 sums x^2 at stage 2: both are complete once the pass
         # has drained, and x needs no second register.
-        with m.If(ce & v1 & ~final):
-            m.d.sync += S1.eq(S1 + x1)
+        if ln:
+            with m.If(ce & v1 & ~final):
+                m.d.sync += S1.eq(S1 + x1)
         with m.If(ce & v2 & ~final):
             m.d.sync += S2.eq(S2 + sq2)
 
@@ -223,7 +231,7 @@ class Norm(wiring.Component):
                 valids.append(v)
             return v
 
-        s1_eff = Mux(rms, 0, S1)
+        s1_eff = Mux(rms, 0, S1) if ln else 0
         v = advance(v2 & final)
         d = pipe.reg(sq2 - s1_eff, signed(d_bits), name="d")
         d = rhu_pipelined(m, pipe, d, t, name="norm_d1", halve=mul.shifter())
@@ -246,7 +254,7 @@ class Norm(wiring.Component):
             bias = Mux(self.bias_en, self.c.payload, 0)
             acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
         else:                               # bias 0: c is never read (need_c stays 0)
-            # acc = w y: no stage of its own; the stage goes to the 16-bit output below
+            # acc = w y: no stage of its own; the stage goes to the output tail below
             # (the same latency), not to a 39-bit copy of w y.
             m.d.comb += self.c.ready.eq(0)
             acc_e = wy
@@ -255,11 +263,11 @@ class Norm(wiring.Component):
         am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm",
                       valid=v)
         v = advance(v)
+        # affine=False: the tail's extra stage keeps the latency of the affine form.
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,
-                           name="norm_out", halve=shift0)
+                           name="norm_out", halve=shift0, extra_stage=not affine)
         v = advance(v)
         if not affine:
-            out = pipe.reg(out, name="out")
             v = advance(v)
         with m.If(ce):
             m.d.sync += [self.o.valid.eq(v), self.o.payload.y.eq(out)]
@@ -272,9 +280,10 @@ class Norm(wiring.Component):
         # Between the passes: V, its normalization, isqrt, the division (sequential).
         acc = Signal(unsigned(v_bits))                # V; the multiplications never overshoot
         mcand = Signal(unsigned(v_bits))
-        mplier = Signal(unsigned(max(n_bits, s1_bits - 1)))
+        mplier = Signal(unsigned(max(n_bits, s1_bits - 1) if ln else n_bits))
         s1_abs = Signal(unsigned(s1_bits - 1))
-        m.d.comb += s1_abs.eq(Mux(S1 < 0, -S1, S1))
+        if ln:
+            m.d.comb += s1_abs.eq(Mux(S1 < 0, -S1, S1))
         with m.FSM(name="work"):
             with m.State("IDLE"):
                 with m.If(work_start):
@@ -282,7 +291,7 @@ class Norm(wiring.Component):
                     m.next = "MUL_N_S2"
             with m.State("MUL_N_S2"):          # acc += N * S2
                 with m.If(mplier == 0):
-                    m.d.sync += [mcand.eq(s1_abs), mplier.eq(Mux(rms, 0, s1_abs))]
+                    m.d.sync += [mcand.eq(s1_abs), mplier.eq(Mux(rms, 0, s1_abs) if ln else 0)]
                     m.next = "MUL_S1_S1"
                 with m.Else():
                     with m.If(mplier[0]):
@@ -294,7 +303,7 @@ class Norm(wiring.Component):
                     with m.If(~acc.any()):
                         m.d.sync += acc.eq(1)
                     m.next = "NORMALIZE"
-                with m.Else():
+                with m.Elif(ln):               # (RMSNorm alone: mplier is 0 here)
                     with m.If(mplier[0]):
                         m.d.sync += acc.eq(acc - mcand)
                     m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
@@ -326,5 +335,7 @@ class Norm(wiring.Component):
                      div.den.eq(isqrt.r)]
 
         with m.If(new_vector):
-            m.d.sync += [N.eq(0), S1.eq(0), S2.eq(0)]
+            m.d.sync += [N.eq(0), S2.eq(0)]
+            if ln:
+                m.d.sync += S1.eq(0)
         return m

@@ -211,7 +211,7 @@ def _le_minus_2k(t, k: int) -> Value:
 
 
 def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
-                 name: str = "out", halve=None) -> Signal:
+                 name: str = "out", halve=None, extra_stage: bool = False) -> Signal:
     """``sat(rhu(v, s))`` (golden.numerics ``requantize`` after its product, or Shiftmax's
     clamp): one pipeline stage, then combinational logic for the caller's output register.
 
@@ -229,8 +229,31 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
     ``halve(v, s)``, if given, forms the barrel shift (a :mod:`hw.mulpool` client's
     ``shift``: the units' tails share one, as they never run at once); default
     :func:`rhu_halve`.
+
+    ``extra_stage`` (signed ``wide`` form only): one stage more, between the tests and the
+    final selection: the rounded value (a pool shifter slot's rounding register, with a
+    pool shifter) and the two saturation tests are registered, and the result is their
+    multiplexer, so the caller's output register packs with it (a 16-bit register of the
+    result would be a flip-flop fed by a flip-flop).
     """
     v = Value.cast(v)
+    if extra_stage:
+        if wide is None:
+            raise ValueError("extra_stage is for the signed (wide) tail")
+        if hasattr(halve, "reg"):
+            t, r = halve.reg(v, s, ce=pipe.ce, name=f"{name}_t", rounded=True)
+        else:
+            t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
+            r = pipe.reg(rhu_round(t[:out_bits + 1]), name=f"{name}_r")
+        lo, hi = sym_range(wide)
+        b8, b16 = ACT_BITS, OPERAND_BITS
+        over = pipe.reg(Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8)),
+                        name=f"{name}_over")
+        under = pipe.reg(Mux(wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8)),
+                         name=f"{name}_under")
+        out = Signal(signed(out_bits), name=name)
+        m.d.comb += out.eq(Mux(over, hi, Mux(under, lo, r[:out_bits])))
+        return out
     t = _shift_reg(pipe, halve, v, s, f"{name}_t")
     low = Signal(out_bits, name=f"{name}_low")
     m.d.comb += low.eq(rhu_round(t[:out_bits + 1]))

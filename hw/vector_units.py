@@ -28,8 +28,11 @@ __all__ = ["UNIT_TABLE", "VECTOR_UNIT_NAMES", "unit_ops", "vector_units_for"]
 UNIT_TABLE: dict = {
     "activation": (lambda cfg, pool=None: Activation(pool=pool),
                    {Op.SIGMOID: ActMode.SIGMOID, Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU}),
-    # affine=False: the ISA's norms have bias 0 and eps 0 (the sequencer ties them off).
-    "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool, affine=False),
+    # affine=False: the ISA's norms have bias 0 and eps 0 (the sequencer ties them off);
+    # layernorm: only where the build has the op (AccelConfig.ops; the LM's has RMSNORM
+    # alone).
+    "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool, affine=False,
+                                         layernorm=Op.LAYERNORM in _op_set(cfg)),
              {Op.RMSNORM: NormMode.RMSNORM, Op.LAYERNORM: NormMode.LAYERNORM}),
     "eltwise": (lambda cfg, pool=None: Eltwise(pool=pool),
                 {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),
@@ -39,6 +42,12 @@ UNIT_TABLE: dict = {
     "dot": (lambda cfg, pool=None: Dot(max_len=min(cfg.max_vector, K_MAX), pool=pool),
             {Op.DOT: None, Op.DOTT: None}),
 }
+
+def _op_set(cfg) -> frozenset:
+    """The ops a build carries (``AccelConfig.op_set``; every op for a config without it)."""
+    ops = getattr(cfg, "op_set", None)
+    return frozenset(Op) if ops is None else frozenset(ops)
+
 
 #: Unit names accepted in AccelConfig.vector.
 VECTOR_UNIT_NAMES = tuple(UNIT_TABLE)

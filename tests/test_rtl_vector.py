@@ -421,6 +421,25 @@ def test_norm_without_affine_every_element(norm_isa_model, run):
             assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
 
 
+@pytest.fixture(scope="module")
+def norm_rms_model():
+    return _build(Norm(max_len=MAX_LEN, affine=False, layernorm=False), "norm_rms_bench")
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_norm_rmsnorm_alone_every_element(norm_rms_model, run):
+    """The LM's Norm (``affine=False, layernorm=False``: a build without LAYERNORM,
+    hw/vector_units.py) on every RMSNORM segment of the ISA cases, with the same cycle
+    bound."""
+    rng = random.Random(SEED + 2)
+    segs = [sg for sg in _norm_isa_segments(rng) if sg["label"].startswith("rmsnorm")]
+    assert len(segs) == 5
+    res = _run(norm_rms_model, segs, run, side_src="c")
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none" and seg["long"]:
+            assert r["cycles"] <= 2 * MAX_LEN + 130, (seg["label"], r["cycles"])
+
+
 # --- Eltwise ------------------------------------------------------------------------------
 
 def _eltwise_segments():
