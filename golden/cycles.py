@@ -223,13 +223,13 @@ def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = 
                     norm_latency: int = 13, epilogue_latency: int | None = None,
                     wait: int = 0) -> int:
     """A prologue RMSNORM (golden/isa.py ``pro``) and its MATVEC (with its epilogue, if
-    ``mv.epi``), run as one operation: with ``A = max(3, 2 + wait)`` and ``N`` the Norm
-    unit's latency (13)::
+    ``mv.epi``), run as one operation: with ``A = max(3, 2 + wait)``, ``N`` the Norm
+    unit's latency (13) and ``W`` = :data:`STREAMER_LATENCY`::
 
-        A + N + 2 + k + (T - 1) * max(k, L) + L + d
+        matvec_cycles(mv) - (2 + 1 + W) + A + N
 
-    (``T``, ``d`` as :func:`matvec_cycles`), against ``2 + wait + n + N`` plus
-    :func:`matvec_cycles` run one after the other.
+    against ``2 + max(0, wait) + n + N`` plus :func:`matvec_cycles` run one after the
+    other.
 
     Source: hw/sequencer.py: DECODE (cycle 0) registers the RMSNORM and starts its reads;
     EXEC (1) issues the first; PRO_DEC (2) registers the MATVEC (the weight command of
@@ -237,8 +237,8 @@ def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = 
     buffer from cycle 3 on (``A``; a tee's RMSNORM waits for the unit's work as a plain one:
     its first beat in cycle ``2 + wait``, :func:`norm_cycles`), one a cycle; result ``j``
     leaves the unit ``N`` cycles after its beat and fires tile 0's beat ``j`` in that
-    cycle (the weight words are in the streamer's FIFO long before), so beat 0 fires in
-    cycle ``A + N``, where a plain MATVEC's fires in its state's cycle ``1 + W``
+    cycle (the weight words wait on the streamer's output long before), so beat 0 fires
+    in cycle ``A + N``, where a plain MATVEC's fires in its state's cycle ``1 + W``
     (:func:`matvec_cycles`); from there on the two run alike (tiles 1.. read the results
     back from ``dst``). Checked on the RTL by tests/test_prologue.py (one and several
     tiles, k > L, RAW, an epilogue, a tee's wait).

@@ -599,8 +599,9 @@ class Sequencer(wiring.Component):
             # Never stalled, a prologue's Norm unit included (so it has no pipeline enable
             # logic): in tile 0 every result meets its weight word and a ready engine, since
             # the engine is empty (the previous MATVEC exits once it has drained) and the
-            # streamer's FIFO holds tile 0's words from cycle 6 of the pair on (the first
-            # result leaves the unit in cycle 16 or later) and streams one a cycle.
+            # streamer holds tile 0's first word from cycle 4 + W of the pair on (the first
+            # result leaves the unit in cycle 16 or later; hw/streamer.py keeps a word its
+            # sink does not take) and then streams one a cycle.
             m.d.comb += unit.o.ready.eq(1)
             with m.If(sel & unit.i.valid & unit.i.ready & in_vec):
                 m.d.comb += vfire.eq(1)
