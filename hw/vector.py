@@ -363,12 +363,20 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant", valid=v_rs)
     else:
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")
-    qs = pipe.reg(q2 + P, unsigned(bits_for((EXP_ARG_FP_MAX >> F) + P)), name="exp_qs")
+    # rhu(M, q + 11) needs floor(2M / 2^(q + 11)) = floor(2 (M >> 10) / 2^(q + 1)): the
+    # barrel shift of M >> 10 (17 bits, M <= 2^26) by q + 1, and by 31 for q = 31 (both 0:
+    # 2 (M >> 10) <= 2^17), so the shift amount has 5 bits (a shifter level fewer).
+    qmax = EXP_ARG_FP_MAX >> F                                         # 31
+    pre = P - 1
+    assert bits_for(qmax) == 5 and (1 << (K + P)) >> pre < 1 << 17
+    mant_hi = mant[pre:]
+    qs = pipe.reg(Mux(q2 == qmax, qmax, q2 + 1), unsigned(bits_for(qmax)), name="exp_qs")
     if not round_last:
         if pooled:
-            return halve.reg(mant, qs, ce=pipe.ce, name="exp_e_t", rounded=True)
-        return pipe.reg(halve(mant, qs), name="exp_e_t"), None
-    return rhu_pipelined(m, pipe, mant, qs, shape=unsigned(K + 1), name="exp_e", halve=halve)
+            return halve.reg(mant_hi, qs, ce=pipe.ce, name="exp_e_t", rounded=True)
+        return pipe.reg(halve(mant_hi, qs), name="exp_e_t"), None
+    return rhu_pipelined(m, pipe, mant_hi, qs, shape=unsigned(K + 1), name="exp_e",
+                         halve=halve)
 
 
 def pass_control(m, *, passes: int, i, ce, pipe_busy, work_done, extra_ready=1, skip=0):
