@@ -30,7 +30,7 @@ Each slot's operands are the AND-OR of its users' operands, each gated by that u
 sequencer runs one instruction at a time; a unit's ``en`` is "a beat is offered or any of
 its pipeline stages is valid"). A slot with one user takes that user's operands directly.
 The product is combinational; the client registers it (so a stalled client holds its
-product in its own pipeline register, and the pool has no state). ``pool.conflict`` is 1
+product in its own pipeline register, and the pool keeps no product). ``pool.conflict`` is 1
 in any cycle that breaks the contract (for formal harnesses: formal/units.py's sequencer
 task asserts it stays 0).
 
@@ -46,7 +46,11 @@ declarations; a client's shifts go, widest first, to the first slot it does not 
 already). A shifter slot is as wide as its widest user; a slot with one user is that
 user's own shifter (a unit's private pool: each of its shifts its own). Shifters are shared
 whatever ``share_above`` says: the multiplexer in front of a shared one costs about two
-LUT4 a bit, a barrel shifter about one a bit per shift-amount bit.
+LUT4 a bit, a barrel shifter about one a bit per shift-amount bit. ``mul.shift_reg(v, s,
+ce=, rounded=)`` (or a ``mul.shifter()`` handle's ``.reg``, which hw/vector.py's
+rhu_pipelined, rhu_sat_tail and shift_exp take) is the shift registered on the slot's own
+register, and its rounding ``(t + 1) >> 1`` registered a stage later: one register and one
+incrementer a slot, shared by its registered users (the pool's only state).
 
 Order: every client registers its products while it elaborates, so the pool must be
 elaborated after all its clients (added as a submodule after them); a product asked for
