@@ -40,21 +40,6 @@ HostPortSignature = wiring.Signature({
 })
 
 
-def _lt(v, c: int):
-    """``v < c`` for an unsigned Value ``v`` and an integer constant ``c``, as gates: some bit
-    ``i`` of ``c`` is 1 where ``v`` has a 0 and the bits above agree. (Yosys builds ``<``,
-    ``>`` and their kin on an iCE40 carry chain, and a chain whose sums go unused takes a
-    logic cell a bit; these gates take a few LUT4s.)"""
-    n = len(v)
-    if c <= 0:
-        return C(0, 1)
-    if c >= 1 << n:
-        return C(1, 1)
-    terms = [~v[i] & ((v[i + 1:] == (c >> (i + 1))) if i + 1 < n else C(1, 1))
-             for i in range(n) if (c >> i) & 1]
-    return Cat(*terms).any()
-
-
 def crc16_byte(m, crc, byte):
     """CRC-16/CCITT-FALSE (poly 0x1021) of one byte, MSB first: returns a 16-bit signal.
 
@@ -261,15 +246,15 @@ class Hostlink(wiring.Component):
             with m.Case(Command.IDENTIFY, Command.STATUS):
                 m.d.comb += len_ok.eq(length == 0)
             with m.Case(Command.RUN):
-                m.d.comb += len_ok.eq(_lt(length, 2))
+                m.d.comb += len_ok.eq(length <= 1)
             with m.Case(Command.WRITE_MEM):
-                m.d.comb += len_ok.eq(~_lt(length, WRITE_HEADER_BYTES + 4) &
+                m.d.comb += len_ok.eq((length >= WRITE_HEADER_BYTES + 4) &
                                       ((length - WRITE_HEADER_BYTES)[:2] == 0))
             with m.Case(Command.READ_MEM):
-                m.d.comb += len_ok.eq((length == 7) & (count != 0) & _lt(count, nmax + 1))
+                m.d.comb += len_ok.eq((length == 7) & (count >= 1) & (count <= nmax))
         limit = Array(C(lim, HOST_ADDR_BITS + 1) for lim in self._limits)[space_b[:SPACE_BITS]]
         end = addr[:HOST_ADDR_BITS] + n_req[:max(nmax.bit_length(), 1) + 1]
-        addr_ok = ((space_b[SPACE_BITS:] == 0) & (addr[HOST_ADDR_BITS:] == 0)
+        addr_ok = ((space_b < (1 << SPACE_BITS)) & (addr[HOST_ADDR_BITS:] == 0)
                    & (end <= limit))
 
         with m.FSM():
@@ -292,7 +277,7 @@ class Hostlink(wiring.Component):
                     m.next = "HUNT"
                 with m.If(got):
                     m.d.sync += [length[:8].eq(self.rx.payload), crc.eq(crc_next),
-                                 lo_gt.eq(~_lt(self.rx.payload, (max_len & 0xFF) + 1)),
+                                 lo_gt.eq(self.rx.payload > (max_len & 0xFF)),
                                  lo_zero.eq(self.rx.payload == 0)]
                     m.next = "LEN1"
             with m.State("LEN1"):
@@ -304,7 +289,7 @@ class Hostlink(wiring.Component):
                 # compare, in front of every response register's enable, was the iCEBreaker
                 # build's critical path at 36 MHz).
                 hi = self.rx.payload
-                too_long = ~_lt(hi, (max_len >> 8) + 1) | ((hi == (max_len >> 8)) & lo_gt)
+                too_long = (hi > (max_len >> 8)) | ((hi == (max_len >> 8)) & lo_gt)
                 with m.If(got):
                     m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0),
                                  len_m1.eq(Cat(length[:8], self.rx.payload)[:lb] - 1)]
@@ -322,9 +307,9 @@ class Hostlink(wiring.Component):
                     m.next = "HUNT"
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), pos.eq(pos + 1)]
-                    with m.If(_lt(pos, 7)):
+                    with m.If(pos < 7):
                         m.d.sync += args.word_select(pos[:3], 8).eq(self.rx.payload)
-                    with m.If(~_lt(pos, WRITE_HEADER_BYTES)):
+                    with m.If(pos >= WRITE_HEADER_BYTES):
                         m.d.comb += bw.en.eq(1)
                     with m.If(pos == len_m1):
                         m.next = "CRC0"
