@@ -482,16 +482,21 @@ class Sequencer(wiring.Component):
                          in_range.eq(in_range & (dr_left != 1))]
         ep_b = Signal(SCRATCH_BITS)     # b of the row on the requantizer's output
         if epi_ops:
-            with m.If(requant.i.valid & requant.i.ready):
-                m.d.sync += ep_raddr.eq(ep_raddr + 1)
-            # b arrives the cycle after its row enters the requantizer, which never stalls
-            # (o.ready = 1; an epilogue's unit is always ready), so LATENCY - 1 registers.
-            bd = self.scr_rdata2
+            # The requantizer never stalls (o.ready = 1; an epilogue's unit is always ready),
+            # so a row that enters it leaves LATENCY cycles later: b is read LATENCY - 1
+            # cycles after its row enters (ep_raddr steps with the entry delayed so far) and
+            # arrives on the read port with the row. A delay line of the entries (one bit a
+            # stage), not of b: a register fed by a memory or another register takes a logic
+            # cell of its own. (b is disjoint from the results or the same words, isa.py, so
+            # the later read sees what the earlier one did.)
+            ent = requant.i.valid & requant.i.ready
             for i in range(Requantizer.LATENCY - 1):
-                nxt = Signal(SCRATCH_BITS, name=f"ep_b{i}")
-                m.d.sync += nxt.eq(bd)
-                bd = nxt
-            m.d.comb += ep_b.eq(bd)
+                nxt = Signal(name=f"ep_ent{i}")
+                m.d.sync += nxt.eq(ent)
+                ent = nxt
+            with m.If(ent):
+                m.d.sync += ep_raddr.eq(ep_raddr + 1)
+            m.d.comb += ep_b.eq(self.scr_rdata2)
         wrote = Signal()
         vo_valid = Signal()
         m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range,
