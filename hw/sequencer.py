@@ -39,6 +39,22 @@ def _xor_tree(bits):
     return bits[0]
 
 
+def _lt(v, c: int):
+    """``v < c`` for an unsigned Value ``v`` and an integer constant ``c``, as gates: some bit
+    ``i`` of ``c`` is 1 where ``v`` has a 0 and the bits above agree. (Yosys builds ``<``,
+    ``>`` and their kin on an iCE40 carry chain even against a constant, and a chain whose
+    sums go unused takes a logic cell a bit; these gates take a few LUT4s. From 2528511's
+    hw/hostlink.py, checked there exhaustively for widths 1-5 against every constant.)"""
+    n = len(v)
+    if c <= 0:
+        return Const(0, 1)
+    if c >= 1 << n:
+        return Const(1, 1)
+    terms = [~v[i] & ((v[i + 1:] == (c >> (i + 1))) if i + 1 < n else Const(1, 1))
+             for i in range(n) if (c >> i) & 1]
+    return Cat(*terms).any()
+
+
 def _flag(ins, flag: Flag):
     return ins.flags[flag.bit_length() - 1]
 
@@ -369,7 +385,7 @@ class Sequencer(wiring.Component):
         with m.If(pop):
             # Shift down; the arriving word (if any) lands behind the remaining ones.
             for s in range(FETCH_DEPTH - 1):
-                m.d.sync += slots[s].eq(Mux(held >= s + 2, slots[s + 1], word_in))
+                m.d.sync += slots[s].eq(Mux(~_lt(held, s + 2), slots[s + 1], word_in))
             m.d.sync += held.eq(held - 1 + push)
         with m.Elif(push):
             for s in range(FETCH_DEPTH):
@@ -389,7 +405,7 @@ class Sequencer(wiring.Component):
                                      b_addr.eq(b_base), b_col.eq(b_base)]
                 with m.Else():
                     m.d.sync += [f_sleft.eq(f_sleft - Mux(f_mv, L, 1)),
-                                 f_slast.eq(Mux(f_mv, f_sleft <= 2 * L, f_sleft == 2))]
+                                 f_slast.eq(Mux(f_mv, _lt(f_sleft, 2 * L + 1), f_sleft == 2))]
                     if col_ops:
                         m.d.sync += [b_addr.eq(Mux(f_col, b_col + 1, b_addr + 1)),
                                      b_col.eq(b_col + 1)]
@@ -429,7 +445,7 @@ class Sequencer(wiring.Component):
                      streamer.cmd.valid.eq(in_matvec & cmd_pend)]
         with m.If(streamer.cmd.valid & streamer.cmd.ready):
             m.d.sync += [cmd_base.eq(cmd_base + ins.k), cmd_left.eq(cmd_left - L),
-                         cmd_pend.eq(cmd_left > L)]
+                         cmd_pend.eq(~_lt(cmd_left, L + 1))]
 
         # Beats: an activation from the fetcher and a weight word from the streamer, joined
         # in a beat register in front of the engine, so the lanes' adders start at
@@ -717,7 +733,7 @@ class Sequencer(wiring.Component):
                     f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
                     f_segs.eq(d_segs), f_segs_is1.eq(d_segs == 1),
                     f_sleft.eq(Mux(d_mv, pd.n, d_segs)),
-                    f_slast.eq(Mux(d_mv, pd.n <= L, d_segs == 1)),
+                    f_slast.eq(Mux(d_mv, _lt(pd.n, L + 1), d_segs == 1)),
                     f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
                     out_left.eq(d_rows), ol_is0.eq(d_rows == 0), ol_is1.eq(d_rows == 1),
                     n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
@@ -826,7 +842,7 @@ class Sequencer(wiring.Component):
                         ins.as_value().eq(pd.as_value()), a_base.eq(pd.src), w_addr.eq(pd.dst),
                         f_mv.eq(d_mv), f_col.eq(d_col),
                         f_sleft.eq(Mux(d_mv, pd.n, d_segs)),
-                        f_slast.eq(Mux(d_mv, pd.n <= L, d_segs == 1)),
+                        f_slast.eq(Mux(d_mv, _lt(pd.n, L + 1), d_segs == 1)),
                         f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
                         out_left.eq(d_rows), ol_is0.eq(d_rows == 0), ol_is1.eq(d_rows == 1),
                         n_zero.eq(pd.n == 0), k_zero.eq(pd.k == 0),
