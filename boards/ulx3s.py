@@ -5,7 +5,9 @@
 * Reset: power-on, the FIRE 1 button (R1), PLL lock.
 * Host link: the FT231X USB-UART (M1 = RX, L4 = TX), 115200 baud by default.
 * Memories: everything in EBR (DP16KD), weights included, so they are baked into the
-  bitstream (and may still be rewritten over the host link); multipliers in MULT18X18D.
+  bitstream (and may still be rewritten over the host link); the weight memory is built as
+  columns of :func:`ebr_column_bits` bits, one DP16KD shape each, so no depth multiplexer
+  stands between the RAMs and the streamer; multipliers in MULT18X18D.
 * LEDs: 0 busy, 1 done, 2 error, 3 rx, 4 tx, 7 alive blink.
 """
 from __future__ import annotations
@@ -17,11 +19,28 @@ from .clocking import add_sync_domain, ecp5_pll, ecp5_pll_instance
 from .core import LED_NAMES, BoardCore, board_config_hash, pin_in, pin_out
 from .facts import BOARDS
 
-__all__ = ["BOARD", "FACTS", "ULX3STop", "platform"]
+__all__ = ["BOARD", "FACTS", "ULX3STop", "ebr_column_bits", "platform"]
 
 BOARD = "ulx3s"
 #: From boards/facts.py (the one board table).
 FACTS = BOARDS[BOARD]
+
+
+#: DP16KD data widths and their depths (the ECP5 sysMEM block RAM, Lattice ECP5 Memory Usage Guide:
+#: 16K x 1, 8K x 2, 4K x 4, 2K x 9, 1K x 18, 512 x 36 in true/pseudo dual port).
+DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+
+
+def ebr_column_bits(depth: int) -> int:
+    """The widest DP16KD data width whose depth holds ``depth`` words (1 past 16,384): a
+    weight memory of ``depth`` words built in columns of this many bits takes one EBR per
+    column and no read multiplexer (:class:`hw.memory.WeightMemory` ``column_bits``). The
+    LM at 128 lanes: 4,608 words -> 2 bits (128 columns, 128 DP16KD); at 32 lanes 16,384
+    words -> 1 bit (64 DP16KD)."""
+    for bits, d in DP16KD_SHAPES:
+        if depth <= d:
+            return bits
+    return 1
 
 
 def platform():
@@ -61,10 +80,13 @@ class ULX3STop(Elaboratable):
         self.baud = baud
         clk_hz = self.freq_mhz * 1e6
         self.config_hash = board_config_hash(cfg, program_words, BOARD)
+        from ternac.hw.memory import WeightMemory
+        wmem = WeightMemory(word_bits=cfg.word_bits, depth=cfg.weight_depth, init=weight_words,
+                            column_bits=ebr_column_bits(cfg.weight_depth))
         self.core = BoardCore(cfg, program_words, weight_words,
                               divisor=uart_divisor(clk_hz, baud),
                               timeout_cycles=int(0.05 * clk_hz), config_hash=self.config_hash,
-                              blink_cycles=int(0.05 * clk_hz))
+                              weight_memory=wmem, blink_cycles=int(0.05 * clk_hz))
 
     def elaborate(self, platform):
         m = Module()

@@ -37,39 +37,64 @@ class WeightMemory(wiring.Component):
     Infers block RAM (iCE40 EBR / ECP5 EBR) in synthesis and a plain array in Verilator.
     Read latency 1 cycle; one read and one write a cycle.
 
+    With ``column_bits``, the word is stored as ``ceil(word_bits / column_bits)`` memories of
+    ``column_bits`` bits each (the same contents and ports): synthesis then maps each column on
+    block RAMs in a deep, narrow shape of its own, so a word's bits leave the RAMs with no
+    depth multiplexer behind them. On the ECP5 a 4,608 x 256 memory (the LM at 128 lanes)
+    maps as 8 x 9 DP16KD of 512 x 36 behind a 9:1 multiplexer a bit, which was the ULX3S
+    build's critical path (weights.mem -> streamer, 21.1 ns at 47.4 MHz, measured); as 128
+    columns of 4,608 x 2 each is one DP16KD in its 8192 x 2 shape (see
+    :func:`boards.ulx3s.ebr_column_bits`).
+
     Parameters
     ----------
     word_bits : int   bits a word (``2 * lanes`` for lane-tiled I2)
     depth : int       words
     init : list[int]  initial words (padded with zeros)
+    column_bits : int or None   bits of each column memory (None: one memory of the word)
 
     Raises
     ------
-    ValueError if ``init`` is longer than ``depth``.
+    ValueError if ``init`` is longer than ``depth`` or ``column_bits`` is not positive.
     """
 
-    def __init__(self, *, word_bits: int, depth: int, init=()):
+    def __init__(self, *, word_bits: int, depth: int, init=(), column_bits: int | None = None):
         init = list(init)
         if len(init) > depth:
             raise ValueError(f"weight image of {len(init)} words does not fit a weight memory "
                              f"of {depth} words")
+        if column_bits is not None and not (isinstance(column_bits, int) and column_bits >= 1):
+            raise ValueError(f"column_bits must be None or a positive integer, not "
+                             f"{column_bits!r}")
         self._word_bits = word_bits
         self._depth = depth
         self._init = init
+        self._column_bits = min(column_bits or word_bits, word_bits)
         super().__init__(weight_memory_signature(word_bits, depth))
+
+    @property
+    def columns(self) -> list[tuple[int, int]]:
+        """``(first bit, bits)`` of each column memory, least significant first."""
+        c = self._column_bits
+        return [(lo, min(c, self._word_bits - lo)) for lo in range(0, self._word_bits, c)]
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=self._word_bits, depth=self._depth, init=self._init)
-        rd = mem.read_port()
-        wr = mem.write_port()
-        m.d.comb += [
-            rd.addr.eq(self.raddr),
-            self.rdata.eq(rd.data),
-            wr.addr.eq(self.waddr),
-            wr.data.eq(self.wdata),
-            wr.en.eq(self.wen),
-        ]
+        cols = self.columns
+        for i, (lo, bits) in enumerate(cols):
+            mask = (1 << bits) - 1
+            mem = Memory(shape=bits, depth=self._depth,
+                         init=[(w >> lo) & mask for w in self._init])
+            m.submodules["mem" if len(cols) == 1 else f"mem{i}"] = mem
+            rd = mem.read_port()
+            wr = mem.write_port()
+            m.d.comb += [
+                rd.addr.eq(self.raddr),
+                self.rdata[lo:lo + bits].eq(rd.data),
+                wr.addr.eq(self.waddr),
+                wr.data.eq(self.wdata[lo:lo + bits]),
+                wr.en.eq(self.wen),
+            ]
         return m
 
 
