@@ -890,7 +890,9 @@ class Sequencer(wiring.Component):
                     m.d.comb += emb_mul_en.eq(1)
                     # f_jleft / f_jlast: words after the current one (k - 1 from DECODE);
                     # out_left / ol_is0: bytes still to write (n; the row may be longer).
-                    m.d.sync += [emb_addr.eq(ins.wbase + emb_mul(tok, ins.k)),
+                    # cmd_base is wbase here (from DECODE; it steps in MATVEC only): ins.wbase
+                    # is then read by nothing and has no flip-flops (RAM-fed, one cell each).
+                    m.d.sync += [emb_addr.eq(cmd_base + emb_mul(tok, ins.k)),
                                  emb_bend.eq(emb_bend_first), emb_b.eq(0)]
                     with m.If(k_zero):
                         m.d.sync += in_embed.eq(0)
@@ -994,7 +996,9 @@ class Sequencer(wiring.Component):
                     m.next = "DECODE"
             if Op.ARGMAX in has:
                 with m.State("ARGMAX"):
-                    m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx < ins.n),
+                    # adv = idx < n as idx <= f_len_m1 (n - 1 from DECODE; n = 0 exits in the
+                    # first cycle with adv = 0), so ins.n has no flip-flops (as ins.wbase).
+                    m.d.sync += [idx.eq(idx + 1), a_addr.eq(a_addr + 1), adv.eq(idx <= f_len_m1),
                                  ajd.eq(idx), a_end.eq(idx == f_len_m1), a_first.eq(idx == 0)]
                     with m.If((adv & a_end) | n_zero):
                         m.d.sync += [self.result.eq(Mux(n_zero, 0, new_idx)), adv.eq(0)]
