@@ -235,6 +235,17 @@ def memory_blocks(depth: int, width: int, family: str) -> int:
                for d, w in FAMILIES[family]["ebr_modes"])
 
 
+def weight_column_bits(depth: int, family: str) -> int:
+    """The widest block-RAM data width of ``family`` whose depth holds ``depth`` words (the
+    narrowest, 1 bit, past the deepest shape): a weight memory of ``depth`` words built in
+    columns of this many bits (:class:`hw.memory.WeightMemory` ``column_bits``) takes
+    ``memory_blocks(depth, bits)`` blocks a column and no read multiplexer behind them. The
+    ULX3S builds its weights so (boards/ulx3s.py): the LM at 128 lanes, 4,608 words -> 2 bits,
+    128 DP16KD; at 32 lanes, 16,384 words -> 1 bit, 64 DP16KD."""
+    fits = [w for d, w in FAMILIES[family]["ebr_modes"] if depth <= d]
+    return max(fits) if fits else min(w for _, w in FAMILIES[family]["ebr_modes"])
+
+
 def memories(cfg, board: str) -> dict:
     """The accelerator's memories on ``board``: ``{name: {depth, width, copies, EBR, SPRAM}}``
     (hw/top.py: the scratchpad, a copy a read port, the one of port a only
@@ -274,6 +285,11 @@ def memories(cfg, board: str) -> dict:
     if b.weights == "spram":
         sd, sw = FAMILIES[fam]["spram"]
         w["SPRAM"] = math.ceil(cfg.word_bits / sw) * math.ceil(cfg.weight_depth / sd)
+    elif fam == "ecp5":
+        # In columns (boards/ulx3s.py, weight_column_bits): no depth multiplexer, which was
+        # the ULX3S LM's critical path at 128 lanes.
+        cb = weight_column_bits(cfg.weight_depth, fam)
+        w["EBR"] = math.ceil(cfg.word_bits / cb) * memory_blocks(cfg.weight_depth, cb, fam)
     else:
         w["EBR"] = memory_blocks(cfg.weight_depth, cfg.word_bits, fam)
     out["weights"] = w

@@ -26,21 +26,14 @@ BOARD = "ulx3s"
 FACTS = BOARDS[BOARD]
 
 
-#: DP16KD data widths and their depths (the ECP5 sysMEM block RAM, Lattice ECP5 Memory Usage Guide:
-#: 16K x 1, 8K x 2, 4K x 4, 2K x 9, 1K x 18, 512 x 36 in true/pseudo dual port).
-DP16KD_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
-
-
 def ebr_column_bits(depth: int) -> int:
-    """The widest DP16KD data width whose depth holds ``depth`` words (1 past 16,384): a
-    weight memory of ``depth`` words built in columns of this many bits takes one EBR per
-    column and no read multiplexer (:class:`hw.memory.WeightMemory` ``column_bits``). The
-    LM at 128 lanes: 4,608 words -> 2 bits (128 columns, 128 DP16KD); at 32 lanes 16,384
-    words -> 1 bit (64 DP16KD)."""
-    for bits, d in DP16KD_SHAPES:
-        if depth <= d:
-            return bits
-    return 1
+    """Bits of each column of the ULX3S's weight memory (:class:`hw.memory.WeightMemory`
+    ``column_bits``): the widest DP16KD width whose depth holds ``depth`` words
+    (:func:`boards.resources.weight_column_bits`), so each column takes one DP16KD shape
+    and no depth multiplexer stands behind the RAMs: 4,608 words (the LM at 128 lanes) -> 2
+    bits; 16,384 (at 32 lanes) -> 1."""
+    from .resources import weight_column_bits
+    return weight_column_bits(depth, FACTS.family)
 
 
 def platform():

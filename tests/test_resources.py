@@ -158,6 +158,21 @@ def test_estimate_is_a_sum_of_its_parts():
     assert estimate(cfg, "ulx3s")["memories"]["weights"]["EBR"] == 64
 
 
+def test_ulx3s_weights_are_counted_in_columns():
+    """The ULX3S builds its weight memory in columns of one DP16KD shape each (no depth
+    multiplexer): 4,608 x 256 bits (the LM at 128 lanes) is 128 columns of 8192 x 2, one
+    block each, where one memory would take 72 blocks of 512 x 36 (the build measured 140
+    EBR in all at 1de9abe, the estimate's figure)."""
+    import dataclasses
+    from ternac.boards.resources import memory_blocks, weight_column_bits
+    from ternac.config import LM_ULX3S_CONFIG
+    assert [weight_column_bits(d, "ecp5") for d in (512, 1024, 4608, 16384, 20000)] == [36, 18, 2, 1, 1]
+    assert [weight_column_bits(d, "ice40") for d in (256, 300, 4096)] == [16, 8, 1]
+    est = estimate(LM_ULX3S_CONFIG, "ulx3s")
+    assert est["memories"]["weights"]["EBR"] == 128 != memory_blocks(4608, 256, "ecp5") == 72
+    assert est["resources"]["EBR"] == 140
+
+
 def test_cli_refuses_the_lm_before_synthesis(tmp_path, monkeypatch, capsys):
     """`ternac build --board icebreaker --model shakespeare --lanes 32`: exit 2, one line,
     before compiling or synthesis (either would fail this test)."""
