@@ -167,7 +167,7 @@ def test_ulx3s_weights_are_counted_in_columns():
     from ternac.boards.resources import memory_blocks, weight_column_bits
     from ternac.config import LM_ULX3S_CONFIG
     assert [weight_column_bits(d, "ecp5") for d in (512, 1024, 4608, 16384, 20000)] == [36, 18, 2, 1, 1]
-    assert [weight_column_bits(d, "ice40") for d in (256, 300, 4096)] == [16, 8, 1]
+    assert [weight_column_bits(d, "ice40") for d in (256, 300, 2048, 4096)] == [16, 8, 2, 2]
     est = estimate(LM_ULX3S_CONFIG, "ulx3s")
     assert est["memories"]["weights"]["EBR"] == 128 != memory_blocks(4608, 256, "ecp5") == 72
     assert est["resources"]["EBR"] == 140
