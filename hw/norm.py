@@ -122,6 +122,15 @@ class Norm(wiring.Component):
         self._max_len = max_len
         self._affine = bool(affine)
         self._layernorm = bool(layernorm)
+        #: False (default): the weight is ``i.payload.b``, taken with its beat and delayed to
+        #: the ``w * y`` stage. True (set by a sequencer before elaboration,
+        #: hw/sequencer.py): the weight arrives late, on ``w_late``, in the cycle its beat
+        #: is in the ``w * y`` stage; ``w_next`` is 1 in the cycle before (a pass-1 beat
+        #: enters that stage at this edge: ``ce`` and its valid), so a memory read
+        #: addressed on ``w_next`` delivers it, provided the unit does not stall there
+        #: (``ce`` 1 in the next cycle: the sequencer's Norm is never stalled).
+        #: ``i.payload.b`` is then unused.
+        self.late_w = False
         super().__init__({
             "i": In(stream.Signature(VEC_IN)),
             "c": In(stream.Signature(signed(NORM_BIAS_BITS))),
@@ -133,6 +142,7 @@ class Norm(wiring.Component):
             "bias_en": In(1),
             "wide": In(1),
             "reuse": In(1),
+            "w_late": In(NORM_WEIGHT_BITS), "w_next": Out(1),
         })
 
     @property
@@ -204,7 +214,9 @@ class Norm(wiring.Component):
         v1 = pipe.reg(accept, name="v")
         x_in = Mux(self.neg, -self.i.payload.a, self.i.payload.a)
         x1 = pipe.reg(x_in, signed(OPERAND_BITS + 1), name="x")
-        w1 = pipe.reg(self.i.payload.b, name="w")
+        late_w = self.late_w
+        if not late_w:
+            w1 = pipe.reg(self.i.payload.b, name="w")
         with m.If(accept & ~final):
             m.d.sync += N.eq(N + 1)
         # x in 16 bits for the product: |x| <= 32767 (the unit's contract); the sums keep 17.
@@ -243,8 +255,14 @@ class Norm(wiring.Component):
         v = advance(v)
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
                           halve=shift0)
-        v = advance(v, 2)
-        w = pipe.delay(w1, len(valids) - 1, name="w")
+        v = advance(v)
+        v_pre = v                           # the stage before w * y
+        v = advance(v)
+        if late_w:
+            m.d.comb += self.w_next.eq(ce & v_pre)
+            w = self.w_late.as_signed()
+        else:
+            w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
         wy = pipe.reg(mul(y, w, name="wy"), signed(wy_bits), name="wy")
         v = advance(v)

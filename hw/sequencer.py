@@ -419,8 +419,24 @@ class Sequencer(wiring.Component):
                 else:
                     m.d.sync += b_addr.eq(b_addr + 1)
         m.d.comb += self.scr_raddr.eq(a_addr)
-        if epi_ops:
-            m.d.comb += self.scr_raddr2.eq(Mux(fuse, ep_raddr, b_addr))
+        # The Norm unit's weight w is read late, through ep_raddr (hw/norm.py ``late_w``):
+        # one beat a w_next, each read in the cycle before its beat forms w * y, so it arrives
+        # on the read port then instead of riding with x and waiting in 7 x 16 flip-flops.
+        # The Norm unit is never stalled (below; o.ready = 1, no bias), so the beat is in
+        # that stage the cycle after w_next. Port 2 is the Norm's while it is selected: in
+        # VEC (which exits once its last result is written) and a prologue's tile 0 (which
+        # ends with its last result; the MATVEC's tiles 1.. do not read port 2, and an
+        # epilogue's EPI_DEC deselects it); a tee's pass 0 (another unit selected) reads no
+        # w. ep_raddr is loaded with aux in DECODE (and again in EPI_DEC for an epilogue).
+        nw_unit = next((u for u, _ in self._vector_units if hasattr(u, "w_next")), None)
+        nw_sel = Signal()       # the Norm unit is selected (set below)
+        if nw_unit is not None:
+            nw_unit.late_w = True
+            with m.If(nw_unit.w_next):
+                m.d.sync += ep_raddr.eq(ep_raddr + 1)
+            m.d.comb += nw_unit.w_late.eq(self.scr_rdata2)
+        if epi_ops or nw_unit is not None:
+            m.d.comb += self.scr_raddr2.eq(Mux(fuse | nw_sel, ep_raddr, b_addr))
         else:
             m.d.comb += self.scr_raddr2.eq(b_addr)
 
@@ -560,6 +576,8 @@ class Sequencer(wiring.Component):
             # DECODE, so no opcode decode sits on the VEC state's handshakes.
             sel = Signal(name=f"sel_{type(unit).__name__.lower()}")
             unit_decode.append((unit, opmodes, sel))
+            if unit is nw_unit:
+                m.d.comb += nw_sel.eq(sel)
             m.d.comb += [unit.m.eq(vins.m), unit.s.eq(vins.s)]
             # Config ports a unit may have: the dyadic pairs, Flag.NEG, int16 output unless
             # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
@@ -727,7 +745,7 @@ class Sequencer(wiring.Component):
                     ins.as_value().eq(pd.as_value()), vins.as_value().eq(pd.as_value()),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
-                    w_addr.eq(pd.dst), ep_waddr.eq(pd.dst),
+                    w_addr.eq(pd.dst), ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux),
                     f_active.eq((d_mv | d_vec) & n_pos), f_mv.eq(d_mv), f_col.eq(d_col),
                     f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
                     f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
