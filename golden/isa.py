@@ -50,6 +50,10 @@ and ``n >= 1``; the pair (with the MATVEC's epilogue, a triple) executes as one 
 the RTL feeds the Norm unit's results straight into the lanes as tile 0's activations
 while it writes them to ``dst`` as usual, where tiles 1.. read them. The results are those
 of the two instructions run one after the other.
+
+A norm's weight (RMSNORM, LAYERNORM: ``b = scratch[aux + j]``) must be disjoint from its
+result or the same words: the RTL reads it when the unit's ``w * y`` uses it, several
+cycles after the element (``ternac.lower.check_program`` refuses a partial overlap).
 MATVEC inputs must be int8 activations ([-127, 127]); the RTL feeds the low 8 bits of a
 scratch word to the engine. A MATVEC's requantized output must not overlap its own input.
 

@@ -826,6 +826,15 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} ({s.name}) has an epilogue, but only a "
                                    f"requantized MATVEC followed by an elementwise op of the "
                                    f"same n may (golden/isa.py)")
+        if (s.vector and s.unit == "norm" and ins.n >= 1 and ins.dst != ins.aux
+                and ins.dst < ins.aux + s.b_len(ins.n, ins.k) and ins.aux < ins.dst + ins.n):
+            # The sequencer reads a norm's weight when the unit's w * y uses it, some cycles
+            # after the element (24e8e2e): a result written meanwhile would be read as a
+            # weight, so the weight must be apart from the result or the same words.
+            raise CompileError(f"instruction {idx} ({s.name}) writes [{ins.dst}, "
+                               f"{ins.dst + ins.n}) over part of its weight at aux = "
+                               f"{ins.aux}: the weight must be disjoint from the result or "
+                               f"the same words (golden/isa.py)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
         encode(ins)

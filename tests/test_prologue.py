@@ -205,3 +205,22 @@ def test_lm_prologues_equal_the_plain_program():
     from ternac.lower import lower
     unfused = lower(im.graph(), cfg, fuse=False)
     assert not any(i.pro for i in unfused.program)
+
+
+def test_check_program_refuses_a_norm_writing_over_part_of_its_weight():
+    """The sequencer reads a norm's weight late (24e8e2e): a result that overlaps part of
+    the weight would be read back as weight, so check_program refuses it (disjoint or the
+    same words pass)."""
+    from ternac.config import AccelConfig
+    from ternac.errors import CompileError
+    from ternac.golden.isa import Instr, Op
+    from ternac.lower import check_program
+    cfg = AccelConfig(lanes=8, vector=("norm",))
+    for dst, aux, ok in ((100, 200, True), (100, 100, True), (100, 108, True), (108, 100, True),
+                         (100, 107, False), (107, 100, False), (100, 95, False), (100, 92, True)):
+        prog = [Instr(Op.RMSNORM, dst=dst, aux=aux, n=8), Instr(Op.HALT)]
+        if ok:
+            check_program(prog, cfg)
+        else:
+            with pytest.raises(CompileError, match="over part of its weight"):
+                check_program(prog, cfg)
