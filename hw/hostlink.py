@@ -144,10 +144,20 @@ class Hostlink(wiring.Component):
         lb = max(max_len.bit_length(), 9)
         cmd = Signal(8)
         length = Signal(lb)
-        pos = Signal(lb)
-        args = Signal(56)           # first 7 payload bytes: space, addr, count / flags
+        # The payload position less WRITE_MEM's 5-byte header: -5 .. -1 over the header (top
+        # bit set), then the buffer address itself, so no subtractor in front of the buffer
+        # and no compares against 5 and 7 (one bit more than lb: -5 and max_len - 6 stay
+        # apart). args takes payload bytes 0..6: the header and pos 0, 1.
+        assert WRITE_HEADER_BYTES == 5
+        pos = Signal(lb + 1)
+        in_header = pos[-1]
+        in_args = in_header | (pos[1:] == 0)
+        # First 7 payload bytes (space, addr, count), shifted in from the top a byte at a
+        # time: no byte-select write decode, each flip-flop's input is its neighbour's.
+        # A RUN's flag byte (its only payload byte) is the last shifted in, args[48:56].
+        args = Signal(56)
         space_b, addr, count = args[0:8], args[8:40], args[40:56]
-        run_flags = args[0:8]
+        run_flags = args[48:56]
         crc = Signal(16, init=0xFFFF)
         idle = Signal(range(self._timeout + 1))
 
@@ -192,7 +202,7 @@ class Hostlink(wiring.Component):
             host.addr.eq(addr[:HOST_ADDR_BITS] + widx),
             host.wdata.eq(word),
             br.addr.eq(Cat(bidx, widx)),
-            bw.addr.eq(pos - WRITE_HEADER_BYTES),
+            bw.addr.eq(pos),
             bw.data.eq(self.rx.payload),
         ]
 
@@ -226,7 +236,9 @@ class Hostlink(wiring.Component):
             Signal(name=n) for n in ("bad_crc", "bad_cmd", "bad_len", "bad_addr", "mem_or_run"))
         is_mem = (cmd == Command.WRITE_MEM) | (cmd == Command.READ_MEM)
         known = Cat(cmd == c for c in Command).any()
-        n_mem = Mux(cmd == Command.WRITE_MEM, (length - WRITE_HEADER_BYTES)[2:], count)
+        # WRITE_MEM's words: (length - 5) / 4 = length[2:] - 1 when length[:2] == 1 (len_ok
+        # demands it; for other lengths n_mem is never used): a 7-bit subtract, not 9.
+        n_mem = Mux(cmd == Command.WRITE_MEM, length[2:] - (WRITE_HEADER_BYTES >> 2), count)
         # n_mem registered in CRC1 (cmd, length and count are complete there), so VALIDATE's
         # address check is one add and one compare (with n_mem's subtract in front it was
         # the iCEBreaker build's critical path at 36 MHz: 30.6 ns, 23 levels).
@@ -234,7 +246,7 @@ class Hostlink(wiring.Component):
         # Registered compares of the length: its low byte (LEN0) against max_len's and 0,
         # the whole length against 1 (VALIDATE, for RUN in CHECK).
         lo_gt, lo_zero, len_is1 = Signal(), Signal(), Signal()
-        len_m1 = Signal(lb)         # length - 1, registered in LEN1 for PAYLOAD's end test
+        len_m1 = Signal(lb + 1)     # length - 6 (pos at the last byte), registered in LEN1
         # RUN's start pulse, registered (CHECK sets it, it reaches the accelerator the next
         # cycle; RUN_WAIT's guard covers the extra cycle): from CHECK's decision straight
         # to the sequencer's enables it was the iCEBreaker build's critical path (29 ns).
@@ -249,7 +261,7 @@ class Hostlink(wiring.Component):
                 m.d.comb += len_ok.eq(length <= 1)
             with m.Case(Command.WRITE_MEM):
                 m.d.comb += len_ok.eq((length >= WRITE_HEADER_BYTES + 4) &
-                                      ((length - WRITE_HEADER_BYTES)[:2] == 0))
+                                      (length[:2] == (WRITE_HEADER_BYTES & 3)))
             with m.Case(Command.READ_MEM):
                 m.d.comb += len_ok.eq((length == 7) & (count >= 1) & (count <= nmax))
         limit = Array(C(lim, HOST_ADDR_BITS + 1) for lim in self._limits)[space_b[:SPACE_BITS]]
@@ -262,7 +274,7 @@ class Hostlink(wiring.Component):
             with m.State("HUNT"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(got & (self.rx.payload == SYNC_REQUEST)):
-                    m.d.sync += [crc.eq(0xFFFF), args.eq(0)]
+                    m.d.sync += crc.eq(0xFFFF)
                     m.next = "CMD"
             with m.State("CMD"):
                 m.d.comb += [self.rx.ready.eq(1), receiving.eq(1)]
@@ -291,8 +303,10 @@ class Hostlink(wiring.Component):
                 hi = self.rx.payload
                 too_long = (hi > (max_len >> 8)) | ((hi == (max_len >> 8)) & lo_gt)
                 with m.If(got):
-                    m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next), pos.eq(0),
-                                 len_m1.eq(Cat(length[:8], self.rx.payload)[:lb] - 1)]
+                    m.d.sync += [length[8:].eq(self.rx.payload), crc.eq(crc_next),
+                                 pos.eq(-WRITE_HEADER_BYTES),
+                                 len_m1.eq(Cat(length[:8], self.rx.payload)[:lb]
+                                           - (WRITE_HEADER_BYTES + 1))]
                     with m.If(too_long):
                         # Too long to buffer: answer now; the rest of the frame is hunted
                         # through as noise.
@@ -307,9 +321,9 @@ class Hostlink(wiring.Component):
                     m.next = "HUNT"
                 with m.If(got):
                     m.d.sync += [crc.eq(crc_next), pos.eq(pos + 1)]
-                    with m.If(pos < 7):
-                        m.d.sync += args.word_select(pos[:3], 8).eq(self.rx.payload)
-                    with m.If(pos >= WRITE_HEADER_BYTES):
+                    with m.If(in_args):
+                        m.d.sync += args.eq(Cat(args[8:], self.rx.payload))
+                    with m.If(~in_header):
                         m.d.comb += bw.en.eq(1)
                     with m.If(pos == len_m1):
                         m.next = "CRC0"
@@ -335,7 +349,11 @@ class Hostlink(wiring.Component):
                              mem_or_run.eq(is_mem | (cmd == Command.RUN)), len_is1.eq(length == 1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                m.d.sync += [widx.eq(0), bidx.eq(0)]
+                # rsh loaded whatever the answer (only IDENTIFY and STATUS send it from
+                # here; others send no payload or load it again before R_PAY): its enables
+                # stay off the decision chain below, the digits build's critical path.
+                m.d.sync += [widx.eq(0), bidx.eq(0),
+                             rsh.eq(Mux(cmd == Command.IDENTIFY, identity, host_status))]
                 with m.If(bad_crc):
                     respond(Reply.BAD_CRC)
                 with m.Elif(bad_cmd):
@@ -347,9 +365,9 @@ class Hostlink(wiring.Component):
                 with m.Elif(mem_or_run & host.busy):
                     respond(Reply.BUSY)
                 with m.Elif(cmd == Command.IDENTIFY):
-                    respond(Reply.ACK, 7, identity)
+                    respond(Reply.ACK, 7)
                 with m.Elif(cmd == Command.STATUS):
-                    respond(Reply.ACK, 10, host_status)
+                    respond(Reply.ACK, 10)
                     m.d.sync += sticky.eq(0)
                 with m.Elif(cmd == Command.READ_MEM):
                     respond(Reply.ACK, Cat(C(0, 2), count), read=True)
@@ -386,11 +404,14 @@ class Hostlink(wiring.Component):
                     m.next = "W_FETCH"
             with m.State("RUN_WAIT"):
                 # ``done`` of the previous run is cleared by ``start``; the guard keeps it
-                # from being read before that takes effect.
+                # from being read before that takes effect. rsh follows result and cycles
+                # every cycle here (host_status starts with them; its flag bytes are not
+                # sent), so it holds them as they were when the ACK below is decided.
+                m.d.sync += rsh.eq(host_status)
                 with m.If(guard != 0):
                     m.d.sync += guard.eq(guard - 1)
                 with m.Elif(host.done & ~host.busy):
-                    respond(Reply.ACK, 8, Cat(host.result, host.cycles))
+                    respond(Reply.ACK, 8)
 
             # -- send the response ----------------------------------------------------
             with m.State("R_SYNC"):
