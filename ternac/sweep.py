@@ -571,6 +571,9 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
     if p.build:
         from ternac.boards.build import BuildError, TimingError, build_board
         bdir = work / "builds" / f"{p.board}-{p.model}-L{p.lanes}-{key[:16]}"
+        # The folder of the builds: a fresh work folder has none yet (a clean clone's
+        # ``make bench`` stopped here: "... cannot be made: .../builds is not a folder").
+        bdir.parent.mkdir(parents=True, exist_ok=True)
         try:
             report = build_board(p.board, cfg, cm.program_words, cm.weight_words,
                                  freq_mhz=p.freq_MHz, baud=p.baud, build_dir=bdir,

@@ -304,3 +304,29 @@ def test_an_address_where_nothing_answers_is_one_sentence(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and "nothing answers at the Ray address 127.0.0.1:1" in err
     assert time.perf_counter() - t0 < 60      # not Ray's own ten minutes of retries
+
+
+def test_a_build_makes_the_builds_folder_of_a_fresh_work_folder(tmp_path, monkeypatch):
+    """A fresh work folder (a clean clone's ``make bench``) has no ``builds`` folder yet: the
+    sweep makes it before the board build, which refuses a folder whose parent is missing
+    (it did: "the build folder .../builds/... cannot be made: .../builds is not a folder")."""
+    import ternac.boards.build as bb
+    from ternac.golden.mlp import DEFAULT_CHECKPOINT
+    seen = []
+
+    def fake_build(board, cfg, program_words, weight_words=(), *, build_dir=None, **kw):
+        bb.check_build_dir(build_dir)          # what the real build checks first
+        seen.append(pathlib.Path(build_dir))
+        raise bb.BuildError("synthesis (Yosys) failed: a stub (log: none)")
+
+    monkeypatch.setattr(bb, "build_board", fake_build)
+    p = Point("icebreaker", "digits", 8, 12.0, build=True, energy=False)
+    inputs = {"checkpoint": {"name": "digits.safetensors",
+                             "sha256": sweep.file_sha256(DEFAULT_CHECKPOINT)},
+              "corpus": None, "tools": sweep.tool_versions(), "source": sweep.source_hash()}
+    work = tmp_path / "work"
+    work.mkdir()
+    rec = sweep.run_point(dataclasses.asdict(p), inputs,
+                          pathlib.Path(DEFAULT_CHECKPOINT).read_bytes(), None, str(work))
+    assert len(seen) == 1 and seen[0].parent == work / "builds" and seen[0].parent.is_dir()
+    assert "a stub" in (rec["reason"] or ""), rec
