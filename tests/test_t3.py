@@ -294,7 +294,7 @@ def _step_data(program, words, cfg, scratch):
         # (a tee, golden/isa.py, alone: without it)
         step = ([ins, dataclasses.replace(program[pc + 1], tee=0, tee8=0)]
                 if ins.op == Op.MATVEC and ins.epi
-                else [dataclasses.replace(ins, reuse=0, tee=0, tee8=0)])
+                else [dataclasses.replace(ins, reuse=0, tee=0, tee8=0, pro=0)])
         st = run_program(step + [Instr(Op.HALT)], words, lanes=cfg.lanes,
                          scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
                          weight_depth=cfg.weight_depth, scratch_init=scratch,
