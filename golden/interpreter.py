@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import PRO_MIN_K, Flag, Instr, Op, decode_program, expand_program
+from .isa import PRO_MIN_K, Flag, Instr, Op, decode_program, expand_program, prologue_pair
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
@@ -168,9 +168,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         if ins.pro:
             # A prologue RMSNORM and its MATVEC (golden/isa.py): run one after the other.
             nxt = prog[pc + 1] if pc + 1 < len(prog) else None
-            if (ins.op != Op.RMSNORM or not ins.reuse or ins.flags != int(Flag.OUT8)
-                    or nxt is None or nxt.op != Op.MATVEC or nxt.src != ins.dst
-                    or nxt.k != ins.n or nxt.n < 1 or nxt.k < PRO_MIN_K):
+            if not prologue_pair(ins, nxt):
                 raise MachineError(f"instruction {pc} ({ins}) sets pro, which only a reuse "
                                    f"RMSNORM with OUT8 followed by a MATVEC of src = its dst, "
                                    f"k = its n >= {PRO_MIN_K} and n >= 1 may (golden/isa.py)")

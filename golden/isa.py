@@ -135,7 +135,8 @@ import enum
 
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
-           "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K"]
+           "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K",
+           "prologue_pair"]
 
 INSTR_BITS = 128
 
@@ -221,6 +222,18 @@ class Instr:
     def __str__(self) -> str:
         parts = [f"{f}={getattr(self, f)}" for f, _ in FIELDS[1:] if getattr(self, f)]
         return f"{Op(self.op).name:<7} " + " ".join(parts)
+
+
+def prologue_pair(ins: Instr, nxt: Instr | None) -> bool:
+    """Whether ``ins`` and the instruction after it (``nxt``, None past the end) may run as a
+    prologue (the ``pro`` field, module docstring): ``ins`` a ``reuse`` RMSNORM with flags
+    OUT8 alone, ``nxt`` a MATVEC reading its result (``src`` = its ``dst``) with ``k`` = its
+    ``n`` >= :data:`PRO_MIN_K` and ``n`` >= 1. The one statement of the rule: the lowering
+    sets ``pro`` where it holds, the interpreter and ``check_program`` refuse ``pro`` where it
+    does not."""
+    return (ins.op == Op.RMSNORM and bool(ins.reuse) and ins.flags == int(Flag.OUT8)
+            and nxt is not None and nxt.op == Op.MATVEC and nxt.src == ins.dst
+            and nxt.k == ins.n and nxt.n >= 1 and nxt.k >= PRO_MIN_K)
 
 
 def encode(ins: Instr) -> int:

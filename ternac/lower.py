@@ -51,7 +51,8 @@ from ternac.errors import CheckpointError, CompileError
 from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
-from ternac.golden.isa import PRO_MIN_K, FIELDS, Flag, Instr, Op, encode, encode_program
+from ternac.golden.isa import (PRO_MIN_K, FIELDS, Flag, Instr, Op, encode, encode_program,
+                               prologue_pair)
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import REGISTRY as _REGISTRY, spec
@@ -755,10 +756,7 @@ def _pro_norms(prog: Sequence[Instr]) -> list[Instr]:
     before, for tiles 1..). The results are unchanged."""
     prog = list(prog)
     for i, ins in enumerate(prog[:-1]):
-        mv = prog[i + 1]
-        if (ins.op == Op.RMSNORM and ins.reuse and ins.flags == int(Flag.OUT8)
-                and ins.n >= PRO_MIN_K and mv.op == Op.MATVEC and mv.src == ins.dst
-                and mv.k == ins.n and mv.n >= 1):
+        if prologue_pair(ins, prog[i + 1]):
             prog[i] = dataclasses.replace(ins, pro=1)
     return prog
 
@@ -809,9 +807,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} ({s.name}) sets pro, but the "
                                    f"accelerator has no prologue (it needs the 'norm' unit "
                                    f"and the RMSNORM and MATVEC operations)")
-            if (ins.op != Op.RMSNORM or not ins.reuse or ins.flags != int(Flag.OUT8)
-                    or nxt is None or nxt.op != Op.MATVEC or nxt.src != ins.dst
-                    or nxt.k != ins.n or nxt.n < 1 or nxt.k < PRO_MIN_K):
+            if not prologue_pair(ins, nxt):
                 raise CompileError(f"instruction {idx} ({s.name}) sets pro, which only a "
                                    f"reuse RMSNORM with OUT8 followed by a MATVEC of src = "
                                    f"its dst and k = its n >= {PRO_MIN_K} may (golden/isa.py)")
