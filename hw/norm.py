@@ -125,10 +125,12 @@ class Norm(wiring.Component):
         #: False (default): the weight is ``i.payload.b``, taken with its beat and delayed to
         #: the ``w * y`` stage. True (set by a sequencer before elaboration,
         #: hw/sequencer.py): the weight arrives late, on ``w_late``, in the cycle its beat
-        #: is in the ``w * y`` stage; ``w_next`` is 1 in the cycle before (a pass-1 beat
-        #: enters that stage at this edge: ``ce`` and its valid), so a memory read
-        #: addressed on ``w_next`` delivers it, provided the unit does not stall there
-        #: (``ce`` 1 in the next cycle: the sequencer's Norm is never stalled).
+        #: is in the stage before ``w * y``, and is registered with the beat; ``w_next`` is
+        #: 1 in the cycle before that (a pass-1 beat enters that stage at this edge: ``ce``
+        #: and its valid), so a memory read addressed on ``w_next`` delivers it, provided
+        #: the unit does not stall there (``ce`` 1 in the next cycle: the sequencer's Norm
+        #: is never stalled). The register keeps the memory's read path out of the pooled
+        #: product (on the ECP5 a shared slot's slowest operand path is every user's).
         #: ``i.payload.b`` is then unused.
         self.late_w = False
         super().__init__({
@@ -253,14 +255,14 @@ class Norm(wiring.Component):
         shift0 = mul.shifter(zero_idle=True)
         dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR", valid=v)
         v = advance(v)
+        v_dr = v                            # two stages before w * y
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
                           halve=shift0)
         v = advance(v)
-        v_pre = v                           # the stage before w * y
         v = advance(v)
         if late_w:
-            m.d.comb += self.w_next.eq(ce & v_pre)
-            w = self.w_late.as_signed()
+            m.d.comb += self.w_next.eq(ce & v_dr)
+            w = pipe.reg(self.w_late.as_signed(), name="w_late")
         else:
             w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
