@@ -323,7 +323,10 @@ def activation_cycles(ins: Instr, *, latency: int = UNIT_TIMING["activation"][1]
 def eltwise_cycles(ins: Instr, *, latency: int = UNIT_TIMING["eltwise"][1]) -> int:
     """ADD / MUL on the Eltwise unit: ``2 + n + latency`` (``2 + 1`` for n = 0); latency 7.
 
-    Source: as :func:`activation_cycles`; hw/eltwise.py ``Eltwise.latency`` = 7.
+    Source: as :func:`activation_cycles`; hw/eltwise.py ``Eltwise.latency`` = 7. A MUL
+    with ``wb`` (``b`` from the weight memory, golden/isa.py) costs the same: the operand
+    fetcher reads the weight word beside ``a`` (1-cycle read, as the scratchpad's), from
+    EXEC on (tests/test_mul_wb.py).
     """
     return _one_pass(ins, latency)
 

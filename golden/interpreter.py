@@ -172,9 +172,16 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 raise MachineError(f"instruction {pc} ({ins}) sets pro, which only a reuse "
                                    f"RMSNORM with OUT8 followed by a MATVEC of src = its dst, "
                                    f"k = its n >= {PRO_MIN_K} and n >= 1 may (golden/isa.py)")
+        if ins.wb and ins.op != Op.MUL:
+            raise MachineError(f"instruction {pc} ({ins}) sets wb, which only a MUL may "
+                               f"(golden/isa.py)")
         if ins.op == Op.MATVEC and ins.epi:
             # A MATVEC and its epilogue (golden/isa.py): one operation, two instructions.
             nxt = prog[pc + 1] if pc + 1 < len(prog) else None
+            if nxt is not None and nxt.wb:
+                raise MachineError(f"instruction {pc + 1} ({nxt}) is a MATVEC's epilogue with "
+                                   f"wb; only a standalone MUL reads b from the weight memory "
+                                   f"(the MATVEC streams its weights then)")
             if nxt is None or nxt.op not in epilogue_ops() or nxt.n != ins.n:
                 raise MachineError(f"instruction {pc} ({ins}) is a MATVEC with an epilogue, "
                                    f"but the next instruction ({nxt}) is not an elementwise "
@@ -217,7 +224,9 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                        f"previous RMSNORM, which did not normalize the same "
                                        f"{ins.n} values with the same flags")
             a_in = scratch[:, ins.src:ins.src + ins.n].clone()
-            _vector(ins, pc, scratch)
+            wb = (_wb_operand(ins, pc, list(weights), format_word_bits(fmt, lanes) // 8,
+                              weight_depth, scratch.shape[0]) if ins.wb else None)
+            _vector(ins, pc, scratch, b=wb)
             if spec(ins.op).unit == "norm":
                 last_norm = ((ins.n, ins.flags), a_in) if ins.op == Op.RMSNORM else None
                 tee_pc = None
@@ -341,11 +350,37 @@ def _matvec(ins: Instr, pc: int, wtrits: torch.Tensor, weight_depth: int, lanes:
         scratch[:, ins.dst:ins.dst + n] = y
 
 
-def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None = None) -> None:
+def _wb_operand(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,
+               batch: int) -> torch.Tensor:
+    """The ``b`` operand of a MUL with ``wb`` (golden/isa.py): (batch, n) int64, the signed
+    little-endian halfword ``j`` of the row of ``ceil(n / H)`` words at ``wbase`` (``H = bpw /
+    2`` halfwords a word). Raises MachineError for odd bytes a word, ``aux`` != 0, or a row
+    outside the weight memory or past the words loaded."""
+    if bpw % 2:
+        raise MachineError(f"instruction {pc} ({ins}) reads 16-bit halfwords from words of "
+                           f"{bpw} bytes, which is odd")
+    if ins.aux:
+        raise MachineError(f"instruction {pc} ({ins}) sets wb with aux = {ins.aux}; aux must "
+                           f"be 0 (not read, golden/isa.py)")
+    n, h = ins.n, bpw // 2
+    words = -(-n // h)
+    _span("reads weight", ins.wbase, words, weight_depth, pc, ins)
+    if ins.wbase + words > len(weights):
+        raise MachineError(f"instruction {pc} ({ins}) reads weight words {ins.wbase}.."
+                           f"{ins.wbase + words - 1}, but only {len(weights)} were loaded")
+    row = b"".join(int(weights[ins.wbase + w]).to_bytes(bpw, "little") for w in range(words))
+    vals = torch.tensor([int.from_bytes(row[2 * j:2 * j + 2], "little", signed=True)
+                         for j in range(n)], dtype=torch.int64)
+    return vals.expand(batch, n)
+
+
+def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None = None,
+            b: torch.Tensor | None = None) -> None:
     """A vector op (golden.vecops.vector_op) on scratch[src:src+la] and scratch[aux:aux+lb],
     writing scratch[dst:dst+rows], with the lengths of the op registry (``in_len``,
     ``b_len``, ``out_rows``; all ``n`` for elementwise ops). An epilogue passes ``a``, its
-    MATVEC's rows (B, n), instead (``src`` is then not read)."""
+    MATVEC's rows (B, n), instead (``src`` is then not read); a MUL with ``wb`` passes ``b``,
+    its weight-memory row (B, n; ``aux`` is then not read)."""
     s = spec(ins.op)
     n, k = ins.n, ins.k
     la, lb, rows = s.in_len(n, k), s.b_len(n, k), s.out_rows(n, k)
@@ -353,7 +388,8 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None =
         raise MachineError(f"instruction {pc} ({ins}) is a vector op over 0 elements")
     if a is None:
         _span("reads scratch", ins.src, la, scratch.shape[1], pc, ins)
-    _span("reads scratch", ins.aux, lb, scratch.shape[1], pc, ins)
+    if b is None:
+        _span("reads scratch", ins.aux, lb, scratch.shape[1], pc, ins)
     _span("writes scratch", ins.dst, rows, scratch.shape[1], pc, ins)
     if not la == lb == rows:
         # The unit reads its operands while earlier results are written back.
@@ -368,7 +404,7 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None =
         raise MachineError(f"instruction {pc} ({ins}) is an epilogue writing scratch words "
                            f"{ins.dst}..{ins.dst + rows - 1} over part of its operand b "
                            f"{ins.aux}..{ins.aux + lb - 1}, which the ISA does not define")
-    y = vector_op(ins, a, scratch[:, ins.aux:ins.aux + lb])
+    y = vector_op(ins, a, scratch[:, ins.aux:ins.aux + lb] if b is None else b)
     scratch[:, ins.dst:ins.dst + rows] = y
 
 

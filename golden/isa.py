@@ -51,6 +51,12 @@ the RTL feeds the Norm unit's results straight into the lanes as tile 0's activa
 while it writes them to ``dst`` as usual, where tiles 1.. read them. The results are those
 of the two instructions run one after the other.
 
+A *weight-memory operand* (``wb = 1`` on a MUL that is not a MATVEC's epilogue, on
+words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit halfword
+``j mod H`` of weight word ``wbase + j // H`` (``H`` = the word's bits / 16; the layout of
+an ``EMBED WIDE`` row), read as the MUL streams, instead of ``scratch[aux + j]``; ``aux``
+must be 0 (not read). A constant multiplier vector (an RMSNorm's weight applied by a MUL)
+then needs no scratch words and no EMBED to stage it.
 A norm's weight (RMSNORM, LAYERNORM: ``b = scratch[aux + j]``) must be disjoint from its
 result or the same words: the RTL reads it when the unit's ``w * y`` uses it, several
 cycles after the element (``ternac.lower.check_program`` refuses a partial overlap).
@@ -163,7 +169,8 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("tee8", 1),     # with tee: the RMSNORM that reuses those statistics has OUT8
     ("rsel", 8),     # REPEAT body: stride selectors, src [1:0] dst [3:2] aux [5:4] wbase [7:6]
     ("pro", 1),      # RMSNORM: the next instruction is a MATVEC taking its result (prologue)
-    ("rsvd", 3),
+    ("wb", 1),       # MUL: the b operand is an int16 row of the weight memory at wbase
+    ("rsvd", 2),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -217,6 +224,7 @@ class Instr:
     tee8: int = 0
     rsel: int = 0
     pro: int = 0
+    wb: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:

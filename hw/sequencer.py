@@ -83,6 +83,11 @@ class Sequencer(wiring.Component):
       to the RMSNORM's ``dst`` (``ep_waddr``), which the fetcher reads back for tiles 1..
       (its pattern is the MATVEC's from its first wrap on); then EPI_DEC (an epilogue) or
       MATVEC.
+    * MUL with ``wb`` (golden/isa.py): ``b`` is a row of int16 halfwords in the weight
+      memory at ``wbase``. The operand fetcher's reads address it too (``emb_addr``, loaded
+      with ``wbase`` in DECODE, steps past a word with the read of its last halfword), and
+      each arriving word's halfword ``emb_b`` (arrivals mod ``word_bits / 16``) takes the
+      second scratch port's place in the skid buffer: same cycles as a MUL from scratch.
     * ``ARGMAX``: ``n + 2`` cycles over the output buffer; ties go to the smaller index.
     * ``EMBED``: the row of raw bytes at ``wbase + token * k`` read from the weight memory
       directly (not through the streamer, so it is the same in I2 and T3), one word at a
@@ -363,7 +368,14 @@ class Sequencer(wiring.Component):
         inflight = Signal()                            # a read issued last cycle
         inflight_last = Signal()
         slots = [Signal(2 * SCRATCH_BITS + 1, name=f"fetch_slot{s}") for s in range(FETCH_DEPTH)]
-        word_in = Cat(self.scr_rdata, self.scr_rdata2, inflight_last)
+        # A MUL with wb (golden/isa.py): b is halfword emb_b of the weight word read beside
+        # a (the fetcher's reads address the weight memory too, through emb_addr), taken
+        # in place of the second scratch port's word as it arrives.
+        wb_hpw = self._word_bits // 16 if self._word_bits % 16 == 0 else 0
+        wb_ok = bool(wb_hpw) and any(Op.MUL in om for _, om in self._vector_units)
+        wb_half = Signal(SCRATCH_BITS)      # halfword emb_b of w_rdata (driven below)
+        b_in = Mux(ins.wb, wb_half, self.scr_rdata2) if wb_ok else self.scr_rdata2
+        word_in = Cat(self.scr_rdata, b_in, inflight_last)
         head = Signal(2 * SCRATCH_BITS + 1)
         x_valid = Signal()
         # A vector unit may take the word read last cycle straight from the read port (so
@@ -661,9 +673,21 @@ class Sequencer(wiring.Component):
         emb_wide = _flag(ins, Flag.WIDE) if hpw else Const(0)
         byte = self.w_rdata.word_select(emb_b, 8).as_signed()
         if hpw:
-            m.d.comb += emb_byte.eq(Mux(emb_wide, self.w_rdata.word_select(emb_b, 16), byte))
+            m.d.comb += wb_half.eq(self.w_rdata.word_select(emb_b, 16))
+            m.d.comb += emb_byte.eq(Mux(emb_wide, wb_half, byte))
         else:
             m.d.comb += emb_byte.eq(byte)
+        if wb_ok:
+            # MUL wb: emb_b is the halfword index of the word arriving now (arrivals mod H,
+            # from 0 in DECODE); the read issued now is element arrivals + inflight, so the
+            # address steps past a word when that element is the word's last.
+            H = wb_hpw
+            if H > 1:
+                with m.If(ins.wb & inflight):
+                    m.d.sync += emb_b.eq(Mux(emb_b == H - 1, 0, emb_b + 1))
+            last_h = Const(1) if H == 1 else Mux(inflight, emb_b == H - 2, emb_b == H - 1)
+            with m.If(ins.wb & issue & last_h):
+                m.d.sync += emb_addr.eq(emb_addr + 1)
 
         def emb_bend_next(b):
             """emb_bend after emb_b = b: the last byte (halfword) of the word is next."""
@@ -673,7 +697,8 @@ class Sequencer(wiring.Component):
             return Mux(emb_wide, (b == hpw - 2) if hpw >= 2 else Const(0), by)
 
         emb_bend_first = Mux(emb_wide, hpw == 1, bpw == 1) if hpw else Const(int(bpw == 1))
-        m.d.comb += self.w_raddr.eq(Mux(in_embed, emb_addr, streamer.mem_raddr))
+        m.d.comb += self.w_raddr.eq(Mux(in_embed | (ins.wb if wb_ok else 0), emb_addr,
+                                        streamer.mem_raddr))
         m.d.comb += streamer.mem_rdata.eq(self.w_rdata)
 
         # --- SAMPLE: LFSR draw over Q15 probabilities (golden/sampler.py) ---------------
@@ -766,6 +791,8 @@ class Sequencer(wiring.Component):
                                 m.d.sync += sel.eq(1)
                                 if hasattr(unit, "mode"):
                                     m.d.sync += unit.mode.eq(mode)
+                if wb_ok:   # a MUL with wb reads its first word in EXEC (halfword 0)
+                    m.d.sync += [emb_addr.eq(pd.wbase), emb_b.eq(0)]
                 if tees:
                     tee_decode(is_norm=Cat(*(pd.op == op for op in norm_ops)).any())
                 step_pc()

@@ -19,7 +19,12 @@ Weight memory (words of ``2 * lanes`` bits, from word 0)
    row of little-endian int16 halfwords loaded before use by one ``EMBED WIDE`` (row index
    0 from the zero word); else as two int8 byte rows ``lo``, ``hi`` with ``w = 256 hi +
    lo`` (``|w| <= NORM_W_MAX``), loaded by ``EMBED lo; EMBED hi; ADD(hi, lo; m=256, s=0,
-   m2=1, s2=0)``.
+   m2=1, s2=0)``;
+4. with ``fuse``, on words of whole halfwords (:func:`mul_wb_ok`), every constant read only
+   as the ``b`` of standalone MULs (:func:`_wb_consts`; the LM's attn_norm, mlp_norm and
+   final norm weights) as one such row of int16 halfwords, which those MULs read in place
+   (golden/isa.py ``wb``): it takes no scratch words, needs no EMBED, and leaves its room
+   to the constants that stay resident.
 
 Scratch map (16-bit words)
 --------------------------
@@ -410,6 +415,30 @@ def _epilogues(g: Graph) -> dict[int, bool]:
     return out
 
 
+def mul_wb_ok(cfg: AccelConfig) -> bool:
+    """Whether the accelerator runs a MUL whose ``b`` is a row of the weight memory
+    (golden/isa.py ``wb``): it builds MUL on an Eltwise unit and its weight words hold an
+    even number of bytes (whole int16 halfwords, as EMBED WIDE reads)."""
+    return Op.MUL in cfg.op_set and "eltwise" in cfg.vector and cfg.word_bits % 16 == 0
+
+
+def _wb_consts(g: Graph, cfg: AccelConfig) -> set[str]:
+    """The constants the lowering keeps in the weight memory only (golden/isa.py ``wb``):
+    those every reader of which is a standalone MUL (not a MATVEC's epilogue) reading it as
+    ``b`` alone (its ``a`` a vector), on an accelerator with :func:`mul_wb_ok`. Each is one
+    row of int16 halfwords (the staged layout) and needs no scratch words and no EMBED."""
+    if not mul_wb_ok(cfg) or not g.consts:
+        return set()
+    epi = {i + 1 for i in _epilogues(g)}
+    ok = set(g.consts)
+    for idx, nd in enumerate(g.nodes):
+        for name in {nd.a, nd.b} - {None}:
+            if name in ok and not (nd.op == Op.MUL and idx not in epi and nd.b == name
+                                   and nd.a != name and nd.a not in g.consts):
+                ok.discard(name)
+    return ok
+
+
 def _fold_embeddings(g: Graph, cfg: AccelConfig) -> Graph:
     """Constant folding of a token's first elementwise op into its embedding table.
 
@@ -525,8 +554,18 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     # Words of an even number of bytes: a staged constant is one row of int16 halfwords,
     # loaded by one EMBED WIDE; else two byte rows, EMBED lo, EMBED hi, ADD.
     wide = cfg.word_bits % 16 == 0
+    wbc = _wb_consts(g, cfg) if fuse else set()
+    wb_rows: dict[str, int] = {}              # const name -> wbase of its int16 row (wb)
     for name, vals in g.consts.items():
-        if name in resident:
+        if name in wbc:
+            v = vals.to(torch.int64)
+            pair = torch.stack([v & 0xFF, (v >> 8) & 0xFF], -1).flatten()
+            rows, _ = embedding_words(torch.where(pair >= 128, pair - 256, pair)[None],
+                                      byte_lanes)
+            wb_rows[name] = len(words)
+            wmap["wb " + name] = (len(words), len(rows))
+            words += rows
+        elif name in resident:
             fixed[name] = _Buf(name, vals.numel(), addr)
             addr += vals.numel()
         else:
@@ -648,13 +687,18 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             b.emit(Op.SAMPLE, src=get(nd.a), aux=get(nd.b), n=g.vecs[nd.a].n)
         elif s.vector:
             a = get(nd.a)
-            bb = get(nd.b) if nd.b is not None else a
+            bb = (None if nd.op == Op.MUL and nd.b in wb_rows else
+                  get(nd.b) if nd.b is not None else a)
             extra = dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)
             n = g.vecs[nd.out].n
             key = (nd.a, n, nd.flags)
             reuse = int(fuse and s.reuse and held == key)
-            b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=out_buf(nd.out),
-                   n=n, m=nd.m, s=nd.s, reuse=reuse, **extra)
+            if nd.op == Op.MUL and nd.b in wb_rows:     # b from the weight memory (wb)
+                b.emit(nd.op, flags=nd.flags, src=a, aux=0, dst=out_buf(nd.out), n=n,
+                       m=nd.m, s=nd.s, wbase=wb_rows[nd.b], k=nd.k, wb=1)
+            else:
+                b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=out_buf(nd.out),
+                       n=n, m=nd.m, s=nd.s, reuse=reuse, **extra)
             if s.unit == "norm":
                 held = key if s.reuse else None
         else:
@@ -811,6 +855,19 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} ({s.name}) sets pro, which only a "
                                    f"reuse RMSNORM with OUT8 followed by a MATVEC of src = "
                                    f"its dst and k = its n >= {PRO_MIN_K} may (golden/isa.py)")
+        if ins.wb:
+            prev = prog[idx - 1] if idx else None
+            if ins.op != Op.MUL or not mul_wb_ok(cfg) or ins.aux != 0 or (
+                    prev is not None and prev.op == Op.MATVEC and prev.epi):
+                raise CompileError(f"instruction {idx} ({s.name}) sets wb, which only a MUL "
+                                   f"with aux = 0 that is not a MATVEC's epilogue may, on an "
+                                   f"accelerator building MUL whose weight words hold whole "
+                                   f"halfwords (golden/isa.py)")
+            words = -(-ins.n // (cfg.word_bits // 16))
+            if ins.wbase + words > cfg.weight_depth:
+                raise CompileError(f"instruction {idx} (MUL wb) reads weight words "
+                                   f"[{ins.wbase}, {ins.wbase + words}), past the "
+                                   f"{cfg.weight_depth} the weight memory holds (weight_depth)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -934,7 +991,8 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     if fuse:      # a token's first elementwise op folded into its embedding table
         g = _fold_embeddings(g, cfg)
     depth = min(cfg.scratch_depth, ADDR_LIMIT)
-    sizes = {name: v.numel() for name, v in g.consts.items()}
+    wbc = _wb_consts(g, cfg) if fuse else set()    # in the weight memory only (wb)
+    sizes = {name: v.numel() for name, v in g.consts.items() if name not in wbc}
     built = _layout(g, cfg, set(sizes), fuse)
     if built[7] > depth:
         staged_all = _layout(g, cfg, set(), fuse)
