@@ -56,7 +56,6 @@ import json
 import math
 import pathlib
 
-from ternac.golden.isa import INSTR_BITS
 from ternac.golden.tritcode import T3_ENTRY_BITS, T3_TRITS_PER_BYTE
 from ternac.golden.widths import SCRATCH_BITS
 
@@ -260,7 +259,7 @@ def memories(cfg, board: str) -> dict:
                else [("scratch_a", window, SCRATCH_BITS, 1)])
     for name, depth, width, copies in scratch + [
             ("out", cfg.out_depth, cfg.out_bits, 1),
-            ("prog", cfg.prog_depth, INSTR_BITS, 1)]:
+            ("prog", cfg.prog_depth, cfg.prog_word_bits, 1)]:
         out[name] = {"depth": depth, "width": width, "copies": copies,
                      "EBR": copies * memory_blocks(depth, width, fam), "SPRAM": 0}
     if window < cfg.scratch_depth:
@@ -324,7 +323,7 @@ def _pool_slots(cfg) -> int:
 POOL_CLIENTS = ("requant", "sequencer", "activation", "norm", "eltwise", "shiftmax", "dot")
 
 
-def unit_model(cfg, family: str, *, path=None, pool: bool = True) -> dict:
+def unit_model(cfg, family: str, *, path=None, pool: bool = True, xline: bool = True) -> dict:
     """Modelled cost of each unit of the accelerator for ``cfg`` on ``family``, without
     the board: ``{unit: {LUT, FF, EBR, SPRAM, DSP}}`` (floats, LUT4s/FFs/blocks).
 
@@ -332,7 +331,9 @@ def unit_model(cfg, family: str, *, path=None, pool: bool = True) -> dict:
     from one pool, so the design's DSP count is the pool's slot count (``mulpool``,
     derived from the RTL by :func:`_pool_slots`), not a sum over the units; without it,
     the sum of the units' measured figures (the RTL the data's builds measured before the
-    pool: :func:`validation` compares those)."""
+    pool: :func:`validation` compares those). EBR: with ``xline`` the Activation's delay
+    line of x is a memory (hw/activation.py ``x_delay="ram"``, the RTL since 2026-12-01
+    20:00 UTC); without it, its flip-flops (the data's builds before: its measured 0)."""
     fm = _family_model(family, str(path or DATA))
     L, W = cfg.lanes, cfg.acc_bits
     req = fm["requant"][min(fm["requant"], key=lambda w: (abs(w - W), -w))]
@@ -346,6 +347,11 @@ def unit_model(cfg, family: str, *, path=None, pool: bool = True) -> dict:
             raise NoEstimate(f"boards/unit_costs.json has no {name!r} build for the {family} "
                              f"family")
         out[name] = dict(fm["fixed"][name])
+    if xline and "activation" in out:
+        # Its delay line of x is a memory (hw/activation.py x_delay="ram", which
+        # vector_units_for builds): a block RAM on the iCE40, distributed RAM on the ECP5.
+        from ternac.hw.activation import EBR_BLOCKS
+        out["activation"]["EBR"] = float(EBR_BLOCKS["ram"][family])
     if pool:
         for name in POOL_CLIENTS:
             if name in out:
@@ -355,10 +361,10 @@ def unit_model(cfg, family: str, *, path=None, pool: bool = True) -> dict:
     return out
 
 
-def _board_units(cfg, board: str, path, pool: bool = True) -> dict:
+def _board_units(cfg, board: str, path, pool: bool = True, xline: bool = True) -> dict:
     b = _board(board)
     fm = _family_model(b.family, str(path or DATA))
-    units = unit_model(cfg, b.family, path=path, pool=pool)
+    units = unit_model(cfg, b.family, path=path, pool=pool, xline=xline)
     for name in ("hostlink", "uart_rx", "uart_tx"):
         units[name] = dict(fm["fixed"][name])
     return units
@@ -374,7 +380,7 @@ def _glue(board: str, path: str) -> dict:
                          f"{board} board, not {len(cal)}")
     e = cal[0]
     cfg = _config(e["config"])
-    rest = _sum(_board_units(cfg, board, path, pool=False).values())
+    rest = _sum(_board_units(cfg, board, path, pool=False, xline=False).values())
     mem = _sum(memories(cfg, board).values())
     glue = _sub({k: e["measured"][k] for k in KINDS}, rest, mem)
     # Blocks are counted, not calibrated: a non-zero block residual is a model error, shown
@@ -399,7 +405,7 @@ def _sum(costs) -> dict:
     return {k: sum(c.get(k, 0) for c in costs) for k in KINDS}
 
 
-def estimate(cfg, board: str, *, path=None, pool: bool = True) -> dict:
+def estimate(cfg, board: str, *, path=None, pool: bool = True, xline: bool = True) -> dict:
     """Modelled resources of the ``board`` build of ``cfg``, before synthesis.
 
     Parameters
@@ -412,6 +418,9 @@ def estimate(cfg, board: str, *, path=None, pool: bool = True) -> dict:
     pool : bool
         DSP as the current RTL's shared multiplier pool (hw/mulpool.py; default), or as
         the sum of the units' measured DSPs (the RTL of the data's builds; the validation).
+    xline : bool
+        The Activation unit's delay line of x in a memory (the current RTL, default), or
+        in flip-flops (the RTL of the data's builds without ``"xline": true``).
 
     Returns
     -------
@@ -428,7 +437,7 @@ def estimate(cfg, board: str, *, path=None, pool: bool = True) -> dict:
     """
     b = _board(board)
     dev = b.dev
-    units = _board_units(cfg, board, path, pool=pool)
+    units = _board_units(cfg, board, path, pool=pool, xline=xline)
     units["board"] = _glue(board, str(path or DATA))
     mem = memories(cfg, board)
     total = _sum(list(units.values()) + list(mem.values()))
@@ -508,7 +517,9 @@ def validation(path=None) -> list[dict]:
         # per-unit sums); one with ``"mulpool": true`` measured the pool, whose slot count
         # is derived from the current RTL (:func:`_pool_slots`).
         pool = bool(e.get("mulpool", False))
-        est = estimate(_config(e["config"]), e["board"], path=path, pool=pool)
+        # A build with ``"xline": true`` has the Activation's delay line in a block RAM.
+        est = estimate(_config(e["config"]), e["board"], path=path, pool=pool,
+                       xline=bool(e.get("xline", False)))
         rows.append({"board": e["board"], "model": e.get("model"), "lanes": e["lanes"],
                      "role": e.get("role"), "command": e["command"], "mulpool": pool,
                      "figures": compare(est, e["measured"])})
@@ -541,7 +552,8 @@ def entry_from_build(build_dir, *, command: str, device: str, config: dict, date
     cfg = _config(config)
     e = {"unit": unit, "board": board, "model": model, "device": dev.key, "lanes": cfg.lanes,
          "acc_bits": cfg.acc_bits, "config": dict(config), "command": command,
-         "commit": commit, "date": date, "tools": tools, "role": role}
+         "commit": commit, "date": date, "tools": tools, "role": role,
+         "xline": True}      # the RTL's Activation has its delay line of x in a block RAM
     e = {k: v for k, v in e.items() if v is not None}
     rep = build_dir / "report.json"
     if rep.exists():

@@ -1,6 +1,7 @@
 """Activation: integer sigmoid, SiLU and ShiftGELU on the shared shift-exp core."""
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import enum, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ternac.golden.widths import EXP_FRAC_BITS, SIG_FRAC_BITS
@@ -10,7 +11,14 @@ from .mulpool import borrow
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_round,
                      rhu_sat_tail, shift_exp)
 
-__all__ = ["ActMode", "Activation", "sigmoid_division"]
+__all__ = ["ActMode", "Activation", "EBR_BLOCKS", "delay_line", "sigmoid_division"]
+
+
+#: Block RAMs the Activation takes by ``x_delay`` and FPGA family (boards/resources.py
+#: counts them): "ram", a 16-bit-wide memory of at most 32 words (the divider's 1..16 steps
+#: a stage), which Yosys maps on one iCE40 SB_RAM40_4K and on the ECP5's distributed RAM
+#: (TRELLIS_DPR16X4, no DP16KD; measured, Yosys 0.70 synth_ecp5); "ff", none.
+EBR_BLOCKS = {"ram": {"ice40": 1, "ecp5": 0}, "ff": {"ice40": 0, "ecp5": 0}}
 
 
 class ActMode(enum.Enum, shape=2):
@@ -58,6 +66,14 @@ class Activation(wiring.Component):
         against one step a stage, Yosys 0.70 synth_ice40 maps the LM's Activation to 132
         fewer LUT4 and about 470 fewer flip-flops (the divider's remainder, divisor and
         quotient registers and the delay of ``x`` through 8 fewer stages; measured 2026-12-01)
+    x_delay : "ram" or "ff"   how ``x`` waits for its sigmoid (16 stages with the default
+        divider): "ram" (default), a circular buffer in a memory (16 bits wide, the
+        next power of two >= the delay deep: one iCE40 block RAM, :data:`EBR_BLOCKS`;
+        :func:`delay_line`), written with ``x`` every
+        time the pipeline advances and read ``delay - 1`` words behind the write pointer
+        with the read port's enable on the same advance, so its output is the register
+        chain's last stage; "ff", that chain of registers (16 x 16 flip-flops, each in a
+        logic cell of its own on the iCE40: 256 of the LM's 8,494, measured)
     pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
         one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
@@ -85,8 +101,11 @@ class Activation(wiring.Component):
     #: This unit's client name in a shared hw.mulpool.MulPool.
     pool_client = "activation"
 
-    def __init__(self, *, steps_per_stage: int = 2, pool=None):
+    def __init__(self, *, steps_per_stage: int = 2, pool=None, x_delay: str = "ram"):
         self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
+        if x_delay not in EBR_BLOCKS:
+            raise ValueError(f"x_delay must be 'ram' or 'ff', not {x_delay!r}")
+        self._x_delay = x_delay
         if not (isinstance(steps_per_stage, int) and 1 <= steps_per_stage <= SIG_FRAC_BITS + 1):
             raise ValueError(f"steps_per_stage must be an integer in 1..{SIG_FRAC_BITS + 1}, "
                              f"not {steps_per_stage!r}")
@@ -100,6 +119,10 @@ class Activation(wiring.Component):
             "neg": In(1),
             "wide": In(1),
         })
+
+    def ebr_blocks(self, family: str) -> int:
+        """Block RAMs this unit takes on ``family`` ("ice40", "ecp5"): :data:`EBR_BLOCKS`."""
+        return EBR_BLOCKS[self._x_delay][family]
 
     @property
     def latency(self) -> int:
@@ -130,13 +153,18 @@ class Activation(wiring.Component):
         m.d.comb += x_in.eq(Mux(self.neg, -self.i.payload.a, self.i.payload.a))
         v = vdelay(self.i.valid, 1)
         # x in 16 bits: |x| <= 32767 (the unit's contract), so x * sig is one 16 x 16 slot.
-        x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
+        if self._x_delay == "ff":
+            x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
         a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
         # The shift-exp core's last stage (e = rhu_round(t)) is the division's first.
         t, e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
         sig_pos, stages = sigmoid_division(m, pipe, t, e, steps_per_stage=self._sps)
         v = vdelay(v, SHIFT_EXP_STAGES - 1 + stages)
-        x = pipe.delay(x, SHIFT_EXP_STAGES - 1 + stages, name="x")
+        if self._x_delay == "ff":
+            x = pipe.delay(x, SHIFT_EXP_STAGES - 1 + stages, name="x")
+        else:
+            x = delay_line(m, pipe.ce, x_in[:OPERAND_BITS].as_signed(),
+                           SHIFT_EXP_STAGES + stages, name="act_xline")
 
         sig = pipe.reg(Mux(x >= 0, sig_pos, (1 << B) - sig_pos), unsigned(B + 1), name="sig")
         v = vdelay(v, 1)
@@ -209,3 +237,43 @@ def sigmoid_division(m, pipe, t, e_reg=None, *, steps_per_stage: int = 2):
     sig_pos = Signal(unsigned(B + 1), name="act_sig_pos")
     m.d.comb += sig_pos.eq(Mux(z, 1 << B, Cat(q, Const(1, 1))))   # 2^15, or 2^14 + q
     return sig_pos, 1 + stages
+
+
+def delay_line(m, ce, value, n: int, *, name: str = "xline"):
+    """``value`` ``n`` clock enables later, as ``n`` registers loaded on ``ce`` would give
+    it, from a block RAM used as a circular buffer: ``value`` is written at the write
+    pointer on every ``ce`` (the pointer then steps), and the read port, enabled by the
+    same ``ce`` (its output holds otherwise), reads the word written ``n - 1`` enables
+    before, so after an enable it holds what the ``n``-th register of the chain would.
+    The buffer is ``2^ceil(log2 n)`` words of ``len(value)`` bits; the read address is the
+    write pointer plus a constant (``1 - n`` modulo the depth). The read never meets the
+    write (``n >= 2``): the address written this cycle is read only ``n - 1`` enables later.
+
+    Parameters
+    ----------
+    m : Module   where the memory and pointer go (the pointer's domain: sync)
+    ce : Value   the pipeline's clock enable (1 bit)
+    value : Value   what enters the chain (its shape is the output's)
+    n : int, 2..256   stages of delay
+
+    Returns
+    -------
+    Value: the delayed ``value`` (the memory's read data: registered, no logic behind it).
+
+    Raises
+    ------
+    ValueError for ``n`` outside 2..256.
+    """
+    if not (isinstance(n, int) and 2 <= n <= 256):
+        raise ValueError(f"a block-RAM delay line takes 2 to 256 stages, not {n!r}")
+    bits = (n - 1).bit_length()
+    depth = 1 << bits
+    mem = Memory(shape=value.shape(), depth=depth, init=[])
+    m.submodules[name] = mem
+    wr, rd = mem.write_port(), mem.read_port()
+    ptr = Signal(bits, name=f"{name}_ptr")
+    with m.If(ce):
+        m.d.sync += ptr.eq(ptr + 1)
+    m.d.comb += [wr.addr.eq(ptr), wr.data.eq(value), wr.en.eq(ce),
+                 rd.addr.eq((ptr + ((1 - n) % depth))[:bits]), rd.en.eq(ce)]
+    return rd.data

@@ -2,7 +2,7 @@
 and weight memories, and a host port (the testbench, or a board's UART host link)."""
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -26,7 +26,9 @@ class Accelerator(wiring.Component):
     Memories: scratchpad (``scratch_depth`` x 16 bit; with ``scratch_a_depth`` below it, port
     a reads a second copy of only ``[0, scratch_a_depth)``), output buffer (``out_depth`` x
     ``out_bits``, read back sign-extended to 32),
-    program (``prog_depth`` x 128 bit, initialised with ``program_words``) and weights
+    program (``prog_depth`` x 128 bit, initialised with ``program_words``; with
+    ``cfg.prog_compact`` only the bits ``cfg.prog_stored`` names are stored, the others
+    read as 0, and ValueError for ``program_words`` that set one) and weights
     (``weight_depth`` x ``cfg.word_bits`` bit: ``2*lanes`` for I2, ``8*lanes/5`` for T3,
     ``cfg.weight_format``; initialised with ``weight_words``; a board may pass its own
     ``weight_memory`` built from SPRAM, which the bitstream cannot initialise).
@@ -53,6 +55,9 @@ class Accelerator(wiring.Component):
         if len(program_words) > cfg.prog_depth:
             raise ValueError(f"program of {len(program_words)} instructions does not fit a "
                              f"program memory of {cfg.prog_depth}")
+        why = cfg.prog_refusal(program_words)
+        if why:
+            raise ValueError(why)
         self.cfg = cfg
         self._program = program_words
         # Vector units: a list of (unit, {Op: mode}); by default the ones cfg.vector asks for.
@@ -91,7 +96,16 @@ class Accelerator(wiring.Component):
             m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS,
                                                     depth=cfg.scratch_depth, init=[])
         m.submodules.outbuf = outbuf = Memory(shape=cfg.out_bits, depth=cfg.out_depth, init=[])
-        m.submodules.prog = prog = Memory(shape=INSTR_BITS, depth=cfg.prog_depth, init=self._program)
+        # The program memory stores the instruction bits cfg.prog_stored names (all 128, or
+        # with prog_compact only those the build can use, packed; the rest read as 0).
+        stored = [lo + i for lo, bits, _ in cfg.prog_stored for i in range(bits)]
+        packed = stored != list(range(INSTR_BITS))
+
+        def pack(w):
+            return sum(((w >> b) & 1) << i for i, b in enumerate(stored))
+
+        m.submodules.prog = prog = Memory(shape=len(stored), depth=cfg.prog_depth,
+                                          init=[pack(int(w)) for w in self._program])
         m.submodules.weights = wmem = self._weight_memory
 
         for name in ("start", "busy", "done", "error", "result", "cycles"):
@@ -129,7 +143,23 @@ class Accelerator(wiring.Component):
                          scr_wa.addr.eq(scr_w.addr), scr_wa.data.eq(scr_w.data),
                          scr_wa.en.eq(scr_w.en & (scr_w.addr < window))]
         out_r, out_w = outbuf.read_port(), outbuf.write_port()
-        prg_r, prg_w = prog.read_port(), prog.write_port(granularity=32)
+        prg_r = prog.read_port()
+        # Host writes come as 32-bit slices: a packed word's bits are written through a
+        # per-bit enable (the iCE40 block's write mask), each from its slice's bit.
+        prg_w = prog.write_port(granularity=1 if packed else 32)
+        prg_we = host & self.host_we & (space == Space.PROG)
+        prg_word = Signal(INSTR_BITS)
+        if packed:
+            bits = [Const(0, 1)] * INSTR_BITS
+            for i, b in enumerate(stored):
+                bits[b] = prg_r.data[i]
+            m.d.comb += [prg_word.eq(Cat(*bits)),
+                         prg_w.data.eq(Cat(*[self.host_wdata[b % 32] for b in stored])),
+                         prg_w.en.eq(Cat(*[prg_we & (slc == b // 32) for b in stored]))]
+        else:
+            m.d.comb += [prg_word.eq(prg_r.data),
+                         prg_w.data.eq(self.host_wdata.replicate(INSTR_BITS // 32)),
+                         prg_w.en.eq(Mux(prg_we, 1 << slc, 0))]
 
         m.d.comb += [
             scr_w.addr.eq(Mux(busy, seq.scr_waddr, addr)),
@@ -145,10 +175,8 @@ class Accelerator(wiring.Component):
             out_w.en.eq(Mux(busy, seq.out_wen, self.host_we & (space == Space.OUT))),
 
             prg_r.addr.eq(Mux(busy, seq.prog_addr, word)),
-            seq.prog_data.eq(prg_r.data),
+            seq.prog_data.eq(prg_word),
             prg_w.addr.eq(word),
-            prg_w.data.eq(self.host_wdata.replicate(INSTR_BITS // 32)),
-            prg_w.en.eq(Mux(host & self.host_we & (space == Space.PROG), 1 << slc, 0)),
 
             wmem.raddr.eq(Mux(busy, seq.w_raddr, word)),
             seq.w_rdata.eq(wmem.rdata),
@@ -187,7 +215,7 @@ class Accelerator(wiring.Component):
             with m.Case(Space.OUT):
                 m.d.comb += self.host_rdata.eq(out_r.data.as_signed())
             with m.Case(Space.PROG):
-                m.d.comb += self.host_rdata.eq(prg_r.data.word_select(rslc, 32))
+                m.d.comb += self.host_rdata.eq(prg_word.word_select(rslc, 32))
             with m.Case(Space.WEIGHTS):
                 m.d.comb += self.host_rdata.eq(wpad.word_select(rslc, 32))
         return m

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from ternac.golden.cycles import WEIGHT_FORMATS, weight_word_bits
-from ternac.golden.widths import acc_width
+from ternac.golden.widths import M_BITS, S_BITS, acc_width
 from ternac.protocol import Space
 
 __all__ = ["AccelConfig", "HostSpace", "LM_CONFIG", "LM_SAMPLE_CONFIG", "LM_T3_CONFIG",
@@ -77,6 +77,13 @@ class AccelConfig:
         stored in the low ``out_bits`` bits and read back sign-extended, so exact for
         fan-ins with ``golden.widths.acc_width(k) <= out_bits`` (check_program refuses
         others); 16 halves the buffer's block RAM.
+    prog_compact : bool
+        Store in the program memory only the instruction bits this build can use
+        (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
+        as 0, and :meth:`prog_refusal` (the compiler's check_program, the host driver's
+        load_program, hw.top.Accelerator) refuses a program that sets one. The LM's 111 of
+        128 bits fit 7 iCE40 blocks of 256 x 16 instead of 8 (written through the block's
+        per-bit write mask, hw/top.py).
 
     Raises
     ------
@@ -95,6 +102,7 @@ class AccelConfig:
     ops: tuple | None = None
     scratch_a_depth: int | None = None
     out_bits: int = 32
+    prog_compact: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
@@ -141,6 +149,8 @@ class AccelConfig:
                              f"scratch_depth ({self.scratch_depth}), not {a!r}")
         if not (isinstance(self.out_bits, int) and 16 <= self.out_bits <= 32):
             raise ValueError(f"out_bits must be an integer from 16 to 32, not {self.out_bits!r}")
+        if not isinstance(self.prog_compact, bool):
+            raise ValueError(f"prog_compact must be True or False, not {self.prog_compact!r}")
 
     @property
     def word_bits(self) -> int:
@@ -176,6 +186,73 @@ class AccelConfig:
         from ternac.golden.isa import Op
         return frozenset(Op) if self.ops is None else frozenset(Op[o] for o in self.ops)
 
+    @property
+    def prog_stored(self) -> tuple[tuple[int, int, str], ...]:
+        """The bit ranges of an instruction word (golden.isa.FIELDS) the program memory
+        stores: ``((lo, bits, field), ...)`` in bit order. All of every field unless
+        ``prog_compact``; then ``rsvd`` is dropped, ``rsel`` too on a build without REPEAT
+        (every other op refuses a non-zero one), ``wbase`` keeps the bits of a weight-memory
+        address or the 16 of a vector op's ``m2`` (golden/isa.py), whichever is more, and
+        ``k`` those of the largest of ``max_fan_in`` (a MATVEC's fan-in), ``max_vector``
+        and, with REPEAT, ``prog_depth`` (a body's length), at least the 6 of a vector
+        op's ``s2``. A program that needs more (an EMBED row of more words than that) is
+        refused (:meth:`prog_refusal`). The LM (:data:`LM_CONFIG`): 111 bits, 7 blocks of
+        256 x 16 on the iCE40 (112 would still fit)."""
+        from ternac.golden.isa import FIELDS
+        out, lo = [], 0
+        for name, bits in FIELDS:
+            keep = bits
+            if self.prog_compact:
+                from ternac.golden.isa import Op
+                if name == "rsvd" or (name == "rsel" and Op.REPEAT not in self.op_set):
+                    keep = 0
+                elif name == "wbase":
+                    keep = min(bits, max(M_BITS, (self.weight_depth - 1).bit_length()))
+                elif name == "k":
+                    top = max(self.max_fan_in, self.max_vector,
+                              self.prog_depth if Op.REPEAT in self.op_set else 0)
+                    keep = min(bits, max(S_BITS, top.bit_length()))
+            if keep:
+                out.append((lo, keep, name))
+            lo += bits
+        return tuple(out)
+
+    @property
+    def prog_word_bits(self) -> int:
+        """Bits of a program-memory word: the sum of :attr:`prog_stored` (``INSTR_BITS``
+        unless ``prog_compact``)."""
+        return sum(b for _, b, _ in self.prog_stored)
+
+    @property
+    def prog_stored_mask(self) -> int:
+        """The 128-bit mask of the instruction bits the program memory stores."""
+        return sum(((1 << b) - 1) << lo for lo, b, _ in self.prog_stored)
+
+    def prog_refusal(self, words) -> str | None:
+        """Why this build cannot hold the program ``words`` (128-bit instruction words,
+        ints), one sentence, or None: a word that sets a bit the program memory does not
+        store (:attr:`prog_stored`, it would read back as 0). The one rule the compiler
+        (ternac.lower.check_program), the host driver (HostDriver.load_program) and
+        hw.top.Accelerator apply."""
+        from ternac.golden.isa import FIELDS, INSTR_BITS
+        mask = self.prog_stored_mask
+        for idx, w in enumerate(words):
+            w = int(w)
+            extra = w & ~mask & ((1 << INSTR_BITS) - 1)
+            if not extra:
+                continue
+            bit = (extra & -extra).bit_length() - 1
+            lo = 0
+            for name, bits in FIELDS:
+                if lo <= bit < lo + bits:
+                    break
+                lo += bits
+            return (f"instruction {idx} sets bit {bit - lo} of its {name} field, which this "
+                    f"build's program memory does not store (AccelConfig.prog_compact keeps "
+                    f"{self.prog_word_bits} of the {INSTR_BITS} bits: "
+                    f"{dict((n, b) for _, b, n in self.prog_stored).get(name, 0)} of {name}'s)")
+        return None
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -203,12 +280,15 @@ VIT_OPS = ("HALT", "MATVEC", "ARGMAX", "GELU", "LAYERNORM", "SHIFTMAX", "ADD", "
 #: than at 4,096 words) whose port a reads a copy of only its first 1,280 words (5 EBR;
 #: scratch_a_depth: the token, the zero word, the 384 words of state and the 768 of work
 #: vectors port a reads), 16-bit output words (1 EBR: the logits' fan-in of 128 needs 15
-#: bits), the 256 x 128-bit program (8 EBR: 128-bit words take 8 blocks at any depth up
-#: to 256), and the host link's frame buffer (1): 30.
+#: bits), the 256-word program (7 EBR: ``prog_compact`` stores 111 of the 128 bits an
+#: instruction has, 16 of wbase's 20, 9 of k's 12, no rsel or rsvd; 128 take 8 blocks), the
+#: host link's frame buffer (1) and the Activation unit's delay line of x (1, hw/activation.py
+#: ``x_delay="ram"``): 30.
 LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=3840,
                         scratch_a_depth=1280, out_bits=16,
                         out_depth=128, prog_depth=256, max_fan_in=256,
-                        vector=("activation", "norm", "eltwise"), max_vector=256, ops=LM_OPS)
+                        vector=("activation", "norm", "eltwise"), max_vector=256, ops=LM_OPS,
+                        prog_compact=True)
 #: :data:`LM_CONFIG` with the Shiftmax unit and SAMPLE: the accelerator of the sampling
 #: program.
 LM_SAMPLE_CONFIG = dataclasses.replace(LM_CONFIG, vector=LM_CONFIG.vector + ("shiftmax",),

@@ -427,8 +427,14 @@ class HostDriver:
     @_operation
     def load_program(self, program_words):
         """Write 128-bit instruction words into PROG (4 slices a word, least significant
-        slice first)."""
+        slice first). With ``cfg`` given, InputError before anything is sent for a word
+        that sets a bit the build's program memory does not store
+        (AccelConfig.prog_refusal: it would read back as 0)."""
         program_words = _words_in(program_words, 0, 1 << 128, "instruction word")
+        if self.cfg is not None:
+            why = self.cfg.prog_refusal(program_words)
+            if why:
+                raise InputError(why + "; nothing was sent")
         slices = [(w >> (32 * s)) & 0xFFFFFFFF for w in program_words for s in range(4)]
         yield from self._write_mem(Space.PROG, 0, slices)
 

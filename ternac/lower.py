@@ -896,6 +896,9 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
             raise CompileError(f"instruction {idx} (MATVEC RAW) writes accumulators of fan-in "
                                f"{ins.k} ({acc_width(ins.k)} bits), wider than the "
                                f"{cfg.out_bits}-bit words of the output buffer (out_bits)")
+    why = cfg.prog_refusal([encode(ins) for ins in prog])   # the bits the build stores
+    if why:
+        raise CompileError(why)
     window = cfg.scratch_a_window
     prev = None
     for pc, ins in stream:        # port a's window, in execution order (REPEAT unrolled)

@@ -266,6 +266,20 @@ def test_activation_every_element(activation_model, run):
             assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
 
 
+@pytest.fixture(scope="module")
+def activation_ff_model():
+    dut = Activation(x_delay="ff")
+    return _build(dut, "activation_ff_bench"), dut.latency
+
+
+@pytest.mark.parametrize("run", FAST_RUNS)
+def test_activation_ff_delay_every_element(activation_ff_model, run):
+    """The Activation with x delayed by flip-flops (x_delay="ff", the default before the
+    block-RAM delay line): the same segments, every element against golden."""
+    model, latency = activation_ff_model
+    _run(model, _activation_segments(), run)
+
+
 @pytest.mark.parametrize("sps, e_reg", [(1, False), (2, False), (3, False), (2, True)])
 def test_sigmoid_division_every_e(sps, e_reg):
     """hw.activation.sigmoid_division (Amaranth simulator): for every e in [0, 2^15] (the
@@ -314,6 +328,54 @@ def test_sigmoid_division_every_e(sps, e_reg):
     want = [((1 << 30) + (((1 << 15) + e) >> 1)) // ((1 << 15) + e) for e in es]
     bad = [(e, g, w) for e, g, w in zip(es, got, want) if g != w]
     assert len(got) == len(want) and not bad, f"{len(bad)} wrong, first {bad[:3]}"
+
+
+@pytest.mark.parametrize("n", [2, 3, 16, 17, 23, 256])
+def test_delay_line_equals_register_chain(n):
+    """hw.activation.delay_line (a block-RAM circular buffer) against ``n`` registers on
+    the same clock enable (Amaranth simulator): every cycle, 3,000 cycles, random values
+    and random enable stalls (seed printed), the two outputs are equal once the chain has
+    filled; fails with the read pointer one word off (an n - 1 or n + 1 delay) or a read
+    port not held while ``ce`` is low."""
+    from amaranth.hdl import Module, Signal, signed
+    from amaranth.sim import Simulator
+    from ternac.hw.activation import delay_line
+    from ternac.hw.vector import Pipe
+    seed = SEED + n
+    print(f"seed {seed}")
+    m = Module()
+    ce, x = Signal(), Signal(signed(16))
+    want = Pipe(m, ce, "chain").delay(x, n)
+    got = delay_line(m, ce, x, n)
+    rng = random.Random(seed)
+    bad, checked = [], 0
+
+    async def bench(ctx):
+        nonlocal checked
+        enables = 0
+        for cyc in range(3000):
+            en = rng.random() < 0.7
+            ctx.set(ce, int(en))
+            ctx.set(x, rng.randrange(-(1 << 15), 1 << 15))
+            if enables >= n:          # the chain holds n values written through ce
+                checked += 1
+                if ctx.get(got) != ctx.get(want):
+                    bad.append((cyc, ctx.get(got), ctx.get(want)))
+            await ctx.tick()
+            enables += en
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert checked > 1000 and not bad, f"{len(bad)} of {checked} wrong, first {bad[:3]}"
+
+
+def test_delay_line_refuses_bad_length():
+    from amaranth.hdl import Module, Signal
+    from ternac.hw.activation import delay_line
+    for n in (0, 1, 257):
+        _rejects(lambda: delay_line(Module(), Signal(), Signal(16), n), "2 to 256")
 
 
 # --- Norm ---------------------------------------------------------------------------------
@@ -571,4 +633,5 @@ def test_unit_parameters_are_checked():
         _rejects(lambda: Shiftmax(max_len=bad), "max_len")
         _rejects(lambda: Norm(max_len=bad), "max_len")
     _rejects(lambda: Activation(steps_per_stage=0), "steps_per_stage")
+    _rejects(lambda: Activation(x_delay="ebr"), "x_delay")
     assert (Shiftmax.passes, Activation.passes, Norm.passes, Eltwise.passes) == (3, 1, 2, 1)
