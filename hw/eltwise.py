@@ -94,17 +94,18 @@ class Eltwise(wiring.Component):
         a = pipe.reg(self.i.payload.a, signed(W), name="a")
         b = pipe.reg(self.i.payload.b, name="b")
         xs = Signal(signed(2 * W), name="elt_xs")            # |a b| <= 2^30
-        m.d.comb += xs.eq(Mux(mul_mode, mul(a, b, name="ab"), a))
+        # Each product's slot gate is its stage's valid bit (hw.mulpool ``en=``).
+        m.d.comb += xs.eq(Mux(mul_mode, mul(a, b, name="ab", en=v), a))
         xn = Signal(signed(2 * W), name="elt_xn")
         m.d.comb += xn.eq(xs ^ self.neg.replicate(2 * W))
         x = pipe.reg(xn + self.neg, signed(2 * W), name="x")  # |X| <= 2^30
         # The two shifted terms are 0 for a bubble (valid=): zero_idle shifts, ORed into
         # the pool's shared shifters without a gate.
-        y = pipe.reg(mul(b, self.m2, name="bm2"), signed(2 * W + 1), name="y", valid=v)
+        y = pipe.reg(mul(b, self.m2, name="bm2", en=v), signed(2 * W + 1), name="y", valid=v)
         v = pipe.reg(v, name="v")
         valids.append(v)
         # |X m| < 2^30 2^16: 47 bits signed
-        xm = pipe.reg(mul(x, self.m, name="xm"), signed(2 * W + M_BITS - 1), name="xm",
+        xm = pipe.reg(mul(x, self.m, name="xm", en=v), signed(2 * W + M_BITS - 1), name="xm",
                       valid=v)
         y = pipe.reg(y, name="y")
         shift0 = mul.shifter(zero_idle=True)

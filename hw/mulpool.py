@@ -28,7 +28,8 @@ chunk gets its own, with no multiplexer in front of it.
 Each slot's operands are the AND-OR of its users' operands, each gated by that user's
 ``en``: the contract is that **at most one client has ``en`` high in any cycle** (the
 sequencer runs one instruction at a time; a unit's ``en`` is "a beat is offered or any of
-its pipeline stages is valid"). A slot with one user takes that user's operands directly.
+its pipeline stages is valid"), or by the product's own narrower gate (``mul(a, b, en=v)``,
+e.g. its stage's valid bit). A slot with one user takes that user's operands directly.
 The product is combinational; the client registers it (so a stalled client holds its
 product in its own pipeline register, and the pool keeps no product). ``pool.conflict`` is 1
 in any cycle that breaks the contract (for formal harnesses: formal/units.py's sequencer
@@ -82,6 +83,7 @@ class _Slot:
         self.p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
                         name=f"{prefix}_p{index}")
         self.uses = []                         # [(client, a, b)]
+        self.gates = []                        # each use's gate (the product's own en)
         self.chunk_ps = []                     # the users' product signals
 
 
@@ -90,10 +92,18 @@ class _Client:
         self._pool, self.name, self.en = pool, name, Value.cast(en)
         self.slots = []                        # slots this client uses (each once)
 
-    def __call__(self, a, b, *, name: str | None = None) -> Value:
+    def __call__(self, a, b, *, name: str | None = None, en=None) -> Value:
         """The exact product ``a * b`` (shape: that of Amaranth's ``a * b``), built from
-        this client's slots of the pool. Combinational; register it in the client."""
-        return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul")
+        this client's slots of the pool. Combinational; register it in the client.
+
+        ``en`` (1 bit, default the client's ``en``): this product's own gate on a shared
+        slot, e.g. the valid bit of the pipeline stage whose registers are its operands. It
+        must be 1 in every cycle the product's value is used, and only while the client's
+        ``en`` is (``pool.conflict`` is also 1 in a cycle it is not). One flip-flop
+        instead of the unit's "busy" OR keeps the unit's control out of the path into
+        the multiplier (the ECP5 L=128 build's critical path, 652d610)."""
+        return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul",
+                                   None if en is None else Value.cast(en))
 
     def shifter(self, *, zero_idle: bool = False) -> "_Shifter":
         """This client's handle on the pool's shifters (see :class:`_Shifter`): called, the
@@ -170,7 +180,7 @@ class MulPool(Elaboratable):
     def __init__(self, *, name: str = "mulpool", share_above: int = SHARE_ABOVE):
         self._name = name
         self._share_above = share_above
-        self._chunks: list = []                # (client, kind, a, b, product signal)
+        self._chunks: list = []                # (client, kind, a, b, product, gate)
         self._slots: list[_Slot] = []
         self._clients: list[_Client] = []
         self._done = False
@@ -247,7 +257,7 @@ class MulPool(Elaboratable):
         client.slots.append(s)
         return s
 
-    def _chunk_product(self, client, a: Value, b: Value) -> Value:
+    def _chunk_product(self, client, a: Value, b: Value, gate=None) -> Value:
         """One slot's product ``a * b`` for operands of at most 16 bits (any signedness);
         the slot is chosen when the pool elaborates (:meth:`_allocate`)."""
         sa, sb = a.shape().signed, b.shape().signed
@@ -256,7 +266,7 @@ class MulPool(Elaboratable):
         kind = ("s" if sa else "u") + ("s" if sb else "u")
         p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
                    name=f"{self._name}_{client.name}_c{len(self._chunks)}")
-        self._chunks.append((client, kind, a, b, p))
+        self._chunks.append((client, kind, a, b, p, gate))
         return p
 
     def _allocate(self) -> None:
@@ -267,7 +277,7 @@ class MulPool(Elaboratable):
         for c in self._clients:
             c.slots = []
         share = len(self._chunks) > self._share_above
-        for client, kind, a, b, p in self._chunks:
+        for client, kind, a, b, p, gate in self._chunks:
             if share:
                 slot = self._slot_for(client, kind)
             else:
@@ -275,6 +285,7 @@ class MulPool(Elaboratable):
                 self._slots.append(slot)
                 client.slots.append(slot)
             slot.uses.append((client, a, b))
+            slot.gates.append(gate)
             slot.chunk_ps.append(p)
 
     def _shift(self, client, v: Value, s: Value, name: str, zero_idle: bool = False) -> Value:
@@ -337,7 +348,7 @@ class MulPool(Elaboratable):
             if rr is not None:
                 m.d.comb += rr.eq(r[:len(rr)])
 
-    def _product(self, client, a: Value, b: Value, name: str) -> Value:
+    def _product(self, client, a: Value, b: Value, name: str, gate=None) -> Value:
         if self._done:
             raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
                                f"{client.name!r} asked for a product: add the pool after "
@@ -363,7 +374,7 @@ class MulPool(Elaboratable):
             if len(chunk) == 1:                # a 1-bit chunk (0/1 or 0/-1): no multiplier
                 part = Mux(chunk[0], -b if chunk.shape().signed else b, 0)
             else:
-                part = self._chunk_product(client, chunk, b)
+                part = self._chunk_product(client, chunk, b, gate)
             term = part if lo == 0 else (part << lo)
             total = term if total is None else total + term
             lo = hi
@@ -413,10 +424,10 @@ class MulPool(Elaboratable):
                 # AND-OR of the users' operands, each extended to the slot's width first
                 # (sign or zero, by its own signedness) and gated by its client's enable.
                 ga, gb = Const(0, SLOT_BITS), Const(0, SLOT_BITS)
-                for u, (c, ua, ub) in enumerate(s.uses):
+                for u, ((c, ua, ub), gate) in enumerate(zip(s.uses, s.gates)):
                     xa = Signal(s.a_shape, name=f"{self._name}_a{k}_{c.name}{u}")
                     xb = Signal(s.b_shape, name=f"{self._name}_b{k}_{c.name}{u}")
-                    en = c.en.any()
+                    en = c.en.any() if gate is None else gate.any()
                     m.d.comb += [xa.eq(ua), xb.eq(ub)]
                     ga = ga | Mux(en, xa.as_unsigned(), 0)
                     gb = gb | Mux(en, xb.as_unsigned(), 0)
@@ -430,6 +441,10 @@ class MulPool(Elaboratable):
             for b in self._clients[i + 1:]:
                 if frozenset((a.name, b.name)) not in self._concurrent:
                     clash.append(a.en.any() & b.en.any())
+        # A product's own gate open while its client is not enabled breaks the contract.
+        for client, _, _, _, _, gate in self._chunks:
+            if gate is not None:
+                clash.append(gate.any() & ~client.en.any())
         m.d.comb += self.conflict.eq(Cat(*clash).any() if clash else 0)
         return m
 

@@ -225,7 +225,7 @@ class Norm(wiring.Component):
         x16 = x1[:OPERAND_BITS].as_signed()
         # No reset (a bubble's product is never read): the register folds into the
         # SB_MAC16 where the slot is this client's alone (the LM's pool: measured).
-        sq2 = pipe.reg(mul_sq(x16, Mux(final, n_held, x16), name="sq"), signed(sq_bits),
+        sq2 = pipe.reg(mul_sq(x16, Mux(final, n_held, x16), name="sq", en=v1), signed(sq_bits),
                        name="sq", reset_less=True)
         v2 = pipe.reg(v1, name="v")
         # S1 sums x at stage 1, S2 sums x^2 at stage 2: both are complete once the pass
@@ -253,7 +253,9 @@ class Norm(wiring.Component):
         # d'R and acc*m are 0 for a bubble (valid=): their shifts are zero_idle ones, ORed
         # into the pool's shared shifters without a gate.
         shift0 = mul.shifter(zero_idle=True)
-        dr = pipe.reg(mul(d, R, name="dR"), signed(d_bits + r_bits + 1), name="dR", valid=v)
+        # Each product's slot gate is its stage's valid bit (hw.mulpool ``en=``).
+        dr = pipe.reg(mul(d, R, name="dR", en=v), signed(d_bits + r_bits + 1), name="dR",
+                      valid=v)
         v = advance(v)
         v_dr = v                            # two stages before w * y
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
@@ -266,7 +268,7 @@ class Norm(wiring.Component):
         else:
             w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
-        wy = pipe.reg(mul(y, w, name="wy"), signed(wy_bits), name="wy")
+        wy = pipe.reg(mul(y, w, name="wy", en=v), signed(wy_bits), name="wy")
         v = advance(v)
         if affine:
             m.d.comb += [need_c.eq(v & self.bias_en),
@@ -280,8 +282,8 @@ class Norm(wiring.Component):
             acc_e = wy
         if affine:
             v = advance(v)
-        am = pipe.reg(mul(acc_e, self.m, name="accm"), signed(acc_bits + M_BITS + 1), name="accm",
-                      valid=v)
+        am = pipe.reg(mul(acc_e, self.m, name="accm", en=v), signed(acc_bits + M_BITS + 1),
+                      name="accm", valid=v)
         v = advance(v)
         # affine=False: the tail's extra stage keeps the latency of the affine form.
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,

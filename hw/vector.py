@@ -327,8 +327,20 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     u_bits = bits_for(EXP_ARG_FP_MAX)                                 # 15
     pooled = hasattr(mul, "shifter")
     halve = mul.shifter(zero_idle=valid is not None) if pooled else rhu_halve
-    mul = mul or (lambda x, y: x * y)     # or a hw.mulpool client (both products 16 x 16)
-    prod = pipe.reg(mul(a, gain_m), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod",
+    gated = pooled and valid is not None
+    # A pool client's products are gated by their stage's valid bit (hw.mulpool ``en=``).
+    if gated:
+        v_ops = [valid]                        # the valid bit of a's stage, then 4 more
+        for _ in range(4):                     # prod, t, u, slope: r1 and slope's stage
+            v_ops.append(pipe.reg(v_ops[-1], name="exp_v"))
+    if not pooled:
+        mul = mul or (lambda x, y: x * y)
+        mul_at = lambda x, y, k: mul(x, y)                               # noqa: E731
+    elif gated:
+        mul_at = lambda x, y, k: mul(x, y, en=v_ops[k])                  # noqa: E731
+    else:
+        mul_at = lambda x, y, k: mul(x, y)                               # noqa: E731
+    prod = pipe.reg(mul_at(a, gain_m, 0), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod",
                     valid=valid)
     # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
     if pooled:
@@ -352,14 +364,12 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
                      unsigned(bits_for(s_max)), name="exp_slope")
     r1 = pipe.reg(r, name="exp_r")
     q1 = pipe.reg(q, name="exp_q")
-    rs = pipe.reg(mul(r1, slope), unsigned(F + bits_for(s_max)), name="exp_rs")
+    rs = pipe.reg(mul_at(r1, slope, 4), unsigned(F + bits_for(s_max)), name="exp_rs")
     q2 = pipe.reg(q1, name="exp_q")
     if valid is not None and pooled:
         # The valid bit of rs's beat (registers that repeat the caller's delay of ``valid``:
         # Yosys merges the equal flip-flops): mant is 0 for a bubble, a zero_idle shift.
-        v_rs = valid
-        for _ in range(5):                     # prod, t, u, slope, rs
-            v_rs = pipe.reg(v_rs, name="exp_v")
+        v_rs = pipe.reg(v_ops[4], name="exp_v")          # prod, t, u, slope, rs
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant", valid=v_rs)
     else:
         mant = pipe.reg((1 << (K + P)) - rs, unsigned(K + P + 1), name="exp_mant")

@@ -104,6 +104,81 @@ def test_pooled_products_are_exact_for_the_enabled_client():
     assert dut.pool.n_slots == len(one) and sorted(one) == sorted(dut.pool.usage()["c1"])
 
 
+class _GateBench(Elaboratable):
+    """Client c0's 16 x 16 and 40 x 16 products each behind a gate of its own (``en=``),
+    client c1's behind its client enable, on shared slots."""
+
+    def __init__(self):
+        self.pool = MulPool(name="tg", share_above=0)
+        self.en = [Signal(name=f"en{c}") for c in range(2)]
+        self.gate = [Signal(name=f"g{i}") for i in range(2)]
+        self.shapes = [(signed(16), signed(16)), (signed(40), unsigned(16))]
+        self.ops = [[(Signal(sa, name=f"a{c}_{i}"), Signal(sb, name=f"b{c}_{i}"))
+                     for i, (sa, sb) in enumerate(self.shapes)] for c in range(2)]
+        self.prods = [[None, None] for _ in range(2)]
+
+    def elaborate(self, platform):
+        m = Module()
+        for c in range(2):
+            mul = self.pool.client(f"c{c}", en=self.en[c])
+            for i, (a, b) in enumerate(self.ops[c]):
+                p = Signal((a * b).shape(), name=f"p{c}_{i}")
+                m.d.comb += p.eq(mul(a, b, en=self.gate[i]) if c == 0 else mul(a, b))
+                self.prods[c][i] = p
+        m.submodules.pool = self.pool
+        return m
+
+
+def test_a_product_gate_of_its_own_counts_and_is_checked():
+    """A product's own gate (``mul(a, b, en=)``) passes its operands while it is 1 (exact)
+    and not while it is 0 although its client is enabled (that chunk's slots see 0 from
+    it); a gate open while its client's en is low raises the pool's conflict flag."""
+    rng = random.Random(SEED + 1)
+    print(f"seed={SEED + 1}")
+    dut = _GateBench()
+    sim = Simulator(dut)
+    checked = [0]
+
+    async def bench(ctx):
+        for trial in range(40):
+            vals = {}
+            for c in range(2):
+                for i, (a, b) in enumerate(dut.ops[c]):
+                    va = rng.choice(_values(rng, a.shape(), 3))
+                    vb = rng.choice(_values(rng, b.shape(), 3))
+                    vb = vb or 1
+                    va = va or 1
+                    ctx.set(a, va)
+                    ctx.set(b, vb)
+                    vals[c, i] = va * vb
+            on = trial % 2
+            ctx.set(dut.en[0], 1)
+            ctx.set(dut.en[1], 0)
+            ctx.set(dut.gate[on], 1)
+            ctx.set(dut.gate[1 - on], 0)
+            assert ctx.get(dut.prods[0][on]) == vals[0, on]
+            assert ctx.get(dut.pool.conflict) == 0
+            # The closed product's slots see nothing of its operands (the other client
+            # is idle): its product reads 0.
+            assert ctx.get(dut.prods[0][1 - on]) == 0
+            # Client 1 alone: its products are exact, c0's gates closed.
+            ctx.set(dut.en[0], 0)
+            ctx.set(dut.en[1], 1)
+            ctx.set(dut.gate[on], 0)
+            for i in range(2):
+                assert ctx.get(dut.prods[1][i]) == vals[1, i]
+            assert ctx.get(dut.pool.conflict) == 0
+            # A gate open while its client is not enabled breaks the contract.
+            ctx.set(dut.gate[on], 1)
+            assert ctx.get(dut.pool.conflict) == 1
+            ctx.set(dut.gate[on], 0)
+            checked[0] += 1
+
+    sim.add_testbench(bench)
+    sim.run()
+    assert checked[0] == 40
+
+
 def test_slot_count_is_the_most_one_client_needs():
     pool, m = _quiet(MulPool()), _quiet(Module())
     uses = {"norm": [(signed(16), signed(16)), (signed(30), unsigned(16)),
