@@ -72,8 +72,10 @@ class Activation(wiring.Component):
         :func:`delay_line`), written with ``x`` every
         time the pipeline advances and read ``delay - 1`` words behind the write pointer
         with the read port's enable on the same advance, so its output is the register
-        chain's last stage; "ff", that chain of registers (16 x 16 flip-flops, each in a
-        logic cell of its own on the iCE40: 256 of the LM's 8,494, measured)
+        chain's last stage (a word: the low 15 bits of x one beat behind and the sign of
+        the beat entering, so the stage after the line needs one flip-flop of x, its
+        sign, not 16); "ff", that chain of registers (16 x 16 flip-flops, each in a logic
+        cell of its own on the iCE40: 256 of the LM's 8,494, measured)
     pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (an accelerator's
         one, shared by every unit); None: a private pool (this unit's own SB_MAC16s)
 
@@ -162,13 +164,24 @@ class Activation(wiring.Component):
         v = vdelay(v, SHIFT_EXP_STAGES - 1 + stages)
         if self._x_delay == "ff":
             x = pipe.delay(x, SHIFT_EXP_STAGES - 1 + stages, name="x")
+            neg16 = x < 0
         else:
-            x = delay_line(m, pipe.ce, x_in[:OPERAND_BITS].as_signed(),
-                           SHIFT_EXP_STAGES + stages, name="act_xline")
+            # A word of the line: x's low 15 bits one beat behind (x1, a register packed
+            # with x_in's logic) and the sign of the beat entering. Read 16 advances on, it
+            # holds the sign the sigmoid's stage needs and the low bits of the beat one stage
+            # further, whose sign is the previous word's: x there takes one flip-flop, not 16
+            # (each fed by the block RAM, in a cell of its own).
+            x1 = pipe.reg(x_in[:OPERAND_BITS - 1], name="x")
+            word = delay_line(m, pipe.ce, Cat(x1, x_in[OPERAND_BITS - 1]),
+                              SHIFT_EXP_STAGES + stages, name="act_xline")
+            neg16 = word[OPERAND_BITS - 1]
 
-        sig = pipe.reg(Mux(x >= 0, sig_pos, (1 << B) - sig_pos), unsigned(B + 1), name="sig")
+        sig = pipe.reg(Mux(neg16, (1 << B) - sig_pos, sig_pos), unsigned(B + 1), name="sig")
         v = vdelay(v, 1)
-        x = pipe.reg(x, name="x")
+        if self._x_delay == "ff":
+            x = pipe.reg(x, name="x")
+        else:
+            x = Cat(word[:OPERAND_BITS - 1], pipe.reg(neg16, name="x_sign")).as_signed()
 
         # requantize(p, m2, s2) with p = sig (SIGMOID) or x * sig (SILU, GELU).
         # |x sig| <= 2^15 2^15: p in 32 bits signed; |p m2| < 2^30 2^16: 47 bits
