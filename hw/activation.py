@@ -185,12 +185,12 @@ class Activation(wiring.Component):
 
         # requantize(p, m2, s2) with p = sig (SIGMOID) or x * sig (SILU, GELU).
         # |x sig| <= 2^15 2^15: p in 32 bits signed; |p m2| < 2^30 2^16: 47 bits
-        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, mul(x, sig, name="xsig")),
+        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, mul(x, sig, name="xsig", en=v)),
                      signed(2 * OPERAND_BITS), name="p")
         v = vdelay(v, 1)
         # p * m2 is 0 for a bubble (valid=): the tail's shift is a zero_idle one, ORed into
         # the pool's shared shifter without a gate.
-        p_m = pipe.reg(mul(p, self.m2, name="pm2"), signed(2 * OPERAND_BITS + M_BITS - 1),
+        p_m = pipe.reg(mul(p, self.m2, name="pm2", en=v), signed(2 * OPERAND_BITS + M_BITS - 1),
                        name="pm", valid=v)
         y = rhu_sat_tail(m, pipe, p_m, self.s2, out_bits=OPERAND_BITS, wide=self.wide,
                          name="act_out", halve=mul.shifter(zero_idle=True))
