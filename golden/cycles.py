@@ -153,7 +153,7 @@ def repeat_cycles(ins: Instr) -> int:
 
 
 def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
-                  epilogue_latency: int | None = None) -> int:
+                  epilogue_latency: int | None = None, epilogue_pair: bool = False) -> int:
     """MATVEC of ``n`` rows, fan-in ``k``, on ``L = lanes`` lanes (``T = ceil(n / L)`` tiles)::
 
         2 + 4 + W + k + (T - 1) * max(k, L) + L + d      (n >= 1, k >= 1)
@@ -197,10 +197,18 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     leaves the requantizer and is written ``U`` cycles later, so ``d = max(0, R + U - L +
     r)``.
 
+    With an epilogue ``pair`` (``epilogue_pair``: golden/isa.py, a SIGMOID writing the
+    sigmoid of each row and of its negation; ``k >= 2L``) rows enter the requantizer one
+    every two cycles (row ``j`` of a tile leaves the engine ``2j`` cycles after its first),
+    each row then enters the unit on two cycles and the second result is written one cycle
+    after the first; padding rows still leave one a cycle. Tiles still take ``k`` cycles
+    (``k >= 2L``), and the state exits in the cycle ``max(c + 2 + L + r, c + 3 + 2 r + R +
+    U)``: ``2 + 1 + c + max(L + r + 2, 2 r + R + U + 3)`` in all.
+
     Raises
     ------
     ValueError for ``lanes`` < 1, an unknown ``weight_format``, or ``k = 0`` with ``n > 0``
-    (the RTL never finishes).
+    (the RTL never finishes); a pair with ``k < 2 L``.
     """
     L = int(lanes)
     if L < 1:
@@ -213,6 +221,13 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
         raise ValueError(f"MATVEC with n={n} and k=0 never finishes on the RTL (no beat ends "
                          f"a tile)")
     tiles = -(-n // L)
+    if ins.epi and epilogue_pair:
+        if k < 2 * L:
+            raise ValueError(f"an epilogue pair needs k >= 2 * lanes = {2 * L}, not k = {k}")
+        r = (n - 1) % L
+        c = 1 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * k
+        return ISSUE_CYCLES + 1 + c + max(L + r + 2, 2 * r + REQUANT_LATENCY
+                                          + int(epilogue_latency or 0) + 3)
     tail = REQUANT_LATENCY + (int(epilogue_latency) if ins.epi and epilogue_latency else 0)
     d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
     return (ISSUE_CYCLES + 4 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
@@ -221,7 +236,7 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
 
 def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = "i2",
                     norm_latency: int = 13, epilogue_latency: int | None = None,
-                    wait: int = 0) -> int:
+                    wait: int = 0, epilogue_pair: bool = False) -> int:
     """A prologue RMSNORM (golden/isa.py ``pro``) and its MATVEC (with its epilogue, if
     ``mv.epi``), run as one operation: with ``A = max(3, 2 + wait)``, ``N`` the Norm
     unit's latency (13) and ``W`` = :data:`STREAMER_LATENCY`::
@@ -246,7 +261,7 @@ def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = 
     L = int(lanes)
     _check_format(weight_format)
     base = matvec_cycles(mv, lanes=L, weight_format=weight_format,
-                         epilogue_latency=epilogue_latency)
+                         epilogue_latency=epilogue_latency, epilogue_pair=epilogue_pair)
     first = max(3, 2 + int(wait)) + int(norm_latency)
     return base - (ISSUE_CYCLES + 1 + STREAMER_LATENCY[weight_format]) + first
 
@@ -651,6 +666,8 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                 unit = _spec(program[pc + 1].op).unit
                 lat = (latencies or {}).get(unit)
                 d["epilogue_latency"] = UNIT_TIMING[unit][1] if lat is None else lat
+                if program[pc + 1].pair:
+                    d["epilogue_pair"] = True
             waits = {}
             if tee is not None and ins.op == Op.RMSNORM and ins.reuse and ins.n:
                 # Pass 1 of the tee's RMSNORM: its first beat waits for the unit's work.
@@ -670,6 +687,7 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     raise ValueError(f"instruction {pc} is a RMSNORM with a prologue, but the "
                                      f"next instruction is not a MATVEC")
                 u_lat = None
+                pair = False
                 if mv.epi:
                     if pc + 2 >= len(program) or not _spec(program[pc + 2].op).epilogue:
                         raise ValueError(f"instruction {pc + 1} is a MATVEC with an epilogue, "
@@ -677,15 +695,16 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     unit = _spec(program[pc + 2].op).unit
                     lat = (latencies or {}).get(unit)
                     u_lat = UNIT_TIMING[unit][1] if lat is None else lat
+                    pair = bool(program[pc + 2].pair)
                 n_lat = (latencies or {}).get("norm")
                 n_lat = UNIT_TIMING["norm"][1] if n_lat is None else n_lat
                 teed = bool(mv.epi) and bool(program[pc + 2].tee)
                 kw = dict(lanes=lanes, weight_format=weight_format, norm_latency=n_lat,
-                          epilogue_latency=u_lat)
+                          epilogue_latency=u_lat, epilogue_pair=pair)
                 hi = prologue_cycles(ins, mv, wait=waits.get("hi", 0), **kw)
                 lo = prologue_cycles(ins, mv, wait=waits.get("lo", 0), **kw)
                 mvc = matvec_cycles(mv, lanes=lanes, weight_format=weight_format,
-                                    epilogue_latency=u_lat)
+                                    epilogue_latency=u_lat, epilogue_pair=pair)
                 if teed:
                     gap = _matvec_drain_after_last_write(mv, lanes, u_lat)
                     tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)

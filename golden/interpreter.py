@@ -175,6 +175,10 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         if ins.wb and ins.op != Op.MUL:
             raise MachineError(f"instruction {pc} ({ins}) sets wb, which only a MUL may "
                                f"(golden/isa.py)")
+        if ins.pair:
+            # Only as a MATVEC's epilogue, checked (and run) with its MATVEC below.
+            raise MachineError(f"instruction {pc} ({ins}) sets pair, which only a SIGMOID "
+                               f"epilogue of a MATVEC may (golden/isa.py)")
         if ins.op == Op.MATVEC and ins.epi:
             # A MATVEC and its epilogue (golden/isa.py): one operation, two instructions.
             nxt = prog[pc + 1] if pc + 1 < len(prog) else None
@@ -195,6 +199,21 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                    f"{nxt.dst}..{nxt.dst + nxt.n - 1} over its MATVEC's input "
                                    f"{ins.src}..{ins.src + ins.k - 1}, which the ISA does not "
                                    f"define")
+            if nxt.pair:
+                if (nxt.op != Op.SIGMOID or nxt.flags & Flag.NEG or ins.k < 2 * lanes):
+                    raise MachineError(f"instruction {pc + 1} ({nxt}) sets pair, which only a "
+                                       f"SIGMOID without NEG may, as the epilogue of a MATVEC "
+                                       f"with k >= 2 * lanes = {2 * lanes} (golden/isa.py)")
+                for lo, hi, what in ((nxt.dst, nxt.dst + ins.n, "its first result"),
+                                     (ins.src, ins.src + ins.k, "its MATVEC's input")):
+                    if nxt.aux < hi and lo < nxt.aux + ins.n:
+                        raise MachineError(f"instruction {pc + 1} ({nxt}) writes its pair's "
+                                           f"second result {nxt.aux}..{nxt.aux + ins.n - 1} "
+                                           f"over {what} {lo}..{hi - 1}, which the ISA does "
+                                           f"not define")
+                twin = dataclasses.replace(nxt, flags=nxt.flags | int(Flag.NEG), dst=nxt.aux,
+                                           pair=0)
+                _vector(twin, pc + 1, scratch, a=y)
             _vector(nxt, pc + 1, scratch, a=y)
             if (nxt.tee or nxt.tee8) and (nxt.op not in (Op.ADD, Op.MUL) or not nxt.tee
                                           or tee_pc is not None):

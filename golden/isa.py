@@ -51,6 +51,13 @@ the RTL feeds the Norm unit's results straight into the lanes as tile 0's activa
 while it writes them to ``dst`` as usual, where tiles 1.. read them. The results are those
 of the two instructions run one after the other.
 
+A *pair* (``pair = 1`` on a SIGMOID without NEG that is the epilogue of a MATVEC with
+``k >= 2 * lanes``): the epilogue also writes ``scratch[aux + j] = op(-y[j])`` (the same
+SIGMOID with NEG) beside ``scratch[dst + j] = op(y[j])``, as the SIGMOID and its NEG twin
+would one after the other on the written rows; ``[aux, aux + n)`` is disjoint from
+``[dst, dst + n)`` and from the MATVEC's input. (The RTL feeds each row and its negation
+into the unit on two cycles, the rows leaving the engine one every two cycles, which a
+tile of ``k >= 2L`` cycles hides.)
 A *weight-memory operand* (``wb = 1`` on a MUL that is not a MATVEC's epilogue, on
 words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit halfword
 ``j mod H`` of weight word ``wbase + j // H`` (``H`` = the word's bits / 16; the layout of
@@ -170,7 +177,8 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("rsel", 8),     # REPEAT body: stride selectors, src [1:0] dst [3:2] aux [5:4] wbase [7:6]
     ("pro", 1),      # RMSNORM: the next instruction is a MATVEC taking its result (prologue)
     ("wb", 1),       # MUL: the b operand is an int16 row of the weight memory at wbase
-    ("rsvd", 2),
+    ("pair", 1),     # SIGMOID epilogue: also writes the sigmoid of the negated rows at aux
+    ("rsvd", 1),
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -225,6 +233,7 @@ class Instr:
     rsel: int = 0
     pro: int = 0
     wb: int = 0
+    pair: int = 0
     rsvd: int = 0
 
     def __str__(self) -> str:

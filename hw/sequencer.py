@@ -75,6 +75,10 @@ class Sequencer(wiring.Component):
       that instruction in the MATVEC's first cycle, while the first weight command
       issues; its ``b`` is read at ``aux + j`` through the second scratch port as row ``j``
       enters the requantizer and delayed to meet it), whose results go to its ``dst``.
+      An epilogue ``pair`` (a SIGMOID, golden/isa.py): a row enters the requantizer only
+      if none did in the cycle before (``pr_block``), and enters the unit as ``y``, then
+      the next cycle as ``-y`` (``pr_neg``); the results alternate between ``dst``
+      (``ep_waddr``) and ``aux`` (``ep_raddr``, which reads nothing for a SIGMOID).
     * Prologue (``pro`` on a reuse RMSNORM, golden/isa.py): the RMSNORM and the MATVEC
       after it as one operation. DECODE and EXEC start the RMSNORM's reads as for VEC;
       state PRO_DEC registers the MATVEC (the word at pc) while the Norm unit keeps the
@@ -304,6 +308,17 @@ class Sequencer(wiring.Component):
         epi_ops = [op for _, om in self._vector_units for op in om if op_spec(op).epilogue]
         fuse = Signal()
         ep_raddr, ep_waddr = Signal(sa_bits), Signal(sa_bits)
+        # Epilogue pair (golden/isa.py ``pair``, a SIGMOID epilogue): rows enter the
+        # requantizer one every two cycles (never in the cycle after an entry, ep_ent0);
+        # each enters the unit as y, then (pr_v, the next cycle) as -y (pr_neg); the
+        # results alternate (pr_ph: 0 the dst one at ep_waddr, 1 the aux one at ep_raddr,
+        # which reads nothing then).
+        pair_ok = any(op == Op.SIGMOID for _, om in self._vector_units for op in om) and \
+            Op.SIGMOID in self._ops
+        pair = Signal()
+        pr_v, pr_ph = Signal(), Signal()
+        pr_neg = Signal(SCRATCH_BITS)
+        pr_block = Signal()         # a row entered the requantizer last cycle (pair mode)
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -509,10 +524,10 @@ class Sequencer(wiring.Component):
 
         # Writeback: lane results in order; rows past n are padding and dropped.
         m.d.comb += [
-            requant.i.valid.eq(engine.o.valid & in_range & ~raw),
+            requant.i.valid.eq(engine.o.valid & in_range & ~raw & ~pr_block),
             requant.i.payload.acc.eq(engine.o.payload.acc),
             requant.i.payload.tag.eq(w_addr),
-            engine.o.ready.eq(raw | ~in_range | requant.i.ready),
+            engine.o.ready.eq(raw | ~in_range | (requant.i.ready & ~pr_block)),
             requant.o.ready.eq(1),
             self.scr_waddr.eq(requant.o.payload.tag),
             self.scr_wdata.eq(requant.o.payload.y),
@@ -538,13 +553,20 @@ class Sequencer(wiring.Component):
                 nxt = Signal(name=f"ep_ent{i}")
                 m.d.sync += nxt.eq(ent)
                 ent = nxt
-            with m.If(ent):
+            with m.If(ent & ~pair):
                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
             m.d.comb += ep_b.eq(self.scr_rdata2)
         wrote = Signal()
         vo_valid = Signal()
+        # (a pair's row is written when its second result is)
         m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range,
-                                 Mux(fuse, vo_valid, requant.o.valid)))
+                                 Mux(fuse, vo_valid & (~pair | pr_ph), requant.o.valid)))
+        if pair_ok and epi_ops:
+            first_ent = Signal()
+            m.d.sync += first_ent.eq(requant.i.valid & requant.i.ready)
+            m.d.comb += pr_block.eq(pair & first_ent)
+            m.d.sync += [pr_v.eq(pair & requant.o.valid),
+                         pr_neg.eq(-requant.o.payload.y.as_signed())]
         rows_done = ol_is0 | (ol_is1 & wrote)
 
         def count_row():
@@ -615,7 +637,17 @@ class Sequencer(wiring.Component):
             if hasattr(unit, "reuse"):
                 # A tee's RMSNORM streams pass 1 after the unit's own work (not ``skip``).
                 m.d.comb += unit.reuse.eq(vins.reuse & ~tee_pend if tees else vins.reuse)
-            if any(op_spec(op).epilogue for op in opmodes):
+            if any(op_spec(op).epilogue for op in opmodes) and pair_ok and Op.SIGMOID in opmodes:
+                # An epilogue unit that runs a pair: a row, then its negation (pr_v).
+                ep_a = Mux(pr_v, pr_neg, requant.o.payload.y)
+                m.d.comb += [
+                    unit.i.payload.a.eq(Mux(fuse, ep_a, x_a).as_signed()),
+                    unit.i.payload.b.eq(Mux(fuse, ep_b, x_b).as_signed()),
+                    unit.i.payload.last.eq(x_last & ~fuse),
+                    unit.i.valid.eq(((in_vec & x_valid) | (fuse & (requant.o.valid | pr_v)))
+                                    & sel),
+                ]
+            elif any(op_spec(op).epilogue for op in opmodes):
                 # An epilogue unit: fed from the requantizer while a fused MATVEC runs.
                 m.d.comb += [
                     unit.i.payload.a.eq(Mux(fuse, requant.o.payload.y, x_a.as_signed())),
@@ -860,6 +892,9 @@ class Sequencer(wiring.Component):
                     step_pc()
                     m.d.sync += [vins.as_value().eq(pd.as_value()),
                                  ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux), fuse.eq(1)]
+                    if pair_ok:
+                        # (a SIGMOID's only: any other unit gives one result a row)
+                        m.d.sync += [pair.eq(pd.pair & (pd.op == Op.SIGMOID)), pr_ph.eq(0)]
                     for unit, opmodes, sel in unit_decode:
                         m.d.sync += sel.eq(0)
                         with m.Switch(pd.op):
@@ -919,13 +954,18 @@ class Sequencer(wiring.Component):
             with m.State("MATVEC"):
                 if epi_ops:
                     with m.If(fuse):
-                        m.d.comb += [self.scr_waddr.eq(ep_waddr), self.scr_wdata.eq(vo_y),
-                                     self.scr_wen.eq(vo_valid)]
-                        with m.If(vo_valid):
+                        m.d.comb += [self.scr_waddr.eq(Mux(pr_ph, ep_raddr, ep_waddr)),
+                                     self.scr_wdata.eq(vo_y), self.scr_wen.eq(vo_valid)]
+                        with m.If(vo_valid & ~pr_ph):
                             m.d.sync += ep_waddr.eq(ep_waddr + 1)
+                        if pair_ok:
+                            with m.If(vo_valid & pair):
+                                m.d.sync += pr_ph.eq(~pr_ph)
+                            with m.If(vo_valid & pr_ph):
+                                m.d.sync += ep_raddr.eq(ep_raddr + 1)
                 # Done once every row is written and the engine has drained its padding lanes.
                 with m.If(rows_done & ~engine.o.valid):
-                    m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0)]
+                    m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
                     m.next = "DECODE"
             if Op.EMBED in has:
                 with m.State("EMB_TOK"):

@@ -309,7 +309,9 @@ class _Builder:
         self.temps.append(v)
         return v
 
-    def emit(self, op: Op, *, src=None, aux=None, dst=None, **fields) -> None:
+    def emit(self, op: Op, *, src=None, aux=None, dst=None, aux_out=False, **fields) -> None:
+        """One instruction; ``aux_out``: its ``aux`` buffer is a result (an epilogue
+        pair's second, golden/isa.py ``pair``), written here, not read."""
         ops = {}
         for key, v in (("src", src), ("aux", aux), ("dst", dst)):
             if isinstance(v, (_Buf, _View)):
@@ -332,7 +334,7 @@ class _Builder:
                 v = v.base
             if v is None or v.fixed:
                 continue
-            if key == "dst":
+            if key == "dst" or (key == "aux" and aux_out):
                 if v.first is not None and not view:
                     raise AssertionError(f"work vector {v.name} written twice")
                 if v.first is None:
@@ -412,6 +414,38 @@ def _epilogues(g: Graph) -> dict[int, bool]:
             out[idx] = False
         elif e.b == nd.out and es.operands == 2 and not e.flags & Flag.NEG:
             out[idx] = True
+    return out
+
+
+def _pairs(g: Graph, cfg: AccelConfig) -> dict[int, tuple[int, int]]:
+    """The MATVECs the lowering runs with an epilogue pair (golden/isa.py ``pair``):
+    ``{node index: (index of the SIGMOID, index of its NEG twin)}``. A requantized MATVEC of
+    fan-in ``k >= 2 * lanes`` whose two next nodes are a SIGMOID and the same SIGMOID with
+    NEG (in either order; the same n, m, s, m2, s2, flags but NEG), its output's only
+    readers (a temp, not a graph output), on an accelerator building SIGMOID."""
+    if Op.SIGMOID not in cfg.op_set or "activation" not in cfg.vector:
+        return {}
+    readers = collections.Counter()
+    for nd in g.nodes:
+        for name in (nd.a, nd.b):
+            if name is not None:
+                vec = g.vecs.get(name)
+                readers[vec.parent if vec is not None and vec.kind == "view" else name] += 1
+    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    out = {}
+    for idx, nd in enumerate(g.nodes[:-2]):
+        if (nd.op != Op.MATVEC or nd.flags & Flag.RAW or nd.out in keep
+                or g.vecs[nd.out].kind != "temp" or readers[nd.out] != 2
+                or g.weights[nd.weight].shape[1] < 2 * cfg.lanes):
+            continue
+        e1, e2 = g.nodes[idx + 1], g.nodes[idx + 2]
+        if not (e1.op == e2.op == Op.SIGMOID and e1.a == e2.a == nd.out
+                and e1.b in (None, nd.out) and e2.b in (None, nd.out)
+                and (e1.flags ^ e2.flags) == int(Flag.NEG)
+                and (e1.m, e1.s, e1.m2, e1.s2) == (e2.m, e2.s, e2.m2, e2.s2)
+                and g.vecs[e1.out].n == g.vecs[e2.out].n == g.vecs[nd.out].n):
+            continue
+        out[idx] = (idx + 1, idx + 2) if e2.flags & Flag.NEG else (idx + 2, idx + 1)
     return out
 
 
@@ -622,6 +656,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
         return v
 
     epis = _epilogues(g) if fuse else {}
+    pairs = _pairs(g, cfg) if fuse else {}
     skip = -1
     # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
     # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
@@ -635,7 +670,21 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
         s = spec(nd.op)
         if held is not None and nd.out is not None and root(nd.out) == root(held[0]):
             held = None
-        if idx == skip:
+        if idx <= skip:
+            continue
+        if idx in pairs:
+            # A MATVEC and its epilogue pair (golden/isa.py ``pair``): the SIGMOID writes
+            # sigmoid(y) at dst and sigmoid(-y) (its NEG twin's) at aux; the rows are never
+            # written. src names the MATVEC's input (kept alive, as an epilogue's).
+            pi, ni = pairs[idx]
+            e, en = g.nodes[pi], g.nodes[ni]
+            n, k = g.weights[nd.weight].shape
+            x = get(nd.a)
+            b.emit(Op.MATVEC, flags=nd.flags, src=x, dst=0, n=n, k=k,
+                   wbase=wmap[nd.weight][0], m=nd.m, s=nd.s, epi=1)
+            b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out), dst=out_buf(e.out),
+                   n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1, aux_out=True)
+            skip = idx + 2
             continue
         if idx in epis:
             # A MATVEC and its epilogue (golden/isa.py ``epi``): the MATVEC's rows stream
@@ -762,6 +811,8 @@ def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
             sp = spec(ins.op)
         except KeyError:
             return "?"
+        if ins.pair:          # two results (dst and aux): not followed
+            return "?"
         return (ins.dst, ins.dst + sp.out_rows(ins.n, ins.k)) if sp.vector else "?"
 
     for i, ins in enumerate(prog):
@@ -868,6 +919,19 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} (MUL wb) reads weight words "
                                    f"[{ins.wbase}, {ins.wbase + words}), past the "
                                    f"{cfg.weight_depth} the weight memory holds (weight_depth)")
+        if ins.pair:
+            prev = prog[idx - 1] if idx else None
+            if (ins.op != Op.SIGMOID or ins.flags & Flag.NEG or prev is None
+                    or prev.op != Op.MATVEC or not prev.epi or prev.k < 2 * cfg.lanes):
+                raise CompileError(f"instruction {idx} ({s.name}) sets pair, which only a "
+                                   f"SIGMOID without NEG may, as the epilogue of a MATVEC with "
+                                   f"k >= 2 * lanes = {2 * cfg.lanes} (golden/isa.py)")
+            for lo, hi in ((ins.dst, ins.dst + ins.n), (prev.src, prev.src + prev.k)):
+                if ins.aux < hi and lo < ins.aux + ins.n:
+                    raise CompileError(f"instruction {idx} (SIGMOID pair) writes its second "
+                                       f"result [{ins.aux}, {ins.aux + ins.n}) over [{lo}, "
+                                       f"{hi}), its first result or its MATVEC's input "
+                                       f"(golden/isa.py)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -950,7 +1014,10 @@ def lower(g: Graph, cfg: AccelConfig, *, state_init: dict | None = None,
     fuse : run each requantized MATVEC whose one reader is the next node, an epilogue op
         of the registry, as that MATVEC's epilogue (golden/isa.py ``epi``), and fold an
         EMBED's one elementwise reader into an int16 table read by EMBED WIDE
-        (:func:`_fold_embeddings`); default True
+        (:func:`_fold_embeddings`); also run a MATVEC whose two readers are a SIGMOID
+        and its NEG twin with an epilogue pair (:func:`_pairs`, golden/isa.py ``pair``),
+        and keep the constants only MULs read in the weight memory (:func:`_wb_consts`,
+        ``wb``); default True
     repeat : compress the program with REPEAT loops (:func:`compress_program`; the
         program then unrolls to the straight-line one); default True
 

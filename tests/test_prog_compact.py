@@ -53,7 +53,7 @@ def test_lm_stores_111_bits_in_7_blocks():
 
 
 @pytest.mark.parametrize("field, bit", [("wbase", 16), ("wbase", 19), ("k", 9), ("k", 11),
-                                        ("rsel", 0), ("rsvd", 1)])
+                                        ("rsel", 0), ("rsvd", 0)])
 def test_a_dropped_bit_is_refused_everywhere(field, bit):
     word = encode(Instr(Op.HALT)) | (1 << (_lo(field) + bit))
     why = LM_CONFIG.prog_refusal([encode(Instr(Op.HALT)), word])
