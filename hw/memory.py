@@ -3,12 +3,21 @@
 Boards may replace it with a component of the same signature built from device
 primitives (iCE40 SB_SPRAM256KA: see ``hw/spram.py``).
 """
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["BankedMemory", "WeightMemory", "weight_memory_signature"]
+__all__ = ["BankedMemory", "WeightMemory", "weight_memory_signature", "write_slices"]
+
+#: Bits of a host write slice: a weight word is written in 32-bit slices (hw/top.py).
+SLICE_BITS = 32
+
+
+def write_slices(word_bits: int) -> int:
+    """The write slices of a ``word_bits`` word: ``ceil(word_bits / 32)``, the width of a
+    weight memory's ``wen``."""
+    return -(-word_bits // SLICE_BITS)
 
 
 def weight_memory_signature(word_bits: int, depth: int) -> wiring.Signature:
@@ -20,14 +29,16 @@ def weight_memory_signature(word_bits: int, depth: int) -> wiring.Signature:
     rdata : Out(word_bits)     word at the ``raddr`` of the previous cycle (1-cycle latency)
     waddr : In(range(depth))
     wdata : In(word_bits)
-    wen : In(1)                write the whole word this cycle
+    wen : In(write_slices(word_bits))   bit ``s`` writes the word's bits ``[32 s, 32 s + 32)``
+        from ``wdata``'s this cycle (one bit, the whole word, for words of up to 32 bits),
+        so the host's 32-bit slices go in as they come, with no staging register
     """
     return wiring.Signature({
         "raddr": In(range(depth)),
         "rdata": Out(word_bits),
         "waddr": In(range(depth)),
         "wdata": In(word_bits),
-        "wen": In(1),
+        "wen": In(write_slices(word_bits)),
     })
 
 
@@ -87,13 +98,22 @@ class WeightMemory(wiring.Component):
                          init=[(w >> lo) & mask for w in self._init])
             m.submodules["mem" if len(cols) == 1 else f"mem{i}"] = mem
             rd = mem.read_port()
-            wr = mem.write_port()
+            first, last = lo // SLICE_BITS, (lo + bits - 1) // SLICE_BITS
+            if first == last:                 # the column lies in one write slice
+                wr = mem.write_port()
+                en = self.wen[first]
+            elif lo % SLICE_BITS == 0 and bits % SLICE_BITS == 0:
+                wr = mem.write_port(granularity=SLICE_BITS)
+                en = self.wen[first:last + 1]
+            else:                             # a bit's enable is its slice's
+                wr = mem.write_port(granularity=1)
+                en = Cat(*[self.wen[(lo + i) // SLICE_BITS] for i in range(bits)])
             m.d.comb += [
                 rd.addr.eq(self.raddr),
                 self.rdata[lo:lo + bits].eq(rd.data),
                 wr.addr.eq(self.waddr),
                 wr.data.eq(self.wdata[lo:lo + bits]),
-                wr.en.eq(self.wen),
+                wr.en.eq(en),
             ]
         return m
 

@@ -81,7 +81,7 @@ class SPRAMWeightMemory(wiring.Component):
         cols = -(-self._word_bits // SPRAM_BITS)
         banks = -(-self._depth // SPRAM_WORDS)
         addr = Signal(max(14, (self._depth - 1).bit_length()))
-        m.d.comb += addr.eq(Mux(self.wen, self.waddr, self.raddr))
+        m.d.comb += addr.eq(Mux(self.wen.any(), self.waddr, self.raddr))
         wdata = Signal(cols * SPRAM_BITS)
         m.d.comb += wdata.eq(self.wdata)
         bank = addr[14:] if banks > 1 else Const(0)
@@ -96,7 +96,7 @@ class SPRAMWeightMemory(wiring.Component):
                     i_ADDRESS=addr[:14],
                     i_DATAIN=wdata[SPRAM_BITS * c:SPRAM_BITS * (c + 1)],
                     i_MASKWREN=Const(0b1111, 4),
-                    i_WREN=self.wen & (bank == b),
+                    i_WREN=self.wen[SPRAM_BITS * c // 32] & (bank == b),   # its slice's
                     i_CHIPSELECT=Const(1, 1),
                     i_CLOCK=ClockSignal("sync"),
                     i_STANDBY=Const(0, 1),

@@ -11,7 +11,7 @@ from ternac.golden.isa import INSTR_BITS
 from ternac.golden.widths import SCRATCH_BITS
 from ternac.config import AccelConfig
 from ternac.protocol import HOST_ADDR_BITS, SPACE_BITS, WORD_STRIDE, Space
-from .memory import BankedMemory, WeightMemory
+from .memory import BankedMemory, WeightMemory, write_slices
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator", "SCRATCH_BANK"]
@@ -36,8 +36,9 @@ class Accelerator(wiring.Component):
     Host port (usable while ``busy`` is low): ``host_space`` selects a
     :class:`~ternac.protocol.Space`; a write takes one cycle; a read returns
     ``host_rdata`` the cycle after ``host_re``. PROG and WEIGHTS words are addressed as
-    ``4 * word + slice`` with 32-bit slices, least significant first; a WEIGHTS word is
-    staged and written whole when its last slice (``ceil(word_bits/32) - 1``) is written.
+    ``4 * word + slice`` with 32-bit slices, least significant first; a WEIGHTS slice is
+    written into its word's bits as it comes (slices past ``ceil(word_bits/32) - 1`` are
+    ignored).
 
     Members
     -------
@@ -182,24 +183,16 @@ class Accelerator(wiring.Component):
             seq.w_rdata.eq(wmem.rdata),
         ]
 
-        # WEIGHTS writes: stage the 32-bit slices before the last, write the whole word with
-        # its last slice (which goes to the memory straight from host_wdata). A slice's
-        # stage loads host_wdata itself under its own enable: no multiplexer, and nothing
-        # staged for the last slice (it was never read: 32 flip-flops and 2 x 32 LUT4s on
-        # the LM's 64-bit words).
-        slices = -(-cfg.word_bits // 32)
+        # WEIGHTS writes: each 32-bit slice goes into its bits of the word as it comes (the
+        # weight memory's per-slice wen: an SPRAM column's WREN, a block RAM's write
+        # enable), so nothing is staged (the LM's 64-bit words staged slice 0 in 32
+        # flip-flops, each in a logic cell of its own on the iCE40).
+        slices = write_slices(cfg.word_bits)
         wr_weights = host & self.host_we & (space == Space.WEIGHTS)
-        staged = []
-        for k in range(slices - 1):
-            st = Signal(32, name=f"stage{k}")
-            with m.If(wr_weights & (slc == k)):
-                m.d.sync += st.eq(self.host_wdata)
-            staged.append(st)
-        merged = Cat(*staged, self.host_wdata)
         m.d.comb += [
             wmem.waddr.eq(word),
-            wmem.wdata.eq(merged[:cfg.word_bits]),
-            wmem.wen.eq(wr_weights & (slc == slices - 1)),
+            wmem.wdata.eq(self.host_wdata.replicate(slices)[:cfg.word_bits]),
+            wmem.wen.eq(Cat(*[wr_weights & (slc == k) for k in range(slices)])),
         ]
 
         # Host reads: one cycle after host_re, select the space read.

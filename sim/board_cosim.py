@@ -309,8 +309,16 @@ async def spram_banks(dut):
     addrs = rng.sample(range(depth), 64) + [0, depth - 1, 16383 % depth, 16384 % depth]
     words = {a: rng.getrandbits(bits) for a in addrs}
     for a, w in words.items():
-        dut.waddr.value, dut.wdata.value, dut.wen.value = a, w, 1
+        dut.waddr.value, dut.wdata.value, dut.wen.value = a, w, (1 << -(-bits // 32)) - 1
         await RisingEdge(dut.clk)
+    slices = -(-bits // 32)
+    if slices > 1:        # one 32-bit slice of a word at a time (wen bit s: bits 32s..32s+31)
+        for a in rng.sample(addrs, 32):
+            s, v = rng.randrange(slices), rng.getrandbits(bits)
+            dut.waddr.value, dut.wdata.value, dut.wen.value = a, v, 1 << s
+            await RisingEdge(dut.clk)
+            mask = ((1 << 32) - 1) << (32 * s)
+            words[a] = (words[a] & ~mask) | (v & mask)
     dut.wen.value = 0
     bad = 0
     for a, w in words.items():

@@ -82,8 +82,8 @@ class AccelConfig:
         (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
         as 0, and :meth:`prog_refusal` (the compiler's check_program, the host driver's
         load_program, hw.top.Accelerator) refuses a program that sets one. The LM's 111 of
-        128 bits fit 7 iCE40 blocks of 256 x 16 instead of 8 (written through the block's
-        per-bit write mask, hw/top.py).
+        128 bits (golden/isa.py FIELDS at 5a0c30b; at most 112) fit 7 iCE40 blocks of
+        256 x 16 instead of 8 (written through the block's per-bit write mask, hw/top.py).
 
     Raises
     ------
@@ -196,8 +196,8 @@ class AccelConfig:
         ``k`` those of the largest of ``max_fan_in`` (a MATVEC's fan-in), ``max_vector``
         and, with REPEAT, ``prog_depth`` (a body's length), at least the 6 of a vector
         op's ``s2``. A program that needs more (an EMBED row of more words than that) is
-        refused (:meth:`prog_refusal`). The LM (:data:`LM_CONFIG`): 111 bits, 7 blocks of
-        256 x 16 on the iCE40 (112 would still fit)."""
+        refused (:meth:`prog_refusal`). The LM (:data:`LM_CONFIG`): 111 bits at 5a0c30b's
+        FIELDS, 7 blocks of 256 x 16 on the iCE40 (112 still fit; 113 take 8)."""
         from ternac.golden.isa import FIELDS
         out, lo = [], 0
         for name, bits in FIELDS:

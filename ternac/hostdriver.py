@@ -444,8 +444,8 @@ class HostDriver:
 
         A word is ceil(word_bits / 32) slices, least significant first, at host addresses
         ``WORD_STRIDE * word + slice``; the unused slice addresses of a word are written
-        with zeros (the accelerator commits a word at its last real slice and ignores the
-        rest), so every frame carries whole, contiguous words.
+        with zeros (the accelerator writes each real slice into its bits of the word and
+        ignores the rest), so every frame carries whole, contiguous words.
         """
         if not self.word_bits:
             raise ValueError("load_weights needs word_bits (or cfg) given to HostDriver")
