@@ -157,7 +157,10 @@ class Activation(wiring.Component):
         # x in 16 bits: |x| <= 32767 (the unit's contract), so x * sig is one 16 x 16 slot.
         if self._x_delay == "ff":
             x = pipe.reg(x_in, signed(OPERAND_BITS), name="x")
-        a = pipe.reg(Mux(x_in < 0, -x_in, x_in), unsigned(OPERAND_BITS), name="a")
+        # |x_in| = |a| whatever neg says: the magnitude skips the negation's carry chain (two
+        # in series were the ECP5 L=128 build's critical path from the scratch, bb4a2e0).
+        pa = self.i.payload.a
+        a = pipe.reg(Mux(pa < 0, -pa, pa), unsigned(OPERAND_BITS), name="a")
         # The shift-exp core's last stage (e = rhu_round(t)) is the division's first.
         t, e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
         sig_pos, stages = sigmoid_division(m, pipe, t, e, steps_per_stage=self._sps)
