@@ -198,17 +198,21 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     r)``.
 
     With an epilogue ``pair`` (``epilogue_pair``: golden/isa.py, a SIGMOID writing the
-    sigmoid of each row and of its negation; ``k >= 2L``) rows enter the requantizer one
-    every two cycles (row ``j`` of a tile leaves the engine ``2j`` cycles after its first),
-    each row then enters the unit on two cycles and the second result is written one cycle
-    after the first; padding rows still leave one a cycle. Tiles still take ``k`` cycles
-    (``k >= 2L``), and the state exits in the cycle ``max(c + 2 + L + r, c + 3 + 2 r + R +
-    U)``: ``2 + 1 + c + max(L + r + 2, 2 r + R + U + 3)`` in all.
+    sigmoid of each row and of its negation; ``k >= 2L + R`` or one tile) the requantizer
+    holds each row on its output two cycles (the unit takes it in both, the second with
+    neg), stalling its pipeline and so the engine's drain: a tile's rows ``j < R`` leave
+    the engine one a cycle, the others one every two (row ``j`` at ``2j - R + 1`` cycles
+    after the tile's first), padding rows one a cycle after the last row; row ``j``'s two
+    results are written ``R + 2j + U`` and one cycle more after the first left. A tile's
+    last result is then written before the next tile's first row leaves (``k >= 2L + R``;
+    one tile has no next), tiles still take ``k`` cycles, and the state exits in the
+    cycle ``max(c + 2 + L + max(0, r - R + 1), c + 3 + 2 r + R + U)``: ``2 + 1 + c +
+    max(L + 2 + max(0, r - R + 1), 2 r + R + U + 3)`` in all.
 
     Raises
     ------
     ValueError for ``lanes`` < 1, an unknown ``weight_format``, or ``k = 0`` with ``n > 0``
-    (the RTL never finishes); a pair with ``k < 2 L``.
+    (the RTL never finishes); a pair with ``k < 2 L + R`` over more than one tile.
     """
     L = int(lanes)
     if L < 1:
@@ -222,12 +226,14 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
                          f"a tile)")
     tiles = -(-n // L)
     if ins.epi and epilogue_pair:
-        if k < 2 * L:
-            raise ValueError(f"an epilogue pair needs k >= 2 * lanes = {2 * L}, not k = {k}")
+        R = REQUANT_LATENCY
+        if k < 2 * L + R and tiles > 1:
+            raise ValueError(f"an epilogue pair needs k >= 2 * lanes + {R} = {2 * L + R} or "
+                             f"n <= lanes, not k = {k} with n = {n}")
         r = (n - 1) % L
         c = 1 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * k
-        return ISSUE_CYCLES + 1 + c + max(L + r + 2, 2 * r + REQUANT_LATENCY
-                                          + int(epilogue_latency or 0) + 3)
+        return ISSUE_CYCLES + 1 + c + max(L + 2 + max(0, r - R + 1),
+                                          2 * r + R + int(epilogue_latency or 0) + 3)
     tail = REQUANT_LATENCY + (int(epilogue_latency) if ins.epi and epilogue_latency else 0)
     d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
     return (ISSUE_CYCLES + 4 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)

@@ -200,10 +200,12 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                    f"{ins.src}..{ins.src + ins.k - 1}, which the ISA does not "
                                    f"define")
             if nxt.pair:
-                if (nxt.op != Op.SIGMOID or nxt.flags & Flag.NEG or ins.k < 2 * lanes):
+                if (nxt.op != Op.SIGMOID or nxt.flags & Flag.NEG
+                        or (ins.k < 2 * lanes + 4 and ins.n > lanes)):
                     raise MachineError(f"instruction {pc + 1} ({nxt}) sets pair, which only a "
                                        f"SIGMOID without NEG may, as the epilogue of a MATVEC "
-                                       f"with k >= 2 * lanes = {2 * lanes} (golden/isa.py)")
+                                       f"with k >= 2 * lanes + 4 = {2 * lanes + 4} or n <= lanes "
+                                       f"(golden/isa.py)")
                 for lo, hi, what in ((nxt.dst, nxt.dst + ins.n, "its first result"),
                                      (ins.src, ins.src + ins.k, "its MATVEC's input")):
                     if nxt.aux < hi and lo < nxt.aux + ins.n:

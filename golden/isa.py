@@ -52,12 +52,12 @@ while it writes them to ``dst`` as usual, where tiles 1.. read them. The results
 of the two instructions run one after the other.
 
 A *pair* (``pair = 1`` on a SIGMOID without NEG that is the epilogue of a MATVEC with
-``k >= 2 * lanes``): the epilogue also writes ``scratch[aux + j] = op(-y[j])`` (the same
+``k >= 2 * lanes + 4`` or of one tile, ``n <= lanes``): the epilogue also writes ``scratch[aux + j] = op(-y[j])`` (the same
 SIGMOID with NEG) beside ``scratch[dst + j] = op(y[j])``, as the SIGMOID and its NEG twin
 would one after the other on the written rows; ``[aux, aux + n)`` is disjoint from
-``[dst, dst + n)`` and from the MATVEC's input. (The RTL feeds each row and its negation
-into the unit on two cycles, the rows leaving the engine one every two cycles, which a
-tile of ``k >= 2L`` cycles hides.)
+``[dst, dst + n)`` and from the MATVEC's input. (The RTL's requantizer holds each row two
+cycles, for the row and its negation, so a tile's rows drain in about ``2L`` cycles, which
+a tile of ``k >= 2L + 4`` cycles hides; the one tile of ``n <= L`` rows needs no hiding.)
 A *weight-memory operand* (``wb = 1`` on a MUL that is not a MATVEC's epilogue, on
 words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit halfword
 ``j mod H`` of weight word ``wbase + j // H`` (``H`` = the word's bits / 16; the layout of

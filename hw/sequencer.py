@@ -75,10 +75,11 @@ class Sequencer(wiring.Component):
       that instruction in the MATVEC's first cycle, while the first weight command
       issues; its ``b`` is read at ``aux + j`` through the second scratch port as row ``j``
       enters the requantizer and delayed to meet it), whose results go to its ``dst``.
-      An epilogue ``pair`` (a SIGMOID, golden/isa.py): a row enters the requantizer only
-      if none did in the cycle before (``pr_block``), and enters the unit as ``y``, then
-      the next cycle as ``-y`` (``pr_neg``); the results alternate between ``dst``
-      (``ep_waddr``) and ``aux`` (``ep_raddr``, which reads nothing for a SIGMOID).
+      An epilogue ``pair`` (a SIGMOID, golden/isa.py): the requantizer holds each row on
+      its output two cycles (``o.ready`` low in the first, ``pr_v`` in the second; the
+      stall reaches the engine's drain), the unit takes it in both, the second with
+      ``neg``; the results alternate between ``dst`` (``ep_waddr``) and ``aux``
+      (``ep_raddr``, which reads nothing for a SIGMOID).
     * Prologue (``pro`` on a reuse RMSNORM, golden/isa.py): the RMSNORM and the MATVEC
       after it as one operation. DECODE and EXEC start the RMSNORM's reads as for VEC;
       state PRO_DEC registers the MATVEC (the word at pc) while the Norm unit keeps the
@@ -308,17 +309,15 @@ class Sequencer(wiring.Component):
         epi_ops = [op for _, om in self._vector_units for op in om if op_spec(op).epilogue]
         fuse = Signal()
         ep_raddr, ep_waddr = Signal(sa_bits), Signal(sa_bits)
-        # Epilogue pair (golden/isa.py ``pair``, a SIGMOID epilogue): rows enter the
-        # requantizer one every two cycles (never in the cycle after an entry, ep_ent0);
-        # each enters the unit as y, then (pr_v, the next cycle) as -y (pr_neg); the
+        # Epilogue pair (golden/isa.py ``pair``, a SIGMOID epilogue): the requantizer holds
+        # each row on its output two cycles (o.ready low in the first; its stall reaches
+        # the engine's drain), the unit takes it in both, the second (pr_v) with neg; the
         # results alternate (pr_ph: 0 the dst one at ep_waddr, 1 the aux one at ep_raddr,
         # which reads nothing then).
         pair_ok = any(op == Op.SIGMOID for _, om in self._vector_units for op in om) and \
             Op.SIGMOID in self._ops
         pair = Signal()
         pr_v, pr_ph = Signal(), Signal()
-        pr_neg = Signal(SCRATCH_BITS)
-        pr_block = Signal()         # a row entered the requantizer last cycle (pair mode)
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -524,11 +523,11 @@ class Sequencer(wiring.Component):
 
         # Writeback: lane results in order; rows past n are padding and dropped.
         m.d.comb += [
-            requant.i.valid.eq(engine.o.valid & in_range & ~raw & ~pr_block),
+            requant.i.valid.eq(engine.o.valid & in_range & ~raw),
             requant.i.payload.acc.eq(engine.o.payload.acc),
             requant.i.payload.tag.eq(w_addr),
-            engine.o.ready.eq(raw | ~in_range | (requant.i.ready & ~pr_block)),
-            requant.o.ready.eq(1),
+            engine.o.ready.eq(raw | ~in_range | requant.i.ready),
+            requant.o.ready.eq(~pair | pr_v),
             self.scr_waddr.eq(requant.o.payload.tag),
             self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid & ~fuse),
@@ -562,11 +561,9 @@ class Sequencer(wiring.Component):
         m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range,
                                  Mux(fuse, vo_valid & (~pair | pr_ph), requant.o.valid)))
         if pair_ok and epi_ops:
-            first_ent = Signal()
-            m.d.sync += first_ent.eq(requant.i.valid & requant.i.ready)
-            m.d.comb += pr_block.eq(pair & first_ent)
-            m.d.sync += [pr_v.eq(pair & requant.o.valid),
-                         pr_neg.eq(-requant.o.payload.y.as_signed())]
+            # A pair holds each requantized row two cycles (o.ready low in the first; the
+            # requantizer's stall reaches the engine): the second, pr_v, with neg.
+            m.d.sync += pr_v.eq(pair & requant.o.valid & ~pr_v)
         rows_done = ol_is0 | (ol_is1 & wrote)
 
         def count_row():
@@ -624,7 +621,9 @@ class Sequencer(wiring.Component):
                 m.d.comb += [unit.neg.eq(_flag(vins, Flag.NEG) & ~tee_on),
                              unit.wide.eq(nrm_wide)]
             else:
-                if hasattr(unit, "neg"):
+                if hasattr(unit, "neg") and pair_ok and Op.SIGMOID in opmodes:
+                    m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG) | pr_v)   # a pair's twin
+                elif hasattr(unit, "neg"):
                     m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG))
                 if hasattr(unit, "wide"):
                     m.d.comb += unit.wide.eq(~_flag(vins, Flag.OUT8))
@@ -639,13 +638,11 @@ class Sequencer(wiring.Component):
                 m.d.comb += unit.reuse.eq(vins.reuse & ~tee_pend if tees else vins.reuse)
             if any(op_spec(op).epilogue for op in opmodes) and pair_ok and Op.SIGMOID in opmodes:
                 # An epilogue unit that runs a pair: a row, then its negation (pr_v).
-                ep_a = Mux(pr_v, pr_neg, requant.o.payload.y)
                 m.d.comb += [
-                    unit.i.payload.a.eq(Mux(fuse, ep_a, x_a).as_signed()),
+                    unit.i.payload.a.eq(Mux(fuse, requant.o.payload.y, x_a.as_signed())),
                     unit.i.payload.b.eq(Mux(fuse, ep_b, x_b).as_signed()),
                     unit.i.payload.last.eq(x_last & ~fuse),
-                    unit.i.valid.eq(((in_vec & x_valid) | (fuse & (requant.o.valid | pr_v)))
-                                    & sel),
+                    unit.i.valid.eq(((in_vec & x_valid) | (fuse & requant.o.valid)) & sel),
                 ]
             elif any(op_spec(op).epilogue for op in opmodes):
                 # An epilogue unit: fed from the requantizer while a fused MATVEC runs.

@@ -420,7 +420,7 @@ def _epilogues(g: Graph) -> dict[int, bool]:
 def _pairs(g: Graph, cfg: AccelConfig) -> dict[int, tuple[int, int]]:
     """The MATVECs the lowering runs with an epilogue pair (golden/isa.py ``pair``):
     ``{node index: (index of the SIGMOID, index of its NEG twin)}``. A requantized MATVEC of
-    fan-in ``k >= 2 * lanes`` whose two next nodes are a SIGMOID and the same SIGMOID with
+    fan-in ``k >= 2 * lanes + 4`` (or of one tile, ``n <= lanes``) whose two next nodes are a SIGMOID and the same SIGMOID with
     NEG (in either order; the same n, m, s, m2, s2, flags but NEG), its output's only
     readers (a temp, not a graph output), on an accelerator building SIGMOID."""
     if Op.SIGMOID not in cfg.op_set or "activation" not in cfg.vector:
@@ -436,7 +436,8 @@ def _pairs(g: Graph, cfg: AccelConfig) -> dict[int, tuple[int, int]]:
     for idx, nd in enumerate(g.nodes[:-2]):
         if (nd.op != Op.MATVEC or nd.flags & Flag.RAW or nd.out in keep
                 or g.vecs[nd.out].kind != "temp" or readers[nd.out] != 2
-                or g.weights[nd.weight].shape[1] < 2 * cfg.lanes):
+                or (g.weights[nd.weight].shape[1] < 2 * cfg.lanes + 4
+                    and g.weights[nd.weight].shape[0] > cfg.lanes)):
             continue
         e1, e2 = g.nodes[idx + 1], g.nodes[idx + 2]
         if not (e1.op == e2.op == Op.SIGMOID and e1.a == e2.a == nd.out
@@ -922,10 +923,12 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         if ins.pair:
             prev = prog[idx - 1] if idx else None
             if (ins.op != Op.SIGMOID or ins.flags & Flag.NEG or prev is None
-                    or prev.op != Op.MATVEC or not prev.epi or prev.k < 2 * cfg.lanes):
+                    or prev.op != Op.MATVEC or not prev.epi
+                    or (prev.k < 2 * cfg.lanes + 4 and prev.n > cfg.lanes)):
                 raise CompileError(f"instruction {idx} ({s.name}) sets pair, which only a "
                                    f"SIGMOID without NEG may, as the epilogue of a MATVEC with "
-                                   f"k >= 2 * lanes = {2 * cfg.lanes} (golden/isa.py)")
+                                   f"k >= 2 * lanes + 4 = {2 * cfg.lanes + 4} or n <= lanes "
+                                   f"(golden/isa.py)")
             for lo, hi in ((ins.dst, ins.dst + ins.n), (prev.src, prev.src + prev.k)):
                 if ins.aux < hi and lo < ins.aux + ins.n:
                     raise CompileError(f"instruction {idx} (SIGMOID pair) writes its second "

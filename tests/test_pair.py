@@ -3,7 +3,7 @@ writes both ``sigmoid(y)`` at ``dst`` and ``sigmoid(-y)`` at ``aux``.
 
 * the RTL (the Accelerator in Amaranth's simulator) equals the interpreter on every word of
   both results, and its cycle counter equals the cycle model, for one and several tiles, a
-  partial last tile, int8 and int16 (WIDE) rows, k = 2L and k > 2L;
+  partial last tile, int8 and int16 (WIDE) rows, k = 2L + 4 and more, one tile with any k;
 * the interpreter's pair equals the MATVEC, then the SIGMOID and its NEG twin;
 * the lowering pairs the LM's f-projection SIGMOIDs, and the program equals the integer
   golden model on every logit;
@@ -32,15 +32,25 @@ def _signed16(v: int) -> int:
     return v - 0x10000 if v & 0x8000 else v
 
 
-CASES = [(8, 16, Flag.WIDE), (13, 16, Flag.WIDE), (20, 24, 0), (24, 17, Flag.WIDE), (3, 40, 0)]
+# several tiles with k >= 2L + 4 = 20 (last tiles of 1, 4, 5, 6, 8 rows: the engine-drain
+# term and the write term of the model); one tile, n <= L, with any k
+CASES = [(8, 16, Flag.WIDE), (13, 20, Flag.WIDE), (20, 24, 0), (24, 21, Flag.WIDE), (3, 40, 0),
+         (17, 20, 0), (12, 20, Flag.WIDE), (14, 22, 0), (8, 5, Flag.WIDE), (5, 3, 0),
+         (8, 1, Flag.WIDE)]
+CASES = [(8,) + c for c in CASES]
+# 32 lanes: a last tile of 1 or 3 rows, where the engine's drain (not the last write) ends
+# the MATVEC; one tile of 2 rows
+CASES += [(32, 33, 68, Flag.WIDE), (32, 35, 70, 0), (32, 2, 7, Flag.WIDE)]
 
 
-@pytest.mark.parametrize("n,k,mf", CASES, ids=[f"n{c[0]}-k{c[1]}-mv{int(c[2])}" for c in CASES])
-def test_pair_rtl_equals_interpreter_and_model(n, k, mf):
-    seed = SEED + n * 100 + k
+@pytest.mark.parametrize("lanes,n,k,mf", CASES,
+                         ids=[f"L{c[0]}-n{c[1]}-k{c[2]}-mv{int(c[3])}" for c in CASES])
+def test_pair_rtl_equals_interpreter_and_model(lanes, n, k, mf):
+    seed = SEED + lanes * 10000 + n * 100 + k
     print(f"seed {seed}")
     rng = random.Random(seed)
-    L = CFG.lanes
+    cfg = dataclasses.replace(CFG, lanes=lanes)
+    L = lanes
     t = torch.tensor([[rng.choice((-1, 0, 0, 1)) for _ in range(k)] for _ in range(n)])
     words = tile_lanes(t, L)
     x = [rng.randint(-127, 127) for _ in range(k)]
@@ -50,9 +60,9 @@ def test_pair_rtl_equals_interpreter_and_model(n, k, mf):
                s=rng.randint(14, 18), wbase=1, k=0, pair=1)
     prog = [mv, sg, Instr(Op.HALT)]
     from ternac.lower import check_program
-    check_program(prog, CFG)
-    kw = dict(lanes=L, scratch_depth=CFG.scratch_depth, out_depth=CFG.out_depth,
-              weight_depth=CFG.weight_depth)
+    check_program(prog, cfg)
+    kw = dict(lanes=L, scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+              weight_depth=cfg.weight_depth)
     st = run_program(prog, words, scratch_init={SRC: x}, **kw)
     plain = [dataclasses.replace(mv, dst=RAW, epi=0),
              dataclasses.replace(sg, src=RAW, aux=RAW, pair=0),
@@ -62,11 +72,11 @@ def test_pair_rtl_equals_interpreter_and_model(n, k, mf):
     for a in (DST, DST2):
         assert st2.scratch[0, a:a + n].tolist() == st.scratch[0, a:a + n].tolist()
     from ternac.sim.pysim import run_program_pysim
-    out = run_program_pysim(CFG, prog, words, {SRC: x},
+    out = run_program_pysim(cfg, prog, words, {SRC: x},
                             [(HostSpace.SCRATCH, DST, n), (HostSpace.SCRATCH, DST2, n)],
                             max_cycles=20_000, signed=False)
     model = C.program_cycles(prog, L)
-    print(f"pair n={n} k={k}: measured {out['cycles']} cycles, modelled {model['total']}; "
+    print(f"pair L={L} n={n} k={k}: measured {out['cycles']} cycles, modelled {model['total']}; "
           f"unpaired {C.program_cycles(plain, L)['total']}")
     for a, got in zip((DST, DST2), out["words"]):
         assert [_signed16(v) for v in got] == st.scratch[0, a:a + n].tolist(), a
@@ -75,14 +85,15 @@ def test_pair_rtl_equals_interpreter_and_model(n, k, mf):
 
 def test_malformed_pairs_are_refused():
     from ternac.lower import check_program
-    words = tile_lanes(torch.ones(8, 16, dtype=torch.int64), 8)
+    words = tile_lanes(torch.ones(16, 20, dtype=torch.int64), 8)
     kw = dict(lanes=8, scratch_depth=1024, out_depth=16, weight_depth=len(words))
     mv = Instr(Op.MATVEC, src=0, n=8, k=16, m=1 << 15, s=8, epi=1)
     sg = Instr(Op.SIGMOID, src=0, aux=300, dst=200, n=8, m=40000, s=16, wbase=1, pair=1)
     bad = [
         [sg, Instr(Op.HALT)],                                              # not an epilogue
         [mv, dataclasses.replace(sg, flags=int(Flag.NEG)), Instr(Op.HALT)],   # NEG
-        [dataclasses.replace(mv, k=15), sg, Instr(Op.HALT)],                 # k < 2L
+        [dataclasses.replace(mv, k=19, n=9), dataclasses.replace(sg, n=9),
+         Instr(Op.HALT)],                                                  # k < 2L + 4, 2 tiles
         [mv, dataclasses.replace(sg, aux=204), Instr(Op.HALT)],              # over dst
         [mv, dataclasses.replace(sg, aux=4), Instr(Op.HALT)],                # over the input
         [mv, Instr(Op.SILU, src=0, aux=300, dst=200, n=8, m=1, s=1, k=30, pair=1),
