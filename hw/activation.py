@@ -174,8 +174,16 @@ class Activation(wiring.Component):
             # holds the sign the sigmoid's stage needs and the low bits of the beat one stage
             # further, whose sign is the previous word's: x there takes one flip-flop, not 16
             # (each fed by the block RAM, in a cell of its own).
+            # The sign without the negation's carry chain (its path from the scratch's read
+            # port to the line's write data was the ECP5 L=128 build's critical one, 18.22
+            # ns): x_in[15] is a[15], or with neg: a != 0 and (a >= 0 or a = -2^15);
+            # equal for every 16-bit a.
+            pa = self.i.payload.a
+            sign_in = Mux(self.neg, (pa != 0) & (~pa[OPERAND_BITS - 1]
+                                                 | (pa[:OPERAND_BITS - 1] == 0)),
+                          pa[OPERAND_BITS - 1])
             x1 = pipe.reg(x_in[:OPERAND_BITS - 1], name="x")
-            word = delay_line(m, pipe.ce, Cat(x1, x_in[OPERAND_BITS - 1]),
+            word = delay_line(m, pipe.ce, Cat(x1, sign_in),
                               SHIFT_EXP_STAGES + stages, name="act_xline")
             neg16 = word[OPERAND_BITS - 1]
 
