@@ -7,7 +7,8 @@ STAMP   := $(VENV)/.installed
 TERNAC  := $(VENV)/bin/ternac
 BOARD   ?= icebreaker
 MODEL   ?= digits
-LANES   ?= 8
+# The LM (MODEL=shakespeare) is compiled for 32, 40 and 128 lanes: 32 (LM_CONFIG) by default.
+LANES   ?= $(if $(filter shakespeare,$(MODEL)),32,8)
 JOBS    ?= 2
 
 .PHONY: demo test test-slow bench verilog bitstream program clean venv formal faults fuzz report check-report

@@ -231,8 +231,9 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
          progress)
     rtl = _rtl_run(intlm, cm, prompt_len, tokens, progress)
     _say(f"{bc.name}: {rtl['cycles_per_token']:.0f} cycles a token (RTL), matches golden: "
-         f"{rtl['matches_golden']}; board build ({bc.board}, {bc.freq_MHz:g} MHz) ...",
-         progress)
+         f"{rtl['matches_golden']}; "
+         + (f"board build ({bc.board}, {bc.freq_MHz:g} MHz) ..." if build
+            else "no board build (--no-build): the resource estimate"), progress)
     bld = _build(bc, cfg.lanes, build=build, cache_dir=cache_dir, work_dir=work_dir,
                  progress=progress)
     cyc = rtl["cycles_per_token"]
