@@ -915,11 +915,6 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"with aux = 0 that is not a MATVEC's epilogue may, on an "
                                    f"accelerator building MUL whose weight words hold whole "
                                    f"halfwords (golden/isa.py)")
-            words = -(-ins.n // (cfg.word_bits // 16))
-            if ins.wbase + words > cfg.weight_depth:
-                raise CompileError(f"instruction {idx} (MUL wb) reads weight words "
-                                   f"[{ins.wbase}, {ins.wbase + words}), past the "
-                                   f"{cfg.weight_depth} the weight memory holds (weight_depth)")
         if ins.pair:
             prev = prog[idx - 1] if idx else None
             if (ins.op != Op.SIGMOID or ins.flags & Flag.NEG or prev is None
@@ -929,12 +924,6 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"SIGMOID without NEG may, as the epilogue of a MATVEC with "
                                    f"k >= 2 * lanes + 4 = {2 * cfg.lanes + 4} or n <= lanes "
                                    f"(golden/isa.py)")
-            for lo, hi in ((ins.dst, ins.dst + ins.n), (prev.src, prev.src + prev.k)):
-                if ins.aux < hi and lo < ins.aux + ins.n:
-                    raise CompileError(f"instruction {idx} (SIGMOID pair) writes its second "
-                                       f"result [{ins.aux}, {ins.aux + ins.n}) over [{lo}, "
-                                       f"{hi}), its first result or its MATVEC's input "
-                                       f"(golden/isa.py)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -946,15 +935,6 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} ({s.name}) has an epilogue, but only a "
                                    f"requantized MATVEC followed by an elementwise op of the "
                                    f"same n may (golden/isa.py)")
-        if (s.vector and s.unit == "norm" and ins.n >= 1 and ins.dst != ins.aux
-                and ins.dst < ins.aux + s.b_len(ins.n, ins.k) and ins.aux < ins.dst + ins.n):
-            # The sequencer reads a norm's weight when the unit's w * y uses it, some cycles
-            # after the element (24e8e2e): a result written meanwhile would be read as a
-            # weight, so the weight must be apart from the result or the same words.
-            raise CompileError(f"instruction {idx} ({s.name}) writes [{ins.dst}, "
-                               f"{ins.dst + ins.n}) over part of its weight at aux = "
-                               f"{ins.aux}: the weight must be disjoint from the result or "
-                               f"the same words (golden/isa.py)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
         encode(ins)
@@ -968,13 +948,48 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         raise CompileError(why)
     window = cfg.scratch_a_window
     prev = None
-    for pc, ins in stream:        # port a's window, in execution order (REPEAT unrolled)
+    for pc, ins in stream:        # in execution order (REPEAT unrolled: strides applied)
+        _check_addresses(pc, ins, prev, cfg)
         for lo, hi in port_a_reads(ins, prev):
             if hi > window:
                 raise CompileError(f"instruction {pc} ({spec(ins.op).name}) reads scratch "
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
         prev = ins
+
+
+def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:
+    """The rules on an instruction's addresses, for it as executed (``ins`` with a REPEAT's
+    strides applied; ``prev`` the instruction executed before it): a wb MUL's aux and weight
+    words, a pair's second result, a norm's weight against its result. check_program runs
+    them over the unrolled stream, so an iteration a stride moves is checked as the
+    interpreter runs it. Raises CompileError, one sentence."""
+    s = spec(ins.op)
+    if ins.wb:
+        if ins.aux != 0:
+            raise CompileError(f"instruction {pc} (MUL wb) runs with aux = {ins.aux} (a REPEAT "
+                               f"stride moves it); a wb MUL's aux must be 0 (golden/isa.py)")
+        words = -(-ins.n // (cfg.word_bits // 16))
+        if ins.wbase + words > cfg.weight_depth:
+            raise CompileError(f"instruction {pc} (MUL wb) reads weight words "
+                               f"[{ins.wbase}, {ins.wbase + words}), past the "
+                               f"{cfg.weight_depth} the weight memory holds (weight_depth)")
+    if ins.pair and prev is not None:
+        for lo, hi in ((ins.dst, ins.dst + ins.n), (prev.src, prev.src + prev.k)):
+            if ins.aux < hi and lo < ins.aux + ins.n:
+                raise CompileError(f"instruction {pc} (SIGMOID pair) writes its second "
+                                   f"result [{ins.aux}, {ins.aux + ins.n}) over [{lo}, "
+                                   f"{hi}), its first result or its MATVEC's input "
+                                   f"(golden/isa.py)")
+    if (s.vector and s.unit == "norm" and ins.n >= 1 and ins.dst != ins.aux
+            and ins.dst < ins.aux + s.b_len(ins.n, ins.k) and ins.aux < ins.dst + ins.n):
+        # The sequencer reads a norm's weight when the unit's w * y uses it, some cycles
+        # after the element (24e8e2e): a result written meanwhile would be read as a
+        # weight, so the weight must be apart from the result or the same words.
+        raise CompileError(f"instruction {pc} ({s.name}) writes [{ins.dst}, "
+                           f"{ins.dst + ins.n}) over part of its weight at aux = "
+                           f"{ins.aux}: the weight must be disjoint from the result or "
+                           f"the same words (golden/isa.py)")
 
 
 def port_a_reads(ins: Instr, prev: Instr | None = None) -> list[tuple[int, int]]:
