@@ -949,6 +949,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     window = cfg.scratch_a_window
     prev = None
     for pc, ins in stream:        # in execution order (REPEAT unrolled: strides applied)
+        _check_extents(pc, ins, prev, cfg)
         _check_addresses(pc, ins, prev, cfg)
         for lo, hi in port_a_reads(ins, prev):
             if hi > window:
@@ -956,6 +957,85 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
         prev = ins
+
+
+def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:
+    """The lengths and memory ranges of an instruction as executed, the rules the
+    interpreter (golden/interpreter.py ``_matvec``, ``_vector``, ``_embed``, ``_sample``,
+    ARGMAX) applies when it runs it: at least one element, and every word it reads or
+    writes inside its memory (scratch ``scratch_depth``, out ``out_depth``, weights
+    ``weight_depth``); the RTL has no such check, so an address past the end would wrap.
+    The rows an EMBED reads depend on the token (run time) and are not checked here.
+    ``prev`` is the instruction executed before (a MATVEC's epilogue reads no ``src``).
+    Raises CompileError, one sentence."""
+    op = ins.op
+    if op in (Op.HALT, Op.REPEAT):
+        return
+    s = spec(op)
+    name = f"instruction {pc} ({s.name})"
+    sd, od = cfg.scratch_depth, cfg.out_depth
+
+    def span(what: str, base: int, length: int, depth: int, mem: str, field: str) -> None:
+        if base + length > depth:
+            raise CompileError(f"{name} {what} {mem} words [{base}, {base + length}) ({field}), "
+                               f"past the end of the {depth}-word {mem} memory")
+
+    if op == Op.MATVEC:
+        if ins.n < 1 or ins.k < 1:
+            raise CompileError(f"{name} is a MATVEC of {ins.n} x {ins.k}; both must be >= 1")
+        tiles = -(-ins.n // cfg.lanes)
+        span("reads", ins.wbase, tiles * ins.k, cfg.weight_depth, "weight", "wbase")
+        span("reads", ins.src, ins.k, sd, "scratch", "src")
+        if ins.flags & Flag.RAW:
+            span("writes", ins.dst, ins.n, od, "out", "dst")
+        elif not ins.epi:
+            span("writes", ins.dst, ins.n, sd, "scratch", "dst")
+        if not ins.flags & Flag.RAW and not ins.epi and (ins.dst < ins.src + ins.k
+                                                         and ins.src < ins.dst + ins.n):
+            # The engine writes a tile's results while later tiles still read the input.
+            raise CompileError(f"{name} writes scratch words [{ins.dst}, {ins.dst + ins.n}) "
+                               f"over its own input [{ins.src}, {ins.src + ins.k}), which "
+                               f"the ISA does not define")
+    elif op == Op.ARGMAX:
+        if ins.n < 1:
+            raise CompileError(f"{name} is an ARGMAX over 0 elements")
+        span("reads", ins.src, ins.n, od, "out", "src")
+    elif op == Op.EMBED:
+        if ins.n < 1:
+            raise CompileError(f"{name} embeds 0 elements")
+        size = 2 if ins.flags & Flag.WIDE else 1
+        if ins.k * (cfg.word_bits // 8) < ins.n * size:
+            raise CompileError(f"{name} embeds {ins.n} {'halfwords' if size == 2 else 'bytes'} "
+                               f"from rows of {ins.k} words ({ins.k * (cfg.word_bits // 8)} "
+                               f"bytes)")
+        span("reads", ins.src, 1, sd, "scratch", "src")
+        span("writes", ins.dst, ins.n, sd, "scratch", "dst")
+        span("reads", ins.wbase, ins.k, cfg.weight_depth, "weight", "wbase, token 0's row")
+    elif op == Op.SAMPLE:
+        if ins.n < 1:
+            raise CompileError(f"{name} samples from 0 elements")
+        span("reads", ins.src, ins.n, sd, "scratch", "src")
+        span("reads and writes", ins.aux, 2, sd, "scratch", "aux")
+    elif s.vector:
+        la, lb, rows = s.in_len(ins.n, ins.k), s.b_len(ins.n, ins.k), s.out_rows(ins.n, ins.k)
+        if ins.n < 1 or la < 1:
+            raise CompileError(f"{name} is a vector op over 0 elements")
+        if not (prev is not None and prev.op == Op.MATVEC and prev.epi):
+            span("reads", ins.src, la, sd, "scratch", "src")
+        if not ins.wb:
+            span("reads", ins.aux, lb, sd, "scratch", "aux")
+        span("writes", ins.dst, rows, sd, "scratch", "dst")
+        epilogue = prev is not None and prev.op == Op.MATVEC and prev.epi
+        spans = [("b", ins.aux, lb)] + ([] if epilogue else [("a", ins.src, la)])
+        for what, base, ln in spans:
+            # The unit reads its operands while earlier results are written back (an
+            # op whose lengths differ), or, in an epilogue, b as each row arrives.
+            if (not la == lb == rows or (epilogue and what == "b" and s.operands == 2
+                                         and ins.dst != ins.aux)) and (
+                    ins.dst < base + ln and base < ins.dst + rows):
+                raise CompileError(f"{name} writes scratch words [{ins.dst}, "
+                                   f"{ins.dst + rows}) over its operand {what} [{base}, "
+                                   f"{base + ln}), which the ISA does not define")
 
 
 def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:

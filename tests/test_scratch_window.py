@@ -93,7 +93,8 @@ def test_port_b_and_epilogue_src_outside_window_accepted():
 
 
 def test_raw_matvec_wider_than_out_bits_refused():
-    cfg = dataclasses.replace(SMALL, max_fan_in=1024, scratch_depth=1024, scratch_a_depth=None)
+    cfg = dataclasses.replace(SMALL, max_fan_in=1024, scratch_depth=1024, scratch_a_depth=None,
+                              weight_depth=1024)
     check_program([Instr(Op.MATVEC, flags=int(Flag.RAW), src=0, n=4, k=258),
                    Instr(Op.HALT)], cfg)                       # acc_width(258) = 16 bits
     with pytest.raises(CompileError) as e:

@@ -1,0 +1,87 @@
+"""check_program refuses every instruction the interpreter refuses for its lengths or its
+memory ranges (an op over 0 elements, a MATVEC of n or k = 0, a word read or written past
+the end of the scratch, out or weight memory), so a program the compiler accepts never
+stops the interpreter on one of them, and the RTL (which has no such check and would wrap
+an address) never runs one (found by a tester, session 5: check_program checked none of
+them). Random single instructions near the memory ends, from hypothesis with a fixed seed
+(derandomize), compared both ways."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from ternac.config import AccelConfig
+from ternac.errors import CompileError
+from ternac.golden.interpreter import MachineError, run_program
+from ternac.golden.isa import Flag, Instr, Op
+from ternac.lower import check_program
+
+CFG = AccelConfig(lanes=4, scratch_depth=64, out_depth=16, weight_depth=32, max_fan_in=64,
+                  max_vector=64, prog_depth=4, vector=("activation", "eltwise", "norm"),
+                  ops=("HALT", "MATVEC", "ARGMAX", "SIGMOID", "SILU", "ADD", "MUL",
+                       "RMSNORM", "EMBED"))
+WORDS = [0] * CFG.weight_depth
+#: the interpreter's sentences for the rules check_program now applies
+RANGE_WORDS = ("past the end", "over 0 elements", "both must be >= 1", "embeds")
+OPS = [Op.MATVEC, Op.ARGMAX, Op.SIGMOID, Op.SILU, Op.ADD, Op.MUL, Op.RMSNORM, Op.EMBED]
+
+
+def _near(depth):
+    return st.one_of(st.integers(0, 3), st.integers(max(0, depth - 20), depth + 2))
+
+
+@st.composite
+def instrs(draw):
+    op = draw(st.sampled_from(OPS))
+    n = draw(st.integers(0, 20))
+    k = draw(st.integers(0, 12))
+    flags = int(Flag.RAW) if op == Op.MATVEC and draw(st.booleans()) else 0
+    if op == Op.EMBED:
+        flags = draw(st.sampled_from([0, int(Flag.WIDE)]))
+    return Instr(op, n=n, k=k if op in (Op.MATVEC, Op.EMBED) else 0, flags=flags,
+                 src=draw(_near(CFG.scratch_depth)), dst=draw(_near(CFG.scratch_depth)),
+                 aux=draw(_near(CFG.scratch_depth)), wbase=draw(_near(CFG.weight_depth)),
+                 m=1 << 14, s=14)
+
+
+def _interpreter_error(prog):
+    try:
+        run_program(prog, WORDS, lanes=CFG.lanes, scratch_depth=CFG.scratch_depth,
+                    out_depth=CFG.out_depth, weight_depth=CFG.weight_depth,
+                    scratch_init=torch.zeros(1, CFG.scratch_depth, dtype=torch.int64))
+    except MachineError as exc:
+        return str(exc)
+    return None
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(instrs())
+def test_compiler_refuses_what_the_interpreter_refuses_for_extents(ins):
+    prog = [ins, Instr(Op.HALT)]
+    print("instruction:", ins)
+    err = _interpreter_error(prog)
+    try:
+        check_program(prog, CFG)
+        accepted = True
+    except CompileError:
+        accepted = False
+    if err is not None and any(w in err for w in RANGE_WORDS):
+        assert not accepted, f"check_program accepted {ins}, which the interpreter refuses: {err}"
+    if accepted:
+        assert err is None, f"check_program accepted {ins}; the interpreter: {err}"
+
+
+@pytest.mark.parametrize("ins, what", [
+    (Instr(Op.ADD, src=60, aux=0, dst=10, n=5, m=1, wbase=1), r"reads scratch words \[60, 65\)"),
+    (Instr(Op.SIGMOID, src=0, aux=0, dst=60, n=5, m=1, s=1), r"writes scratch words \[60, 65\)"),
+    (Instr(Op.SILU, src=0, n=0, m=1, s=1), "0 elements"),
+    (Instr(Op.MATVEC, src=0, dst=0, n=0, k=4, flags=int(Flag.RAW)), "both must be >= 1"),
+    (Instr(Op.MATVEC, src=0, dst=14, n=4, k=4, flags=int(Flag.RAW)), r"out words \[14, 18\)"),
+    (Instr(Op.MATVEC, src=0, dst=20, n=8, k=20, wbase=0), r"weight words \[0, 40\)"),
+    (Instr(Op.ARGMAX, src=10, n=8), r"out words \[10, 18\)"),
+    (Instr(Op.EMBED, src=0, dst=10, n=8, k=1), "embeds 8 bytes from rows of 1 words"),
+])
+def test_each_extent_rule_in_one_sentence(ins, what):
+    with pytest.raises(CompileError, match=what) as e:
+        check_program([ins, Instr(Op.HALT)], CFG)
+    assert "\n" not in str(e.value)
+    assert _interpreter_error([ins, Instr(Op.HALT)]) is not None
