@@ -429,12 +429,21 @@ class HostDriver:
         """Write 128-bit instruction words into PROG (4 slices a word, least significant
         slice first). With ``cfg`` given, InputError before anything is sent for a word
         that sets a bit the build's program memory does not store
-        (AccelConfig.prog_refusal: it would read back as 0)."""
+        (AccelConfig.prog_refusal: it would read back as 0), or for a program the build
+        cannot run (:func:`ternac.lower.check_program`: an operation or vector unit it is
+        built without, a field, length or address out of its range, no HALT)."""
         program_words = _words_in(program_words, 0, 1 << 128, "instruction word")
         if self.cfg is not None:
             why = self.cfg.prog_refusal(program_words)
             if why:
                 raise InputError(why + "; nothing was sent")
+            from ternac.errors import CompileError
+            from ternac.golden.isa import decode
+            from ternac.lower import check_program
+            try:
+                check_program([decode(w) for w in program_words], self.cfg)
+            except (CompileError, ValueError) as exc:
+                raise InputError(f"{str(exc).rstrip('.')}; nothing was sent") from None
         slices = [(w >> (32 * s)) & 0xFFFFFFFF for w in program_words for s in range(4)]
         yield from self._write_mem(Space.PROG, 0, slices)
 

@@ -106,6 +106,34 @@ def test_driver_frames_weights_and_program():
     assert [len(f) for f in t.sent] == [6 + 5 + 4 * MAX_WORDS, 6 + 5 + 16]
 
 
+@pytest.mark.parametrize("prog, what", [
+    ("shiftmax", r"SHIFTMAX\) is an operation the accelerator is built without"),
+    ("past", "past the end of the 3840-word scratch memory"),
+    ("nohalt", "never reaches a HALT"),
+])
+def test_driver_with_cfg_refuses_a_program_the_build_cannot_run(prog, what):
+    """With the build's AccelConfig, load_program runs ternac.lower.check_program on the
+    decoded words first: a program it refuses is an InputError of one sentence and no
+    frame is sent (the device would halt with an error, or wrap an address)."""
+    from ternac.config import LM_CONFIG
+    from ternac.errors import InputError
+    from ternac.golden.isa import Instr, Op, encode_program
+    progs = {
+        "shiftmax": [Instr(Op.SHIFTMAX, src=0, dst=100, n=8, m=1, s=1), Instr(Op.HALT)],
+        "past": [Instr(Op.ADD, src=3830, aux=0, dst=100, n=16, m=1, wbase=1), Instr(Op.HALT)],
+        "nohalt": [Instr(Op.ADD, src=0, aux=20, dst=100, n=16, m=1, wbase=1)],
+    }
+    t = ScriptedTransport([])
+    with pytest.raises(InputError, match=what) as e:
+        HostDriver(t, cfg=LM_CONFIG).load_program(encode_program(progs[prog]))
+    assert "\n" not in str(e.value) and str(e.value).endswith("; nothing was sent")
+    assert t.sent == []
+    # Without the config the driver cannot know the build: the words are sent.
+    t = ScriptedTransport([_ack()])
+    HostDriver(t).load_program(encode_program(progs[prog]))
+    assert len(t.sent) == 1
+
+
 class AsyncScriptedTransport(ScriptedTransport):
     """The scripted transport with coroutines, as cocotbext-uart's transport has."""
     is_async = True
