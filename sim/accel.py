@@ -130,8 +130,9 @@ def run_lm(cfg: AccelConfig, weight_words, program_words, constants: dict, token
     steps = len(prompt) + n_new - 1
     if progress:
         import sys
-        print(f"[run] the RTL in Verilator: {steps} steps ({len(prompt)} prompt tokens, then "
-              f"{n_new} generated) ...", file=sys.stderr, flush=True)
+        print(f"[run] the RTL in Verilator: {steps} steps ({len(prompt)} prompt tokens in, "
+              f"{n_new} generated out; a step feeds one token and yields the next) ...",
+              file=sys.stderr, flush=True)
     if progress and on_step is None:
         from tqdm import tqdm
         bar = tqdm(total=steps, desc="RTL steps", unit="step", leave=False)

@@ -680,7 +680,8 @@ def generate(prompt: str, n: int, backend: str, checkpoint=None, build_dir=None,
 
     cycles = None
     logit_mismatches = None
-    what = f"{steps} steps ({len(ids)} prompt tokens, then {n} generated)"
+    what = (f"{steps} steps ({len(ids)} prompt tokens in, {n} generated out; a step feeds one "
+            f"token and yields the next)")
     t1 = time.perf_counter()
     if backend == "golden":
         say(f"[run] the integer golden model: {what} ...")
@@ -745,7 +746,7 @@ class _PromptBar(list):
         super().__init__()
         from tqdm import tqdm
         self.total = total
-        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, mininterval=1.0)
+        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False)
 
     def append(self, item) -> None:
         super().append(item)
