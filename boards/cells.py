@@ -160,7 +160,8 @@ def main(argv=None) -> int:
                                              "flip-flops that take a cell of their own.")
     ap.add_argument("netlist", help="a build's flattened Yosys netlist, e.g. "
                                     "build/icebreaker-L32.failed/top.json")
-    ap.add_argument("--top", type=int, default=20, help="rows to print (default 20)")
+    from ternac.cliargs import whole
+    ap.add_argument("--top", type=whole("--top", 1), default=20, help="rows to print (default 20)")
     ap.add_argument("--json", help="also write both tables here")
     a = ap.parse_args(argv)
     try:

@@ -1135,17 +1135,15 @@ def main(argv=None) -> int:
     prints the totals, writes the report; exit 1 if any fault silently corrupted or hung."""
     ap = argparse.ArgumentParser(prog="python -m ternac.sim.faults", description=__doc__
                                  .split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--faults", type=int, default=10_000)
-    ap.add_argument("--board-inputs", type=int, default=120,
+    from ternac.cliargs import whole
+    ap.add_argument("--seed", type=whole("--seed", 0), default=1)
+    ap.add_argument("--faults", type=whole("--faults", 1), default=10_000)
+    ap.add_argument("--board-inputs", type=whole("--board-inputs", 0, 360,
+                                                 why="the digits test split"), default=120,
                     help="test digits of the board slice (the real accelerator; 0: none)")
     ap.add_argument("--json", type=pathlib.Path, default=None)
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args(argv)
-    if a.faults < 1:
-        ap.error("--faults must be at least 1")
-    if not 0 <= a.board_inputs <= 360:
-        ap.error("--board-inputs must be 0 to 360 (the digits test split)")
     if a.json:
         from ternac.errors import InputError, check_output_file
         try:

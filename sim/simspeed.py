@@ -225,8 +225,10 @@ def measure(*, tokens: int = 16, lanes: int = 8, legacy: bool = True, build_dir=
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ternac.sim.simspeed",
                                  description="Simulated cycles a second of the RTL (LM, digits).")
-    ap.add_argument("--tokens", type=int, default=16, help="LM tokens to generate (16)")
-    ap.add_argument("--lanes", type=int, default=8, help="digits lanes (8)")
+    from ternac.cliargs import lanes, whole
+    ap.add_argument("--tokens", type=whole("--tokens", 1), default=16,
+                    help="LM tokens to generate (16)")
+    ap.add_argument("--lanes", type=lanes, default=8, help="digits lanes (8)")
     ap.add_argument("--no-legacy", action="store_true",
                     help="skip the configuration of before (its builds take a minute or two)")
     ap.add_argument("--build-dir", default=None, help="root of the Verilator builds")
