@@ -84,7 +84,11 @@ class ULX3STop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         clk = Signal()
-        platform.add_clock_constraint(clk, self.freq_mhz * 1e6)
+        # No clock constraint on clk: nextpnr-ecp5 derives the PLL output's from the
+        # oscillator pad's (the platform's FREQUENCY PORT, 25 MHz) and the PLL's dividers
+        # ("Derived frequency constraint of 50.0 MHz for net clk"), and without a PLL clk is
+        # the pad. A FREQUENCY NET line named a net Yosys renames, so nextpnr warned that it
+        # did not exist and ignored it.
         pad = platform.request(FACTS.clock, 0, dir="-")
         m.submodules.clk_buf = buf = io.Buffer("i", pad)
         if self.pll:
