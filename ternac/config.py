@@ -300,8 +300,11 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: configuration): 256-bit words, 4,608 of them (the LM takes 4,360: 3,776 of trits, its
 #: 192- and 65-row matrices padded to whole 128-row tiles, 520 of the int16 embedding
 #: table, 64 of staged constants), 9 x 512 words deep in DP16KD blocks of 512 x 36 bits
-#: (72 EBR, derived).
-LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608)
+#: (72 EBR, derived). The scratchpad is the ISA's whole 4,096 words (12-bit addresses; 4
+#: DP16KD blocks, as 3,840 take): 2 norm weights staged from the weight memory, not 4 (142
+#: cycles a token fewer, modelled).
+LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608,
+                                      scratch_depth=4096)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
 #: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
 LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}
