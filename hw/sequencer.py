@@ -248,7 +248,12 @@ class Sequencer(wiring.Component):
         has = self._ops             # the operations built (absent ones halt with error)
         emb_mul = pool.client("embed", en=emb_mul_en) if Op.EMBED in has else None
         smp_mul = pool.client("sample", en=smp_mul_en) if Op.SAMPLE in has else None
-        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=sa_bits,
+        # No tag: a MATVEC's rows enter the requantizer in address order (dst, dst + 1, ...;
+        # the padding rows past n, which never enter, come last), and leave it in order, so
+        # the address of the row on its output is a counter (rq_waddr below), not 12 bits
+        # carried through its four stages (48 flip-flops fed by flip-flops, one logic cell
+        # each).
+        m.submodules.requant = requant = Requantizer(acc_bits=self._acc_bits, tag_bits=0,
                                                      pool=pool)
 
         pc = Signal(range(self._prog_depth))
@@ -472,10 +477,13 @@ class Sequencer(wiring.Component):
         cmd_base = Signal(wa_bits)
         cmd_left = Signal(_CNT + 1)   # rows not yet commanded
         cmd_pend = Signal()
-        # The write pointer, dst + index: the row draining from the engine (MATVEC, where the
-        # requantizer carries it along as its tag), the next output (vector ops), the next
+        # The write pointer, dst + index: the row draining from the engine (MATVEC; the
+        # requantizer's output row has rq_waddr), the next output (vector ops), the next
         # byte (EMBED).
         w_addr = Signal(sa_bits)
+        # The address of the row on the requantizer's output: dst, plus one for every row
+        # it has handed on (a pair's row once, when its second cycle takes it).
+        rq_waddr = Signal(sa_bits)
         dr_left = Signal(_CNT)
         in_range = Signal()           # that row is < n (else padding, dropped)
         out_left = Signal(_CNT)       # rows still to write (MATVEC and vector ops)
@@ -525,10 +533,9 @@ class Sequencer(wiring.Component):
         m.d.comb += [
             requant.i.valid.eq(engine.o.valid & in_range & ~raw),
             requant.i.payload.acc.eq(engine.o.payload.acc),
-            requant.i.payload.tag.eq(w_addr),
             engine.o.ready.eq(raw | ~in_range | requant.i.ready),
             requant.o.ready.eq(~pair | pr_v),
-            self.scr_waddr.eq(requant.o.payload.tag),
+            self.scr_waddr.eq(rq_waddr),
             self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid & ~fuse),
             self.out_waddr.eq(w_addr),
@@ -538,6 +545,9 @@ class Sequencer(wiring.Component):
         with m.If(engine.o.valid & engine.o.ready):
             m.d.sync += [w_addr.eq(w_addr + 1), dr_left.eq(dr_left - 1),
                          in_range.eq(in_range & (dr_left != 1))]
+        # (Before the FSM: DECODE's load of dst wins; the requantizer is empty there.)
+        with m.If(requant.o.valid & requant.o.ready):
+            m.d.sync += rq_waddr.eq(rq_waddr + 1)
         ep_b = Signal(SCRATCH_BITS)     # b of the row on the requantizer's output
         if epi_ops:
             # The requantizer never stalls (o.ready = 1; an epilogue's unit is always ready),
@@ -799,7 +809,8 @@ class Sequencer(wiring.Component):
                     ins.as_value().eq(pd.as_value()), vins.as_value().eq(pd.as_value()),
                     a_base.eq(pd.src), b_base.eq(pd.aux), b_col.eq(pd.aux),
                     a_addr.eq(Mux(d_smp, pd.aux, pd.src)), b_addr.eq(pd.aux + d_smp),
-                    w_addr.eq(pd.dst), ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux),
+                    w_addr.eq(pd.dst), rq_waddr.eq(pd.dst), ep_waddr.eq(pd.dst),
+                    ep_raddr.eq(pd.aux),
                     f_active.eq((d_mv | d_vec) & n_pos), f_mv.eq(d_mv), f_col.eq(d_col),
                     f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
                     f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
@@ -917,6 +928,7 @@ class Sequencer(wiring.Component):
                     n_pos = pd.n != 0
                     m.d.sync += [
                         ins.as_value().eq(pd.as_value()), a_base.eq(pd.src), w_addr.eq(pd.dst),
+                        rq_waddr.eq(pd.dst),
                         f_mv.eq(d_mv), f_col.eq(d_col),
                         f_sleft.eq(Mux(d_mv, pd.n, d_segs)),
                         f_slast.eq(Mux(d_mv, _lt(pd.n, L + 1), d_segs == 1)),
