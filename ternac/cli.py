@@ -657,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``ternac`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not sys.stderr.isatty():
+    if sys.stderr is None or not sys.stderr.isatty():
         # A log, not a terminal: tqdm's bars (TQDM_* variables are its defaults) redraw at
         # most every 30 s, so a captured log holds a few frames a bar, not hundreds.
         os.environ.setdefault("TQDM_MININTERVAL", "30")

@@ -114,6 +114,9 @@ def _words_in(values, lo: int, hi: int, what: str) -> list[int]:
     """Every value as an int in ``lo <= v < hi``, else InputError naming the first one out
     of range and its index."""
     out = []
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InputError(f"the {what}s must be a sequence of integers, not "
+                         f"{type(values).__name__}; nothing was sent")
     for i, v in enumerate(values):
         v = _integer(v, f"{what} {i}")
         if not lo <= v < hi:

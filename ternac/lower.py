@@ -1042,9 +1042,15 @@ def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) ->
             raise CompileError(f"{name} {what} {mem} words [{base}, {base + length}) ({field}), "
                                f"past the end of the {depth}-word {mem} memory")
 
+    defined = {Op.MATVEC: Flag.RELU | Flag.RAW | Flag.WIDE, Op.EMBED: Flag.WIDE}.get(op)
+    if defined is not None and ins.flags & ~int(defined):
+        raise CompileError(f"{name} sets undefined flag bits {ins.flags & ~int(defined):#x} "
+                           f"(golden/isa.py Flag)")
     if op == Op.MATVEC:
         if ins.n < 1 or ins.k < 1:
             raise CompileError(f"{name} is a MATVEC of {ins.n} x {ins.k}; both must be >= 1")
+        if ins.flags & Flag.RAW and ins.flags & Flag.RELU:
+            raise CompileError(f"{name} sets both RAW and RELU, which the ISA does not define")
         tiles = -(-ins.n // cfg.lanes)
         span("reads", ins.wbase, tiles * ins.k, cfg.weight_depth, "weight", "wbase")
         span("reads", ins.src, ins.k, sd, "scratch", "src")
@@ -1066,6 +1072,9 @@ def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) ->
         if ins.n < 1:
             raise CompileError(f"{name} embeds 0 elements")
         size = 2 if ins.flags & Flag.WIDE else 1
+        if size == 2 and (cfg.word_bits // 8) % 2:
+            raise CompileError(f"{name} embeds 16-bit halfwords (WIDE) from weight words of "
+                               f"{cfg.word_bits // 8} bytes, which is odd")
         if ins.k * (cfg.word_bits // 8) < ins.n * size:
             raise CompileError(f"{name} embeds {ins.n} {'halfwords' if size == 2 else 'bytes'} "
                                f"from rows of {ins.k} words ({ins.k * (cfg.word_bits // 8)} "
@@ -1088,6 +1097,11 @@ def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) ->
             span("reads", ins.aux, lb, sd, "scratch", "aux")
         span("writes", ins.dst, rows, sd, "scratch", "dst")
         epilogue = prev is not None and prev.op == Op.MATVEC and prev.epi
+        if epilogue and ins.dst < prev.src + prev.k and prev.src < ins.dst + rows:
+            # The epilogue writes a tile's results while later tiles still read the input.
+            raise CompileError(f"{name} is an epilogue writing scratch words [{ins.dst}, "
+                               f"{ins.dst + rows}) over its MATVEC's input [{prev.src}, "
+                               f"{prev.src + prev.k}), which the ISA does not define")
         spans = [("b", ins.aux, lb)] + ([] if epilogue else [("a", ins.src, la)])
         for what, base, ln in spans:
             # The unit reads its operands while earlier results are written back (an

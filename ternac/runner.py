@@ -746,7 +746,9 @@ class _PromptBar(list):
         super().__init__()
         from tqdm import tqdm
         self.total = total
-        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False)
+        # At most a redraw a second on a terminal; in a log, TQDM_MININTERVAL (ternac.cli).
+        self.bar = tqdm(total=total, desc=desc, unit="step", leave=False,
+                        mininterval=float(os.environ.get("TQDM_MININTERVAL", 1.0)))
 
     def append(self, item) -> None:
         super().append(item)

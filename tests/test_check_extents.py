@@ -70,6 +70,55 @@ def test_compiler_refuses_what_the_interpreter_refuses_for_extents(ins):
         assert err is None, f"check_program accepted {ins}; the interpreter: {err}"
 
 
+@st.composite
+def epilogue_pairs(draw):
+    n = draw(st.integers(1, 8))
+    mv = Instr(Op.MATVEC, n=n, k=draw(st.integers(1, 12)), src=draw(_near(CFG.scratch_depth)),
+               wbase=draw(st.integers(0, 8)), m=1 << 14, s=14, epi=1)
+    ep = Instr(draw(st.sampled_from([Op.SIGMOID, Op.SILU, Op.ADD, Op.MUL])), n=n,
+               src=0, dst=draw(_near(CFG.scratch_depth)), aux=draw(_near(CFG.scratch_depth)),
+               m=1 << 14, s=14, wbase=1)
+    return [mv, ep]
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(epilogue_pairs())
+def test_an_epilogue_is_refused_as_the_interpreter_refuses_it(pair):
+    """A MATVEC with its epilogue (the epilogue's src is not read; its dst must miss the
+    MATVEC's input, which later tiles still read: found by a tester, session 6)."""
+    prog = pair + [Instr(Op.HALT)]
+    print("program:", pair)
+    err = _interpreter_error(prog)
+    try:
+        check_program(prog, CFG)
+        accepted = True
+    except CompileError:
+        accepted = False
+    if err is not None and any(w in err for w in RANGE_WORDS + ("over its MATVEC's input",)):
+        assert not accepted, f"check_program accepted {pair}: the interpreter: {err}"
+    if accepted:
+        assert err is None, f"check_program accepted {pair}; the interpreter: {err}"
+
+
+def test_flags_and_wide_rows_the_interpreter_refuses():
+    t3 = AccelConfig(lanes=5, weight_format="t3", scratch_depth=64, out_depth=16,
+                     weight_depth=32, max_fan_in=64, max_vector=64, prog_depth=4,
+                     vector=("eltwise",), ops=("HALT", "MATVEC", "EMBED", "ADD"))
+    assert (t3.word_bits // 8) % 2 == 1
+    cases = [
+        (Instr(Op.EMBED, src=0, dst=10, n=2, k=2, flags=int(Flag.WIDE)), t3, "which is odd"),
+        (Instr(Op.MATVEC, src=0, dst=20, n=4, k=4, flags=int(Flag.RAW | Flag.RELU)), CFG,
+         "both RAW and RELU"),
+        (Instr(Op.MATVEC, src=0, dst=20, n=4, k=4, flags=int(Flag.NEG)), CFG,
+         "undefined flag bits"),
+        (Instr(Op.EMBED, src=0, dst=10, n=2, k=2, flags=int(Flag.RELU)), CFG,
+         "undefined flag bits"),
+    ]
+    for ins, cfg, what in cases:
+        with pytest.raises(CompileError, match=what):
+            check_program([ins, Instr(Op.HALT)], cfg)
+
+
 @pytest.mark.parametrize("ins, what", [
     (Instr(Op.ADD, src=60, aux=0, dst=10, n=5, m=1, wbase=1), r"reads scratch words \[60, 65\)"),
     (Instr(Op.SIGMOID, src=0, aux=0, dst=60, n=5, m=1, s=1), r"writes scratch words \[60, 65\)"),
