@@ -1010,15 +1010,55 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
         raise CompileError(why)
     window = cfg.scratch_a_window
     prev = None
-    for pc, ins in stream:        # in execution order (REPEAT unrolled: strides applied)
+    seq = _SequenceRules()
+    for j, (pc, ins) in enumerate(stream):  # in execution order (REPEAT unrolled: strides)
         _check_extents(pc, ins, prev, cfg)
         _check_addresses(pc, ins, prev, cfg)
+        seq.check(pc, ins, stream[j + 1][1] if j + 1 < len(stream) else None)
         for lo, hi in port_a_reads(ins, prev):
             if hi > window:
                 raise CompileError(f"instruction {pc} ({spec(ins.op).name}) reads scratch "
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
         prev = ins
+
+
+class _SequenceRules:
+    """The interpreter's rules on the order of instructions (golden/interpreter.py
+    run_program), over the unrolled stream: a tee's RMSNORM before any other Norm-unit op,
+    the next tee or the HALT; a reuse RMSNORM only after statistics exist (an RMSNORM or a
+    tee; a LAYERNORM leaves none); a prologue RMSNORM followed by its MATVEC in every
+    iteration, strides applied (golden.isa.prologue_pair). That the reused statistics are
+    of the same values is data the interpreter compares and no static check can."""
+
+    def __init__(self):
+        self.tee_pc = None      # a tee whose RMSNORM has not run yet
+        self.stats = False      # an RMSNORM's or a tee's statistics exist
+
+    def check(self, pc: int, ins: Instr, nxt: Instr | None) -> None:
+        name = f"instruction {pc} ({spec(ins.op).name})"
+        if ins.op == Op.HALT and self.tee_pc is not None:
+            raise CompileError(f"the program halts at {pc} with the tee of instruction "
+                               f"{self.tee_pc} not followed by its RMSNORM")
+        s = spec(ins.op) if ins.op not in (Op.HALT, Op.REPEAT) else None
+        if s is not None and s.vector and s.unit == "norm":
+            if self.tee_pc is not None and not (ins.op == Op.RMSNORM and ins.reuse):
+                raise CompileError(f"{name} uses the Norm unit after the tee of instruction "
+                                   f"{self.tee_pc}, but is not an RMSNORM reusing it")
+            if ins.reuse and not self.stats:
+                raise CompileError(f"{name} reuses statistics no RMSNORM or tee before it "
+                                   f"gathered (golden/isa.py reuse)")
+            self.tee_pc = None
+            self.stats = ins.op == Op.RMSNORM
+        if ins.tee:
+            if self.tee_pc is not None:
+                raise CompileError(f"{name} tees while the tee of instruction {self.tee_pc} "
+                                   f"still waits for its RMSNORM")
+            self.tee_pc, self.stats = pc, True
+        if ins.pro and not prologue_pair(ins, nxt):
+            raise CompileError(f"{name} sets pro, but as executed (REPEAT strides applied) "
+                               f"it is not a reuse RMSNORM with OUT8 followed by a MATVEC of "
+                               f"src = its dst and k = its n >= {PRO_MIN_K} (golden/isa.py)")
 
 
 def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:

@@ -134,3 +134,44 @@ def test_each_extent_rule_in_one_sentence(ins, what):
         check_program([ins, Instr(Op.HALT)], CFG)
     assert "\n" not in str(e.value)
     assert _interpreter_error([ins, Instr(Op.HALT)]) is not None
+
+
+def _order_cases():
+    from ternac.golden.isa import repeat_word, rsel_of
+    out8 = int(Flag.OUT8)
+    big = AccelConfig(lanes=4, scratch_depth=256, out_depth=64, weight_depth=256,
+                      max_fan_in=64, max_vector=64, prog_depth=8,
+                      vector=("activation", "eltwise", "norm"))
+    tee = Instr(Op.ADD, src=0, aux=8, dst=16, n=4, m=1, tee=1)
+    return [
+        ("a tee, then HALT", [tee, Instr(Op.HALT)], CFG, "not followed by its RMSNORM"),
+        ("two tees", [tee, tee, Instr(Op.RMSNORM, src=16, aux=24, dst=32, n=4, m=1, s=1,
+                                      reuse=1), Instr(Op.HALT)], CFG, "tees while the tee"),
+        ("a reuse RMSNORM first", [Instr(Op.RMSNORM, src=0, aux=8, dst=16, n=4, reuse=1, m=1,
+                                         s=1), Instr(Op.HALT)], CFG, "reuses statistics"),
+        ("a prologue a stride breaks",
+         [Instr(Op.RMSNORM, src=0, dst=64, aux=128, n=32, flags=out8, m=1, s=1),
+          repeat_word(2, 2, [4]),
+          Instr(Op.RMSNORM, src=0, dst=64, aux=128, n=32, flags=out8, reuse=1, pro=1, m=1,
+                s=1),
+          Instr(Op.MATVEC, src=64, k=32, n=4, dst=200, m=1, s=1, rsel=rsel_of({"src": 1})),
+          Instr(Op.HALT)], big, "as executed"),
+    ]
+
+
+@pytest.mark.parametrize("case", _order_cases(), ids=lambda c: c[0])
+def test_order_rules_the_interpreter_applies(case):
+    """The interpreter's rules on the order of instructions, over the unrolled stream (a
+    tester's findings, session 6): refused by check_program too, in one sentence."""
+    _, prog, cfg, what = case
+    try:
+        run_program(prog, [0] * cfg.weight_depth, lanes=cfg.lanes,
+                    scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth,
+                    weight_depth=cfg.weight_depth,
+                    scratch_init=torch.zeros(1, cfg.scratch_depth, dtype=torch.int64))
+        raise AssertionError("the interpreter ran it")
+    except MachineError:
+        pass
+    with pytest.raises(CompileError, match=what) as e:
+        check_program(prog, cfg)
+    assert "\n" not in str(e.value)
