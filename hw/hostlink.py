@@ -165,7 +165,6 @@ class Hostlink(wiring.Component):
         nwords = Signal(range(nmax + 1))
         widx = Signal(range(nmax + 1))
         bidx = Signal(2)
-        word = Signal(32)
         guard = Signal(2)
         w_last = Signal()           # the word being written is the request's last
 
@@ -175,6 +174,12 @@ class Hostlink(wiring.Component):
         # changes it before R_PAY). A response carries at most 4 max_words bytes.
         rleft = Signal(max((4 * nmax).bit_length(), 8))
         rsh = Signal(80)            # payload, sent least significant byte first
+        # The word a WRITE_MEM writes is assembled in rsh's low 32 bits (the link is half
+        # duplex: no response is under way while it writes, and the ACK that ends the
+        # request sends no payload). Its bytes shift in from the top, as R_PAY shifts rsh
+        # out, so 24 of its 32 flip-flops keep their one input; a register of its own was 32
+        # flip-flops fed by flip-flops or the buffer's read port, a logic cell each.
+        word = rsh[:32]
         reading = Signal()          # payload comes from host-port reads (READ_MEM)
 
         # Status.
@@ -389,7 +394,7 @@ class Hostlink(wiring.Component):
                 # w_last registered here (widx is steady until W_WRITE): the compare stays
                 # off the path to the response registers' enables (the iCEBreaker's critical
                 # path, 32.5 ns, when W_WRITE compared widx + 1 itself).
-                m.d.sync += [word.eq(Cat(word[8:], br.data)), bidx.eq(bidx + 1),
+                m.d.sync += [rsh[:32].eq(Cat(rsh[8:32], br.data)), bidx.eq(bidx + 1),
                              w_last.eq(widx + 1 == nwords)]
                 with m.If(bidx == 3):
                     m.next = "W_WRITE"
