@@ -58,7 +58,7 @@ __all__ = ["ISSUE_CYCLES", "START_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "R
            "WEIGHT_FORMATS", "weight_word_bits", "CYCLES", "halt_cycles", "matvec_cycles",
            "argmax_cycles", "repeat_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
-           "norm_normalize_steps", "prologue_cycles",
+           "norm_normalize_steps", "prologue_cycles", "chained_matvec_cycles", "chain_pair",
            "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
 
 #: DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
@@ -238,6 +238,68 @@ def matvec_cycles(ins: Instr, *, lanes: int, weight_format: str = "i2",
     d = 0 if ins.flags & Flag.RAW else max(0, tail - L + (n - 1) % L)
     return (ISSUE_CYCLES + 4 + STREAMER_LATENCY[weight_format] + k + (tiles - 1) * max(k, L)
             + L + d)
+
+
+def chained_matvec_cycles(prev: Instr, mv: Instr, *, lanes: int, weight_format: str = "i2",
+                          prev_epilogue_latency: int | None = None, prev_pair: bool = False,
+                          epilogue_latency: int | None = None) -> int:
+    """A MATVEC ``mv`` chained after the MATVEC ``prev`` (AccelConfig.mv_chain; golden/isa.py
+    MATVEC: it streams while ``prev``'s last tile drains): ``mv``'s count, issue cycles
+    included, the cycles from ``prev``'s last cycle to ``mv``'s (``prev`` counts as
+    :func:`matvec_cycles` / :func:`prologue_cycles` give)::
+
+        2 + 1 + max(g + r + D, g + L)
+
+    with, in cycles from ``mv``'s first (its EPI_DEC, or its MATVEC state without an
+    epilogue), ``X`` = ``prev``'s last state cycle and ``c`` its last beat (the
+    :func:`matvec_cycles` terms, ``prev``'s own count from its first cycle): tile 0's first
+    beat at ``s = c + 2 - (X + 3)``; tile ``j`` of ``k`` beats ends at ``e = s + k - 1``, its
+    sums load into the engine's shift register at ``max(e + 1, f)``, where ``f`` is the
+    cycle the previous tile's last lane leaves (``prev``'s last tile's: ``c + L + 1 - (X +
+    3)``, or with a pair the last padding lane after its rows' two-cycle pace), its lanes
+    leave from ``g = load + 1`` one a cycle (tile 0: not before ``h`` = 1 with an epilogue,
+    0 without), the next tile's first beat is at that load; ``g`` of the last tile,
+    ``r = (n - 1) mod L``, ``D = R + U`` (requantized, ``U`` the epilogue's latency or 0),
+    0 (RAW).
+
+    Source: hw/sequencer.py MATVEC (the chain: once ``prev``'s reads and weight commands
+    are all issued, the fetcher's and the weight commands' registers take ``mv``'s word,
+    whose pc stays), MV_SWAP (``mv``'s own fields, after ``prev``'s last row is written and
+    its lanes are out; ``mv``'s rows wait in the engine: ``hold``), MV_WAIT (the next word's
+    read), EPI_DEC; hw/engine.py (``held``/``free``). Checked on the RTL by
+    tests/test_mv_chain.py (``prev.k >= L``, I2: what check_program admits).
+    """
+    L, R = int(lanes), REQUANT_LATENCY
+    _check_format(weight_format)
+    W = STREAMER_LATENCY[weight_format]
+    t1 = -(-prev.n // L)
+    c = 1 + W + prev.k + (t1 - 1) * (prev.k if prev_pair else max(prev.k, L))
+    x = matvec_cycles(prev, lanes=L, weight_format=weight_format,
+                      epilogue_latency=prev_epilogue_latency,
+                      epilogue_pair=prev_pair) - ISSUE_CYCLES - 1
+    r1 = (prev.n - 1) % L
+    if prev_pair:
+        a_last = c + 2 + (r1 if r1 < R else 2 * r1 - R + 1) + (L - 1 - r1)
+    else:
+        a_last = c + L + 1
+    base = x + 3
+    h = 1 if mv.epi else 0
+    s, free = c + 2 - base, a_last - base
+    g = 0
+    for j in range(-(-mv.n // L)):
+        load = max(s + mv.k, free)
+        g = max(load + 1, h) if j == 0 else load + 1
+        free, s = g + L - 1, load
+    r = (mv.n - 1) % L
+    d = 0 if mv.flags & Flag.RAW else R + (int(epilogue_latency or 0) if mv.epi else 0)
+    return ISSUE_CYCLES + 1 + max(g + r + d, g + L)
+
+
+def chain_pair(prev: Instr, mv: Instr, lanes: int) -> bool:
+    """Whether the RTL with AccelConfig.mv_chain chains ``mv`` after ``prev`` (golden/isa.py
+    MATVEC): both MATVECs, ``mv`` the next word (after ``prev``'s epilogue), ``n, k >= 1``."""
+    return (prev.op == Op.MATVEC and mv.op == Op.MATVEC and prev.n >= 1 and mv.n >= 1
+            and mv.k >= 1)
 
 
 def prologue_cycles(norm: Instr, mv: Instr, *, lanes: int, weight_format: str = "i2",
@@ -599,7 +661,7 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
 def program_cycles(program: Sequence[Instr], lanes: int, *,
                    latencies: Mapping[str, int] | None = None,
                    data: Mapping[int, Mapping] | None = None,
-                   weight_format: str = "i2") -> dict:
+                   weight_format: str = "i2", mv_chain: bool = False) -> dict:
     """Predicted RTL cycle count (the sequencer's ``cycles``, start to done) of one run of
     ``program``, which must end in HALT.
 
@@ -630,6 +692,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
       ``count``, ``issue`` and the totals, not in this list). The kind of every figure is
       *modelled*.
 
+    ``mv_chain`` (AccelConfig.mv_chain): a MATVEC right after a MATVEC (its epilogue
+    between) costs :func:`chained_matvec_cycles`; refused with a REPEAT in the program.
+
     A tee (golden/isa.py) is followed in time: its RMSNORM's first beat waits until
     :func:`norm_work_cycles` after the tee's last beat (``wait`` of :func:`norm_cycles`),
     counted from the cycles of the instructions between them.
@@ -654,14 +719,20 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     pro_mv = None             # (upper, lower) of the MATVEC of the prologue just counted
     t_hi = t_lo = 0           # the cycle this instruction starts at (upper, lower bound)
     tee = None                # (cycle of a tee's last beat, upper, lower): golden/isa.py tee
+    last_mv = None            # (MATVEC, its epilogue's latency, pair) issued last: mv_chain
+    pro_last = None
+    if mv_chain and repeats:
+        raise ValueError("a program with REPEAT is not modelled with mv_chain")
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
+        is_pro_mv = pro_mv is not None and not epilogue
         if epilogue:
             hi = lo = 0           # counted in its MATVEC's formula
         elif pro_mv is not None:
             hi, lo = pro_mv       # the MATVEC's share of its prologue's formula
             pro_mv = None
+            last_mv = pro_last
         else:
             teed = ins.op == Op.MATVEC and ins.epi and pc + 1 < len(program) and \
                 program[pc + 1].tee
@@ -715,7 +786,16 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     gap = _matvec_drain_after_last_write(mv, lanes, u_lat)
                     tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)
                 pro_mv = (mvc, mvc)
+                pro_last = (mv, u_lat, pair)
                 hi, lo = hi - mvc, lo - mvc
+            elif mv_chain and last_mv is not None and chain_pair(last_mv[0], ins, lanes):
+                if d.get("epilogue_pair"):
+                    raise ValueError(f"instruction {pc}: a chained MATVEC (mv_chain) with an "
+                                     f"epilogue pair is not modelled")
+                hi = lo = chained_matvec_cycles(
+                    last_mv[0], ins, lanes=lanes, weight_format=weight_format,
+                    prev_epilogue_latency=last_mv[1], prev_pair=last_mv[2],
+                    epilogue_latency=d.get("epilogue_latency"))
             else:
                 hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
                                   weight_format=weight_format, **d, **(
@@ -732,6 +812,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                 tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)
         t_hi += hi
         t_lo += lo
+        if not epilogue and not is_pro_mv:
+            last_mv = ((ins, d.get("epilogue_latency"), bool(d.get("epilogue_pair")))
+                       if ins.op == Op.MATVEC else None)
         epilogue = ins.op == Op.MATVEC and bool(ins.epi)
         if lo != hi:
             exact = False

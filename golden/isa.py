@@ -64,6 +64,12 @@ words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit h
 an ``EMBED WIDE`` row), read as the MUL streams, instead of ``scratch[aux + j]``; ``aux``
 must be 0 (not read). A constant multiplier vector (an RMSNorm's weight applied by a MUL)
 then needs no scratch words and no EMBED to stage it.
+*Chaining* (no field: an accelerator built with ``AccelConfig.mv_chain``): a MATVEC whose
+word follows a MATVEC (after its epilogue, if any) starts reading its input while the first
+one's last rows are still written, so it must not read them (the first one's ``dst`` rows,
+its epilogue's ``dst`` and a pair's ``aux`` rows); the results are the program order's.
+``ternac.lower.check_program`` refuses a program breaking that rule on such a build (and
+the cases the cycle model does not cover: golden/cycles.py ``chained_matvec_cycles``).
 A norm's weight (RMSNORM, LAYERNORM: ``b = scratch[aux + j]``) must be disjoint from its
 result or the same words: the RTL reads it when the unit's ``w * y`` uses it, several
 cycles after the element (``ternac.lower.check_program`` refuses a partial overlap).

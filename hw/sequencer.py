@@ -159,7 +159,10 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
-                 vector_units=(), weight_format="i2", ops=None, out_bits=32):
+                 vector_units=(), weight_format="i2", ops=None, out_bits=32, mv_chain=False):
+        # MATVEC chaining (AccelConfig.mv_chain, golden/isa.py MATVEC): a MATVEC right after
+        # a MATVEC streams while the first one's last tile drains.
+        self._chain = bool(mv_chain)
         # The operations built (None: every golden.isa.Op); a vector op also needs its unit.
         # An absent opcode halts with ``error`` as an unknown one (and builds no logic).
         self._ops = frozenset(Op) if ops is None else frozenset(Op(op) for op in ops)
@@ -490,11 +493,22 @@ class Sequencer(wiring.Component):
         ol_is0, ol_is1 = Signal(), Signal()   # out_left == 0, == 1 (registered: FSM exits)
 
         # Weight commands: one per tile, k words each, issued ahead (the streamer buffers).
+        # Chaining: the weight count of the MATVEC streaming (cmd_k), which runs ahead of
+        # the one draining (ins); the drain's lanes left (dt_left, tiles of L), ``chained``
+        # (the next MATVEC streams), ``hold`` (the first's lanes are out: the second's
+        # rows wait in the engine until its own fields are registered, MV_SWAP / EPI_DEC).
+        chain = self._chain and Op.MATVEC in self._ops
+        chained, hold = Signal(), Signal()
+        dt_left = Signal(_CNT + 1)
+        if chain:
+            cmd_k = Signal(len(ins.k))
+        else:
+            cmd_k = ins.k
         m.d.comb += [streamer.cmd.payload.base.eq(cmd_base),
-                     streamer.cmd.payload.count.eq(ins.k),
+                     streamer.cmd.payload.count.eq(cmd_k),
                      streamer.cmd.valid.eq(in_matvec & cmd_pend)]
         with m.If(streamer.cmd.valid & streamer.cmd.ready):
-            m.d.sync += [cmd_base.eq(cmd_base + ins.k), cmd_left.eq(cmd_left - L),
+            m.d.sync += [cmd_base.eq(cmd_base + cmd_k), cmd_left.eq(cmd_left - L),
                          cmd_pend.eq(~_lt(cmd_left, L + 1))]
 
         # Beats: an activation from the fetcher and a weight word from the streamer, joined
@@ -530,21 +544,27 @@ class Sequencer(wiring.Component):
                 m.d.sync += pro_feed.eq(0)
 
         # Writeback: lane results in order; rows past n are padding and dropped.
+        go = ~hold if chain else Const(1)     # (no hold without mv_chain)
         m.d.comb += [
-            requant.i.valid.eq(engine.o.valid & in_range & ~raw),
+            requant.i.valid.eq(engine.o.valid & in_range & ~raw & go),
             requant.i.payload.acc.eq(engine.o.payload.acc),
-            engine.o.ready.eq(raw | ~in_range | requant.i.ready),
+            engine.o.ready.eq((raw | ~in_range | requant.i.ready) & go),
             requant.o.ready.eq(~pair | pr_v),
             self.scr_waddr.eq(rq_waddr),
             self.scr_wdata.eq(requant.o.payload.y),
             self.scr_wen.eq(requant.o.valid & ~fuse),
             self.out_waddr.eq(w_addr),
             self.out_wdata.eq(engine.o.payload.acc),         # sign-extended to 32 bits
-            self.out_wen.eq(engine.o.valid & in_range & raw),
+            self.out_wen.eq(engine.o.valid & in_range & raw & go),
         ]
         with m.If(engine.o.valid & engine.o.ready):
             m.d.sync += [w_addr.eq(w_addr + 1), dr_left.eq(dr_left - 1),
                          in_range.eq(in_range & (dr_left != 1))]
+            if chain:
+                with m.If(engine.o.payload.last):
+                    m.d.sync += dt_left.eq(dt_left - L)
+                    with m.If(chained & _lt(dt_left, L + 1)):
+                        m.d.sync += hold.eq(1)
         # (Before the FSM: DECODE's load of dst wins; the requantizer is empty there.)
         with m.If(requant.o.valid & requant.o.ready):
             m.d.sync += rq_waddr.eq(rq_waddr + 1)
@@ -823,6 +843,8 @@ class Sequencer(wiring.Component):
                     cmd_base.eq(pd.wbase), cmd_left.eq(pd.n), cmd_pend.eq(d_mv & n_pos),
                     dr_left.eq(pd.n), in_range.eq(n_pos),
                 ]
+                if chain:
+                    m.d.sync += [cmd_k.eq(pd.k), dt_left.eq(pd.n)]
                 for unit, opmodes, sel in unit_decode:
                     m.d.sync += sel.eq(0)
                     with m.Switch(pd.op):
@@ -900,6 +922,8 @@ class Sequencer(wiring.Component):
                     step_pc()
                     m.d.sync += [vins.as_value().eq(pd.as_value()),
                                  ep_waddr.eq(pd.dst), ep_raddr.eq(pd.aux), fuse.eq(1)]
+                    if chain:
+                        m.d.sync += hold.eq(0)
                     if pair_ok:
                         # (a SIGMOID's only: any other unit gives one result a row)
                         m.d.sync += [pair.eq(pd.pair & (pd.op == Op.SIGMOID)), pr_ph.eq(0)]
@@ -939,6 +963,8 @@ class Sequencer(wiring.Component):
                         dr_left.eq(pd.n), in_range.eq(n_pos),
                         pro_t0.eq(1), in_matvec.eq(1),
                     ]
+                    if chain:
+                        m.d.sync += [cmd_k.eq(pd.k), dt_left.eq(pd.n)]
                     step_pc()
                     m.next = "PRO"
                 with m.State("PRO"):
@@ -972,10 +998,62 @@ class Sequencer(wiring.Component):
                                 m.d.sync += pr_ph.eq(~pr_ph)
                             with m.If(vo_valid & pr_ph):
                                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
-                # Done once every row is written and the engine has drained its padding lanes.
-                with m.If(rows_done & ~engine.o.valid):
-                    m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
-                    m.next = "DECODE"
+                if chain:
+                    # The next word a MATVEC: once this one's reads and weight commands are
+                    # all issued, its streaming registers take the next one's (as DECODE
+                    # loads them); pc stays, so its word stays on prog_data for MV_SWAP.
+                    nxt_mv = (pd.op == Op.MATVEC) & (pd.n != 0) & (pd.k != 0)
+                    with m.If(~chained & nxt_mv & ~cmd_pend & ~f_active):
+                        m.d.sync += [
+                            chained.eq(1), cmd_k.eq(pd.k),
+                            a_base.eq(pd.src), a_addr.eq(pd.src),
+                            f_active.eq(1), f_mv.eq(1), f_col.eq(0),
+                            f_len_m1.eq(d_len - 1), f_len_is1.eq(d_len == 1),
+                            f_jleft.eq(d_len - 1), f_jlast.eq(d_len == 1),
+                            f_sleft.eq(pd.n), f_slast.eq(_lt(pd.n, L + 1)),
+                            f_pleft.eq(d_passes), f_plast.eq(d_passes == 1),
+                            cmd_base.eq(pd.wbase), cmd_left.eq(pd.n), cmd_pend.eq(1),
+                        ]
+                    with m.If(chained):
+                        # Every row of this one written and its lanes out: the next one's.
+                        with m.If(rows_done & hold):
+                            m.next = "MV_SWAP"
+                    with m.Elif(rows_done & ~engine.o.valid):
+                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
+                        m.next = "DECODE"
+                else:
+                    # Done once every row is written and the engine has drained its padding
+                    # lanes.
+                    with m.If(rows_done & ~engine.o.valid):
+                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
+                        m.next = "DECODE"
+            if chain:
+                with m.State("MV_SWAP"):
+                    # The chained MATVEC's own fields, as DECODE registers them (its rows
+                    # wait in the engine: hold), and pc past it; then its epilogue.
+                    m.d.sync += [
+                        ins.as_value().eq(pd.as_value()), vins.as_value().eq(pd.as_value()),
+                        w_addr.eq(pd.dst), rq_waddr.eq(pd.dst), ep_waddr.eq(pd.dst),
+                        ep_raddr.eq(pd.aux),
+                        out_left.eq(pd.n), ol_is0.eq(0), ol_is1.eq(pd.n == 1),
+                        dr_left.eq(pd.n), in_range.eq(1), dt_left.eq(pd.n),
+                        chained.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0),
+                    ]
+                    for unit, opmodes, sel in unit_decode:
+                        m.d.sync += sel.eq(0)
+                    step_pc()
+                    m.next = "MV_WAIT"
+                with m.State("MV_WAIT"):
+                    # (as EXEC: the word at the new pc reaches prog_data next cycle)
+                    if epi_ops:
+                        with m.If(ins.epi):
+                            m.next = "EPI_DEC"
+                        with m.Else():
+                            m.d.sync += hold.eq(0)
+                            m.next = "MATVEC"
+                    else:
+                        m.d.sync += hold.eq(0)
+                        m.next = "MATVEC"
             if Op.EMBED in has:
                 with m.State("EMB_TOK"):
                     m.d.sync += tok.eq(self.scr_rdata)

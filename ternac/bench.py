@@ -226,7 +226,8 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
     cm = compile_lm(intlm, cfg)
     trits = int(intlm.config.n_ternary)
     padded = sum(int(e.count) for e in cm.image.tensors)
-    pc = program_cycles(cm.program, cfg.lanes, weight_format=cfg.weight_format)
+    pc = program_cycles(cm.program, cfg.lanes, weight_format=cfg.weight_format,
+                        mv_chain=cfg.mv_chain)
     _say(f"{bc.name}: the RTL in Verilator, {prompt_len} prompt tokens then {tokens} ...",
          progress)
     rtl = _rtl_run(intlm, cm, prompt_len, tokens, progress)

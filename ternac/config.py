@@ -77,6 +77,15 @@ class AccelConfig:
         stored in the low ``out_bits`` bits and read back sign-extended, so exact for
         fan-ins with ``golden.widths.acc_width(k) <= out_bits`` (check_program refuses
         others); 16 halves the buffer's block RAM.
+    mv_chain : bool
+        MATVEC chaining (default False): a MATVEC right after a MATVEC (and its epilogue)
+        starts streaming as soon as the first one's reads and weight commands are issued,
+        while its last tile drains; its rows wait in the engine until the first one's last
+        row is written (hw/sequencer.py MV_SWAP; golden/cycles.py chained_matvec_cycles).
+        The program must have the second read none of the first one's results (the compiler's
+        check_program refuses it, with the other limits of the chain). On for
+        :data:`LM_ULX3S_CONFIG` only (its gate -> y projections; about 60 LUT and 25 FF more
+        in the sequencer, not wanted on the UP5K).
     prog_compact : bool
         Store in the program memory only the instruction bits this build can use
         (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
@@ -103,6 +112,7 @@ class AccelConfig:
     scratch_a_depth: int | None = None
     out_bits: int = 32
     prog_compact: bool = False
+    mv_chain: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
@@ -151,6 +161,8 @@ class AccelConfig:
             raise ValueError(f"out_bits must be an integer from 16 to 32, not {self.out_bits!r}")
         if not isinstance(self.prog_compact, bool):
             raise ValueError(f"prog_compact must be True or False, not {self.prog_compact!r}")
+        if not isinstance(self.mv_chain, bool):
+            raise ValueError(f"mv_chain must be True or False, not {self.mv_chain!r}")
 
     @property
     def word_bits(self) -> int:
@@ -302,9 +314,10 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: table, 64 of staged constants), 9 x 512 words deep in DP16KD blocks of 512 x 36 bits
 #: (72 EBR, derived). The scratchpad is the ISA's whole 4,096 words (12-bit addresses; 4
 #: DP16KD blocks, as 3,840 take): 2 norm weights staged from the weight memory, not 4 (142
-#: cycles a token fewer, modelled).
+#: cycles a token fewer, modelled). MATVEC chaining on (``mv_chain``: the gate -> y
+#: projections).
 LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608,
-                                      scratch_depth=4096)
+                                      scratch_depth=4096, mv_chain=True)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
 #: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
 LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}

@@ -1021,6 +1021,45 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
         prev = ins
+    if cfg.mv_chain:
+        _check_chain(prog, cfg)
+
+
+def _check_chain(prog: Sequence[Instr], cfg: AccelConfig) -> None:
+    """The rules of a MATVEC chained after a MATVEC (AccelConfig.mv_chain; hw/sequencer.py
+    MV_SWAP, golden/cycles.py chained_matvec_cycles): the RTL starts the second one's reads
+    while the first one's last rows are still being written, so the second must read none
+    of them; its count is modelled (and checked on the RTL) for I2 weights, a first MATVEC
+    of ``k >= lanes`` and a second without an epilogue pair, and the chain follows the
+    program memory's order, so no REPEAT."""
+    if any(i.op == Op.REPEAT for i in prog):
+        raise CompileError("a program with REPEAT cannot run on an accelerator with mv_chain "
+                           "(AccelConfig.mv_chain)")
+    if cfg.weight_format != "i2":
+        raise CompileError(f"mv_chain (AccelConfig.mv_chain) is modelled for I2 weights only, "
+                           f"not {cfg.weight_format}")
+    prev = None      # (index, MATVEC, its epilogue or None)
+    i = 0
+    while i < len(prog):
+        ins = prog[i]
+        epi = prog[i + 1] if ins.op == Op.MATVEC and ins.epi and i + 1 < len(prog) else None
+        if ins.op == Op.MATVEC and prev is not None and ins.n >= 1 and ins.k >= 1:
+            pi, p, pe = prev
+            what = f"instruction {i} (MATVEC) is chained after the MATVEC {pi} (mv_chain)"
+            if p.k < cfg.lanes:
+                raise CompileError(f"{what}, whose k = {p.k} is below lanes = {cfg.lanes}")
+            if epi is not None and epi.pair:
+                raise CompileError(f"{what} and has an epilogue pair")
+            if pe is not None:
+                wr = [(pe.dst, pe.dst + pe.n)] + ([(pe.aux, pe.aux + pe.n)] if pe.pair else [])
+            else:
+                wr = [] if p.flags & Flag.RAW else [(p.dst, p.dst + p.n)]
+            for lo, hi in wr:
+                if ins.src < hi and lo < ins.src + ins.k:
+                    raise CompileError(f"{what} and reads scratch [{ins.src}, "
+                                       f"{ins.src + ins.k}), which that one writes [{lo}, {hi})")
+        prev = (i, ins, epi) if ins.op == Op.MATVEC else None
+        i += 2 if epi is not None else 1
 
 
 class _SequenceRules:
