@@ -160,9 +160,13 @@ class Activation(wiring.Component):
         # |x_in| = |a| whatever neg says: the magnitude skips the negation's carry chain (two
         # in series were the ECP5 L=128 build's critical path from the scratch, bb4a2e0).
         pa = self.i.payload.a
-        a = pipe.reg(Mux(pa < 0, -pa, pa), unsigned(OPERAND_BITS), name="a")
+        # |x| and, below, sig and p are 0 for a bubble (valid=: the flip-flops' reset), so
+        # their products pass the pool's shared slots without a gate (zero_idle).
+        a = pipe.reg(Mux(pa < 0, -pa, pa), unsigned(OPERAND_BITS), name="a",
+                     valid=self.i.valid)
         # The shift-exp core's last stage (e = rhu_round(t)) is the division's first.
-        t, e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False)
+        t, e = shift_exp(m, pipe, a, self.m, self.s, mul=mul, valid=v, round_last=False,
+                         a_zero=True)
         sig_pos, stages = sigmoid_division(m, pipe, t, e, steps_per_stage=self._sps)
         v = vdelay(v, SHIFT_EXP_STAGES - 1 + stages)
         if self._x_delay == "ff":
@@ -187,7 +191,8 @@ class Activation(wiring.Component):
                               SHIFT_EXP_STAGES + stages, name="act_xline")
             neg16 = word[OPERAND_BITS - 1]
 
-        sig = pipe.reg(Mux(neg16, (1 << B) - sig_pos, sig_pos), unsigned(B + 1), name="sig")
+        sig = pipe.reg(Mux(neg16, (1 << B) - sig_pos, sig_pos), unsigned(B + 1), name="sig",
+                       valid=v)
         v = vdelay(v, 1)
         if self._x_delay == "ff":
             x = pipe.reg(x, name="x")
@@ -196,13 +201,14 @@ class Activation(wiring.Component):
 
         # requantize(p, m2, s2) with p = sig (SIGMOID) or x * sig (SILU, GELU).
         # |x sig| <= 2^15 2^15: p in 32 bits signed; |p m2| < 2^30 2^16: 47 bits
-        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig, mul(x, sig, name="xsig", en=v)),
-                     signed(2 * OPERAND_BITS), name="p")
+        p = pipe.reg(Mux(self.mode == ActMode.SIGMOID, sig,
+                         mul(x, sig, name="xsig", en=v, zero_idle="b")),
+                     signed(2 * OPERAND_BITS), name="p", valid=v)
         v = vdelay(v, 1)
         # p * m2 is 0 for a bubble (valid=): the tail's shift is a zero_idle one, ORed into
         # the pool's shared shifter without a gate.
-        p_m = pipe.reg(mul(p, self.m2, name="pm2", en=v), signed(2 * OPERAND_BITS + M_BITS - 1),
-                       name="pm", valid=v)
+        p_m = pipe.reg(mul(p, self.m2, name="pm2", en=v, zero_idle="a"),
+                       signed(2 * OPERAND_BITS + M_BITS - 1), name="pm", valid=v)
         y = rhu_sat_tail(m, pipe, p_m, self.s2, out_bits=OPERAND_BITS, wide=self.wide,
                          name="act_out", halve=mul.shifter(zero_idle=True))
         v = vdelay(v, 2)

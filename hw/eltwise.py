@@ -91,22 +91,25 @@ class Eltwise(wiring.Component):
         mul = borrow(m, self.mulpool, self.pool_client, active)
         v = pipe.reg(self.i.valid, name="v")
         valids.append(v)
-        a = pipe.reg(self.i.payload.a, signed(W), name="a")
-        b = pipe.reg(self.i.payload.b, name="b")
+        # a, b and X are 0 for a bubble (valid=: the flip-flops' reset), so their products
+        # pass the pool's shared slots without a gate (hw.mulpool ``zero_idle``).
+        a = pipe.reg(self.i.payload.a, signed(W), name="a", valid=self.i.valid)
+        b = pipe.reg(self.i.payload.b, name="b", valid=self.i.valid)
         xs = Signal(signed(2 * W), name="elt_xs")            # |a b| <= 2^30
         # Each product's slot gate is its stage's valid bit (hw.mulpool ``en=``).
-        m.d.comb += xs.eq(Mux(mul_mode, mul(a, b, name="ab", en=v), a))
+        m.d.comb += xs.eq(Mux(mul_mode, mul(a, b, name="ab", en=v, zero_idle="ab"), a))
         xn = Signal(signed(2 * W), name="elt_xn")
         m.d.comb += xn.eq(xs ^ self.neg.replicate(2 * W))
-        x = pipe.reg(xn + self.neg, signed(2 * W), name="x")  # |X| <= 2^30
+        x = pipe.reg(xn + self.neg, signed(2 * W), name="x", valid=v)  # |X| <= 2^30
         # The two shifted terms are 0 for a bubble (valid=): zero_idle shifts, ORed into
         # the pool's shared shifters without a gate.
-        y = pipe.reg(mul(b, self.m2, name="bm2", en=v), signed(2 * W + 1), name="y", valid=v)
+        y = pipe.reg(mul(b, self.m2, name="bm2", en=v, zero_idle="a"), signed(2 * W + 1),
+                     name="y", valid=v)
         v = pipe.reg(v, name="v")
         valids.append(v)
         # |X m| < 2^30 2^16: 47 bits signed
-        xm = pipe.reg(mul(x, self.m, name="xm", en=v), signed(2 * W + M_BITS - 1), name="xm",
-                      valid=v)
+        xm = pipe.reg(mul(x, self.m, name="xm", en=v, zero_idle="a"),
+                      signed(2 * W + M_BITS - 1), name="xm", valid=v)
         y = pipe.reg(y, name="y")
         shift0 = mul.shifter(zero_idle=True)
         rx = rhu_pipelined(m, pipe, xm, self.s, name="elt_rx", halve=shift0)

@@ -85,6 +85,7 @@ class _Slot:
         self.uses = []                         # [(client, a, b)]
         self.gates = []                        # each use's gate (the product's own en)
         self.chunk_ps = []                     # the users' product signals
+        self.zero = []                         # each use's (a, b) zero while its gate is low
 
 
 class _Client:
@@ -92,7 +93,7 @@ class _Client:
         self._pool, self.name, self.en = pool, name, Value.cast(en)
         self.slots = []                        # slots this client uses (each once)
 
-    def __call__(self, a, b, *, name: str | None = None, en=None) -> Value:
+    def __call__(self, a, b, *, name: str | None = None, en=None, zero_idle: str = "") -> Value:
         """The exact product ``a * b`` (shape: that of Amaranth's ``a * b``), built from
         this client's slots of the pool. Combinational; register it in the client.
 
@@ -101,9 +102,19 @@ class _Client:
         must be 1 in every cycle the product's value is used, and only while the client's
         ``en`` is (``pool.conflict`` is also 1 in a cycle it is not). One flip-flop
         instead of the unit's "busy" OR keeps the unit's control out of the path into
-        the multiplier (the ECP5 L=128 build's critical path, 652d610)."""
+        the multiplier (the ECP5 L=128 build's critical path, 652d610).
+
+        ``zero_idle`` ("", "a", "b" or "ab"): the client guarantees that those operands are
+        0 in every cycle the product's gate (``en``, else the client's) is low, e.g.
+        pipeline registers cleared with their stage's valid bit (hw.vector ``Pipe.reg(...,
+        valid=)``). A shared slot then ORs them in without a gate (a LUT4 fewer a bit
+        where several users share it); ``pool.conflict`` is 1 in a cycle the promise is
+        broken, so the formal harnesses check it."""
+        if zero_idle not in ("", "a", "b", "ab"):
+            raise ValueError(f"zero_idle is '', 'a', 'b' or 'ab', not {zero_idle!r}")
         return self._pool._product(self, Value.cast(a), Value.cast(b), name or "mul",
-                                   None if en is None else Value.cast(en))
+                                   None if en is None else Value.cast(en),
+                                   ("a" in zero_idle, "b" in zero_idle))
 
     def shifter(self, *, zero_idle: bool = False) -> "_Shifter":
         """This client's handle on the pool's shifters (see :class:`_Shifter`): called, the
@@ -181,6 +192,7 @@ class MulPool(Elaboratable):
         self._name = name
         self._share_above = share_above
         self._chunks: list = []                # (client, kind, a, b, product, gate)
+        self._chunk_zero: dict = {}            # id(product): (a, b) zero while gated off
         self._slots: list[_Slot] = []
         self._clients: list[_Client] = []
         self._done = False
@@ -239,6 +251,7 @@ class MulPool(Elaboratable):
             # The design is elaborated again (a second conversion): its clients come back
             # in the same order; start over.
             self._slots, self._clients, self._pending, self._chunks = [], [], [], []
+            self._chunk_zero = {}
             self._shifts, self._shift_slots, self._zero_idle = [], [], set()
             self._shift_regs = {}
             self._done = False
@@ -257,16 +270,19 @@ class MulPool(Elaboratable):
         client.slots.append(s)
         return s
 
-    def _chunk_product(self, client, a: Value, b: Value, gate=None) -> Value:
+    def _chunk_product(self, client, a: Value, b: Value, gate=None,
+                       zero=(False, False)) -> Value:
         """One slot's product ``a * b`` for operands of at most 16 bits (any signedness);
         the slot is chosen when the pool elaborates (:meth:`_allocate`)."""
         sa, sb = a.shape().signed, b.shape().signed
         if sb and not sa:                      # canonical order: signed operand first
             a, b, sa, sb = b, a, sb, sa
+            zero = zero[::-1]
         kind = ("s" if sa else "u") + ("s" if sb else "u")
         p = Signal(signed(2 * SLOT_BITS) if (sa or sb) else unsigned(2 * SLOT_BITS),
                    name=f"{self._name}_{client.name}_c{len(self._chunks)}")
         self._chunks.append((client, kind, a, b, p, gate))
+        self._chunk_zero[id(p)] = tuple(zero)
         return p
 
     def _allocate(self) -> None:
@@ -287,6 +303,7 @@ class MulPool(Elaboratable):
             slot.uses.append((client, a, b))
             slot.gates.append(gate)
             slot.chunk_ps.append(p)
+            slot.zero.append(self._chunk_zero[id(p)])
 
     def _shift(self, client, v: Value, s: Value, name: str, zero_idle: bool = False) -> Value:
         if self._done:
@@ -348,13 +365,15 @@ class MulPool(Elaboratable):
             if rr is not None:
                 m.d.comb += rr.eq(r[:len(rr)])
 
-    def _product(self, client, a: Value, b: Value, name: str, gate=None) -> Value:
+    def _product(self, client, a: Value, b: Value, name: str, gate=None,
+                 zero=(False, False)) -> Value:
         if self._done:
             raise RuntimeError(f"the multiplier pool {self._name!r} was elaborated before "
                                f"{client.name!r} asked for a product: add the pool after "
                                f"its clients")
         if len(b) > len(a):
             a, b = b, a
+            zero = zero[::-1]
         if len(b) > SLOT_BITS:
             raise ValueError(f"{client.name}: a pooled product needs one operand of at most "
                              f"{SLOT_BITS} bits, not {len(a)} x {len(b)}")
@@ -374,7 +393,7 @@ class MulPool(Elaboratable):
             if len(chunk) == 1:                # a 1-bit chunk (0/1 or 0/-1): no multiplier
                 part = Mux(chunk[0], -b if chunk.shape().signed else b, 0)
             else:
-                part = self._chunk_product(client, chunk, b, gate)
+                part = self._chunk_product(client, chunk, b, gate, zero)
             term = part if lo == 0 else (part << lo)
             total = term if total is None else total + term
             lo = hi
@@ -424,13 +443,15 @@ class MulPool(Elaboratable):
                 # AND-OR of the users' operands, each extended to the slot's width first
                 # (sign or zero, by its own signedness) and gated by its client's enable.
                 ga, gb = Const(0, SLOT_BITS), Const(0, SLOT_BITS)
-                for u, ((c, ua, ub), gate) in enumerate(zip(s.uses, s.gates)):
+                for u, ((c, ua, ub), gate, (za, zb)) in enumerate(zip(s.uses, s.gates,
+                                                                         s.zero)):
                     xa = Signal(s.a_shape, name=f"{self._name}_a{k}_{c.name}{u}")
                     xb = Signal(s.b_shape, name=f"{self._name}_b{k}_{c.name}{u}")
                     en = c.en.any() if gate is None else gate.any()
                     m.d.comb += [xa.eq(ua), xb.eq(ub)]
-                    ga = ga | Mux(en, xa.as_unsigned(), 0)
-                    gb = gb | Mux(en, xb.as_unsigned(), 0)
+                    # A zero_idle operand is 0 whenever its gate is low: no gate.
+                    ga = ga | (xa.as_unsigned() if za else Mux(en, xa.as_unsigned(), 0))
+                    gb = gb | (xb.as_unsigned() if zb else Mux(en, xb.as_unsigned(), 0))
                 m.d.comb += [a.eq(ga), b.eq(gb)]
             m.d.comb += s.p.eq(a * b)
             m.d.comb += [p.eq(s.p) for p in s.chunk_ps]
@@ -442,9 +463,16 @@ class MulPool(Elaboratable):
                 if frozenset((a.name, b.name)) not in self._concurrent:
                     clash.append(a.en.any() & b.en.any())
         # A product's own gate open while its client is not enabled breaks the contract.
-        for client, _, _, _, _, gate in self._chunks:
+        for client, _, a, b, p, gate in self._chunks:
             if gate is not None:
                 clash.append(gate.any() & ~client.en.any())
+            # A zero_idle operand that is not 0 while its gate is low breaks the promise.
+            off = ~(client.en.any() if gate is None else gate.any())
+            za, zb = self._chunk_zero[id(p)]
+            if za:
+                clash.append(off & a.any())
+            if zb:
+                clash.append(off & b.any())
         m.d.comb += self.conflict.eq(Cat(*clash).any() if clash else 0)
         return m
 

@@ -261,20 +261,24 @@ class Norm(wiring.Component):
         y = rhu_pipelined(m, pipe, dr << Z, y_shift, shape=signed(y_bits), name="norm_y",
                           halve=shift0)
         v = advance(v)
+        v_w = v                             # the valid bit of the beat entering w's stage
         v = advance(v)
         if late_w:
             m.d.comb += self.w_next.eq(ce & v_dr)
-            w = pipe.reg(self.w_late.as_signed(), name="w_late")
+            # 0 for a bubble (valid=), as wy and acc below: their products pass the pool's
+            # shared slots without a gate (hw.mulpool ``zero_idle``).
+            w = pipe.reg(self.w_late.as_signed(), name="w_late", valid=v_w)
         else:
             w = pipe.delay(w1, len(valids) - 1, name="w")
         # acc = weight * y + bias (the bias word is taken from ``c`` as the sum is formed).
-        wy = pipe.reg(mul(y, w, name="wy", en=v), signed(wy_bits), name="wy")
+        wy = pipe.reg(mul(y, w, name="wy", en=v, zero_idle="b" if late_w else ""),
+                      signed(wy_bits), name="wy", valid=v)
         v = advance(v)
         if affine:
             m.d.comb += [need_c.eq(v & self.bias_en),
                          self.c.ready.eq(need_c & (~self.o.valid | self.o.ready))]
             bias = Mux(self.bias_en, self.c.payload, 0)
-            acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc")
+            acc_e = pipe.reg(wy + bias, signed(acc_bits), name="acc", valid=v)
         else:                               # bias 0: c is never read (need_c stays 0)
             # acc = w y: no stage of its own; the stage goes to the output tail below
             # (the same latency), not to a 39-bit copy of w y.
@@ -282,8 +286,8 @@ class Norm(wiring.Component):
             acc_e = wy
         if affine:
             v = advance(v)
-        am = pipe.reg(mul(acc_e, self.m, name="accm", en=v), signed(acc_bits + M_BITS + 1),
-                      name="accm", valid=v)
+        am = pipe.reg(mul(acc_e, self.m, name="accm", en=v, zero_idle="a"),
+                      signed(acc_bits + M_BITS + 1), name="accm", valid=v)
         v = advance(v)
         # affine=False: the tail's extra stage keeps the latency of the affine form.
         out = rhu_sat_tail(m, pipe, am, self.s, out_bits=OPERAND_BITS, wide=self.wide,

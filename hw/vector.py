@@ -295,7 +295,7 @@ SHIFT_EXP_STAGES = 8
 
 
 def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
-              round_last: bool = True) -> Signal:
+              round_last: bool = True, a_zero: bool = False) -> Signal:
     """:func:`golden.intops.shift_exp` in :data:`SHIFT_EXP_STAGES` = 8 pipeline stages.
 
     ``a`` (16 bits unsigned, registered by the caller) -> ``a*m`` (32 bits, a DSP) ->
@@ -312,6 +312,11 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     ``x * y`` and :func:`rhu_halve`. ``valid``, if given, is the valid bit of ``a``'s beat:
     the product register and the mantissa ``M`` are then 0 for a bubble and both barrel
     shifts ``zero_idle`` ones.
+
+    ``a_zero``: ``a`` is 0 whenever ``valid`` is 0 (the caller's register cleared for a
+    bubble): with a pool and ``valid``, ``a * m`` and ``r * S`` then pass their shared
+    slots without a gate on ``a``, ``r`` and ``S`` (hw.mulpool ``zero_idle``; ``r`` and
+    ``S`` are cleared for a bubble here).
 
     ``round_last`` False: the last stage is left to the caller, who gets ``(t, e)``:
     the register before it, ``t = floor(2M / 2^(q + 11))`` (7 stages; ``rhu_round(t)`` is
@@ -337,11 +342,12 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
         mul = mul or (lambda x, y: x * y)
         mul_at = lambda x, y, k: mul(x, y)                               # noqa: E731
     elif gated:
-        mul_at = lambda x, y, k: mul(x, y, en=v_ops[k])                  # noqa: E731
+        mul_at = lambda x, y, k, z="": mul(x, y, en=v_ops[k], zero_idle=z)  # noqa: E731
     else:
         mul_at = lambda x, y, k: mul(x, y)                               # noqa: E731
-    prod = pipe.reg(mul_at(a, gain_m, 0), unsigned(EXP_IN_BITS + M_BITS), name="exp_prod",
-                    valid=valid)
+    zero = gated and a_zero
+    prod = pipe.reg(mul_at(a, gain_m, 0, "a") if zero else mul_at(a, gain_m, 0),
+                    unsigned(EXP_IN_BITS + M_BITS), name="exp_prod", valid=valid)
     # min((t + 1) >> 1, 2^15 - 1): the clamp exactly when t >= 2^16 - 1.
     if pooled:
         # The rounding (t + 1) >> 1 registered on the shifter slot (its one incrementer, no
@@ -360,11 +366,14 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
     nr = ~r                                                            # 1023 - r, 10 bits
     s_max = (1 << (K - F - 1 + P)) + C * ((1 << F) - 1)
     assert C == 0b1011, "the shift-adds below are 11 * (1023 - r)"
+    # (With a_zero: r and S cleared for a bubble, so r * S needs no gate on its slot.)
     slope = pipe.reg((1 << (K - F - 1 + P)) + ((nr << 3) + (nr << 1) + nr),
-                     unsigned(bits_for(s_max)), name="exp_slope")
-    r1 = pipe.reg(r, name="exp_r")
+                     unsigned(bits_for(s_max)), name="exp_slope",
+                     valid=v_ops[3] if zero else None)
+    r1 = pipe.reg(r, name="exp_r", valid=v_ops[3] if zero else None)
     q1 = pipe.reg(q, name="exp_q")
-    rs = pipe.reg(mul_at(r1, slope, 4), unsigned(F + bits_for(s_max)), name="exp_rs")
+    rs = pipe.reg(mul_at(r1, slope, 4, "ab") if zero else mul_at(r1, slope, 4),
+                  unsigned(F + bits_for(s_max)), name="exp_rs")
     q2 = pipe.reg(q1, name="exp_q")
     if valid is not None and pooled:
         # The valid bit of rs's beat (registers that repeat the caller's delay of ``valid``:
