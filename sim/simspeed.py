@@ -234,11 +234,11 @@ def main(argv=None) -> int:
     ap.add_argument("--build-dir", default=None, help="root of the Verilator builds")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args(argv)
-    from ternac.errors import InputError, write_json
-    from ternac.runner import accel_config
+    from ternac.config import AccelConfig
+    from ternac.errors import write_json
     try:            # the digits lanes, checked before the LM measurement runs
-        accel_config(args.lanes)
-    except InputError as exc:
+        AccelConfig(lanes=args.lanes)
+    except ValueError as exc:
         ap.error(f"--lanes: {exc}")
     r = measure(tokens=args.tokens, lanes=args.lanes, legacy=not args.no_legacy,
                 build_dir=args.build_dir)

@@ -251,7 +251,7 @@ def build_main(args) -> int:
     except (ValueError, *USER_ERRORS) as e:
         # E.g. a UART divisor or a PLL the board top's constructor refuses: the top and its
         # memories were made but never elaborated; dropped without UnusedElaboratable.
-        from ternac.cliargs import forget_unused_design
+        from ternac.hw.unused import forget_unused_design
         forget_unused_design(e)
         return _error(one_line(e))
     if getattr(args, "json", None):

@@ -671,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.epochs is None:
             from ternac.golden.mlp import DEFAULT_EPOCHS
             args.epochs = DEFAULT_EPOCHS
-    from ternac.cliargs import forget_unused_design
+    from ternac.hw.unused import forget_unused_design
     try:
         return args.func(args)
     except USER_ERRORS as exc:

@@ -64,7 +64,7 @@ def test_unused_elaboratable_is_silenced_on_the_error_path_only():
 
     from amaranth.hdl import Fragment, UnusedElaboratable
 
-    from ternac.cliargs import forget_unused_design
+    from ternac.hw.unused import forget_unused_design
     from ternac.hw.uart import UARTTx
 
     # Amaranth shows the warning only once something has been elaborated in the process.

@@ -8,8 +8,9 @@ layer) in this table:
     rank  layer      modules
     0     golden     ternac.golden.*   the integer golden models and numeric rules
     1     compiler   ternac.config, errors, protocol, hostdriver, session, lower,
-                     boards.facts      what the RTL is generated from and the host side of
-                                       the link, below the RTL
+                     cliargs, boards.facts  what the RTL is generated from, the host side of
+                                       the link and the command lines' argument types,
+                                       below the RTL
     2     hw         ternac.hw.*       the Amaranth RTL
     3     boards     ternac.boards.*   board tops, builds, programming
     3     sim        ternac.sim.*      Verilator/cocotb simulation; sim may import boards
@@ -72,7 +73,9 @@ LAYER = {
     "ternac.sweep": "front",
     "ternac.bench": "front",
     "ternac.simcli": "front",
-    "ternac.cliargs": "front",
+    # argument types shared by every command line, sim/ and boards/ entry points too
+    # (standard library only)
+    "ternac.cliargs": "compiler",
     # pure data placed below its folder: board and device facts (no imports of the package)
     "ternac.boards.facts": "compiler",
 }
