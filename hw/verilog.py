@@ -23,7 +23,8 @@ def units(cfg: AccelConfig, weight_words=(), program_words=()) -> dict:
         "ternac_top": Accelerator(cfg, weight_words=weight_words, program_words=program_words),
         "ternac_sequencer": Sequencer(lanes=cfg.lanes, acc_bits=cfg.acc_bits,
                                       prog_depth=cfg.prog_depth, scratch_depth=cfg.scratch_depth,
-                                      out_depth=cfg.out_depth, weight_depth=cfg.weight_depth),
+                                      out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
+                                      mv_chain=cfg.mv_chain),
         "ternac_streamer": PackedWeightStreamer(lanes=cfg.lanes, depth=cfg.weight_depth),
         # T3 on the same weight word (2 * lanes bits = lanes / 4 bytes, 5 trits a byte):
         # 32 lanes of I2 -> 40 lanes of T3 from the same 64-bit word. Not in the top yet.

@@ -308,11 +308,15 @@ def _compile_model(model: str, lanes: int, checkpoint, weight_depth=None, scratc
     """Lower ``model`` (digits or shakespeare) for ``lanes`` lanes: (Lowered, model name)."""
     from ternac.lower import compile_checkpoint
     if model == "shakespeare":
-        from ternac.config import LM_CONFIG
+        from ternac.config import LM_CONFIG, LM_CONFIGS
         from ternac.golden.lm_int import IntLM
         from ternac.lower import compile_lm
         from ternac.runner import model_config
-        cfg = model_config(LM_CONFIG, lanes, weight_depth, scratch_depth)
+        # 32, 40 and 128 lanes: the configuration ``ternac build`` builds for them (I2, T3,
+        # the ULX3S's memories and mv_chain), so the image and program are the board's;
+        # any other lane count: LM_CONFIG's memories at I2.
+        cfg = model_config(LM_CONFIGS.get(lanes, LM_CONFIG), lanes, weight_depth,
+                           scratch_depth)
         from ternac.runner import check_corpus
         check_corpus(checkpoint, text)
         try:
@@ -354,7 +358,8 @@ def _cmd_compile(args) -> int:
                        args.scratch_depth, text=args.text)
     cfg = c.cfg
     paths = _write_staged(args.out, lambda d: write_compiled(c, d), owned=owned)
-    pred = program_cycles(c.program, cfg.lanes)
+    pred = program_cycles(c.program, cfg.lanes, weight_format=cfg.weight_format,
+                          mv_chain=cfg.mv_chain)
     print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight words of "
           f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
           f"(of {cfg.prog_depth}), {c.scratch_words} scratch words (of {cfg.scratch_depth}); "
@@ -607,7 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="compile a model to a weight image and a program")
     p.add_argument("model", choices=COMPILE_MODELS)
     p.add_argument("--lanes", type=_lanes, default=None,
-                   help="lanes (default 8 for digits, 32 for shakespeare)")
+                   help="lanes (default 8 for digits, 32 for shakespeare; shakespeare at 40 "
+                        "lanes is T3 and at 128 the ULX3S configuration, as ternac build)")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--text", default=None, metavar="PATH",
@@ -678,6 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ternac: error: {one_line(exc)}", file=sys.stderr)
         forget_unused_design(exc)   # the design the error stopped: no UnusedElaboratable
         return 2
+    except BrokenPipeError:
+        # The reader of stdout went away (``ternac image info F | head``): as other Unix
+        # tools, stop without a message; stdout goes to devnull so the interpreter's own
+        # flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except OSError as exc:
         # A path that cannot be written or read, a full disk (checked up front where the
         # command knows its paths; this is the net for the rest): one sentence, no

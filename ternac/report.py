@@ -262,7 +262,8 @@ def _lowered(model: str, lanes: int):
 
 def _cycle_model(cm) -> dict:
     from ternac.golden.cycles import program_cycles
-    return program_cycles(cm.program, cm.cfg.lanes)
+    return program_cycles(cm.program, cm.cfg.lanes, weight_format=cm.cfg.weight_format,
+                          mv_chain=cm.cfg.mv_chain)
 
 
 def _trace(model: str, cm, intlm, keep: bool, progress: bool) -> dict:

@@ -312,6 +312,42 @@ def test_bad_input_subprocess(tmp_path, compiled8):
     assert js.read_bytes() == SENTINEL
 
 
+def test_closed_stdout_is_silent(compiled8):
+    """A reader of stdout that went away (``ternac image info F | head``): exit 1 and no
+    message, as other Unix tools, not "cannot use Broken pipe" with exit 2."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "ternac.cli", "image", "info",
+                            str(compiled8 / "weights.tnac")], stdout=w,
+                           stderr=subprocess.PIPE, text=True, cwd=REPO)
+    finally:
+        os.close(w)
+    assert p.returncode == 1 and p.stderr == "", p.stderr
+
+
+@pytest.mark.parametrize("lanes,fmt,chain", [(40, "t3", False), (128, "i2", True)])
+def test_compile_lm_takes_the_board_configuration(tmp_path, lanes, fmt, chain):
+    """``ternac compile shakespeare --lanes 40 / 128`` lowers for the configuration
+    ``ternac build`` builds at those lanes (LM_T3_CONFIG, LM_ULX3S_CONFIG), and its cycle
+    model is that configuration's (T3 streaming, mv_chain), as ``ternac bench lm``'s."""
+    from ternac.config import LM_CONFIGS
+    from ternac.golden.cycles import program_cycles
+    from ternac.golden.isa import decode_program
+    js = tmp_path / "c.json"
+    assert main(["compile", "shakespeare", "--lanes", str(lanes), "--out",
+                 str(tmp_path / "o"), "--json", str(js)]) == 0
+    rep = json.loads(js.read_text())
+    cfg = LM_CONFIGS[lanes]
+    assert rep["config"] == json.loads(json.dumps(cfg.to_dict()))
+    assert rep["config"]["weight_format"] == fmt and rep["config"]["mv_chain"] is chain
+    prog = decode_program([int(w, 16) for w in
+                           (tmp_path / "o" / "program.hex").read_text().split()])
+    want = program_cycles(prog, lanes, weight_format=fmt, mv_chain=chain)
+    assert rep["predicted_cycles"] == want["total"]
+    assert want["total"] != program_cycles(prog, lanes)["total"]
+
+
 def test_usage_errors_exit_2():
     assert _ternac("run", "digits").returncode == 2            # --backend missing
     assert _ternac("run", "cifar", "--backend", "golden").returncode == 2
