@@ -33,6 +33,7 @@ __all__ = ["lonely_flip_flops", "cells_by_module", "main"]
 #: A name component that is a submodule (Amaranth's anonymous ``U$n``, the named ones of the
 #: accelerator and board tops, and numbered memory slices) rather than a signal.
 _SUBMODULE = re.compile(r"^(U\$\d+|engine|requant|streamer|fifo|div|isqrt|scratch\w*|bank\d+|"
+                        r"(?:activation|norm|eltwise|shiftmax|dot)(?:_\d+)?|mulpool|"
                         r"outbuf|prog|weights|mem\d*|link|uart_\w+|accel|seq|core|\d+)$")
 
 

@@ -631,8 +631,16 @@ class Sequencer(wiring.Component):
         vfire = Signal()
         vo_y = Signal(SCRATCH_BITS)
         unit_decode = []
+        unit_names = {"streamer", "engine", "requant"}
         for unit, opmodes in self._vector_units:
-            m.submodules += unit
+            # Named after the unit's class (activation, norm, eltwise, ...): netlists and
+            # boards.cells then say which unit a cell is in (anonymous, they were U$n).
+            # Named submodules elaborate before the anonymous pool, as the pool needs.
+            name = base = type(unit).__name__.lower()
+            while name in unit_names:               # two units of one class: dot_2, ...
+                name = f"{base}_{len(unit_names)}"
+            unit_names.add(name)
+            m.submodules[name] = unit
             # sel: the instruction runs on this unit; registered (with the unit's mode) in
             # DECODE, so no opcode decode sits on the VEC state's handshakes.
             sel = Signal(name=f"sel_{type(unit).__name__.lower()}")
@@ -1182,6 +1190,8 @@ class Sequencer(wiring.Component):
         state = getattr(fsm, "_data", {}).get("signal")
         if state is not None:
             state.attrs["fsm_encoding"] = "one-hot"
-        # anonymous, after the units: Amaranth elaborates named submodules first
-        m.submodules += pool
+        # Added last: Amaranth elaborates the named submodules in the order they were
+        # added (then the anonymous ones), and the pool is elaborated after every client
+        # (the units above) has asked for its products.
+        m.submodules.mulpool = pool
         return m
