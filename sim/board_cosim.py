@@ -232,8 +232,11 @@ class _CountingTransport:
         await self.inner.drain()
 
 
-async def _start(dut, word_bits: int):
-    """Clock, the host's UART on the pins, reset: returns (driver, counting transport)."""
+async def _start(dut, word_bits: int, config: dict | None = None):
+    """Clock, the host's UART on the pins, reset: returns (driver, counting transport).
+    ``config``: the build's AccelConfig as a dict (the session inputs' "config"): the driver
+    then checks programs and address limits against it, as on the board."""
+    from ternac.config import AccelConfig
     from ternac.hostdriver import CosimTransport, HostDriver
 
     Clock(dut.clk, CLK_NS, unit="ns").start()
@@ -246,7 +249,8 @@ async def _start(dut, word_bits: int):
         # response (262 bytes, whose lost start leaves the rest on the line) and an answer
         # to a false frame (6 bytes)
         resync_ns=(64 + 6 + 4 * 64 + 6) * 10 * COSIM_DIVISOR * CLK_NS))
-    drv = HostDriver(link, word_bits=word_bits)
+    drv = HostDriver(link, word_bits=word_bits,
+                     cfg=AccelConfig(**config) if config is not None else None)
     dut.rst.value = 1
     await ClockCycles(dut.clk, 4)
     dut.rst.value = 0
@@ -262,7 +266,7 @@ async def _session(dut, session):
     from streams import bench_inputs, bench_output
 
     p = bench_inputs()
-    drv, link = await _start(dut, p["word_bits"])
+    drv, link = await _start(dut, p["word_bits"], p.get("config"))
     say = None
     if p.get("progress_file"):
         def say(msg):

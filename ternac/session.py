@@ -53,6 +53,9 @@ def _board_inputs(cfg, program_words, weight_words, board: str) -> dict:
         "load_weights": weights_in == "spram",
         "weights": [int(w) for w in weight_words],
         "program": [int(w) for w in program_words],
+        # the build's configuration, so a co-simulated board's driver checks the program and
+        # the address limits against it as the real board's does (ternac.session._on_board)
+        "config": cfg.to_dict(),
     }
 
 

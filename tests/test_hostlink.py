@@ -242,3 +242,27 @@ def test_hostlink_rtl_over_uart():
     run_bench(runner, bdir, "hostlink_bench", "test_hostlink_cocotb", inputs={
         "divisor": DIVISOR, "timeout_cycles": TIMEOUT_CYCLES, "config_hash": CONFIG_HASH,
         "limits": LIMITS, "run_cycles": RUN_CYCLES})
+
+
+@pytest.mark.parametrize("name", ["LM_CONFIG", "LM_T3_CONFIG", "LM_ULX3S_CONFIG"])
+def test_session_inputs_carry_the_build_config(name):
+    """A session's plain inputs carry the build's AccelConfig (ternac.session "config"),
+    and it comes back equal from JSON, so the co-simulated board's driver (sim/board_cosim.py
+    _start) checks programs and address limits as the real board's (cfg=) does; a program
+    the build cannot run is then refused before a frame goes out."""
+    import json
+
+    import ternac.config as config
+    from ternac.errors import InputError
+    from ternac.golden.isa import Instr, Op, encode
+    from ternac.session import _board_inputs
+    cfg = getattr(config, name)
+    prog = [encode(Instr(Op.HALT))]
+    p = json.loads(json.dumps(_board_inputs(cfg, prog, [], "icebreaker")))
+    back = config.AccelConfig(**p["config"])
+    assert back == cfg and hash(back) == hash(cfg)
+    ts = ScriptedTransport([])
+    with pytest.raises(InputError):     # SHIFTMAX is not built for the greedy LM
+        HostDriver(ts, cfg=back).load_program([encode(Instr(Op.SHIFTMAX, n=4)),
+                                               encode(Instr(Op.HALT))])
+    assert ts.sent == []
