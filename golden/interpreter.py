@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import PRO_MIN_K, Flag, Instr, Op, decode_program, expand_program, prologue_pair
+from .isa import PRO_MIN_K, Flag, Instr, Op, decode_program, encode, expand_program, prologue_pair
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
@@ -102,7 +102,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
 
     Raises
     ------
-    MachineError (a ValueError) if the program runs past its end without HALT, reads or
+    MachineError (a ValueError) if an instruction has a field that does not fit its width
+    (:func:`golden.isa.encode`), the program runs past its end without HALT, reads or
     writes outside a memory, uses an undefined flag, holds a REPEAT the ISA refuses
     (golden.isa.expand_program), or an initial value does not fit;
     ValueError from :func:`golden.isa.decode` on an unknown opcode or from
@@ -131,6 +132,13 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
 
     # REPEAT (golden/isa.py) runs its body as the unrolled stream of expand_program; ``pc``
     # below counts that stream (the instruction index of a program without REPEAT).
+    # An instruction is what a program word can hold: a field outside its width (a
+    # negative n, an aux past 12 bits) has no encoding, so no RTL runs it (encode's rule).
+    for i, ins in enumerate(prog):
+        try:
+            encode(ins)
+        except ValueError as exc:
+            raise MachineError(f"instruction {i}: {exc}") from None
     try:
         stream = expand_program(prog)
     except ValueError as exc:

@@ -166,3 +166,17 @@ def test_scratch_holds_int16_but_matvec_takes_int8():
     s = _one([Instr(Op.MATVEC, flags=int(Flag.RAW), n=1, k=2), Instr(Op.HALT)],
              words=tile_lanes(t, 4), scratch_init={0: [127, -127]})
     assert s.out[0, 0].item() == 254
+
+
+@pytest.mark.parametrize("field,value", [("n", -1), ("k", -4), ("aux", 1 << 12), ("m", 1 << 16)])
+def test_fields_that_have_no_encoding_are_refused(field, value):
+    """An Instr whose field does not fit the program word (a negative n, a 13-bit aux) is
+    refused in one sentence naming the instruction and the field, not run (a negative n
+    ran as an empty loop)."""
+    import dataclasses
+
+    from ternac.golden.interpreter import MachineError, run_program
+    from ternac.golden.isa import Instr, Op
+    ins = dataclasses.replace(Instr(Op.ADD, src=0, dst=4, aux=2, n=2, m=1), **{field: value})
+    with pytest.raises(MachineError, match=f"instruction 0: instruction field {field}="):
+        run_program([ins, Instr(Op.HALT)], [], lanes=8, scratch_depth=16, out_depth=8)
