@@ -1226,3 +1226,213 @@ task("mulpool_exact", unit=f"MulPool (hw/mulpool.py), shared, {POOL_SLOT_SMALL}-
          "concurrent with it",
          "conflict is 1 exactly when two clients not declared concurrent are enabled",
      ])(lambda *, broken=None: mulpool_harness(broken=broken, small=True))
+
+
+# --- Sequencer with the Activation / the Norm (one shared multiplier pool) -----------------
+
+#: The Norm's max_len in the sequencer harness (AccelConfig.max_vector: an RMSNORM, and so a
+#: tee, runs over at most this many elements; ternac.lower.check_program).
+SEQ_NORM_LEN = 4
+#: Cycles from leaving DECODE (or IDLE) to the next DECODE (or IDLE) with the Activation
+#: (golden/cycles.py, which counts DECODE too): SIGMOID / SILU / GELU 2 + n + 21 <= 31; a
+#: MATVEC (n <= 8, k <= 4: two tiles) with such an epilogue matvec_cycles(U = 21) <= 43
+#: (n = 8, k = 4), with a SIGMOID pair (n <= L, one tile) <= 43 (n = 4, k = 4); a MATVEC
+#: alone <= 22; HALT, an unknown or absent opcode 2. 43 and a margin of 3:
+SEQ_ACT_BOUND = 46
+#: With the Norm and the Eltwise (ADD / MUL latency 7) an instruction may wait for the
+#: Norm's between-pass work (~60 cycles: bits(N), up to 15 normalization steps, a 16-cycle
+#: isqrt, a 16-cycle division): a RMSNORM of n <= 4 takes up to 83 cycles (norm_cycles), a
+#: prologue pair after a tee up to 100 (prologue_cycles), so a bounded-liveness check needs
+#: a BMC depth of about 120. Measured: smtbmc/boolector takes 79 s to step 22 of this harness,
+#: each step 15 s more and growing (a depth of 120 is hours): the task below checks the
+#: pool and busy for SEQ_NORM_DEPTH cycles, which reach a teeing epilogue (requantizer,
+#: Eltwise and the Norm's square at once), a prologue's tile 0 and a reuse RMSNORM's
+#: final pass (every Norm product), not the liveness (the Covers say what is reached).
+SEQ_NORM_DEPTH = 28
+
+
+def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int | None):
+    """The Sequencer with ``kind`` "act" (the Activation: SIGMOID, SILU, GELU, standalone and
+    as MATVEC epilogues, the SIGMOID pair) or "norm" (the Norm: RMSNORM with reuse, tee and
+    prologue; the Eltwise: ADD, MUL, which tee), every unit on one shared multiplier pool
+    (hw.vector_units.vector_units_for's arrangement), so ``mulpool.conflict`` covers the
+    units' slots and their ``zero_idle`` promises.
+
+    The program words are free but for what golden.interpreter / ternac.lower.check_program
+    refuse and the RTL relies on (the task's properties say which). ``broken="dirty_idle"``:
+    the unit's bubble-cleared registers (hw.vector.Pipe.reg ``valid=``: the zero_idle
+    operands) keep loading while their stage holds no beat, breaking the promise the pool's
+    AND-OR relies on: ``mulpool.conflict`` must be reported. ``bound`` None: no liveness
+    assertion (a depth that cannot reach the bound would make it one that cannot fail)."""
+    from ternac.golden.isa import INSTR_BITS, Flag, Op
+    from ternac.golden.ops import spec as op_spec
+    from ternac.hw import vector as hv
+    from ternac.hw.mulpool import MulPool
+    from ternac.hw.sequencer import instr_layout
+
+    if broken not in (None, "dirty_idle"):
+        raise ValueError(f"unknown broken variant {broken!r}")
+    L = SEQ_LANES
+
+    def flag(word, f):
+        return word.flags[f.bit_length() - 1]
+
+    def build(m):
+        pool = MulPool()
+        if kind == "act":
+            from ternac.hw.activation import ActMode, Activation
+            units = [(Activation(pool=pool), {Op.SIGMOID: ActMode.SIGMOID,
+                                              Op.SILU: ActMode.SILU, Op.GELU: ActMode.GELU})]
+            prefixes = ("act",)
+            ops = (Op.HALT, Op.MATVEC, Op.SIGMOID, Op.SILU, Op.GELU)
+        else:
+            from ternac.hw.eltwise import EltMode, Eltwise
+            from ternac.hw.norm import Norm, NormMode
+            units = [(Norm(max_len=SEQ_NORM_LEN, pool=pool, affine=False, layernorm=False),
+                      {Op.RMSNORM: NormMode.RMSNORM}),
+                     (Eltwise(pool=pool), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL})]
+            prefixes = ("norm",)
+            ops = (Op.HALT, Op.MATVEC, Op.RMSNORM, Op.ADD, Op.MUL)
+        reg = hv.Pipe.reg
+        if broken == "dirty_idle":
+            def dirty(self, value, shape=None, *, valid=None, **kw):
+                return reg(self, value, shape, valid=None if self._prefix in prefixes else valid,
+                           **kw)
+            hv.Pipe.reg = dirty
+        try:
+            from ternac.hw.sequencer import Sequencer
+            seq = Sequencer(lanes=L, acc_bits=acc_width(SEQ_K_MAX), prog_depth=SEQ_DEPTH,
+                            scratch_depth=SEQ_DEPTH, out_depth=SEQ_DEPTH,
+                            weight_depth=SEQ_DEPTH, vector_units=units, ops=ops)
+            dut, t = _instantiate(m, seq, None)
+        finally:
+            hv.Pipe.reg = reg
+        if dut.mulpool is not pool:
+            raise AssertionError("the sequencer does not use the units' multiplier pool")
+        m.d.comb += dut.start.eq(AnySeq(1))
+        for port, bits in (("scr_rdata", 16), ("scr_rdata2", 16), ("out_rdata", 32),
+                           ("w_rdata", 2 * L)):
+            m.d.sync += getattr(dut, port).eq(AnySeq(bits))
+        word = Signal(instr_layout, name="prog_word")
+        m.d.comb += word.as_value().eq(AnySeq(INSTR_BITS))
+        m.d.comb += Assume((word.n >= 1) & (word.n <= SEQ_N_MAX) & (word.k >= 1)
+                           & (word.k <= SEQ_K_MAX), "program: n, k within the bounds")
+        m.d.sync += dut.prog_data.eq(word.as_value())
+        cur = instr_layout(probe(t, "ins"))          # the instruction registered in DECODE
+        nxt = instr_layout(dut.prog_data)            # the word being decoded
+        in_decode, in_exec = fsm_state(t, "DECODE"), fsm_state(t, "EXEC")
+        in_epi = fsm_state(t, "EPI_DEC")
+        epi_ops = [op for _, om in units for op in om if op_spec(op).epilogue]
+        # A MATVEC with epi (golden/isa.py): requantized, and its next word (on prog_data in
+        # EPI_DEC) an epilogue op the build runs, of its n.
+        with m.If(in_exec & (cur.op == Op.MATVEC) & cur.epi):
+            m.d.comb += Assume(~flag(cur, Flag.RAW),
+                               "program: an epilogue's MATVEC is requantized")
+        with m.If(in_epi):
+            m.d.comb += Assume(Cat(*(nxt.op == op for op in epi_ops)).any()
+                               & (nxt.n == cur.n),
+                               "program: a MATVEC's epilogue is an epilogue op of its n")
+        if kind == "act":
+            # The pair (golden/isa.py): a SIGMOID without NEG, of a MATVEC with
+            # k >= 2L + 4 or n <= L (k <= SEQ_K_MAX here: n <= L).
+            with m.If(in_epi & nxt.pair):
+                m.d.comb += Assume((nxt.op == Op.SIGMOID) & ~flag(nxt, Flag.NEG)
+                                   & ((cur.k >= 2 * L + 4) | (cur.n <= L)),
+                                   "program: a pair is a SIGMOID epilogue without NEG of "
+                                   "k >= 2L + 4 or n <= L")
+            fused = Signal(name="fused_pair")
+            with m.If(in_epi & nxt.pair):
+                m.d.sync += fused.eq(1)
+            with m.Elif(in_decode):
+                m.d.sync += fused.eq(0)
+            m.d.comb += Cover(fused & in_decode)
+        else:
+            rms = nxt.op == Op.RMSNORM
+            teeing = (nxt.op == Op.ADD) | (nxt.op == Op.MUL)
+            with m.If(in_decode | in_epi):
+                # tee only on an ADD or MUL, of at most max_vector elements (its RMSNORM's n)
+                with m.If(nxt.tee):
+                    m.d.comb += Assume(teeing & (nxt.n <= SEQ_NORM_LEN),
+                                       "program: a tee is an ADD or MUL of n <= max_vector")
+            with m.If(in_decode & rms):
+                m.d.comb += Assume(nxt.n <= SEQ_NORM_LEN,
+                                   "program: an RMSNORM of n <= max_vector")
+            with m.If(in_decode & nxt.pro):
+                m.d.comb += Assume(rms & nxt.reuse & (nxt.flags == int(Flag.OUT8)),
+                                   "program: pro on a reuse RMSNORM with flags OUT8")
+            with m.If(fsm_state(t, "PRO_DEC")):
+                m.d.comb += Assume((nxt.op == Op.MATVEC) & (nxt.k == cur.n),
+                                   "program: a prologue's next word is a MATVEC of k = its n")
+            # The tee waiting for its RMSNORM (golden.interpreter tee_pc): its n and tee8.
+            pend = Signal(name="tee_pending")
+            pend_n = Signal(len(nxt.n), name="tee_n")
+            pend_8 = Signal(name="tee_8")
+            with m.If((in_decode | in_epi) & nxt.tee):
+                m.d.sync += [pend.eq(1), pend_n.eq(nxt.n), pend_8.eq(nxt.tee8)]
+            with m.Elif(in_decode & rms):
+                m.d.sync += pend.eq(0)
+            with m.If(pend & (in_decode | in_epi)):
+                m.d.comb += Assume(~nxt.tee, "program: no tee while a tee waits")
+            with m.If(pend & in_decode):
+                built = Cat(*(nxt.op == op for op in ops if op != Op.HALT)).any()
+                m.d.comb += Assume(built, "program: no HALT (nor an op not built) while a "
+                                   "tee waits")
+                m.d.comb += Assume(~rms | (nxt.reuse & (nxt.n == pend_n)
+                                           & (nxt.flags == Mux(pend_8, int(Flag.OUT8), 0))),
+                                   "program: a tee's RMSNORM reuses it (its n, OUT8 iff tee8)")
+            after_tee = Signal(name="cover_tee_rms")
+            with m.If(pend & in_decode & rms):
+                m.d.sync += after_tee.eq(1)
+            with m.Elif(in_decode):
+                m.d.sync += after_tee.eq(0)
+            m.d.comb += Cover(after_tee & in_decode)
+            # a teeing epilogue: the requantizer, the Eltwise and the Norm's square at once
+            norm_i = units[0][0].i
+            m.d.comb += Cover(fsm_state(t, "MATVEC") & probe(t, "fuse") & probe(t, "tee_on")
+                              & norm_i.valid)
+            m.d.comb += Cover(fsm_state(t, "PRO") & dut.scr_wen)    # a prologue's tile 0
+            m.d.comb += Cover(fsm_state(t, "VEC") & probe(t, "sel_norm") & dut.scr_wen)
+        if bound is not None:
+            waiting = in_decode | fsm_state(t, "IDLE")
+            since = Signal(range(bound + 2), name="cycles_in_instruction")
+            with m.If(waiting):
+                m.d.sync += since.eq(0)
+            with m.Elif(since != bound + 1):
+                m.d.sync += since.eq(since + 1)
+            m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
+        m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
+        m.d.comb += Assert(~dut.mulpool.conflict,
+                           "multiplier pool: no conflict (clients not declared concurrent "
+                           "apart; zero_idle operands 0 while their gate is low)")
+    return Harness(build, f"sequencer_live_{kind}")
+
+
+_SEQ_UNIT_PROPS = [
+    "busy is low exactly in IDLE",
+    "multiplier pool (one pool shared by the requantizer and the units, as "
+    "hw.vector_units builds it): no conflict, i.e. no two clients not declared concurrent "
+    "enabled at once and every zero_idle operand 0 while its gate is low",
+]
+
+
+@task("sequencer_live_act", unit="Sequencer (hw/sequencer.py) built with ops HALT, MATVEC, "
+      "SIGMOID, SILU, GELU and the Activation (standalone, as MATVEC epilogues, the SIGMOID "
+      "pair)", mode="bmc", depth=SEQ_ACT_BOUND + 16, fast=False, properties=[
+          f"bounded liveness: every instruction (any opcode: those not built halt with error; "
+          f"n in 1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}; any memory contents), a MATVEC with epi "
+          f"and its epilogue as one, reaches DECODE or IDLE within {SEQ_ACT_BOUND} cycles "
+          f"(golden/cycles.py: at most 43), {SEQ_LANES} lanes; BMC of {SEQ_ACT_BOUND + 16} "
+          "cycles: every instruction starting in the first 16 is followed to its end "
+          "(a bound of 40 fails: a MATVEC n=8 k=3 with its epilogue)",
+          *_SEQ_UNIT_PROPS,
+          "assumed (golden.interpreter / check_program): a MATVEC with epi is not RAW and its "
+          "next word is a SIGMOID, SILU or GELU of its n; a pair only on a SIGMOID without NEG "
+          "of a MATVEC of k >= 2L + 4 or n <= L; nothing else (flags, addresses, a standalone "
+          "pair, wb, rsel are free)",
+      ])
+def sequencer_act_harness(*, broken: str | None = None):
+    """``broken="tight"``: the bound claimed 6 cycles short (40), which the longest
+    instructions exceed: liveness must fail (the assertion is not vacuous)."""
+    if broken == "tight":
+        return sequencer_units_harness(kind="act", bound=SEQ_ACT_BOUND - 6)
+    return sequencer_units_harness(broken=broken, kind="act", bound=SEQ_ACT_BOUND)

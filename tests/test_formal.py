@@ -72,6 +72,9 @@ BROKEN = [
     # the requantizer and the epilogue's unit not declared concurrent: they share a slot
     ("mulpool", "undeclared", "rq: slot operands are its own", 1),
     ("mulpool_exact", "undeclared", "rq: product equals a*b", 1),
+    # the Activation's bubble-cleared registers (zero_idle operands of the shared multiplier
+    # pool) not cleared inside the sequencer: the pool reports a conflict
+    ("sequencer_live_act", "dirty_idle", "multiplier pool: no conflict", 8),
 ]
 
 
@@ -91,6 +94,18 @@ def test_epilogue_liveness_can_fail(tmp_path):
     the program) waits for rows no unit produces: the bounded liveness of
     sequencer_live_epi is reported failing (BMC 50 cycles, ~75 s: make test-slow)."""
     res = run_task(TASKS["sequencer_live_epi"], workdir=tmp_path, variant="any_epilogue",
+                   mode="bmc", depth=50)
+    print(res.summary())
+    assert res.status == "FAIL", res.summary()
+    assert "every instruction completes in the bound" in res.failed, res.failed
+
+
+@pytest.mark.slow
+def test_activation_liveness_can_fail(tmp_path):
+    """sequencer_live_act's bound claimed 6 cycles short (40): a MATVEC with an Activation
+    epilogue takes longer, and the bounded liveness is reported failing (BMC 50 cycles,
+    ~25 s: make test-slow)."""
+    res = run_task(TASKS["sequencer_live_act"], workdir=tmp_path, variant="tight",
                    mode="bmc", depth=50)
     print(res.summary())
     assert res.status == "FAIL", res.summary()
