@@ -1380,12 +1380,7 @@ def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int 
                 m.d.comb += Assume(~rms | (nxt.reuse & (nxt.n == pend_n)
                                            & (nxt.flags == Mux(pend_8, int(Flag.OUT8), 0))),
                                    "program: a tee's RMSNORM reuses it (its n, OUT8 iff tee8)")
-            after_tee = Signal(name="cover_tee_rms")
-            with m.If(pend & in_decode & rms):
-                m.d.sync += after_tee.eq(1)
-            with m.Elif(in_decode):
-                m.d.sync += after_tee.eq(0)
-            m.d.comb += Cover(after_tee & in_decode)
+            m.d.comb += Cover(pend & in_decode & rms)       # a tee's RMSNORM decoded
             # a teeing epilogue: the requantizer, the Eltwise and the Norm's square at once
             norm_i = units[0][0].i
             m.d.comb += Cover(fsm_state(t, "MATVEC") & probe(t, "fuse") & probe(t, "tee_on")
@@ -1404,6 +1399,14 @@ def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int 
         m.d.comb += Assert(~dut.mulpool.conflict,
                            "multiplier pool: no conflict (clients not declared concurrent "
                            "apart; zero_idle operands 0 while their gate is low)")
+        # A zero_idle shift's operand (hw.mulpool shift(zero_idle=True): ORed into a shared
+        # shifter without a gate) must be 0 while its client is not enabled; pool.conflict
+        # covers the products' promises only, so the harness checks these.
+        for client, v, _s, out in pool._shifts:
+            if id(out) in pool._zero_idle:
+                m.d.comb += Assert(client.en.any() | (v == 0),
+                                   "multiplier pool: zero_idle shift operands 0 while "
+                                   "their client is idle")
     return Harness(build, f"sequencer_live_{kind}")
 
 
@@ -1412,6 +1415,9 @@ _SEQ_UNIT_PROPS = [
     "multiplier pool (one pool shared by the requantizer and the units, as "
     "hw.vector_units builds it): no conflict, i.e. no two clients not declared concurrent "
     "enabled at once and every zero_idle operand 0 while its gate is low",
+    "every zero_idle shift operand (hw.mulpool shift(zero_idle=True), ORed into a shared "
+    "shifter without a gate) 0 while its client is idle: asserted by the harness, as "
+    "pool.conflict covers only the products",
 ]
 
 
@@ -1436,3 +1442,27 @@ def sequencer_act_harness(*, broken: str | None = None):
     if broken == "tight":
         return sequencer_units_harness(kind="act", bound=SEQ_ACT_BOUND - 6)
     return sequencer_units_harness(broken=broken, kind="act", bound=SEQ_ACT_BOUND)
+
+
+@task("sequencer_norm_pool", unit="Sequencer (hw/sequencer.py) built with ops HALT, MATVEC, "
+      f"RMSNORM, ADD, MUL, the Norm (max_len {SEQ_NORM_LEN}: reuse, tee, prologue) and the "
+      "Eltwise", mode="bmc", depth=SEQ_NORM_DEPTH, fast=False, properties=[
+          *_SEQ_UNIT_PROPS,
+          f"for {SEQ_NORM_DEPTH} cycles from reset (bounded; n in 1..{SEQ_N_MAX}, k in "
+          f"1..{SEQ_K_MAX}, any memory contents): reaches a MATVEC whose teeing ADD/MUL "
+          "epilogue streams into the Norm (requantizer, Eltwise and the Norm's square on the "
+          "pool at once), a prologue's tile 0, a reuse RMSNORM's results and a tee's RMSNORM "
+          "decoded (cover mode, depth 28: test_not_vacuous_slow); not the Norm's "
+          "between-pass work (~60 cycles) nor bounded liveness (a depth of ~120, hours: "
+          "SEQ_NORM_DEPTH's comment)",
+          "assumed (golden.interpreter / check_program): a MATVEC with epi is not RAW and its "
+          f"next word an ADD or MUL of its n; an RMSNORM of n <= max_vector = {SEQ_NORM_LEN}; "
+          "tee only on an ADD or MUL (standalone or an epilogue) of n <= max_vector; "
+          "while a tee waits: no second tee, no HALT nor an op the build lacks, and the next "
+          "RMSNORM reuses it (same n, flags OUT8 iff tee8); pro only on a reuse RMSNORM of "
+          "flags OUT8, its next word a MATVEC of k = its n. Not assumed (free): src = dst "
+          f"of the prologue, k >= PRO_MIN_K (32; k <= {SEQ_K_MAX} here), a reuse without "
+          "statistics, flags, addresses, wb",
+      ])
+def sequencer_norm_harness(*, broken: str | None = None):
+    return sequencer_units_harness(broken=broken, kind="norm", bound=None)

@@ -58,6 +58,20 @@ def test_not_vacuous(name, depth, tmp_path):
     assert res.status == "PASS", f"{res.summary()}\n{res.log_tail}"
 
 
+#: The same for the sequencer with the Activation (its SIGMOID pair completes) and with the
+#: Norm (a teeing epilogue into the Norm, a prologue's tile 0, a reuse RMSNORM's results, a
+#: tee's RMSNORM decoded): a minute or more each, make test-slow.
+SLOW_COVERS = [("sequencer_live_act", 48), ("sequencer_norm_pool", 28)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, depth", SLOW_COVERS)
+def test_not_vacuous_slow(name, depth, tmp_path):
+    res = run_task(TASKS[name], workdir=tmp_path, mode="cover", depth=depth)
+    print(res.summary())
+    assert res.status == "PASS", f"{res.summary()}\n{res.log_tail}"
+
+
 #: (task, broken variant, a property that must be reported failing, BMC depth that reaches
 #: the first output: the pipeline's latency, a UART frame, a short host-link request)
 BROKEN = [
@@ -72,9 +86,10 @@ BROKEN = [
     # the requantizer and the epilogue's unit not declared concurrent: they share a slot
     ("mulpool", "undeclared", "rq: slot operands are its own", 1),
     ("mulpool_exact", "undeclared", "rq: product equals a*b", 1),
-    # the Activation's bubble-cleared registers (zero_idle operands of the shared multiplier
-    # pool) not cleared inside the sequencer: the pool reports a conflict
+    # the Activation's / the Norm's bubble-cleared registers (zero_idle operands of the
+    # shared multiplier pool) not cleared inside the sequencer: the pool reports a conflict
     ("sequencer_live_act", "dirty_idle", "multiplier pool: no conflict", 8),
+    ("sequencer_norm_pool", "dirty_idle", "multiplier pool: no conflict", 8),
 ]
 
 
