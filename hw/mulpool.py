@@ -473,6 +473,11 @@ class MulPool(Elaboratable):
                 clash.append(off & a.any())
             if zb:
                 clash.append(off & b.any())
+        # A zero_idle shift's operand that is not 0 while its client is idle breaks the
+        # promise its shared shifter relies on (ORed in without a gate).
+        for client, v, _, out in self._shifts:
+            if id(out) in self._zero_idle:
+                clash.append(~client.en.any() & v.any())
         m.d.comb += self.conflict.eq(Cat(*clash).any() if clash else 0)
         return m
 

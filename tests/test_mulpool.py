@@ -391,7 +391,9 @@ def test_zero_idle_shifts_are_exact_while_idle_operands_are_zero():
                 ctx.set(ss[c], rng.randint(0, 63))
             want = (2 * ctx.get(vs[on])) >> ctx.get(ss[on])
             assert ctx.get(outs[on]) == want, (on, ctx.get(vs[on]), ctx.get(ss[on]))
-        # A zero_idle client that breaks its promise: the enabled one's result is wrong.
+            assert ctx.get(pool.conflict) == 0
+        # A zero_idle client that breaks its promise: the enabled one's result is wrong,
+        # and the pool's conflict flag says so (the formal harnesses assert it is 0).
         ctx.set(en[2], 0)
         ctx.set(en[0], 1)
         ctx.set(en[1], 0)
@@ -399,6 +401,7 @@ def test_zero_idle_shifts_are_exact_while_idle_operands_are_zero():
         ctx.set(ss[0], 0)
         ctx.set(vs[1], 1)
         bad[0] = int(ctx.get(outs[0]) != 1 << 21)
+        assert ctx.get(pool.conflict) == 1
 
     sim.add_testbench(bench)
     sim.run()
