@@ -928,9 +928,11 @@ def load_checkpoint(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.d
         raise CheckpointImportError(f"checkpoint {str(p)!r} is not a readable safetensors file "
                          f"(corrupt or truncated): {' '.join(str(e).split())}") from None
     if md.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointImportError(f"checkpoint {str(p)!r} has format {md.get('format')!r}, not "
+        has = (f"has format {md['format']!r}" if md.get("format") is not None
+               else "has no 'format' in its metadata")
+        raise CheckpointImportError(f"checkpoint {str(p)!r} {has}, not "
                          f"{CHECKPOINT_FORMAT!r} (for a reference Hugging Face checkpoint use "
-                         f"golden.lm_import.load_hf_checkpoint)")
+                         f"ternac.golden.lm_import.load_hf_checkpoint)")
     try:
         # format ternac-hgrn-bit/1 without ternac_conventions (the committed checkpoint) was
         # written under ternac's conventions, the only ones that existed then

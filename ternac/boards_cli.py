@@ -108,6 +108,24 @@ def add_program_parser(sub):
     return p
 
 
+def _fits_elsewhere(cfg, board: str) -> str:
+    """``"; it fits the ULX3S's ECP5-85F (--board ulx3s) by the same estimate"``: the other
+    boards whose estimate (boards.resources) takes ``cfg``, for a fit refusal's sentence;
+    "" if none does."""
+    from ternac.boards.facts import BOARDS, DEVICES
+    from ternac.boards.resources import FitError, check_fit, estimate
+    ok = []
+    for key, b in BOARDS.items():
+        if key == board:
+            continue
+        try:
+            check_fit(estimate(cfg, key))
+        except (FitError, ValueError, KeyError):
+            continue
+        ok.append(f"the {b.name}'s {DEVICES[b.device].name} (--board {key})")
+    return f"; it fits {' and '.join(ok)} by the same estimate" if ok else ""
+
+
 def _error(msg: str, code: int = 2) -> int:
     print(f"ternac: error: {' '.join(str(msg).split())}", file=sys.stderr)
     return code
@@ -224,7 +242,11 @@ def build_main(args) -> int:
                 # Refuse at once, before compiling: build_board checks again (before
                 # synthesis) with the compiled configuration.
                 from ternac.boards.resources import check_fit, estimate
-                check_fit(estimate(_model_config(model, args.lanes), args.board))
+                cfg = _model_config(model, args.lanes)
+                try:
+                    check_fit(estimate(cfg, args.board))
+                except FitError as e:
+                    raise FitError(f"{e}{_fits_elsewhere(cfg, args.board)}") from None
             compiled = _compile(model, args.lanes, getattr(args, "checkpoint", None))
             build_dir = args.build_dir
             if build_dir is None and model != "digits":

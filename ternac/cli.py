@@ -695,7 +695,11 @@ def main(argv: list[str] | None = None) -> int:
         # A path that cannot be written or read, a full disk (checked up front where the
         # command knows its paths; this is the net for the rest): one sentence, no
         # traceback, and the staged writers have left the old output as it was.
-        print(f"ternac: error: cannot use {one_line(exc)}", file=sys.stderr)
+        if getattr(exc, "filename", None) is None:   # e.g. stdout on a full disk
+            what = (exc.strerror or str(exc) or type(exc).__name__).lower()
+            print(f"ternac: error: reading or writing failed: {what}", file=sys.stderr)
+        else:
+            print(f"ternac: error: cannot use {one_line(exc)}", file=sys.stderr)
         forget_unused_design(exc)
         return 2
     except RTLFailed as exc:

@@ -232,7 +232,7 @@ def _engine(rng, seed, stall) -> Bench:
         "engine", f"TernaryEngine, {lanes} lanes, {acc_bits}-bit accumulators, {len(tiles)} "
         f"tiles", TernaryEngine(lanes=lanes, acc_bits=acc_bits), "engine_bench", [seg],
         lambda ws: [unpack(out_layout, w) for w in ws],
-        "golden.numerics.ternary_matvec", "accumulators", seed, stall)
+        "ternac.golden.numerics.ternary_matvec", "accumulators", seed, stall)
 
 
 def _requantizer(rng, seed, stall) -> Bench:

@@ -179,6 +179,23 @@ def test_cli_parsers_and_user_errors(capsys, tmp_path):
     assert capsys.readouterr().out.strip().endswith(f"-b ulx3s -m {bit}")
 
 
+
+def test_fit_refusal_names_the_board_that_takes_the_design(tmp_path, capsys):
+    """The LM refused on the iCEBreaker (before synthesis, exit 2, nothing built) says the
+    ULX3S takes it by the same estimate; the digits model on the ULX3S is not refused."""
+    from ternac.cli import main
+    out = tmp_path / "b"
+    assert main(["build", "--board", "icebreaker", "--model", "shakespeare", "--lanes", "32",
+                 "--build-dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("ternac: error: the design cannot fit the iCEBreaker's iCE40 UP5K")
+    assert err.endswith("; it fits the ULX3S's ECP5-85F (--board ulx3s) by the same estimate")
+    assert not out.exists()
+    from ternac.boards_cli import _fits_elsewhere
+    from ternac.config import LM_ULX3S_CONFIG
+    assert _fits_elsewhere(LM_ULX3S_CONFIG, "ulx3s") == ""     # the UP5K takes no L=128
+
+
 # -- board facts, stated once (boards/facts.py) --------------------------------------------
 
 def test_board_facts_agree_with_the_platforms_and_are_read_everywhere():

@@ -326,6 +326,18 @@ def test_closed_stdout_is_silent(compiled8):
     assert p.returncode == 1 and p.stderr == "", p.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_full_stdout_is_one_sentence(compiled8):
+    """Standard output on a full disk: one sentence saying what failed, exit 2 (was
+    "cannot use No space left on device")."""
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "ternac.cli", "image", "info",
+                            str(compiled8 / "weights.tnac")], stdout=full,
+                           stderr=subprocess.PIPE, text=True, cwd=REPO)
+    assert p.returncode == 2
+    assert p.stderr == "ternac: error: reading or writing failed: no space left on device\n"
+
+
 @pytest.mark.parametrize("lanes,fmt,chain", [(40, "t3", False), (128, "i2", True)])
 def test_compile_lm_takes_the_board_configuration(tmp_path, lanes, fmt, chain):
     """``ternac compile shakespeare --lanes 40 / 128`` lowers for the configuration
