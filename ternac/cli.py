@@ -360,8 +360,15 @@ def _cmd_compile(args) -> int:
     paths = _write_staged(args.out, lambda d: write_compiled(c, d), owned=owned)
     pred = program_cycles(c.program, cfg.lanes, weight_format=cfg.weight_format,
                           mv_chain=cfg.mv_chain)
-    print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight words of "
-          f"{cfg.word_bits} bits (of {cfg.weight_depth}), {len(c.program)} instructions "
+    # The weight memory holds the image's tensors (what ``ternac image info`` lists) and,
+    # after them, the words the lowering adds (embedding rows, MUL wb constants).
+    tensor_words = sum(int(e.count) for e in c.image.tensors)
+    extra = len(c.weight_words) - tensor_words
+    print(f"compiled {args.model} for L={cfg.lanes}: {len(c.weight_words)} weight-memory words "
+          f"of {cfg.word_bits} bits (of {cfg.weight_depth}"
+          + (f"; {tensor_words} of them the image's tensors, {extra} embedding and constant "
+             f"words" if extra else "")
+          + f"), {len(c.program)} instructions "
           f"(of {cfg.prog_depth}), {c.scratch_words} scratch words (of {cfg.scratch_depth}); "
           f"cycle model: {pred['total']} cycles a run"
           + ("" if pred["exact"] else f" (upper bound; at least {pred['total_min']})"))
