@@ -751,6 +751,25 @@ def _sequencer(vector_units=()):
                      vector_units=vector_units)
 
 
+
+def _sequencer_env(m, dut, lanes: int) -> None:
+    """The sequencer harnesses' environment: ``start`` free; the memories respond one cycle
+    after the address with any contents (weights, activations, probabilities, token ids);
+    the program holds instructions the ISA defines (golden.interpreter's preconditions):
+    n >= 1, k >= 1, both small here (SEQ_N_MAX, SEQ_K_MAX)."""
+    from ternac.golden.isa import INSTR_BITS
+    from ternac.hw.sequencer import instr_layout
+    m.d.comb += dut.start.eq(AnySeq(1))
+    for port, bits in (("scr_rdata", 16), ("scr_rdata2", 16), ("out_rdata", 32),
+                       ("w_rdata", 2 * lanes)):
+        m.d.sync += getattr(dut, port).eq(AnySeq(bits))
+    word = Signal(instr_layout, name="prog_word")
+    m.d.comb += word.as_value().eq(AnySeq(INSTR_BITS))
+    m.d.comb += Assume((word.n >= 1) & (word.n <= SEQ_N_MAX) & (word.k >= 1)
+                       & (word.k <= SEQ_K_MAX), "program: n, k within the bounds")
+    m.d.sync += dut.prog_data.eq(word.as_value())
+
+
 @task("sequencer_live", unit="Sequencer (hw/sequencer.py), no vector units", mode="bmc",
       depth=60, fast=False, properties=[
           f"bounded liveness: every instruction (any opcode; n in 1..{SEQ_N_MAX}, k in "
@@ -762,7 +781,7 @@ def _sequencer(vector_units=()):
       ])
 def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                       bound: int = SEQ_BOUND):
-    from ternac.golden.isa import INSTR_BITS, Flag, Op
+    from ternac.golden.isa import Flag, Op
 
     def build(m):
         units = ()
@@ -773,19 +792,8 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
             units = [(_eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL})]
         dut, t = _instantiate(m, _sequencer(units),
                               None if broken == "any_epilogue" else broken)
-        m.d.comb += dut.start.eq(AnySeq(1))
-        # The memories respond one cycle after the address with any contents (weights,
-        # activations, probabilities, token ids); the program holds instructions the ISA
-        # defines (golden.interpreter's preconditions): n >= 1, k >= 1, both small here.
-        for port, bits in (("scr_rdata", 16), ("scr_rdata2", 16), ("out_rdata", 32),
-                           ("w_rdata", 2 * SEQ_LANES)):
-            m.d.sync += getattr(dut, port).eq(AnySeq(bits))
+        _sequencer_env(m, dut, SEQ_LANES)
         from ternac.hw.sequencer import instr_layout
-        ins = Signal(instr_layout, name="prog_word")
-        m.d.comb += ins.as_value().eq(AnySeq(INSTR_BITS))
-        m.d.comb += Assume((ins.n >= 1) & (ins.n <= SEQ_N_MAX) & (ins.k >= 1)
-                           & (ins.k <= SEQ_K_MAX), "program: n, k within the bounds")
-        m.d.sync += dut.prog_data.eq(ins.as_value())
         if vector == "eltwise":
             # A MATVEC with ``epi`` (golden/isa.py; golden.interpreter refuses others): not
             # RAW, and the next word (on prog_data in EPI_DEC) an epilogue op of its n.
@@ -1264,7 +1272,7 @@ def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int 
     operands) keep loading while their stage holds no beat, breaking the promise the pool's
     AND-OR relies on: ``mulpool.conflict`` must be reported. ``bound`` None: no liveness
     assertion (a depth that cannot reach the bound would make it one that cannot fail)."""
-    from ternac.golden.isa import INSTR_BITS, Flag, Op
+    from ternac.golden.isa import Flag, Op
     from ternac.golden.ops import spec as op_spec
     from ternac.hw import vector as hv
     from ternac.hw.mulpool import MulPool
@@ -1309,15 +1317,7 @@ def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int 
             hv.Pipe.reg = reg
         if dut.mulpool is not pool:
             raise AssertionError("the sequencer does not use the units' multiplier pool")
-        m.d.comb += dut.start.eq(AnySeq(1))
-        for port, bits in (("scr_rdata", 16), ("scr_rdata2", 16), ("out_rdata", 32),
-                           ("w_rdata", 2 * L)):
-            m.d.sync += getattr(dut, port).eq(AnySeq(bits))
-        word = Signal(instr_layout, name="prog_word")
-        m.d.comb += word.as_value().eq(AnySeq(INSTR_BITS))
-        m.d.comb += Assume((word.n >= 1) & (word.n <= SEQ_N_MAX) & (word.k >= 1)
-                           & (word.k <= SEQ_K_MAX), "program: n, k within the bounds")
-        m.d.sync += dut.prog_data.eq(word.as_value())
+        _sequencer_env(m, dut, L)
         cur = instr_layout(probe(t, "ins"))          # the instruction registered in DECODE
         nxt = instr_layout(dut.prog_data)            # the word being decoded
         in_decode, in_exec = fsm_state(t, "DECODE"), fsm_state(t, "EXEC")
