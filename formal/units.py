@@ -751,6 +751,19 @@ def _sequencer(vector_units=()):
                      vector_units=vector_units)
 
 
+def _instruction_bound(m, t, bound: int):
+    """Bounded liveness of a sequencer harness: the cycles since the last DECODE or IDLE
+    (an operation state goes straight to DECODE: FETCH only follows IDLE) never exceed
+    ``bound``. Returns the counter (for covers)."""
+    waiting = fsm_state(t, "DECODE") | fsm_state(t, "IDLE")
+    since = Signal(range(bound + 2), name="cycles_in_instruction")
+    with m.If(waiting):
+        m.d.sync += since.eq(0)
+    with m.Elif(since != bound + 1):
+        m.d.sync += since.eq(since + 1)
+    m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
+    return since
+
 
 def _sequencer_env(m, dut, lanes: int) -> None:
     """The sequencer harnesses' environment: ``start`` free; the memories respond one cycle
@@ -813,14 +826,7 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                 m.d.sync += fused.eq(0)
             # the fused pair completes (its rows through the requantizer and the unit)
             m.d.comb += Cover(fused & fsm_state(t, "DECODE"))
-        # (an operation state goes straight to DECODE: FETCH only follows IDLE)
-        waiting = fsm_state(t, "DECODE") | fsm_state(t, "IDLE")
-        since = Signal(range(bound + 2), name="cycles_in_instruction")
-        with m.If(waiting):
-            m.d.sync += since.eq(0)
-        with m.Elif(since != bound + 1):
-            m.d.sync += since.eq(since + 1)
-        m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
+        since = _instruction_bound(m, t, bound)
         m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
         m.d.comb += Assert(~dut.mulpool.conflict,
                            "multiplier pool: one client at a time (concurrent pairs apart)")
@@ -1388,13 +1394,7 @@ def sequencer_units_harness(*, broken: str | None = None, kind: str, bound: int 
             m.d.comb += Cover(fsm_state(t, "PRO") & dut.scr_wen)    # a prologue's tile 0
             m.d.comb += Cover(fsm_state(t, "VEC") & probe(t, "sel_norm") & dut.scr_wen)
         if bound is not None:
-            waiting = in_decode | fsm_state(t, "IDLE")
-            since = Signal(range(bound + 2), name="cycles_in_instruction")
-            with m.If(waiting):
-                m.d.sync += since.eq(0)
-            with m.Elif(since != bound + 1):
-                m.d.sync += since.eq(since + 1)
-            m.d.comb += Assert(since <= bound, "every instruction completes in the bound")
+            _instruction_bound(m, t, bound)
         m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
         m.d.comb += Assert(~dut.mulpool.conflict,
                            "multiplier pool: no conflict (clients not declared concurrent "
