@@ -29,6 +29,7 @@ from ternac.golden import intops, vecops
 from ternac.golden.isa import Flag, Instr, Op
 from ternac.golden.numerics import dyadic
 from ternac.hw.activation import ActMode, Activation
+from ternac.hw.activation_serial import SerialActivation
 from ternac.hw.dot import Dot
 from ternac.hw.eltwise import EltMode, Eltwise
 from ternac.hw.norm import Norm, NormMode
@@ -264,6 +265,27 @@ def test_activation_every_element(activation_model, run):
     for seg, r in zip(segs, res):
         if r["mode"] == "none":   # one element a cycle after the pipeline fills
             assert r["cycles"] <= seg["n_out"] + latency + 2, (seg["label"], r["cycles"])
+
+
+@pytest.fixture(scope="module")
+def serial_activation_model():
+    dut = SerialActivation()
+    return _build(dut, "serial_activation_bench"), dut.latency
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_serial_activation_every_element(serial_activation_model, run):
+    """hw.activation_serial.SerialActivation (one element every four cycles, one shared
+    barrel shifter, a four-step divider): the Activation's segments, every element against
+    golden, with and without stalls; without stalls it takes an element every
+    ``interval`` cycles (a cycle count above that bound fails)."""
+    model, latency = serial_activation_model
+    segs = _activation_segments()
+    res = _run(model, segs, run)
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none":
+            bound = SerialActivation.interval * (seg["n_out"] - 1) + latency + 2
+            assert r["cycles"] <= bound, (seg["label"], r["cycles"], bound)
 
 
 @pytest.fixture(scope="module")
