@@ -11,7 +11,8 @@ from .mulpool import borrow
 from .vector import (OPERAND_BITS, SHIFT_EXP_STAGES, VEC_IN, VEC_OUT, Pipe, rhu_round,
                      rhu_sat_tail, shift_exp)
 
-__all__ = ["ActMode", "Activation", "EBR_BLOCKS", "delay_line", "sigmoid_division"]
+__all__ = ["ActMode", "Activation", "EBR_BLOCKS", "activation_signature", "delay_line",
+           "sigmoid_division"]
 
 
 #: Block RAMs the Activation takes by ``x_delay`` and FPGA family (boards/resources.py
@@ -27,6 +28,22 @@ class ActMode(enum.Enum, shape=2):
     SIGMOID = 0   #: golden.isa Op.SIGMOID: sat(requantize(sigmoid_q(x, m, s), m2, s2))
     SILU = 1      #: golden.isa Op.SILU: gated_q(x, m, s, m2, s2)
     GELU = 2      #: golden.isa Op.GELU: gated_q(x, m, s, m2, s2), 1.702 in (m, s)
+
+
+def activation_signature() -> wiring.Signature:
+    """The ports of an activation unit (:class:`Activation`, and
+    hw.activation_serial.SerialActivation): ``i`` (VEC_IN), ``o`` (VEC_OUT), the exp gain
+    ``m`` (16 bits) / ``s`` (6), the output multiplier ``m2`` / ``s2``, ``mode``
+    (:class:`ActMode`), ``neg`` and ``wide`` (1 bit each); see :class:`Activation`."""
+    return wiring.Signature({
+        "i": In(stream.Signature(VEC_IN)),
+        "o": Out(stream.Signature(VEC_OUT)),
+        "m": In(M_BITS), "s": In(S_BITS),
+        "m2": In(M_BITS), "s2": In(S_BITS),
+        "mode": In(ActMode),
+        "neg": In(1),
+        "wide": In(1),
+    })
 
 
 class Activation(wiring.Component):
@@ -112,15 +129,7 @@ class Activation(wiring.Component):
             raise ValueError(f"steps_per_stage must be an integer in 1..{SIG_FRAC_BITS + 1}, "
                              f"not {steps_per_stage!r}")
         self._sps = steps_per_stage
-        super().__init__({
-            "i": In(stream.Signature(VEC_IN)),
-            "o": Out(stream.Signature(VEC_OUT)),
-            "m": In(M_BITS), "s": In(S_BITS),
-            "m2": In(M_BITS), "s2": In(S_BITS),
-            "mode": In(ActMode),
-            "neg": In(1),
-            "wide": In(1),
-        })
+        super().__init__(activation_signature())
 
     def ebr_blocks(self, family: str) -> int:
         """Block RAMs this unit takes on ``family`` ("ice40", "ecp5"): :data:`EBR_BLOCKS`."""

@@ -2,14 +2,13 @@
 every four cycles, on one barrel shifter and one four-step divider (the UP5K's slower,
 smaller vector datapath; hw/activation.py is the one-element-a-cycle form)."""
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
 from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BITS,
                                   EXP_QUAD_C, EXP_QUAD_FRAC_BITS, M_BITS, S_BITS,
                                   SIG_FRAC_BITS)
-from .activation import ActMode
-from .vector import (OPERAND_BITS, VEC_IN, VEC_OUT, _ge_2k_minus_1, _le_minus_2k, bits_for,
+from .activation import ActMode, activation_signature
+from .vector import (OPERAND_BITS, _ge_2k_minus_1, _le_minus_2k, bits_for,
                      rhu_halve, rhu_round, sym_range)
 
 __all__ = ["SerialActivation", "INTERVAL"]
@@ -79,15 +78,7 @@ class SerialActivation(wiring.Component):
 
     def __init__(self):
         self.mulpool = None
-        super().__init__({
-            "i": In(stream.Signature(VEC_IN)),
-            "o": Out(stream.Signature(VEC_OUT)),
-            "m": In(M_BITS), "s": In(S_BITS),
-            "m2": In(M_BITS), "s2": In(S_BITS),
-            "mode": In(ActMode),
-            "neg": In(1),
-            "wide": In(1),
-        })
+        super().__init__(activation_signature())
 
     def ebr_blocks(self, family: str) -> int:
         """Block RAMs this unit takes: none."""
