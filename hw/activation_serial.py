@@ -8,6 +8,7 @@ from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BI
                                   EXP_QUAD_C, EXP_QUAD_FRAC_BITS, M_BITS, S_BITS,
                                   SIG_FRAC_BITS)
 from .activation import ActMode, activation_signature
+from .mulpool import borrow
 from .vector import (OPERAND_BITS, _ge_2k_minus_1, _le_minus_2k, bits_for,
                      rhu_halve, rhu_round, sym_range)
 
@@ -49,20 +50,25 @@ class SerialActivation(wiring.Component):
     Handshake: ``i.ready`` is high at a frame's end (or while the unit is empty), so an
     element is taken at most every four cycles; the whole unit stalls while its output
     register holds a result ``o`` has not taken. Latency: :attr:`latency` cycles from a
-    taken input to its result on ``o`` (17: four frames and the output register). Products (plain ``*``: four SB_MAC16 uses on
-    the iCE40, ``p m2`` 32 x 16): ``a m``, ``r S``, ``x sig``, ``p m2``.
+    taken input to its result on ``o`` (17: four frames and the output register). Products
+    (hw.mulpool slots, 16 x 16 each; ``pool`` None: a private pool): ``a m``, ``r S``,
+    ``x sig``, ``p m2`` (32 x 16: two).
 
     Cost (iCE40 UP5K out of context, ``ternac.boards.build.build_unit`` at 24 MHz, Yosys
-    0.70 / nextpnr, measured 2026-12-02, the OOC wrapper's ~102 FF included): 1,319 logic
-    cells, 1,019 LUT4, 522 FF, 5 DSP, no EBR, 24.75 MHz (critical path the phase register
-    through the shifter's operand mux, the shift and the clamp into ``u``, 40.4 ns, 11
-    levels); the same build of :class:`hw.activation.Activation` (private multipliers)
+    0.70 / nextpnr, measured 2026-12-02, the OOC wrapper's ~102 FF included, a private
+    pool): 1,315 logic cells, 1,019 LUT4, 522 FF, 5 DSP, no EBR, 24.89 MHz (critical path
+    the phase register through D2's dividend-bit mux and its two steps, 40.2 ns); the same
+    build of :class:`hw.activation.Activation` (private multipliers)
     1,681 cells, 1,294 LUT4, 782 FF, 5 DSP, 1 EBR, 32.74 MHz. The one shifter is 373 of the
     LUT4s. A chain of four division steps a cycle (fourteen subtractors in all) reached
     only 16.66 MHz, 60 ns through 70 levels.
 
     Not yet an accelerator unit: the sequencer's epilogue pair and golden/cycles.py assume
     one element a cycle (hw/vector_units.py builds :class:`hw.activation.Activation`).
+
+    Parameters
+    ----------
+    pool : hw.mulpool.MulPool or None   the multiplier pool to borrow from (None: private)
 
     Members
     -------
@@ -76,8 +82,8 @@ class SerialActivation(wiring.Component):
     #: Cycles between elements taken (without stalls).
     interval = INTERVAL
 
-    def __init__(self):
-        self.mulpool = None
+    def __init__(self, *, pool=None):
+        self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
         super().__init__(activation_signature())
 
     def ebr_blocks(self, family: str) -> int:
@@ -101,7 +107,11 @@ class SerialActivation(wiring.Component):
         go = Signal()
         ph = Signal(2)
         vE, vD, vD2, vO = Signal(), Signal(), Signal(), Signal()
-        busy = vE | vD | vD2 | vO
+        busy = Signal()
+        mod.d.comb += busy.eq(vE | vD | vD2 | vO)
+        # Four products on hw.mulpool slots (one SB_MAC16 a 16 x 16 slot, p m2 two),
+        # borrowed while an element is in the unit.
+        mul = borrow(mod, self.mulpool, self.pool_client, busy)
         edge = Signal()                 # the frame ends (or the unit is empty): stages advance
         mod.d.comb += [go.eq(~self.o.valid | self.o.ready),
                        edge.eq(go & (~busy | (ph == INTERVAL - 1))),
@@ -127,7 +137,7 @@ class SerialActivation(wiring.Component):
             mod.d.sync += [xE.eq(Mux(self.neg, -pa, pa)), aE.eq(Mux(pa < 0, -pa, pa))]
         p1 = Signal(unsigned(OPERAND_BITS + M_BITS))
         with mod.If(at[0]):
-            mod.d.sync += p1.eq(aE * self.m)
+            mod.d.sync += p1.eq(mul(aE, self.m, name="am"))
         uE = Signal(unsigned(u_bits))
         over_u = sh_t[u_bits + 1:].any() | sh_t[:u_bits + 1].all()
         with mod.If(at[1]):
@@ -138,7 +148,7 @@ class SerialActivation(wiring.Component):
         mant = Signal(unsigned(K + P + 1))
         qs = Signal(unsigned(bits_for(qmax)))
         with mod.If(at[2]):
-            mod.d.sync += [mant.eq((1 << (K + P)) - r * slope),
+            mod.d.sync += [mant.eq((1 << (K + P)) - mul(r, slope, name="rs")),
                            qs.eq(Mux(q == qmax, qmax, q + 1))]
 
         # --- D1, D2: division (two restoring steps a cycle each, one chain a stage) ------
@@ -212,10 +222,10 @@ class SerialActivation(wiring.Component):
         pO = Signal(signed(2 * OPERAND_BITS))
         with mod.If(at[0]):
             mod.d.sync += pO.eq(Mux(self.mode == ActMode.SIGMOID, sig,
-                                    xO[:OPERAND_BITS].as_signed() * sig))
+                                    mul(xO[:OPERAND_BITS].as_signed(), sig, name="xsig")))
         pm = Signal(signed(2 * OPERAND_BITS + M_BITS))
         with mod.If(at[1]):
-            mod.d.sync += pm.eq(pO * self.m2)
+            mod.d.sync += pm.eq(mul(pO, self.m2, name="pm2"))
         t3 = Signal(signed(SH + 1))
         with mod.If(at[2]):
             mod.d.sync += t3.eq(sh_t)
