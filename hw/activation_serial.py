@@ -9,8 +9,7 @@ from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BI
                                   SIG_FRAC_BITS)
 from .activation import ActMode, activation_signature
 from .mulpool import borrow
-from .vector import (OPERAND_BITS, _ge_2k_minus_1, _le_minus_2k, bits_for,
-                     rhu_halve, rhu_round, sym_range)
+from .vector import OPERAND_BITS, bits_for, rhu_halve, rhu_round, sat_halved
 
 __all__ = ["SerialActivation", "INTERVAL"]
 
@@ -236,11 +235,7 @@ class SerialActivation(wiring.Component):
         t3 = Signal(signed(SH + 1))
         with mod.If(at[2]):
             mod.d.sync += t3.eq(sh_t)
-        lo, hi = sym_range(self.wide)
-        b8, b16 = 8, OPERAND_BITS
-        over = Mux(self.wide, _ge_2k_minus_1(t3, b16), _ge_2k_minus_1(t3, b8))
-        under = Mux(self.wide, _le_minus_2k(t3, b16), _le_minus_2k(t3, b8))
-        y = Mux(over, hi, Mux(under, lo, rhu_round(t3[:OPERAND_BITS + 1])[:OPERAND_BITS]))
+        y = sat_halved(mod, t3, self.wide, name="act_y")
 
         # The shifter's operand by cycle: 1 E's a m by s, 2 O's p m2 by s2, 3 E's M by q + 1.
         with mod.Switch(ph):

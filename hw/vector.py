@@ -28,7 +28,8 @@ from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_M
 
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
            "rhu", "rhu_pipelined",
-           "rhu_sat_tail", "priority_encode", "saturate_sym", "sym_range", "shift_exp",
+           "rhu_sat_tail", "sat_halved", "priority_encode", "saturate_sym", "sym_range",
+           "shift_exp",
            "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
 
 #: Width of the operands ``a`` / ``b`` and of the result ``y`` of every vector unit: a
@@ -261,6 +262,18 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
         out = Signal(unsigned(out_bits), name=name)
         m.d.comb += out.eq(Mux(_ge_2k_minus_1(t, out_bits + 1), (1 << out_bits) - 1, low))
         return out
+    return sat_halved(m, t, wide, out_bits=out_bits, name=name, low=low)
+
+
+def sat_halved(m, t, wide, *, out_bits: int = OPERAND_BITS, name: str = "out",
+               low=None) -> Signal:
+    """The signed tail of :func:`rhu_sat_tail` after its barrel shift: ``sat((t + 1) >> 1)``
+    to the :func:`sym_range` bounds (int8, or int16 with ``wide``) for ``t = floor(2v /
+    2^s)`` (signed), the rounding on the low ``out_bits + 1`` bits only (``low``, if given,
+    is that rounding already formed) and the saturation tests as AND/OR reductions of
+    ``t``. Returns an ``out_bits`` signed Signal (combinational)."""
+    if low is None:
+        low = rhu_round(t[:out_bits + 1])[:out_bits]
     lo, hi = sym_range(wide)
     b8, b16 = ACT_BITS, OPERAND_BITS
     over = Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8))
