@@ -9,7 +9,7 @@ from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BI
                                   SIG_FRAC_BITS)
 from .activation import ActMode, activation_signature
 from .mulpool import borrow
-from .vector import OPERAND_BITS, bits_for, rhu_halve, rhu_round, sat_halved
+from .vector import OPERAND_BITS, bits_for, exp_slope, rhu_halve, rhu_round, sat_halved
 
 __all__ = ["SerialActivation", "INTERVAL"]
 
@@ -149,8 +149,7 @@ class SerialActivation(wiring.Component):
         with mod.If(at[1]):
             mod.d.sync += uE.eq(Mux(over_u, EXP_ARG_FP_MAX, rhu_round(sh_t[:u_bits + 1])[:u_bits]))
         r, q = uE[:F], uE[F:]
-        nr = ~r
-        slope = (1 << (K - F - 1 + P)) + ((nr << 3) + (nr << 1) + nr)
+        slope = exp_slope(r)
         mant = Signal(unsigned(K + P + 1))
         qs = Signal(unsigned(bits_for(qmax)))
         with mod.If(at[2]):

@@ -29,7 +29,7 @@ from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_M
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
            "rhu", "rhu_pipelined",
            "rhu_sat_tail", "sat_halved", "priority_encode", "saturate_sym", "sym_range",
-           "shift_exp",
+           "shift_exp", "exp_slope",
            "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
 
 #: Width of the operands ``a`` / ``b`` and of the result ``y`` of every vector unit: a
@@ -303,6 +303,17 @@ def priority_encode(m, v, *, name: str = "msb") -> Signal:
     return out
 
 
+def exp_slope(r):
+    """The slope ``S = 2^15 + 11 (1023 - r)`` of golden.intops.shift_exp's quadratic for
+    2^-f, from the 10 fraction bits ``r`` of its argument (unsigned): ``1023 - r`` is
+    ``~r`` and ``11 ~r`` two shift-adds, no multiplier. 16 bits unsigned, at most
+    ``2^15 + 11 * 1023``."""
+    F, K, P, C = EXP_ARG_FRAC_BITS, EXP_FRAC_BITS, EXP_QUAD_FRAC_BITS, EXP_QUAD_C
+    assert C == 0b1011, "the shift-adds below are 11 * (1023 - r)"
+    nr = ~r[:F]
+    return (1 << (K - F - 1 + P)) + ((nr << 3) + (nr << 1) + nr)
+
+
 #: Pipeline registers of :func:`shift_exp`, from its argument to its result.
 SHIFT_EXP_STAGES = 8
 
@@ -376,11 +387,9 @@ def shift_exp(m, pipe: Pipe, a, gain_m, gain_s, *, mul=None, valid=None,
         u = pipe.reg(Mux(over, EXP_ARG_FP_MAX, (t[:u_bits + 1] + 1) >> 1), unsigned(u_bits),
                      name="exp_u")
     r, q = u[:F], u[F:]
-    nr = ~r                                                            # 1023 - r, 10 bits
     s_max = (1 << (K - F - 1 + P)) + C * ((1 << F) - 1)
-    assert C == 0b1011, "the shift-adds below are 11 * (1023 - r)"
     # (With a_zero: r and S cleared for a bubble, so r * S needs no gate on its slot.)
-    slope = pipe.reg((1 << (K - F - 1 + P)) + ((nr << 3) + (nr << 1) + nr),
+    slope = pipe.reg(exp_slope(r),
                      unsigned(bits_for(s_max)), name="exp_slope",
                      valid=v_ops[3] if zero else None)
     r1 = pipe.reg(r, name="exp_r", valid=v_ops[3] if zero else None)
