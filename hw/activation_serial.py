@@ -9,7 +9,7 @@ from ternac.golden.widths import (EXP_ARG_FP_MAX, EXP_ARG_FRAC_BITS, EXP_FRAC_BI
                                   SIG_FRAC_BITS)
 from .activation import ActMode, activation_signature
 from .mulpool import borrow
-from .vector import OPERAND_BITS, bits_for, exp_slope, rhu_halve, rhu_round, sat_halved
+from .vector import OPERAND_BITS, bits_for, exp_slope, rhu_round, sat_halved
 
 __all__ = ["SerialActivation", "INTERVAL"]
 
@@ -31,8 +31,8 @@ class SerialActivation(wiring.Component):
     :func:`golden.intops.gated_q`), with the same ports, from far less logic.
 
     Four stages of one frame (four cycles) each hold an element and advance together at
-    the frame's end; E and O share one barrel shifter (49 bits, 6-bit amount), used once
-    a cycle:
+    the frame's end; E and O share one barrel shifter (49 bits, 6-bit amount; a shifter
+    slot of the pool, hw.mulpool ``shift``), used once a cycle:
 
     * E (shift-exp, golden.intops.shift_exp): cycle 0 ``a * m`` (``a = |x|``); cycle 1 the
       shifter: ``u = min(rhu(a m, s), 2^15 - 1)``; cycle 2 ``S = 2^15 + 11 ~r``,
@@ -62,15 +62,16 @@ class SerialActivation(wiring.Component):
     LUT4s. A chain of four division steps a cycle (fourteen subtractors in all) reached
     only 16.66 MHz, 60 ns through 70 levels.
 
-    In context it saves nothing yet: the iCEBreaker LM build (L = 32) with this unit put
-    in the Activation's place (an experiment, not run: the sequencer's epilogue pair and
+    In context it saves little: the iCEBreaker LM build (L = 32) with this unit put in the
+    Activation's place (an experiment, not run: the sequencer's epilogue pair and
     golden/cycles.py assume one element a cycle, so hw/vector_units.py builds
-    :class:`hw.activation.Activation`) needed 8,268 logic cells (7,173 LUT4, 3,706 FF, 29
-    EBR, 8 DSP) against 8,211 (6,950 LUT4, 3,837 FF, 30 EBR), measured 2026-12-02. The
-    Activation's shifts are on the pool's shared shifters and its products pass shared
-    slots ungated (``zero_idle``), while this unit has a shifter of its own and gated
-    operands (the pool grew from 523 to 1,413 cells). Putting its shifter on the pool and
-    clearing its operand registers when idle is the next step.
+    :class:`hw.activation.Activation`) needed 8,088 logic cells (6,914 LUT4, 3,707 FF, 29
+    EBR, 8 DSP) against 8,211 (6,950 LUT4, 3,837 FF, 30 EBR), measured 2026-12-03, with the
+    shifter on a pool slot (8,268 with a private one, 2026-12-02). The saving is small
+    because the pool keeps the shifters the Norm and Eltwise need (three slots, widest 56
+    bits: the Activation's shifts rode on them) and slots of the Norm's eight SB_MAC16, so
+    only the Activation's own pipeline goes; against that, a SILU outside an epilogue would
+    take four cycles an element (about +1,150 cycles a token for the LM's three).
 
     Parameters
     ----------
@@ -133,7 +134,9 @@ class SerialActivation(wiring.Component):
         sh_v = Signal(signed(SH))
         sh_s = Signal(S_BITS)
         sh_t = Signal(signed(SH + 1))
-        mod.d.comb += sh_t.eq(rhu_halve(sh_v, sh_s))
+        # On a shifter slot of the pool (shared with units that never run beside this one;
+        # a private pool: this unit's own shifter).
+        mod.d.comb += sh_t.eq(mul.shift(sh_v, sh_s, name="act_sh"))
 
         # --- E: shift-exp ---------------------------------------------------------------
         pa = self.i.payload.a
