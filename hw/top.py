@@ -91,8 +91,10 @@ class Accelerator(wiring.Component):
             m.submodules.scratch = scratch = BankedMemory(width=SCRATCH_BITS,
                                                           depth=cfg.scratch_depth,
                                                           bank=SCRATCH_BANK)
-            m.submodules.scratch_a = scratch_a = Memory(shape=SCRATCH_BITS, depth=window,
-                                                        init=[])
+            # The window in banks too: 1,280 words as 1,024 + 256 take 4 + 1 blocks behind a
+            # 2:1 read multiplexer, where one memory of 256 x 16 blocks needs a 5:1 one.
+            m.submodules.scratch_a = scratch_a = BankedMemory(width=SCRATCH_BITS, depth=window,
+                                                              bank=SCRATCH_BANK)
         else:
             m.submodules.scratch = scratch = Memory(shape=SCRATCH_BITS,
                                                     depth=cfg.scratch_depth, init=[])
@@ -137,7 +139,9 @@ class Accelerator(wiring.Component):
             # the window, ternac.lower.check_program). Writes go to both where they can.
             scr_r = SimpleNamespace(addr=scratch.raddr, data=scratch.rdata)
             scr_w = SimpleNamespace(addr=scratch.waddr, data=scratch.wdata, en=scratch.wen)
-            scr_ra, scr_wa = scratch_a.read_port(), scratch_a.write_port()
+            scr_ra = SimpleNamespace(addr=scratch_a.raddr, data=scratch_a.rdata)
+            scr_wa = SimpleNamespace(addr=scratch_a.waddr, data=scratch_a.wdata,
+                                     en=scratch_a.wen)
             m.d.comb += [scr_r.addr.eq(Mux(busy, seq.scr_raddr2, addr)),
                          seq.scr_rdata2.eq(scr_r.data),
                          scr_ra.addr.eq(seq.scr_raddr), seq.scr_rdata.eq(scr_ra.data),
