@@ -255,23 +255,24 @@ def memories(cfg, board: str) -> dict:
     fam = b.family
     out = {}
     window = cfg.scratch_a_window
-    scratch = ([("scratch", cfg.scratch_depth, SCRATCH_BITS, 2)] if window == cfg.scratch_depth
-               else [("scratch_a", window, SCRATCH_BITS, 1)])
+    scratch = [("scratch", cfg.scratch_depth, SCRATCH_BITS, 2)] if window == cfg.scratch_depth \
+        else []
     for name, depth, width, copies in scratch + [
             ("out", cfg.out_depth, cfg.out_bits, 1),
             ("prog", cfg.prog_depth, cfg.prog_word_bits, 1)]:
         out[name] = {"depth": depth, "width": width, "copies": copies,
                      "EBR": copies * memory_blocks(depth, width, fam), "SPRAM": 0}
     if window < cfg.scratch_depth:
-        # The full copy in banks of SCRATCH_BANK words (hw/memory.py BankedMemory), each
-        # mapped on its own (Yosys maps an unbanked 3,840 x 16 on 16 iCE40 blocks of
-        # 2048 x 2, measured, not on 15).
+        # The full copy and port a's window, each in banks of SCRATCH_BANK words (hw/memory.py
+        # BankedMemory), each bank mapped on its own (Yosys maps an unbanked 3,840 x 16 on 16
+        # iCE40 blocks of 2048 x 2, measured, not on 15).
         from ternac.hw.top import SCRATCH_BANK
-        full, rest = divmod(cfg.scratch_depth, SCRATCH_BANK)
-        banks = [SCRATCH_BANK] * full + ([rest] if rest else [])
-        out["scratch"] = {"depth": cfg.scratch_depth, "width": SCRATCH_BITS, "copies": 1,
-                          "EBR": sum(memory_blocks(d, SCRATCH_BITS, fam) for d in banks),
-                          "SPRAM": 0}
+        for name, depth in (("scratch_a", window), ("scratch", cfg.scratch_depth)):
+            full, rest = divmod(depth, SCRATCH_BANK)
+            banks = [SCRATCH_BANK] * full + ([rest] if rest else [])
+            out[name] = {"depth": depth, "width": SCRATCH_BITS, "copies": 1,
+                         "EBR": sum(memory_blocks(d, SCRATCH_BITS, fam) for d in banks),
+                         "SPRAM": 0}
     if cfg.weight_format == "t3":
         # The streamer's T3 decode ROMs (hw/streamer.py, decode="ebr"): 256 x T3_ENTRY_BITS,
         # one ROM a byte pair with two read ports: a true-dual-port block on ECP5, one block
