@@ -3,10 +3,10 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.golden.widths import ACT_BITS, M_BITS, S_BITS, SCRATCH_BITS
+from ternac.golden.widths import M_BITS, S_BITS, SCRATCH_BITS
 
 from .mulpool import borrow
-from .vector import Pipe, _ge_2k_minus_1, _le_minus_2k, rhu_halve, rhu_round, sym_range
+from .vector import Pipe, rhu_halve, rhu_round, sat_tests, sym_range
 
 __all__ = ["Requantizer"]
 
@@ -93,12 +93,9 @@ class Requantizer(wiring.Component):
         pipe = Pipe(m, ce, "rq")
         t = pipe.reg(rhu_halve(prod, self.s), name="t")
         v2, tag2 = pipe.reg(v1, name="valid"), pipe.reg(tag1, name="tag")
-        b8, b16 = ACT_BITS, SCRATCH_BITS
-        over = pipe.reg(Mux(self.wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8)),
-                        name="over")
-        under = pipe.reg(Mux(self.relu, t[-1],
-                             Mux(self.wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8))),
-                         name="under")
+        over_c, under_c = sat_tests(t, self.wide)
+        over = pipe.reg(over_c, name="over")
+        under = pipe.reg(Mux(self.relu, t[-1], under_c), name="under")
         low = pipe.reg(rhu_round(t[:SCRATCH_BITS + 1]), signed(SCRATCH_BITS), name="low")
         v3, tag3 = pipe.reg(v2, name="valid"), pipe.reg(tag2, name="tag")
         lo, hi = sym_range(self.wide)

@@ -28,7 +28,7 @@ from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_M
 
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
            "rhu", "rhu_pipelined",
-           "rhu_sat_tail", "sat_halved", "priority_encode", "saturate_sym", "sym_range",
+           "rhu_sat_tail", "sat_halved", "sat_tests", "priority_encode", "saturate_sym", "sym_range",
            "shift_exp", "exp_slope",
            "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
 
@@ -247,11 +247,9 @@ def rhu_sat_tail(m, pipe: Pipe, v, s, *, out_bits: int, wide=None,
             t = pipe.reg((halve or rhu_halve)(v, s), name=f"{name}_t")
             r = pipe.reg(rhu_round(t[:out_bits + 1]), name=f"{name}_r")
         lo, hi = sym_range(wide)
-        b8, b16 = ACT_BITS, OPERAND_BITS
-        over = pipe.reg(Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8)),
-                        name=f"{name}_over")
-        under = pipe.reg(Mux(wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8)),
-                         name=f"{name}_under")
+        over_c, under_c = sat_tests(t, wide)
+        over = pipe.reg(over_c, name=f"{name}_over")
+        under = pipe.reg(under_c, name=f"{name}_under")
         out = Signal(signed(out_bits), name=name)
         m.d.comb += out.eq(Mux(over, hi, Mux(under, lo, r[:out_bits])))
         return out
@@ -275,12 +273,21 @@ def sat_halved(m, t, wide, *, out_bits: int = OPERAND_BITS, name: str = "out",
     if low is None:
         low = rhu_round(t[:out_bits + 1])[:out_bits]
     lo, hi = sym_range(wide)
-    b8, b16 = ACT_BITS, OPERAND_BITS
-    over = Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8))
-    under = Mux(wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8))
+    over, under = sat_tests(t, wide)
     out = Signal(signed(out_bits), name=name)
     m.d.comb += out.eq(Mux(over, hi, Mux(under, lo, low)))
     return out
+
+
+def sat_tests(t, wide):
+    """The saturation tests of a signed round-half-up tail on ``t = floor(2v / 2^s)``:
+    ``(over, under)``, 1 bit each, ``(t + 1) >> 1`` above ``2^(b-1) - 1`` (iff ``t >= 2^b -
+    1``) and below ``-(2^(b-1) - 1)`` (iff ``t <= -2^b``), ``b`` = 16 with ``wide`` (1 bit)
+    else 8 (golden.numerics.requantize's int8 / int16 bounds), as AND/OR reductions of ``t``:
+    no carry chain as wide as ``t``."""
+    b8, b16 = ACT_BITS, OPERAND_BITS
+    return (Mux(wide, _ge_2k_minus_1(t, b16), _ge_2k_minus_1(t, b8)),
+            Mux(wide, _le_minus_2k(t, b16), _le_minus_2k(t, b8)))
 
 
 def priority_encode(m, v, *, name: str = "msb") -> Signal:
