@@ -45,10 +45,11 @@ stream-modes: $(STAMP)
 
 # bench lm (ternac/bench.py): per LM configuration (iCEBreaker L=32 I2 and L=40 T3, ULX3S
 # L=128) build/bench/lm-<name>.json: RTL cycles a token, the fraction of the weight-stream
-# bound, Fmax and resources of its board build, tokens/s. The builds go through the sweep's
-# record cache (build/sweep/cache): a re-run with the same inputs builds nothing; a changed
-# tree builds again (the ULX3S L=128 place and route: routing alone did not finish in 10
-# minutes on an unloaded core). BENCH_NO_BUILD=1: no board builds (resources modelled).
+# bound, Fmax and resources of its board build, tokens/s; and build/bench/lm-lane-scaling.json
+# (modelled: the cycles a token at 32, 128 and 256 lanes, and the bottleneck). The builds go
+# through the sweep's record cache (build/sweep/cache): a re-run with the same inputs builds
+# nothing; a changed tree builds again (the ULX3S L=128 place and route: routing alone did
+# not finish in 10 minutes on an unloaded core). BENCH_NO_BUILD=1: no board builds (resources modelled).
 bench: $(STAMP)
 	mkdir -p build/bench
 	$(TERNAC) run digits --backend verilator --lanes 8 --json build/bench/digits_L8.json

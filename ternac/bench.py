@@ -25,6 +25,10 @@ iCEBreaker at 40 lanes with T3 weights, the ULX3S at 128 lanes) one JSON file
 * ``targets``: issue 9's targets for the configuration (*requested*) and whether each
   figure meets it (*derived*).
 
+and ``<out>/lm-lane-scaling.json``: where the cycles a token go at 32, 128 and 256 lanes of
+the ULX3S generator (:func:`lane_scaling`, issue 9's "where the next bottleneck is for L =
+256"), every figure *modelled* or *derived*.
+
 Builds are slow (an ECP5 place and route of 128 lanes takes tens of minutes here), so the
 board build goes through the design-space sweep's record cache
 (:func:`ternac.sweep.run_sweep`, ``in_process=True``: one point at a time, no Ray): a
@@ -47,8 +51,8 @@ import time
 
 from ternac.cliargs import range_message, whole
 
-__all__ = ["BenchConfig", "CONFIGS", "bench_config", "bench_lm", "add_bench_lm_parser",
-           "bench_lm_main"]
+__all__ = ["BenchConfig", "CONFIGS", "bench_config", "bench_lm", "lane_scaling",
+           "SCALING_LANES", "add_bench_lm_parser", "bench_lm_main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,12 +198,26 @@ def _build(bc: BenchConfig, lanes: int, *, build: bool, cache_dir, work_dir,
     return out
 
 
+def _load_intlm(text):
+    """The shipped checkpoint's integer LM calibrated on ``text`` (checked against its
+    corpus first); CheckpointError (one sentence) if it cannot be read."""
+    from ternac.errors import CheckpointError, one_line
+    from ternac.golden.lm_int import IntLM
+    from ternac.runner import check_corpus
+    check_corpus(None, text)
+    try:
+        return IntLM.from_checkpoint(None, text_path=text)
+    except ValueError as exc:
+        raise CheckpointError(one_line(exc)) from None
+
+
 def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build: bool = True,
                  cache_dir="build/sweep/cache", work_dir="build/sweep/work",
-                 progress: bool = True, text=None) -> dict:
+                 progress: bool = True, text=None, intlm=None) -> dict:
     """Bench one configuration (module docstring); returns its JSON object. ``text``: the
     LM's corpus (None: golden.shakespeare_data.DEFAULT_TEXT), checked against the
-    checkpoint's corpus_sha256 (ternac.runner.check_corpus).
+    checkpoint's corpus_sha256 (ternac.runner.check_corpus). ``intlm``: that integer LM
+    if the caller has loaded it already.
 
     Raises
     ------
@@ -208,7 +226,6 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
     import ternac.config as configs
     from ternac.errors import InputError
     from ternac.golden.cycles import program_cycles
-    from ternac.golden.lm_int import IntLM
     from ternac.lower import compile_lm
     t0 = time.perf_counter()
     cfg = getattr(configs, bc.config, None)
@@ -216,13 +233,8 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
         raise InputError(f"{bc.config!r} is not an AccelConfig in ternac.config")
     _say(f"{bc.name}: lowering the LM for {bc.config} ({cfg.lanes} lanes, "
          f"{cfg.weight_format.upper()}) ...", progress)
-    from ternac.errors import CheckpointError, one_line
-    from ternac.runner import check_corpus
-    check_corpus(None, text)
-    try:
-        intlm = IntLM.from_checkpoint(None, text_path=text)
-    except ValueError as exc:
-        raise CheckpointError(one_line(exc)) from None
+    if intlm is None:
+        intlm = _load_intlm(text)
     cm = compile_lm(intlm, cfg)
     trits = int(intlm.config.n_ternary)
     padded = sum(int(e.count) for e in cm.image.tensors)
@@ -312,15 +324,110 @@ def bench_lm(names=None, *, out_dir="build/bench", tokens: int = 2, prompt_len: 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reps = []
+    intlm = _load_intlm(text)
     for n in names:
         rep = bench_config(_BY_NAME[n], tokens=tokens, prompt_len=prompt_len, build=build,
                            cache_dir=cache_dir, work_dir=work_dir, progress=progress,
-                           text=text)
+                           text=text, intlm=intlm)
         path = out / f"lm-{n}.json"
         write_json(path, rep)
         reps.append(rep)
         _say(f"{n}: wrote {path}", progress)
+    path = out / "lm-lane-scaling.json"
+    write_json(path, lane_scaling(text=text, intlm=intlm))
+    _say(f"lane scaling (modelled, L = {', '.join(map(str, SCALING_LANES))}): wrote {path}",
+         progress)
     return reps
+
+
+#: Lane counts of the scaling study (:func:`lane_scaling`): the iCEBreaker's 32, the ULX3S's
+#: 128, and 256, issue 9's next step (not 64: the LM's SIGMOID pair epilogue needs k >= 2L +
+#: 4 or one tile, golden.cycles.matvec_cycles, and its k = 128 f-projection has 2 tiles).
+SCALING_LANES = (32, 128, 256)
+
+
+def lane_scaling(lanes=SCALING_LANES, *, text=None, intlm=None) -> dict:
+    """Where the LM's cycles a token go as the ULX3S generator widens (issue 9: "report
+    where the next bottleneck is for L = 256"): one entry per lane count, every figure
+    *modelled* or *derived*, none measured (no RTL at 256 lanes: AccelConfig stops at 128).
+
+    The instruction stream is the ULX3S lowering's (:data:`ternac.config.LM_ULX3S_CONFIG`,
+    128 lanes, I2): a MATVEC's cost depends only on its ``n``, ``k`` and the lanes, so
+    golden.cycles.program_cycles prices it at any ``L``; an EMBED's word count ``k`` is
+    rescaled to ``L``'s words (``ceil(k * 128 / L)``: a word holds ``L / 4`` bytes), and
+    MATVEC chaining (``mv_chain``) is modelled only where every chained first MATVEC has
+    ``k >= L`` (ternac.lower's rule), else off (``mv_chain`` in the entry).
+
+    Per entry: ``cycles_per_token`` and ``by_op`` (program_cycles, modelled);
+    ``weight_stream_bound_cycles`` = ternary weights / L and ``fraction_of_bound``
+    (derived); ``padded_stream_cycles`` = sum over MATVECs of ``ceil(n / L) * k``, the
+    weight words streamed with rows padded to whole tiles (derived); ``drain_cycles`` = sum
+    of ``ceil(n / L) * L``: the engine drains every lane of a tile, one result a cycle,
+    padding included (hw/engine.py; derived); ``outside_matvec_cycles``: the vector ops,
+    EMBED and ARGMAX that run on their own (modelled); ``bottleneck``: the largest of
+    those three terms by name.
+
+    ``intlm``: the integer LM (golden.lm_int.IntLM) if the caller has it loaded already
+    (default: the shipped checkpoint calibrated on ``text``).
+
+    Returns ``{"lanes": {L: entry}, "program", "ternary_weights", "kinds"}``.
+
+    Raises
+    ------
+    ValueError for a lane count that is not a positive multiple of 4, or one whose MATVECs
+    the cycle model does not cover (golden.cycles); InputError for a missing or other corpus
+    (ternac.runner.check_corpus).
+    """
+    import dataclasses as dc
+
+    from ternac.config import LM_ULX3S_CONFIG as cfg
+    from ternac.golden.cycles import program_cycles
+    from ternac.golden.isa import Op
+    from ternac.lower import compile_lm
+    if intlm is None:
+        intlm = _load_intlm(text)
+    cm = compile_lm(intlm, cfg)
+    trits = int(intlm.config.n_ternary)
+    out = {}
+    for L in lanes:
+        if isinstance(L, bool) or not isinstance(L, int) or L < 4 or L % 4:
+            raise ValueError(f"a lane count is a positive multiple of 4, not {L!r}")
+        prog = [dc.replace(i, k=-(-i.k * cfg.lanes // L)) if i.op == Op.EMBED else i
+                for i in cm.program]
+        mvs = [i for i in prog if i.op == Op.MATVEC]
+        # The chained first MATVECs (a MATVEC right after a MATVEC and its epilogue).
+        firsts, prev = [], None
+        j = 0
+        while j < len(prog):
+            ins = prog[j]
+            if ins.op == Op.MATVEC and prev is not None:
+                firsts.append(prev)
+            prev = ins if ins.op == Op.MATVEC else None
+            j += 2 if ins.op == Op.MATVEC and ins.epi else 1
+        chain = cfg.mv_chain and all(p.k >= L for p in firsts)
+        pc = program_cycles(prog, L, weight_format="i2", mv_chain=chain)
+        stream = sum(-(-i.n // L) * i.k for i in mvs)
+        drain = sum(-(-i.n // L) * L for i in mvs)
+        outside = pc["total"] - pc["by_op"].get("MATVEC", 0)
+        terms = {"weight stream (padded tiles)": stream,
+                 "engine drain (one result a cycle, every lane of a tile)": drain,
+                 "vector ops, EMBED and ARGMAX outside MATVECs": outside}
+        out[L] = {"cycles_per_token": pc["total"], "by_op": pc["by_op"], "mv_chain": chain,
+                  "weight_stream_bound_cycles": trits / L,
+                  "fraction_of_bound": trits / L / pc["total"],
+                  "padded_stream_cycles": stream, "drain_cycles": drain,
+                  "outside_matvec_cycles": outside,
+                  "bottleneck": max(terms, key=terms.get)}
+    return {"lanes": out,
+            "program": f"the ULX3S lowering (LM_ULX3S_CONFIG, {cfg.lanes} lanes, I2), "
+                       f"{len(cm.program)} instructions, EMBED words rescaled to each L",
+            "ternary_weights": trits,
+            "kinds": {"cycles_per_token": "modelled (golden.cycles.program_cycles)",
+                      "by_op": "modelled", "outside_matvec_cycles": "modelled",
+                      "weight_stream_bound_cycles": "derived (ternary weights / L)",
+                      "fraction_of_bound": "derived", "padded_stream_cycles": "derived",
+                      "drain_cycles": "derived (hw/engine.py drains L results a tile)",
+                      "ternary_weights": "measured (the checkpoint's trits)"}}
 
 
 def _line(rep: dict) -> str:

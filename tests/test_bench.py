@@ -33,6 +33,9 @@ def test_bench_lm_without_build_and_cache(tmp_path, capsys):
                 "build.fmax_MHz_achieved", "tokens_per_s_at_fmax"):
         assert key in rep["kinds"]
     assert not b["cached"]
+    # The lane-scaling study is written beside the configurations (modelled).
+    sc = json.loads((tmp_path / "out" / "lm-lane-scaling.json").read_text())
+    assert sorted(sc["lanes"], key=int) == [str(L) for L in bench.SCALING_LANES]
     # The same inputs again: the sweep's stored record, not a new one.
     again = bench.bench_config(bench.CONFIGS[0], tokens=1, build=False, cache_dir=cache,
                                work_dir=tmp_path / "work", progress=False)
@@ -120,3 +123,32 @@ def test_fit_check_false_changes_the_key_and_true_keeps_older_keys():
     inputs = {"checkpoint": "c", "corpus": "t", "tools": {}, "source": "s"}
     assert point_key(p, inputs) == point_key(dataclasses.replace(p, fit_check=True), inputs)
     assert point_key(p, inputs) != point_key(dataclasses.replace(p, fit_check=False), inputs)
+
+
+def test_lane_scaling_terms_add_up():
+    """The scaling study (issue 9's L = 256 question): each entry's figures follow from the
+    program and the lane count, and the bottleneck it names is the largest term."""
+    from ternac.config import LM_ULX3S_CONFIG
+    from ternac.golden.isa import Op
+    from ternac.golden.lm_int import IntLM
+    from ternac.lower import compile_lm
+    intlm = IntLM.from_checkpoint(None)
+    sc = bench.lane_scaling(intlm=intlm)
+    prog = compile_lm(intlm, LM_ULX3S_CONFIG).program
+    mvs = [i for i in prog if i.op == Op.MATVEC]
+    for L, e in sc["lanes"].items():
+        assert sum(e["by_op"].values()) == e["cycles_per_token"]
+        assert e["weight_stream_bound_cycles"] == sc["ternary_weights"] / L
+        assert e["padded_stream_cycles"] == sum(-(-i.n // L) * i.k for i in mvs)
+        assert e["padded_stream_cycles"] >= e["weight_stream_bound_cycles"]
+        assert e["drain_cycles"] == sum(-(-i.n // L) * L for i in mvs)
+        assert e["outside_matvec_cycles"] == e["cycles_per_token"] - e["by_op"]["MATVEC"]
+        terms = {"weight stream": e["padded_stream_cycles"], "engine drain": e["drain_cycles"],
+                 "vector ops": e["outside_matvec_cycles"]}
+        assert e["bottleneck"].startswith(max(terms, key=terms.get))
+        for key in ("cycles_per_token", "fraction_of_bound", "drain_cycles"):
+            assert key in sc["kinds"]
+    # Wider is not always faster: at 256 lanes every 128-row matrix drains 256 lanes.
+    assert sc["lanes"][256]["drain_cycles"] > sc["lanes"][128]["drain_cycles"]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        bench.lane_scaling((6,), intlm=intlm)
