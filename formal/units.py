@@ -744,18 +744,21 @@ SEQ_K_MAX = 4                       # fan-in / row length (k), at most
 SEQ_BOUND = 40
 
 
-def _sequencer(vector_units=()):
+def _sequencer(vector_units=(), mv_chain: bool = False):
     from ternac.hw.sequencer import Sequencer
     return Sequencer(lanes=SEQ_LANES, acc_bits=acc_width(SEQ_K_MAX), prog_depth=SEQ_DEPTH,
                      scratch_depth=SEQ_DEPTH, out_depth=SEQ_DEPTH, weight_depth=SEQ_DEPTH,
-                     vector_units=vector_units)
+                     vector_units=vector_units, mv_chain=mv_chain)
 
 
-def _instruction_bound(m, t, bound: int):
+def _instruction_bound(m, t, bound: int, *, also=()):
     """Bounded liveness of a sequencer harness: the cycles since the last DECODE or IDLE
-    (an operation state goes straight to DECODE: FETCH only follows IDLE) never exceed
+    (an operation state goes straight to DECODE: FETCH only follows IDLE), or a state of
+    ``also`` (MV_SWAP: a chained MATVEC's start, which has no DECODE), never exceed
     ``bound``. Returns the counter (for covers)."""
     waiting = fsm_state(t, "DECODE") | fsm_state(t, "IDLE")
+    for state in also:
+        waiting = waiting | fsm_state(t, state)
     since = Signal(range(bound + 2), name="cycles_in_instruction")
     with m.If(waiting):
         m.d.sync += since.eq(0)
@@ -765,11 +768,18 @@ def _instruction_bound(m, t, bound: int):
     return since
 
 
-def _sequencer_env(m, dut, lanes: int) -> None:
+def _sequencer_env(m, dut, lanes: int, *, stable_program: bool = False) -> None:
     """The sequencer harnesses' environment: ``start`` free; the memories respond one cycle
     after the address with any contents (weights, activations, probabilities, token ids);
     the program holds instructions the ISA defines (golden.interpreter's preconditions):
-    n >= 1, k >= 1, both small here (SEQ_N_MAX, SEQ_K_MAX)."""
+    n >= 1, k >= 1, both small here (SEQ_N_MAX, SEQ_K_MAX).
+
+    ``stable_program``: a read of the program address read in the cycle before returns the
+    same word, as the program memory does (the host writes it only while the sequencer is
+    idle). Without it any word may arrive in any cycle, which is enough for a sequencer
+    that reads each word once (in DECODE or EPI_DEC); MATVEC chaining reads the word after
+    a MATVEC's epilogue while the MATVEC runs and again in MV_SWAP, so its harness needs
+    it (without it BMC finds a chain whose two reads of one address disagree)."""
     from ternac.golden.isa import INSTR_BITS
     from ternac.hw.sequencer import instr_layout
     m.d.comb += dut.start.eq(AnySeq(1))
@@ -781,6 +791,14 @@ def _sequencer_env(m, dut, lanes: int) -> None:
     m.d.comb += Assume((word.n >= 1) & (word.n <= SEQ_N_MAX) & (word.k >= 1)
                        & (word.k <= SEQ_K_MAX), "program: n, k within the bounds")
     m.d.sync += dut.prog_data.eq(word.as_value())
+    if stable_program:
+        # word is the read of prog_addr (on prog_data one cycle later, as a memory's).
+        after_first = past(m, Const(1, 1), name="env_after_first")
+        addr_q = past(m, dut.prog_addr, name="env_prog_addr_q")
+        word_q = past(m, word.as_value(), name="env_prog_word_q")
+        with m.If(after_first & (dut.prog_addr == addr_q)):
+            m.d.comb += Assume(word.as_value() == word_q,
+                               "program: one address, one word (a memory)")
 
 
 @task("sequencer_live", unit="Sequencer (hw/sequencer.py), no vector units", mode="bmc",
@@ -793,7 +811,7 @@ def _sequencer_env(m, dut, lanes: int) -> None:
           "enabled in the same cycle (requantizer, EMBED, SAMPLE, the vector unit)",
       ])
 def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
-                      bound: int = SEQ_BOUND):
+                      bound: int = SEQ_BOUND, mv_chain: bool = False):
     from ternac.golden.isa import Flag, Op
 
     def build(m):
@@ -803,10 +821,19 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
         elif vector == "eltwise":
             from ternac.hw.eltwise import EltMode
             units = [(_eltwise(), {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL})]
-        dut, t = _instantiate(m, _sequencer(units),
-                              None if broken == "any_epilogue" else broken)
-        _sequencer_env(m, dut, SEQ_LANES)
+        dut, t = _instantiate(m, _sequencer(units, mv_chain=mv_chain),
+                              None if broken in ("any_epilogue", "unstable_program") else broken)
+        _sequencer_env(m, dut, SEQ_LANES,
+                       stable_program=mv_chain and broken != "unstable_program")
         from ternac.hw.sequencer import instr_layout
+        if mv_chain:
+            # ternac.lower._check_chain's rules on such a build: no REPEAT, and a MATVEC
+            # another one is chained after has k >= lanes (here every MATVEC: k = 4).
+            word = instr_layout(dut.prog_data)
+            m.d.comb += Assume(word.op != Op.REPEAT, "program: no REPEAT with mv_chain")
+            with m.If(word.op == Op.MATVEC):
+                m.d.comb += Assume(word.k >= SEQ_LANES,
+                                   "program: a MATVEC's k >= lanes with mv_chain")
         if vector == "eltwise":
             # A MATVEC with ``epi`` (golden/isa.py; golden.interpreter refuses others): not
             # RAW, and the next word (on prog_data in EPI_DEC) an epilogue op of its n.
@@ -826,7 +853,13 @@ def sequencer_harness(*, broken: str | None = None, vector: str | None = None,
                 m.d.sync += fused.eq(0)
             # the fused pair completes (its rows through the requantizer and the unit)
             m.d.comb += Cover(fused & fsm_state(t, "DECODE"))
-        since = _instruction_bound(m, t, bound)
+        since = _instruction_bound(m, t, bound, also=("MV_SWAP",) if mv_chain else ())
+        if mv_chain:
+            # a chained MATVEC starts (MV_SWAP) and completes (the next DECODE)
+            swapped = Signal(name="chained_matvec")
+            with m.If(fsm_state(t, "MV_SWAP")):
+                m.d.sync += swapped.eq(1)
+            m.d.comb += Cover(swapped & fsm_state(t, "DECODE"))
         m.d.comb += Assert(dut.busy == ~fsm_state(t, "IDLE"), "busy low exactly in IDLE")
         m.d.comb += Assert(~dut.mulpool.conflict,
                            "multiplier pool: one client at a time (concurrent pairs apart)")
@@ -859,6 +892,29 @@ def sequencer_epi_harness(*, broken: str | None = None):
     MATVEC with epi may be any instruction, which golden.interpreter refuses): the RTL then
     waits for rows no unit produces, and liveness must fail."""
     return sequencer_harness(broken=broken, vector="eltwise")
+
+
+@task("sequencer_live_chain", unit="Sequencer (hw/sequencer.py) built with mv_chain and the "
+      "Eltwise unit (ADD, MUL) as a MATVEC epilogue", mode="bmc", depth=46, fast=False,
+      properties=[
+          f"bounded liveness as sequencer_live_epi on a build with MATVEC chaining "
+          f"(AccelConfig.mv_chain: a MATVEC after a MATVEC, its epilogue between, streams "
+          f"while the first one drains, through MV_SWAP): every instruction (n in "
+          f"1..{SEQ_N_MAX}, k in 1..{SEQ_K_MAX}, no REPEAT, a MATVEC's k >= lanes: "
+          f"ternac.lower's chain rules; the program memory returns one word an address) "
+          f"reaches DECODE, IDLE or, chained, MV_SWAP within {SEQ_BOUND} cycles (BMC 46: "
+          f"972 s here; 60 did not finish in 23 minutes)",
+          "busy is low exactly in IDLE",
+          "multiplier pool: the requantizer and the epilogue's unit (declared concurrent) "
+          "with no other client enabled at once, chained MATVECs included",
+      ])
+def sequencer_chain_harness(*, broken: str | None = None):
+    """``broken="unstable_program"``: the program memory may return another word for the
+    same address in consecutive reads (the other sequencer harnesses' environment): BMC
+    60 then reports the liveness failing at step 44 (a chain decided on one word and
+    registered from another; 1,380 s here, so no test runs it), which is why this
+    harness models the memory."""
+    return sequencer_harness(broken=broken, vector="eltwise", mv_chain=True)
 
 
 # --- Multi-pass vector units: Norm (2 passes), Shiftmax (3) --------------------------------

@@ -58,10 +58,12 @@ def test_not_vacuous(name, depth, tmp_path):
     assert res.status == "PASS", f"{res.summary()}\n{res.log_tail}"
 
 
-#: The same for the sequencer with the Activation (its SIGMOID pair completes) and with the
+#: The same for the sequencer with the Activation (its SIGMOID pair completes), with the
 #: Norm (a teeing epilogue into the Norm, a prologue's tile 0, a reuse RMSNORM's results, a
-#: tee's RMSNORM decoded): a minute or more each, make test-slow.
-SLOW_COVERS = [("sequencer_live_act", 48), ("sequencer_norm_pool", 28)]
+#: tee's RMSNORM decoded) and with mv_chain (a chained MATVEC completes): a minute or more
+#: each, make test-slow.
+SLOW_COVERS = [("sequencer_live_act", 48), ("sequencer_norm_pool", 28),
+               ("sequencer_live_chain", 30)]
 
 
 @pytest.mark.slow
