@@ -298,9 +298,29 @@ def memories(cfg, board: str) -> dict:
 
 # -- the estimate --------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=16)
 def _pool_slots(cfg) -> int:
     """The multipliers of the accelerator for ``cfg``: the slots of its one shared
+    hw.mulpool.MulPool (:func:`_pool`)."""
+    return _pool(cfg)[0]
+
+
+def shifter_sharing(cfg) -> dict:
+    """What the pool's shared barrel shifters save against the units' own (derived from the
+    RTL by elaborating the sequencer, as :func:`_pool_slots`): the units' out-of-context
+    builds in the data each have a shifter a shift (a private pool), but in an accelerator
+    the shifts of units that never run together share a slot (hw.mulpool ``shift``), as
+    wide as its widest user. A barrel shifter costs about one LUT4 a bit a level (a 2:1
+    multiplexer; the LM's 56-bit, 6-level slot maps on 355 LUT4, measured) and a shared
+    slot about one LUT4 a bit for each user past the first (its AND-OR input); a slot's
+    registered users (``shift_reg``) share its one register (and rounding register).
+
+    Returns ``{"LUT": saved LUT4s, "FF": saved flip-flops}`` (floats, >= 0; *derived*)."""
+    return _pool(cfg)[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _pool(cfg):
+    """``(slots, shifter_sharing)`` of the accelerator for ``cfg``. The slots: those of its one shared
     hw.mulpool.MulPool (one SB_MAC16 / MULT18X18D each), counted by elaborating its
     sequencer with the vector units of ``cfg.vector`` (every client asks for its products
     while it elaborates). Derived from the RTL, a few seconds for the LM; Yosys reaches it
@@ -316,7 +336,20 @@ def _pool_slots(cfg) -> int:
                     weight_depth=cfg.weight_depth, vector_units=vector_units_for(cfg),
                     weight_format=cfg.weight_format)
     Fragment.get(seq, None)
-    return seq.mulpool.n_slots
+    pool = seq.mulpool
+    lut = ff = 0.0
+    for sl in pool._shift_slots:
+        if len(sl) < 2:
+            continue
+        sizes = [(pool._shift_width(v), len(sh)) for _, v, sh, _ in sl]
+        w = max(x for x, _ in sizes)
+        lut += sum(x * b for x, b in sizes) - w * max(b for _, b in sizes) \
+            - w * (len(sl) - 1)
+        regs = [pool._shift_regs[id(o)] for _, _, _, o in sl if id(o) in pool._shift_regs]
+        if len(regs) > 1:
+            widths = [len(t) * (2 if r is not None else 1) for _, _, t, r in regs]
+            ff += sum(widths) - max(widths)
+    return pool.n_slots, {"LUT": max(lut, 0.0), "FF": max(ff, 0.0)}
 
 
 #: The units whose multipliers come from the shared pool (hw/mulpool.py): with
@@ -357,7 +390,10 @@ def unit_model(cfg, family: str, *, path=None, pool: bool = True, xline: bool = 
         for name in POOL_CLIENTS:
             if name in out:
                 out[name]["DSP"] = 0.0
-        out["mulpool"] = {"LUT": 0.0, "FF": 0.0, "EBR": 0.0, "SPRAM": 0.0,
+        # The pool's shared shifters, less than the units' own (shifter_sharing): a
+        # negative logic cost against the units' out-of-context figures.
+        saved = shifter_sharing(cfg)
+        out["mulpool"] = {"LUT": -saved["LUT"], "FF": -saved["FF"], "EBR": 0.0, "SPRAM": 0.0,
                           "DSP": float(_pool_slots(cfg))}
     return out
 
@@ -554,7 +590,8 @@ def entry_from_build(build_dir, *, command: str, device: str, config: dict, date
     e = {"unit": unit, "board": board, "model": model, "device": dev.key, "lanes": cfg.lanes,
          "acc_bits": cfg.acc_bits, "config": dict(config), "command": command,
          "commit": commit, "date": date, "tools": tools, "role": role,
-         "xline": True}      # the RTL's Activation has its delay line of x in a block RAM
+         "xline": True,      # the RTL's Activation has its delay line of x in a block RAM
+         "mulpool": True}    # and its units borrow their multipliers from one pool
     e = {k: v for k, v in e.items() if v is not None}
     rep = build_dir / "report.json"
     if rep.exists():
