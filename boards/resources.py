@@ -320,8 +320,8 @@ def shifter_sharing(cfg) -> dict:
 
 @functools.lru_cache(maxsize=16)
 def _pool(cfg):
-    """``(slots, shifter_sharing)`` of the accelerator for ``cfg``. The slots: those of its one shared
-    hw.mulpool.MulPool (one SB_MAC16 / MULT18X18D each), counted by elaborating its
+    """``(slots, shifter_sharing)`` of the accelerator for ``cfg``. The slots: those of its
+    one shared hw.mulpool.MulPool (one SB_MAC16 / MULT18X18D each), counted by elaborating its
     sequencer with the vector units of ``cfg.vector`` (every client asks for its products
     while it elaborates). Derived from the RTL, a few seconds for the LM; Yosys reaches it
     exactly where the pool shares its slots (the LM, the ViT: 8) and may use one fewer

@@ -28,7 +28,8 @@ from ternac.golden.widths import ACT_BITS, ACT_MAX, M_BITS, SCRATCH_BITS, WIDE_M
 
 __all__ = ["VEC_IN", "VEC_OUT", "VEC_OUT_U", "OPERAND_BITS", "Pipe", "rhu_halve", "rhu_round",
            "rhu", "rhu_pipelined",
-           "rhu_sat_tail", "sat_halved", "sat_tests", "priority_encode", "saturate_sym", "sym_range",
+           "rhu_sat_tail", "sat_halved", "sat_tests", "priority_encode", "saturate_sym",
+           "sym_range",
            "shift_exp", "exp_slope",
            "SHIFT_EXP_STAGES", "pass_control", "bits_for"]
 
