@@ -1748,9 +1748,10 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64,
     pair_head = [(i.op == Op.MATVEC and bool(i.epi)) or (i.op == Op.RMSNORM and bool(i.pro))
                  for i in prog]
 
-    def run(i: int, p: int):
-        """(count, strides per body word and field, stride table) of the longest run of
-        copies of prog[i:i+p] from i, or None."""
+    def pair(i: int, p: int):
+        """(strides per body word and field, stride table) taking the copy prog[i:i+p] to
+        the next one, or None where they differ in more than the address fields, a stride
+        does not fit REPEAT's table or a body may not start at ``i``."""
         if i + 2 * p > n or (i and pair_head[i - 1]) or pair_head[i + p - 1]:
             return None
         if not all(ok[i:i + p]):
@@ -1771,37 +1772,40 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64,
                         return None
                 row.append(d)
             deltas.append(row)
-        c = 2
-        while i + (c + 1) * p <= n and c < count_max:
-            base = i + c * p
-            good = True
-            for j in range(p):
-                a = i + j
-                if fixed[base + j] != fixed[a] or not ok[base + j]:
-                    good = False
-                    break
-                if any(y != (x + c * d) % (1 << bits) for (f, bits), x, y, d in
-                       zip(_ADDR_FIELDS, addr[a], addr[base + j], deltas[j])):
-                    good = False
-                    break
-            if not good:
-                break
-            c += 1
-        return c, deltas, table
+        return deltas, table
 
     # best[i]: fewest words for prog[i:]; choice[i]: (p, c, deltas, table) or None.
+    # runs[p][i]: the longest run of copies of prog[i:i+p] from i, as (count, deltas, table,
+    # the fewest words after a run of 2..count copies, that count), or None. A run from i
+    # is the copy at i followed by the run from i + p with the same strides (a copy
+    # differs from the next by fixed strides; the fixed fields equal, so ok and pair_head
+    # of both copies equal), so each is one step from runs[p][i + p]: linear, not
+    # quadratic, in a run's length (fields are compared modulo their width, where a stride
+    # is unique: _signed_delta).
     best = [0] * (n + 1)
     choice: list = [None] * (n + 1)
+    runs = [None] + [[None] * (n + 1) for _ in range(max_body)]
     for i in range(n - 1, -1, -1):
         best[i], choice[i] = best[i + 1] + 1, None
         for p in range(1, min(max_body, (n - i) // 2) + 1):
-            r = run(i, p)
+            r = pair(i, p)
             if r is None:
                 continue
-            cmax, deltas, table = r
-            for c in range(2, cmax + 1):
-                if (1 + p) + best[i + c * p] < best[i]:
-                    best[i], choice[i] = 1 + p + best[i + c * p], (p, c, deltas, table)
+            deltas, table = r
+            nxt = runs[p][i + p] if i + p <= n else None
+            if nxt is not None and nxt[1] == deltas:
+                c = min(count_max, 1 + nxt[0])
+                if c == 1 + nxt[0]:
+                    m, mc = nxt[3], nxt[4] + 1
+                else:           # capped: the run from i + p reaches one copy further
+                    m, mc = min((best[i + q * p], q) for q in range(2, c + 1))
+                if best[i + 2 * p] <= m:
+                    m, mc = best[i + 2 * p], 2
+            else:
+                c, m, mc = 2, best[i + 2 * p], 2
+            runs[p][i] = (c, deltas, table, m, mc)
+            if (1 + p) + m < best[i]:
+                best[i], choice[i] = 1 + p + m, (p, mc, deltas, table)
     out: list[Instr] = []
     i = 0
     while i < n:
