@@ -6,6 +6,7 @@ import random
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from ternac.config import AccelConfig, HostSpace
 from ternac.errors import CompileError
@@ -235,6 +236,38 @@ def test_compress_splits_runs_longer_than_the_count_field():
     out = compress_program(long, max_body=1)
     assert max(i.n for i in out if i.op == Op.REPEAT) == 4095
     assert [i for _, i in expand_program(out)] == long
+
+
+@settings(max_examples=80, derandomize=True, deadline=None)
+@given(p=st.integers(1, 4), c=st.integers(1, 60), cap=st.integers(2, 70),
+       strides=st.lists(st.integers(-40, 40), min_size=3, max_size=3),
+       head=st.integers(0, 3))
+def test_compress_finds_few_words_for_strided_copies(p, c, cap, strides, head):
+    """``head`` lone instructions, then ``c`` copies of a body of ``p`` distinct instructions
+    whose src/dst/aux move by fixed strides a copy (all 0 allowed; modulo the 12-bit
+    fields), the REPEAT count capped
+    at ``cap``. Uncapped (``cap >= c >= 2``) the fewest words are one REPEAT and the body:
+    ``1 + p``, which no program can beat (the p distinct words and a REPEAT); capped, at
+    most ``cap``-copy REPEATs and the rest (a REPEAT of ``r >= 2``, the copy left alone).
+    Hypothesis, derandomized (its seed is fixed); runs are built from each successor's
+    (compress_program's ``runs``), so long and capped runs check that step."""
+    lone = [Instr(Op.ADD, n=100 + j, src=7 * j) for j in range(head)]
+    body = [Instr(Op.MUL, n=1 + j, src=50 + j, dst=600 + j, aux=1200 + j) for j in range(p)]
+    w = 1 << 12                       # src, dst, aux: 12-bit fields, strides wrap
+    copies = [dataclasses.replace(b, src=(b.src + r * strides[0]) % w,
+                                  dst=(b.dst + r * strides[1]) % w,
+                                  aux=(b.aux + r * strides[2]) % w)
+              for r in range(c) for b in body]
+    prog = lone + copies + [Instr(Op.HALT)]
+    out = compress_program(prog, max_count=cap)
+    assert _unrolled(out) == prog
+    if c == 1:
+        assert out == prog
+    elif cap >= c:
+        assert len(out) == head + 1 + p + 1
+    else:
+        full, r = divmod(c, cap)
+        assert len(out) <= head + full * (1 + p) + (1 + p if r >= 2 else p * r) + 1
 
 
 def test_compress_refuses_a_program_that_already_loops():
