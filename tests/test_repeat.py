@@ -238,19 +238,56 @@ def test_compress_splits_runs_longer_than_the_count_field():
     assert [i for _, i in expand_program(out)] == long
 
 
-@settings(max_examples=80, derandomize=True, deadline=None)
-@given(p=st.integers(1, 4), c=st.integers(1, 60), cap=st.integers(2, 70),
+def _fewest_words(prog, cap):
+    """The fewest words of a program made of REPEATs and single words that unrolls to
+    ``prog`` (no epilogue pairs in it), by exhaustive dynamic programming straight from
+    golden/isa.py's REPEAT: ``c`` copies (2 <= c <= cap) of a body of ``p`` words, every
+    field but src/dst/aux/wbase equal, each of those ``x_0 + r * stride`` modulo its width
+    with at most 3 distinct non-zero strides, a stride in [-2048, 2047]."""
+    from ternac.golden.isa import FIELDS, REPEAT_STRIDES
+    width = dict(FIELDS)
+    addr = ("src", "dst", "aux", "wbase")
+    n = len(prog) - 1                    # the HALT stays a word of its own
+
+    def is_run(i, p, c):
+        strides = set()
+        for j in range(p):
+            x0 = prog[i + j]
+            for r in range(1, c):
+                x = prog[i + r * p + j]
+                if any(getattr(x, f) != getattr(x0, f) for f, _ in FIELDS if f not in addr):
+                    return False
+                for f in addr:
+                    m = 1 << width[f]
+                    d = (getattr(prog[i + p + j], f) - getattr(x0, f)) % m
+                    d = d - m if d >= m // 2 else d
+                    if not -2048 <= d < 2048 or getattr(x, f) != (getattr(x0, f) + r * d) % m:
+                        return False
+                    strides |= {d} - {0}
+        return len(strides) <= REPEAT_STRIDES
+
+    best = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        best[i] = best[i + 1] + 1
+        for p in range(1, (n - i) // 2 + 1):
+            for c in range(2, min(cap, (n - i) // p) + 1):
+                if is_run(i, p, c):
+                    best[i] = min(best[i], 1 + p + best[i + c * p])
+    return best[0] + 1
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(p=st.integers(1, 3), c=st.integers(1, 12), cap=st.integers(2, 14),
        strides=st.lists(st.integers(-40, 40), min_size=3, max_size=3),
-       head=st.integers(0, 3))
-def test_compress_finds_few_words_for_strided_copies(p, c, cap, strides, head):
-    """``head`` lone instructions, then ``c`` copies of a body of ``p`` distinct instructions
+       head=st.integers(0, 2), tail=st.integers(0, 2))
+def test_compress_finds_the_fewest_words(p, c, cap, strides, head, tail):
+    """``head`` lone instructions, ``c`` copies of a body of ``p`` distinct instructions
     whose src/dst/aux move by fixed strides a copy (all 0 allowed; modulo the 12-bit
-    fields), the REPEAT count capped
-    at ``cap``. Uncapped (``cap >= c >= 2``) the fewest words are one REPEAT and the body:
-    ``1 + p``, which no program can beat (the p distinct words and a REPEAT); capped, at
-    most ``cap``-copy REPEATs and the rest (a REPEAT of ``r >= 2``, the copy left alone).
-    Hypothesis, derandomized (its seed is fixed); runs are built from each successor's
-    (compress_program's ``runs``), so long and capped runs check that step."""
+    fields), ``tail`` lone ones, the REPEAT count capped at ``cap``: compress_program's
+    result unrolls to the program and is exactly as short as an exhaustive search over
+    every run (:func:`_fewest_words`). Hypothesis, derandomized (its seed is fixed); the
+    new pass builds each run from its successor's (compress_program's ``runs``), which
+    long and capped runs check."""
     lone = [Instr(Op.ADD, n=100 + j, src=7 * j) for j in range(head)]
     body = [Instr(Op.MUL, n=1 + j, src=50 + j, dst=600 + j, aux=1200 + j) for j in range(p)]
     w = 1 << 12                       # src, dst, aux: 12-bit fields, strides wrap
@@ -258,16 +295,13 @@ def test_compress_finds_few_words_for_strided_copies(p, c, cap, strides, head):
                                   dst=(b.dst + r * strides[1]) % w,
                                   aux=(b.aux + r * strides[2]) % w)
               for r in range(c) for b in body]
-    prog = lone + copies + [Instr(Op.HALT)]
+    after = [Instr(Op.ARGMAX, n=1 + j) for j in range(tail)]
+    prog = lone + copies + after + [Instr(Op.HALT)]
     out = compress_program(prog, max_count=cap)
     assert _unrolled(out) == prog
-    if c == 1:
-        assert out == prog
-    elif cap >= c:
-        assert len(out) == head + 1 + p + 1
-    else:
-        full, r = divmod(c, cap)
-        assert len(out) <= head + full * (1 + p) + (1 + p if r >= 2 else p * r) + 1
+    assert len(out) == _fewest_words(prog, cap)
+    if 2 <= c <= cap:
+        assert len(out) == head + 1 + p + tail + 1
 
 
 def test_compress_refuses_a_program_that_already_loops():
