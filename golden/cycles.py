@@ -59,6 +59,7 @@ __all__ = ["ISSUE_CYCLES", "START_CYCLES", "UNIT_TIMING", "STREAMER_LATENCY", "R
            "argmax_cycles", "repeat_cycles", "embed_cycles", "activation_cycles", "eltwise_cycles",
            "norm_cycles", "shiftmax_cycles", "sample_cycles", "dot_cycles",
            "norm_normalize_steps", "prologue_cycles", "chained_matvec_cycles", "chain_pair",
+           "chain_latency", "chain_cycles", "CHAIN_LINK_CYCLES",
            "norm_data", "norm_work_cycles", "sample_data", "instr_cycles", "program_cycles"]
 
 #: DECODE + EXEC: the sequencer's cost of issuing any instruction (cycles).
@@ -109,6 +110,36 @@ _LATENCY = {"activation": 21, "eltwise": 7, "norm": 13, "shiftmax": 13, "dot": 6
 UNIT_TIMING: dict[str, tuple[int, int]] = {
     unit: (next(sp.passes for sp in _REG.values() if sp.unit == unit), lat)
     for unit, lat in _LATENCY.items()}
+
+#: A chain (golden/isa.py ``chain``): cycles from the first unit's output to the Eltwise
+#: unit's input (hw/sequencer.py registers the result beside its b's scratch read).
+CHAIN_LINK_CYCLES = 1
+
+
+def chain_latency(ins: Instr, second: Instr, latencies: Mapping[str, int] | None = None) -> int:
+    """The latency of a chain, ``ins`` (a SIGMOID, SILU or GELU with ``chain``) streaming
+    into ``second`` (its ADD or MUL): an element's cycles from entering the first unit to
+    the Eltwise unit's result, ``U1 + CHAIN_LINK_CYCLES + U2`` (the units' latencies,
+    :data:`UNIT_TIMING` unless ``latencies`` says otherwise). Source: hw/sequencer.py
+    (``ch_*``)."""
+    lat = 0
+    for i in (ins, second):
+        unit = _spec(i.op).unit
+        u = (latencies or {}).get(unit)
+        lat += UNIT_TIMING[unit][1] if u is None else u
+    return lat + CHAIN_LINK_CYCLES
+
+
+def chain_cycles(ins: Instr, second: Instr, *,
+                 latencies: Mapping[str, int] | None = None) -> int:
+    """A standalone chain (golden/isa.py ``chain``: ``ins`` then ``second`` as one
+    operation): ``2 + n + L`` with ``L`` = :func:`chain_latency` (the first op's one pass,
+    its results on through the Eltwise unit). Source: hw/sequencer.py EXEC -> CH_DEC -> VEC:
+    element 0 (read in EXEC) enters the first unit in CH_DEC, which registers the second
+    word meanwhile, so that state costs no cycle; checked on the RTL by
+    tests/test_op_chain.py."""
+    return ISSUE_CYCLES + ins.n + chain_latency(ins, second, latencies)
+
 
 #: Norm unit, between its passes (hw/norm.py, hw/divider.py): isqrt and divider bits.
 _NORM_W = NORM_ISQRT_BITS
@@ -723,26 +754,40 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     pro_last = None
     if mv_chain and repeats:
         raise ValueError("a program with REPEAT is not modelled with mv_chain")
+    second = False            # this instruction is a chain's second (golden/isa.py chain)
+
+    def epi_latency(at: int) -> int:
+        """The latency of the epilogue at ``at``: its unit's, or its chain's."""
+        e = program[at]
+        if e.chain and at + 1 < len(program):
+            return chain_latency(e, program[at + 1], latencies)
+        unit = _spec(e.op).unit
+        lat = (latencies or {}).get(unit)
+        return UNIT_TIMING[unit][1] if lat is None else lat
+
+    def epi_tee(at: int) -> bool:
+        """Whether the epilogue at ``at`` (or its chain's second) tees."""
+        e = program[at]
+        return bool(program[at + 1].tee if e.chain and at + 1 < len(program) else e.tee)
+
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
         is_pro_mv = pro_mv is not None and not epilogue
-        if epilogue:
-            hi = lo = 0           # counted in its MATVEC's formula
+        if epilogue or second:
+            hi = lo = 0           # counted in its MATVEC's (its chain's) formula
         elif pro_mv is not None:
             hi, lo = pro_mv       # the MATVEC's share of its prologue's formula
             pro_mv = None
             last_mv = pro_last
         else:
             teed = ins.op == Op.MATVEC and ins.epi and pc + 1 < len(program) and \
-                program[pc + 1].tee
+                epi_tee(pc + 1)
             if ins.op == Op.MATVEC and ins.epi:
                 if pc + 1 >= len(program) or not _spec(program[pc + 1].op).epilogue:
                     raise ValueError(f"instruction {pc} is a MATVEC with an epilogue, but the "
                                      f"next instruction is not an epilogue op")
-                unit = _spec(program[pc + 1].op).unit
-                lat = (latencies or {}).get(unit)
-                d["epilogue_latency"] = UNIT_TIMING[unit][1] if lat is None else lat
+                d["epilogue_latency"] = epi_latency(pc + 1)
                 if program[pc + 1].pair:
                     d["epilogue_pair"] = True
             waits = {}
@@ -769,13 +814,11 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     if pc + 2 >= len(program) or not _spec(program[pc + 2].op).epilogue:
                         raise ValueError(f"instruction {pc + 1} is a MATVEC with an epilogue, "
                                          f"but the next instruction is not an epilogue op")
-                    unit = _spec(program[pc + 2].op).unit
-                    lat = (latencies or {}).get(unit)
-                    u_lat = UNIT_TIMING[unit][1] if lat is None else lat
+                    u_lat = epi_latency(pc + 2)
                     pair = bool(program[pc + 2].pair)
                 n_lat = (latencies or {}).get("norm")
                 n_lat = UNIT_TIMING["norm"][1] if n_lat is None else n_lat
-                teed = bool(mv.epi) and bool(program[pc + 2].tee)
+                teed = bool(mv.epi) and epi_tee(pc + 2)
                 kw = dict(lanes=lanes, weight_format=weight_format, norm_latency=n_lat,
                           epilogue_latency=u_lat, epilogue_pair=pair)
                 hi = prologue_cycles(ins, mv, wait=waits.get("hi", 0), **kw)
@@ -796,6 +839,12 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     last_mv[0], ins, lanes=lanes, weight_format=weight_format,
                     prev_epilogue_latency=last_mv[1], prev_pair=last_mv[2],
                     epilogue_latency=d.get("epilogue_latency"))
+            elif ins.chain:
+                if pc + 1 >= len(program) or Op(program[pc + 1].op) not in (Op.ADD, Op.MUL):
+                    raise ValueError(f"instruction {pc} sets chain, but the next instruction "
+                                     f"is not an ADD or MUL")
+                hi = lo = chain_cycles(ins, program[pc + 1], latencies=latencies)
+                teed = bool(program[pc + 1].tee)
             else:
                 hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
                                   weight_format=weight_format, **d, **(
@@ -807,7 +856,7 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                 # The tee's last beat: the cycle its last result is written (a MATVEC's
                 # epilogue may write it before the engine drains its padding lanes).
                 gap = 0
-                if teed:
+                if teed and ins.op == Op.MATVEC:
                     gap = _matvec_drain_after_last_write(ins, lanes, d["epilogue_latency"])
                 tee = (t_hi + hi - 1 - gap, t_lo + lo - 1 - gap)
         t_hi += hi
@@ -815,6 +864,7 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         if not epilogue and not is_pro_mv:
             last_mv = ((ins, d.get("epilogue_latency"), bool(d.get("epilogue_pair")))
                        if ins.op == Op.MATVEC else None)
+        second = bool(ins.chain)
         epilogue = ins.op == Op.MATVEC and bool(ins.epi)
         if lo != hi:
             exact = False

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import PRO_MIN_K, Flag, Instr, Op, decode_program, encode, expand_program, prologue_pair
+from .isa import (PRO_MIN_K, Flag, Instr, Op, chain_refusal, decode_program, encode, expand_program,
+                  prologue_pair)
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
@@ -180,6 +181,10 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 raise MachineError(f"instruction {pc} ({ins}) sets pro, which only a reuse "
                                    f"RMSNORM with OUT8 followed by a MATVEC of src = its dst, "
                                    f"k = its n >= {PRO_MIN_K} and n >= 1 may (golden/isa.py)")
+        if ins.chain:
+            why = chain_refusal(ins, prog[pc + 1] if pc + 1 < len(prog) else None)
+            if why:
+                raise MachineError(f"instruction {pc} ({ins}) {why} (golden/isa.py)")
         if ins.wb and ins.op != Op.MUL:
             raise MachineError(f"instruction {pc} ({ins}) sets wb, which only a MUL may "
                                f"(golden/isa.py)")
@@ -202,7 +207,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 raise MachineError(f"instruction {pc} ({ins}) is a RAW MATVEC with an "
                                    f"epilogue; an epilogue takes requantized rows")
             y = _matvec(ins, pc, wtrits, weight_depth, lanes, scratch, out, write=False)
-            if nxt.dst < ins.src + ins.k and ins.src < nxt.dst + ins.n:
+            if not nxt.chain and nxt.dst < ins.src + ins.k and ins.src < nxt.dst + ins.n:
                 raise MachineError(f"instruction {pc + 1} ({nxt}) writes scratch words "
                                    f"{nxt.dst}..{nxt.dst + nxt.n - 1} over its MATVEC's input "
                                    f"{ins.src}..{ins.src + ins.k - 1}, which the ISA does not "
@@ -224,18 +229,31 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 twin = dataclasses.replace(nxt, flags=nxt.flags | int(Flag.NEG), dst=nxt.aux,
                                            pair=0)
                 _vector(twin, pc + 1, scratch, a=y)
-            _vector(nxt, pc + 1, scratch, a=y)
+            last = pc + 1        # the instruction that writes (a chain's second)
+            if nxt.chain:
+                # MATVEC, epilogue, chained ADD/MUL (golden/isa.py chain): one operation.
+                sec = _chain_second(nxt, pc + 1, prog)
+                if sec.dst < ins.src + ins.k and ins.src < sec.dst + sec.n:
+                    raise MachineError(f"instruction {pc + 2} ({sec}) writes scratch words "
+                                       f"{sec.dst}..{sec.dst + sec.n - 1} over its MATVEC's "
+                                       f"input {ins.src}..{ins.src + ins.k - 1}, which the ISA "
+                                       f"does not define")
+                _vector(sec, pc + 2, scratch, a=_vector(nxt, pc + 1, scratch, a=y, write=False))
+                nxt, last = sec, pc + 2
+                executed += 1
+            else:
+                _vector(nxt, pc + 1, scratch, a=y)
             if (nxt.tee or nxt.tee8) and (nxt.op not in (Op.ADD, Op.MUL) or not nxt.tee
                                           or tee_pc is not None):
-                raise MachineError(f"instruction {pc + 1} ({nxt}) sets tee/tee8 on an op other "
+                raise MachineError(f"instruction {last} ({nxt}) sets tee/tee8 on an op other "
                                    f"than ADD or MUL, tee8 without tee, or tees while the tee "
                                    f"of instruction {tee_pc} still waits for its RMSNORM")
             if nxt.tee:
                 last_norm = ((nxt.n, int(Flag.OUT8) if nxt.tee8 else 0),
                              scratch[:, nxt.dst:nxt.dst + nxt.n].clone())
-                tee_pc = pc + 1
+                tee_pc = last
             executed += 1
-            pc += 1
+            pc = last
         elif ins.op == Op.MATVEC:
             _matvec(ins, pc, wtrits, weight_depth, lanes, scratch, out)
         elif ins.op == Op.ARGMAX:
@@ -255,7 +273,27 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             a_in = scratch[:, ins.src:ins.src + ins.n].clone()
             wb = (_wb_operand(ins, pc, list(weights), format_word_bits(fmt, lanes) // 8,
                               weight_depth, scratch.shape[0]) if ins.wb else None)
-            _vector(ins, pc, scratch, b=wb)
+            if ins.chain:
+                # A standalone chain (golden/isa.py): the first op's results are the second
+                # one's a, never written; the second's result may be the first's input
+                # words or disjoint from them.
+                sec = _chain_second(ins, pc, prog)
+                if (sec.dst != ins.src and sec.dst < ins.src + ins.n
+                        and ins.src < sec.dst + sec.n):
+                    raise MachineError(f"instruction {pc + 1} ({sec}) writes scratch words "
+                                       f"{sec.dst}..{sec.dst + sec.n - 1} over part of the "
+                                       f"input {ins.src}..{ins.src + ins.n - 1} of the "
+                                       f"instruction chained into it, which the ISA does not "
+                                       f"define")
+                if sec.tee and tee_pc is not None:
+                    raise MachineError(f"instruction {pc + 1} ({sec}) tees while the tee of "
+                                       f"instruction {tee_pc} still waits for its RMSNORM")
+                _vector(sec, pc + 1, scratch, a=_vector(ins, pc, scratch, write=False))
+                executed += 1
+                pc += 1
+                ins = sec
+            else:
+                _vector(ins, pc, scratch, b=wb)
             if spec(ins.op).unit == "norm":
                 last_norm = ((ins.n, ins.flags), a_in) if ins.op == Op.RMSNORM else None
                 tee_pc = None
@@ -403,13 +441,24 @@ def _wb_operand(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,
     return vals.expand(batch, n)
 
 
+def _chain_second(ins: Instr, pc: int, prog: list) -> Instr:
+    """The instruction a ``chain`` instruction at ``pc`` streams into (golden/isa.py), after
+    :func:`golden.isa.chain_refusal`'s check (MachineError with its sentence)."""
+    nxt = prog[pc + 1] if pc + 1 < len(prog) else None
+    why = chain_refusal(ins, nxt)
+    if why:
+        raise MachineError(f"instruction {pc} ({ins}) {why} (golden/isa.py)")
+    return nxt
+
+
 def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None = None,
-            b: torch.Tensor | None = None) -> None:
+            b: torch.Tensor | None = None, write: bool = True) -> torch.Tensor | None:
     """A vector op (golden.vecops.vector_op) on scratch[src:src+la] and scratch[aux:aux+lb],
     writing scratch[dst:dst+rows], with the lengths of the op registry (``in_len``,
     ``b_len``, ``out_rows``; all ``n`` for elementwise ops). An epilogue passes ``a``, its
     MATVEC's rows (B, n), instead (``src`` is then not read); a MUL with ``wb`` passes ``b``,
-    its weight-memory row (B, n; ``aux`` is then not read)."""
+    its weight-memory row (B, n; ``aux`` is then not read). With ``write=False`` (the first
+    op of a chain) the result (B, rows) int64 is returned, not written (``dst`` unused)."""
     s = spec(ins.op)
     n, k = ins.n, ins.k
     la, lb, rows = s.in_len(n, k), s.b_len(n, k), s.out_rows(n, k)
@@ -419,8 +468,9 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None =
         _span("reads scratch", ins.src, la, scratch.shape[1], pc, ins)
     if b is None:
         _span("reads scratch", ins.aux, lb, scratch.shape[1], pc, ins)
-    _span("writes scratch", ins.dst, rows, scratch.shape[1], pc, ins)
-    if not la == lb == rows:
+    if write:
+        _span("writes scratch", ins.dst, rows, scratch.shape[1], pc, ins)
+    if write and not la == lb == rows:
         # The unit reads its operands while earlier results are written back.
         for what, base, ln in (("a", ins.src, la), ("b", ins.aux, lb)):
             if ins.dst < base + ln and base < ins.dst + rows:
@@ -429,12 +479,16 @@ def _vector(ins: Instr, pc: int, scratch: torch.Tensor, a: torch.Tensor | None =
                                    f"{base}..{base + ln - 1}, which the ISA does not define")
     if a is None:
         a = scratch[:, ins.src:ins.src + la]
-    elif s.operands == 2 and ins.dst != ins.aux and ins.dst < ins.aux + lb and ins.aux < ins.dst + rows:
+    elif (write and s.operands == 2 and ins.dst != ins.aux and ins.dst < ins.aux + lb
+          and ins.aux < ins.dst + rows):
         raise MachineError(f"instruction {pc} ({ins}) is an epilogue writing scratch words "
                            f"{ins.dst}..{ins.dst + rows - 1} over part of its operand b "
                            f"{ins.aux}..{ins.aux + lb - 1}, which the ISA does not define")
     y = vector_op(ins, a, scratch[:, ins.aux:ins.aux + lb] if b is None else b)
+    if not write:
+        return y
     scratch[:, ins.dst:ins.dst + rows] = y
+    return None
 
 
 def _embed(ins: Instr, pc: int, weights: list, bpw: int, weight_depth: int,

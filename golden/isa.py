@@ -64,7 +64,18 @@ words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit h
 an ``EMBED WIDE`` row), read as the MUL streams, instead of ``scratch[aux + j]``; ``aux``
 must be 0 (not read). A constant multiplier vector (an RMSNorm's weight applied by a MUL)
 then needs no scratch words and no EMBED to stage it.
-*Chaining* (no field: an accelerator built with ``AccelConfig.mv_chain``): a MATVEC whose
+A *chain* (``chain = 1`` on a SIGMOID without ``pair``, a SILU or a GELU, standalone or a
+MATVEC's epilogue; an accelerator built with ``AccelConfig.op_chain``): its results are
+not written; result ``j`` streams as the ``a`` operand of element ``j`` into the next
+instruction, which must be an ADD or a MUL of the same ``n`` with no ``wb`` and no
+``chain`` (its ``src`` is not read; the lowering sets it to the first one's ``dst``):
+``scratch[dst' + j] = op'(y[j], scratch[aux' + j])`` with the second instruction's fields
+(a ``tee`` included). The two (with the MATVEC, three) execute as one operation: the RTL
+runs the Eltwise unit on the Activation unit's output stream. The result must not overlap
+the first instruction's input (a standalone one's ``a`` at ``src``, or the MATVEC's) unless
+it is the same words, and ``b`` is either disjoint from the result or the same words.
+(:func:`chain_refusal` states the rule on the two instructions.)
+*Chaining MATVECs* (no field: an accelerator built with ``AccelConfig.mv_chain``): a MATVEC whose
 word follows a MATVEC (after its epilogue, if any) starts reading its input while the first
 one's last rows are still written, so it must not read them (the first one's ``dst`` rows,
 its epilogue's ``dst`` and a pair's ``aux`` rows); the results are the program order's.
@@ -140,7 +151,8 @@ Loops: REPEAT
               program's end or holds a REPEAT (no nesting) or a HALT; a body whose last
               instruction is a MATVEC with ``epi`` (the pair must be inside one body); a
               non-zero ``rsel`` outside a body or a non-zero field of a REPEAT other than
-              those named. Execution order is the *unrolled* program
+              those named; a body whose last instruction sets ``chain``. Execution order is
+              the *unrolled* program
               (:func:`expand_program`): every rule above between consecutive instructions
               (an epilogue, ``reuse``, ``tee``) applies to that order, and the cycles of a
               REPEAT program are those of its unrolled stream plus 2 a REPEAT
@@ -155,7 +167,7 @@ import enum
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
            "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K",
-           "prologue_pair"]
+           "prologue_pair", "chain_refusal", "CHAIN_FIRST", "CHAIN_SECOND"]
 
 INSTR_BITS = 128
 
@@ -184,7 +196,7 @@ FIELDS: tuple[tuple[str, int], ...] = (
     ("pro", 1),      # RMSNORM: the next instruction is a MATVEC taking its result (prologue)
     ("wb", 1),       # MUL: the b operand is an int16 row of the weight memory at wbase
     ("pair", 1),     # SIGMOID epilogue: also writes the sigmoid of the negated rows at aux
-    ("rsvd", 1),
+    ("chain", 1),    # SIGMOID/SILU/GELU: the results stream into the next instruction, an ADD/MUL
 )
 assert sum(w for _, w in FIELDS) == INSTR_BITS
 
@@ -240,7 +252,7 @@ class Instr:
     pro: int = 0
     wb: int = 0
     pair: int = 0
-    rsvd: int = 0
+    chain: int = 0
 
     def __str__(self) -> str:
         parts = [f"{f}={getattr(self, f)}" for f, _ in FIELDS[1:] if getattr(self, f)]
@@ -257,6 +269,29 @@ def prologue_pair(ins: Instr, nxt: Instr | None) -> bool:
     return (ins.op == Op.RMSNORM and bool(ins.reuse) and ins.flags == int(Flag.OUT8)
             and nxt is not None and nxt.op == Op.MATVEC and nxt.src == ins.dst
             and nxt.k == ins.n and nxt.n >= 1 and nxt.k >= PRO_MIN_K)
+
+
+#: The operations that may set ``chain`` (their results stream into the next instruction),
+#: and the operations that may take such a stream (module docstring).
+CHAIN_FIRST = frozenset({Op.SIGMOID, Op.SILU, Op.GELU})
+CHAIN_SECOND = frozenset({Op.ADD, Op.MUL})
+
+
+def chain_refusal(ins: Instr, nxt: Instr | None) -> str | None:
+    """Why ``ins`` (which sets ``chain``) and the instruction after it (``nxt``, None past
+    the end) may not run as a chain (module docstring), one sentence; None when they may.
+    The one statement of the rule on the two words (the interpreter raises it,
+    ``ternac.lower.check_program`` refuses it; the address rules are the interpreter's)."""
+    if ins.op not in CHAIN_FIRST or ins.pair or ins.tee or ins.tee8 or ins.wb:
+        return "sets chain, which only a SIGMOID without pair, a SILU or a GELU may"
+    if nxt is None or nxt.op not in CHAIN_SECOND or nxt.n != ins.n:
+        return (f"sets chain, but the next instruction ({nxt}) is not an ADD or MUL of "
+                f"n={ins.n}")
+    if nxt.wb or nxt.chain or nxt.epi or nxt.pair or nxt.pro or nxt.reuse or \
+            (nxt.tee8 and not nxt.tee):
+        return (f"sets chain, but the next instruction ({nxt}) sets wb, chain, epi, pair, "
+                f"pro, reuse or tee8 without tee, which a chained ADD or MUL may not")
+    return None
 
 
 def encode(ins: Instr) -> int:
@@ -384,6 +419,10 @@ def expand_program(program) -> list[tuple[int, Instr]]:
                 raise ValueError(f"instruction {pc} ({ins}) is a REPEAT right after a MATVEC "
                                  f"with an epilogue (instruction {pc - 1}); the epilogue must "
                                  f"be the next word in the program")
+            if pc > 0 and prog[pc - 1].chain:
+                raise ValueError(f"instruction {pc} ({ins}) is a REPEAT right after an "
+                                 f"instruction with chain (instruction {pc - 1}); the ADD or "
+                                 f"MUL it streams into must be the next word in the program")
             count, body = ins.n, ins.k
             bad = [f for f, _ in FIELDS
                    if f not in ("op", "src", "dst", "aux", "n", "k") and getattr(ins, f)]
@@ -410,6 +449,10 @@ def expand_program(program) -> list[tuple[int, Instr]]:
                 raise ValueError(f"the body of the REPEAT at {pc} ends with a MATVEC with an "
                                  f"epilogue (instruction {pc + body}); the pair must be inside "
                                  f"one body")
+            if block[-1].chain:
+                raise ValueError(f"the body of the REPEAT at {pc} ends with an instruction "
+                                 f"with chain (instruction {pc + body}); the chain must be "
+                                 f"inside one body")
             for r in range(count):
                 for j, b in enumerate(block):
                     f = {}

@@ -86,12 +86,21 @@ class AccelConfig:
         check_program refuses it, with the other limits of the chain). On for
         :data:`LM_ULX3S_CONFIG` only (its gate -> y projections; about 60 LUT and 25 FF more
         in the sequencer, not wanted on the UP5K).
+    op_chain : bool
+        Chains (default False; golden/isa.py ``chain``): a SIGMOID, SILU or GELU (standalone
+        or a MATVEC's epilogue) streams its results straight into the Eltwise unit as the
+        ``a`` of the ADD or MUL after it, which the lowering then emits where the first
+        op's result has no other reader (ternac.lower ``_chains``): one pass over the
+        vector instead of two (hw/sequencer.py CH_WAIT / CH_DEC). The two units then run
+        at once, beside the requantizer in an epilogue, so the multiplier pool needs their
+        slots side by side (10 for the LM, not 8: more than the UP5K's SB_MAC16s). On for
+        :data:`LM_ULX3S_CONFIG` only.
     prog_compact : bool
         Store in the program memory only the instruction bits this build can use
         (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
         as 0, and :meth:`prog_refusal` (the compiler's check_program, the host driver's
-        load_program, hw.top.Accelerator) refuses a program that sets one. The LM's 111 of
-        128 bits (golden/isa.py FIELDS at 5a0c30b; at most 112) fit 7 iCE40 blocks of
+        load_program, hw.top.Accelerator) refuses a program that sets one. The LM's 112 of
+        128 bits (golden/isa.py FIELDS; at most 112) fit 7 iCE40 blocks of
         256 x 16 instead of 8 (written through the block's per-bit write mask, hw/top.py).
 
     Raises
@@ -113,6 +122,7 @@ class AccelConfig:
     out_bits: int = 32
     prog_compact: bool = False
     mv_chain: bool = False
+    op_chain: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
@@ -163,6 +173,11 @@ class AccelConfig:
             raise ValueError(f"prog_compact must be True or False, not {self.prog_compact!r}")
         if not isinstance(self.mv_chain, bool):
             raise ValueError(f"mv_chain must be True or False, not {self.mv_chain!r}")
+        if not isinstance(self.op_chain, bool):
+            raise ValueError(f"op_chain must be True or False, not {self.op_chain!r}")
+        if self.op_chain and not {"activation", "eltwise"} <= set(self.vector):
+            raise ValueError("op_chain needs the 'activation' and 'eltwise' vector units "
+                             "(an Activation op's results stream into the Eltwise unit)")
 
     @property
     def word_bits(self) -> int:
@@ -202,21 +217,23 @@ class AccelConfig:
     def prog_stored(self) -> tuple[tuple[int, int, str], ...]:
         """The bit ranges of an instruction word (golden.isa.FIELDS) the program memory
         stores: ``((lo, bits, field), ...)`` in bit order. All of every field unless
-        ``prog_compact``; then ``rsvd`` is dropped, ``rsel`` too on a build without REPEAT
+        ``prog_compact``; then ``chain`` is dropped on a build without ``op_chain``, ``rsel``
+        on one without REPEAT
         (every other op refuses a non-zero one), ``wbase`` keeps the bits of a weight-memory
         address or the 16 of a vector op's ``m2`` (golden/isa.py), whichever is more, and
         ``k`` those of the largest of ``max_fan_in`` (a MATVEC's fan-in), ``max_vector``
         and, with REPEAT, ``prog_depth`` (a body's length), at least the 6 of a vector
         op's ``s2``. A program that needs more (an EMBED row of more words than that) is
-        refused (:meth:`prog_refusal`). The LM (:data:`LM_CONFIG`): 111 bits at 5a0c30b's
-        FIELDS, 7 blocks of 256 x 16 on the iCE40 (112 still fit; 113 take 8)."""
+        refused (:meth:`prog_refusal`). The LM (:data:`LM_CONFIG`): 112 bits (111 before
+        ``pair``), 7 blocks of 256 x 16 on the iCE40 (113, with ``op_chain``, take 8)."""
         from ternac.golden.isa import FIELDS
         out, lo = [], 0
         for name, bits in FIELDS:
             keep = bits
             if self.prog_compact:
                 from ternac.golden.isa import Op
-                if name == "rsvd" or (name == "rsel" and Op.REPEAT not in self.op_set):
+                if (name == "rsel" and Op.REPEAT not in self.op_set) or (
+                        name == "chain" and not self.op_chain):
                     keep = 0
                 elif name == "wbase":
                     keep = min(bits, max(M_BITS, (self.weight_depth - 1).bit_length()))
@@ -292,8 +309,8 @@ VIT_OPS = ("HALT", "MATVEC", "ARGMAX", "GELU", "LAYERNORM", "SHIFTMAX", "ADD", "
 #: than at 4,096 words) whose port a reads a copy of only its first 1,280 words (5 EBR;
 #: scratch_a_depth: the token, the zero word, the 384 words of state and the 768 of work
 #: vectors port a reads), 16-bit output words (1 EBR: the logits' fan-in of 128 needs 15
-#: bits), the 256-word program (7 EBR: ``prog_compact`` stores 111 of the 128 bits an
-#: instruction has, 16 of wbase's 20, 9 of k's 12, no rsel or rsvd; 128 take 8 blocks), the
+#: bits), the 256-word program (7 EBR: ``prog_compact`` stores 112 of the 128 bits an
+#: instruction has, 16 of wbase's 20, 9 of k's 12, no rsel or chain; 128 take 8 blocks), the
 #: host link's frame buffer (1) and the Activation unit's delay line of x (1, hw/activation.py
 #: ``x_delay="ram"``): 30.
 LM_CONFIG = AccelConfig(lanes=32, weight_depth=UP5K_SPRAM_WORDS, scratch_depth=3840,
@@ -315,9 +332,10 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: (72 EBR, derived). The scratchpad is the ISA's whole 4,096 words (12-bit addresses; 4
 #: DP16KD blocks, as 3,840 take): 2 norm weights staged from the weight memory, not 4 (142
 #: cycles a token fewer, modelled). MATVEC chaining on (``mv_chain``: the gate -> y
-#: projections).
+#: projections), and chains (``op_chain``: each MLGRU's SILU -> MUL pairs; 112 program
+#: bits).
 LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608,
-                                      scratch_depth=4096, mv_chain=True)
+                                      scratch_depth=4096, mv_chain=True, op_chain=True)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
 #: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
 LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}

@@ -56,8 +56,8 @@ from ternac.errors import CheckpointError, CompileError
 from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
-from ternac.golden.isa import (PRO_MIN_K, FIELDS, Flag, Instr, Op, encode, encode_program,
-                               prologue_pair)
+from ternac.golden.isa import (CHAIN_FIRST, CHAIN_SECOND, PRO_MIN_K, FIELDS, Flag, Instr, Op,
+                               chain_refusal, encode, encode_program, prologue_pair)
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import REGISTRY as _REGISTRY, spec
@@ -450,6 +450,44 @@ def _pairs(g: Graph, cfg: AccelConfig) -> dict[int, tuple[int, int]]:
     return out
 
 
+def chain_ok(cfg: AccelConfig) -> bool:
+    """Whether the accelerator runs a chain (golden/isa.py ``chain``: an Activation op's
+    results streaming into an ADD or MUL on the Eltwise unit): built with
+    ``AccelConfig.op_chain`` (which needs both units)."""
+    return bool(cfg.op_chain)
+
+
+def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, bool]:
+    """The nodes the lowering runs as the first op of a chain (golden/isa.py ``chain``):
+    ``{node index: swap}``. A SIGMOID, SILU or GELU (not one of an epilogue pair) whose
+    output is a temp read once, by the next node, an ADD or MUL of the same length without
+    NEG whose other operand is a vector in scratch (not a wb row); ``swap`` when that node
+    reads the stream as ``b`` (ADD and MUL are symmetric with their pairs swapped). On an
+    accelerator with :func:`chain_ok` only."""
+    if not chain_ok(cfg):
+        return {}
+    readers = collections.Counter()
+    for nd in g.nodes:
+        for name in {nd.a, nd.b} - {None}:
+            vec = g.vecs.get(name)
+            readers[vec.parent if vec is not None and vec.kind == "view" else name] += (
+                (nd.a == name) + (nd.b == name))
+    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    in_pair = {i for pi_ni in pairs.values() for i in pi_ni}
+    out = {}
+    for idx, (nd, e) in enumerate(zip(g.nodes, g.nodes[1:])):
+        if (nd.op not in CHAIN_FIRST or idx in in_pair or nd.out in keep
+                or g.vecs[nd.out].kind != "temp" or readers[nd.out] != 1
+                or e.op not in CHAIN_SECOND or e.flags & Flag.NEG
+                or g.vecs[e.out].n != g.vecs[nd.out].n or e.a is None or e.b is None):
+            continue
+        if e.a == nd.out and e.b not in wb_rows:
+            out[idx] = False
+        elif e.b == nd.out and e.a not in wb_rows:
+            out[idx] = True
+    return out
+
+
 def mul_wb_ok(cfg: AccelConfig) -> bool:
     """Whether the accelerator runs a MUL whose ``b`` is a row of the weight memory
     (golden/isa.py ``wb``): it builds MUL on an Eltwise unit and its weight words hold an
@@ -658,6 +696,8 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
 
     epis = _epilogues(g) if fuse else {}
     pairs = _pairs(g, cfg) if fuse else {}
+    chains = _chains(g, cfg, pairs, wb_rows) if fuse else {}
+    chain_src = {}      # second node's index -> the first one's input (kept alive by src)
     skip = -1
     # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
     # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
@@ -707,8 +747,15 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             extra = dict(wbase=em2, k=es2) if es.uses_m2 else dict(k=e.k)
             b.emit(Op.MATVEC, flags=nd.flags, src=x, dst=0, n=n, k=k,
                    wbase=wmap[nd.weight][0], m=nd.m, s=nd.s, epi=1)
-            b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=out_buf(e.out), n=n, m=em, s=ess,
-                   **extra)
+            if idx + 1 in chains:
+                # ... whose results stream on into the ADD/MUL after it (golden/isa.py
+                # ``chain``): never written (dst 0); the second names the MATVEC's input.
+                b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=0, n=n, m=em, s=ess,
+                       chain=1, **extra)
+                chain_src[idx + 2] = x
+            else:
+                b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=out_buf(e.out), n=n, m=em,
+                       s=ess, **extra)
             skip = idx + 1
             continue
         if nd.op == Op.MATVEC:
@@ -735,6 +782,28 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             b.emit(Op.ARGMAX, src=src.addr, n=src.n)
         elif nd.op == Op.SAMPLE:
             b.emit(Op.SAMPLE, src=get(nd.a), aux=get(nd.b), n=g.vecs[nd.a].n)
+        elif idx in chains:
+            # The first op of a chain (golden/isa.py ``chain``): its results are never
+            # written (dst 0); the ADD/MUL after it takes them as a.
+            a = get(nd.a)
+            bb = get(nd.b) if nd.b is not None else a
+            b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=0, n=g.vecs[nd.out].n,
+                   m=nd.m, s=nd.s, chain=1,
+                   **(dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)))
+            chain_src[idx + 1] = a
+        elif idx in chain_src:
+            # The second op of a chain: a is the stream, b the other operand (swapped with
+            # the pairs when the graph reads the stream as b); its src field names the
+            # first op's input (not read), which keeps it alive, so the result is not
+            # allocated over part of it.
+            prev = g.nodes[idx - 1]
+            swap = nd.b == prev.out
+            other = nd.a if swap else nd.b
+            em, ess, em2, es2 = (nd.m2, nd.s2, nd.m, nd.s) if swap and s.uses_m2 else \
+                (nd.m, nd.s, nd.m2, nd.s2)
+            extra = dict(wbase=em2, k=es2) if s.uses_m2 else dict(k=nd.k)
+            b.emit(nd.op, flags=nd.flags, src=chain_src[idx], aux=get(other),
+                   dst=out_buf(nd.out), n=g.vecs[nd.out].n, m=em, s=ess, **extra)
         elif s.vector:
             a = get(nd.a)
             bb = (None if nd.op == Op.MUL and nd.b in wb_rows else
@@ -814,6 +883,8 @@ def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
             return "?"
         if ins.pair:          # two results (dst and aux): not followed
             return "?"
+        if ins.chain:         # the results stream into the next instruction (isa chain)
+            return None
         return (ins.dst, ins.dst + sp.out_rows(ins.n, ins.k)) if sp.vector else "?"
 
     for i, ins in enumerate(prog):
@@ -997,6 +1068,15 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {idx} ({s.name}) has an epilogue, but only a "
                                    f"requantized MATVEC followed by an elementwise op of the "
                                    f"same n may (golden/isa.py)")
+        if ins.chain:
+            nxt = prog[idx + 1] if idx + 1 < len(prog) else None
+            if not chain_ok(cfg):
+                raise CompileError(f"instruction {idx} ({s.name}) sets chain, but the "
+                                   f"accelerator is built without op_chain (AccelConfig."
+                                   f"op_chain, with the 'activation' and 'eltwise' units)")
+            why = chain_refusal(ins, nxt)
+            if why:
+                raise CompileError(f"instruction {idx} ({s.name}) {why} (golden/isa.py)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
             _field(int(getattr(ins, name)), name, f"instruction {idx} ({s.name})")
         encode(ins)
@@ -1009,10 +1089,17 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     if why:
         raise CompileError(why)
     window = cfg.scratch_a_window
-    prev = None
+    prev = prev2 = None
     seq = _SequenceRules()
     for j, (pc, ins) in enumerate(stream):  # in execution order (REPEAT unrolled: strides)
-        _check_extents(pc, ins, prev, cfg)
+        if prev is not None and prev.chain:
+            _check_chain_addresses(pc, ins, prev, prev2)
+            # (the rest as an epilogue's: a stream as a, b disjoint from the result or
+            # the same words)
+            _check_extents(pc, ins, dataclasses.replace(prev, op=Op.MATVEC, epi=1,
+                                                        src=0, k=0), cfg)
+        else:
+            _check_extents(pc, ins, prev, cfg)
         _check_addresses(pc, ins, prev, cfg)
         seq.check(pc, ins, stream[j + 1][1] if j + 1 < len(stream) else None)
         for lo, hi in port_a_reads(ins, prev):
@@ -1020,7 +1107,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {pc} ({spec(ins.op).name}) reads scratch "
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
-        prev = ins
+        prev2, prev = prev, ins
     if cfg.mv_chain:
         _check_chain(prog, cfg)
 
@@ -1174,6 +1261,8 @@ def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) ->
             span("reads", ins.src, la, sd, "scratch", "src")
         if not ins.wb:
             span("reads", ins.aux, lb, sd, "scratch", "aux")
+        if ins.chain:       # (its results stream on: dst is not written)
+            return
         span("writes", ins.dst, rows, sd, "scratch", "dst")
         epilogue = prev is not None and prev.op == Op.MATVEC and prev.epi
         if epilogue and ins.dst < prev.src + prev.k and prev.src < ins.dst + rows:
@@ -1191,6 +1280,26 @@ def _check_extents(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) ->
                 raise CompileError(f"{name} writes scratch words [{ins.dst}, "
                                    f"{ins.dst + rows}) over its operand {what} [{base}, "
                                    f"{base + ln}), which the ISA does not define")
+
+
+def _check_chain_addresses(pc: int, ins: Instr, first: Instr, before: Instr | None) -> None:
+    """The address rule of a chain's second op ``ins`` (golden/isa.py ``chain``; ``first``
+    the op streaming into it, ``before`` the instruction executed before that one): its
+    result must not overlap the first op's input (a standalone one's ``a``, which the
+    fetcher still reads while results are written) unless it is the same words, nor an
+    epilogue's MATVEC's input. Raises CompileError, one sentence."""
+    lo, hi = ins.dst, ins.dst + ins.n
+    if before is not None and before.op == Op.MATVEC and before.epi:
+        if lo < before.src + before.k and before.src < hi:
+            raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain writing "
+                               f"scratch words [{lo}, {hi}) over its MATVEC's input "
+                               f"[{before.src}, {before.src + before.k}), which the ISA does "
+                               f"not define")
+    elif lo != first.src and lo < first.src + first.n and first.src < hi:
+        raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain writing "
+                           f"scratch words [{lo}, {hi}) over part of the input [{first.src}, "
+                           f"{first.src + first.n}) of the op chained into it, which the ISA "
+                           f"does not define")
 
 
 def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:
@@ -1246,8 +1355,9 @@ def port_a_reads(ins: Instr, prev: Instr | None = None) -> list[tuple[int, int]]
         s = spec(op)
     except KeyError:
         return []
-    if not s.vector or (prev is not None and prev.op == Op.MATVEC and prev.epi):
-        return []
+    if not s.vector or (prev is not None and ((prev.op == Op.MATVEC and prev.epi)
+                                              or prev.chain)):
+        return []       # (an epilogue's or a chain's second op's a is a stream)
     n = s.in_len(ins.n, ins.k)
     return [(ins.src, ins.src + n)] if n > 0 and ins.n > 0 else []
 

@@ -1,5 +1,5 @@
 """A program memory that stores only the instruction bits its build can use
-(AccelConfig.prog_compact, prog_stored, prog_refusal; hw/top.py): the LM's 111 of 128 bits
+(AccelConfig.prog_compact, prog_stored, prog_refusal; hw/top.py): the LM's 112 of 128 bits
 (at most 112) in 7 iCE40 blocks; one rule refuses, in one sentence, a program that sets a
 bit the build drops, in the compiler (check_program), the host driver (load_program, before
 anything is sent) and the RTL's constructor; the RTL (Amaranth's simulator) writes a program
@@ -38,9 +38,9 @@ def _one_sentence(msg: str) -> None:
     assert "\n" not in msg and msg.count(". ") == 0, msg
 
 
-def test_lm_stores_111_bits_in_7_blocks():
+def test_lm_stores_112_bits_in_7_blocks():
     kept = {n: b for _, b, n in LM_CONFIG.prog_stored}
-    want = {n: {"wbase": 16, "k": 9}.get(n, w) for n, w in FIELDS if n not in ("rsel", "rsvd")}
+    want = {n: {"wbase": 16, "k": 9}.get(n, w) for n, w in FIELDS if n not in ("rsel", "chain")}
     assert kept == want
     assert LM_CONFIG.prog_word_bits == sum(want.values()) <= 112
     assert memories(LM_CONFIG, "icebreaker")["prog"]["EBR"] == 7
@@ -53,7 +53,7 @@ def test_lm_stores_111_bits_in_7_blocks():
 
 
 @pytest.mark.parametrize("field, bit", [("wbase", 16), ("wbase", 19), ("k", 9), ("k", 11),
-                                        ("rsel", 0), ("rsel", 7), ("rsvd", 0)])
+                                        ("rsel", 0), ("rsel", 7), ("chain", 0)])
 def test_a_dropped_bit_is_refused_everywhere(field, bit):
     word = encode(Instr(Op.HALT)) | (1 << (_lo(field) + bit))
     why = LM_CONFIG.prog_refusal([encode(Instr(Op.HALT)), word])
@@ -93,8 +93,8 @@ def test_a_dropped_bit_is_refused_everywhere(field, bit):
 
 
 def test_compiler_refuses_what_the_build_drops():
-    prog = [Instr(Op.ADD, src=0, aux=8, dst=16, n=4, m=1, wbase=1), Instr(Op.HALT, rsvd=1)]
-    with pytest.raises(CompileError, match="instruction 1 sets bit 0 of its rsvd field") as e:
+    prog = [Instr(Op.ADD, src=0, aux=8, dst=16, n=4, m=1, wbase=1), Instr(Op.HALT, k=128)]
+    with pytest.raises(CompileError, match="instruction 1 sets bit 7 of its k field") as e:
         check_program(prog, SMALL)
     _one_sentence(str(e.value))
     check_program(prog, dataclasses.replace(SMALL, prog_compact=False))
@@ -102,7 +102,7 @@ def test_compiler_refuses_what_the_build_drops():
 
 
 def test_rtl_host_writes_slices_reads_back_and_runs():
-    """A compact program memory (SMALL: 16 of wbase's bits, 7 of k's, no rsel or rsvd)
+    """A compact program memory (SMALL: 16 of wbase's bits, 7 of k's, no rsel or chain)
     loaded over the host port in 32-bit
     slices, in a random order, one word with dropped bits set as well (they read back as
     0); every slice read back; then the program runs to the interpreter's scratch, out and
