@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ternac.golden.isa import FIELDS, INSTR_BITS, RSEL_FIELDS, Flag, Op
+from ternac.golden.isa import CHAIN_FIRST, FIELDS, INSTR_BITS, RSEL_FIELDS, Flag, Op
 from ternac.golden.ops import spec as op_spec
 from ternac.golden.sampler import U_BITS as SAMPLE_U_BITS, lfsr_leap
 from ternac.golden.tritcode import t3_word_bits
@@ -159,10 +159,14 @@ class Sequencer(wiring.Component):
     """
 
     def __init__(self, *, lanes, acc_bits, prog_depth, scratch_depth, out_depth, weight_depth,
-                 vector_units=(), weight_format="i2", ops=None, out_bits=32, mv_chain=False):
+                 vector_units=(), weight_format="i2", ops=None, out_bits=32, mv_chain=False,
+                 op_chain=False):
         # MATVEC chaining (AccelConfig.mv_chain, golden/isa.py MATVEC): a MATVEC right after
         # a MATVEC streams while the first one's last tile drains.
         self._chain = bool(mv_chain)
+        # Chains (AccelConfig.op_chain, golden/isa.py chain): an Activation op's results
+        # stream into the Eltwise unit (CH_WAIT / CH_DEC below).
+        self._op_chain = bool(op_chain)
         # The operations built (None: every golden.isa.Op); a vector op also needs its unit.
         # An absent opcode halts with ``error`` as an unknown one (and builds no logic).
         self._ops = frozenset(Op) if ops is None else frozenset(Op(op) for op in ops)
@@ -238,6 +242,24 @@ class Sequencer(wiring.Component):
         if tees:
             pool.concurrent(norm_unit.pool_client_sq, tee_unit.pool_client)
             pool.concurrent(norm_unit.pool_client_sq, "requant")
+        # Chains (golden/isa.py ``chain``): the Activation unit's results, registered beside
+        # the scratch read of b (ch_a, ch_v), are the Eltwise unit's a, with the second
+        # word's fields (ch_*, registered in CH_DEC); both units (and, in an epilogue, the
+        # requantizer; with a tee, the Norm unit's square) run at once.
+        act_unit = next((u for u, om in self._vector_units
+                         if any(op in om for op in CHAIN_FIRST)), None)
+        opc = (self._op_chain and act_unit is not None and tee_unit is not None
+               and act_unit is not tee_unit)
+        if opc:
+            pool.concurrent(act_unit.pool_client, tee_unit.pool_client)
+            if tees:
+                pool.concurrent(norm_unit.pool_client_sq, act_unit.pool_client)
+        ch = Signal()               # a chain runs (from CH_DEC to the operation's end)
+        ch_a = Signal(signed(SCRATCH_BITS))
+        ch_v = Signal()
+        ch_m, ch_s = Signal(16), Signal(6)
+        ch_m2, ch_s2 = Signal(16), Signal(6)
+        ch_flags = Signal(5)
         # Prologue (golden/isa.py ``pro``): a reuse RMSNORM's results are tile 0's activations
         # of the MATVEC after it (and are written to its dst, which tiles 1.. read back).
         pro_ok = norm_unit is not None and Op.RMSNORM in self._ops and Op.MATVEC in self._ops
@@ -470,7 +492,7 @@ class Sequencer(wiring.Component):
                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
             m.d.comb += nw_unit.w_late.eq(self.scr_rdata2)
         if epi_ops or nw_unit is not None:
-            m.d.comb += self.scr_raddr2.eq(Mux(fuse | nw_sel, ep_raddr, b_addr))
+            m.d.comb += self.scr_raddr2.eq(Mux(fuse | nw_sel | ch, ep_raddr, b_addr))
         else:
             m.d.comb += self.scr_raddr2.eq(b_addr)
 
@@ -582,7 +604,7 @@ class Sequencer(wiring.Component):
                 nxt = Signal(name=f"ep_ent{i}")
                 m.d.sync += nxt.eq(ent)
                 ent = nxt
-            with m.If(ent & ~pair):
+            with m.If(ent & ~pair & ~ch):
                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
             m.d.comb += ep_b.eq(self.scr_rdata2)
         wrote = Signal()
@@ -647,10 +669,17 @@ class Sequencer(wiring.Component):
             unit_decode.append((unit, opmodes, sel))
             if unit is nw_unit:
                 m.d.comb += nw_sel.eq(sel)
-            m.d.comb += [unit.m.eq(vins.m), unit.s.eq(vins.s)]
+            is_ch2 = opc and unit is tee_unit       # the Eltwise unit: a chain's second op
+            if is_ch2:
+                m.d.comb += [unit.m.eq(Mux(ch, ch_m, vins.m)), unit.s.eq(Mux(ch, ch_s, vins.s))]
+            else:
+                m.d.comb += [unit.m.eq(vins.m), unit.s.eq(vins.s)]
             # Config ports a unit may have: the dyadic pairs, Flag.NEG, int16 output unless
             # Flag.OUT8; a norm's bias stream and eps are unused by the ISA (0).
-            if hasattr(unit, "m2"):
+            if hasattr(unit, "m2") and is_ch2:
+                m.d.comb += [unit.m2.eq(Mux(ch, ch_m2, vins.wbase[:16])),
+                             unit.s2.eq(Mux(ch, ch_s2, vins.k[:6]))]
+            elif hasattr(unit, "m2"):
                 m.d.comb += [unit.m2.eq(vins.wbase[:16]), unit.s2.eq(vins.k[:6])]
             if unit is norm_unit and tees:
                 # A tee's pass 0 is the Eltwise result as written (no NEG); the output width
@@ -662,9 +691,11 @@ class Sequencer(wiring.Component):
                 if hasattr(unit, "neg") and pair_ok and Op.SIGMOID in opmodes:
                     m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG) | pr_v)   # a pair's twin
                 elif hasattr(unit, "neg"):
-                    m.d.comb += unit.neg.eq(_flag(vins, Flag.NEG))
+                    m.d.comb += unit.neg.eq(Mux(ch, ch_flags[3], _flag(vins, Flag.NEG)) if is_ch2
+                                            else _flag(vins, Flag.NEG))
                 if hasattr(unit, "wide"):
-                    m.d.comb += unit.wide.eq(~_flag(vins, Flag.OUT8))
+                    m.d.comb += unit.wide.eq(~Mux(ch, ch_flags[2], _flag(vins, Flag.OUT8)) if is_ch2
+                                             else ~_flag(vins, Flag.OUT8))
             if hasattr(unit, "c"):
                 m.d.comb += unit.c.valid.eq(0)
             if hasattr(unit, "eps"):
@@ -681,6 +712,17 @@ class Sequencer(wiring.Component):
                     unit.i.payload.b.eq(Mux(fuse, ep_b, x_b).as_signed()),
                     unit.i.payload.last.eq(x_last & ~fuse),
                     unit.i.valid.eq(((in_vec & x_valid) | (fuse & requant.o.valid)) & sel),
+                ]
+            elif is_ch2:
+                # The Eltwise unit, an epilogue unit that is also a chain's second: fed from
+                # the Activation unit's registered results (ch_a) and port b's word.
+                m.d.comb += [
+                    unit.i.payload.a.eq(Mux(ch, ch_a, Mux(fuse, requant.o.payload.y,
+                                                          x_a.as_signed()))),
+                    unit.i.payload.b.eq(Mux(fuse | ch, ep_b, x_b).as_signed()),
+                    unit.i.payload.last.eq(x_last & ~fuse & ~ch),
+                    unit.i.valid.eq(Mux(ch, ch_v, ((in_vec & x_valid) | (fuse & requant.o.valid))
+                                        & sel)),
                 ]
             elif any(op_spec(op).epilogue for op in opmodes):
                 # An epilogue unit: fed from the requantizer while a fused MATVEC runs.
@@ -723,8 +765,22 @@ class Sequencer(wiring.Component):
             m.d.comb += unit.o.ready.eq(1)
             with m.If(sel & unit.i.valid & unit.i.ready & in_vec):
                 m.d.comb += vfire.eq(1)
-            with m.If(sel & unit.o.valid):
+            # (a chain writes the Eltwise unit's results, not the Activation unit's)
+            if is_ch2:
+                out_sel = sel | ch
+            elif opc and unit is act_unit:
+                out_sel = sel & ~ch
+            else:
+                out_sel = sel
+            with m.If(out_sel & unit.o.valid):
                 m.d.comb += [vo_valid.eq(1), vo_y.eq(unit.o.payload.y)]
+        if opc:
+            # The link: the Activation unit's result, registered while port b reads the
+            # second op's b at ep_raddr (aux', from CH_DEC), so the two meet at the Eltwise
+            # unit's input a cycle later (golden/cycles.py CHAIN_LINK_CYCLES).
+            m.d.sync += [ch_v.eq(ch & act_unit.o.valid), ch_a.eq(act_unit.o.payload.y)]
+            with m.If(ch & act_unit.o.valid):
+                m.d.sync += ep_raddr.eq(ep_raddr + 1)
         m.d.comb += take.eq((fire & ~pro_t0) | vfire | pro_take)
 
         # --- EMBED: a row of raw bytes read from the weight memory directly --------------
@@ -817,12 +873,22 @@ class Sequencer(wiring.Component):
                     with m.Elif(is_norm):
                         m.d.sync += nrm_wide.eq(~_flag(pd, Flag.OUT8))
 
+        def vec_next():
+            """EXEC of a vector op: to VEC, or (a chain's first op) to CH_DEC."""
+            if opc:
+                with m.If(ins.chain):
+                    m.next = "CH_DEC"
+                with m.Else():
+                    m.next = "VEC"
+            else:
+                m.next = "VEC"
+
         with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
                                  self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0),
-                                 pro_feed.eq(0), pro_t0.eq(0)]
+                                 pro_feed.eq(0), pro_t0.eq(0), ch.eq(0)]
                     m.d.sync += [o.eq(0) for o in rp_off]
                     m.next = "FETCH"
             # FETCH only after start: prog_addr is pc (combinational) and pc changes only at
@@ -904,10 +970,10 @@ class Sequencer(wiring.Component):
                                     m.next = "PRO_DEC"
                                 with m.Else():
                                     m.d.sync += in_vec.eq(1)
-                                    m.next = "VEC"
+                                    vec_next()
                             else:
                                 m.d.sync += in_vec.eq(1)
-                                m.next = "VEC"
+                                vec_next()
                     if Op.REPEAT in has:
                         with m.Case(Op.REPEAT):
                             # pc is the body's first word (DECODE stepped past the REPEAT).
@@ -946,7 +1012,41 @@ class Sequencer(wiring.Component):
                                             m.d.sync += unit.mode.eq(mode)
                     if tees:
                         tee_decode()
-                    m.next = "MATVEC"
+                    if opc:
+                        with m.If(pd.chain):    # the epilogue streams into the next word
+                            m.next = "CH_WAIT"
+                        with m.Else():
+                            m.next = "MATVEC"
+                    else:
+                        m.next = "MATVEC"
+            if opc:
+                with m.State("CH_WAIT"):
+                    # (a chained epilogue: its MATVEC runs; the second word, at the pc
+                    # EPI_DEC stepped to, reaches prog_data next cycle)
+                    m.next = "CH_DEC"
+                with m.State("CH_DEC"):
+                    # A chain's second word (golden/isa.py ``chain``) is on prog_data, its
+                    # first op (standalone: in VEC's place since EXEC; an epilogue: its MATVEC
+                    # running) already streaming, no result out yet: the Eltwise unit's
+                    # fields, its write pointer and the read pointer of its b, its tee.
+                    m.d.sync += [ch.eq(1), ch_m.eq(pd.m), ch_s.eq(pd.s),
+                                 ch_m2.eq(pd.wbase[:16]), ch_s2.eq(pd.k[:6]),
+                                 ch_flags.eq(pd.flags), w_addr.eq(pd.dst), ep_waddr.eq(pd.dst),
+                                 ep_raddr.eq(pd.aux)]
+                    if hasattr(tee_unit, "mode"):
+                        eo = next(om for u, om in self._vector_units if u is tee_unit)
+                        with m.Switch(pd.op):
+                            for op in (Op.ADD, Op.MUL):
+                                if op in eo:
+                                    with m.Case(op):
+                                        m.d.sync += tee_unit.mode.eq(eo[op])
+                    if tees:
+                        tee_decode()
+                    step_pc()
+                    with m.If(in_matvec):
+                        m.next = "MATVEC"
+                    with m.Else():
+                        m.next = "VEC"
             if pro_ok:
                 with m.State("PRO_DEC"):
                     # The RMSNORM's pass streams (its reads started in EXEC; the Norm unit
@@ -1011,7 +1111,7 @@ class Sequencer(wiring.Component):
                     # all issued, its streaming registers take the next one's (as DECODE
                     # loads them); pc stays, so its word stays on prog_data for MV_SWAP.
                     nxt_mv = (pd.op == Op.MATVEC) & (pd.n != 0) & (pd.k != 0)
-                    with m.If(~chained & nxt_mv & ~cmd_pend & ~f_active):
+                    with m.If(~chained & nxt_mv & ~cmd_pend & ~f_active & ~ch):
                         m.d.sync += [
                             chained.eq(1), cmd_k.eq(pd.k),
                             a_base.eq(pd.src), a_addr.eq(pd.src),
@@ -1027,13 +1127,15 @@ class Sequencer(wiring.Component):
                         with m.If(rows_done & hold):
                             m.next = "MV_SWAP"
                     with m.Elif(rows_done & ~engine.o.valid):
-                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
+                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0),
+                                     ch.eq(0)]
                         m.next = "DECODE"
                 else:
                     # Done once every row is written and the engine has drained its padding
                     # lanes.
                     with m.If(rows_done & ~engine.o.valid):
-                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0)]
+                        m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0),
+                                     ch.eq(0)]
                         m.next = "DECODE"
             if chain:
                 with m.State("MV_SWAP"):
@@ -1169,7 +1271,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += w_addr.eq(w_addr + 1)
                     count_row()
                 with m.If(ol_is0 | (ol_is1 & vo_valid)):
-                    m.d.sync += [in_vec.eq(0), tee_on.eq(0)]
+                    m.d.sync += [in_vec.eq(0), tee_on.eq(0), ch.eq(0)]
                     if tees:
                         with m.If(norm_sel):        # a tee's RMSNORM is done
                             m.d.sync += tee_pend.eq(0)

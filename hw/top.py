@@ -82,7 +82,7 @@ class Accelerator(wiring.Component):
             lanes=cfg.lanes, acc_bits=cfg.acc_bits, prog_depth=cfg.prog_depth,
             scratch_depth=cfg.scratch_depth, out_depth=cfg.out_depth, weight_depth=cfg.weight_depth,
             vector_units=self._vector_units, weight_format=cfg.weight_format, ops=cfg.op_set,
-            out_bits=cfg.out_bits, mv_chain=cfg.mv_chain)
+            out_bits=cfg.out_bits, mv_chain=cfg.mv_chain, op_chain=cfg.op_chain)
         # Port a's window (AccelConfig.scratch_a_depth): a copy of [0, window) of its own,
         # and the full copy in banks (hw/memory.py BankedMemory: what Yosys maps on the
         # fewest iCE40 blocks).

@@ -1,0 +1,254 @@
+"""Chains (golden/isa.py ``chain``; AccelConfig.op_chain; hw/sequencer.py CH_WAIT / CH_DEC):
+a SIGMOID, SILU or GELU streams its results into the Eltwise unit as the ``a`` of the ADD or
+MUL after it.
+
+* the RTL (Accelerator in Amaranth's simulator) runs chains standalone and as a MATVEC's
+  epilogue (one tile and several, partial tiles, behind a prologue, with a tee into a reuse
+  RMSNORM, in place, L = 8, 16 and one at 128) to every word the interpreter computes, the
+  interpreter equals the same program with the chain undone (the two ops one after the
+  other, the first one's result written), and the RTL's cycle counter equals
+  golden.cycles (chain_cycles, and chain_latency in matvec_cycles);
+* the interpreter and check_program refuse what the ISA does not define;
+* the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs, and its interpreter run
+  equals IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
+"""
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from ternac.config import AccelConfig, HostSpace
+from ternac.errors import CompileError
+from ternac.golden import cycles as C
+from ternac.golden.interpreter import MachineError, run_program
+from ternac.golden.isa import PRO_MIN_K, Flag, Instr, Op
+from ternac.golden.packing import tile_lanes
+
+SEED = 2718
+X, XN, B2, W2, OUT, TMP = 40, 300, 600, 900, 1200, 1500
+DEPTH = 2048
+VECTOR = ("activation", "eltwise", "norm")
+
+
+def _first(rng, op, src, n, neg=False):
+    flags = int(Flag.NEG) if neg else 0
+    if op == "SIGMOID":
+        return Instr(Op.SIGMOID, flags=flags, src=src, dst=TMP, n=n, m=rng.randint(30000, 60000),
+                     s=16, wbase=1, k=0, chain=1)
+    return Instr(Op[op], flags=flags, src=src, dst=TMP, n=n, k=rng.randint(14, 30),
+                 wbase=rng.randint(30000, 45000), m=rng.randint(30000, 60000),
+                 s=rng.randint(14, 18), chain=1)
+
+
+def _second(rng, op, n, dst, tee=False):
+    if op == "MUL":
+        return Instr(Op.MUL, src=TMP, aux=B2, dst=dst, n=n, m=rng.randint(20000, 60000),
+                     s=rng.randint(27, 31), tee=int(tee), tee8=int(tee))
+    return Instr(Op.ADD, src=TMP, aux=B2, dst=dst, n=n, m=rng.randint(1, 3), s=2,
+                 wbase=rng.randint(1, 3), k=rng.randint(0, 2), tee=int(tee), tee8=int(tee))
+
+
+def _program(rng, lanes, case):
+    """``case``: (kind, first op, second op, n, k, neg, tee, in place)."""
+    kind, op1, op2, n, k, neg, tee, inplace = case
+    words, head = [], []
+    if kind == "standalone":
+        src = X
+        dst = X if inplace else OUT
+        body = [_first(rng, op1, src, n, neg), _second(rng, op2, n, dst, tee)]
+    else:
+        t = torch.tensor([[rng.choice((-1, 0, 0, 1)) for _ in range(k)] for _ in range(n)])
+        words = list(tile_lanes(t, lanes))
+        src = X
+        if kind == "prologue":
+            head = [Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=XN, aux=W2, dst=XN + 300, n=k,
+                          m=40000, s=33),
+                    Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=XN, aux=W2, dst=X, n=k,
+                          m=50000, s=33, reuse=1, pro=1)]
+        mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=src, n=n, k=k,
+                   m=rng.randint(1 << 14, (1 << 16) - 1), s=9, epi=1)
+        first = dataclasses.replace(_first(rng, op1, src, n, neg), dst=0)
+        body = [mv, first, dataclasses.replace(_second(rng, op2, n, OUT, tee), src=src)]
+    tail = []
+    if tee:     # the RMSNORM that reuses the tee's statistics
+        tail = [Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=body[-1].dst, aux=W2,
+                      dst=OUT + 300, n=n, m=45000, s=34, reuse=1)]
+    prog = head + body + tail + [Instr(Op.HALT)]
+    init = {X: [rng.randint(-127, 127) for _ in range(max(n, k))],
+            XN: [rng.randint(-3000, 3000) for _ in range(max(k, 1))],
+            B2: [rng.randint(-3000, 3000) for _ in range(n)],
+            W2: [rng.randint(-32512, 32512) for _ in range(max(n, k))]}
+    return prog, words, init
+
+
+def _unchained(prog):
+    """The same program with every chain undone: the first op writes its result (at TMP,
+    or for an epilogue its MATVEC's rows' op), the second reads it as a."""
+    out = []
+    for i, ins in enumerate(prog):
+        if ins.chain:
+            out.append(dataclasses.replace(ins, chain=0, dst=TMP))
+        elif i and prog[i - 1].chain:
+            out.append(dataclasses.replace(ins, src=TMP))
+        else:
+            out.append(ins)
+    return out
+
+
+def _cases():
+    # (lanes, (kind, first, second, n, k, neg, tee, in place))
+    fixed = [(8, ("standalone", "SILU", "MUL", 20, 0, False, False, False)),
+             (8, ("standalone", "SIGMOID", "ADD", 9, 0, True, False, False)),
+             (16, ("standalone", "GELU", "MUL", 33, 0, False, False, True)),
+             (8, ("standalone", "SILU", "MUL", 24, 0, False, True, False)),
+             (8, ("standalone", "SILU", "MUL", 1, 0, False, False, False)),
+             (8, ("epilogue", "SILU", "MUL", 20, 32, False, False, False)),
+             (8, ("epilogue", "SIGMOID", "ADD", 8, 12, False, False, False)),
+             (16, ("epilogue", "SILU", "MUL", 40, 24, True, True, False)),
+             (8, ("prologue", "SILU", "MUL", 13, 40, False, False, False)),
+             (16, ("prologue", "SILU", "ADD", 17, 32, False, True, False)),
+             (128, ("epilogue", "SILU", "MUL", 128, 128, False, False, False))]
+    rng = random.Random(SEED)
+    for _ in range(8):
+        lanes = rng.choice((8, 16))
+        kind = rng.choice(("standalone", "epilogue", "prologue"))
+        k = rng.randint(PRO_MIN_K if kind == "prologue" else 1, max(3 * lanes, PRO_MIN_K + 8))
+        fixed.append((lanes, (kind, rng.choice(("SILU", "SIGMOID", "GELU")),
+                              rng.choice(("ADD", "MUL")), rng.randint(1, 3 * lanes), k,
+                              rng.random() < 0.3, rng.random() < 0.4, False)))
+    return fixed
+
+
+def _cfg(lanes, **kw):
+    return AccelConfig(lanes=lanes, vector=VECTOR, scratch_depth=DEPTH, weight_depth=1024,
+                       op_chain=True, **kw)
+
+
+@pytest.mark.parametrize("lanes,case", _cases(), ids=lambda c: "-".join(map(str, c))
+                         if isinstance(c, tuple) else str(c))
+def test_chain_rtl_equals_interpreter_and_model(lanes, case):
+    from ternac.lower import check_program
+    from ternac.sim.pysim import run_program_pysim
+    seed = SEED + 7 * lanes + 5 * case[3] + 3 * case[4] + len(case[0]) + len(case[1])
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    prog, words, init = _program(rng, lanes, case)
+    cfg = _cfg(lanes)
+    check_program(prog, cfg)
+    kw = dict(lanes=lanes, scratch_depth=DEPTH, out_depth=cfg.out_depth,
+              weight_depth=cfg.weight_depth, scratch_init=init)
+    st = run_program(prog, words, **kw)
+    ref = run_program(_unchained(prog), words, **kw)
+    n, tee = case[3], case[6]
+    dst = prog[-2 - int(tee)].dst
+    want = st.scratch[0, dst:dst + n].tolist()
+    assert want == ref.scratch[0, dst:dst + n].tolist()
+    assert len(set(want)) > 1 or n == 1
+    reads = [(HostSpace.SCRATCH, dst, n)]
+    if tee:
+        reads.append((HostSpace.SCRATCH, OUT + 300, n))
+        assert st.scratch[0, OUT + 300:OUT + 300 + n].tolist() == \
+            ref.scratch[0, OUT + 300:OUT + 300 + n].tolist()
+    out = run_program_pysim(cfg, prog, words, init, reads, max_cycles=60_000)
+    for (space, a, ln), w in zip(reads, out["words"]):
+        assert [(v + 0x8000 & 0xFFFF) - 0x8000 for v in w] == st.scratch[0, a:a + ln].tolist(), a
+    data = {}       # every RMSNORM's input is still in scratch at the end
+    for i, ins in enumerate(prog):
+        if ins.op == Op.RMSNORM:
+            x = st.scratch[0, ins.src:ins.src + ins.n].tolist()
+            data[i] = C.norm_data(x, layernorm=False)
+    model = C.program_cycles(prog, lanes, data=data)
+    plain = C.program_cycles(_unchained(prog), lanes, data=data)
+    print(f"{lanes} {case}: measured {out['cycles']} cycles, modelled {model['total']} "
+          f"(unchained {plain['total']})")
+    assert model["exact"] and model["total"] == out["cycles"]
+    assert model["total"] < plain["total"]
+
+
+def test_no_matvec_chained_after_a_chain():
+    """On a build with mv_chain too (LM_ULX3S_CONFIG's), a MATVEC after a chained epilogue's
+    triple starts after it (the model does not chain it; hw/sequencer.py looks ahead only
+    without ``ch``): RTL equal to the interpreter, its cycles to the model's."""
+    from ternac.lower import check_program
+    from ternac.sim.pysim import run_program_pysim
+    rng = random.Random(SEED + 2)
+    print(f"seed {SEED + 2}")
+    lanes = 8
+    prog, words, init = _program(rng, lanes, ("epilogue", "SILU", "MUL", 16, 24, False, False,
+                                              False))
+    t = torch.tensor([[rng.choice((-1, 0, 1)) for _ in range(16)] for _ in range(12)])
+    mv2 = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=X, dst=OUT + 100, n=12, k=16,
+                wbase=len(words), m=40000, s=9)
+    prog = prog[:-1] + [mv2, Instr(Op.HALT)]
+    words = words + list(tile_lanes(t, lanes))
+    cfg = _cfg(lanes, mv_chain=True)
+    check_program(prog, cfg)
+    st = run_program(prog, words, lanes=lanes, scratch_depth=DEPTH, out_depth=cfg.out_depth,
+                     weight_depth=cfg.weight_depth, scratch_init=init)
+    reads = [(HostSpace.SCRATCH, OUT, 16), (HostSpace.SCRATCH, OUT + 100, 12)]
+    out = run_program_pysim(cfg, prog, words, init, reads, max_cycles=20_000)
+    for (_, a, ln), w in zip(reads, out["words"]):
+        assert [(v + 0x8000 & 0xFFFF) - 0x8000 for v in w] == st.scratch[0, a:a + ln].tolist()
+    model = C.program_cycles(prog, lanes, mv_chain=True)
+    print(f"measured {out['cycles']}, modelled {model['total']}")
+    assert model["exact"] and model["total"] == out["cycles"]
+
+
+def test_interpreter_and_check_program_refuse_what_the_isa_does_not_define():
+    rng = random.Random(SEED + 1)
+    cfg = _cfg(8)
+    from ternac.lower import check_program
+    prog, words, init = _program(rng, 8, ("standalone", "SILU", "MUL", 16, 0, False, False, False))
+    kw = dict(lanes=8, scratch_depth=DEPTH, out_depth=cfg.out_depth, weight_depth=1024,
+              scratch_init=init)
+    run_program(prog, words, **kw)
+    check_program(prog, cfg)
+    bad = {
+        "a pair's SIGMOID": [dataclasses.replace(prog[0], op=Op.SIGMOID, pair=1)] + prog[1:],
+        "a MUL with wb": [prog[0], dataclasses.replace(prog[1], wb=1, aux=0)] + prog[2:],
+        "a length that differs": [prog[0], dataclasses.replace(prog[1], n=15)] + prog[2:],
+        "a chain into a chain": [prog[0], dataclasses.replace(prog[1], chain=1)] + prog[2:],
+        "a chain into a SILU": [prog[0], dataclasses.replace(prog[1], op=Op.SILU, k=20)]
+        + prog[2:],
+        "a chain into HALT": [prog[0], prog[-1]],
+        "a result over part of the input": [prog[0], dataclasses.replace(prog[1], dst=X + 3)]
+        + prog[2:],
+    }
+    for what, p in bad.items():
+        with pytest.raises(MachineError):
+            run_program(p, words, **kw)
+        with pytest.raises(CompileError):
+            check_program(p, cfg)
+        print(f"refused: {what}")
+    # a chain on a build without op_chain; a REPEAT body ending with a chain's first op
+    with pytest.raises(CompileError, match="op_chain"):
+        check_program(prog, dataclasses.replace(cfg, op_chain=False))
+    with pytest.raises(CompileError, match="chain"):
+        check_program([Instr(Op.REPEAT, n=2, k=1), prog[0], prog[1], Instr(Op.HALT)], cfg)
+    with pytest.raises(ValueError, match="op_chain needs"):
+        AccelConfig(lanes=8, vector=("norm",), op_chain=True)
+
+
+def test_lm_ulx3s_chains_silu_and_mul():
+    from ternac.config import LM_ULX3S_CONFIG
+    from ternac.golden.lm_int import IntLM
+    from ternac.lower import compile_lm, run_tokens
+    cfg = LM_ULX3S_CONFIG
+    assert cfg.op_chain and cfg.prog_word_bits == dataclasses.replace(
+        cfg, op_chain=False).prog_word_bits + 1
+    im = IntLM.from_checkpoint(None)
+    cm = compile_lm(im, cfg)
+    chains = [(i, ins) for i, ins in enumerate(cm.program) if ins.chain]
+    assert len(chains) == 2 * im.config.num_hidden_layers
+    assert all(ins.op == Op.SILU and cm.program[i + 1].op == Op.MUL for i, ins in chains)
+    plain = compile_lm(im, dataclasses.replace(cfg, op_chain=False))
+    on = C.program_cycles(cm.program, cfg.lanes, mv_chain=True)["total"]
+    off = C.program_cycles(plain.program, cfg.lanes, mv_chain=True)["total"]
+    print(f"LM L=128: {off} -> {on} modelled cycles a token (bound) with op_chain")
+    assert on < off - 600
+    state = im.init_state()
+    toks = [5, 17, 40, 2]
+    for t, (logits, _, _) in zip(toks, run_tokens(cm, toks)):
+        ref, state = im.step(t, state)
+        assert torch.equal(logits, ref)
