@@ -388,6 +388,19 @@ def _field(value: int, name: str, what: str) -> None:
                            f"(at most {(1 << bits) - 1})")
 
 
+def _readers(g: Graph) -> tuple[collections.Counter, set]:
+    """How often each vector is read (a view's reads counted on its parent; a node reading
+    one vector as a and b counts twice), and the vectors that must stay written (graph
+    outputs and states): what decides whether a node's result may stream on unwritten."""
+    readers = collections.Counter()
+    for nd in g.nodes:
+        for name in {nd.a, nd.b} - {None}:
+            vec = g.vecs.get(name)
+            readers[vec.parent if vec is not None and vec.kind == "view" else name] += (
+                (nd.a == name) + (nd.b == name))
+    return readers, set(g.outputs) | {v.name for v in g.kinds("state")}
+
+
 def _epilogues(g: Graph) -> dict[int, bool]:
     """The MATVECs the lowering fuses with the next node (golden/isa.py ``epi``):
     ``{node index: swap}``. A requantized MATVEC is fused when the node right after it is
@@ -395,13 +408,7 @@ def _epilogues(g: Graph) -> dict[int, bool]:
     reader of the MATVEC's output (read once, not a graph output, a state or a view's
     parent); ``swap`` when it reads that output as ``b`` (ADD, MUL: symmetric with the
     pairs swapped), which NEG (on ``a``) rules out."""
-    readers = collections.Counter()
-    for nd in g.nodes:
-        for name in {nd.a, nd.b} - {None}:
-            vec = g.vecs.get(name)
-            readers[vec.parent if vec is not None and vec.kind == "view" else name] += (
-                (nd.a == name) + (nd.b == name))
-    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    readers, keep = _readers(g)
     out = {}
     for idx, (nd, e) in enumerate(zip(g.nodes, g.nodes[1:])):
         if (nd.op != Op.MATVEC or nd.flags & Flag.RAW or nd.out in keep
@@ -466,13 +473,7 @@ def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, bool]
     accelerator with :func:`chain_ok` only."""
     if not chain_ok(cfg):
         return {}
-    readers = collections.Counter()
-    for nd in g.nodes:
-        for name in {nd.a, nd.b} - {None}:
-            vec = g.vecs.get(name)
-            readers[vec.parent if vec is not None and vec.kind == "view" else name] += (
-                (nd.a == name) + (nd.b == name))
-    keep = set(g.outputs) | {v.name for v in g.kinds("state")}
+    readers, keep = _readers(g)
     in_pair = {i for pi_ni in pairs.values() for i in pi_ni}
     out = {}
     for idx, (nd, e) in enumerate(zip(g.nodes, g.nodes[1:])):
