@@ -8,7 +8,9 @@ MUL after it.
   interpreter equals the same program with the chain undone (the two ops one after the
   other, the first one's result written), and the RTL's cycle counter equals
   golden.cycles (chain_cycles, and chain_latency in matvec_cycles);
-* the interpreter and check_program refuse what the ISA does not define;
+* the interpreter and check_program refuse what the ISA does not define, and on 300 random
+  chains (hypothesis, derandomized) accept exactly the same programs, the result that of
+  the two ops run apart;
 * the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs, and its interpreter run
   equals IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
 """
@@ -17,6 +19,7 @@ import random
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 
 from ternac.config import AccelConfig, HostSpace
 from ternac.errors import CompileError
@@ -252,3 +255,70 @@ def test_lm_ulx3s_chains_silu_and_mul():
     for t, (logits, _, _) in zip(toks, run_tokens(cm, toks)):
         ref, state = im.step(t, state)
         assert torch.equal(logits, ref)
+
+
+@st.composite
+def _chain_programs(draw):
+    """A chain (standalone, or a MATVEC's epilogue) with addresses, lengths, flags and
+    fields drawn over small ranges, overlaps included: most are legal, some not."""
+    lanes = 8
+    n = draw(st.integers(1, 12))
+    op1 = draw(st.sampled_from(["SIGMOID", "SILU", "GELU"]))
+    op2 = draw(st.sampled_from([Op.ADD, Op.MUL]))
+    addr = st.integers(0, 40)
+    src, aux2, dst2 = draw(addr), draw(addr), draw(addr)
+    f1 = draw(st.sampled_from([0, int(Flag.NEG), int(Flag.OUT8)]))
+    f2 = draw(st.sampled_from([0, int(Flag.NEG), int(Flag.OUT8)]))
+    first = Instr(Op[op1], flags=f1, src=src, dst=draw(addr), n=n, k=draw(st.integers(0, 30)),
+                  wbase=draw(st.integers(0, 65535)), m=draw(st.integers(0, 65535)),
+                  s=draw(st.integers(0, 30)), chain=1)
+    second = Instr(op2, flags=f2, src=draw(addr), aux=aux2, dst=dst2, n=n,
+                   m=draw(st.integers(0, 65535)), s=draw(st.integers(0, 40)),
+                   wbase=draw(st.integers(0, 65535)), k=draw(st.integers(0, 40)))
+    words = []
+    if draw(st.booleans()):
+        k = draw(st.integers(1, 20))
+        t = torch.tensor([[draw(st.sampled_from([-1, 0, 1])) for _ in range(k)]
+                          for _ in range(n)])
+        words = list(tile_lanes(t, lanes))
+        mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=draw(addr), n=n, k=k,
+                   m=draw(st.integers(1, 65535)), s=draw(st.integers(0, 20)), epi=1)
+        body = [mv, first, second]
+    else:
+        body = [first, second]
+    return body + [Instr(Op.HALT)], words, draw(st.integers(0, 2 ** 31))
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(_chain_programs())
+def test_chain_semantics_and_rules(case):
+    """Hypothesis, derandomized (its seed is fixed): on random chains (about 190 of the 300
+    legal), check_program accepts exactly what the interpreter runs, and the result is the
+    two ops' run one after the other (the first one's result written to scratch words
+    nobody reads, 64..)."""
+    from ternac.lower import check_program
+    prog, words, seed = case
+    g = torch.Generator().manual_seed(seed)
+    init = {0: torch.randint(-127, 128, (64,), generator=g).tolist()}
+    cfg = AccelConfig(lanes=8, vector=VECTOR, scratch_depth=128, weight_depth=64,
+                      op_chain=True)
+    kw = dict(lanes=8, scratch_depth=128, out_depth=cfg.out_depth, weight_depth=64,
+              scratch_init=init)
+    try:
+        check_program(prog, cfg)
+        accepted = True
+    except CompileError:
+        accepted = False
+    try:
+        st_ = run_program(prog, words, **kw)
+    except MachineError:
+        assert not accepted, "check_program accepts a program the interpreter refuses"
+        return
+    assert accepted, "check_program refuses a program the interpreter runs"
+    i = next(j for j, ins in enumerate(prog) if ins.chain)
+    plain = list(prog)
+    plain[i] = dataclasses.replace(prog[i], chain=0, dst=64)
+    plain[i + 1] = dataclasses.replace(prog[i + 1], src=64)
+    ref = run_program(plain, words, **kw)
+    sec = prog[i + 1]
+    assert torch.equal(st_.scratch[:, :64], ref.scratch[:, :64]), (prog, sec)
