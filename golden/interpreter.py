@@ -159,6 +159,9 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         ins = prog[pc]
         executed += 1
         if ins.op == Op.HALT:
+            if ins.chain:
+                raise MachineError(f"instruction {pc} ({ins}) sets chain, which only a "
+                                   f"SIGMOID without pair, a SILU or a GELU may (golden/isa.py)")
             if tee_pc is not None:
                 raise MachineError(f"the program halts at {pc} with the tee of instruction "
                                    f"{tee_pc} not followed by its RMSNORM")

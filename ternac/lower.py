@@ -700,6 +700,12 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     chains = _chains(g, cfg, pairs, wb_rows) if fuse else {}
     chain_src = {}      # second node's index -> the first one's input (kept alive by src)
     skip = -1
+
+    def chain_operand(first: int):
+        """The scratch vector the chain second after node ``first`` reads as b, loaded now
+        (a staged constant's EMBED must come before the chain, not inside it)."""
+        e, prev = g.nodes[first + 1], g.nodes[first]
+        return get(e.a if e.b == prev.out else e.b)
     # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
     # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
     held = None
@@ -741,6 +747,8 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             es = spec(e.op)
             x = get(nd.a)
             bb = get(other) if es.operands == 2 else 0     # a unary op reads no b
+            if idx + 1 in chains:
+                chain_operand(idx + 1)
             if swap and es.uses_m2:   # ADD of the rows as b: a, b swapped with their pairs
                 em, ess, em2, es2 = e.m2, e.s2, e.m, e.s
             else:
@@ -788,6 +796,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             # written (dst 0); the ADD/MUL after it takes them as a.
             a = get(nd.a)
             bb = get(nd.b) if nd.b is not None else a
+            chain_operand(idx)
             b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=0, n=g.vecs[nd.out].n,
                    m=nd.m, s=nd.s, chain=1,
                    **(dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)))
@@ -1855,9 +1864,10 @@ def compress_program(prog: Sequence[Instr], *, max_body: int = 64,
     fixed = [tuple(getattr(i, f) for f in _FIXED_FIELDS) for i in prog]
     addr = [tuple(getattr(i, f) for f, _ in _ADDR_FIELDS) for i in prog]
     ok = [i.op not in (Op.HALT, Op.REPEAT) and not i.rsel for i in prog]
-    # i, i + 1 a pair: a MATVEC and its epilogue, a prologue RMSNORM and its MATVEC
+    # i, i + 1 a pair: a MATVEC and its epilogue, a prologue RMSNORM and its MATVEC, a
+    # chain's two ops
     pair_head = [(i.op == Op.MATVEC and bool(i.epi)) or (i.op == Op.RMSNORM and bool(i.pro))
-                 for i in prog]
+                 or bool(i.chain) for i in prog]
 
     def pair(i: int, p: int):
         """(strides per body word and field, stride table) taking the copy prog[i:i+p] to

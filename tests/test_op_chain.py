@@ -350,3 +350,20 @@ def test_random_chains_on_the_rtl(case):
     assert got == st_.scratch[0].tolist(), prog
     print(f"seed {seed}: {len(prog) - 1} instructions, {out['cycles']} cycles")
     assert C.program_cycles(prog, 8)["total"] == out["cycles"], prog
+
+
+def test_repeat_compression_keeps_chains_whole_and_halt_refuses_chain():
+    """Found by a review: compress_program must not start or end a REPEAT body inside a
+    chain (three chains differing only in the first one's m compressed to SILU ; REPEAT
+    [MUL, SILU] ; MUL), and a HALT with chain is refused as check_program refuses it."""
+    from ternac.golden.isa import expand_program
+    from ternac.lower import compress_program
+    prog = []
+    for j, m in enumerate((51000, 50000, 50000)):
+        prog += [Instr(Op.SILU, src=40 + 4 * j, n=4, k=20, wbase=40000, m=m, s=16, chain=1),
+                 Instr(Op.MUL, src=40 + 4 * j, aux=600, dst=1200 + 4 * j, n=4, m=40000, s=29)]
+    prog.append(Instr(Op.HALT))
+    out = compress_program(prog)
+    assert [i for _, i in expand_program(out)] == prog
+    with pytest.raises(MachineError, match="sets chain"):
+        run_program([Instr(Op.HALT, chain=1)], [], lanes=8, scratch_depth=64, out_depth=8)
