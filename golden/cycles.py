@@ -728,7 +728,7 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
 
     A tee (golden/isa.py) is followed in time: its RMSNORM's first beat waits until
     :func:`norm_work_cycles` after the tee's last beat (``wait`` of :func:`norm_cycles`),
-    counted from the cycles of the instructions between them.
+    counted from the cycles of the instructions between them (a REPEAT word's 2 among them).
 
     Raises
     ------
@@ -739,6 +739,8 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     stop = stream[-1][0] if stream else -1
     repeats = sum(1 for i in list(program)[:stop + 1] if i.op == Op.REPEAT)
     n_prog = len(program)
+    words = list(program)
+    origin = [j for j, _ in stream]
     program = [i for _, i in stream]
     by_op: dict[str, int] = {}
     count: dict[str, int] = {}
@@ -773,6 +775,13 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
     for pc, ins in enumerate(program):
         op = Op(ins.op)
         d = dict(data.get(pc, {}))
+        # The REPEAT words issued since the last instruction (the sequencer runs each once,
+        # before its body's first pass, and loops back for free): their cycles are part of
+        # the timeline a tee's wait is counted on.
+        before = origin[pc - 1] + 1 if pc else 0     # a loop back: origin[pc] < before
+        rep_here = sum(repeat_cycles(w) for w in words[before:origin[pc]] if w.op == Op.REPEAT)
+        t_hi += rep_here
+        t_lo += rep_here
         is_pro_mv = pro_mv is not None and not epilogue
         if epilogue or second:
             hi = lo = 0           # counted in its MATVEC's (its chain's) formula
