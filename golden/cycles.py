@@ -762,7 +762,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         """The latency of the epilogue at ``at``: its unit's, or its chain's."""
         e = program[at]
         if e.chain and at + 1 < len(program):
-            return chain_latency(e, program[at + 1], latencies)
+            # (a pair's formula has a row's last result written U + 1 cycles after it leaves
+            # the requantizer, its twin's; a chained pair's last is the chained op's)
+            return chain_latency(e, program[at + 1], latencies) - bool(e.pair)
         unit = _spec(e.op).unit
         lat = (latencies or {}).get(unit)
         return UNIT_TIMING[unit][1] if lat is None else lat

@@ -161,7 +161,7 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         if ins.op == Op.HALT:
             if ins.chain:
                 raise MachineError(f"instruction {pc} ({ins}) sets chain, which only a "
-                                   f"SIGMOID without pair, a SILU or a GELU may (golden/isa.py)")
+                                   f"SIGMOID, a SILU or a GELU may (golden/isa.py)")
             if tee_pc is not None:
                 raise MachineError(f"the program halts at {pc} with the tee of instruction "
                                    f"{tee_pc} not followed by its RMSNORM")
@@ -222,8 +222,14 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                        f"SIGMOID without NEG may, as the epilogue of a MATVEC "
                                        f"with k >= 2 * lanes + 4 = {2 * lanes + 4} or n <= lanes "
                                        f"(golden/isa.py)")
-                for lo, hi, what in ((nxt.dst, nxt.dst + ins.n, "its first result"),
-                                     (ins.src, ins.src + ins.k, "its MATVEC's input")):
+                if nxt.chain and ins.n > lanes:
+                    raise MachineError(f"instruction {pc + 1} ({nxt}) is a pair with chain, "
+                                       f"which only the epilogue of a MATVEC of one tile (n <= "
+                                       f"lanes = {lanes}) may be (golden/isa.py)")
+                spans = [(ins.src, ins.src + ins.k, "its MATVEC's input")]
+                if not nxt.chain:       # (a chained pair's first results are not written)
+                    spans.append((nxt.dst, nxt.dst + ins.n, "its first result"))
+                for lo, hi, what in spans:
                     if nxt.aux < hi and lo < nxt.aux + ins.n:
                         raise MachineError(f"instruction {pc + 1} ({nxt}) writes its pair's "
                                            f"second result {nxt.aux}..{nxt.aux + ins.n - 1} "
@@ -236,6 +242,14 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
             if nxt.chain:
                 # MATVEC, epilogue, chained ADD/MUL (golden/isa.py chain): one operation.
                 sec = _chain_second(nxt, pc + 1, prog)
+                if nxt.pair:
+                    for what, base in (("writes", sec.dst), ("reads b at", sec.aux)):
+                        if base < nxt.aux + ins.n and nxt.aux < base + sec.n:
+                            raise MachineError(
+                                f"instruction {pc + 2} ({sec}) {what} scratch words "
+                                f"{base}..{base + sec.n - 1}, over the pair's second results "
+                                f"{nxt.aux}..{nxt.aux + ins.n - 1} written meanwhile, which "
+                                f"the ISA does not define")
                 if sec.dst < ins.src + ins.k and ins.src < sec.dst + sec.n:
                     raise MachineError(f"instruction {pc + 2} ({sec}) writes scratch words "
                                        f"{sec.dst}..{sec.dst + sec.n - 1} over its MATVEC's "

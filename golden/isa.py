@@ -64,8 +64,8 @@ words of an even number of bytes): ``b[j]`` is the signed little-endian 16-bit h
 an ``EMBED WIDE`` row), read as the MUL streams, instead of ``scratch[aux + j]``; ``aux``
 must be 0 (not read). A constant multiplier vector (an RMSNorm's weight applied by a MUL)
 then needs no scratch words and no EMBED to stage it.
-A *chain* (``chain = 1`` on a SIGMOID without ``pair``, a SILU or a GELU, standalone or a
-MATVEC's epilogue; an accelerator built with ``AccelConfig.op_chain``): its results are
+A *chain* (``chain = 1`` on a SIGMOID, a SILU or a GELU, standalone or a MATVEC's
+epilogue; an accelerator built with ``AccelConfig.op_chain``): its results are
 not written; result ``j`` streams as the ``a`` operand of element ``j`` into the next
 instruction, which must be an ADD or a MUL of the same ``n`` with no ``wb`` and no
 ``chain`` (its ``src`` is not read; the lowering sets it to the first one's ``dst``):
@@ -74,6 +74,9 @@ instruction, which must be an ADD or a MUL of the same ``n`` with no ``wb`` and 
 runs the Eltwise unit on the Activation unit's output stream. The result must not overlap
 the first instruction's input (a standalone one's ``a`` at ``src``, or the MATVEC's) unless
 it is the same words, and ``b`` is either disjoint from the result or the same words.
+A pair may chain when its MATVEC has one tile (``n <= lanes``): the twins
+``scratch[aux + j] = op(-y[j])`` are written as usual and only ``op(y[j])`` streams on;
+the second op's result and ``b`` must then be disjoint from the twins.
 (:func:`chain_refusal` states the rule on the two instructions.)
 *Chaining MATVECs* (no field: an accelerator built with ``AccelConfig.mv_chain``): a MATVEC whose
 word follows a MATVEC (after its epilogue, if any) starts reading its input while the first
@@ -282,8 +285,8 @@ def chain_refusal(ins: Instr, nxt: Instr | None) -> str | None:
     the end) may not run as a chain (module docstring), one sentence; None when they may.
     The one statement of the rule on the two words (the interpreter raises it,
     ``ternac.lower.check_program`` refuses it; the address rules are the interpreter's)."""
-    if ins.op not in CHAIN_FIRST or ins.pair or ins.tee or ins.tee8 or ins.wb:
-        return "sets chain, which only a SIGMOID without pair, a SILU or a GELU may"
+    if ins.op not in CHAIN_FIRST or ins.tee or ins.tee8 or ins.wb:
+        return "sets chain, which only a SIGMOID, a SILU or a GELU may"
     if nxt is None or nxt.op not in CHAIN_SECOND or nxt.n != ins.n:
         return (f"sets chain, but the next instruction ({nxt}) is not an ADD or MUL of "
                 f"n={ins.n}")

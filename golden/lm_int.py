@@ -643,10 +643,11 @@ class IntLM:
                 Fq = add(mul(Fq, omlb, (1, LB_FRAC_BITS), p + "F*(1-lb)"), lbv, (1, 0),
                          (1 << (15 - LB_FRAC_BITS), 0), p + "F")
                 NF = mul(NF, omlb, (1, LB_FRAC_BITS), p + "NF")
+            # f h right after f (the pair's f streams into it on an op_chain build)
+            FH = mul(Fq, H, L.fh_mul, p + "FH")
             I_ = matvec(norm(XW, L.i_in, p + "XI"), L.i_proj, p + "I_")
             SI = act(Op.SILU, I_, L.i_silu, p + "SI")
             C = mul(SI, NF, L.c_mul, p + "C")
-            FH = mul(Fq, H, L.fh_mul, p + "FH")
             add(FH, C, (1, 0), (1, 0), H)
             G_ = matvec(norm(XW, L.g_in, p + "XG"), L.g_proj, p + "G_")
             GW = mul(G_, const(L.g_norm.name, L.g_norm.weight), L.gw_mul, p + "GW")

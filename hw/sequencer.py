@@ -348,6 +348,10 @@ class Sequencer(wiring.Component):
             Op.SIGMOID in self._ops
         pair = Signal()
         pr_v, pr_ph = Signal(), Signal()
+        # With op_chain, a pair's second results are written at pr_waddr (ep_raddr is then
+        # the chained op's b pointer), and a pair may chain (tw: a twin leaves the unit now).
+        pr_waddr = Signal(sa_bits)
+        tw = Signal()
 
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
@@ -610,8 +614,10 @@ class Sequencer(wiring.Component):
         wrote = Signal()
         vo_valid = Signal()
         # (a pair's row is written when its second result is)
+        # (a chained pair's row when its chained result is: vo_valid is then the Eltwise's)
         m.d.comb += wrote.eq(Mux(raw, engine.o.valid & in_range,
-                                 Mux(fuse, vo_valid & (~pair | pr_ph), requant.o.valid)))
+                                 Mux(fuse, vo_valid & (~pair | pr_ph | (ch if opc else 0)),
+                                     requant.o.valid)))
         if pair_ok and epi_ops:
             # A pair holds each requantized row two cycles (o.ready low in the first; the
             # requantizer's stall reaches the engine): the second, pr_v, with neg.
@@ -778,8 +784,11 @@ class Sequencer(wiring.Component):
             # The link: the Activation unit's result, registered while port b reads the
             # second op's b at ep_raddr (aux', from CH_DEC), so the two meet at the Eltwise
             # unit's input a cycle later (golden/cycles.py CHAIN_LINK_CYCLES).
-            m.d.sync += [ch_v.eq(ch & act_unit.o.valid), ch_a.eq(act_unit.o.payload.y)]
-            with m.If(ch & act_unit.o.valid):
+            # (a chained pair's twins do not stream on: tw)
+            if pair_ok:
+                m.d.comb += tw.eq(pair & pr_ph & act_unit.o.valid)
+            m.d.sync += [ch_v.eq(ch & act_unit.o.valid & ~tw), ch_a.eq(act_unit.o.payload.y)]
+            with m.If(ch & act_unit.o.valid & ~tw):
                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
         m.d.comb += take.eq((fire & ~pro_t0) | vfire | pro_take)
 
@@ -1001,6 +1010,8 @@ class Sequencer(wiring.Component):
                     if pair_ok:
                         # (a SIGMOID's only: any other unit gives one result a row)
                         m.d.sync += [pair.eq(pd.pair & (pd.op == Op.SIGMOID)), pr_ph.eq(0)]
+                        if opc:
+                            m.d.sync += pr_waddr.eq(pd.aux)
                     for unit, opmodes, sel in unit_decode:
                         m.d.sync += sel.eq(0)
                         with m.Switch(pd.op):
@@ -1097,15 +1108,31 @@ class Sequencer(wiring.Component):
             with m.State("MATVEC"):
                 if epi_ops:
                     with m.If(fuse):
-                        m.d.comb += [self.scr_waddr.eq(Mux(pr_ph, ep_raddr, ep_waddr)),
-                                     self.scr_wdata.eq(vo_y), self.scr_wen.eq(vo_valid)]
-                        with m.If(vo_valid & ~pr_ph):
-                            m.d.sync += ep_waddr.eq(ep_waddr + 1)
-                        if pair_ok:
-                            with m.If(vo_valid & pair):
+                        if opc and pair_ok:
+                            # A pair's twin (tw) from the Activation unit at pr_waddr; else
+                            # the unit's result (a chain's: the Eltwise unit's) at ep_waddr.
+                            # A chained pair's two never meet: its twins leave the unit in
+                            # odd cycles of the row stream, the chained results 2 + 7 (link
+                            # and Eltwise) after their rows, in even ones.
+                            m.d.comb += [self.scr_waddr.eq(Mux(tw, pr_waddr, ep_waddr)),
+                                         self.scr_wdata.eq(Mux(tw, act_unit.o.payload.y, vo_y)),
+                                         self.scr_wen.eq(vo_valid | tw)]
+                            with m.If(vo_valid & ~tw):
+                                m.d.sync += ep_waddr.eq(ep_waddr + 1)
+                            with m.If(act_unit.o.valid & pair):
                                 m.d.sync += pr_ph.eq(~pr_ph)
-                            with m.If(vo_valid & pr_ph):
-                                m.d.sync += ep_raddr.eq(ep_raddr + 1)
+                            with m.If(tw):
+                                m.d.sync += pr_waddr.eq(pr_waddr + 1)
+                        else:
+                            m.d.comb += [self.scr_waddr.eq(Mux(pr_ph, ep_raddr, ep_waddr)),
+                                         self.scr_wdata.eq(vo_y), self.scr_wen.eq(vo_valid)]
+                            with m.If(vo_valid & ~pr_ph):
+                                m.d.sync += ep_waddr.eq(ep_waddr + 1)
+                            if pair_ok:
+                                with m.If(vo_valid & pair):
+                                    m.d.sync += pr_ph.eq(~pr_ph)
+                                with m.If(vo_valid & pr_ph):
+                                    m.d.sync += ep_raddr.eq(ep_raddr + 1)
                 if chain:
                     # The next word a MATVEC: once this one's reads and weight commands are
                     # all issued, its streaming registers take the next one's (as DECODE

@@ -464,28 +464,36 @@ def chain_ok(cfg: AccelConfig) -> bool:
     return bool(cfg.op_chain)
 
 
-def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, bool]:
+def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, tuple[int, bool]]:
     """The nodes the lowering runs as the first op of a chain (golden/isa.py ``chain``):
-    ``{node index: swap}``. A SIGMOID, SILU or GELU (not one of an epilogue pair) whose
-    output is a temp read once, by the next node, an ADD or MUL of the same length without
-    NEG whose other operand is a vector in scratch (not a wb row); ``swap`` when that node
-    reads the stream as ``b`` (ADD and MUL are symmetric with their pairs swapped). On an
-    accelerator with :func:`chain_ok` only."""
+    ``{node index: (index of the second, swap)}``. A SIGMOID, SILU or GELU whose output is
+    a temp read once, by the next node, an ADD or MUL of the same length without NEG whose
+    other operand is a vector in scratch (not a wb row); ``swap`` when that node reads the
+    stream as ``b`` (ADD and MUL are symmetric with their pairs swapped). Of an epilogue
+    pair (:func:`_pairs`) only the SIGMOID without NEG, of a MATVEC of one tile (``n <=
+    lanes``), and "the next node" is the one after both SIGMOIDs. On an accelerator with
+    :func:`chain_ok` only."""
     if not chain_ok(cfg):
         return {}
     readers, keep = _readers(g)
     in_pair = {i for pi_ni in pairs.values() for i in pi_ni}
+    pair_next = {pi: max(pi, ni) + 1 for mv, (pi, ni) in pairs.items()
+                 if g.vecs[g.nodes[mv].out].n <= cfg.lanes}
     out = {}
-    for idx, (nd, e) in enumerate(zip(g.nodes, g.nodes[1:])):
-        if (nd.op not in CHAIN_FIRST or idx in in_pair or nd.out in keep
+    for idx, nd in enumerate(g.nodes):
+        nxt = pair_next.get(idx, idx + 1)
+        if (idx in in_pair and idx not in pair_next) or nxt >= len(g.nodes):
+            continue
+        e = g.nodes[nxt]
+        if (nd.op not in CHAIN_FIRST or nd.out in keep
                 or g.vecs[nd.out].kind != "temp" or readers[nd.out] != 1
                 or e.op not in CHAIN_SECOND or e.flags & Flag.NEG
                 or g.vecs[e.out].n != g.vecs[nd.out].n or e.a is None or e.b is None):
             continue
         if e.a == nd.out and e.b not in wb_rows:
-            out[idx] = False
+            out[idx] = (nxt, False)
         elif e.b == nd.out and e.a not in wb_rows:
-            out[idx] = True
+            out[idx] = (nxt, True)
     return out
 
 
@@ -698,13 +706,14 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     epis = _epilogues(g) if fuse else {}
     pairs = _pairs(g, cfg) if fuse else {}
     chains = _chains(g, cfg, pairs, wb_rows) if fuse else {}
-    chain_src = {}      # second node's index -> the first one's input (kept alive by src)
+    # second node's index -> (the first one's input, kept alive by src; the first's index)
+    chain_src = {}
     skip = -1
 
     def chain_operand(first: int):
         """The scratch vector the chain second after node ``first`` reads as b, loaded now
         (a staged constant's EMBED must come before the chain, not inside it)."""
-        e, prev = g.nodes[first + 1], g.nodes[first]
+        e, prev = g.nodes[chains[first][0]], g.nodes[first]
         return get(e.a if e.b == prev.out else e.b)
     # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
     # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
@@ -728,10 +737,20 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             e, en = g.nodes[pi], g.nodes[ni]
             n, k = g.weights[nd.weight].shape
             x = get(nd.a)
+            if pi in chains:
+                chain_operand(pi)
             b.emit(Op.MATVEC, flags=nd.flags, src=x, dst=0, n=n, k=k,
                    wbase=wmap[nd.weight][0], m=nd.m, s=nd.s, epi=1)
-            b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out), dst=out_buf(e.out),
-                   n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1, aux_out=True)
+            if pi in chains:
+                # ... whose first results stream on into the ADD/MUL after the two SIGMOIDs
+                # (golden/isa.py ``chain``): never written (dst 0); the twins are.
+                b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out), dst=0,
+                       n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1, chain=1, aux_out=True)
+                chain_src[chains[pi][0]] = (x, pi)
+            else:
+                b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out),
+                       dst=out_buf(e.out), n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1,
+                       aux_out=True)
             skip = idx + 2
             continue
         if idx in epis:
@@ -761,7 +780,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
                 # ``chain``): never written (dst 0); the second names the MATVEC's input.
                 b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=0, n=n, m=em, s=ess,
                        chain=1, **extra)
-                chain_src[idx + 2] = x
+                chain_src[idx + 2] = (x, idx + 1)
             else:
                 b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=out_buf(e.out), n=n, m=em,
                        s=ess, **extra)
@@ -800,19 +819,19 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=0, n=g.vecs[nd.out].n,
                    m=nd.m, s=nd.s, chain=1,
                    **(dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)))
-            chain_src[idx + 1] = a
+            chain_src[chains[idx][0]] = (a, idx)
         elif idx in chain_src:
             # The second op of a chain: a is the stream, b the other operand (swapped with
             # the pairs when the graph reads the stream as b); its src field names the
             # first op's input (not read), which keeps it alive, so the result is not
             # allocated over part of it.
-            prev = g.nodes[idx - 1]
+            prev = g.nodes[chain_src[idx][1]]
             swap = nd.b == prev.out
             other = nd.a if swap else nd.b
             em, ess, em2, es2 = (nd.m2, nd.s2, nd.m, nd.s) if swap and s.uses_m2 else \
                 (nd.m, nd.s, nd.m2, nd.s2)
             extra = dict(wbase=em2, k=es2) if s.uses_m2 else dict(k=nd.k)
-            b.emit(nd.op, flags=nd.flags, src=chain_src[idx], aux=get(other),
+            b.emit(nd.op, flags=nd.flags, src=chain_src[idx][0], aux=get(other),
                    dst=out_buf(nd.out), n=g.vecs[nd.out].n, m=em, s=ess, **extra)
         elif s.vector:
             a = get(nd.a)
@@ -975,9 +994,10 @@ def _hoist_embeds(prog: Sequence[Instr]) -> list[Instr]:
     (golden/cycles.py ``norm_work_cycles``, about 60 cycles at n = 128), which an EMBED in
     between (133 cycles for 128 bytes at L = 32) hides; the EMBED costs the same wherever
     it runs. Only the order changes, and nothing between the two places reads or writes
-    the words the EMBED reads or writes, so every result is the same. The LM: layer 2's
-    staged ``i_in`` weight moves in front of the f projection's RMSNORM (62 cycles a
-    token, modelled, in every configuration)."""
+    the words the EMBED reads or writes, so every result is the same. The LM: at its
+    shipped scratch depths every staged weight's EMBED lies in a wait already; at 3,712
+    words (L = 32 I2, L = 40 T3) one more is staged and moves (62 cycles a token,
+    modelled)."""
     prog = list(prog)
 
     def gap(p):
@@ -1067,6 +1087,10 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"SIGMOID without NEG may, as the epilogue of a MATVEC with "
                                    f"k >= 2 * lanes + 4 = {2 * cfg.lanes + 4} or n <= lanes "
                                    f"(golden/isa.py)")
+            if ins.chain and prev.n > cfg.lanes:
+                raise CompileError(f"instruction {idx} ({s.name}) is a pair with chain, which "
+                                   f"only the epilogue of a MATVEC of one tile (n <= lanes = "
+                                   f"{cfg.lanes}) may be (golden/isa.py)")
         if ins.reuse and not s.reuse:
             raise CompileError(f"instruction {idx} ({s.name}) sets reuse, which only "
                                f"{', '.join(o.name for o, sp in _registry().items() if sp.reuse)} "
@@ -1297,8 +1321,18 @@ def _check_chain_addresses(pc: int, ins: Instr, first: Instr, before: Instr | No
     the op streaming into it, ``before`` the instruction executed before that one): its
     result must not overlap the first op's input (a standalone one's ``a``, which the
     fetcher still reads while results are written) unless it is the same words, nor an
-    epilogue's MATVEC's input. Raises CompileError, one sentence."""
+    epilogue's MATVEC's input; after a chained pair, neither its result nor its ``b`` may
+    overlap the pair's second results. Raises CompileError, one sentence."""
     lo, hi = ins.dst, ins.dst + ins.n
+    if first.pair:
+        # A chained pair writes its second results (first.aux) while this op runs.
+        for what, base in (("writing", ins.dst), ("reading b at", ins.aux)):
+            if base < first.aux + first.n and first.aux < base + ins.n:
+                raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain "
+                                   f"{what} scratch words [{base}, {base + ins.n}) over the "
+                                   f"pair's second results [{first.aux}, "
+                                   f"{first.aux + first.n}), written meanwhile, which the ISA "
+                                   f"does not define")
     if before is not None and before.op == Op.MATVEC and before.epi:
         if lo < before.src + before.k and before.src < hi:
             raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain writing "
@@ -1329,7 +1363,9 @@ def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) 
                                f"[{ins.wbase}, {ins.wbase + words}), past the "
                                f"{cfg.weight_depth} the weight memory holds (weight_depth)")
     if ins.pair and prev is not None:
-        for lo, hi in ((ins.dst, ins.dst + ins.n), (prev.src, prev.src + prev.k)):
+        # (a chained pair's first results stream on, unwritten)
+        for lo, hi in ([] if ins.chain else [(ins.dst, ins.dst + ins.n)]) + [
+                (prev.src, prev.src + prev.k)]:
             if ins.aux < hi and lo < ins.aux + ins.n:
                 raise CompileError(f"instruction {pc} (SIGMOID pair) writes its second "
                                    f"result [{ins.aux}, {ins.aux + ins.n}) over [{lo}, "

@@ -7,8 +7,10 @@ between-pass work that RMSNORM's first beat waits for.
   the interpreter's results equal the unhoisted program's, the cycle counter equals the
   cycle model, and the hoisted program takes fewer cycles (modelled and measured);
 * the pass stops at an instruction touching the EMBED's words or of unknown extent;
-* the LM (L = 32 I2, 40 T3, 128): every logit and scratch word equal with and without the
-  pass (interpreter, two tokens), and 62 modelled cycles a token fewer. The whole LM on the
+* the LM (L = 32 I2 and 40 T3 at a 3,712-word scratchpad, 128): every logit and scratch word
+  equal with and without the pass (interpreter, two tokens), 62 modelled cycles a token
+  fewer where it moves an EMBED (at the shipped depths every staged EMBED is in a wait
+  already). The whole LM on the
   RTL with the hoisted program: tests/test_cycles.py, test_t3.py, test_lm_rtl.py.
 """
 import dataclasses
@@ -103,12 +105,14 @@ def test_hoist_stops_at_a_conflict():
     assert lower_mod._hoist_embeds(h) == h
 
 
-@pytest.mark.parametrize("cfg_name,depth", [("LM_CONFIG", None), ("LM_T3_CONFIG", None),
-                                             ("LM_ULX3S_CONFIG", 3712)])
-def test_lm_hoist_equal_logits_fewer_cycles(cfg_name, depth, monkeypatch):
-    """(LM_ULX3S_CONFIG's 4,096-word scratchpad stages only weights whose EMBED is in a
-    tee's wait already, and so does 3,840 words with its chains, whose first ops' results
-    take no words: at 3,712, one moves.)"""
+@pytest.mark.parametrize("cfg_name,depth,moves", [("LM_CONFIG", 3712, True),
+                                                   ("LM_T3_CONFIG", 3712, True),
+                                                   ("LM_ULX3S_CONFIG", None, False)])
+def test_lm_hoist_equal_logits_fewer_cycles(cfg_name, depth, moves, monkeypatch):
+    """(At the shipped depths the staged weights' EMBEDs all lie in a tee's wait already:
+    since f * h follows f, the scratchpad stages one weight fewer at 3,840 words. At 3,712
+    words, L = 32 I2 and L = 40 T3 stage one more, and the pass moves it; LM_ULX3S_CONFIG's
+    staged EMBEDs need no move.)"""
     import ternac.config as configs
     from ternac.golden.lm_int import IntLM
     im = IntLM.from_checkpoint(None)
@@ -120,7 +124,7 @@ def test_lm_hoist_equal_logits_fewer_cycles(cfg_name, depth, monkeypatch):
     cm0 = lower_mod.compile_lm(im, cfg)
     monkeypatch.undo()
     prog, plain = list(cm.program), list(cm0.program)
-    assert prog != plain and sorted(map(repr, prog)) == sorted(map(repr, plain))
+    assert (prog != plain) == moves and sorted(map(repr, prog)) == sorted(map(repr, plain))
     for i, ins in enumerate(prog):     # every EMBED after the first sits in a tee's wait
         if ins.op == Op.EMBED and i:
             assert prog[i - 1].tee and prog[i + 1].op == Op.RMSNORM and prog[i + 1].reuse
@@ -137,7 +141,7 @@ def test_lm_hoist_equal_logits_fewer_cycles(cfg_name, depth, monkeypatch):
     new = C.program_cycles(prog, cfg.lanes, weight_format=fmt)["total"]
     old = C.program_cycles(plain, cfg.lanes, weight_format=fmt)["total"]
     print(f"{cfg_name} ({cfg.scratch_depth} words): {old} -> {new} modelled cycles a token (bound)")
-    assert new <= old - 60
+    assert new <= old - 60 if moves else new == old
 
 
 @pytest.mark.parametrize("count", [1, 3])

@@ -11,8 +11,10 @@ MUL after it.
 * the interpreter and check_program refuse what the ISA does not define, and on 300 random
   chains (hypothesis, derandomized) accept exactly the same programs, the result that of
   the two ops run apart;
-* the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs, and its interpreter run
-  equals IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
+* a pair's SIGMOID (the epilogue of a MATVEC of one tile) chains too: its twins are
+  written, its first results stream on (RTL, interpreter and model as above);
+* the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs and each f gate's pair into
+  ``f * h``, and its interpreter run equals IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
 """
 import dataclasses
 import random
@@ -29,7 +31,7 @@ from ternac.golden.isa import PRO_MIN_K, Flag, Instr, Op
 from ternac.golden.packing import tile_lanes
 
 SEED = 2718
-X, XN, B2, W2, OUT, TMP = 40, 300, 600, 900, 1200, 1500
+X, XN, B2, W2, OUT, TMP, TW = 40, 300, 600, 900, 1200, 1500, 1800
 DEPTH = 2048
 VECTOR = ("activation", "eltwise", "norm")
 
@@ -72,6 +74,8 @@ def _program(rng, lanes, case):
         mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=src, n=n, k=k,
                    m=rng.randint(1 << 14, (1 << 16) - 1), s=9, epi=1)
         first = dataclasses.replace(_first(rng, op1, src, n, neg), dst=0)
+        if kind == "pair":      # a pair's SIGMOID: its twins written at TW
+            first = dataclasses.replace(first, flags=0, pair=1, aux=TW)
         body = [mv, first, dataclasses.replace(_second(rng, op2, n, OUT, tee), src=src)]
     tail = []
     if tee:     # the RMSNORM that reuses the tee's statistics
@@ -111,7 +115,12 @@ def _cases():
              (16, ("epilogue", "SILU", "MUL", 40, 24, True, True, False)),
              (8, ("prologue", "SILU", "MUL", 13, 40, False, False, False)),
              (16, ("prologue", "SILU", "ADD", 17, 32, False, True, False)),
-             (128, ("epilogue", "SILU", "MUL", 128, 128, False, False, False))]
+             (128, ("epilogue", "SILU", "MUL", 128, 128, False, False, False)),
+             # a pair's SIGMOID chained (one tile): the twins written, f streamed on
+             (8, ("pair", "SIGMOID", "MUL", 8, 20, False, False, False)),
+             (16, ("pair", "SIGMOID", "ADD", 11, 40, False, True, False)),
+             (8, ("pair", "SIGMOID", "MUL", 1, 9, False, False, False)),
+             (16, ("pair", "SIGMOID", "MUL", 16, 24, False, False, True))]
     rng = random.Random(SEED)
     for _ in range(8):
         lanes = rng.choice((8, 16))
@@ -149,6 +158,9 @@ def test_chain_rtl_equals_interpreter_and_model(lanes, case):
     assert want == ref.scratch[0, dst:dst + n].tolist()
     assert len(set(want)) > 1 or n == 1
     reads = [(HostSpace.SCRATCH, dst, n)]
+    if case[0] == "pair":       # the twins
+        reads.append((HostSpace.SCRATCH, TW, n))
+        assert st.scratch[0, TW:TW + n].tolist() == ref.scratch[0, TW:TW + n].tolist()
     if tee:
         reads.append((HostSpace.SCRATCH, OUT + 300, n))
         assert st.scratch[0, OUT + 300:OUT + 300 + n].tolist() == \
@@ -243,8 +255,13 @@ def test_lm_ulx3s_chains_silu_and_mul():
     im = IntLM.from_checkpoint(None)
     cm = compile_lm(im, cfg)
     chains = [(i, ins) for i, ins in enumerate(cm.program) if ins.chain]
-    assert len(chains) == 2 * im.config.num_hidden_layers
-    assert all(ins.op == Op.SILU and cm.program[i + 1].op == Op.MUL for i, ins in chains)
+    # each MLGRU: two SILU -> MUL and its f gate's pair (SIGMOID, f streamed into f * h)
+    assert len(chains) == 3 * im.config.num_hidden_layers
+    assert all(cm.program[i + 1].op == Op.MUL for i, ins in chains)
+    assert sum(ins.op == Op.SILU and not ins.pair for _, ins in chains) == \
+        2 * im.config.num_hidden_layers
+    assert sum(ins.op == Op.SIGMOID and ins.pair for _, ins in chains) == \
+        im.config.num_hidden_layers
     plain = compile_lm(im, dataclasses.replace(cfg, op_chain=False))
     on = C.program_cycles(cm.program, cfg.lanes, mv_chain=True)["total"]
     off = C.program_cycles(plain.program, cfg.lanes, mv_chain=True)["total"]
@@ -259,8 +276,9 @@ def test_lm_ulx3s_chains_silu_and_mul():
 
 @st.composite
 def _chain_programs(draw):
-    """A chain (standalone, or a MATVEC's epilogue) with addresses, lengths, flags and
-    fields drawn over small ranges, overlaps included: most are legal, some not."""
+    """A chain (standalone, or a MATVEC's epilogue, a SIGMOID's possibly a pair) with
+    addresses, lengths, flags and fields drawn over small ranges, overlaps included: most
+    are legal, some not."""
     lanes = 8
     n = draw(st.integers(1, 12))
     op1 = draw(st.sampled_from(["SIGMOID", "SILU", "GELU"]))
@@ -283,6 +301,8 @@ def _chain_programs(draw):
         words = list(tile_lanes(t, lanes))
         mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=draw(addr), n=n, k=k,
                    m=draw(st.integers(1, 65535)), s=draw(st.integers(0, 20)), epi=1)
+        if op1 == "SIGMOID" and draw(st.booleans()):    # a pair (one tile: n <= 8 only)
+            first = dataclasses.replace(first, pair=1, aux=draw(addr))
         body = [mv, first, second]
     else:
         body = [first, second]
@@ -367,3 +387,36 @@ def test_repeat_compression_keeps_chains_whole_and_halt_refuses_chain():
     assert [i for _, i in expand_program(out)] == prog
     with pytest.raises(MachineError, match="sets chain"):
         run_program([Instr(Op.HALT, chain=1)], [], lanes=8, scratch_depth=64, out_depth=8)
+
+
+def test_chained_pair_refusals():
+    """A chained pair over more than one tile, and a chained op writing or reading b over
+    the pair's twins (written meanwhile): the interpreter and check_program refuse each; the
+    same program with the twins elsewhere runs."""
+    from ternac.lower import check_program
+    rng = random.Random(SEED + 3)
+    print(f"seed {SEED + 3}")
+    prog, words, init = _program(rng, 8, ("pair", "SIGMOID", "MUL", 8, 20, False, False,
+                                          False))
+    cfg = _cfg(8)
+    kw = dict(lanes=8, scratch_depth=DEPTH, out_depth=cfg.out_depth,
+              weight_depth=cfg.weight_depth, scratch_init=init)
+    check_program(prog, cfg)
+    run_program(prog, words, **kw)
+    mv, first, sec = prog[:3]
+    t = torch.tensor([[rng.choice((-1, 0, 1)) for _ in range(20)] for _ in range(12)])
+    words12 = list(tile_lanes(t, 8))
+    bad = {
+        "two tiles": ([dataclasses.replace(mv, n=12), dataclasses.replace(first, n=12),
+                       dataclasses.replace(sec, n=12)] + prog[3:], words12),
+        "the result over the twins": ([mv, first, dataclasses.replace(sec, dst=TW + 3)]
+                                      + prog[3:], words),
+        "b over the twins": ([mv, first, dataclasses.replace(sec, aux=TW - 2)] + prog[3:],
+                             words),
+    }
+    for what, (p, w) in bad.items():
+        with pytest.raises(MachineError):
+            run_program(p, w, **kw)
+        with pytest.raises(CompileError):
+            check_program(p, cfg)
+        print(f"refused: {what}")
