@@ -116,18 +116,21 @@ UNIT_TIMING: dict[str, tuple[int, int]] = {
 CHAIN_LINK_CYCLES = 1
 
 
-def chain_latency(ins: Instr, second: Instr, latencies: Mapping[str, int] | None = None) -> int:
+def chain_latency(ins: Instr, second: Instr, latencies: Mapping[str, int] | None = None,
+                  third: Instr | None = None) -> int:
     """The latency of a chain, ``ins`` (a SIGMOID, SILU or GELU with ``chain``) streaming
-    into ``second`` (its ADD or MUL): an element's cycles from entering the first unit to
-    the Eltwise unit's result, ``U1 + CHAIN_LINK_CYCLES + U2`` (the units' latencies,
-    :data:`UNIT_TIMING` unless ``latencies`` says otherwise). Source: hw/sequencer.py
-    (``ch_*``)."""
+    into ``second`` (its ADD or MUL) and, for a chain of three (``second`` sets ``chain``),
+    on into ``third``: an element's cycles from entering the first unit to the last
+    Eltwise unit's result, ``U1 + CHAIN_LINK_CYCLES + U2`` (``+ CHAIN_LINK_CYCLES + U3``;
+    the units' latencies, :data:`UNIT_TIMING` unless ``latencies`` says otherwise).
+    Source: hw/sequencer.py (``ch_*``, ``c3_*``)."""
     lat = 0
-    for i in (ins, second):
+    ops = (ins, second) if third is None else (ins, second, third)
+    for i in ops:
         unit = _spec(i.op).unit
         u = (latencies or {}).get(unit)
         lat += UNIT_TIMING[unit][1] if u is None else u
-    return lat + CHAIN_LINK_CYCLES
+    return lat + CHAIN_LINK_CYCLES * (len(ops) - 1)
 
 
 def chain_cycles(ins: Instr, second: Instr, *,
@@ -764,7 +767,9 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
         if e.chain and at + 1 < len(program):
             # (a pair's formula has a row's last result written U + 1 cycles after it leaves
             # the requantizer, its twin's; a chained pair's last is the chained op's)
-            return chain_latency(e, program[at + 1], latencies) - bool(e.pair)
+            sec = program[at + 1]
+            third = program[at + 2] if sec.chain and at + 2 < len(program) else None
+            return chain_latency(e, sec, latencies, third) - bool(e.pair)
         unit = _spec(e.op).unit
         lat = (latencies or {}).get(unit)
         return UNIT_TIMING[unit][1] if lat is None else lat

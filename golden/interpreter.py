@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import (PRO_MIN_K, Flag, Instr, Op, chain_refusal, decode_program, encode, expand_program,
+from .isa import (CHAIN_SECOND, PRO_MIN_K, Flag, Instr, Op, chain_refusal, chain_three_refusal,
+                  decode_program, encode, expand_program,
                   prologue_pair)
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
@@ -186,6 +187,8 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                    f"k = its n >= {PRO_MIN_K} and n >= 1 may (golden/isa.py)")
         if ins.chain:
             why = chain_refusal(ins, prog[pc + 1] if pc + 1 < len(prog) else None)
+            if ins.op in CHAIN_SECOND:      # a middle outside a chain of three
+                why = chain_three_refusal(ins, None, lanes)
             if why:
                 raise MachineError(f"instruction {pc} ({ins}) {why} (golden/isa.py)")
         if ins.wb and ins.op != Op.MUL:
@@ -239,24 +242,58 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                                            pair=0)
                 _vector(twin, pc + 1, scratch, a=y)
             last = pc + 1        # the instruction that writes (a chain's second)
+            if nxt.chain and nxt.op in CHAIN_SECOND:    # an epilogue ADD/MUL: no middle
+                raise MachineError(f"instruction {pc + 1} ({nxt}) "
+                                   f"{chain_three_refusal(ins, None, lanes)} (golden/isa.py)")
             if nxt.chain:
                 # MATVEC, epilogue, chained ADD/MUL (golden/isa.py chain): one operation.
                 sec = _chain_second(nxt, pc + 1, prog)
-                if nxt.pair:
-                    for what, base in (("writes", sec.dst), ("reads b at", sec.aux)):
+                if nxt.pair:        # (a middle's result is not written)
+                    for what, base in ([] if sec.chain else [("writes", sec.dst)]) + [
+                            ("reads b at", sec.aux)]:
                         if base < nxt.aux + ins.n and nxt.aux < base + sec.n:
                             raise MachineError(
                                 f"instruction {pc + 2} ({sec}) {what} scratch words "
                                 f"{base}..{base + sec.n - 1}, over the pair's second results "
                                 f"{nxt.aux}..{nxt.aux + ins.n - 1} written meanwhile, which "
                                 f"the ISA does not define")
+                a2 = _vector(nxt, pc + 1, scratch, a=y, write=False)
+                if sec.chain:
+                    # A chain of three (golden/isa.py): the middle's result streams on too.
+                    why = chain_three_refusal(nxt, ins, lanes)
+                    if why:
+                        raise MachineError(f"instruction {pc + 2} ({sec}) {why} "
+                                           f"(golden/isa.py)")
+                    third = _chain_second(sec, pc + 2, prog)
+                    spans = [(sec.aux, sec.aux + sec.n, "the middle's b", True)]
+                    if nxt.pair:
+                        spans.append((nxt.aux, nxt.aux + ins.n, "the pair's second results",
+                                      False))
+                        if third.aux < nxt.aux + ins.n and nxt.aux < third.aux + third.n:
+                            raise MachineError(f"instruction {pc + 3} ({third}) reads b at "
+                                               f"scratch words {third.aux}.."
+                                               f"{third.aux + third.n - 1}, over the pair's "
+                                               f"second results written meanwhile, which the "
+                                               f"ISA does not define")
+                    for lo, hi, what, same_ok in spans:
+                        if (third.dst < hi and lo < third.dst + third.n
+                                and not (same_ok and third.dst == lo)):
+                            raise MachineError(f"instruction {pc + 3} ({third}) writes scratch "
+                                               f"words {third.dst}..{third.dst + third.n - 1} "
+                                               f"over {what} {lo}..{hi - 1}, which the ISA "
+                                               f"does not define")
+                    a2 = _vector(sec, pc + 2, scratch, a=a2, write=False)
+                    sec = third
+                    executed += 1
+                    last += 1
+                last += 1
                 if sec.dst < ins.src + ins.k and ins.src < sec.dst + sec.n:
-                    raise MachineError(f"instruction {pc + 2} ({sec}) writes scratch words "
+                    raise MachineError(f"instruction {last} ({sec}) writes scratch words "
                                        f"{sec.dst}..{sec.dst + sec.n - 1} over its MATVEC's "
                                        f"input {ins.src}..{ins.src + ins.k - 1}, which the ISA "
                                        f"does not define")
-                _vector(sec, pc + 2, scratch, a=_vector(nxt, pc + 1, scratch, a=y, write=False))
-                nxt, last = sec, pc + 2
+                _vector(sec, last, scratch, a=a2)
+                nxt = sec
                 executed += 1
             else:
                 _vector(nxt, pc + 1, scratch, a=y)
@@ -295,6 +332,10 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 # one's a, never written; the second's result may be the first's input
                 # words or disjoint from them.
                 sec = _chain_second(ins, pc, prog)
+                if sec.chain:       # a chain of three: an epilogue's only
+                    raise MachineError(f"instruction {pc + 1} ({sec}) "
+                                       f"{chain_three_refusal(ins, None, lanes)} "
+                                       f"(golden/isa.py)")
                 if (sec.dst != ins.src and sec.dst < ins.src + ins.n
                         and ins.src < sec.dst + sec.n):
                     raise MachineError(f"instruction {pc + 1} ({sec}) writes scratch words "

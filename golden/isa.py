@@ -74,6 +74,12 @@ instruction, which must be an ADD or a MUL of the same ``n`` with no ``wb`` and 
 runs the Eltwise unit on the Activation unit's output stream. The result must not overlap
 the first instruction's input (a standalone one's ``a`` at ``src``, or the MATVEC's) unless
 it is the same words, and ``b`` is either disjoint from the result or the same words.
+A *chain of three*: the epilogue of a MATVEC of one tile (``n <= lanes``) may chain into
+an ADD or MUL that sets ``chain`` too (the middle, whose result is not written either),
+which streams into a third ADD or MUL; the third's ``b`` is read through the scratchpad's
+port a (AccelConfig.scratch_a_depth's window), and no op of the three tees. The third's
+result must not overlap the MATVEC's input, the middle's ``b`` (unless the same words) or
+a pair's twins. (:func:`chain_three_refusal`.)
 A pair may chain when its MATVEC has one tile (``n <= lanes``): the twins
 ``scratch[aux + j] = op(-y[j])`` are written as usual and only ``op(y[j])`` streams on;
 the second op's result and ``b`` must then be disjoint from the twins.
@@ -170,7 +176,8 @@ import enum
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
            "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K",
-           "prologue_pair", "chain_refusal", "CHAIN_FIRST", "CHAIN_SECOND"]
+           "prologue_pair", "chain_refusal", "chain_three_refusal", "CHAIN_FIRST",
+           "CHAIN_SECOND"]
 
 INSTR_BITS = 128
 
@@ -283,17 +290,45 @@ CHAIN_SECOND = frozenset({Op.ADD, Op.MUL})
 def chain_refusal(ins: Instr, nxt: Instr | None) -> str | None:
     """Why ``ins`` (which sets ``chain``) and the instruction after it (``nxt``, None past
     the end) may not run as a chain (module docstring), one sentence; None when they may.
+    ``ins`` is a chain's first op (a SIGMOID, SILU or GELU) or the middle of a chain of
+    three (an ADD or MUL; where a middle may stand is :func:`chain_three_refusal`'s rule).
     The one statement of the rule on the two words (the interpreter raises it,
     ``ternac.lower.check_program`` refuses it; the address rules are the interpreter's)."""
-    if ins.op not in CHAIN_FIRST or ins.tee or ins.tee8 or ins.wb:
-        return "sets chain, which only a SIGMOID, a SILU or a GELU may"
+    middle = ins.op in CHAIN_SECOND
+    if middle:
+        if ins.tee or ins.tee8 or ins.wb or ins.epi or ins.pair or ins.pro or ins.reuse:
+            return ("sets chain as the middle of a chain of three, which an ADD or MUL with "
+                    "tee, tee8, wb, epi, pair, pro or reuse may not")
+    elif ins.op not in CHAIN_FIRST or ins.tee or ins.tee8 or ins.wb:
+        return ("sets chain, which only a SIGMOID, a SILU, a GELU or (the middle of a chain "
+                "of three) an ADD or MUL may")
     if nxt is None or nxt.op not in CHAIN_SECOND or nxt.n != ins.n:
         return (f"sets chain, but the next instruction ({nxt}) is not an ADD or MUL of "
                 f"n={ins.n}")
-    if nxt.wb or nxt.chain or nxt.epi or nxt.pair or nxt.pro or nxt.reuse or \
+    if nxt.wb or nxt.epi or nxt.pair or nxt.pro or nxt.reuse or \
             (nxt.tee8 and not nxt.tee):
-        return (f"sets chain, but the next instruction ({nxt}) sets wb, chain, epi, pair, "
-                f"pro, reuse or tee8 without tee, which a chained ADD or MUL may not")
+        return (f"sets chain, but the next instruction ({nxt}) sets wb, epi, pair, pro, "
+                f"reuse or tee8 without tee, which a chained ADD or MUL may not")
+    if (middle or nxt.chain) and (nxt.tee or nxt.tee8):
+        return (f"sets chain, but the next instruction ({nxt}) tees, which no op of a chain "
+                f"of three may")
+    if middle and nxt.chain:
+        return (f"sets chain as the middle of a chain of three, but the next instruction "
+                f"({nxt}) sets chain too: a chain has at most three ops")
+    return None
+
+
+def chain_three_refusal(first: Instr | None, before: Instr | None, lanes: int) -> str | None:
+    """Why an ADD or MUL that sets ``chain`` (the middle of a chain of three; ``first``
+    the instruction before it, ``before`` the one before that, None where there is none)
+    may not run there, one sentence; None when it may: ``first`` a SIGMOID, SILU or GELU
+    with ``chain``, the epilogue of ``before``, a MATVEC of one tile (``n <= lanes``; the
+    third op's ``b`` is read through the scratchpad's port a, which the MATVEC has finished
+    reading then). The interpreter raises it, ``ternac.lower.check_program`` refuses it."""
+    if (first is None or first.op not in CHAIN_FIRST or not first.chain or before is None
+            or before.op != Op.MATVEC or not before.epi or before.n > lanes):
+        return (f"is the middle of a chain of three, which only the epilogue of a MATVEC of "
+                f"one tile (n <= lanes = {lanes}) may start")
     return None
 
 

@@ -9,6 +9,7 @@ from ternac.golden.ops import spec as op_spec
 from ternac.golden.sampler import U_BITS as SAMPLE_U_BITS, lfsr_leap
 from ternac.golden.tritcode import t3_word_bits
 from ternac.golden.widths import SCRATCH_BITS
+from .eltwise import EltMode, Eltwise
 from .engine import TernaryEngine, engine_in_layout
 from .mulpool import MulPool
 from .requant import Requantizer
@@ -260,6 +261,26 @@ class Sequencer(wiring.Component):
         ch_m, ch_s = Signal(16), Signal(6)
         ch_m2, ch_s2 = Signal(16), Signal(6)
         ch_flags = Signal(5)
+        # A chain of three (golden/isa.py): the Eltwise unit's results, registered beside
+        # port a's read of the third op's b (c3_a, c3_v; c3_addr the read pointer), are a
+        # second Eltwise unit's a, with the third word's fields (c3_*, from CH3_DEC). Only
+        # behind a MATVEC of one tile, whose reads of port a are over by then.
+        elt3 = None
+        c3 = Signal()
+        if opc:
+            elt3 = Eltwise(pool=pool)
+            elt3.pool_client = "eltwise3"
+            for other in (act_unit.pool_client, tee_unit.pool_client, "requant"):
+                pool.concurrent(elt3.pool_client, other)
+            if tees:
+                pool.concurrent(norm_unit.pool_client_sq, elt3.pool_client)
+            c3_a = Signal(signed(SCRATCH_BITS))
+            c3_v = Signal()
+            c3_addr = Signal(sa_bits)
+            c3_m, c3_s = Signal(16), Signal(6)
+            c3_m2, c3_s2 = Signal(16), Signal(6)
+            c3_flags = Signal(5)
+            c3_mode = Signal(EltMode)
         # Prologue (golden/isa.py ``pro``): a reuse RMSNORM's results are tile 0's activations
         # of the MATVEC after it (and are written to its dst, which tiles 1.. read back).
         pro_ok = norm_unit is not None and Op.RMSNORM in self._ops and Op.MATVEC in self._ops
@@ -478,7 +499,12 @@ class Sequencer(wiring.Component):
                     m.d.sync += b_addr.eq(Mux(f_col, b_addr + f_segs, b_addr + 1))
                 else:
                     m.d.sync += b_addr.eq(b_addr + 1)
-        m.d.comb += self.scr_raddr.eq(a_addr)
+        if opc:
+            # (a chain of three reads its third op's b through port a as the Eltwise unit's
+            # results leave it; the MATVEC, of one tile, has read its last input word then)
+            m.d.comb += self.scr_raddr.eq(Mux(c3 & tee_unit.o.valid, c3_addr, a_addr))
+        else:
+            m.d.comb += self.scr_raddr.eq(a_addr)
         # The Norm unit's weight w is read late, through ep_raddr (hw/norm.py ``late_w``):
         # one beat a w_next, each read in the cycle before its beat forms w * y, so it arrives
         # on the read port then instead of riding with x and waiting in 7 x 16 flip-flops.
@@ -773,7 +799,7 @@ class Sequencer(wiring.Component):
                 m.d.comb += vfire.eq(1)
             # (a chain writes the Eltwise unit's results, not the Activation unit's)
             if is_ch2:
-                out_sel = sel | ch
+                out_sel = (sel | ch) & ~c3
             elif opc and unit is act_unit:
                 out_sel = sel & ~ch
             else:
@@ -790,6 +816,22 @@ class Sequencer(wiring.Component):
             m.d.sync += [ch_v.eq(ch & act_unit.o.valid & ~tw), ch_a.eq(act_unit.o.payload.y)]
             with m.If(ch & act_unit.o.valid & ~tw):
                 m.d.sync += ep_raddr.eq(ep_raddr + 1)
+            # The second link (a chain of three): the Eltwise unit's result, registered while
+            # port a reads the third op's b, meet at the second Eltwise unit's input.
+            m.submodules.eltwise3 = elt3
+            m.d.sync += [c3_v.eq(c3 & tee_unit.o.valid), c3_a.eq(tee_unit.o.payload.y)]
+            with m.If(c3 & tee_unit.o.valid):
+                m.d.sync += c3_addr.eq(c3_addr + 1)
+            neg_bit, out8_bit = int(Flag.NEG).bit_length() - 1, int(Flag.OUT8).bit_length() - 1
+            m.d.comb += [
+                elt3.i.payload.a.eq(c3_a), elt3.i.payload.b.eq(self.scr_rdata.as_signed()),
+                elt3.i.payload.last.eq(0), elt3.i.valid.eq(c3_v), elt3.o.ready.eq(1),
+                elt3.m.eq(c3_m), elt3.s.eq(c3_s), elt3.m2.eq(c3_m2), elt3.s2.eq(c3_s2),
+                elt3.mode.eq(c3_mode), elt3.neg.eq(c3_flags[neg_bit]),
+                elt3.wide.eq(~c3_flags[out8_bit]),
+            ]
+            with m.If(c3 & elt3.o.valid):
+                m.d.comb += [vo_valid.eq(1), vo_y.eq(elt3.o.payload.y)]
         m.d.comb += take.eq((fire & ~pro_t0) | vfire | pro_take)
 
         # --- EMBED: a row of raw bytes read from the weight memory directly --------------
@@ -897,7 +939,7 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.busy.eq(1), self.done.eq(0), self.error.eq(0),
                                  self.cycles.eq(0), rp_active.eq(0), tee_on.eq(0), tee_pend.eq(0),
-                                 pro_feed.eq(0), pro_t0.eq(0), ch.eq(0)]
+                                 pro_feed.eq(0), pro_t0.eq(0), ch.eq(0), c3.eq(0)]
                     m.d.sync += [o.eq(0) for o in rp_off]
                     m.next = "FETCH"
             # FETCH only after start: prog_addr is pc (combinational) and pc changes only at
@@ -1054,10 +1096,26 @@ class Sequencer(wiring.Component):
                     if tees:
                         tee_decode()
                     step_pc()
-                    with m.If(in_matvec):
+                    with m.If(in_matvec & pd.chain):    # the middle of a chain of three
+                        m.next = "CH3_WAIT"
+                    with m.Elif(in_matvec):
                         m.next = "MATVEC"
                     with m.Else():
                         m.next = "VEC"
+                with m.State("CH3_WAIT"):
+                    # (the third word, at the pc CH_DEC stepped to, reaches prog_data next)
+                    m.next = "CH3_DEC"
+                with m.State("CH3_DEC"):
+                    # The third word of a chain of three: the second Eltwise unit's fields,
+                    # the write pointer (the middle writes nothing) and port a's pointer of
+                    # its b; the MATVEC runs meanwhile, no result out yet.
+                    m.d.sync += [c3.eq(1), c3_m.eq(pd.m), c3_s.eq(pd.s),
+                                 c3_m2.eq(pd.wbase[:16]), c3_s2.eq(pd.k[:6]),
+                                 c3_flags.eq(pd.flags), w_addr.eq(pd.dst), ep_waddr.eq(pd.dst),
+                                 c3_addr.eq(pd.aux),
+                                 c3_mode.eq(Mux(pd.op == Op.MUL, EltMode.MUL, EltMode.ADD))]
+                    step_pc()
+                    m.next = "MATVEC"
             if pro_ok:
                 with m.State("PRO_DEC"):
                     # The RMSNORM's pass streams (its reads started in EXEC; the Norm unit
@@ -1155,14 +1213,14 @@ class Sequencer(wiring.Component):
                             m.next = "MV_SWAP"
                     with m.Elif(rows_done & ~engine.o.valid):
                         m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0),
-                                     ch.eq(0)]
+                                     ch.eq(0), c3.eq(0)]
                         m.next = "DECODE"
                 else:
                     # Done once every row is written and the engine has drained its padding
                     # lanes.
                     with m.If(rows_done & ~engine.o.valid):
                         m.d.sync += [in_matvec.eq(0), fuse.eq(0), tee_on.eq(0), pair.eq(0),
-                                     ch.eq(0)]
+                                     ch.eq(0), c3.eq(0)]
                         m.next = "DECODE"
             if chain:
                 with m.State("MV_SWAP"):
@@ -1298,7 +1356,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += w_addr.eq(w_addr + 1)
                     count_row()
                 with m.If(ol_is0 | (ol_is1 & vo_valid)):
-                    m.d.sync += [in_vec.eq(0), tee_on.eq(0), ch.eq(0)]
+                    m.d.sync += [in_vec.eq(0), tee_on.eq(0), ch.eq(0), c3.eq(0)]
                     if tees:
                         with m.If(norm_sel):        # a tee's RMSNORM is done
                             m.d.sync += tee_pend.eq(0)

@@ -57,7 +57,8 @@ from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
 from ternac.golden.isa import (CHAIN_FIRST, CHAIN_SECOND, PRO_MIN_K, FIELDS, Flag, Instr, Op,
-                               chain_refusal, encode, encode_program, prologue_pair)
+                               chain_refusal, chain_three_refusal, encode, encode_program,
+                               prologue_pair)
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import REGISTRY as _REGISTRY, spec
@@ -309,9 +310,11 @@ class _Builder:
         self.temps.append(v)
         return v
 
-    def emit(self, op: Op, *, src=None, aux=None, dst=None, aux_out=False, **fields) -> None:
+    def emit(self, op: Op, *, src=None, aux=None, dst=None, aux_out=False, aux_a=False,
+             **fields) -> None:
         """One instruction; ``aux_out``: its ``aux`` buffer is a result (an epilogue
-        pair's second, golden/isa.py ``pair``), written here, not read."""
+        pair's second, golden/isa.py ``pair``), written here, not read; ``aux_a``: its
+        ``aux`` is read through port a (the third op of a chain of three)."""
         ops = {}
         for key, v in (("src", src), ("aux", aux), ("dst", dst)):
             if isinstance(v, (_Buf, _View)):
@@ -320,7 +323,7 @@ class _Builder:
                 fields[key] = int(v)
         idx = len(self.items)
         # What port a reads (port_a_reads): src, and SAMPLE's aux (its first LFSR word).
-        for key in ("src", "aux") if op == Op.SAMPLE else ("src",):
+        for key in ("src", "aux") if op == Op.SAMPLE or aux_a else ("src",):
             v = ops.get(key)
             if v is not None:
                 (v.base if isinstance(v, _View) else v).read_a = True
@@ -471,7 +474,9 @@ def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, tuple
     other operand is a vector in scratch (not a wb row); ``swap`` when that node reads the
     stream as ``b`` (ADD and MUL are symmetric with their pairs swapped). Of an epilogue
     pair (:func:`_pairs`) only the SIGMOID without NEG, of a MATVEC of one tile (``n <=
-    lanes``), and "the next node" is the one after both SIGMOIDs. On an accelerator with
+    lanes``), and "the next node" is the one after both SIGMOIDs. Where the first op is
+    the epilogue of a MATVEC of one tile, its second may be the middle of a chain of
+    three (an entry of its own, keyed by the second's index). On an accelerator with
     :func:`chain_ok` only."""
     if not chain_ok(cfg):
         return {}
@@ -494,6 +499,25 @@ def _chains(g: Graph, cfg: AccelConfig, pairs: dict, wb_rows) -> dict[int, tuple
             out[idx] = (nxt, False)
         elif e.b == nd.out and e.a not in wb_rows:
             out[idx] = (nxt, True)
+    # Chains of three (golden/isa.py): a first op that is the epilogue of a MATVEC of one
+    # tile, whose second's result is in turn read once, by the next node, an ADD or MUL as
+    # above (its other operand then read through port a).
+    epis = _epilogues(g)
+    one_tile = {i + 1 for i in epis if g.vecs[g.nodes[i].out].n <= cfg.lanes}
+    one_tile |= set(pair_next)
+    for first, (mid, _) in list(out.items()):
+        nd = g.nodes[mid]
+        if first not in one_tile or mid + 1 >= len(g.nodes):
+            continue
+        e = g.nodes[mid + 1]
+        if (nd.out in keep or g.vecs[nd.out].kind != "temp" or readers[nd.out] != 1
+                or e.op not in CHAIN_SECOND or e.flags & Flag.NEG
+                or g.vecs[e.out].n != g.vecs[nd.out].n or e.a is None or e.b is None):
+            continue
+        if e.a == nd.out and e.b not in wb_rows and e.b != nd.out:
+            out[mid] = (mid + 1, False)
+        elif e.b == nd.out and e.a not in wb_rows and e.a != nd.out:
+            out[mid] = (mid + 1, True)
     return out
 
 
@@ -711,10 +735,12 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
     skip = -1
 
     def chain_operand(first: int):
-        """The scratch vector the chain second after node ``first`` reads as b, loaded now
+        """The scratch vectors the chain's ops after node ``first`` read as b, loaded now
         (a staged constant's EMBED must come before the chain, not inside it)."""
-        e, prev = g.nodes[chains[first][0]], g.nodes[first]
-        return get(e.a if e.b == prev.out else e.b)
+        while first in chains:
+            e, prev = g.nodes[chains[first][0]], g.nodes[first]
+            get(e.a if e.b == prev.out else e.b)
+            first = chains[first][0]
     # (vector, n, flags) of the last RMSNORM: the statistics the Norm unit holds, which a
     # RMSNORM of the same vector (n, flags) reuses (Instr.reuse) unless it was written since.
     held = None
@@ -746,7 +772,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
                 # (golden/isa.py ``chain``): never written (dst 0); the twins are.
                 b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out), dst=0,
                        n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1, chain=1, aux_out=True)
-                chain_src[chains[pi][0]] = (x, pi)
+                chain_src[chains[pi][0]] = (x, pi, False)
             else:
                 b.emit(Op.SIGMOID, flags=e.flags, src=x, aux=out_buf(en.out),
                        dst=out_buf(e.out), n=n, m=e.m, s=e.s, wbase=e.m2, k=e.s2, pair=1,
@@ -780,7 +806,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
                 # ``chain``): never written (dst 0); the second names the MATVEC's input.
                 b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=0, n=n, m=em, s=ess,
                        chain=1, **extra)
-                chain_src[idx + 2] = (x, idx + 1)
+                chain_src[idx + 2] = (x, idx + 1, False)
             else:
                 b.emit(e.op, flags=e.flags, src=x, aux=bb, dst=out_buf(e.out), n=n, m=em,
                        s=ess, **extra)
@@ -810,7 +836,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             b.emit(Op.ARGMAX, src=src.addr, n=src.n)
         elif nd.op == Op.SAMPLE:
             b.emit(Op.SAMPLE, src=get(nd.a), aux=get(nd.b), n=g.vecs[nd.a].n)
-        elif idx in chains:
+        elif idx in chains and idx not in chain_src:
             # The first op of a chain (golden/isa.py ``chain``): its results are never
             # written (dst 0); the ADD/MUL after it takes them as a.
             a = get(nd.a)
@@ -819,7 +845,7 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             b.emit(nd.op, flags=nd.flags, src=a, aux=bb, dst=0, n=g.vecs[nd.out].n,
                    m=nd.m, s=nd.s, chain=1,
                    **(dict(wbase=nd.m2, k=nd.s2) if s.uses_m2 else dict(k=nd.k)))
-            chain_src[chains[idx][0]] = (a, idx)
+            chain_src[chains[idx][0]] = (a, idx, False)
         elif idx in chain_src:
             # The second op of a chain: a is the stream, b the other operand (swapped with
             # the pairs when the graph reads the stream as b); its src field names the
@@ -831,8 +857,16 @@ def _layout(g: Graph, cfg: AccelConfig, resident: set[str], fuse: bool = True):
             em, ess, em2, es2 = (nd.m2, nd.s2, nd.m, nd.s) if swap and s.uses_m2 else \
                 (nd.m, nd.s, nd.m2, nd.s2)
             extra = dict(wbase=em2, k=es2) if s.uses_m2 else dict(k=nd.k)
-            b.emit(nd.op, flags=nd.flags, src=chain_src[idx][0], aux=get(other),
-                   dst=out_buf(nd.out), n=g.vecs[nd.out].n, m=em, s=ess, **extra)
+            third = chain_src[idx][2]       # the third of a chain of three: b via port a
+            if idx in chains:
+                # The middle of a chain of three: its result streams on too (dst 0).
+                b.emit(nd.op, flags=nd.flags, src=chain_src[idx][0], aux=get(other),
+                       dst=0, n=g.vecs[nd.out].n, m=em, s=ess, chain=1, **extra)
+                chain_src[chains[idx][0]] = (chain_src[idx][0], idx, True)
+            else:
+                b.emit(nd.op, flags=nd.flags, src=chain_src[idx][0], aux=get(other),
+                       dst=out_buf(nd.out), n=g.vecs[nd.out].n, m=em, s=ess, aux_a=third,
+                       **extra)
         elif s.vector:
             a = get(nd.a)
             bb = (None if nd.op == Op.MUL and nd.b in wb_rows else
@@ -928,7 +962,9 @@ def _tee_norms(prog: Sequence[Instr]) -> list[Instr]:
                 break
             if w is None or w[1] <= lo or hi <= w[0]:
                 continue
-            if p.op in (Op.ADD, Op.MUL) and p.dst == lo and p.n == ins.n:
+            third = j > 0 and prog[j - 1].chain and prog[j - 1].op in CHAIN_SECOND
+            if p.op in (Op.ADD, Op.MUL) and p.dst == lo and p.n == ins.n and not third:
+                # (no op of a chain of three tees, golden/isa.py)
                 prog[j] = dataclasses.replace(p, tee=1, tee8=int(bool(ins.flags & Flag.OUT8)))
                 prog[i] = dataclasses.replace(ins, reuse=1)
             break
@@ -1109,6 +1145,9 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                                    f"accelerator is built without op_chain (AccelConfig."
                                    f"op_chain, with the 'activation' and 'eltwise' units)")
             why = chain_refusal(ins, nxt)
+            if not why and ins.op in CHAIN_SECOND:      # the middle of a chain of three
+                why = chain_three_refusal(prog[idx - 1] if idx else None,
+                                          prog[idx - 2] if idx > 1 else None, cfg.lanes)
             if why:
                 raise CompileError(f"instruction {idx} ({s.name}) {why} (golden/isa.py)")
         for name in ("src", "dst", "aux", "n", "k", "wbase", "m", "s"):
@@ -1123,11 +1162,14 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
     if why:
         raise CompileError(why)
     window = cfg.scratch_a_window
-    prev = prev2 = None
+    prev = prev2 = prev3 = None
     seq = _SequenceRules()
     for j, (pc, ins) in enumerate(stream):  # in execution order (REPEAT unrolled: strides)
+        if prev is not None and prev.chain and prev.op in CHAIN_SECOND:
+            _check_chain_three_addresses(pc, ins, prev, prev2, prev3)
         if prev is not None and prev.chain:
-            _check_chain_addresses(pc, ins, prev, prev2)
+            if prev.op not in CHAIN_SECOND:
+                _check_chain_addresses(pc, ins, prev, prev2)
             # (the rest as an epilogue's: a stream as a, b disjoint from the result or
             # the same words)
             _check_extents(pc, ins, dataclasses.replace(prev, op=Op.MATVEC, epi=1,
@@ -1141,7 +1183,7 @@ def check_program(prog: Sequence[Instr], cfg: AccelConfig) -> None:
                 raise CompileError(f"instruction {pc} ({spec(ins.op).name}) reads scratch "
                                    f"[{lo}, {hi}) through port a, outside its window [0, "
                                    f"{window}) (scratch_a_depth)")
-        prev2, prev = prev, ins
+        prev3, prev2, prev = prev2, prev, ins
     if cfg.mv_chain:
         _check_chain(prog, cfg)
 
@@ -1325,14 +1367,18 @@ def _check_chain_addresses(pc: int, ins: Instr, first: Instr, before: Instr | No
     overlap the pair's second results. Raises CompileError, one sentence."""
     lo, hi = ins.dst, ins.dst + ins.n
     if first.pair:
-        # A chained pair writes its second results (first.aux) while this op runs.
-        for what, base in (("writing", ins.dst), ("reading b at", ins.aux)):
+        # A chained pair writes its second results (first.aux) while this op runs (a
+        # middle's result is not written).
+        for what, base in ([] if ins.chain else [("writing", ins.dst)]) + [
+                ("reading b at", ins.aux)]:
             if base < first.aux + first.n and first.aux < base + ins.n:
                 raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain "
                                    f"{what} scratch words [{base}, {base + ins.n}) over the "
                                    f"pair's second results [{first.aux}, "
                                    f"{first.aux + first.n}), written meanwhile, which the ISA "
                                    f"does not define")
+    if ins.chain:
+        return          # the middle of a chain of three: its result is not written
     if before is not None and before.op == Op.MATVEC and before.epi:
         if lo < before.src + before.k and before.src < hi:
             raise CompileError(f"instruction {pc} ({spec(ins.op).name}) ends a chain writing "
@@ -1344,6 +1390,31 @@ def _check_chain_addresses(pc: int, ins: Instr, first: Instr, before: Instr | No
                            f"scratch words [{lo}, {hi}) over part of the input [{first.src}, "
                            f"{first.src + first.n}) of the op chained into it, which the ISA "
                            f"does not define")
+
+
+def _check_chain_three_addresses(pc: int, third: Instr, middle: Instr, first: Instr,
+                                 mv: Instr) -> None:
+    """The address rule of the third op of a chain of three (golden/isa.py; ``middle``,
+    ``first`` and the MATVEC ``mv`` before it, as executed): its result must not overlap
+    the MATVEC's input, the middle's ``b`` (unless the same words) or a chained pair's
+    second results, nor may its ``b`` overlap those second results. Raises CompileError,
+    one sentence."""
+    lo, hi = third.dst, third.dst + third.n
+    spans = [(mv.src, mv.src + mv.k, "its MATVEC's input", False),
+             (middle.aux, middle.aux + middle.n, "the middle op's b", True)]
+    if first.pair:
+        spans.append((first.aux, first.aux + first.n, "the pair's second results", False))
+        if third.aux < first.aux + first.n and first.aux < third.aux + third.n:
+            raise CompileError(f"instruction {pc} ({spec(third.op).name}) ends a chain of "
+                               f"three reading b at [{third.aux}, {third.aux + third.n}) over "
+                               f"the pair's second results [{first.aux}, "
+                               f"{first.aux + first.n}), written meanwhile, which the ISA "
+                               f"does not define")
+    for a, b, what, same_ok in spans:
+        if lo < b and a < hi and not (same_ok and lo == a):
+            raise CompileError(f"instruction {pc} ({spec(third.op).name}) ends a chain of "
+                               f"three writing scratch words [{lo}, {hi}) over {what} [{a}, "
+                               f"{b}), which the ISA does not define")
 
 
 def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:
@@ -1388,8 +1459,9 @@ def port_a_reads(ins: Instr, prev: Instr | None = None) -> list[tuple[int, int]]
     op's ``src`` operand (``in_len`` words; not an epilogue's, whose ``a`` is the MATVEC's
     rows: ``prev`` is the instruction executed before), MATVEC's activations (``k`` words
     at ``src``), EMBED's index (``src``), SAMPLE's probabilities (``n`` at ``src``) and its
-    first LFSR word (``aux``). Port b reads the rest (``aux`` operands, the epilogue's
-    ``b``, RMSNORM's weight, SAMPLE's ``aux + 1``)."""
+    first LFSR word (``aux``), and the ``b`` (``aux``) of the third op of a chain of three.
+    Port b reads the rest (``aux`` operands, the epilogue's ``b``, RMSNORM's weight,
+    SAMPLE's ``aux + 1``)."""
     op = ins.op
     if op == Op.MATVEC:
         return [(ins.src, ins.src + ins.k)] if ins.k and ins.n else []
@@ -1401,6 +1473,10 @@ def port_a_reads(ins: Instr, prev: Instr | None = None) -> list[tuple[int, int]]
         s = spec(op)
     except KeyError:
         return []
+    if prev is not None and prev.chain and prev.op in CHAIN_SECOND and s.vector:
+        # The third of a chain of three (golden/isa.py): a is a stream, b comes through
+        # port a.
+        return [(ins.aux, ins.aux + ins.n)] if ins.n > 0 else []
     if not s.vector or (prev is not None and ((prev.op == Op.MATVEC and prev.epi)
                                               or prev.chain)):
         return []       # (an epilogue's or a chain's second op's a is a stream)

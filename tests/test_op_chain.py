@@ -13,8 +13,11 @@ MUL after it.
   the two ops run apart;
 * a pair's SIGMOID (the epilogue of a MATVEC of one tile) chains too: its twins are
   written, its first results stream on (RTL, interpreter and model as above);
-* the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs and each f gate's pair into
-  ``f * h``, and its interpreter run equals IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
+* chains of three (behind a MATVEC of one tile: SILU / SIGMOID / GELU / a pair, then two
+  ADD or MUL, the third's b through port a) on the RTL, L = 8, 16 and 128, as above;
+* the LM on LM_ULX3S_CONFIG chains its MLGRU SILU -> MUL pairs (the first on into the
+  state update's ADD) and each f gate's pair into ``f * h``, and its interpreter run equals
+  IntLM (the whole LM on that RTL: ternac bench lm, tests/test_lm_rtl.py).
 """
 import dataclasses
 import random
@@ -31,7 +34,7 @@ from ternac.golden.isa import PRO_MIN_K, Flag, Instr, Op
 from ternac.golden.packing import tile_lanes
 
 SEED = 2718
-X, XN, B2, W2, OUT, TMP, TW = 40, 300, 600, 900, 1200, 1500, 1800
+X, XN, B2, W2, OUT, TMP, TW, B3 = 40, 300, 600, 900, 1200, 1500, 1800, 700
 DEPTH = 2048
 VECTOR = ("activation", "eltwise", "norm")
 
@@ -73,10 +76,18 @@ def _program(rng, lanes, case):
                           m=50000, s=33, reuse=1, pro=1)]
         mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=src, n=n, k=k,
                    m=rng.randint(1 << 14, (1 << 16) - 1), s=9, epi=1)
-        first = dataclasses.replace(_first(rng, op1, src, n, neg), dst=0)
-        if kind == "pair":      # a pair's SIGMOID: its twins written at TW
-            first = dataclasses.replace(first, flags=0, pair=1, aux=TW)
-        body = [mv, first, dataclasses.replace(_second(rng, op2, n, OUT, tee), src=src)]
+        first = dataclasses.replace(_first(rng, "SIGMOID" if op1 == "PAIR" else op1, src, n,
+                                           neg), dst=0)
+        if kind == "pair" or op1 == "PAIR":     # a pair's SIGMOID: its twins written at TW
+            first = dataclasses.replace(_first(rng, "SIGMOID", src, n), dst=0, flags=0,
+                                        pair=1, aux=TW)
+        if kind == "three":     # op2 "MIDDLE+THIRD": a chain of three, the third's b at B3
+            o2, o3 = op2.split("+")
+            mid = dataclasses.replace(_second(rng, o2, n, 0), src=src, chain=1)
+            third = dataclasses.replace(_second(rng, o3, n, OUT), src=src, aux=B3)
+            body = [mv, first, mid, third]
+        else:
+            body = [mv, first, dataclasses.replace(_second(rng, op2, n, OUT, tee), src=src)]
     tail = []
     if tee:     # the RMSNORM that reuses the tee's statistics
         tail = [Instr(Op.RMSNORM, flags=int(Flag.OUT8), src=body[-1].dst, aux=W2,
@@ -85,21 +96,23 @@ def _program(rng, lanes, case):
     init = {X: [rng.randint(-127, 127) for _ in range(max(n, k))],
             XN: [rng.randint(-3000, 3000) for _ in range(max(k, 1))],
             B2: [rng.randint(-3000, 3000) for _ in range(n)],
+            B3: [rng.randint(-3000, 3000) for _ in range(n)],
             W2: [rng.randint(-32512, 32512) for _ in range(max(n, k))]}
     return prog, words, init
 
 
 def _unchained(prog):
-    """The same program with every chain undone: the first op writes its result (at TMP,
-    or for an epilogue its MATVEC's rows' op), the second reads it as a."""
+    """The same program with every chain undone: each chained op writes its result (at
+    TMP, the middle of a chain of three at TMP + 150; for an epilogue its MATVEC's rows'
+    op), the next reads it as a."""
     out = []
     for i, ins in enumerate(prog):
+        if i and prog[i - 1].chain:
+            ins = dataclasses.replace(ins, src=out[-1].dst)
         if ins.chain:
-            out.append(dataclasses.replace(ins, chain=0, dst=TMP))
-        elif i and prog[i - 1].chain:
-            out.append(dataclasses.replace(ins, src=TMP))
-        else:
-            out.append(ins)
+            tmp = TMP + 150 if i and prog[i - 1].chain else TMP
+            ins = dataclasses.replace(ins, chain=0, dst=tmp)
+        out.append(ins)
     return out
 
 
@@ -120,7 +133,13 @@ def _cases():
              (8, ("pair", "SIGMOID", "MUL", 8, 20, False, False, False)),
              (16, ("pair", "SIGMOID", "ADD", 11, 40, False, True, False)),
              (8, ("pair", "SIGMOID", "MUL", 1, 9, False, False, False)),
-             (16, ("pair", "SIGMOID", "MUL", 16, 24, False, False, True))]
+             (16, ("pair", "SIGMOID", "MUL", 16, 24, False, False, True)),
+             # chains of three (one tile): the third's b through port a
+             (8, ("three", "SILU", "MUL+ADD", 8, 20, False, False, False)),
+             (16, ("three", "SIGMOID", "ADD+MUL", 13, 33, True, False, False)),
+             (8, ("three", "PAIR", "MUL+MUL", 7, 9, False, False, False)),
+             (16, ("three", "GELU", "ADD+ADD", 1, 40, False, False, False)),
+             (128, ("three", "SILU", "MUL+ADD", 128, 128, False, False, False))]
     rng = random.Random(SEED)
     for _ in range(8):
         lanes = rng.choice((8, 16))
@@ -158,7 +177,7 @@ def test_chain_rtl_equals_interpreter_and_model(lanes, case):
     assert want == ref.scratch[0, dst:dst + n].tolist()
     assert len(set(want)) > 1 or n == 1
     reads = [(HostSpace.SCRATCH, dst, n)]
-    if case[0] == "pair":       # the twins
+    if case[0] == "pair" or case[1] == "PAIR":       # the twins
         reads.append((HostSpace.SCRATCH, TW, n))
         assert st.scratch[0, TW:TW + n].tolist() == ref.scratch[0, TW:TW + n].tolist()
     if tee:
@@ -255,13 +274,16 @@ def test_lm_ulx3s_chains_silu_and_mul():
     im = IntLM.from_checkpoint(None)
     cm = compile_lm(im, cfg)
     chains = [(i, ins) for i, ins in enumerate(cm.program) if ins.chain]
-    # each MLGRU: two SILU -> MUL and its f gate's pair (SIGMOID, f streamed into f * h)
-    assert len(chains) == 3 * im.config.num_hidden_layers
+    # each MLGRU: two SILU -> MUL (the first on into + f h: a chain of three) and its f
+    # gate's pair (SIGMOID, f streamed into f * h)
+    layers = im.config.num_hidden_layers
+    middles = [(i, ins) for i, ins in chains if ins.op in (Op.ADD, Op.MUL)]
+    assert len(chains) == 4 * layers and len(middles) == layers
+    assert all(ins.op == Op.MUL and cm.program[i + 1].op == Op.ADD for i, ins in middles)
+    chains = [c for c in chains if c not in middles]
     assert all(cm.program[i + 1].op == Op.MUL for i, ins in chains)
-    assert sum(ins.op == Op.SILU and not ins.pair for _, ins in chains) == \
-        2 * im.config.num_hidden_layers
-    assert sum(ins.op == Op.SIGMOID and ins.pair for _, ins in chains) == \
-        im.config.num_hidden_layers
+    assert sum(ins.op == Op.SILU and not ins.pair for _, ins in chains) == 2 * layers
+    assert sum(ins.op == Op.SIGMOID and ins.pair for _, ins in chains) == layers
     plain = compile_lm(im, dataclasses.replace(cfg, op_chain=False))
     on = C.program_cycles(cm.program, cfg.lanes, mv_chain=True)["total"]
     off = C.program_cycles(plain.program, cfg.lanes, mv_chain=True)["total"]
