@@ -91,10 +91,12 @@ class AccelConfig:
         or a MATVEC's epilogue) streams its results straight into the Eltwise unit as the
         ``a`` of the ADD or MUL after it, which the lowering then emits where the first
         op's result has no other reader (ternac.lower ``_chains``): one pass over the
-        vector instead of two (hw/sequencer.py CH_WAIT / CH_DEC). The two units then run
-        at once, beside the requantizer in an epilogue, so the multiplier pool needs their
-        slots side by side (10 for the LM, not 8: more than the UP5K's SB_MAC16s). On for
-        :data:`LM_ULX3S_CONFIG` only.
+        vector instead of two (hw/sequencer.py CH_WAIT / CH_DEC). Behind a MATVEC of one
+        tile a SIGMOID pair may chain, and the ADD/MUL may chain on into a third on a
+        second Eltwise unit (a chain of three, CH3_WAIT / CH3_DEC). The units then run at
+        once, beside the requantizer in an epilogue, so the multiplier pool needs their
+        slots side by side (15 for the LM at 128 lanes, not 8: more than the UP5K's
+        SB_MAC16s). On for :data:`LM_ULX3S_CONFIG` only.
     prog_compact : bool
         Store in the program memory only the instruction bits this build can use
         (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
@@ -332,8 +334,8 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: (72 EBR, derived). The scratchpad is the ISA's whole 4,096 words (12-bit addresses; 4
 #: DP16KD blocks, as 3,840 take): 2 norm weights staged from the weight memory, not 4 (142
 #: cycles a token fewer, modelled). MATVEC chaining on (``mv_chain``: the gate -> y
-#: projections), and chains (``op_chain``: each MLGRU's SILU -> MUL pairs; 112 program
-#: bits).
+#: projections), and chains (``op_chain``: each MLGRU's SILU -> MUL pairs, its f gate's
+#: pair into f * h, its state update as a chain of three; 113 program bits).
 LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608,
                                       scratch_depth=4096, mv_chain=True, op_chain=True)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``

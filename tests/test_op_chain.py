@@ -24,7 +24,7 @@ import random
 
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ternac.config import AccelConfig, HostSpace
 from ternac.errors import CompileError
@@ -297,12 +297,12 @@ def test_lm_ulx3s_chains_silu_and_mul():
 
 
 @st.composite
-def _chain_programs(draw):
-    """A chain (standalone, or a MATVEC's epilogue, a SIGMOID's possibly a pair) with
-    addresses, lengths, flags and fields drawn over small ranges, overlaps included: most
-    are legal, some not."""
+def _chain_programs(draw, three=False):
+    """A chain (standalone, or a MATVEC's epilogue, a SIGMOID's possibly a pair, possibly
+    a chain of three) with addresses, lengths, flags and fields drawn over small ranges,
+    overlaps included: most are legal, some not."""
     lanes = 8
-    n = draw(st.integers(1, 12))
+    n = draw(st.integers(1, 8 if three else 12))
     op1 = draw(st.sampled_from(["SIGMOID", "SILU", "GELU"]))
     op2 = draw(st.sampled_from([Op.ADD, Op.MUL]))
     addr = st.integers(0, 40)
@@ -316,7 +316,7 @@ def _chain_programs(draw):
                    m=draw(st.integers(0, 65535)), s=draw(st.integers(0, 40)),
                    wbase=draw(st.integers(0, 65535)), k=draw(st.integers(0, 40)))
     words = []
-    if draw(st.booleans()):
+    if three or draw(st.booleans()):
         k = draw(st.integers(1, 20))
         t = torch.tensor([[draw(st.sampled_from([-1, 0, 1])) for _ in range(k)]
                           for _ in range(n)])
@@ -326,6 +326,13 @@ def _chain_programs(draw):
         if op1 == "SIGMOID" and draw(st.booleans()):    # a pair (one tile: n <= 8 only)
             first = dataclasses.replace(first, pair=1, aux=draw(addr))
         body = [mv, first, second]
+        if three or draw(st.booleans()):     # a chain of three (one tile: n <= 8 only)
+            third = Instr(draw(st.sampled_from([Op.ADD, Op.MUL])),
+                          flags=draw(st.sampled_from([0, int(Flag.NEG), int(Flag.OUT8)])),
+                          src=draw(addr), aux=draw(addr), dst=draw(addr), n=n,
+                          m=draw(st.integers(0, 65535)), s=draw(st.integers(0, 40)),
+                          wbase=draw(st.integers(0, 65535)), k=draw(st.integers(0, 40)))
+            body = [mv, first, dataclasses.replace(second, chain=1), third]
     else:
         body = [first, second]
     return body + [Instr(Op.HALT)], words, draw(st.integers(0, 2 ** 31))
@@ -357,21 +364,19 @@ def test_chain_semantics_and_rules(case):
         assert not accepted, "check_program accepts a program the interpreter refuses"
         return
     assert accepted, "check_program refuses a program the interpreter runs"
-    i = next(j for j, ins in enumerate(prog) if ins.chain)
-    plain = list(prog)
-    plain[i] = dataclasses.replace(prog[i], chain=0, dst=64)
-    plain[i + 1] = dataclasses.replace(prog[i + 1], src=64)
+    plain, tmp = [], 64
+    for j, ins in enumerate(prog):      # each chained result written (64.., 96..)
+        if j and prog[j - 1].chain:
+            ins = dataclasses.replace(ins, src=plain[-1].dst)
+        if ins.chain:
+            ins = dataclasses.replace(ins, chain=0, dst=tmp)
+            tmp += 32
+        plain.append(ins)
     ref = run_program(plain, words, **kw)
-    sec = prog[i + 1]
-    assert torch.equal(st_.scratch[:, :64], ref.scratch[:, :64]), (prog, sec)
+    assert torch.equal(st_.scratch[:, :64], ref.scratch[:, :64]), prog
 
 
-@settings(max_examples=20, derandomize=True, deadline=None)
-@given(_chain_programs())
-def test_random_chains_on_the_rtl(case):
-    """Hypothesis, derandomized: 20 random chains that check_program accepts (standalone
-    and behind a MATVEC, about half each) on the RTL, every scratch word of [0, 128) and
-    the cycle count equal to the interpreter's and the model's."""
+def _random_chain_on_the_rtl(case):
     from hypothesis import assume
     from ternac.lower import check_program
     from ternac.sim.pysim import run_program_pysim
@@ -392,6 +397,24 @@ def test_random_chains_on_the_rtl(case):
     assert got == st_.scratch[0].tolist(), prog
     print(f"seed {seed}: {len(prog) - 1} instructions, {out['cycles']} cycles")
     assert C.program_cycles(prog, 8)["total"] == out["cycles"], prog
+
+
+@settings(max_examples=20, derandomize=True, deadline=None)
+@given(_chain_programs())
+def test_random_chains_on_the_rtl(case):
+    """Hypothesis, derandomized: 20 random chains that check_program accepts (standalone
+    and behind a MATVEC) on the RTL, every scratch word of [0, 128) and the cycle count
+    equal to the interpreter's and the model's."""
+    _random_chain_on_the_rtl(case)
+
+
+@settings(max_examples=12, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.filter_too_much])
+@given(_chain_programs(three=True))
+def test_random_chains_of_three_on_the_rtl(case):
+    """The same on 12 random chains of three that check_program accepts (about 4 in 10
+    drawn are)."""
+    _random_chain_on_the_rtl(case)
 
 
 def test_repeat_compression_keeps_chains_whole_and_halt_refuses_chain():
@@ -442,3 +465,53 @@ def test_chained_pair_refusals():
         with pytest.raises(CompileError):
             check_program(p, cfg)
         print(f"refused: {what}")
+
+
+def test_chain_of_three_refusals():
+    """What a chain of three may not be: standalone, behind two tiles, started by an ADD or
+    MUL epilogue, four long, with a tee, its result over the middle's b or the MATVEC's
+    input; the interpreter and check_program refuse each, and check_program a third's b
+    outside port a's window (the interpreter has no window)."""
+    from ternac.lower import check_program
+    rng = random.Random(SEED + 4)
+    print(f"seed {SEED + 4}")
+    prog, words, init = _program(rng, 8, ("three", "SILU", "MUL+ADD", 8, 20, False, False,
+                                          False))
+    cfg = _cfg(8)
+    kw = dict(lanes=8, scratch_depth=DEPTH, out_depth=cfg.out_depth,
+              weight_depth=cfg.weight_depth, scratch_init=init)
+    check_program(prog, cfg)
+    run_program(prog, words, **kw)
+    mv, first, mid, third = prog[:4]
+    halt = prog[4:]
+    t = torch.tensor([[rng.choice((-1, 0, 1)) for _ in range(20)] for _ in range(12)])
+    words12 = list(tile_lanes(t, 8))
+    std_first = dataclasses.replace(first, src=X)
+    bad = {
+        "standalone": ([std_first, mid, third] + halt, words),
+        "two tiles": ([dataclasses.replace(i, n=12) for i in (mv, first, mid, third)] + halt,
+                      words12),
+        "an ADD epilogue starting it": ([mv, dataclasses.replace(mid, src=X), third] + halt,
+                                        words),
+        "four long": ([mv, first, mid, dataclasses.replace(third, chain=1),
+                       dataclasses.replace(third, dst=OUT + 50)] + halt, words),
+        "a tee on the third": ([mv, first, mid, dataclasses.replace(third, tee=1)]
+                               + [Instr(Op.RMSNORM, src=OUT, aux=W2, dst=OUT + 300, n=8,
+                                        m=45000, s=34, reuse=1)] + halt, words),
+        "the result over part of the middle's b": (
+            [mv, first, mid, dataclasses.replace(third, dst=B2 + 2)] + halt, words),
+        "the result over the MATVEC's input": (
+            [mv, first, mid, dataclasses.replace(third, dst=X + 4)] + halt, words),
+    }
+    for what, (p, w) in bad.items():
+        with pytest.raises(MachineError):
+            run_program(p, w, **kw)
+        with pytest.raises(CompileError):
+            check_program(p, cfg)
+        print(f"refused: {what}")
+    # the same words as the middle's b are fine (read before written)
+    ok = [mv, first, mid, dataclasses.replace(third, dst=B2)] + halt
+    check_program(ok, cfg)
+    run_program(ok, words, **kw)
+    with pytest.raises(CompileError, match="port a"):
+        check_program(prog, dataclasses.replace(cfg, scratch_a_depth=B3))
