@@ -494,17 +494,30 @@ def _matvec_drain_after_last_write(ins: Instr, lanes: int, epilogue_latency: int
     return max(0, L - (ins.n - 1) % L - REQUANT_LATENCY - int(epilogue_latency))
 
 
-def norm_work_cycles(n: int, *, normalize_steps: int, s1_abs: int = 0) -> int:
+def _work(n: int, s1_abs: int, normalize_steps: int, work_steps: int) -> int:
+    """The data-dependent part of the Norm unit's between-pass work: ``bits(n) + bits(|S1|)
+    + steps + 2 W`` at one bit a cycle, each term a ceiling of it over ``work_steps`` (2:
+    hw/norm.py ``work_steps``, two bits a cycle)."""
+    d = int(work_steps)
+    if d not in (1, 2):
+        raise ValueError(f"work_steps must be 1 or 2, not {work_steps!r}")
+    return sum(-(-int(v) // d) for v in (_bits(n), _bits(s1_abs), normalize_steps,
+                                         _NORM_W, _NORM_W))
+
+
+def norm_work_cycles(n: int, *, normalize_steps: int, s1_abs: int = 0,
+                     work_steps: int = 1) -> int:
     """Cycles from a RMSNORM / LAYERNORM's last pass-0 beat to the first cycle its pass 1
     can take a beat: ``bits(n) + bits(|S1|) + steps + 2 W + 11`` (hw/vector.py
-    pass_control DRAIN, 3 cycles, then hw/norm.py's work FSM, as in :func:`norm_cycles`).
+    pass_control DRAIN, 3 cycles, then hw/norm.py's work FSM, as in :func:`norm_cycles`;
+    with ``work_steps = 2`` each of the five terms halved, rounded up).
     The same whether pass 0 came from the instruction itself or from a tee (golden/isa.py)."""
-    return _bits(n) + _bits(s1_abs) + int(normalize_steps) + 2 * _NORM_W + 11
+    return _work(n, s1_abs, normalize_steps, work_steps) + 11
 
 
 def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
                 normalize_steps: int | None = None, s1_abs: int | None = None,
-                bound: str = "max", wait: int = 0) -> int:
+                bound: str = "max", wait: int = 0, work_steps: int = 1) -> int:
     """RMSNORM / LAYERNORM of ``n`` elements on the Norm unit (2 passes)::
 
         2 + 2 n + bits(n) + bits(|S1|) + steps + 2 W + 10 + latency     (n >= 1)
@@ -528,7 +541,8 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
     ``bound="max"``: ``steps <= max(15, steps(n^2 2^30))`` (the variance word lies in
     ``[1, n^2 2^30]`` for ``|x| <= 2^15``; 15 steps bring ``V = 1`` up, the other term
     brings the largest down) and ``|S1| <= n 2^15`` (LayerNorm); ``bound="min"``: 0 steps
-    and ``S1 = 0``.
+    and ``S1 = 0``. ``work_steps`` (AccelConfig.norm_steps): 2 takes the five terms of
+    the between-pass work two bits a cycle (:func:`norm_work_cycles`).
 
     With ``ins.reuse`` (RMSNORM on the statistics the unit holds): pass 1 alone, ``2 + n +
     latency`` (hw/vector.py pass_control with ``skip``), data-independent; ``2 + wait + n +
@@ -552,8 +566,8 @@ def norm_cycles(ins: Instr, *, latency: int = UNIT_TIMING["norm"][1],
         s1_abs = 0
     elif s1_abs is None:
         s1_abs = n * _NORM_X if bound == "max" else 0
-    return (ISSUE_CYCLES + 2 * n + _bits(n) + _bits(s1_abs) + int(normalize_steps)
-            + 2 * _NORM_W + 10 + latency)
+    return (ISSUE_CYCLES + 2 * n + _work(n, s1_abs, normalize_steps, work_steps) + 10
+            + latency)
 
 
 def shiftmax_cycles(ins: Instr, *, latency: int = UNIT_TIMING["shiftmax"][1]) -> int:
@@ -665,9 +679,10 @@ CYCLES: dict[Op, Callable[..., int]] = {
 
 
 def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None = None,
-                 weight_format: str = "i2", **data) -> int:
+                 weight_format: str = "i2", norm_steps: int = 1, **data) -> int:
     """Cycles of one instruction, from :data:`CYCLES`, passing the formula only the keywords
-    it declares: ``lanes``; ``weight_format``; ``latency`` (``latencies[unit]``, default
+    it declares: ``lanes``; ``weight_format``; ``work_steps`` (``norm_steps``, the
+    Norm unit's, AccelConfig.norm_steps); ``latency`` (``latencies[unit]``, default
     :data:`UNIT_TIMING`); and any of ``data`` (``normalize_steps``, ``s1_abs``, ``hit``,
     ``bound``).
 
@@ -685,6 +700,8 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
         kw["lanes"] = lanes
     if "weight_format" in params:
         kw["weight_format"] = weight_format
+    if "work_steps" in params:
+        kw["work_steps"] = norm_steps
     if "latency" in params:
         unit = _spec(ins.op).unit       # the registry's unit name
         lat = (latencies or {}).get(unit)
@@ -695,7 +712,8 @@ def instr_cycles(ins: Instr, *, lanes: int, latencies: Mapping[str, int] | None 
 def program_cycles(program: Sequence[Instr], lanes: int, *,
                    latencies: Mapping[str, int] | None = None,
                    data: Mapping[int, Mapping] | None = None,
-                   weight_format: str = "i2", mv_chain: bool = False) -> dict:
+                   weight_format: str = "i2", mv_chain: bool = False,
+                   norm_steps: int = 1) -> dict:
     """Predicted RTL cycle count (the sequencer's ``cycles``, start to done) of one run of
     ``program``, which must end in HALT.
 
@@ -728,6 +746,8 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
 
     ``mv_chain`` (AccelConfig.mv_chain): a MATVEC right after a MATVEC (its epilogue
     between) costs :func:`chained_matvec_cycles`; refused with a REPEAT in the program.
+    ``norm_steps`` (AccelConfig.norm_steps, 1 or 2): the Norm unit's between-pass work
+    two bits a cycle (:func:`norm_work_cycles`).
 
     A tee (golden/isa.py) is followed in time: its RMSNORM's first beat waits until
     :func:`norm_work_cycles` after the tee's last beat (``wait`` of :func:`norm_cycles`),
@@ -813,7 +833,8 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                     steps = d.get("normalize_steps")
                     if steps is None:
                         steps = _norm_steps_bound(ins.n, bnd)
-                    ready = a + norm_work_cycles(ins.n, normalize_steps=steps)
+                    ready = a + norm_work_cycles(ins.n, normalize_steps=steps,
+                                                 work_steps=norm_steps)
                     waits[key] = ready - (t + ISSUE_CYCLES)
                 tee = None
             issued += 1
@@ -863,10 +884,11 @@ def program_cycles(program: Sequence[Instr], lanes: int, *,
                 teed = bool(program[pc + 1].tee)
             else:
                 hi = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                                  weight_format=weight_format, **d, **(
+                                  weight_format=weight_format, norm_steps=norm_steps, **d, **(
                                       {"wait": waits["hi"]} if waits else {}))
                 lo = instr_cycles(ins, lanes=lanes, latencies=latencies,
-                                  weight_format=weight_format, **{**d, "bound": "min"}, **(
+                                  weight_format=weight_format, norm_steps=norm_steps,
+                                  **{**d, "bound": "min"}, **(
                                       {"wait": waits["lo"]} if waits else {}))
             if ins.tee or teed and not (ins.op == Op.RMSNORM and ins.pro):
                 # The tee's last beat: the cycle its last result is written (a MATVEC's

@@ -27,14 +27,16 @@ class SeqDivider(wiring.Component):
     quotient bits shift into, so the unit is ``den_bits + q_bits`` flip-flops plus one
     ``den_bits + 1``-bit subtractor.
 
-    Latency: ``q_bits + 1`` cycles from ``start`` to ``busy`` falling with ``q`` valid;
-    ``q`` holds until the next ``start``.
+    Latency: ``ceil(q_bits / steps) + 1`` cycles from ``start`` to ``busy`` falling with
+    ``q`` valid; ``q`` holds until the next ``start``.
 
     Parameters
     ----------
     num_bits, den_bits, q_bits : int  widths of the dividend, divisor and quotient (unsigned)
     den_held : bool   the caller holds ``den`` from ``start`` until ``busy`` falls (a
         register of its own, e.g. :class:`SeqIsqrt`'s ``r``): no copy is registered here
+    steps : int   quotient bits a cycle, 1 (default) or 2 (two subtractors in a row); a
+        divisor of ``q_bits``
 
     Members
     -------
@@ -45,10 +47,14 @@ class SeqDivider(wiring.Component):
     q : Out(q_bits)
     """
 
-    def __init__(self, *, num_bits: int, den_bits: int, q_bits: int, den_held: bool = False):
+    def __init__(self, *, num_bits: int, den_bits: int, q_bits: int, den_held: bool = False,
+                 steps: int = 1):
         for name, v in (("num_bits", num_bits), ("den_bits", den_bits), ("q_bits", q_bits)):
             if not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        if steps not in (1, 2) or q_bits % steps:
+            raise ValueError(f"steps must be 1 or 2 and divide q_bits={q_bits}, not {steps!r}")
+        self._steps = steps
         if num_bits > den_bits + q_bits:
             raise ValueError(f"a {num_bits}-bit dividend cannot give a {q_bits}-bit quotient of "
                              f"a {den_bits}-bit divisor: need num_bits <= den_bits + q_bits")
@@ -59,21 +65,24 @@ class SeqDivider(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        D, Q = self._db, self._qb
+        D, Q, S = self._db, self._qb, self._steps
         rem = Signal(D)
         lo = Signal(Q)            # dividend bits still to come (top), quotient bits (bottom)
         den = self.den if self._den_held else Signal(D)
-        count = Signal(range(Q + 1))
-        trial = Signal(D + 1)
-        m.d.comb += [trial.eq(Cat(lo[Q - 1], rem)), self.q.eq(lo), self.busy.eq(count != 0)]
-        ge = trial >= den
+        count = Signal(range(Q // S + 1))
+        m.d.comb += [self.q.eq(lo), self.busy.eq(count != 0)]
+        r, l = rem, lo
+        for _ in range(S):        # one restoring step each: the remainder stays below den
+            trial = Cat(l[Q - 1], r)[:D + 1]
+            ge = trial >= den
+            r = Mux(ge, trial - den, trial)[:D]
+            l = Cat(ge, l[:Q - 1])
         with m.If(self.start & ~self.busy):
-            m.d.sync += [rem.eq(self.num >> Q), lo.eq(self.num[:Q]), count.eq(Q)]
+            m.d.sync += [rem.eq(self.num >> Q), lo.eq(self.num[:Q]), count.eq(Q // S)]
             if not self._den_held:
                 m.d.sync += den.eq(self.den)
         with m.Elif(self.busy):
-            m.d.sync += [rem.eq(Mux(ge, trial - den, trial)), lo.eq(Cat(ge, lo[:Q - 1])),
-                         count.eq(count - 1)]
+            m.d.sync += [rem.eq(r), lo.eq(l), count.eq(count - 1)]
         return m
 
 
@@ -85,7 +94,8 @@ class SeqIsqrt(wiring.Component):
     ``r_bits + 2``-bit remainder and subtractor, no multiplier, exact for every input (the
     same integer as :func:`golden.intops.isqrt`, which is also the exact floor).
 
-    Latency: ``r_bits + 1`` cycles from ``start`` to ``busy`` falling with ``r`` valid.
+    Latency: ``ceil(r_bits / steps) + 1`` cycles from ``start`` to ``busy`` falling with
+    ``r`` valid (``steps``, 1 or 2 dividing ``r_bits``: result bits a cycle).
 
     Members
     -------
@@ -95,30 +105,34 @@ class SeqIsqrt(wiring.Component):
     r : Out(r_bits)
     """
 
-    def __init__(self, *, r_bits: int):
+    def __init__(self, *, r_bits: int, steps: int = 1):
         if not (isinstance(r_bits, int) and r_bits >= 1):
             raise ValueError(f"r_bits must be a positive integer, not {r_bits!r}")
-        self._rb = r_bits
+        if steps not in (1, 2) or r_bits % steps:
+            raise ValueError(f"steps must be 1 or 2 and divide r_bits={r_bits}, not {steps!r}")
+        self._rb, self._steps = r_bits, steps
         super().__init__({"start": In(1), "v": In(2 * r_bits), "busy": Out(1),
                           "r": Out(r_bits)})
 
     def elaborate(self, platform):
         m = Module()
-        W = self._rb
+        W, S = self._rb, self._steps
         rem = Signal(W + 2)
         root = Signal(W)
         src = Signal(2 * W)        # bits of v still to come, two a step, MSB first
-        count = Signal(range(W + 1))
-        trial_rem = Signal(W + 2)
-        trial_sub = Signal(W + 2)
-        m.d.comb += [trial_rem.eq(Cat(src[-2:], rem)), trial_sub.eq(Cat(1, 0, root)),
-                     self.r.eq(root), self.busy.eq(count != 0)]
-        ge = trial_rem >= trial_sub
+        count = Signal(range(W // S + 1))
+        m.d.comb += [self.r.eq(root), self.busy.eq(count != 0)]
+        r, q = rem, root
+        for j in range(S):         # one digit each: bring down two bits, try 4 r + 1
+            trial_rem = Cat(src[2 * W - 2 - 2 * j:2 * W - 2 * j], r)[:W + 2]
+            trial_sub = Cat(1, 0, q)[:W + 2]
+            ge = trial_rem >= trial_sub
+            r = Mux(ge, trial_rem - trial_sub, trial_rem)[:W + 2]
+            q = Cat(ge, q[:-1])
         with m.If(self.start & ~self.busy):
-            m.d.sync += [rem.eq(0), root.eq(0), src.eq(self.v), count.eq(W)]
+            m.d.sync += [rem.eq(0), root.eq(0), src.eq(self.v), count.eq(W // S)]
         with m.Elif(self.busy):
-            m.d.sync += [rem.eq(Mux(ge, trial_rem - trial_sub, trial_rem)),
-                         root.eq(Cat(ge, root[:-1])), src.eq(src << 2), count.eq(count - 1)]
+            m.d.sync += [rem.eq(r), root.eq(q), src.eq(src << (2 * S)), count.eq(count - 1)]
         return m
 
 

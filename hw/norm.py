@@ -75,6 +75,11 @@ class Norm(wiring.Component):
         programs hold no LAYERNORM, ``AccelConfig.ops``: hw/vector_units.py): no ``S1``
         and none of its arithmetic (``mode`` is ignored and taken as RMSNORM); the same
         integers and cycles for every RMSNORM.
+    work_steps : int, 1 (default) or 2   bits a cycle of the between-pass work: the
+        shift-add products ``N S2`` and ``S1 S1``, the normalization of ``V`` (shifts of 2
+        or 4 bits), the isqrt and the division (hw/divider.py ``steps``); 2 halves its
+        cycles (golden.cycles.norm_work_cycles ``work_steps``) for two adders or
+        subtractors in a row where there was one (the ULX3S LM, AccelConfig.norm_steps).
 
     Members
     -------
@@ -99,7 +104,7 @@ class Norm(wiring.Component):
 
     Raises
     ------
-    ValueError for ``max_len`` out of range.
+    ValueError for ``max_len`` out of range or ``work_steps`` other than 1 or 2.
     """
 
     #: Times the sequencer streams each vector through ``i``.
@@ -114,8 +119,11 @@ class Norm(wiring.Component):
     latency = 13
 
     def __init__(self, *, max_len: int = NORM_N_MAX, pool=None, affine: bool = True,
-                 layernorm: bool = True):
+                 layernorm: bool = True, work_steps: int = 1):
         self.mulpool = pool           #: the shared hw.mulpool.MulPool, or None (a private one)
+        if work_steps not in (1, 2):
+            raise ValueError(f"Norm work_steps must be 1 or 2, not {work_steps!r}")
+        self._ws = work_steps
         if not (isinstance(max_len, int) and 1 <= max_len <= NORM_N_MAX):
             raise ValueError(f"Norm max_len must be an integer in 1..{NORM_N_MAX}, "
                              f"not {max_len!r}")
@@ -173,10 +181,11 @@ class Norm(wiring.Component):
         wy_bits = NORM_WEIGHT_BITS + y_bits - 1       # |w y| < 2^15 2^22 (1 + 2^-14)
         acc_bits = max(wy_bits, NORM_BIAS_BITS) + 1 if affine else wy_bits
 
-        m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W)
+        ws = self._ws
+        m.submodules.isqrt = isqrt = SeqIsqrt(r_bits=W, steps=ws)
         # den_held: the divisor is isqrt.r, which holds from the isqrt's end to its next start
         m.submodules.div = div = SeqDivider(num_bits=RN + 1, den_bits=W, q_bits=r_bits,
-                                            den_held=True)
+                                            den_held=True, steps=ws)
         ln = self._layernorm                          # LayerNorm built (else RMSNorm alone)
         rms = (self.mode == NormMode.RMSNORM) if ln else Const(1)
 
@@ -315,14 +324,21 @@ class Norm(wiring.Component):
                 with m.If(work_start):
                     m.d.sync += [acc.eq(self.eps if affine else 0), mcand.eq(S2), mplier.eq(N)]
                     m.next = "MUL_N_S2"
+            # The products a bit of the multiplier a cycle (ws = 1) or two (ws = 2: the
+            # multiplicand and twice it, each where its bit is set, in one sum).
+            part = mcand if ws == 1 else (Mux(mplier[0], mcand, 0)
+                                          + Mux(mplier[1], mcand << 1, 0))
             with m.State("MUL_N_S2"):          # acc += N * S2
                 with m.If(mplier == 0):
                     m.d.sync += [mcand.eq(s1_abs), mplier.eq(Mux(rms, 0, s1_abs) if ln else 0)]
                     m.next = "MUL_S1_S1"
                 with m.Else():
-                    with m.If(mplier[0]):
-                        m.d.sync += acc.eq(acc + mcand)
-                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    if ws == 1:
+                        with m.If(mplier[0]):
+                            m.d.sync += acc.eq(acc + mcand)
+                    else:
+                        m.d.sync += acc.eq(acc + part)
+                    m.d.sync += [mcand.eq(mcand << ws), mplier.eq(mplier >> ws)]
             with m.State("MUL_S1_S1"):         # acc -= S1 * S1 (LayerNorm)
                 with m.If(mplier == 0):
                     m.d.sync += k.eq(0)
@@ -330,16 +346,32 @@ class Norm(wiring.Component):
                         m.d.sync += acc.eq(1)
                     m.next = "NORMALIZE"
                 with m.Elif(ln):               # (RMSNorm alone: mplier is 0 here)
-                    with m.If(mplier[0]):
-                        m.d.sync += acc.eq(acc - mcand)
-                    m.d.sync += [mcand.eq(mcand << 1), mplier.eq(mplier >> 1)]
+                    if ws == 1:
+                        with m.If(mplier[0]):
+                            m.d.sync += acc.eq(acc - mcand)
+                    else:
+                        m.d.sync += acc.eq(acc - part)
+                    m.d.sync += [mcand.eq(mcand << ws), mplier.eq(mplier >> ws)]
             with m.State("NORMALIZE"):         # V into [2^30, 2^32), V >> 2 floors
-                with m.If(acc[2 * W:].any()):                # V >= 2^32
-                    m.d.sync += [acc.eq(acc >> 2), k.eq(k - 1)]
-                with m.Elif(~acc[2 * W - 2:].any()):         # V < 2^30
-                    m.d.sync += [acc.eq(acc << 2), k.eq(k + 1)]
-                with m.Else():
-                    m.next = "ISQRT_START"
+                if ws == 2:
+                    # Two steps where two are due (floor(floor(V / 4) / 4) = floor(V / 16)).
+                    with m.If(acc[2 * W + 2:].any()):            # V >= 2^34
+                        m.d.sync += [acc.eq(acc >> 4), k.eq(k - 2)]
+                    with m.Elif(acc[2 * W:].any()):              # V >= 2^32
+                        m.d.sync += [acc.eq(acc >> 2), k.eq(k - 1)]
+                    with m.Elif(~acc[2 * W - 4:].any()):         # V < 2^28
+                        m.d.sync += [acc.eq(acc << 4), k.eq(k + 2)]
+                    with m.Elif(~acc[2 * W - 2:].any()):         # V < 2^30
+                        m.d.sync += [acc.eq(acc << 2), k.eq(k + 1)]
+                    with m.Else():
+                        m.next = "ISQRT_START"
+                else:
+                    with m.If(acc[2 * W:].any()):                # V >= 2^32
+                        m.d.sync += [acc.eq(acc >> 2), k.eq(k - 1)]
+                    with m.Elif(~acc[2 * W - 2:].any()):         # V < 2^30
+                        m.d.sync += [acc.eq(acc << 2), k.eq(k + 1)]
+                    with m.Else():
+                        m.next = "ISQRT_START"
             with m.State("ISQRT_START"):       # a state of its own: start is a short path
                 m.d.comb += isqrt.start.eq(1)
                 m.next = "ISQRT"

@@ -32,7 +32,8 @@ UNIT_TABLE: dict = {
     # layernorm: only where the build has the op (AccelConfig.ops; the LM's has RMSNORM
     # alone).
     "norm": (lambda cfg, pool=None: Norm(max_len=cfg.max_vector, pool=pool, affine=False,
-                                         layernorm=Op.LAYERNORM in _op_set(cfg)),
+                                         layernorm=Op.LAYERNORM in _op_set(cfg),
+                                         work_steps=getattr(cfg, "norm_steps", 1)),
              {Op.RMSNORM: NormMode.RMSNORM, Op.LAYERNORM: NormMode.LAYERNORM}),
     "eltwise": (lambda cfg, pool=None: Eltwise(pool=pool),
                 {Op.ADD: EltMode.ADD, Op.MUL: EltMode.MUL}),

@@ -239,7 +239,7 @@ def bench_config(bc: BenchConfig, *, tokens: int = 2, prompt_len: int = 2, build
     trits = int(intlm.config.n_ternary)
     padded = sum(int(e.count) for e in cm.image.tensors)
     pc = program_cycles(cm.program, cfg.lanes, weight_format=cfg.weight_format,
-                        mv_chain=cfg.mv_chain)
+                        mv_chain=cfg.mv_chain, norm_steps=cfg.norm_steps)
     _say(f"{bc.name}: the RTL in Verilator, {prompt_len} prompt tokens then {tokens} ...",
          progress)
     rtl = _rtl_run(intlm, cm, prompt_len, tokens, progress)
@@ -352,9 +352,11 @@ def lane_scaling(lanes=SCALING_LANES, *, text=None, intlm=None) -> dict:
     *modelled* or *derived*, none measured (no RTL at 256 lanes: AccelConfig stops at 128).
 
     The instruction stream is the ULX3S lowering's (:data:`ternac.config.LM_ULX3S_CONFIG`,
-    128 lanes, I2): a MATVEC's cost depends only on its ``n``, ``k`` and the lanes, so
-    golden.cycles.program_cycles prices it at any ``L``; an EMBED's word count ``k`` is
-    rescaled to ``L``'s words (``ceil(k * 128 / L)``: a word holds ``L / 4`` bytes), and
+    I2), lowered at ``L`` itself below 128 lanes (its one-tile chains need ``n <= L``);
+    above, the 128-lane stream: a MATVEC's cost depends only on its ``n``, ``k`` and the
+    lanes, so golden.cycles.program_cycles prices it at any ``L``; an EMBED's word count
+    ``k`` is rescaled to ``L``'s words (``ceil(k * 128 / L)``: a word holds ``L / 4``
+    bytes), and
     MATVEC chaining (``mv_chain``) is modelled only where every chained first MATVEC has
     ``k >= L`` (ternac.lower's rule), else off (``mv_chain`` in the entry).
 
@@ -392,8 +394,15 @@ def lane_scaling(lanes=SCALING_LANES, *, text=None, intlm=None) -> dict:
     for L in lanes:
         if isinstance(L, bool) or not isinstance(L, int) or L < 4 or L % 4:
             raise ValueError(f"a lane count is a positive multiple of 4, not {L!r}")
-        prog = [dc.replace(i, k=-(-i.k * cfg.lanes // L)) if i.op == Op.EMBED else i
-                for i in cm.program]
+        if L < cfg.lanes:
+            # Lowered at L itself: the one-tile forms (chained pairs, chains of three) and
+            # the scratch layout follow the lane count (the weight memory as deep as the
+            # ULX3S's in bits).
+            prog = compile_lm(intlm, dc.replace(
+                cfg, lanes=L, weight_depth=cfg.weight_depth * cfg.lanes // L)).program
+        else:
+            prog = [dc.replace(i, k=-(-i.k * cfg.lanes // L)) if i.op == Op.EMBED else i
+                    for i in cm.program]
         mvs = [i for i in prog if i.op == Op.MATVEC]
         # The chained first MATVECs (a MATVEC right after a MATVEC and its epilogue).
         firsts, prev = [], None
@@ -405,7 +414,8 @@ def lane_scaling(lanes=SCALING_LANES, *, text=None, intlm=None) -> dict:
             prev = ins if ins.op == Op.MATVEC else None
             j += 2 if ins.op == Op.MATVEC and ins.epi else 1
         chain = cfg.mv_chain and all(p.k >= L for p in firsts)
-        pc = program_cycles(prog, L, weight_format="i2", mv_chain=chain)
+        pc = program_cycles(prog, L, weight_format="i2", mv_chain=chain,
+                            norm_steps=cfg.norm_steps)
         stream = sum(-(-i.n // L) * i.k for i in mvs)
         drain = sum(-(-i.n // L) * L for i in mvs)
         outside = pc["total"] - pc["by_op"].get("MATVEC", 0)

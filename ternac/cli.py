@@ -359,7 +359,7 @@ def _cmd_compile(args) -> int:
     cfg = c.cfg
     paths = _write_staged(args.out, lambda d: write_compiled(c, d), owned=owned)
     pred = program_cycles(c.program, cfg.lanes, weight_format=cfg.weight_format,
-                          mv_chain=cfg.mv_chain)
+                          mv_chain=cfg.mv_chain, norm_steps=cfg.norm_steps)
     # The weight memory holds the image's tensors (what ``ternac image info`` lists) and,
     # after them, the words the lowering adds (embedding rows, MUL wb constants).
     tensor_words = sum(int(e.count) for e in c.image.tensors)

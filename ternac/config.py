@@ -97,6 +97,11 @@ class AccelConfig:
         once, beside the requantizer in an epilogue, so the multiplier pool needs their
         slots side by side (15 for the LM at 128 lanes, not 8: more than the UP5K's
         SB_MAC16s). On for :data:`LM_ULX3S_CONFIG` only.
+    norm_steps : int
+        Bits a cycle of the Norm unit's between-pass work (hw/norm.py ``work_steps``): 1
+        (default) or 2, which halves its products, normalization, isqrt and division
+        (about 22 cycles fewer an RMSNORM at n = 128: golden.cycles.norm_work_cycles) for
+        a second adder or subtractor in each. On for :data:`LM_ULX3S_CONFIG` only.
     prog_compact : bool
         Store in the program memory only the instruction bits this build can use
         (:attr:`prog_stored`; default False: all ``INSTR_BITS``). The bits it drops read back
@@ -125,6 +130,7 @@ class AccelConfig:
     prog_compact: bool = False
     mv_chain: bool = False
     op_chain: bool = False
+    norm_steps: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "vector", tuple(self.vector))
@@ -175,6 +181,8 @@ class AccelConfig:
             raise ValueError(f"prog_compact must be True or False, not {self.prog_compact!r}")
         if not isinstance(self.mv_chain, bool):
             raise ValueError(f"mv_chain must be True or False, not {self.mv_chain!r}")
+        if self.norm_steps not in (1, 2) or isinstance(self.norm_steps, bool):
+            raise ValueError(f"norm_steps must be 1 or 2, not {self.norm_steps!r}")
         if not isinstance(self.op_chain, bool):
             raise ValueError(f"op_chain must be True or False, not {self.op_chain!r}")
         if self.op_chain and not {"activation", "eltwise"} <= set(self.vector):
@@ -335,9 +343,11 @@ LM_T3_CONFIG = dataclasses.replace(LM_CONFIG, lanes=40, weight_format="t3")
 #: DP16KD blocks, as 3,840 take): 2 norm weights staged from the weight memory, not 4 (142
 #: cycles a token fewer, modelled). MATVEC chaining on (``mv_chain``: the gate -> y
 #: projections), and chains (``op_chain``: each MLGRU's SILU -> MUL pairs, its f gate's
-#: pair into f * h, its state update as a chain of three; 113 program bits).
+#: pair into f * h, its state update as a chain of three; 113 program bits), and the Norm
+#: unit's between-pass work two bits a cycle (``norm_steps``).
 LM_ULX3S_CONFIG = dataclasses.replace(LM_CONFIG, lanes=128, weight_depth=4608,
-                                      scratch_depth=4096, mv_chain=True, op_chain=True)
+                                      scratch_depth=4096, mv_chain=True, op_chain=True,
+                                      norm_steps=2)
 #: The LM's board configurations by lane count (``ternac build --model shakespeare --lanes L``
 #: and ``ternac bench lm``): 32 I2 and 40 T3 for the iCEBreaker's SPRAM, 128 for the ULX3S.
 LM_CONFIGS = {32: LM_CONFIG, 40: LM_T3_CONFIG, 128: LM_ULX3S_CONFIG}

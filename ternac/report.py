@@ -263,7 +263,7 @@ def _lowered(model: str, lanes: int):
 def _cycle_model(cm) -> dict:
     from ternac.golden.cycles import program_cycles
     return program_cycles(cm.program, cm.cfg.lanes, weight_format=cm.cfg.weight_format,
-                          mv_chain=cm.cfg.mv_chain)
+                          mv_chain=cm.cfg.mv_chain, norm_steps=cm.cfg.norm_steps)
 
 
 def _trace(model: str, cm, intlm, keep: bool, progress: bool) -> dict:

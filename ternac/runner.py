@@ -435,7 +435,7 @@ def run_vit_digits(backend: str, checkpoint: str | None = None, limit: int | Non
     rep["instructions"] = len(compiled.program)
     from ternac.golden.cycles import program_cycles
     pred = program_cycles(compiled.program, cfg.lanes, weight_format=cfg.weight_format,
-                          mv_chain=cfg.mv_chain)
+                          mv_chain=cfg.mv_chain, norm_steps=cfg.norm_steps)
     attn = sum(v for k, v in pred["by_op"].items() if k in ("DOT", "DOTT", "SHIFTMAX"))
     rep["predicted_cycles"] = pred["total"]
     rep["predicted_cycles_min"] = pred["total_min"]

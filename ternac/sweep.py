@@ -542,7 +542,7 @@ def run_point(point: dict, inputs: dict, checkpoint: bytes, corpus: bytes | None
     rec["config"] = cfg.to_dict()
     rec["trit_macs"] = int(cm.trit_macs)
     pc = program_cycles(cm.program, cfg.lanes, weight_format=cfg.weight_format,
-                        mv_chain=cfg.mv_chain)
+                        mv_chain=cfg.mv_chain, norm_steps=cfg.norm_steps)
     rec["cycles_model"] = {"total": pc["total"], "total_min": pc["total_min"],
                            "exact": pc["exact"], "by_op": pc["by_op"]}
 

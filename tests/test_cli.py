@@ -342,7 +342,8 @@ def test_full_stdout_is_one_sentence(compiled8):
 def test_compile_lm_takes_the_board_configuration(tmp_path, lanes, fmt, chain):
     """``ternac compile shakespeare --lanes 40 / 128`` lowers for the configuration
     ``ternac build`` builds at those lanes (LM_T3_CONFIG, LM_ULX3S_CONFIG), and its cycle
-    model is that configuration's (T3 streaming, mv_chain), as ``ternac bench lm``'s."""
+    model is that configuration's (T3 streaming, mv_chain, norm_steps), as ``ternac bench
+    lm``'s."""
     from ternac.config import LM_CONFIGS
     from ternac.golden.cycles import program_cycles
     from ternac.golden.isa import decode_program
@@ -355,7 +356,8 @@ def test_compile_lm_takes_the_board_configuration(tmp_path, lanes, fmt, chain):
     assert rep["config"]["weight_format"] == fmt and rep["config"]["mv_chain"] is chain
     prog = decode_program([int(w, 16) for w in
                            (tmp_path / "o" / "program.hex").read_text().split()])
-    want = program_cycles(prog, lanes, weight_format=fmt, mv_chain=chain)
+    want = program_cycles(prog, lanes, weight_format=fmt, mv_chain=chain,
+                          norm_steps=cfg.norm_steps)
     assert rep["predicted_cycles"] == want["total"]
     assert want["total"] != program_cycles(prog, lanes)["total"]
 

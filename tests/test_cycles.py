@@ -159,6 +159,10 @@ def _single_op_cases():
             x = [max(-32767, min(32767, rng.randint(-scale, scale) + off)) for _ in range(n)]
             cases.append((f"{op.name} n={n} |x|<={scale}+{off}", cv,
                           [Instr(op, dst=300, aux=600, n=n, m=1000, s=10)], {0: x}))
+            # the between-pass work two bits a cycle (AccelConfig.norm_steps)
+            cases.append((f"{op.name} n={n} |x|<={scale}+{off} norm_steps=2",
+                          dataclasses.replace(cv, norm_steps=2),
+                          [Instr(op, dst=300, aux=600, n=n, m=1000, s=10)], {0: x}))
     for n, zero in [(1, False), (10, False), (65, False), (7, True)]:
         p = [0] * n if zero else [rng.randint(0, 3000) for _ in range(n)]
         lfsr = [rng.randint(0, 65535), rng.randint(1, 65535)]
@@ -180,11 +184,11 @@ def test_single_op_equals_rtl_counter(case):
         data[0] = C.norm_data(x, layernorm=ins.op == Op.LAYERNORM)
     elif ins.op == Op.SAMPLE:
         data[0] = C.sample_data(x, result)
-    model = C.program_cycles(prog, cfg.lanes, data=data)
+    model = C.program_cycles(prog, cfg.lanes, data=data, norm_steps=cfg.norm_steps)
     print(f"{name}: measured {measured}, predicted {model['total']}")
     assert model["exact"]
     assert model["total"] == measured, f"{name}: measured {measured}, predicted {model['total']}"
-    bounds = C.program_cycles(prog, cfg.lanes)
+    bounds = C.program_cycles(prog, cfg.lanes, norm_steps=cfg.norm_steps)
     assert bounds["total_min"] <= measured <= bounds["total"]
 
 

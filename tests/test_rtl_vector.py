@@ -513,6 +513,24 @@ def test_norm_without_affine_every_element(norm_isa_model, run):
 
 
 @pytest.fixture(scope="module")
+def norm_fast_model():
+    return _build(Norm(max_len=MAX_LEN, affine=False, work_steps=2), "norm_fast_bench")
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_norm_two_bits_a_cycle_every_element(norm_fast_model, run):
+    """The Norm with its between-pass work two bits a cycle (``work_steps=2``,
+    AccelConfig.norm_steps: the ULX3S LM's) on every ISA segment (RMSNorm and LayerNorm),
+    every element equal to golden, and faster than the bound of one bit a cycle."""
+    rng = random.Random(SEED + 2)
+    segs = _norm_isa_segments(rng)
+    res = _run(norm_fast_model, segs, run, side_src="c")
+    for seg, r in zip(segs, res):
+        if r["mode"] == "none" and seg["long"]:
+            assert r["cycles"] <= 2 * MAX_LEN + 100, (seg["label"], r["cycles"])
+
+
+@pytest.fixture(scope="module")
 def norm_rms_model():
     return _build(Norm(max_len=MAX_LEN, affine=False, layernorm=False), "norm_rms_bench")
 
