@@ -191,6 +191,13 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                 why = chain_three_refusal(ins, None, lanes)
             if why:
                 raise MachineError(f"instruction {pc} ({ins}) {why} (golden/isa.py)")
+        if ins.reuse and ins.op not in vec_ops:     # (a vector op's: checked as it runs)
+            raise MachineError(f"instruction {pc} ({ins}) sets reuse, which only an op that "
+                               f"reuses the Norm unit's statistics (RMSNORM) may "
+                               f"(golden/isa.py)")
+        if ins.epi and ins.op != Op.MATVEC:
+            raise MachineError(f"instruction {pc} ({ins}) sets epi, which only a MATVEC may "
+                               f"(golden/isa.py)")
         if ins.wb and ins.op != Op.MUL:
             raise MachineError(f"instruction {pc} ({ins}) sets wb, which only a MUL may "
                                f"(golden/isa.py)")
@@ -201,6 +208,11 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
         if ins.op == Op.MATVEC and ins.epi:
             # A MATVEC and its epilogue (golden/isa.py): one operation, two instructions.
             nxt = prog[pc + 1] if pc + 1 < len(prog) else None
+            if nxt is not None and (nxt.reuse or nxt.pro or nxt.epi):
+                # (the epilogue word is not visited as an instruction of its own)
+                raise MachineError(f"instruction {pc + 1} ({nxt}) is a MATVEC's epilogue "
+                                   f"with reuse, pro or epi, which an epilogue may not set "
+                                   f"(golden/isa.py)")
             if nxt is not None and nxt.wb:
                 raise MachineError(f"instruction {pc + 1} ({nxt}) is a MATVEC's epilogue with "
                                    f"wb; only a standalone MUL reads b from the weight memory "

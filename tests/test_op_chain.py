@@ -515,3 +515,29 @@ def test_chain_of_three_refusals():
     run_program(ok, words, **kw)
     with pytest.raises(CompileError, match="port a"):
         check_program(prog, dataclasses.replace(cfg, scratch_a_depth=B3))
+
+
+def test_stray_fields_on_an_epilogue_refused_by_both():
+    """Found by a review: reuse, pro or epi on a MATVEC's epilogue word (plain or a chain's
+    first op), or reuse on the MATVEC: check_program refused them and the interpreter ran
+    them; both refuse now."""
+    from ternac.lower import check_program
+    cfg = AccelConfig(lanes=8, vector=VECTOR, scratch_depth=256, weight_depth=64,
+                      op_chain=True)
+    mv = Instr(Op.MATVEC, flags=int(Flag.WIDE), src=0, n=4, k=4, m=30000, s=9, epi=1)
+    ep = Instr(Op.SILU, src=0, dst=100, n=4, k=20, wbase=40000, m=40000, s=16)
+    mul = Instr(Op.MUL, src=0, aux=120, dst=140, n=4, m=30000, s=28)
+    kw = dict(lanes=8, scratch_depth=256, out_depth=cfg.out_depth, weight_depth=64,
+              scratch_init={0: [1, 2, 3, 4]})
+    halt = [Instr(Op.HALT)]
+    run_program([mv, ep] + halt, [0] * 4, **kw)
+    check_program([mv, ep] + halt, cfg)
+    cases = [[mv, dataclasses.replace(ep, **{f: 1})] for f in ("reuse", "pro", "epi")]
+    cases += [[dataclasses.replace(mv, reuse=1), ep]]
+    cases += [[mv, dataclasses.replace(ep, dst=0, chain=1, **{f: 1}), mul]
+              for f in ("reuse", "pro", "epi")]
+    for p in cases:
+        with pytest.raises(MachineError):
+            run_program(p + halt, [0] * 4, **kw)
+        with pytest.raises(CompileError):
+            check_program(p + halt, cfg)
