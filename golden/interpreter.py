@@ -20,9 +20,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from .image import Format, format_word_bits, words_to_trits
-from .isa import (CHAIN_SECOND, PRO_MIN_K, Flag, Instr, Op, chain_refusal, chain_three_refusal,
-                  decode_program, encode, expand_program,
-                  prologue_pair)
+from .isa import (CHAIN_SECOND, PRO_MIN_K, Flag, Instr, Op, chain_refusal, chain_three_overlap,
+                  chain_three_refusal, decode_program, encode, expand_program, prologue_pair)
 from .numerics import ACT_MAX, ACT_MIN, matvec_op
 from .ops import epilogue_ops, spec, vector_ops
 from .sampler import join_state, sample_index, split_state
@@ -277,23 +276,9 @@ def run_program(program: Sequence[Instr] | Sequence[int], weights: Sequence[int]
                         raise MachineError(f"instruction {pc + 2} ({sec}) {why} "
                                            f"(golden/isa.py)")
                     third = _chain_second(sec, pc + 2, prog)
-                    spans = [(sec.aux, sec.aux + sec.n, "the middle's b", True)]
-                    if nxt.pair:
-                        spans.append((nxt.aux, nxt.aux + ins.n, "the pair's second results",
-                                      False))
-                        if third.aux < nxt.aux + ins.n and nxt.aux < third.aux + third.n:
-                            raise MachineError(f"instruction {pc + 3} ({third}) reads b at "
-                                               f"scratch words {third.aux}.."
-                                               f"{third.aux + third.n - 1}, over the pair's "
-                                               f"second results written meanwhile, which the "
-                                               f"ISA does not define")
-                    for lo, hi, what, same_ok in spans:
-                        if (third.dst < hi and lo < third.dst + third.n
-                                and not (same_ok and third.dst == lo)):
-                            raise MachineError(f"instruction {pc + 3} ({third}) writes scratch "
-                                               f"words {third.dst}..{third.dst + third.n - 1} "
-                                               f"over {what} {lo}..{hi - 1}, which the ISA "
-                                               f"does not define")
+                    why = chain_three_overlap(ins, nxt, sec, third)
+                    if why:
+                        raise MachineError(f"instruction {pc + 3} ({third}) {why}")
                     a2 = _vector(sec, pc + 2, scratch, a=a2, write=False)
                     sec = third
                     executed += 1

@@ -176,7 +176,8 @@ import enum
 __all__ = ["INSTR_BITS", "FIELDS", "Op", "Flag", "Instr", "encode", "decode",
            "encode_program", "decode_program", "RSEL_FIELDS", "REPEAT_STRIDES", "stride_value",
            "stride_field", "rsel_of", "expand_program", "repeat_word", "PRO_MIN_K",
-           "prologue_pair", "chain_refusal", "chain_three_refusal", "CHAIN_FIRST",
+           "prologue_pair", "chain_refusal", "chain_three_refusal", "chain_three_overlap",
+           "CHAIN_FIRST",
            "CHAIN_SECOND"]
 
 INSTR_BITS = 128
@@ -329,6 +330,30 @@ def chain_three_refusal(first: Instr | None, before: Instr | None, lanes: int) -
             or before.op != Op.MATVEC or not before.epi or before.n > lanes):
         return (f"is the middle of a chain of three, which only the epilogue of a MATVEC of "
                 f"one tile (n <= lanes = {lanes}) may start")
+    return None
+
+
+def chain_three_overlap(mv: Instr, first: Instr, middle: Instr, third: Instr) -> str | None:
+    """Why the addresses of a chain of three (``mv`` the MATVEC, ``first``, ``middle``,
+    ``third`` as executed) are undefined, one sentence (of the third); None when they are
+    not: the third's result over the MATVEC's input, over part of the middle's ``b`` (the
+    same words are fine: each is read before it is written) or a chained pair's second
+    results, or the third's ``b`` over those second results (written meanwhile). The
+    interpreter raises it, ``ternac.lower.check_program`` refuses it."""
+    lo, hi = third.dst, third.dst + third.n
+    spans = [(mv.src, mv.src + mv.k, "its MATVEC's input", False),
+             (middle.aux, middle.aux + middle.n, "the middle op's b", True)]
+    if first.pair:
+        spans.append((first.aux, first.aux + first.n, "the pair's second results", False))
+        if third.aux < first.aux + first.n and first.aux < third.aux + third.n:
+            return (f"ends a chain of three reading b at [{third.aux}, "
+                    f"{third.aux + third.n}) over the pair's second results [{first.aux}, "
+                    f"{first.aux + first.n}), written meanwhile, which the ISA does not "
+                    f"define")
+    for a, b, what, same_ok in spans:
+        if lo < b and a < hi and not (same_ok and lo == a):
+            return (f"ends a chain of three writing scratch words [{lo}, {hi}) over {what} "
+                    f"[{a}, {b}), which the ISA does not define")
     return None
 
 

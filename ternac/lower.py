@@ -57,8 +57,8 @@ from ternac.golden.fileio import atomic_write
 from ternac.golden.graph import Graph, GraphError
 from ternac.golden.image import Format, WeightImage, TensorEntry
 from ternac.golden.isa import (CHAIN_FIRST, CHAIN_SECOND, PRO_MIN_K, FIELDS, Flag, Instr, Op,
-                               chain_refusal, chain_three_refusal, encode, encode_program,
-                               prologue_pair)
+                               chain_refusal, chain_three_overlap, chain_three_refusal, encode,
+                               encode_program, prologue_pair)
 from ternac.golden.lm_int import NORM_W_MAX
 from ternac.golden.numerics import M_BITS, S_MAX
 from ternac.golden.ops import REGISTRY as _REGISTRY, spec
@@ -1394,27 +1394,12 @@ def _check_chain_addresses(pc: int, ins: Instr, first: Instr, before: Instr | No
 
 def _check_chain_three_addresses(pc: int, third: Instr, middle: Instr, first: Instr,
                                  mv: Instr) -> None:
-    """The address rule of the third op of a chain of three (golden/isa.py; ``middle``,
-    ``first`` and the MATVEC ``mv`` before it, as executed): its result must not overlap
-    the MATVEC's input, the middle's ``b`` (unless the same words) or a chained pair's
-    second results, nor may its ``b`` overlap those second results. Raises CompileError,
-    one sentence."""
-    lo, hi = third.dst, third.dst + third.n
-    spans = [(mv.src, mv.src + mv.k, "its MATVEC's input", False),
-             (middle.aux, middle.aux + middle.n, "the middle op's b", True)]
-    if first.pair:
-        spans.append((first.aux, first.aux + first.n, "the pair's second results", False))
-        if third.aux < first.aux + first.n and first.aux < third.aux + third.n:
-            raise CompileError(f"instruction {pc} ({spec(third.op).name}) ends a chain of "
-                               f"three reading b at [{third.aux}, {third.aux + third.n}) over "
-                               f"the pair's second results [{first.aux}, "
-                               f"{first.aux + first.n}), written meanwhile, which the ISA "
-                               f"does not define")
-    for a, b, what, same_ok in spans:
-        if lo < b and a < hi and not (same_ok and lo == a):
-            raise CompileError(f"instruction {pc} ({spec(third.op).name}) ends a chain of "
-                               f"three writing scratch words [{lo}, {hi}) over {what} [{a}, "
-                               f"{b}), which the ISA does not define")
+    """The address rule of the third op of a chain of three (golden/isa.py
+    ``chain_three_overlap``; ``middle``, ``first`` and the MATVEC ``mv`` before it, as
+    executed). Raises CompileError, one sentence."""
+    why = chain_three_overlap(mv, first, middle, third)
+    if why:
+        raise CompileError(f"instruction {pc} ({spec(third.op).name}) {why}")
 
 
 def _check_addresses(pc: int, ins: Instr, prev: Instr | None, cfg: AccelConfig) -> None:
